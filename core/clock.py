@@ -1,0 +1,81 @@
+"""Clocks the pipeline, budgets and retries read time from, so tests and benchmarks can move time themselves."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Wall time for timestamps, monotonic seconds for intervals, and a sleep that follows the same clock."""
+
+    def now(self) -> datetime: ...
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+class ScaledClock:
+    """A clock that runs `scale` times faster than the real one: 10 s of rate-limit window pass in 1 s at scale 10.
+
+    It shares its epoch with a sandbox started with the same time scale, so a client-side budget and the
+    sandbox's limiter agree on what a window is.
+    """
+
+    def __init__(self, scale: float, *, start: datetime | None = None) -> None:
+        if scale <= 0:
+            raise ValueError(f"time scale must be positive, got {scale}")
+        self.scale = scale
+        self._real0 = time.monotonic()
+        self._wall0 = start or datetime.now(timezone.utc)
+
+    def monotonic(self) -> float:
+        return (time.monotonic() - self._real0) * self.scale
+
+    def now(self) -> datetime:
+        return self._wall0 + timedelta(seconds=self.monotonic())
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds / self.scale)
+
+
+class ManualClock:
+    """A clock that moves only when told; `sleep` advances it at once. For tests."""
+
+    def __init__(self, start: datetime) -> None:
+        self._now = start
+        self._mono = 0.0
+        self._lock = threading.Lock()
+        self.slept: list[float] = []
+
+    def now(self) -> datetime:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._mono += seconds
+            self._now += timedelta(seconds=seconds)
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        if seconds > 0:
+            self.advance(seconds)
