@@ -237,10 +237,22 @@ class Connector(abc.ABC):
         """Release sessions and pools."""
 
 
-def load_connector(name: str) -> type[Connector]:
-    """The connector class registered under `name` in the ``leadpulse.connectors`` entry-point group."""
-    found = {ep.name: ep for ep in entry_points(group="leadpulse.connectors")}
+def _entry_point(group: str, name: str) -> Any:
+    found = {ep.name: ep for ep in entry_points(group=group)}
     if name not in found:
         known = ", ".join(sorted(found)) or "none"
-        raise UnknownConnector(f"no connector named {name!r} (installed: {known})")
+        raise UnknownConnector(f"no {group} entry named {name!r} (installed: {known})")
     return found[name].load()
+
+
+def load_connector(name: str) -> type[Connector]:
+    """The connector class registered under `name` in the ``leadpulse.connectors`` entry-point group."""
+    return _entry_point("leadpulse.connectors", name)
+
+
+def load_settings_model(name: str) -> type[BaseModel]:
+    """The model of a CRM's ``crm.connection`` block, from the ``leadpulse.settings`` entry-point group.
+
+    Kept apart from the connector class so a tenant file can be validated without importing a CRM's SDK.
+    """
+    return _entry_point("leadpulse.settings", name)
