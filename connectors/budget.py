@@ -1,0 +1,101 @@
+"""Client-side rate budgets: keep a tenant under its CRM's limits so steady-state sync never sees a 429.
+
+A `RateBudget` holds one or more rolling windows (HubSpot's 190 calls / 10 s, its search limit, Pipedrive's
+burst window ...). `acquire` blocks on the injected clock until every window the call counts against has room.
+
+A slot is held from the moment a call is sent until the window has passed since its answer came back. The
+server counts a call when it arrives, which is after it was sent and before it was answered, so measuring from
+the answer is always on the safe side of the server's own window, whatever the latency.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from core.clock import Clock, SystemClock
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """At most `calls` calls per rolling `seconds`, for the calls tagged `scope` (``"*"`` counts every call)."""
+
+    calls: int
+    seconds: float
+    scope: str = "*"
+
+    def __post_init__(self) -> None:
+        if self.calls < 1 or self.seconds <= 0:
+            raise ValueError(f"a rate window needs calls >= 1 and seconds > 0, got {self.calls}/{self.seconds}s")
+
+
+class _Slots:
+    def __init__(self, window: Window) -> None:
+        self.window = window
+        self.done: deque[float] = deque()
+        self.in_flight = 0
+
+    def wait_needed(self, now: float) -> float:
+        while self.done and self.done[0] + self.window.seconds <= now:
+            self.done.popleft()
+        if len(self.done) + self.in_flight < self.window.calls:
+            return 0.0
+        if not self.done:
+            return self.window.seconds  # every slot is in flight: wait for one to finish
+        return self.done[0] + self.window.seconds - now
+
+
+class RateBudget:
+    """Rolling windows shared by every call a connector makes for one tenant."""
+
+    def __init__(self, windows: Sequence[Window], *, clock: Clock | None = None) -> None:
+        self.clock = clock or SystemClock()
+        self._slots = [_Slots(w) for w in windows]
+        self._lock = threading.Condition()
+        self._paused_until = float("-inf")
+        self.waited_seconds = 0.0
+
+    def _matching(self, scope: str) -> list[_Slots]:
+        return [s for s in self._slots if s.window.scope in ("*", scope)]
+
+    @contextmanager
+    def call(self, scope: str = "default") -> Iterator[None]:
+        """Hold one slot in every window that counts `scope` for the duration of a call."""
+        slots = self._matching(scope)
+        self._acquire(slots)
+        try:
+            yield
+        finally:
+            self._release(slots)
+
+    def _acquire(self, slots: list[_Slots]) -> None:
+        with self._lock:
+            while True:
+                now = self.clock.monotonic()
+                wait = max([self._paused_until - now, *(s.wait_needed(now) for s in slots)])
+                if wait <= 0:
+                    for s in slots:
+                        s.in_flight += 1
+                    return
+                self.waited_seconds += wait
+                self._lock.release()
+                try:
+                    self.clock.sleep(wait)
+                finally:
+                    self._lock.acquire()
+
+    def _release(self, slots: list[_Slots]) -> None:
+        with self._lock:
+            now = self.clock.monotonic()
+            for s in slots:
+                s.in_flight -= 1
+                s.done.append(now)
+            self._lock.notify_all()
+
+    def pause(self, seconds: float) -> None:
+        """Hold every window for `seconds` (the server said so: Retry-After or remaining 0)."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, self.clock.monotonic() + seconds)

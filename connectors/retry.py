@@ -1,0 +1,130 @@
+"""One retry policy for every connector: each connector only says how to classify its SDK's exceptions.
+
+``classify(exc) -> Failure`` is the single per-connector function that decides whether a failure is worth
+retrying (429, 5xx, dropped connection, timeout), ends the tenant's run (401 after a refresh, daily allowance),
+or belongs to the record (other 4xx). `call` runs one API call inside the tenant's `RateBudget` and retries
+with tenacity: Retry-After first, else exponential backoff with jitter, all on the injected clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import TypeVar
+
+import tenacity
+
+from connectors.base import AuthError, CallStats, QuotaExhausted, TransientError
+from connectors.budget import RateBudget
+
+T = TypeVar("T")
+
+
+class FailureKind(Enum):
+    RETRY = "retry"  # may pass: try again after a wait
+    AUTH = "auth"  # credentials refused: stop the tenant's run
+    QUOTA = "quota"  # daily allowance spent: checkpoint and stop cleanly
+    RECORD = "record"  # the request itself is at fault: hand it back to the caller
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    kind: FailureKind
+    status: int  # HTTP status, 0 when no answer came
+    message: str
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySettings:
+    attempts: int = 8
+    initial_wait: float = 0.5
+    max_wait: float = 30.0
+    jitter: float = 0.5
+
+
+class _Retriable(Exception):
+    def __init__(self, failure: Failure, cause: Exception) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+        self.cause = cause
+
+
+@dataclass
+class ApiCaller:
+    """Runs a connector's API calls for one tenant: budget, retries, classification and call counting."""
+
+    tenant: str
+    classify: Callable[[Exception], Failure]
+    budget: RateBudget
+    stats: CallStats
+    settings: RetrySettings = RetrySettings()
+
+    def call(self, fn: Callable[[], T], *, scope: str = "default", ok_status: int = 200) -> T:
+        """Run `fn` (one API call) until it succeeds, retrying what may pass.
+
+        :raises AuthError: the credentials were refused.
+        :raises QuotaExhausted: the daily allowance is spent.
+        :raises TransientError: retries ran out.
+        :raises Exception: the SDK's own exception, unchanged, when the failure is the record's.
+        """
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.settings.attempts),
+            wait=self._wait,
+            retry=tenacity.retry_if_exception_type(_Retriable),
+            sleep=self.budget.clock.sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(self._attempt, fn, scope, ok_status)
+        except _Retriable as exhausted:
+            failure = exhausted.failure
+            raise TransientError(
+                self.tenant,
+                f"gave up after {self.settings.attempts} attempts: {failure.message} (status {failure.status}); "
+                "everything already stored is kept, the next run resumes from there",
+            ) from exhausted.cause
+
+    def _attempt(self, fn: Callable[[], T], scope: str, ok_status: int) -> T:
+        try:
+            with self.budget.call(scope):
+                result = fn()
+        except Exception as exc:  # classified below; nothing is swallowed
+            failure = self.classify(exc)
+            self.stats.record(failure.status)
+            self._raise(failure, exc)
+        self.stats.record(ok_status)
+        return result
+
+    def _raise(self, failure: Failure, exc: Exception) -> None:
+        if failure.kind is FailureKind.RETRY:
+            if failure.retry_after:
+                self.budget.pause(failure.retry_after)
+            raise _Retriable(failure, exc) from exc
+        if failure.kind is FailureKind.AUTH:
+            raise AuthError(self.tenant, failure.message) from exc
+        if failure.kind is FailureKind.QUOTA:
+            raise QuotaExhausted(self.tenant, failure.message) from exc
+        raise exc
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Retriable) and exc.failure.retry_after is not None:
+            return exc.failure.retry_after
+        backoff = tenacity.wait_exponential_jitter(
+            multiplier=self.settings.initial_wait, max=self.settings.max_wait, jitter=self.settings.jitter
+        )
+        return backoff(state)
+
+
+def retry_after_seconds(headers: object) -> float | None:
+    """The Retry-After header in seconds, when present and numeric (HTTP dates are not used by these CRMs)."""
+    if not headers:
+        return None
+    getter = getattr(headers, "get", None)
+    value = getter("Retry-After") or getter("retry-after") if getter else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except (TypeError, ValueError):
+        return None
