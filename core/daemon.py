@@ -1,0 +1,477 @@
+"""The long-running service: every tenant file in a directory synced on its own schedule.
+
+One APScheduler 3 job per tenant (interval or cron trigger, with jitter), run on a thread pool of
+``max_parallel`` workers. A tenant never runs twice at once: the job has ``max_instances=1`` and the
+daemon holds a per-tenant lock around the run (the store's own run lock covers other processes); a refused
+overlap is logged and counted in ``leadpulse_overlaps_refused_total``.
+
+Signals (taken synchronously by the main thread, never in a handler):
+
+- SIGHUP re-reads the directory: new tenants are scheduled, removed ones unscheduled, changed ones
+  rescheduled with their new config. A file that no longer loads is reported and its tenant keeps running on
+  its last good config; the other tenants never notice.
+- SIGTERM / SIGINT stop new runs and set the stop event every run checks between batches, so a running
+  tenant finishes its current batch, checkpoints and returns. The daemon exits 0 once every run has ended
+  within ``grace_seconds``, else 1 (the store loses nothing either way: each page is its own transaction).
+
+``python -m core.daemon --config-dir DIR`` and ``leadpulse daemon`` run the same `main`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import signal
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from core import logs, metrics
+from core.health import HealthServer, Probe
+from core.status import read_backlog
+
+log = logging.getLogger("leadpulse.daemon")
+
+#: sync(tenant, *, state_dir, stop) -> RunSummary; `core.pipeline.sync_tenant` unless a test injects one
+SyncFn = Callable[..., Any]
+#: load(config_dir) -> (tenants, errors); `core.config.load_config_dir` unless a test injects one
+LoadFn = Callable[[Path], tuple[list[Any], list[Exception]]]
+
+#: test hook: seconds every batch of every run is slowed by, so a test can signal the daemon mid-run
+BATCH_DELAY_ENV = "LEADPULSE_TEST_BATCH_DELAY"
+
+SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
+
+
+class DaemonError(Exception):
+    """The daemon cannot start: the config directory is missing or unreadable, or the port is taken."""
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    config_dir: Path
+    state_dir: Path
+    max_parallel: int = 4
+    grace_seconds: float = 30.0
+    host: str = "127.0.0.1"
+    #: port of /healthz, /readyz and /metrics; None serves nothing
+    port: int | None = 9464
+
+
+@dataclass(frozen=True)
+class ReloadReport:
+    """What a (re)load of the config directory changed; `kept` tenants run on their last good config."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+
+
+class _DueTimeExecutor(ThreadPoolExecutor):
+    """A thread pool that remembers when each submitted run was due, so the run can measure its lateness."""
+
+    def __init__(self, max_workers: int) -> None:
+        super().__init__(max_workers)
+        self.due: dict[str, datetime] = {}
+
+    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        self.due[job.id] = run_times[-1]
+        super()._do_submit_job(job, run_times)
+
+
+class _SlowStop(threading.Event):
+    """Test hook (`BATCH_DELAY_ENV`): the pipeline asks `is_set` once per batch, so each batch takes longer."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self._delay = delay
+
+    def is_set(self) -> bool:
+        if not super().is_set():
+            self.wait(self._delay)
+        return super().is_set()
+
+
+class Daemon:
+    """Schedules every tenant of a config directory and runs their syncs. See the module docstring."""
+
+    def __init__(self, settings: DaemonSettings, *, sync: SyncFn | None = None, load: LoadFn | None = None) -> None:
+        self.settings = settings
+        self._sync = sync or _pipeline_sync
+        self._load = load or _config_loader
+        self._executor = _DueTimeExecutor(settings.max_parallel)
+        self._scheduler = BackgroundScheduler(
+            executors={"default": self._executor},
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
+            timezone=timezone.utc,
+        )
+        self._scheduler.add_listener(self._on_overlap, EVENT_JOB_MAX_INSTANCES)
+        self._tenants: dict[str, Any] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._active: set[str] = set()
+        self._idle = threading.Condition()
+        delay = float(os.environ.get(BATCH_DELAY_ENV, "0") or 0)
+        self.stop_event: threading.Event = _SlowStop(delay) if delay > 0 else threading.Event()
+        self._draining = threading.Event()
+        self._loaded = threading.Event()
+        self._health: HealthServer | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    def start(self) -> ReloadReport:
+        """Load the config directory, start the scheduler and the health server."""
+        if not self.settings.config_dir.is_dir():
+            raise DaemonError(
+                f"config directory {self.settings.config_dir} does not exist: create it and put tenant files "
+                "(*.yaml) in it, or pass --config-dir"
+            )
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.settings.port is not None:
+            self._health = self._start_health()
+        report = self.reload()
+        self._scheduler.start()
+        self._loaded.set()
+        log.info("daemon started: %d tenants, %d workers", len(self._tenants), self.settings.max_parallel)
+        return report
+
+    def _start_health(self) -> HealthServer:
+        try:
+            server = HealthServer(Probe(self._alive, self._ready), host=self.settings.host, port=self.settings.port)
+        except OSError as exc:
+            raise DaemonError(
+                f"cannot serve health and metrics on {self.settings.host}:{self.settings.port}: {exc}; "
+                "pick another --port"
+            ) from exc
+        return server.start()
+
+    @property
+    def health_port(self) -> int | None:
+        return self._health.port if self._health else None
+
+    def drain(self) -> bool:
+        """Stop new runs, ask running ones to stop after their batch, wait up to the grace period.
+
+        :returns: True if every run ended within the grace period.
+        """
+        self._draining.set()
+        self.stop_event.set()
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        deadline = time.monotonic() + self.settings.grace_seconds
+        with self._idle:
+            while self._active and time.monotonic() < deadline:
+                self._idle.wait(max(0.0, deadline - time.monotonic()))
+            left = sorted(self._active)
+        if left:
+            log.error("grace period of %ss ended with runs still going: %s", self.settings.grace_seconds, left)
+        if self._health:
+            self._health.stop()
+        return not left
+
+    def serve(self) -> int:
+        """Run until SIGTERM or SIGINT; SIGHUP reloads. Returns the process exit code."""
+        # Blocked before any thread starts, so every thread inherits the mask and only sigtimedwait sees them.
+        signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        try:
+            self.start()
+        except DaemonError as exc:
+            log.error("%s", exc)
+            return 2
+        while True:
+            info = signal.sigtimedwait(SIGNALS, 1.0)
+            if info is None:
+                continue
+            if info.si_signo == signal.SIGHUP:
+                log.info("SIGHUP: reloading %s", self.settings.config_dir)
+                self.reload()
+                continue
+            log.info("%s: no new runs; waiting up to %ss for running ones", signal.Signals(info.si_signo).name,
+                     self.settings.grace_seconds)
+            return 0 if self.drain() else 1
+
+    # -- config ------------------------------------------------------------------------------------------
+
+    def reload(self) -> ReloadReport:
+        """Re-read the config directory and bring the schedule in line with it."""
+        try:
+            tenants, errors = self._load(self.settings.config_dir)
+        except Exception as exc:  # an unreadable directory must not take the running tenants down
+            log.error("cannot read config directory %s: %s; keeping the current tenants", self.settings.config_dir, exc)
+            return ReloadReport(errors=(str(exc),))
+        report = self._plan(tenants, errors)
+        self._apply(report, {t.name: t for t in tenants})
+        for error in report.errors:
+            log.error("tenant file refused: %s", error)
+        for name in report.kept:
+            log.warning("tenant %s keeps running on its last good config until its file loads again", name)
+        if report.added or report.removed or report.changed:
+            log.info("tenants added %s, removed %s, changed %s", list(report.added), list(report.removed),
+                     list(report.changed))
+        metrics.set_tenants(len(self._tenants), len(report.errors))
+        return report
+
+    def _plan(self, tenants: list[Any], errors: list[Exception]) -> ReloadReport:
+        fresh = {t.name: t for t in tenants}
+        broken = {str(p) for p in _error_paths(errors)}
+        kept = tuple(n for n, t in self._tenants.items() if n not in fresh and str(t.source_path) in broken)
+        current = set(self._tenants) - set(kept)
+        return ReloadReport(
+            added=tuple(sorted(set(fresh) - current)),
+            removed=tuple(sorted(current - set(fresh))),
+            changed=tuple(sorted(n for n in current & set(fresh) if fresh[n] != self._tenants[n])),
+            kept=tuple(sorted(kept)),
+            errors=tuple(_error_lines(errors)),
+        )
+
+    def _apply(self, report: ReloadReport, fresh: dict[str, Any]) -> None:
+        for name in report.removed:
+            self._tenants.pop(name, None)
+            if self._scheduler.get_job(name):
+                self._scheduler.remove_job(name)
+            metrics.forget_tenant(name)
+        for name in report.added + report.changed:
+            self._tenants[name] = fresh[name]
+            self._schedule(fresh[name])
+
+    def _schedule(self, tenant: Any) -> None:
+        trigger = trigger_for(tenant.schedule)
+        self._scheduler.add_job(
+            self._run_tenant,
+            trigger,
+            args=(tenant.name,),
+            id=tenant.name,
+            name=f"sync {tenant.name}",
+            replace_existing=True,
+            next_run_time=first_run_time(trigger),
+        )
+
+    # -- runs --------------------------------------------------------------------------------------------
+
+    def _run_tenant(self, name: str) -> None:
+        due = self._executor.due.pop(name, None)
+        if due is not None:
+            metrics.record_schedule_delay((datetime.now(timezone.utc) - due).total_seconds())
+        tenant = self._tenants.get(name)
+        if tenant is None or self._draining.is_set():
+            return
+        lock = self._locks.setdefault(name, threading.Lock())
+        if not lock.acquire(blocking=False):
+            self._refuse(name, "its previous run is still going")
+            return
+        try:
+            with self._tracking(name), logs.run_context(tenant=name):
+                self.sync_once(tenant)
+        finally:
+            lock.release()
+
+    def sync_once(self, tenant: Any) -> Any:
+        """Run one sync of `tenant` now, count it, and return its summary (None if it raised)."""
+        try:
+            logs.register_secrets(tenant.resolve_secrets().values())
+        except Exception:  # a missing secret fails the run inside the pipeline, with its own message
+            pass
+        try:
+            summary = self._sync(tenant, state_dir=self.settings.state_dir, stop=self.stop_event)
+        except Exception as exc:
+            if type(exc).__name__ in _LOCKED_ERRORS:
+                self._refuse(tenant.name, str(exc))
+                return None
+            log.exception("run failed: %s", exc)
+            metrics.RUNS.labels(tenant.name, "error").inc()
+            return None
+        self._report(tenant, summary)
+        return summary
+
+    def _report(self, tenant: Any, summary: Any) -> None:
+        metrics.record_run(summary)
+        backlog = self._backlog(tenant, summary)
+        if backlog is not None:
+            metrics.record_backlog(tenant.name, backlog)
+        outcome = getattr(summary.outcome, "value", summary.outcome)
+        level = logging.WARNING if getattr(summary, "error", None) else logging.INFO
+        log.log(
+            level,
+            "run %s: pulled %s, scored %s, written %s, tasks %s in %.2fs%s",
+            outcome, summary.pulled, getattr(summary, "scored", "-"), summary.written,
+            getattr(summary, "tasks", "-"), float(summary.seconds or 0),
+            f"; error: {summary.error}" if getattr(summary, "error", None) else "",
+            extra={"run_id": getattr(summary, "run_id", None), "outcome": outcome},
+        )
+
+    def _backlog(self, tenant: Any, summary: Any) -> int | None:
+        backlog = getattr(summary, "backlog", None)
+        if backlog is not None:
+            return int(backlog)
+        try:
+            return read_backlog(tenant, self.settings.state_dir)
+        except sqlite3.Error as exc:  # a store being migrated or locked: the next run reports it
+            log.warning("cannot read the outbox backlog: %s", exc)
+            return None
+
+    def _refuse(self, name: str, why: str) -> None:
+        metrics.record_overlap(name)
+        log.warning("run refused: %s", why, extra={"tenant": name})
+
+    def _on_overlap(self, event: JobSubmissionEvent) -> None:
+        self._refuse(event.job_id, "its previous run is still going (scheduler)")
+
+    def _tracking(self, name: str) -> _Tracking:
+        return _Tracking(self, name)
+
+    # -- probes ------------------------------------------------------------------------------------------
+
+    def _alive(self) -> tuple[bool, str]:
+        if self._loaded.is_set() and not self._scheduler.running and not self._draining.is_set():
+            return False, "scheduler stopped"
+        return True, f"{len(self._active)} runs going"
+
+    def _ready(self) -> tuple[bool, str]:
+        if self._draining.is_set():
+            return False, "draining: no new runs"
+        if not self._loaded.is_set():
+            return False, "loading config"
+        return True, f"{len(self._tenants)} tenants scheduled"
+
+
+class _Tracking:
+    """Marks a tenant's run active for the drain to wait on."""
+
+    def __init__(self, daemon: Daemon, name: str) -> None:
+        self.daemon, self.name = daemon, name
+
+    def __enter__(self) -> None:
+        with self.daemon._idle:
+            self.daemon._active.add(self.name)
+
+    def __exit__(self, *exc: object) -> None:
+        with self.daemon._idle:
+            self.daemon._active.discard(self.name)
+            self.daemon._idle.notify_all()
+
+
+#: exception class names the pipeline or store raise when another process holds the tenant's run lock
+_LOCKED_ERRORS = frozenset({"RunLocked", "RunLockedError", "TenantBusy", "LockHeld", "AlreadyRunning"})
+
+
+# -- schedules -----------------------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def seconds(value: Any) -> float:
+    """Seconds in a timedelta, a number, or a string like ``90s``, ``15m``, ``2h``."""
+    if value is None:
+        return 0.0
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"expected a duration like 30s, 15m or 2h, found {value!r}")
+    return float(match.group(1)) * _UNIT[match.group(2)]
+
+
+def trigger_for(schedule: Any) -> BaseTrigger:
+    """The APScheduler trigger of a tenant's ``schedule`` block (``interval`` or ``cron``, and ``jitter``)."""
+    jitter = seconds(getattr(schedule, "jitter", None)) or None
+    cron = getattr(schedule, "cron", None)
+    if cron:
+        return _cron(str(cron), jitter)
+    every = seconds(getattr(schedule, "interval", None) or getattr(schedule, "every", None))
+    if every <= 0:
+        raise ValueError(f"schedule needs an interval or a cron expression, found {schedule!r}")
+    return IntervalTrigger(seconds=every, jitter=jitter, timezone=timezone.utc)
+
+
+def _cron(expression: str, jitter: float | None) -> CronTrigger:
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ValueError(f"expected a 5-field cron expression like '*/15 * * * *', found {expression!r}")
+    minute, hour, day, month, day_of_week = fields
+    return CronTrigger(
+        minute=minute, hour=hour, day=day, month=month, day_of_week=day_of_week, jitter=jitter, timezone=timezone.utc
+    )
+
+
+def first_run_time(trigger: BaseTrigger) -> datetime | None:
+    """Interval tenants start at a random point of their first interval, so a restart does not stampede the
+    CRMs (or the thread pool) with every tenant at once; cron tenants keep their cron times."""
+    now = datetime.now(timezone.utc)
+    if isinstance(trigger, IntervalTrigger):
+        return now + timedelta(seconds=random.uniform(0, trigger.interval_length))
+    return trigger.get_next_fire_time(None, now)
+
+
+# -- defaults ------------------------------------------------------------------------------------------------
+
+
+def _pipeline_sync(tenant: Any, *, state_dir: Path, stop: threading.Event) -> Any:
+    from core.pipeline import sync_tenant
+
+    return sync_tenant(tenant, state_dir=state_dir, stop=stop)
+
+
+def _config_loader(config_dir: Path) -> tuple[list[Any], list[Exception]]:
+    from core.config import load_config_dir
+
+    return load_config_dir(config_dir)
+
+
+def _error_paths(errors: Iterable[Exception]) -> Iterable[Path]:
+    for error in errors:
+        path = getattr(error, "path", None)
+        if path is None:
+            inner = getattr(error, "errors", None) or []
+            path = next((getattr(e, "path", None) for e in inner if getattr(e, "path", None)), None)
+        if path is not None:
+            yield Path(path)
+
+
+def _error_lines(errors: Iterable[Exception]) -> Iterable[str]:
+    for error in errors:
+        yield str(error).replace("\n", "; ")
+
+
+# -- entry point ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m core.daemon``: the same options as ``leadpulse daemon``."""
+    from core.ops_cli import daemon_command
+
+    return daemon_command.main(args=argv, prog_name="python -m core.daemon", standalone_mode=False) or 0
+
+
+def run(settings: DaemonSettings, *, log_level: str = "INFO") -> int:
+    """Configure logging and serve until a stop signal; returns the exit code."""
+    logs.configure(level=log_level)
+    code = Daemon(settings).serve()
+    logging.shutdown()
+    if code != 0:
+        # threads of runs past their grace period would keep the interpreter alive
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

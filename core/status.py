@@ -1,0 +1,115 @@
+"""What `leadpulse status` shows: per tenant, the last run, its outcome and counts, the backlog, the last error.
+
+Stores are opened read-only (SQLite ``mode=ro``): looking never creates a store, never migrates one, and
+never waits on a daemon writing to it (WAL lets readers through).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+#: outbox states still waiting to reach the CRM
+BACKLOG_STATES = ("pending", "sending")
+
+
+@dataclass(frozen=True)
+class TenantStatus:
+    tenant: str
+    store: Path
+    last_run_id: int | None = None
+    last_run_at: str | None = None
+    outcome: str | None = None
+    pulled: int | None = None
+    written: int | None = None
+    tasks: int | None = None
+    backlog: int | None = None
+    parked: int | None = None
+    last_error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+def store_path(tenant: Any, state_dir: Path) -> Path:
+    """Where a tenant's store lives: its ``store`` key if set, else ``<state_dir>/<name>.sqlite``."""
+    explicit = getattr(tenant, "store", None)
+    return Path(explicit) if explicit else state_dir / f"{tenant.name}.sqlite"
+
+
+def read_status(tenant: Any, state_dir: Path) -> TenantStatus:
+    """The status of one tenant from its store; a tenant that never ran has only its name and store path."""
+    path = store_path(tenant, state_dir)
+    if not path.exists():
+        return TenantStatus(tenant=tenant.name, store=path)
+    with _read_only(path) as db:
+        run = _last_run(db)
+        error = _last_error(db)
+        backlog, parked = _outbox(db)
+    return TenantStatus(
+        tenant=tenant.name, store=path, backlog=backlog, parked=parked, last_error=error,
+        **(run or {}),
+    )
+
+
+def read_backlog(tenant: Any, state_dir: Path) -> int | None:
+    """Outbox rows of `tenant` still waiting to be pushed, or None if it has no store yet."""
+    path = store_path(tenant, state_dir)
+    if not path.exists():
+        return None
+    with _read_only(path) as db:
+        return _outbox(db)[0]
+
+
+def read_statuses(config_dir: Path, state_dir: Path) -> tuple[list[TenantStatus], list[Exception]]:
+    """Status of every tenant of `config_dir`, and the tenant files that did not load."""
+    from core.daemon import _config_loader
+
+    tenants, errors = _config_loader(config_dir)
+    return [read_status(t, state_dir) for t in sorted(tenants, key=lambda t: t.name)], list(errors)
+
+
+class _read_only:  # noqa: N801 - used as a context manager, reads like one
+    def __init__(self, path: Path) -> None:
+        self.connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+
+    def __enter__(self) -> sqlite3.Connection:
+        return self.connection
+
+    def __exit__(self, *exc: object) -> None:
+        self.connection.close()
+
+
+def _has_table(db: sqlite3.Connection, name: str) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
+
+
+def _last_run(db: sqlite3.Connection) -> dict[str, Any] | None:
+    if not _has_table(db, "runs"):
+        return None
+    row = db.execute(
+        "SELECT id, started_at, outcome, pulled, written, tasks FROM runs ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return None
+    keys = ("last_run_id", "last_run_at", "outcome", "pulled", "written", "tasks")
+    return dict(zip(keys, row, strict=True))
+
+
+def _last_error(db: sqlite3.Connection) -> str | None:
+    if not _has_table(db, "runs"):
+        return None
+    row = db.execute("SELECT error FROM runs WHERE error IS NOT NULL AND error != '' ORDER BY id DESC LIMIT 1")
+    found = row.fetchone()
+    return found[0] if found else None
+
+
+def _outbox(db: sqlite3.Connection) -> tuple[int | None, int | None]:
+    if not _has_table(db, "outbox"):
+        return None, None
+    marks = ",".join("?" * len(BACKLOG_STATES))
+    backlog = db.execute(f"SELECT count(*) FROM outbox WHERE state IN ({marks})", BACKLOG_STATES).fetchone()[0]
+    parked = db.execute("SELECT count(*) FROM outbox WHERE state = 'parked'").fetchone()[0]
+    return backlog, parked

@@ -1,0 +1,239 @@
+"""The daemon in-process, with stand-in tenants and a stand-in sync: scheduling, overlaps, reloads, drain."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from core import metrics
+from core.daemon import Daemon, DaemonSettings, seconds, trigger_for
+
+
+@dataclass(frozen=True)
+class Schedule:
+    interval: timedelta | None = None
+    cron: str | None = None
+    jitter: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class Tenant:
+    name: str
+    source_path: Path
+    schedule: Schedule
+    secrets: tuple[str, ...] = ()
+
+    def resolve_secrets(self) -> dict[str, str]:
+        return {f"s{i}": s for i, s in enumerate(self.secrets)}
+
+
+@dataclass(frozen=True)
+class Summary:
+    tenant: str
+    run_id: int = 1
+    outcome: str = "ok"
+    pulled: int = 0
+    scored: int = 0
+    changed: int = 0
+    written: int = 0
+    tasks: int = 0
+    api_calls: int = 0
+    rate_limited: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    backlog: int | None = 0
+
+
+@dataclass
+class FakeSync:
+    """Counts runs per tenant and the most runs ever going at once, in total and per tenant."""
+
+    duration: float = 0.0
+    runs: dict[str, int] = field(default_factory=dict)
+    going: dict[str, int] = field(default_factory=dict)
+    most_per_tenant: int = 0
+    most_at_once: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, tenant: Tenant, *, state_dir: Path, stop: threading.Event) -> Summary:
+        with self.lock:
+            self.going[tenant.name] = self.going.get(tenant.name, 0) + 1
+            self.most_per_tenant = max(self.most_per_tenant, self.going[tenant.name])
+            self.most_at_once = max(self.most_at_once, sum(self.going.values()))
+        stop.wait(self.duration)
+        with self.lock:
+            self.going[tenant.name] -= 1
+            self.runs[tenant.name] = self.runs.get(tenant.name, 0) + 1
+        return Summary(tenant=tenant.name, pulled=2, written=1, seconds=self.duration)
+
+
+def tenant(tmp_path: Path, name: str, every: float = 0.2) -> Tenant:
+    return Tenant(name=name, source_path=tmp_path / f"{name}.yaml", schedule=Schedule(interval=timedelta(seconds=every)))
+
+
+@pytest.fixture
+def make_daemon(tmp_path: Path):
+    made: list[Daemon] = []
+
+    def make(tenants: list[Tenant], sync: FakeSync, errors: list[Exception] | None = None, **settings) -> Daemon:
+        state = {"tenants": tenants, "errors": errors or []}
+        options = {"config_dir": tmp_path, "state_dir": tmp_path / "state", "port": 0, "grace_seconds": 5.0}
+        daemon = Daemon(DaemonSettings(**(options | settings)), sync=sync,
+                        load=lambda _dir: (list(state["tenants"]), list(state["errors"])))
+        daemon.config = state  # the test edits what the next reload sees
+        made.append(daemon)
+        return daemon
+
+    yield make
+    for daemon in made:
+        daemon.drain()
+
+
+def sample(name: str, **labels: str) -> float:
+    return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def wait_for(condition, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_every_tenant_runs_repeatedly_on_its_interval(make_daemon, tmp_path):
+    sync = FakeSync()
+    daemon = make_daemon([tenant(tmp_path, n) for n in ("u-a", "u-b", "u-c")], sync)
+    daemon.start()
+    assert wait_for(lambda: all(sync.runs.get(n, 0) >= 3 for n in ("u-a", "u-b", "u-c")))
+
+
+def test_a_tenant_never_runs_twice_at_once_and_the_refusal_is_counted(make_daemon, tmp_path):
+    before = sample("leadpulse_overlaps_refused_total", tenant="u-slow")
+    sync = FakeSync(duration=0.5)
+    daemon = make_daemon([tenant(tmp_path, "u-slow", every=0.1)], sync)
+    daemon.start()
+    assert wait_for(lambda: sample("leadpulse_overlaps_refused_total", tenant="u-slow") > before)
+    assert sync.most_per_tenant == 1
+
+
+def test_runs_in_parallel_never_exceed_max_parallel(make_daemon, tmp_path):
+    sync = FakeSync(duration=0.15)
+    daemon = make_daemon([tenant(tmp_path, f"u-p{i}", every=0.1) for i in range(6)], sync, max_parallel=2)
+    daemon.start()
+    assert wait_for(lambda: sum(sync.runs.values()) >= 8)
+    assert sync.most_at_once == 2
+
+
+def test_a_finished_run_is_counted_by_tenant_and_outcome(make_daemon, tmp_path):
+    before = sample("leadpulse_runs_total", tenant="u-count", outcome="ok")
+    pulled = sample("leadpulse_records_pulled_total", tenant="u-count")
+    sync = FakeSync()
+    daemon = make_daemon([tenant(tmp_path, "u-count", every=60)], sync)
+    daemon.sync_once(tenant(tmp_path, "u-count"))
+    assert sample("leadpulse_runs_total", tenant="u-count", outcome="ok") == before + 1
+    assert sample("leadpulse_records_pulled_total", tenant="u-count") == pulled + 2
+    assert sample("leadpulse_last_success_timestamp_seconds", tenant="u-count") > time.time() - 60
+
+
+def test_reload_schedules_a_new_tenant_and_unschedules_a_removed_one(make_daemon, tmp_path):
+    sync = FakeSync()
+    daemon = make_daemon([tenant(tmp_path, "u-old", every=60)], sync)
+    daemon.start()
+    daemon.config["tenants"] = [tenant(tmp_path, "u-new", every=0.1)]
+    report = daemon.reload()
+    assert (report.added, report.removed) == (("u-new",), ("u-old",))
+    assert wait_for(lambda: sync.runs.get("u-new", 0) >= 1)
+
+
+def test_reload_reports_a_broken_file_and_keeps_its_tenant_on_the_last_good_config(make_daemon, tmp_path):
+    sync = FakeSync()
+    good = tenant(tmp_path, "u-keep", every=0.1)
+    daemon = make_daemon([good, tenant(tmp_path, "u-other", every=60)], sync)
+    daemon.start()
+    broken = ValueError(f"{good.source_path}: schedule.interval: expected a duration, found 'soon'")
+    broken.path = good.source_path
+    daemon.config.update(tenants=[tenant(tmp_path, "u-other", every=60)], errors=[broken])
+    report = daemon.reload()
+    assert report.kept == ("u-keep",) and report.removed == ()
+    assert "expected a duration" in report.errors[0]
+    runs = sync.runs.get("u-keep", 0)
+    assert wait_for(lambda: sync.runs.get("u-keep", 0) > runs)
+
+
+def test_reload_reschedules_a_changed_tenant(make_daemon, tmp_path):
+    daemon = make_daemon([tenant(tmp_path, "u-change", every=60)], FakeSync())
+    daemon.start()
+    daemon.config["tenants"] = [tenant(tmp_path, "u-change", every=30)]
+    assert daemon.reload().changed == ("u-change",)
+
+
+def test_drain_lets_a_running_sync_stop_at_its_batch_and_reports_success(make_daemon, tmp_path):
+    sync = FakeSync(duration=30)  # ends early only because drain sets the stop event
+    daemon = make_daemon([tenant(tmp_path, "u-drain", every=0.05)], sync)
+    daemon.start()
+    assert wait_for(lambda: sync.going.get("u-drain"))
+    started = time.monotonic()
+    assert daemon.drain() is True
+    assert time.monotonic() - started < 2
+    assert sync.runs["u-drain"] == 1
+
+
+def test_drain_past_the_grace_period_reports_failure(make_daemon, tmp_path):
+    class Stubborn(FakeSync):
+        def __call__(self, tenant, *, state_dir, stop):
+            self.going[tenant.name] = 1
+            time.sleep(1.0)  # ignores the stop event
+            return Summary(tenant=tenant.name)
+
+    sync = Stubborn()
+    daemon = make_daemon([tenant(tmp_path, "u-stubborn", every=0.05)], sync, grace_seconds=0.2)
+    daemon.start()
+    assert wait_for(lambda: sync.going.get("u-stubborn"))
+    assert daemon.drain() is False
+
+
+def test_a_failing_sync_is_counted_as_an_error_and_the_tenant_keeps_its_schedule(make_daemon, tmp_path):
+    calls = []
+
+    def failing(tenant, *, state_dir, stop):
+        calls.append(1)
+        raise RuntimeError("boom")
+
+    before = sample("leadpulse_runs_total", tenant="u-fail", outcome="error")
+    daemon = make_daemon([tenant(tmp_path, "u-fail", every=0.1)], failing)
+    daemon.start()
+    assert wait_for(lambda: len(calls) >= 2)
+    assert sample("leadpulse_runs_total", tenant="u-fail", outcome="error") >= before + 1
+
+
+def test_a_missing_config_dir_stops_the_start_with_a_message_saying_what_to_do(tmp_path):
+    daemon = Daemon(DaemonSettings(config_dir=tmp_path / "nope", state_dir=tmp_path, port=None),
+                    sync=FakeSync(), load=lambda d: ([], []))
+    with pytest.raises(Exception, match="does not exist: create it"):
+        daemon.start()
+
+
+def test_an_interval_schedule_becomes_an_interval_trigger_with_jitter():
+    trigger = trigger_for(Schedule(interval=timedelta(minutes=15), jitter=timedelta(seconds=30)))
+    assert isinstance(trigger, IntervalTrigger)
+    assert (trigger.interval_length, trigger.jitter) == (900, 30)
+
+
+def test_a_cron_schedule_becomes_a_cron_trigger():
+    trigger = trigger_for(Schedule(cron="*/5 9-17 * * mon-fri"))
+    assert isinstance(trigger, CronTrigger)
+    assert str(trigger.fields[6]) == "*/5"  # minute
+
+
+def test_durations_read_as_numbers_strings_or_timedeltas():
+    assert [seconds("90s"), seconds("15m"), seconds("2h"), seconds(5), seconds(timedelta(minutes=1))] == [
+        90, 900, 7200, 5, 60]
