@@ -1,0 +1,99 @@
+"""The checkpoint store's schema, as ordered migrations recorded in the ``migrations`` table.
+
+A migration is applied once, in its own transaction, together with the row that records it; a store opened
+by a newer leadpulse catches up by applying the ones it lacks, in order. Never edit a released migration:
+add the next one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import sqlite_utils
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    name: str
+    statements: Sequence[str]
+
+
+INITIAL = Migration(
+    "initial",
+    (
+        # `dirty` marks contacts whose inputs changed since they were last scored; the partial index keeps
+        # finding them cheap when almost none are.
+        """CREATE TABLE contacts (
+            id TEXT PRIMARY KEY, kind TEXT NOT NULL, updated_at TEXT NOT NULL, email TEXT, name TEXT,
+            owner_id TEXT, status TEXT, opted_out INTEGER NOT NULL DEFAULT 0,
+            fields TEXT NOT NULL DEFAULT '{}', raw TEXT NOT NULL DEFAULT '{}', dirty INTEGER NOT NULL DEFAULT 1)""",
+        "CREATE INDEX contacts_dirty ON contacts (id) WHERE dirty = 1",
+        # Clustered by contact so a rescore reads each contact's activities as one sequential range;
+        # attributes stay JSON text and are parsed only when a rule reads them.
+        """CREATE TABLE activities (
+            contact_id TEXT NOT NULL, id TEXT NOT NULL, kind TEXT NOT NULL, occurred_at TEXT NOT NULL,
+            vendor_type TEXT, attributes TEXT NOT NULL DEFAULT '{}',
+            PRIMARY KEY (contact_id, id)) WITHOUT ROWID""",
+        """CREATE TABLE outcomes (
+            contact_id TEXT PRIMARY KEY, converted INTEGER NOT NULL, converted_at TEXT)""",
+        """CREATE TABLE skipped (
+            id INTEGER PRIMARY KEY, run_id INTEGER, stream TEXT NOT NULL, record_id TEXT,
+            reason TEXT NOT NULL, at TEXT NOT NULL)""",
+        "CREATE TABLE cursors (stream TEXT PRIMARY KEY, cursor TEXT, updated_at TEXT NOT NULL)",
+        # `status` is the lifecycle leadpulse last set; `written` the CRM property values last queued for writing,
+        # which the next diff compares against.
+        """CREATE TABLE scores (
+            contact_id TEXT PRIMARY KEY, run_id INTEGER, fingerprint TEXT NOT NULL, as_of TEXT NOT NULL,
+            total REAL NOT NULL, band TEXT NOT NULL, grade TEXT, quadrant TEXT, axes TEXT NOT NULL,
+            contributions TEXT NOT NULL, valid_until TEXT, status TEXT, written TEXT NOT NULL DEFAULT '{}')""",
+        "CREATE INDEX scores_valid_until ON scores (valid_until) WHERE valid_until IS NOT NULL",
+        """CREATE TABLE history (
+            id INTEGER PRIMARY KEY, contact_id TEXT NOT NULL, run_id INTEGER, at TEXT NOT NULL,
+            old_total REAL, new_total REAL NOT NULL, old_band TEXT, new_band TEXT NOT NULL,
+            old_status TEXT, new_status TEXT)""",
+        "CREATE INDEX history_contact ON history (contact_id, id)",
+        """CREATE TABLE outbox (
+            key TEXT PRIMARY KEY, kind TEXT NOT NULL, contact_id TEXT NOT NULL, payload TEXT NOT NULL,
+            state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, error TEXT, remote_id TEXT,
+            created_run INTEGER, last_run INTEGER, updated_at TEXT NOT NULL)""",
+        "CREATE INDEX outbox_state ON outbox (kind, state)",
+        "CREATE INDEX outbox_contact ON outbox (contact_id, kind)",
+        """CREATE TABLE runs (
+            id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT,
+            outcome TEXT, full INTEGER NOT NULL DEFAULT 0, dry_run INTEGER NOT NULL DEFAULT 0,
+            pulled INTEGER NOT NULL DEFAULT 0, scored INTEGER NOT NULL DEFAULT 0,
+            changed INTEGER NOT NULL DEFAULT 0, written INTEGER NOT NULL DEFAULT 0,
+            tasks INTEGER NOT NULL DEFAULT 0, api_calls INTEGER NOT NULL DEFAULT 0,
+            rate_limited INTEGER NOT NULL DEFAULT 0, error TEXT)""",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (INITIAL,)
+
+
+def applied(db: sqlite_utils.Database) -> list[str]:
+    """Names of the migrations this store has, in the order they were applied."""
+    if not db["migrations"].exists():
+        return []
+    return [row[0] for row in db.execute("SELECT name FROM migrations ORDER BY id")]
+
+
+def migrate(db: sqlite_utils.Database, migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:
+    """Apply the migrations `db` lacks, each in its own transaction; return the names applied now."""
+    if not db["migrations"].exists():
+        db["migrations"].create({"id": int, "name": str, "applied_at": str}, pk="id")
+    done = set(applied(db))
+    now_applied = []
+    for migration in migrations:
+        if migration.name in done:
+            continue
+        with db.atomic():
+            for statement in migration.statements:
+                db.execute(statement)
+            db["migrations"].insert(
+                {"name": migration.name, "applied_at": datetime.now(timezone.utc).isoformat()}
+            )
+        now_applied.append(migration.name)
+    return now_applied

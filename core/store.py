@@ -1,0 +1,544 @@
+"""The checkpoint store: one SQLite file per tenant, so every run is incremental and a crash loses nothing.
+
+It holds what was pulled (contacts, activities, outcomes, skipped records, one cursor per stream), what was
+computed (current scores with each rule's contribution, and a history of score, band and status changes),
+what is owed to the CRM (the outbox, see `core.outbox`) and one row per run.
+
+Pages are applied in one transaction each, cursor included, so a cursor never runs ahead of the data it
+covers. Reading for a rescore streams contacts in id order, a chunk at a time, with their activities, so a
+million contacts never sit in memory at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import sqlite_utils
+
+from connectors.base import Page
+from core.migrations import migrate
+from core.model import Activity, ActivityKind, Contact, ContactKind, Outcome, utc
+from core.outbox import Outbox
+
+
+class StoreError(Exception):
+    """The checkpoint store cannot do what was asked."""
+
+
+class RunLocked(StoreError):
+    """Another run of the same tenant holds the store's lock."""
+
+
+class Card(Protocol):
+    """What the store keeps of a score card (`core.scoring.ScoreCard` satisfies it)."""
+
+    contact_id: str
+    as_of: datetime
+    total: float
+    axes: Mapping[str, float]
+    band: str
+    grade: str | None
+    valid_until: datetime | None
+
+    @property
+    def quadrant(self) -> Any: ...
+
+    @property
+    def contributions(self) -> Sequence[Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredScore:
+    """A contact's current score as last saved, with each rule's contribution and what was last queued for the CRM."""
+
+    contact_id: str
+    run_id: int | None
+    fingerprint: str
+    as_of: datetime
+    total: float
+    band: str
+    grade: str | None
+    quadrant: str | None
+    axes: Mapping[str, float]
+    contributions: tuple[Mapping[str, Any], ...]
+    valid_until: datetime | None
+    status: str | None
+    written: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One change of a contact's score, band or lifecycle status."""
+
+    at: datetime
+    run_id: int | None
+    old_total: float | None
+    new_total: float
+    old_band: str | None
+    new_band: str
+    old_status: str | None
+    new_status: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    id: int
+    tenant: str
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str | None
+    full: bool
+    dry_run: bool
+    pulled: int
+    scored: int
+    changed: int
+    written: int
+    tasks: int
+    api_calls: int
+    rate_limited: int
+    error: str | None
+
+
+RUN_COUNTS = ("pulled", "scored", "changed", "written", "tasks", "api_calls", "rate_limited")
+
+
+def iso(moment: datetime) -> str:
+    """The store's one timestamp format: UTC, millisecond precision, so text order is time order."""
+    return utc(moment).isoformat(timespec="milliseconds")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value)
+    raise TypeError(f"cannot store a {type(value).__name__} as JSON: {value!r}")
+
+
+_EMPTY: Mapping[str, Any] = {}
+
+
+class LazyJson(Mapping[str, Any]):
+    """A JSON object parsed on first access: a rescore reads attributes only for the rules that need them."""
+
+    __slots__ = ("_text", "_data")
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._data: dict[str, Any] | None = None
+
+    def _load(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = json.loads(self._text)
+        return self._data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._load()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def __repr__(self) -> str:
+        return repr(self._load())
+
+
+def _lazy(text: str) -> Mapping[str, Any]:
+    return _EMPTY if text == "{}" else LazyJson(text)
+
+
+_KINDS = {kind.value: kind for kind in ActivityKind}
+_CONTACT_KINDS = {kind.value: kind for kind in ContactKind}
+_fromiso = datetime.fromisoformat
+
+_CONTACT_COLUMNS = "c.id, c.kind, c.updated_at, c.email, c.name, c.owner_id, c.status, c.opted_out, c.fields, c.raw"
+_ACTIVITY_COLUMNS = "contact_id, id, kind, occurred_at, vendor_type, attributes"
+_SCORE_COLUMNS = (
+    "contact_id, run_id, fingerprint, as_of, total, band, grade, quadrant, axes, contributions, valid_until, "
+    "status, written"
+)
+
+
+def _contact(row: tuple) -> Contact:
+    cid, kind, updated_at, email, name, owner_id, status, opted_out, fields, raw = row
+    return Contact(
+        cid, _CONTACT_KINDS[kind], _fromiso(updated_at), email, name, owner_id, status, bool(opted_out),
+        json.loads(fields), _lazy(raw),
+    )
+
+
+def _stored_score(row: tuple) -> StoredScore:
+    cid, run_id, fp, as_of, total, band, grade, quadrant, axes, contributions, valid_until, status, written = row
+    return StoredScore(
+        cid, run_id, fp, _fromiso(as_of), total, band, grade, quadrant, json.loads(axes),
+        tuple(json.loads(contributions)), _fromiso(valid_until) if valid_until else None, status,
+        json.loads(written),
+    )
+
+
+def _contribution(contribution: Any) -> dict[str, Any]:
+    return {
+        "rule_id": contribution.rule_id,
+        "axis": contribution.axis,
+        "points": contribution.points,
+        "occurrences": contribution.occurrences,
+        "detail": contribution.detail,
+    }
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Store:
+    """One tenant's checkpoint store. Open it with `Store.open`; it is not shared between threads."""
+
+    def __init__(self, db: sqlite_utils.Database, path: Path) -> None:
+        self.db = db
+        self.path = path
+        self.outbox = Outbox(db)
+
+    @classmethod
+    def open(cls, path: Path | str) -> Store:
+        """Open (creating it and its folder if needed) the store at `path`, in WAL mode, migrated to the latest schema."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = sqlite_utils.Database(path)
+            db.enable_wal()
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("PRAGMA busy_timeout = 5000")
+            migrate(db)
+        except Exception as exc:
+            raise StoreError(f"{path}: cannot open the checkpoint store ({exc}); move the file aside to start afresh") from exc
+        return cls(db, path)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite_utils.Database]:
+        """One transaction around several calls; nested ones become savepoints."""
+        return self.db.atomic()
+
+    @contextlib.contextmanager
+    def lock(self, tenant: str) -> Iterator[None]:
+        """Hold the tenant's run lock (a file lock beside the store, freed by the OS if the process dies).
+
+        :raises RunLocked: if another run of `tenant` holds it.
+        """
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        with open(lock_path, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                raise RunLocked(
+                    f"tenant {tenant!r}: another run holds {lock_path} (pid {holder}); "
+                    "wait for it to finish, or stop it, then run again"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # pulled data ----------------------------------------------------------------------------------------
+
+    def cursor(self, stream: str) -> str | None:
+        """Where `stream` resumes, or None if it was never pulled."""
+        row = self.db.execute("SELECT cursor FROM cursors WHERE stream = ?", (stream,)).fetchone()
+        return row[0] if row else None
+
+    def cursors(self) -> dict[str, str | None]:
+        return dict(self.db.execute("SELECT stream, cursor FROM cursors ORDER BY stream").fetchall())
+
+    def reset_cursors(self) -> None:
+        """Forget every stream's cursor, so the next pull starts from the beginning."""
+        with self.transaction():
+            self.db.execute("DELETE FROM cursors")
+
+    def apply_page(self, page: Page, run_id: int | None = None) -> None:
+        """Store a page's records and its stream's cursor in one transaction; mark the contacts it touches dirty."""
+        with self.transaction():
+            conn = self.db.conn
+            conn.executemany(
+                """INSERT INTO contacts (id, kind, updated_at, email, name, owner_id, status, opted_out, fields, raw, dirty)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)
+                   ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, updated_at = excluded.updated_at,
+                     email = excluded.email, name = excluded.name, owner_id = excluded.owner_id,
+                     status = excluded.status, opted_out = excluded.opted_out, fields = excluded.fields,
+                     raw = excluded.raw, dirty = 1""",
+                [_contact_row(c) for c in page.contacts],
+            )
+            conn.executemany(
+                f"INSERT OR REPLACE INTO activities ({_ACTIVITY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                [_activity_row(a) for a in page.activities],
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO outcomes (contact_id, converted, converted_at) VALUES (?, ?, ?)",
+                [(o.contact_id, int(o.converted), iso(o.converted_at) if o.converted_at else None) for o in page.outcomes],
+            )
+            touched = sorted({a.contact_id for a in page.activities} | {o.contact_id for o in page.outcomes})
+            conn.executemany("UPDATE contacts SET dirty = 1 WHERE id = ? AND dirty = 0", [(cid,) for cid in touched])
+            now = iso(datetime.now().astimezone())
+            conn.executemany(
+                "INSERT INTO skipped (run_id, stream, record_id, reason, at) VALUES (?, ?, ?, ?, ?)",
+                [(run_id, s.stream, s.record_id, s.reason, now) for s in page.skipped],
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO cursors (stream, cursor, updated_at) VALUES (?, ?, ?)",
+                (page.stream, page.cursor, now),
+            )
+
+    def contact(self, contact_id: str) -> Contact | None:
+        row = self.db.execute(f"SELECT {_CONTACT_COLUMNS} FROM contacts c WHERE c.id = ?", (contact_id,)).fetchone()
+        return _contact(row) if row else None
+
+    def activities(self, contact_id: str) -> list[Activity]:
+        rows = self.db.execute(f"SELECT {_ACTIVITY_COLUMNS} FROM activities WHERE contact_id = ?", (contact_id,))
+        return [_activity(row) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table, for status displays."""
+        tables = ("contacts", "activities", "outcomes", "skipped", "scores", "history", "outbox", "runs")
+        return {table: self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in tables}
+
+    # scoring --------------------------------------------------------------------------------------------
+
+    def contacts_to_score(
+        self,
+        all: bool = False,
+        *,
+        as_of: datetime | None = None,
+        fingerprint: str | None = None,
+        chunk_size: int = 1000,
+    ) -> Iterator[tuple[Contact, list[Activity]]]:
+        """Stream contacts in id order, each with its activities (in id order).
+
+        With `all`, every contact; otherwise the dirty ones, the never scored, those scored under another
+        `fingerprint` (when given) and those whose score's `valid_until` is at or before `as_of` (when given).
+        Each chunk is read in full before it is yielded, so saving scores between items is safe.
+        """
+        where = self._selection(all, as_of, fingerprint)
+        after = ""
+        while True:
+            params = {"after": after, "n": chunk_size, "as_of": iso(as_of) if as_of else None, "fp": fingerprint}
+            rows = self.db.execute(
+                f"""SELECT {_CONTACT_COLUMNS} FROM contacts c LEFT JOIN scores s ON s.contact_id = c.id
+                    WHERE c.id > :after AND ({where}) ORDER BY c.id LIMIT :n""",
+                params,
+            ).fetchall()
+            if not rows:
+                return
+            by_contact = self._activities_of(rows, contiguous=all)
+            for row in rows:
+                yield _contact(row), by_contact.get(row[0], [])
+            after = rows[-1][0]
+
+    @staticmethod
+    def _selection(all: bool, as_of: datetime | None, fingerprint: str | None) -> str:
+        if all:
+            return "1"
+        terms = ["c.dirty = 1", "s.contact_id IS NULL"]
+        if fingerprint is not None:
+            terms.append("s.fingerprint != :fp")
+        if as_of is not None:
+            terms.append("s.valid_until <= :as_of")
+        return " OR ".join(terms)
+
+    def _activities_of(self, contact_rows: Sequence[tuple], *, contiguous: bool) -> dict[str, list[Activity]]:
+        if contiguous:
+            # Every contact in the id range is in the chunk, so one range scan of the clustered table serves it.
+            rows: Iterable[tuple] = self.db.execute(
+                f"SELECT {_ACTIVITY_COLUMNS} FROM activities WHERE contact_id BETWEEN ? AND ?",
+                (contact_rows[0][0], contact_rows[-1][0]),
+            )
+        else:
+            ids = [row[0] for row in contact_rows]
+            rows = self.db.execute(
+                f"SELECT {_ACTIVITY_COLUMNS} FROM activities WHERE contact_id IN ({','.join('?' * len(ids))})", ids
+            ).fetchall()
+        by_contact: dict[str, list[Activity]] = {}
+        for row in rows:
+            activity = _activity(row)
+            found = by_contact.get(activity.contact_id)
+            if found is None:
+                by_contact[activity.contact_id] = [activity]
+            else:
+                found.append(activity)
+        return by_contact
+
+    def current_scores(self, contact_ids: Sequence[str]) -> dict[str, StoredScore]:
+        """The saved score of each of `contact_ids` that has one."""
+        found: dict[str, StoredScore] = {}
+        for chunk in _chunks(contact_ids, 900):
+            rows = self.db.execute(
+                f"SELECT {_SCORE_COLUMNS} FROM scores WHERE contact_id IN ({','.join('?' * len(chunk))})", list(chunk)
+            )
+            for row in rows:
+                found[row[0]] = _stored_score(row)
+        return found
+
+    def score(self, contact_id: str) -> StoredScore | None:
+        return self.current_scores([contact_id]).get(contact_id)
+
+    def save_scores(
+        self,
+        cards: Sequence[Card],
+        run_id: int | None,
+        fingerprint: str,
+        *,
+        statuses: Mapping[str, str] | None = None,
+        written: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Keep `cards` as the contacts' current scores and clear their dirty mark, in one transaction.
+
+        `statuses` holds the lifecycle set for a contact in this run, `written` the CRM values queued for it;
+        contacts absent from them keep their previous ones. A history row is added for each contact whose
+        total, band or status changed (or that had no score before).
+        """
+        statuses = statuses or {}
+        written = written or {}
+        score_rows, history_rows = [], []
+        for card in cards:
+            cid = card.contact_id
+            status = statuses.get(cid)
+            as_of = iso(card.as_of)
+            history_rows.append((cid, run_id, as_of, card.total, card.band, status))
+            score_rows.append((
+                cid, run_id, fingerprint, as_of, card.total, card.band, card.grade, _enum_value(card.quadrant),
+                _dumps(card.axes), _dumps([_contribution(c) for c in card.contributions]),
+                iso(card.valid_until) if card.valid_until else None, status,
+                _dumps(written[cid]) if cid in written else None,
+            ))
+        with self.transaction():
+            self._append_history(history_rows)
+            self._upsert_scores(score_rows)
+            self.db.conn.executemany(
+                "UPDATE contacts SET dirty = 0 WHERE id = ? AND dirty = 1", [(row[0],) for row in score_rows]
+            )
+
+    def _append_history(self, rows: list[tuple]) -> None:
+        # Compared inside SQLite against the row about to be replaced, so saving needs no read-back in Python.
+        self.db.conn.executemany(
+            """INSERT INTO history (contact_id, run_id, at, old_total, new_total, old_band, new_band, old_status, new_status)
+               SELECT ?1, ?2, ?3, s.total, ?4, s.band, ?5, s.status, coalesce(?6, s.status)
+               FROM (SELECT 1) LEFT JOIN scores s ON s.contact_id = ?1
+               WHERE s.contact_id IS NULL OR s.total != ?4 OR s.band != ?5 OR (?6 IS NOT NULL AND s.status IS NOT ?6)""",
+            rows,
+        )
+
+    def _upsert_scores(self, rows: list[tuple]) -> None:
+        self.db.conn.executemany(
+            f"""INSERT INTO scores ({_SCORE_COLUMNS})
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, coalesce(?13, '{{}}'))
+                ON CONFLICT (contact_id) DO UPDATE SET run_id = excluded.run_id, fingerprint = excluded.fingerprint,
+                  as_of = excluded.as_of, total = excluded.total, band = excluded.band, grade = excluded.grade,
+                  quadrant = excluded.quadrant, axes = excluded.axes, contributions = excluded.contributions,
+                  valid_until = excluded.valid_until, status = coalesce(excluded.status, scores.status),
+                  written = CASE WHEN ?13 IS NULL THEN scores.written ELSE excluded.written END""",
+            rows,
+        )
+
+    def history(self, contact_id: str) -> list[HistoryEntry]:
+        """A contact's score, band and status changes, oldest first."""
+        rows = self.db.execute(
+            """SELECT at, run_id, old_total, new_total, old_band, new_band, old_status, new_status
+               FROM history WHERE contact_id = ? ORDER BY id""",
+            (contact_id,),
+        )
+        return [HistoryEntry(_fromiso(row[0]), *row[1:]) for row in rows]
+
+    def band_counts(self) -> dict[str, int]:
+        """Scored contacts per band."""
+        return dict(self.db.execute("SELECT band, count(*) FROM scores GROUP BY band").fetchall())
+
+    def top_scores(self, n: int) -> list[StoredScore]:
+        """The `n` highest scores, ties by contact id."""
+        rows = self.db.execute(f"SELECT {_SCORE_COLUMNS} FROM scores ORDER BY total DESC, contact_id LIMIT ?", (n,))
+        return [_stored_score(row) for row in rows]
+
+    # runs -----------------------------------------------------------------------------------------------
+
+    def start_run(self, tenant: str, started_at: datetime, *, full: bool = False, dry_run: bool = False) -> int:
+        """Record the start of a run; returns its id."""
+        with self.transaction():
+            cursor = self.db.execute(
+                "INSERT INTO runs (tenant, started_at, full, dry_run) VALUES (?, ?, ?, ?)",
+                (tenant, iso(started_at), int(full), int(dry_run)),
+            )
+        return cursor.lastrowid
+
+    def finish_run(
+        self, run_id: int, finished_at: datetime, outcome: str, counts: Mapping[str, int], error: str | None = None
+    ) -> None:
+        """Record how a run ended: its outcome, its counts (names from `RUN_COUNTS`) and its error, if any."""
+        unknown = set(counts) - set(RUN_COUNTS)
+        if unknown:
+            raise StoreError(f"{self.path}: unknown run counts {sorted(unknown)}; expected some of {RUN_COUNTS}")
+        assignments = "".join(f", {name} = :{name}" for name in counts)
+        with self.transaction():
+            self.db.execute(
+                f"UPDATE runs SET finished_at = :at, outcome = :outcome, error = :error{assignments} WHERE id = :id",
+                {"at": iso(finished_at), "outcome": outcome, "error": error, "id": run_id, **counts},
+            )
+
+    def runs(self, limit: int = 20) -> list[RunRecord]:
+        """The latest runs, newest first."""
+        rows = self.db.execute(
+            f"""SELECT id, tenant, started_at, finished_at, outcome, full, dry_run, {', '.join(RUN_COUNTS)}, error
+                FROM runs ORDER BY id DESC LIMIT ?""",
+            (limit,),
+        )
+        return [_run_record(row) for row in rows]
+
+
+def _run_record(row: tuple) -> RunRecord:
+    rid, tenant, started, finished, outcome, full, dry_run, *counts, error = row
+    return RunRecord(
+        rid, tenant, _fromiso(started), _fromiso(finished) if finished else None, outcome, bool(full),
+        bool(dry_run), *counts, error,
+    )
+
+
+def _enum_value(value: Any) -> Any:
+    return getattr(value, "value", value)
+
+
+def _contact_row(c: Contact) -> tuple:
+    return (
+        c.id, c.kind.value, iso(c.updated_at), c.email, c.name, c.owner_id, c.status, int(c.opted_out),
+        _dumps(dict(c.fields)), _dumps(dict(c.raw)),
+    )
+
+
+def _activity_row(a: Activity) -> tuple:
+    return (a.contact_id, a.id, a.kind.value, iso(a.occurred_at), a.vendor_type, _dumps(dict(a.attributes)))
+
+
+def _activity(row: tuple) -> Activity:
+    contact_id, aid, kind, occurred_at, vendor_type, attributes = row
+    return Activity(aid, contact_id, _KINDS[kind], _fromiso(occurred_at), vendor_type, _lazy(attributes))
