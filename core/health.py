@@ -7,8 +7,12 @@ otherwise); ``/readyz`` answers 200 once the config directory has been loaded an
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,6 +37,7 @@ class HealthServer:
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="health", daemon=True)
+        self._stopped = False
 
     @property
     def port(self) -> int:
@@ -43,7 +48,11 @@ class HealthServer:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._thread.is_alive():
+            self._server.shutdown()
         self._server.server_close()
 
 
@@ -75,3 +84,33 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         # probes hit this every few seconds: their access lines would drown the sync logs
         pass
+
+
+def check(url: str, timeout: float) -> tuple[bool, str]:
+    """GET `url`; healthy means a 2xx answer within `timeout` seconds."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            return 200 <= answer.status < 300, f"{answer.status}"
+    except urllib.error.HTTPError as error:
+        return False, f"{error.code} {error.read().decode(errors='replace').strip()}"
+    except OSError as error:
+        return False, str(error)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m core.health``: the container's health check (slim images have no curl)."""
+    parser = argparse.ArgumentParser(prog="python -m core.health", description="Exit 0 if the daemon is healthy.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9464)
+    parser.add_argument("--path", default="/healthz", choices=["/healthz", "/readyz"])
+    parser.add_argument("--timeout", type=float, default=4.0)
+    args = parser.parse_args(argv)
+    url = f"http://{args.host}:{args.port}{args.path}"
+    ok, detail = check(url, args.timeout)
+    if not ok:
+        print(f"leadpulse not healthy: {url}: {detail}", file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
