@@ -19,6 +19,7 @@ Signals (taken synchronously by the main thread, never in a handler):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import random
@@ -54,6 +55,8 @@ LoadFn = Callable[[Path], tuple[list[Any], list[Exception]]]
 
 #: test hook: seconds every batch of every run is slowed by, so a test can signal the daemon mid-run
 BATCH_DELAY_ENV = "LEADPULSE_TEST_BATCH_DELAY"
+#: test and benchmark hook: intervals run this many times faster (tenant files refuse intervals under 1m)
+SCHEDULE_SCALE_ENV = "LEADPULSE_TEST_SCHEDULE_SCALE"
 
 SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
 
@@ -71,6 +74,8 @@ class DaemonSettings:
     host: str = "127.0.0.1"
     #: port of /healthz, /readyz and /metrics; None serves nothing
     port: int | None = 9464
+    #: intervals run this many times faster; only tests and benchmarks change it (`SCHEDULE_SCALE_ENV`)
+    schedule_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -247,11 +252,15 @@ class Daemon:
                 self._scheduler.remove_job(name)
             metrics.forget_tenant(name)
         for name in report.added + report.changed:
+            try:
+                self._schedule(fresh[name])
+            except ValueError as exc:
+                log.error("tenant %s not scheduled: %s; fix its schedule in %s", name, exc, fresh[name].source_path)
+                continue
             self._tenants[name] = fresh[name]
-            self._schedule(fresh[name])
 
     def _schedule(self, tenant: Any) -> None:
-        trigger = trigger_for(tenant.schedule)
+        trigger = trigger_for(tenant.schedule, scale=self.settings.schedule_scale)
         self._scheduler.add_job(
             self._run_tenant,
             trigger,
@@ -390,13 +399,21 @@ def seconds(value: Any) -> float:
     return float(match.group(1)) * _UNIT[match.group(2)]
 
 
-def trigger_for(schedule: Any) -> BaseTrigger:
-    """The APScheduler trigger of a tenant's ``schedule`` block (``interval`` or ``cron``, and ``jitter``)."""
-    jitter = seconds(getattr(schedule, "jitter", None)) or None
+def interval_seconds(schedule: Any) -> float:
+    """The interval of an interval schedule (``every``; ``interval`` is read too), 0 for a cron one."""
+    return seconds(getattr(schedule, "every", None) or getattr(schedule, "interval", None))
+
+
+def trigger_for(schedule: Any, *, scale: float = 1.0) -> BaseTrigger:
+    """The APScheduler trigger of a tenant's ``schedule`` block (``every`` or ``cron``, and ``jitter``).
+
+    `scale` divides intervals and jitter (the `SCHEDULE_SCALE_ENV` test hook); cron lines keep their times.
+    """
+    jitter = seconds(getattr(schedule, "jitter", None)) / scale or None
     cron = getattr(schedule, "cron", None)
     if cron:
         return _cron(str(cron), jitter)
-    every = seconds(getattr(schedule, "interval", None) or getattr(schedule, "every", None))
+    every = interval_seconds(schedule) / scale
     if every <= 0:
         raise ValueError(f"schedule needs an interval or a cron expression, found {schedule!r}")
     return IntervalTrigger(seconds=every, jitter=jitter, timezone=timezone.utc)
@@ -464,6 +481,10 @@ def main(argv: list[str] | None = None) -> int:
 def run(settings: DaemonSettings, *, log_level: str = "INFO") -> int:
     """Configure logging and serve until a stop signal; returns the exit code."""
     logs.configure(level=log_level)
+    scale = float(os.environ.get(SCHEDULE_SCALE_ENV, "1") or 1)
+    if scale != 1:
+        settings = dataclasses.replace(settings, schedule_scale=scale)
+        logging.getLogger("leadpulse.daemon").warning("test hook: schedules run %gx faster", scale)
     code = Daemon(settings).serve()
     logging.shutdown()
     if code != 0:

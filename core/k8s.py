@@ -47,12 +47,12 @@ def cron_schedule(schedule: Any, tenant: str) -> str:
     Hourly and longer intervals start at a minute derived from the tenant's name, so tenants sharing an
     interval do not all start at :00. CronJobs have no jitter; it is dropped.
     """
-    from core.daemon import seconds
+    from core.daemon import interval_seconds
 
     cron = getattr(schedule, "cron", None)
     if cron:
         return str(cron)
-    minutes = max(1, round(seconds(getattr(schedule, "interval", None)) / 60))
+    minutes = max(1, round(interval_seconds(schedule) / 60))
     offset = int(hashlib.sha256(tenant.encode()).hexdigest(), 16) % 60
     if minutes < 60:
         return "* * * * *" if minutes == 1 else f"*/{minutes} * * * *"

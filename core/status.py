@@ -35,6 +35,8 @@ class TenantStatus:
 
 def store_path(tenant: Any, state_dir: Path) -> Path:
     """Where a tenant's store lives: its ``store`` key if set, else ``<state_dir>/<name>.sqlite``."""
+    if hasattr(tenant, "store_path"):
+        return Path(tenant.store_path(state_dir))
     explicit = getattr(tenant, "store", None)
     return Path(explicit) if explicit else state_dir / f"{tenant.name}.sqlite"
 
