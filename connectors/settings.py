@@ -1,0 +1,137 @@
+"""The ``crm.connection`` block of a tenant file, one model per CRM.
+
+These models import no SDK, so ``leadpulse validate`` checks a tenant file on a machine without network or
+credentials. Each is registered under the ``leadpulse.settings`` entry-point group by the CRM's name. Secrets
+never live here: a model names the secrets it needs (`needed_secrets`) and the tenant file's ``crm.secrets``
+block must reference each one from the environment or a file.
+
+Relative paths are resolved against the tenant file's folder, passed as ``context={"base_dir": ...}``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from core.strict import Strict, refuse
+
+
+class CrmSettings(Strict):
+    """What every connection block shares: the secrets it needs and may use, and a request timeout."""
+
+    #: secrets the connector cannot work without
+    required_secrets: ClassVar[tuple[str, ...]] = ()
+    #: every secret name the connector understands; any other name in ``crm.secrets`` is refused
+    known_secrets: ClassVar[tuple[str, ...]] = ()
+
+    timeout_seconds: float = Field(30.0, gt=0)
+
+    def needed_secrets(self) -> tuple[str, ...]:
+        """The secrets these particular settings need (some depend on the chosen auth flow)."""
+        return self.required_secrets
+
+
+def _resolve(value: Path | None, info: ValidationInfo) -> Path | None:
+    base = (info.context or {}).get("base_dir")
+    if value is None or value.is_absolute() or base is None:
+        return value
+    return Path(base) / value
+
+
+class FileSettings(CrmSettings):
+    """A CRM kept in local files: contacts, activities and outcomes in CSV or JSONL; writes go to `results`."""
+
+    contacts: Path
+    activities: Path | None = None
+    outcomes: Path | None = None
+    results: Path
+
+    @field_validator("contacts", "activities", "outcomes", "results", mode="after")
+    @classmethod
+    def _relative_to_tenant_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None and value.suffix.lower() not in {".csv", ".jsonl"}:
+            raise refuse("a .csv or .jsonl file", repr(str(value)))
+        return _resolve(value, info)
+
+
+class HubSpotTier(StrEnum):
+    FREE = "free"
+    STARTER = "starter"
+    PROFESSIONAL = "professional"
+    ENTERPRISE = "enterprise"
+
+
+class HubSpotSettings(CrmSettings):
+    """A HubSpot portal reached with a private-app token. `tier` and `capacity_pack` set the rate budget."""
+
+    required_secrets: ClassVar[tuple[str, ...]] = ("access_token",)
+    known_secrets: ClassVar[tuple[str, ...]] = ("access_token",)
+
+    base_url: str = "https://api.hubapi.com"
+    tier: HubSpotTier = HubSpotTier.PROFESSIONAL
+    capacity_pack: bool = False
+    lookback_seconds: int = Field(300, ge=0)
+    daily_limit: int | None = Field(None, gt=0)
+
+
+class SalesforceAuth(StrEnum):
+    PASSWORD = "password"
+    CLIENT_CREDENTIALS = "client_credentials"
+    JWT = "jwt"
+
+
+_SALESFORCE_SECRETS = {
+    SalesforceAuth.PASSWORD: ("password",),
+    SalesforceAuth.CLIENT_CREDENTIALS: ("client_secret",),
+    SalesforceAuth.JWT: ("private_key",),
+}
+
+
+class SalesforceSettings(CrmSettings):
+    """A Salesforce org: `instance_url` directly, or a login `domain` (login, test or a My Domain host)."""
+
+    known_secrets: ClassVar[tuple[str, ...]] = ("password", "security_token", "client_secret", "private_key")
+
+    instance_url: str | None = None
+    domain: str | None = None
+    api_version: str = Field("62.0", pattern=r"^\d+\.\d$")
+    auth: SalesforceAuth = SalesforceAuth.PASSWORD
+    username: str | None = None
+    client_id: str | None = None
+    lookback_seconds: int = Field(300, ge=0)
+
+    @model_validator(mode="after")
+    def _auth_has_its_identity(self) -> SalesforceSettings:
+        if self.auth in (SalesforceAuth.PASSWORD, SalesforceAuth.JWT) and not self.username:
+            raise refuse(f"a username for auth {self.auth.value}", "none")
+        if self.auth in (SalesforceAuth.CLIENT_CREDENTIALS, SalesforceAuth.JWT) and not self.client_id:
+            raise refuse(f"a client_id for auth {self.auth.value}", "none")
+        if not (self.instance_url or self.domain):
+            raise refuse("instance_url or domain (login, test or your My Domain host)", "neither")
+        return self
+
+    def needed_secrets(self) -> tuple[str, ...]:
+        return _SALESFORCE_SECRETS[self.auth]
+
+
+class PipedrivePlan(StrEnum):
+    ESSENTIAL = "essential"
+    ADVANCED = "advanced"
+    PROFESSIONAL = "professional"
+    POWER = "power"
+    ENTERPRISE = "enterprise"
+
+
+class PipedriveSettings(CrmSettings):
+    """A Pipedrive company: `base_url` (``https://{company}.pipedrive.com``); `plan` and `seats` set the token budget."""
+
+    required_secrets: ClassVar[tuple[str, ...]] = ("api_token",)
+    known_secrets: ClassVar[tuple[str, ...]] = ("api_token",)
+
+    base_url: str = Field(pattern=r"^https?://")
+    plan: PipedrivePlan = PipedrivePlan.ESSENTIAL
+    seats: int = Field(1, ge=1)
+    lookback_seconds: int = Field(300, ge=0)

@@ -1,0 +1,546 @@
+"""Tenant files: one YAML file per tenant, validated once at load and trusted afterwards.
+
+Every refusal is a `ConfigError` whose message reads ``"{path}: {key_path}: expected {expected}, found {found}"``
+(key paths dotted, list indexes in brackets: ``scoring.rules[2].points``). A file with several faults raises
+`ConfigErrors`, one line per fault. Unknown keys are refused everywhere. Secrets are only ever references
+(``{env: NAME}`` or ``{file: PATH}``); their values are read by `TenantConfig.resolve_secrets` and never appear in
+an error. See ``config/hubspot.yaml`` for a complete, commented tenant file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+
+from connectors.base import PropertySpec, TaskPriority, UnknownConnector, load_settings_model
+from core.model import Lifecycle
+from core.rules import CONTACT_ATTRIBUTES, FitRule, Quadrant, ScoringConfig, placed_leaves
+from core.strict import REFUSED, UNKNOWN_KEY, Duration, Strict, refuse, show
+
+if TYPE_CHECKING:
+    from core.model import Contact
+    from core.scoring import ScoreCard, StatusChange
+
+_NAME = r"^[a-z0-9][a-z0-9_-]*$"
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class ConfigError(Exception):
+    """A tenant file (or a secret it references) is not what leadpulse expects at one key."""
+
+    def __init__(self, path: Path | str, key_path: str, expected: str, found: str) -> None:
+        super().__init__(f"{path}: {key_path}: expected {expected}, found {found}")
+        self.path, self.key_path, self.expected, self.found = Path(path), key_path, expected, found
+
+    @property
+    def errors(self) -> list[ConfigError]:
+        return [self]
+
+
+class ConfigErrors(ConfigError):
+    """Several faults in one tenant file, one per line."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        first = errors[0]
+        super().__init__(first.path, first.key_path, first.expected, first.found)
+        self.args = ("\n".join(str(error) for error in errors),)
+        self._errors = errors
+
+    @property
+    def errors(self) -> list[ConfigError]:
+        return list(self._errors)
+
+
+class SecretRef(Strict):
+    """Where a secret lives: an environment variable, or a file (relative to the tenant file's folder)."""
+
+    env: str | None = Field(None, pattern=_ENV_NAME)
+    file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _never_literal(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            kind = "a literal value" if isinstance(data, str | int | float) else show(data)
+            raise refuse("a reference {env: NAME} or {file: PATH} (secrets never live in the tenant file)", kind)
+        return data
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise refuse("exactly one of env or file", "both" if self.env else "neither")
+        return self
+
+    def describe(self) -> str:
+        return f"${self.env}" if self.env else f"file {self.file}"
+
+
+class CrmConfig(Strict):
+    """Which CRM, how to reach it (validated by that CRM's settings model), and where its secrets live."""
+
+    kind: str = Field(pattern=_NAME)
+    connection: Any = Field(default_factory=dict)
+    secrets: dict[str, SecretRef] = Field(default_factory=dict)
+
+
+class Schedule(Strict):
+    """How often the daemon syncs the tenant: `every` (``15m``) or a five-field `cron`, plus random `jitter`."""
+
+    every: Duration | None = None
+    cron: str | None = None
+    jitter: Duration = timedelta(0)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Schedule:
+        if (self.every is None) == (self.cron is None):
+            raise refuse("exactly one of every or cron", "both" if self.every else "neither")
+        if self.every is not None and self.every < timedelta(minutes=1):
+            raise refuse("an interval of at least 1m", f"{self.every.total_seconds():g}s", ("every",))
+        if self.cron is not None and len(self.cron.split()) != 5:
+            raise refuse("a cron line with five fields (minute hour day month weekday)", show(self.cron), ("cron",))
+        return self
+
+    def describe(self) -> str:
+        when = f"every {_duration(self.every)}" if self.every else f"cron {self.cron!r}"
+        return f"{when}, jitter {_duration(self.jitter)}" if self.jitter else when
+
+
+class Output(StrEnum):
+    """The values leadpulse owns in the CRM."""
+
+    SCORE = "score"
+    FIT = "fit"
+    ENGAGEMENT = "engagement"
+    GRADE = "grade"
+    BAND = "band"
+    QUADRANT = "quadrant"
+    REASONS = "reasons"
+
+
+class WritebackConfig(Strict):
+    """Which CRM property receives each output (an output left out is not written), and the status policy."""
+
+    properties: dict[Output, str] = Field(default_factory=dict)
+    status_property: str | None = None
+    write_status: bool = False
+    reasons: int = Field(3, ge=1, le=10)
+
+    @model_validator(mode="after")
+    def _status_needs_property(self) -> WritebackConfig:
+        if self.write_status and not self.status_property:
+            raise refuse("a status_property when write_status is true", "none", ("status_property",))
+        return self
+
+    def values_for(self, card: ScoreCard) -> dict[str, Any]:
+        """CRM property name -> value for one score card (status is separate: see `Engine.decide_status`)."""
+        outputs = {
+            Output.SCORE: card.total,
+            Output.FIT: card.axes.get("fit"),
+            Output.ENGAGEMENT: card.axes.get("engagement"),
+            Output.GRADE: card.grade,
+            Output.BAND: card.band,
+            Output.QUADRANT: card.quadrant.value,
+            Output.REASONS: "; ".join(card.reasons(self.reasons)),
+        }
+        return {crm_name: outputs[output] for output, crm_name in self.properties.items()}
+
+
+_PLACEHOLDERS = ("name", "email", "score", "fit", "engagement", "band", "grade", "quadrant", "status", "reasons")
+
+
+class TaskPolicy(Strict):
+    """When a follow-up task is created for the contact's owner, and what it says.
+
+    A task is due when a contact enters one of `on_bands` from a lower band, or moves to one of `on_statuses`.
+    `subject` and `body` may use {name}, {email}, {score}, {fit}, {engagement}, {band}, {grade}, {quadrant},
+    {status} and {reasons}.
+    """
+
+    enabled: bool = True
+    on_bands: tuple[str, ...] = ()
+    on_statuses: tuple[Lifecycle, ...] = ()
+    priority: TaskPriority = TaskPriority.HIGH
+    due_in: Duration = timedelta(days=1)
+    subject: str = "Follow up: {name} scored {score} ({band})"
+    body: str = "Why: {reasons}"
+
+    @field_validator("subject", "body")
+    @classmethod
+    def _known_placeholders(cls, text: str) -> str:
+        for name in re.findall(r"{([^{}]*)}", text):
+            if name not in _PLACEHOLDERS:
+                raise refuse(f"placeholders among {{{'}, {'.join(_PLACEHOLDERS)}}}", "{" + name + "}")
+        return text
+
+    def trigger(self, band_names: list[str], before: str | None, card: ScoreCard, change: StatusChange | None) -> str | None:
+        """The event that calls for a task (``band:qualified``, ``status:sql``), or None. Part of the task's key."""
+        if not self.enabled:
+            return None
+        if change is not None and change.to in self.on_statuses:
+            return f"status:{change.to.value}"
+        rising = before is None or band_names.index(card.band) > band_names.index(before)
+        if card.band in self.on_bands and card.band != before and rising:
+            return f"band:{card.band}"
+        return None
+
+    def render(self, contact: Contact, card: ScoreCard, status: str | None = None) -> tuple[str, str]:
+        """The task's subject and body for this contact and score."""
+        values = {
+            "name": contact.name or contact.email or contact.id, "email": contact.email or "",
+            "score": f"{card.total:g}", "fit": f"{card.axes.get('fit', 0):g}",
+            "engagement": f"{card.axes.get('engagement', 0):g}", "band": card.band, "grade": card.grade or "-",
+            "quadrant": card.quadrant.value.replace("_", " "), "status": status or contact.status or "-",
+            "reasons": "; ".join(card.reasons(3)) or "no rule matched",
+        }
+        return self.subject.format(**values), self.body.format(**values)
+
+
+class TenantConfig(Strict):
+    """One tenant, as its file describes it. Build it with `load_tenant`."""
+
+    name: str = Field(alias="tenant", pattern=_NAME)
+    description: str | None = None
+    source_path: Path = Field(Path("."), exclude=True)
+    crm: CrmConfig
+    schedule: Schedule = Schedule(every=timedelta(minutes=15))
+    store: Path | None = None
+    fields: dict[str, str] = Field(default_factory=dict)
+    scoring: ScoringConfig
+    writeback: WritebackConfig = WritebackConfig()
+    tasks: TaskPolicy = TaskPolicy(enabled=False)
+
+    @classmethod
+    def accepted_keys(cls) -> set[str]:
+        return super().accepted_keys() - {"source_path"}
+
+    @field_validator("fields")
+    @classmethod
+    def _neutral_names(cls, fields: dict[str, str]) -> dict[str, str]:
+        for name in fields:
+            if not re.match(r"^[a-z][a-z0-9_]*$", name) or name in CONTACT_ATTRIBUTES:
+                raise refuse("a lowercase neutral name that is not a contact attribute", show(name), (name,))
+        return fields
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> TenantConfig:
+        _check_fields_read(self)
+        _check_writeback(self)
+        _check_tasks(self)
+        return self
+
+    def store_path(self, state_dir: Path) -> Path:
+        """The tenant's SQLite file: `store` (relative to the tenant file's folder) or ``<state_dir>/<name>.sqlite``."""
+        if self.store is None:
+            return state_dir / f"{self.name}.sqlite"
+        return self.store if self.store.is_absolute() else self.source_path.parent / self.store
+
+    def properties_to_read(self) -> tuple[str, ...]:
+        """CRM properties the connector must pull: the `fields` map's targets and every ``raw.`` name a rule reads."""
+        raw = sorted(name[4:] for name in self.scoring.fields_read() if name.startswith("raw."))
+        return tuple(dict.fromkeys([*self.fields.values(), *raw]))
+
+    def property_specs(self) -> list[PropertySpec]:
+        """The properties leadpulse writes, for `Connector.ensure_properties`."""
+        options = {
+            Output.BAND: tuple(step.name for step in self.scoring.bands),
+            Output.GRADE: tuple(step.name for step in self.scoring.grades or ()),
+            Output.QUADRANT: tuple(quadrant.value for quadrant in Quadrant),
+        }
+        specs = []
+        for output, crm_name in self.writeback.properties.items():
+            kind = "number" if output in (Output.SCORE, Output.FIT, Output.ENGAGEMENT) else "string"
+            kind = "enumeration" if output in options else kind
+            label = f"Lead {output.value}" if output != Output.SCORE else "Lead score"
+            specs.append(PropertySpec(crm_name, label, kind, options.get(output, ())))
+        return specs
+
+    def resolve_secrets(self, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+        """The values of the tenant's secrets.
+
+        :raises ConfigError: naming the tenant, the variable or file, and what to do; never a secret's value.
+        """
+        return {name: _read_secret(self, name, ref, environ) for name, ref in self.crm.secrets.items()}
+
+    def summary(self) -> str:
+        """A few lines saying what this tenant file sets up, for ``leadpulse validate``."""
+        return "\n".join(_summary_lines(self))
+
+
+def _check_fields_read(tenant: TenantConfig) -> None:
+    known = set(tenant.fields) | CONTACT_ATTRIBUTES
+    for index, rule in enumerate(tenant.scoring.rules):
+        if not isinstance(rule, FitRule):
+            continue
+        for at, leaf in placed_leaves(rule.when):
+            name = leaf.field.removeprefix("fields.")
+            if name not in known and not (leaf.field.startswith("raw.") and len(leaf.field) > 4):
+                expected = "a name from fields (" + ", ".join(sorted(tenant.fields)) + "), a contact attribute or raw.<property>"
+                raise refuse(expected, show(leaf.field), ("scoring", "rules", index, "when", *at, "field"))
+
+
+def _check_writeback(tenant: TenantConfig) -> None:
+    if tenant.writeback.write_status and tenant.scoring.lifecycle is None:
+        raise refuse("a scoring.lifecycle section when writeback.write_status is true", "none", ("writeback", "write_status"))
+
+
+def _check_tasks(tenant: TenantConfig) -> None:
+    bands = [step.name for step in tenant.scoring.bands]
+    for index, band in enumerate(tenant.tasks.on_bands):
+        if band not in bands:
+            raise refuse(f"one of the bands {', '.join(bands)}", show(band), ("tasks", "on_bands", index))
+    if tenant.tasks.on_statuses and tenant.scoring.lifecycle is None:
+        raise refuse("a scoring.lifecycle section for status triggers", "none", ("tasks", "on_statuses"))
+
+
+def _read_secret(tenant: TenantConfig, name: str, ref: SecretRef, environ: Mapping[str, str]) -> str:
+    key_path = f"crm.secrets.{name}.{'env' if ref.env else 'file'}"
+    if ref.env is not None:
+        value = environ.get(ref.env)
+        if value:
+            return value
+        expected = f"environment variable {ref.env} set for tenant {tenant.name!r} (export it, or use {{file: PATH}})"
+        raise ConfigError(tenant.source_path, key_path, expected, "it unset" if value is None else "it empty")
+    assert ref.file is not None
+    path = ref.file if ref.file.is_absolute() else tenant.source_path.parent / ref.file
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        expected = f"a readable secrets file for tenant {tenant.name!r} at {path}"
+        raise ConfigError(tenant.source_path, key_path, expected, exc.strerror or "it unreadable") from None
+    if not value:
+        raise ConfigError(tenant.source_path, key_path, f"a secret in {path}", "an empty file")
+    return value
+
+
+def _duration(span: timedelta | None) -> str:
+    seconds = int(span.total_seconds()) if span else 0
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _summary_lines(tenant: TenantConfig) -> list[str]:
+    scoring = tenant.scoring
+    ladder = " < ".join(f"{step.name}" if step.min is None else f"{step.min:g} <= {step.name}" for step in scoring.bands)
+    secrets = ", ".join(f"{name} from {ref.describe()}" for name, ref in tenant.crm.secrets.items()) or "none"
+    axes = ", ".join(f"{name} x{axis.weight:g}" for name, axis in scoring.axes.items())
+    lines = [
+        f"{tenant.name} ({tenant.source_path})",
+        f"  crm: {tenant.crm.kind}; secrets: {secrets}",
+        f"  schedule: {tenant.schedule.describe()}",
+        f"  fields read: {', '.join(tenant.properties_to_read()) or 'none'}",
+        f"  scoring: {len(scoring.rules)} rules on axes {axes}",
+        f"  bands: {ladder}",
+    ]
+    if scoring.grades:
+        lines.append(f"  grades (fit): {', '.join(step.name for step in scoring.grades)}")
+    lines.append(f"  quadrant: fit >= {scoring.quadrant.fit:g}, engagement >= {scoring.quadrant.engagement:g}")
+    if scoring.lifecycle:
+        moves = ", ".join(t.to.value for t in scoring.lifecycle.transitions) or "none"
+        policy = "demotion allowed" if scoring.lifecycle.allow_demotion else "forward only"
+        lines.append(f"  lifecycle: transitions to {moves}; {policy}")
+    written = ", ".join(f"{o.value}->{p}" for o, p in tenant.writeback.properties.items()) or "nothing"
+    status = f"; status -> {tenant.writeback.status_property}" if tenant.writeback.write_status else ""
+    lines.append(f"  writeback: {written}{status}")
+    if tenant.tasks.enabled:
+        events = [*(f"band {b}" for b in tenant.tasks.on_bands), *(f"status {s.value}" for s in tenant.tasks.on_statuses)]
+        lines.append(f"  tasks: on {', '.join(events) or 'nothing'}; {tenant.tasks.priority.value} priority, due in {_duration(tenant.tasks.due_in)}")
+    else:
+        lines.append("  tasks: off")
+    return lines
+
+
+# ---------------------------------------------------------------- reading YAML
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML with only true/false as booleans, so ``country: NO`` stays Norway."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(path, "(file)", "a readable tenant file", exc.strerror or "it unreadable") from None
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise ConfigError(path, "(document)", "a mapping with tenant, crm and scoring", "an empty file")
+        _refuse_duplicate_keys(path, node, ())
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        raise ConfigError(path, "(document)", "valid YAML", f"{getattr(exc, 'problem', None) or exc}{where}") from None
+    finally:
+        loader.dispose()
+
+
+def _refuse_duplicate_keys(path: Path, node: yaml.Node, loc: tuple[str | int, ...]) -> None:
+    if isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _refuse_duplicate_keys(path, item, (*loc, index))
+    elif isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in seen:
+                found = f"{key!r} twice (again at line {key_node.start_mark.line + 1})"
+                raise ConfigError(path, key_path(loc) or "(document)", "each key once", found)
+            seen.add(key)
+            _refuse_duplicate_keys(path, value_node, (*loc, key))
+
+
+# ---------------------------------------------------------------- validating
+
+
+def key_path(loc: tuple[str | int, ...]) -> str:
+    """``("scoring", "rules", 2, "points")`` -> ``scoring.rules[2].points``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+_EXPECTED = {
+    "missing": "a value",
+    "int_type": "a whole number", "int_parsing": "a whole number", "int_from_float": "a whole number",
+    "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false", "bool_parsing": "true or false",
+    "string_type": "text", "list_type": "a list", "tuple_type": "a list", "dict_type": "a mapping",
+    "model_type": "a mapping", "model_attributes_type": "a mapping", "path_type": "a file path",
+    "enum": "one of {expected}", "literal_error": "one of {expected}",
+    "greater_than": "a number above {gt}", "greater_than_equal": "a number of at least {ge}",
+    "less_than": "a number below {lt}", "less_than_equal": "a number of at most {le}",
+    "string_pattern_mismatch": "text matching {pattern}", "string_too_short": "non-empty text",
+    "too_short": "at least {min_length} item(s)", "too_long": "at most {max_length} item(s)",
+}
+
+
+def _translate(exc: ValidationError, path: Path, prefix: tuple[str | int, ...] = ()) -> list[ConfigError]:
+    errors: list[ConfigError] = []
+    for error in exc.errors(include_url=False):
+        loc = prefix + tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("@")))
+        context = error.get("ctx") or {}
+        if error["type"] == UNKNOWN_KEY:
+            allowed = "one of " + ", ".join(context["allowed"])
+            errors += [ConfigError(path, key_path((*loc, key)), allowed, f"unknown key {key!r}") for key in context["keys"]]
+        elif error["type"] == REFUSED:
+            errors.append(ConfigError(path, key_path(loc + tuple(context["at"])), context["expected"], context["found"]))
+        else:
+            errors.append(_translate_builtin(error, loc, context, path))
+    return errors
+
+
+def _translate_builtin(error: Any, loc: tuple[str | int, ...], context: dict[str, Any], path: Path) -> ConfigError:
+    is_key = bool(loc) and loc[-1] == "[key]"
+    loc = loc[:-1] if is_key else loc
+    template = _EXPECTED.get(error["type"])
+    context = {name: show(value) if isinstance(value, float) else value for name, value in context.items()}
+    expected = template.format(**context) if template else error["msg"].removeprefix("Value error, ").lower()
+    if is_key:
+        expected = "a key that is " + expected
+    secret = loc[:2] == ("crm", "secrets")
+    found = (type(error["input"]).__name__ if secret else show(error["input"])) if error["type"] != "missing" else "nothing"
+    return ConfigError(path, key_path(loc), expected, found)
+
+
+def validate_tenant(data: Any, path: Path) -> TenantConfig:
+    """A `TenantConfig` from an already parsed document (what `load_tenant` does after reading YAML).
+
+    :raises ConfigError: (or `ConfigErrors`) for every fault found.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(path, "(document)", "a mapping with tenant, crm and scoring", show(data))
+    try:
+        tenant = TenantConfig.model_validate(data)
+    except ValidationError as exc:
+        _raise(_translate(exc, path))
+    settings = _validate_connection(tenant, path)
+    crm = tenant.crm.model_copy(update={"connection": settings})
+    return tenant.model_copy(update={"crm": crm, "source_path": path})
+
+
+def _validate_connection(tenant: TenantConfig, path: Path) -> BaseModel:
+    try:
+        model = load_settings_model(tenant.crm.kind)
+    except UnknownConnector as exc:
+        installed = str(exc).partition("installed: ")[2].rstrip(")")
+        _raise([ConfigError(path, "crm.kind", f"an installed CRM kind ({installed})", show(tenant.crm.kind))])
+    try:
+        settings = model.model_validate(tenant.crm.connection, context={"base_dir": path.parent})
+    except ValidationError as exc:
+        _raise(_translate(exc, path, ("crm", "connection")))
+    _raise(_secret_names(tenant, settings, path))
+    return settings
+
+
+def _secret_names(tenant: TenantConfig, settings: BaseModel, path: Path) -> list[ConfigError]:
+    errors = []
+    known = getattr(settings, "known_secrets", ())
+    for name in getattr(settings, "needed_secrets", lambda: ())():
+        if name not in tenant.crm.secrets:
+            expected = f"a reference {{env: NAME}} or {{file: PATH}} ({tenant.crm.kind} needs {name})"
+            errors.append(ConfigError(path, f"crm.secrets.{name}", expected, "nothing"))
+    for name in tenant.crm.secrets:
+        if name not in known:
+            expected = f"one of {', '.join(known) or '(no secrets)'} for {tenant.crm.kind}"
+            errors.append(ConfigError(path, f"crm.secrets.{name}", expected, f"unknown secret {name!r}"))
+    return errors
+
+
+def _raise(errors: list[ConfigError]) -> None:
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ConfigErrors(errors)
+
+
+def load_tenant(path: Path) -> TenantConfig:
+    """Read and validate one tenant file.
+
+    :raises ConfigError: if the file cannot be read or is not valid; `ConfigErrors` when there are several faults.
+    """
+    path = Path(path)
+    return validate_tenant(_read_yaml(path), path)
+
+
+def load_config_dir(folder: Path) -> tuple[list[TenantConfig], list[ConfigError]]:
+    """Every ``*.yaml`` / ``*.yml`` tenant file in `folder`; a bad file is reported and never stops the others.
+
+    A tenant name used by two files is refused in the second file (in name order).
+    """
+    tenants: list[TenantConfig] = []
+    errors: list[ConfigError] = []
+    owners: dict[str, Path] = {}
+    for path in sorted([*Path(folder).glob("*.yaml"), *Path(folder).glob("*.yml")]):
+        try:
+            tenant = load_tenant(path)
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+            continue
+        if tenant.name in owners:
+            expected = f"a tenant name no other file uses ({owners[tenant.name]} uses it)"
+            errors.append(ConfigError(path, "tenant", expected, show(tenant.name)))
+            continue
+        owners[tenant.name] = path
+        tenants.append(tenant)
+    return tenants, errors
