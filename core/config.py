@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from connectors.base import PropertySpec, TaskPriority, UnknownConnector, load_settings_model
@@ -104,13 +105,23 @@ class Schedule(Strict):
             raise refuse("exactly one of every or cron", "both" if self.every else "neither")
         if self.every is not None and self.every < timedelta(minutes=1):
             raise refuse("an interval of at least 1m", f"{self.every.total_seconds():g}s", ("every",))
-        if self.cron is not None and len(self.cron.split()) != 5:
-            raise refuse("a cron line with five fields (minute hour day month weekday)", show(self.cron), ("cron",))
+        if self.cron is not None:
+            _check_cron(self.cron)
         return self
 
     def describe(self) -> str:
         when = f"every {_duration(self.every)}" if self.every else f"cron {self.cron!r}"
         return f"{when}, jitter {_duration(self.jitter)}" if self.jitter else when
+
+
+def _check_cron(line: str) -> None:
+    expected = "a cron line with five fields (minute hour day month weekday)"
+    if len(line.split()) != 5:
+        raise refuse(expected, show(line), ("cron",))
+    try:
+        CronTrigger.from_crontab(line)
+    except ValueError as exc:
+        raise refuse(expected, f"{show(line)} ({exc})", ("cron",)) from None
 
 
 class Output(StrEnum):

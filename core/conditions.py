@@ -1,0 +1,154 @@
+"""Conditions compiled once into plain predicates, so scoring a contact costs a few function calls per rule.
+
+Values are compared the way CRMs store them: HubSpot sends every property as a string, so ``"250"`` matches a
+range and ``"true"`` equals true. Text compares case-insensitively unless the condition says otherwise. A list
+value (a multi-select) matches when any of its items does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from operator import attrgetter
+from typing import Any
+
+from core.rules import ACTIVITY_ATTRIBUTES, CONTACT_ATTRIBUTES, AllOf, AnyOf, Leaf, NotOf
+
+Predicate = Callable[[Any], bool]
+Getter = Callable[[Any], Any]
+
+
+def contact_getter(name: str) -> Getter:
+    """How a rule reads field `name` off a `Contact`."""
+    if name.startswith("raw."):
+        key = name[4:]
+        return lambda contact: contact.raw.get(key)
+    if name in CONTACT_ATTRIBUTES:
+        return attrgetter(name)
+    key = name.removeprefix("fields.")
+    return lambda contact: contact.fields.get(key)
+
+
+def activity_getter(name: str) -> Getter:
+    """How a ``where`` condition reads field `name` off an `Activity`."""
+    if name in ACTIVITY_ATTRIBUTES:
+        return attrgetter(name)
+    key = name.removeprefix("attributes.")
+    return lambda activity: activity.attributes.get(key)
+
+
+def compile_condition(condition: Any, getter: Callable[[str], Getter]) -> Predicate:
+    if isinstance(condition, AllOf):
+        parts = [compile_condition(child, getter) for child in condition.all]
+        return lambda item: all(part(item) for part in parts)
+    if isinstance(condition, AnyOf):
+        parts = [compile_condition(child, getter) for child in condition.any]
+        return lambda item: any(part(item) for part in parts)
+    if isinstance(condition, NotOf):
+        inner = compile_condition(condition.not_, getter)
+        return lambda item: not inner(item)
+    read = getter(condition.field)
+    test = _value_test(condition)
+    return lambda item: test(read(item))
+
+
+def _value_test(leaf: Leaf) -> Callable[[Any], bool]:
+    op = leaf.operator()
+    if op == "exists":
+        return _present
+    if op == "missing":
+        return lambda value: not _present(value)
+    if op == "range":
+        return _range_test(leaf.range.min, leaf.range.below, leaf.range.max)  # type: ignore[union-attr]
+    if op == "regex":
+        pattern = re.compile(leaf.regex, 0 if leaf.case_sensitive else re.IGNORECASE)  # type: ignore[arg-type]
+        return _each(lambda item: pattern.search(item) is not None)
+    if op == "contains":
+        if leaf.case_sensitive:
+            needle = leaf.contains
+            return _each(lambda item: needle in item)
+        folded = _fold(leaf.contains, False)
+        return _each(lambda item: folded in item.casefold())
+    wanted = (leaf.equals,) if op == "equals" else leaf.in_
+    return _each(_member_test(wanted or (), leaf.case_sensitive))
+
+
+def _each(test: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        if value.__class__ is str:  # the common case, first
+            return test(value)
+        if value is None:
+            return False
+        if isinstance(value, list | tuple | set | frozenset):
+            return any(test(_text(item)) for item in value)
+        return test(_text(value))
+
+    return check
+
+
+def _member_test(wanted: tuple[Any, ...], case_sensitive: bool) -> Callable[[Any], bool]:
+    texts = {_fold(value, case_sensitive) for value in wanted if isinstance(value, str)}
+    flags = {value for value in wanted if isinstance(value, bool)}
+    numbers = {float(value) for value in wanted if isinstance(value, int | float) and not isinstance(value, bool)}
+
+    def test(item: str) -> bool:
+        if (item if case_sensitive else item.casefold()) in texts:
+            return True
+        if flags and _flag(item) in flags:
+            return True
+        return bool(numbers) and _number(item) in numbers
+
+    return test
+
+
+def _range_test(low: float | None, below: float | None, high: float | None) -> Callable[[Any], bool]:
+    def test(value: Any) -> bool:
+        number = _number(value)
+        if number is None:
+            return False
+        if low is not None and number < low:
+            return False
+        if below is not None and number >= below:
+            return False
+        return high is None or number <= high
+
+    return test
+
+
+def _present(value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, str):
+        return value.strip() != ""
+    if isinstance(value, list | tuple | set | frozenset | dict):
+        return len(value) > 0
+    return True
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _fold(text: str | None, case_sensitive: bool) -> str:
+    return (text or "") if case_sensitive else (text or "").casefold()
+
+
+def _flag(text: str) -> bool | None:
+    return {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}.get(text.strip().lower())
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(str(value).strip().replace(",", ""))
+    except ValueError:
+        return None
