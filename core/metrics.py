@@ -78,7 +78,7 @@ def record_run(summary: Any) -> None:
 
 
 #: outcomes that count as a success for `leadpulse_last_success_timestamp_seconds`
-SUCCESS_OUTCOMES = frozenset({"ok", "success", "succeeded", "partial", "quota", "stopped"})
+SUCCESS_OUTCOMES = frozenset({"succeeded", "ok", "success"})
 
 
 def record_call(crm: str, status: int, *, tenant: str | None = None) -> None:

@@ -38,7 +38,7 @@ class Tenant:
 class Summary:
     tenant: str
     run_id: int = 1
-    outcome: str = "ok"
+    outcome: str = "succeeded"
     pulled: int = 0
     scored: int = 0
     changed: int = 0
@@ -134,12 +134,12 @@ def test_runs_in_parallel_never_exceed_max_parallel(make_daemon, tmp_path):
 
 
 def test_a_finished_run_is_counted_by_tenant_and_outcome(make_daemon, tmp_path):
-    before = sample("leadpulse_runs_total", tenant="u-count", outcome="ok")
+    before = sample("leadpulse_runs_total", tenant="u-count", outcome="succeeded")
     pulled = sample("leadpulse_records_pulled_total", tenant="u-count")
     sync = FakeSync()
     daemon = make_daemon([tenant(tmp_path, "u-count", every=60)], sync)
     daemon.sync_once(tenant(tmp_path, "u-count"))
-    assert sample("leadpulse_runs_total", tenant="u-count", outcome="ok") == before + 1
+    assert sample("leadpulse_runs_total", tenant="u-count", outcome="succeeded") == before + 1
     assert sample("leadpulse_records_pulled_total", tenant="u-count") == pulled + 2
     assert sample("leadpulse_last_success_timestamp_seconds", tenant="u-count") > time.time() - 60
 

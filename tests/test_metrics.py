@@ -30,9 +30,9 @@ def sample(name: str, **labels: str) -> float:
 
 
 def test_a_run_counts_by_outcome_with_its_records_and_duration():
-    metrics.record_run(Summary("m-run", "ok", pulled=10, written=4, tasks=1, seconds=2.0))
+    metrics.record_run(Summary("m-run", "succeeded", pulled=10, written=4, tasks=1, seconds=2.0))
     metrics.record_run(Summary("m-run", "failed", pulled=3, seconds=1.0))
-    assert sample("leadpulse_runs_total", tenant="m-run", outcome="ok") == 1
+    assert sample("leadpulse_runs_total", tenant="m-run", outcome="succeeded") == 1
     assert sample("leadpulse_runs_total", tenant="m-run", outcome="failed") == 1
     assert sample("leadpulse_records_pulled_total", tenant="m-run") == 13
     assert sample("leadpulse_records_written_total", tenant="m-run") == 4
@@ -44,7 +44,7 @@ def test_a_run_counts_by_outcome_with_its_records_and_duration():
 def test_only_a_successful_run_sets_the_last_success_time():
     metrics.record_run(Summary("m-fail", "failed"))
     assert metrics.REGISTRY.get_sample_value("leadpulse_last_success_timestamp_seconds", {"tenant": "m-fail"}) is None
-    metrics.record_run(Summary("m-fail", "ok"))
+    metrics.record_run(Summary("m-fail", "succeeded"))
     assert sample("leadpulse_last_success_timestamp_seconds", tenant="m-fail") > 0
 
 
