@@ -481,39 +481,51 @@ def validate_tenant(data: Any, path: Path) -> TenantConfig:
     """
     if not isinstance(data, dict):
         raise ConfigError(path, "(document)", "a mapping with tenant, crm and scoring", show(data))
+    errors: list[ConfigError] = []
+    tenant: TenantConfig | None = None
     try:
         tenant = TenantConfig.model_validate(data)
     except ValidationError as exc:
-        _raise(_translate(exc, path))
-    settings = _validate_connection(tenant, path)
-    crm = tenant.crm.model_copy(update={"connection": settings})
-    return tenant.model_copy(update={"crm": crm, "source_path": path})
+        errors += _translate(exc, path)
+    crm = data.get("crm")
+    settings = _validate_connection(crm, path, errors) if isinstance(crm, dict) else None
+    _raise(errors)
+    assert tenant is not None
+    crm_config = tenant.crm.model_copy(update={"connection": settings})
+    return tenant.model_copy(update={"crm": crm_config, "source_path": path})
 
 
-def _validate_connection(tenant: TenantConfig, path: Path) -> BaseModel:
+def _validate_connection(crm: dict[str, Any], path: Path, errors: list[ConfigError]) -> BaseModel | None:
+    """The ``crm.connection`` block checked by the settings model of ``crm.kind``, and the secrets it needs."""
+    kind = crm.get("kind")
+    if not isinstance(kind, str):
+        return None  # the tenant model reports it
     try:
-        model = load_settings_model(tenant.crm.kind)
+        model = load_settings_model(kind)
     except UnknownConnector as exc:
         installed = str(exc).partition("installed: ")[2].rstrip(")")
-        _raise([ConfigError(path, "crm.kind", f"an installed CRM kind ({installed})", show(tenant.crm.kind))])
+        errors.append(ConfigError(path, "crm.kind", f"an installed CRM kind ({installed})", show(kind)))
+        return None
     try:
-        settings = model.model_validate(tenant.crm.connection, context={"base_dir": path.parent})
+        settings = model.model_validate(crm.get("connection") or {}, context={"base_dir": path.parent})
     except ValidationError as exc:
-        _raise(_translate(exc, path, ("crm", "connection")))
-    _raise(_secret_names(tenant, settings, path))
+        errors += _translate(exc, path, ("crm", "connection"))
+        return None
+    secrets = crm.get("secrets")
+    errors += _secret_names(kind, list(secrets) if isinstance(secrets, dict) else [], settings, path)
     return settings
 
 
-def _secret_names(tenant: TenantConfig, settings: BaseModel, path: Path) -> list[ConfigError]:
+def _secret_names(kind: str, given: list[str], settings: BaseModel, path: Path) -> list[ConfigError]:
     errors = []
     known = getattr(settings, "known_secrets", ())
     for name in getattr(settings, "needed_secrets", lambda: ())():
-        if name not in tenant.crm.secrets:
-            expected = f"a reference {{env: NAME}} or {{file: PATH}} ({tenant.crm.kind} needs {name})"
+        if name not in given:
+            expected = f"a reference {{env: NAME}} or {{file: PATH}} ({kind} needs {name})"
             errors.append(ConfigError(path, f"crm.secrets.{name}", expected, "nothing"))
-    for name in tenant.crm.secrets:
+    for name in given:
         if name not in known:
-            expected = f"one of {', '.join(known) or '(no secrets)'} for {tenant.crm.kind}"
+            expected = f"one of {', '.join(known) or '(no secrets)'} for {kind}"
             errors.append(ConfigError(path, f"crm.secrets.{name}", expected, f"unknown secret {name!r}"))
     return errors
 
