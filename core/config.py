@@ -197,7 +197,8 @@ class TaskPolicy(Strict):
             return None
         if change is not None and change.to in self.on_statuses:
             return f"status:{change.to.value}"
-        rising = before is None or band_names.index(card.band) > band_names.index(before)
+        # a band name from older rules ranks below every current band
+        rising = before not in band_names or band_names.index(card.band) > band_names.index(before)
         if card.band in self.on_bands and card.band != before and rising:
             return f"band:{card.band}"
         return None
