@@ -164,7 +164,10 @@ class Daemon:
                 f"cannot serve health and metrics on {self.settings.host}:{self.settings.port}: {exc}; "
                 "pick another --port"
             ) from exc
-        return server.start()
+        server.start()
+        log.info("health and metrics on http://%s:%d (/healthz /readyz /metrics)", self.settings.host, server.port,
+                 extra={"port": server.port})
+        return server
 
     @property
     def health_port(self) -> int | None:
@@ -229,7 +232,7 @@ class Daemon:
         if report.added or report.removed or report.changed:
             log.info("tenants added %s, removed %s, changed %s", list(report.added), list(report.removed),
                      list(report.changed))
-        metrics.set_tenants(len(self._tenants), len(report.errors))
+        metrics.set_tenants(len(self._tenants), _count_files(errors))
         return report
 
     def _plan(self, tenants: list[Any], errors: list[Exception]) -> ReloadReport:
@@ -463,6 +466,12 @@ def _error_paths(errors: Iterable[Exception]) -> Iterable[Path]:
             yield Path(path)
 
 
+def _count_files(errors: list[Exception]) -> int:
+    """Tenant files that did not load: a file with several errors counts once."""
+    paths = {str(getattr(e, "path", "")) for e in errors if getattr(e, "path", None)}
+    return len(paths) + sum(1 for e in errors if not getattr(e, "path", None))
+
+
 def _error_lines(errors: Iterable[Exception]) -> Iterable[str]:
     for error in errors:
         yield str(error).replace("\n", "; ")
@@ -475,12 +484,14 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m core.daemon``: the same options as ``leadpulse daemon``."""
     from core.ops_cli import daemon_command
 
-    return daemon_command.main(args=argv, prog_name="python -m core.daemon", standalone_mode=False) or 0
+    return daemon_command.main(args=argv, prog_name="python -m core.daemon")
 
 
 def run(settings: DaemonSettings, *, log_level: str = "INFO") -> int:
     """Configure logging and serve until a stop signal; returns the exit code."""
     logs.configure(level=log_level)
+    # the scheduler's own lines repeat ours ("run refused") or narrate every job start
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     scale = float(os.environ.get(SCHEDULE_SCALE_ENV, "1") or 1)
     if scale != 1:
         settings = dataclasses.replace(settings, schedule_scale=scale)
