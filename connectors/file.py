@@ -1,0 +1,292 @@
+"""A CRM kept in local files: score an export with no API access.
+
+Contacts, activities and outcomes are read from CSV (a header row) or JSONL (one object a line) files named in
+the tenant's ``crm.connection``; results go to a CSV file with one row per contact, and tasks to a CSV file
+beside it (``<results>-tasks.csv``).
+
+Columns (JSONL keys) understood:
+
+- contacts: ``id`` (required), ``kind`` (lead/contact/person, default contact), ``email``, ``name``, ``owner_id``,
+  ``status``, ``opted_out``, ``updated_at`` (ISO 8601). Every column is kept as a raw property; the tenant's
+  ``fields`` map names the columns that feed the neutral fields.
+- activities: ``id``, ``contact_id``, ``kind`` (the neutral vocabulary; any other value becomes ``other`` with
+  the value kept as its vendor type), ``occurred_at`` (required), ``vendor_type``; other columns (or a JSONL
+  ``attributes`` object) become the activity's attributes.
+- outcomes: ``contact_id``, ``converted`` (true/false), ``converted_at``.
+
+A stream's cursor is the file's content digest and the number of records already stored, so an unchanged file
+is not read again and an interrupted import resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from connectors.base import (
+    Connector,
+    ConnectorError,
+    Page,
+    PropertySpec,
+    PropertyWrite,
+    SkippedRecord,
+    TaskRequest,
+    WriteResult,
+)
+from connectors.settings import FileSettings
+from core.model import Activity, ActivityKind, Contact, ContactKind, Outcome, utc
+
+PAGE_SIZE = 500
+_ACTIVITY_COLUMNS = ("id", "contact_id", "kind", "occurred_at", "vendor_type", "attributes")
+_KINDS = {kind.value: kind for kind in ActivityKind}
+_CONTACT_KINDS = {kind.value for kind in ContactKind}
+_TASK_COLUMNS = ("key", "contact_id", "contact_kind", "owner_id", "subject", "body", "priority", "due_at")
+
+
+class BadRecord(ValueError):
+    """A record in an export file that cannot be read as what its stream holds."""
+
+
+class FileConnector(Connector):
+    """Reads CSV/JSONL exports; writes one results row per contact and one tasks row per task."""
+
+    name = "file"
+    settings_model = FileSettings
+    write_batch_size = 1000
+    task_batch_size = 1000
+
+    @property
+    def settings(self) -> FileSettings:
+        return self.context.settings  # type: ignore[return-value]
+
+    def streams(self) -> Sequence[str]:
+        files = {"contacts": self.settings.contacts, "activities": self.settings.activities, "outcomes": self.settings.outcomes}
+        return [stream for stream, path in files.items() if path is not None]
+
+    def _path(self, stream: str) -> Path:
+        path = getattr(self.settings, stream, None)
+        if stream not in self.streams() or path is None:
+            raise ConnectorError(self.context.tenant, f"no {stream} file in crm.connection (streams: {', '.join(self.streams())})")
+        if not path.is_file():
+            raise ConnectorError(self.context.tenant, f"{stream} file {path} does not exist; check crm.connection.{stream}")
+        return path
+
+    def pull(self, stream: str, cursor: str | None, *, started_at: datetime) -> Iterator[Page]:
+        path = self._path(stream)
+        digest = _digest(path)
+        done = _resume_point(cursor, digest)
+        if done is None:
+            return
+        parse = _PARSERS[stream]
+        records = islice(_records(path), done, None)
+        while batch := list(islice(records, PAGE_SIZE)):
+            done += len(batch)
+            yield self._page(stream, f"{digest}:{done}", batch, parse, started_at)
+        yield Page(stream, f"{digest}:end")
+
+    def _page(self, stream: str, cursor: str, batch: list, parse: Callable, started_at: datetime) -> Page:
+        items, skipped = [], []
+        for where, record in batch:
+            try:
+                items.append(parse(record, self.context.field_map, started_at))
+            except BadRecord as exc:
+                record_id = record.get("id") if isinstance(record, dict) else None
+                skipped.append(SkippedRecord(stream, str(record_id) if record_id else where, str(exc)))
+        return Page(stream, cursor, **{stream: items}, skipped=skipped)
+
+    def ensure_properties(self, specs: Sequence[PropertySpec]) -> None:
+        """A results file takes any column: nothing to create."""
+
+    def write_properties(self, writes: Sequence[PropertyWrite]) -> list[WriteResult]:
+        path = self.settings.results
+        rows = _read_results(path)
+        for write in writes:
+            row = rows.setdefault(write.contact_id, {"contact_id": write.contact_id})
+            row["contact_kind"] = write.contact_kind.value
+            row.update({name: _cell(value) for name, value in write.values.items()})
+        _write_csv(path, list(rows.values()))
+        return [WriteResult(write.key, True, remote_id=write.contact_id) for write in writes]
+
+    def create_tasks(self, tasks: Sequence[TaskRequest]) -> list[WriteResult]:
+        path = self.tasks_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        new = not path.exists()
+        with open(path, "a", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=_TASK_COLUMNS)
+            if new:
+                writer.writeheader()
+            for task in tasks:
+                writer.writerow({
+                    "key": task.key, "contact_id": task.contact_id, "contact_kind": task.contact_kind.value,
+                    "owner_id": task.owner_id or "", "subject": task.subject, "body": task.body,
+                    "priority": task.priority.value, "due_at": task.due_at.isoformat(),
+                })
+        return [WriteResult(task.key, True, remote_id=task.key) for task in tasks]
+
+    def find_task(self, key: str) -> str | None:
+        if not self.tasks_path.exists():
+            return None
+        with open(self.tasks_path, newline="", encoding="utf-8") as handle:
+            return next((row["key"] for row in csv.DictReader(handle) if row["key"] == key), None)
+
+    @property
+    def tasks_path(self) -> Path:
+        results = self.settings.results
+        return results.with_name(f"{results.stem}-tasks.csv")
+
+
+# reading ---------------------------------------------------------------------------------------------
+
+
+def _digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()[:16]
+
+
+def _resume_point(cursor: str | None, digest: str) -> int | None:
+    """Records already stored from this exact file, or None when all of it was."""
+    if cursor is None or not cursor.startswith(digest + ":"):
+        return 0
+    position = cursor.removeprefix(digest + ":")
+    return None if position == "end" else int(position)
+
+
+def _records(path: Path) -> Iterator[tuple[str, Any]]:
+    """(``file:line``, record) for each record; a JSONL line that is not an object comes as its text."""
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        if path.suffix.lower() == ".csv":
+            for number, row in enumerate(csv.DictReader(handle), start=2):
+                yield f"{path.name}:{number}", row
+            return
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                yield f"{path.name}:{number}", _json_line(line)
+
+
+def _json_line(line: str) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        return f"not JSON ({exc.msg})"
+
+
+def _object(record: Any) -> dict[str, Any]:
+    if not isinstance(record, dict):
+        raise BadRecord(record if isinstance(record, str) else f"expected an object, found {type(record).__name__}")
+    return {key: value for key, value in record.items() if value not in (None, "")}
+
+
+def _required(record: Mapping[str, Any], key: str) -> str:
+    value = record.get(key)
+    if value in (None, ""):
+        raise BadRecord(f"no {key}")
+    return str(value)
+
+
+def _time(value: Any, key: str) -> datetime:
+    try:
+        return utc(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
+    except ValueError:
+        raise BadRecord(f"{key} {value!r} is not an ISO 8601 time") from None
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "y"):
+        return True
+    if text in ("false", "0", "no", "n", ""):
+        return False
+    raise BadRecord(f"{value!r} is not true or false")
+
+
+def parse_contact(record: Any, field_map: Mapping[str, str], started_at: datetime) -> Contact:
+    row = _object(record)
+    kind = row.get("kind", "contact")
+    if kind not in _CONTACT_KINDS:
+        raise BadRecord(f"kind {kind!r} is not one of {', '.join(ContactKind)}")
+    updated = row.get("updated_at")
+    return Contact(
+        id=_required(row, "id"),
+        kind=ContactKind(kind),
+        updated_at=_time(updated, "updated_at") if updated else started_at,
+        email=row.get("email"),
+        name=row.get("name"),
+        owner_id=str(row["owner_id"]) if "owner_id" in row else None,
+        status=row.get("status"),
+        opted_out=_flag(row.get("opted_out", False)),
+        fields={name: row[column] for name, column in field_map.items() if column in row},
+        raw=row,
+    )
+
+
+def parse_activity(record: Any, field_map: Mapping[str, str], started_at: datetime) -> Activity:
+    row = _object(record)
+    kind_text = str(row.get("kind", "other"))
+    kind = _KINDS.get(kind_text, ActivityKind.OTHER)
+    vendor_type = row.get("vendor_type") or (None if kind_text in _KINDS else kind_text)
+    attributes = row.get("attributes")
+    if not isinstance(attributes, dict):
+        attributes = {key: value for key, value in row.items() if key not in _ACTIVITY_COLUMNS}
+    return Activity(
+        id=_required(row, "id"),
+        contact_id=_required(row, "contact_id"),
+        kind=kind,
+        occurred_at=_time(_required(row, "occurred_at"), "occurred_at"),
+        vendor_type=vendor_type,
+        attributes=attributes,
+    )
+
+
+def parse_outcome(record: Any, field_map: Mapping[str, str], started_at: datetime) -> Outcome:
+    row = _object(record)
+    converted_at = row.get("converted_at")
+    return Outcome(
+        contact_id=_required(row, "contact_id"),
+        converted=_flag(row.get("converted", False)),
+        converted_at=_time(converted_at, "converted_at") if converted_at else None,
+    )
+
+
+_PARSERS = {"contacts": parse_contact, "activities": parse_activity, "outcomes": parse_outcome}
+
+
+# writing ---------------------------------------------------------------------------------------------
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _read_results(path: Path) -> dict[str, dict[str, str]]:
+    if not path.exists():
+        return {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        return {row["contact_id"]: row for row in csv.DictReader(handle)}
+
+
+def _write_csv(path: Path, rows: list[dict[str, str]]) -> None:
+    # Written beside the target and renamed over it, so a crash never leaves half a results file.
+    columns = ["contact_id", "contact_kind", *sorted({key for row in rows for key in row} - {"contact_id", "contact_kind"})]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(sorted(rows, key=lambda row: row["contact_id"]))
+    os.replace(partial, path)

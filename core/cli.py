@@ -1,0 +1,269 @@
+"""The ``leadpulse`` command: validate tenant files, sync, rescore, explain, compare rules, and the demo.
+
+Each command is a thin shell over `core.config`, `core.pipeline` and `core.store`; tables are drawn with rich.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from core import ops_cli
+from core.clock import ManualClock, SystemClock
+from core.config import ConfigError, TenantConfig, load_config_dir, load_tenant
+from core.pipeline import RunOutcome, RunSummary, compare_bands, rescore_tenant, sync_tenant
+from core.scoring import Engine
+from core.store import StoredScore, Store, StoreError
+
+CONFIG_DIR_ENV = ops_cli.CONFIG_DIR_ENV
+STATE_DIR_ENV = ops_cli.STATE_DIR_ENV
+DEMO_TENANT = "demo-file"
+#: when config/sample was exported (bench/synthetic.py EXPORT_AT): the demo scores as of then, so its output stays put
+DEMO_AS_OF = datetime(2025, 6, 2, tzinfo=timezone.utc)
+
+# Piped output (CI logs, the README) gets room for the explanation tables instead of 80 columns.
+console = Console() if sys.stdout.isatty() else Console(width=120)
+
+config_dir_option = click.option(
+    "--config-dir", type=click.Path(file_okay=False, path_type=Path), envvar=CONFIG_DIR_ENV, default=Path("config"),
+    show_default=True, help=f"Folder of tenant files (*.yaml), one per tenant. Env: {CONFIG_DIR_ENV}.",
+)
+state_dir_option = click.option(
+    "--state-dir", type=click.Path(file_okay=False, path_type=Path), envvar=STATE_DIR_ENV, default=Path("var"),
+    show_default=True, help=f"Folder of the per-tenant SQLite stores. Env: {STATE_DIR_ENV}.",
+)
+tenant_option = click.option(
+    "--tenant", "tenant_name", metavar="NAME", help="The tenant (its name in its file); optional when there is only one."
+)
+
+
+@click.group()
+@click.version_option(package_name="leadpulse")
+def main() -> None:
+    """leadpulse scores CRM contacts with each tenant's rules and writes scores, statuses and tasks back."""
+
+
+ops_cli.register(main)
+
+
+# loading tenants ---------------------------------------------------------------------------------------
+
+
+def load_named(config_dir: Path, name: str | None) -> TenantConfig:
+    """The tenant called `name` in `config_dir` (the only one when `name` is None), or a usage error saying why not."""
+    tenants, errors = load_config_dir(config_dir)
+    if name is None and len(tenants) == 1 and not errors:
+        return tenants[0]
+    found = [tenant for tenant in tenants if tenant.name == name]
+    if found:
+        return found[0]
+    known = ", ".join(tenant.name for tenant in tenants) or "none"
+    problem = "name one with --tenant" if name is None else f"no valid tenant named {name!r}"
+    detail = "".join(f"\n  {error}" for error in errors)
+    raise click.UsageError(f"{problem} in {config_dir} (tenants: {known}){detail}")
+
+
+def open_store(tenant: TenantConfig, state_dir: Path) -> Store:
+    path = tenant.store_path(state_dir)
+    if not path.exists():
+        raise click.ClickException(f"tenant {tenant.name!r} has no store at {path} yet; run `leadpulse sync --tenant {tenant.name}` first")
+    return Store.open(path)
+
+
+# commands ----------------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@config_dir_option
+def validate(files: Sequence[Path], config_dir: Path) -> None:
+    """Check tenant FILES (default: every file in --config-dir) and say what each one sets up."""
+    if files:
+        tenants, errors = [], []
+        for path in files:
+            try:
+                tenants.append(load_tenant(path))
+            except ConfigError as exc:
+                errors.extend(exc.errors)
+    else:
+        tenants, errors = load_config_dir(config_dir)
+    for tenant in tenants:
+        console.print(f"[green]ok[/green] {tenant.summary()}", highlight=False, soft_wrap=True)
+    for error in errors:
+        console.print(f"[red]error[/red] {error}", highlight=False, soft_wrap=True)
+    if errors:
+        raise SystemExit(1)
+    if not tenants:
+        raise click.UsageError(f"no tenant files (*.yaml, *.yml) in {config_dir}")
+
+
+@main.command()
+@tenant_option
+@click.option("--all", "all_tenants", is_flag=True, help="Sync every tenant in --config-dir, one after another.")
+@click.option("--dry-run", is_flag=True, help="Pull and score, but send nothing to the CRM (the outbox keeps it).")
+@click.option("--full", is_flag=True, help="Pull every stream from the beginning and rescore every contact.")
+@config_dir_option
+@state_dir_option
+def sync(tenant_name: str | None, all_tenants: bool, dry_run: bool, full: bool, config_dir: Path, state_dir: Path) -> None:
+    """Pull a tenant's CRM changes, score them and write the results back (one-shot)."""
+    if all_tenants:
+        tenants, errors = load_config_dir(config_dir)
+        for error in errors:
+            console.print(f"[red]error[/red] {error}", highlight=False, soft_wrap=True)
+    else:
+        tenants, errors = [load_named(config_dir, tenant_name)], []
+    summaries = [_sync_one(tenant, state_dir, dry_run=dry_run, full=full) for tenant in tenants]
+    console.print(summary_table(summaries))
+    if errors or any(summary.outcome == RunOutcome.FAILED for summary in summaries):
+        raise SystemExit(1)
+
+
+def _sync_one(tenant: TenantConfig, state_dir: Path, *, dry_run: bool, full: bool) -> RunSummary:
+    try:
+        return sync_tenant(tenant, state_dir=state_dir, dry_run=dry_run, full=full)
+    except (StoreError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@tenant_option
+@click.option("--due", is_flag=True, help="Only contacts whose data changed or whose score expired (default: all).")
+@config_dir_option
+@state_dir_option
+def score(tenant_name: str | None, due: bool, config_dir: Path, state_dir: Path) -> None:
+    """Rescore the stored contacts with the current rules and print the band distribution."""
+    tenant = load_named(config_dir, tenant_name)
+    open_store(tenant, state_dir).close()
+    try:
+        summary = rescore_tenant(tenant, state_dir=state_dir, full=not due)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    console.print(f"{tenant.name}: scored {summary.scored} contacts, {summary.changed} changed, in {summary.seconds:.2f}s")
+    with open_store(tenant, state_dir) as store:
+        console.print(band_table(store.band_counts(), Engine(tenant.scoring).band_names))
+
+
+@main.command()
+@click.argument("contact_id", metavar="CONTACT")
+@tenant_option
+@config_dir_option
+@state_dir_option
+def explain(contact_id: str, tenant_name: str | None, config_dir: Path, state_dir: Path) -> None:
+    """Show CONTACT's current score rule by rule: which rules fired, how often, for how many points."""
+    tenant = load_named(config_dir, tenant_name)
+    with open_store(tenant, state_dir) as store:
+        stored = store.score(contact_id)
+        if stored is None:
+            raise click.ClickException(f"tenant {tenant.name!r}: contact {contact_id!r} has no score in {store.path}")
+        print_explanation(stored, store.contact(contact_id))
+
+
+@main.command()
+@click.argument("contact_id", metavar="CONTACT")
+@tenant_option
+@config_dir_option
+@state_dir_option
+def history(contact_id: str, tenant_name: str | None, config_dir: Path, state_dir: Path) -> None:
+    """List CONTACT's score, band and status changes, oldest first."""
+    tenant = load_named(config_dir, tenant_name)
+    with open_store(tenant, state_dir) as store:
+        entries = store.history(contact_id)
+    if not entries:
+        raise click.ClickException(f"tenant {tenant.name!r}: no history for contact {contact_id!r}")
+    table = Table("when", "run", "score", "band", "status", title=f"{tenant.name}: history of {contact_id}")
+    for entry in entries:
+        table.add_row(
+            entry.at.strftime("%Y-%m-%d %H:%M"), str(entry.run_id or "-"), _move(entry.old_total, entry.new_total),
+            _move(entry.old_band, entry.new_band), _move(entry.old_status, entry.new_status),
+        )
+    console.print(table)
+
+
+@main.command()
+@click.option("--rules", "rules_file", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="A tenant file holding the proposed scoring section.")
+@tenant_option
+@config_dir_option
+@state_dir_option
+def compare(rules_file: Path, tenant_name: str | None, config_dir: Path, state_dir: Path) -> None:
+    """Count how many stored contacts would move from each band to each other band under the --rules file."""
+    tenant = load_named(config_dir, tenant_name)
+    try:
+        proposed = load_tenant(rules_file).scoring
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    with open_store(tenant, state_dir) as store:
+        moves = compare_bands(store, tenant.scoring, proposed, SystemClock().now())
+    console.print(move_table(moves, Engine(tenant.scoring).band_names, Engine(proposed).band_names))
+    moved = sum(n for (before, after), n in moves.items() if before != after)
+    console.print(f"{moved} of {sum(moves.values())} contacts would change band")
+
+
+@main.command()
+@config_dir_option
+def demo(config_dir: Path) -> None:
+    """Score the sample export shipped in config/ in a temporary folder; show the bands and explain the top 3."""
+    tenant = load_named(config_dir, DEMO_TENANT)
+    with tempfile.TemporaryDirectory(prefix="leadpulse-demo-") as folder:
+        state_dir = Path(folder)
+        settings = tenant.crm.connection.model_copy(update={"results": state_dir / "results.csv"})
+        tenant = tenant.model_copy(update={"crm": tenant.crm.model_copy(update={"connection": settings})})
+        summary = sync_tenant(tenant, state_dir=state_dir, clock=ManualClock(DEMO_AS_OF))
+        console.print(summary_table([summary]))
+        with Store.open(tenant.store_path(state_dir)) as store:
+            console.print(band_table(store.band_counts(), Engine(tenant.scoring).band_names))
+            for stored in store.top_scores(3):
+                print_explanation(stored, store.contact(stored.contact_id))
+
+
+# rendering ---------------------------------------------------------------------------------------------
+
+
+def summary_table(summaries: Sequence[RunSummary]) -> Table:
+    table = Table("tenant", "run", "outcome", "pulled", "scored", "changed", "written", "tasks", "seconds", title="sync")
+    for s in summaries:
+        outcome = s.outcome.value + (f": {s.error}" if s.error else "")
+        table.add_row(s.tenant, str(s.run_id), outcome, *(str(n) for n in (s.pulled, s.scored, s.changed, s.written, s.tasks)),
+                      f"{s.seconds:.2f}")
+    return table
+
+
+def band_table(counts: dict[str, int], band_names: Sequence[str]) -> Table:
+    total = sum(counts.values()) or 1
+    table = Table("band", "contacts", "share", title="band distribution")
+    for band in reversed([*band_names, *sorted(set(counts) - set(band_names))]):
+        table.add_row(band, str(counts.get(band, 0)), f"{100 * counts.get(band, 0) / total:.1f}%")
+    return table
+
+
+def print_explanation(stored: StoredScore, contact: object) -> None:
+    who = getattr(contact, "name", None) or getattr(contact, "email", None) or stored.contact_id
+    axes = ", ".join(f"{name} {value:g}" for name, value in stored.axes.items())
+    title = (f"{who} ({stored.contact_id}): {stored.total:g} {stored.band}, grade {stored.grade or '-'}, "
+             f"{(stored.quadrant or '-').replace('_', ' ')} [{axes}]")
+    table = Table("rule", "axis", "points", "times", "why", title=title)
+    for c in stored.contributions:
+        table.add_row(c["rule_id"], c["axis"], f"{c['points']:+g}", str(c["occurrences"]), c["detail"])
+    console.print(table)
+
+
+def move_table(moves: Counter[tuple[str, str]], before: Sequence[str], after: Sequence[str]) -> Table:
+    table = Table("now \\ proposed", *after, title="band moves")
+    for band in before:
+        table.add_row(band, *(str(moves.get((band, new), 0)) for new in after))
+    return table
+
+
+def _move(old: object, new: object) -> str:
+    if old == new or old is None:
+        return "-" if new is None else f"{new:g}" if isinstance(new, float) else str(new)
+    fmt = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
+    return f"{fmt(old)} -> {fmt(new)}"

@@ -1,0 +1,395 @@
+"""One tenant's sync, as named steps over any `Connector`:
+
+    pull      each stream from its cursor; every page stored with its cursor in one transaction
+    score     the contacts whose inputs changed (all of them with ``full``, or when the rules changed, or when
+              a score's `valid_until` passed); each chunk's scores, history and outbox rows in one transaction
+    push      the outbox drained in the connector's batch sizes; rows settled with the CRM's ids or errors
+
+Every run holds the tenant's run lock and leaves a row in the store's ``runs`` table, however it ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from connectors.base import (
+    Connector,
+    ConnectorContext,
+    ConnectorError,
+    PropertyWrite,
+    QuotaExhausted,
+    TaskRequest,
+    WriteResult,
+    load_connector,
+)
+from core.clock import Clock, SystemClock
+from core.config import TenantConfig
+from core.model import Activity, Contact, Lifecycle
+from core.rules import ScoringConfig
+from core.scoring import Engine, ScoreCard, StatusChange
+from core.store import StoredScore, Store
+
+SCORE_CHUNK = 1000
+
+
+class RunOutcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    #: asked to stop (SIGTERM): the current batch finished, everything done so far is checkpointed
+    STOPPED = "stopped"
+    #: the CRM's daily allowance ran out: checkpointed, the next run carries on
+    QUOTA_EXHAUSTED = "quota_exhausted"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What one run did."""
+
+    tenant: str
+    run_id: int
+    outcome: RunOutcome
+    pulled: int = 0
+    scored: int = 0
+    changed: int = 0
+    written: int = 0
+    tasks: int = 0
+    api_calls: int = 0
+    rate_limited: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class RunCounts:
+    """The counts a run accumulates step by step (mutable: it is filled in as the run goes)."""
+
+    pulled: int = 0
+    scored: int = 0
+    changed: int = 0
+    written: int = 0
+    tasks: int = 0
+    api_calls: int = 0
+    rate_limited: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What scoring one contact decided: its card, a status move, the CRM values that changed, a task."""
+
+    card: ScoreCard
+    status: StatusChange | None
+    changed: Mapping[str, Any]
+    written: Mapping[str, Any]
+    task_event: str | None
+
+
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def _stopping(stop: threading.Event | None) -> bool:
+    return stop is not None and stop.is_set()
+
+
+# the run ---------------------------------------------------------------------------------------------
+
+
+def sync_tenant(
+    tenant: TenantConfig,
+    *,
+    state_dir: Path,
+    dry_run: bool = False,
+    full: bool = False,
+    clock: Clock = SystemClock(),
+    stop: threading.Event | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> RunSummary:
+    """Pull, score and push one tenant, holding its run lock.
+
+    With `dry_run`, nothing is sent to the CRM: what would be written stays in the outbox. With `full`, every
+    stream is pulled from the beginning and every contact rescored.
+
+    :raises RunLocked: if another run of the tenant holds the lock.
+    :raises ConfigError: if a secret the tenant references is missing.
+    """
+    secrets = tenant.resolve_secrets(environ)
+    with Store.open(tenant.store_path(state_dir)) as store, store.lock(tenant.name):
+        with recorded_run(store, tenant, clock, full=full, dry_run=dry_run) as run:
+            connector = open_connector(tenant, secrets, clock)
+            try:
+                pull(connector, store, run, full=full, stop=stop)
+                if not _stopping(stop):
+                    score_contacts(store, tenant, Engine(tenant.scoring), run_id=run.id, as_of=run.started_at,
+                                   full=full, stop=stop, counts=run.counts)
+                if not (dry_run or _stopping(stop)):
+                    push(connector, store, tenant, run, stop=stop)
+            finally:
+                run.counts.api_calls = connector.context.stats.total
+                run.counts.rate_limited = connector.context.stats.rate_limited
+                connector.close()
+            if _stopping(stop):
+                run.outcome = RunOutcome.STOPPED
+    return run.summary()
+
+
+def rescore_tenant(tenant: TenantConfig, *, state_dir: Path, clock: Clock = SystemClock(), full: bool = True) -> RunSummary:
+    """Score the stored contacts again with the tenant's current rules, offline; the outbox gets what changed."""
+    with Store.open(tenant.store_path(state_dir)) as store, store.lock(tenant.name):
+        with recorded_run(store, tenant, clock, full=full, dry_run=True) as run:
+            score_contacts(store, tenant, Engine(tenant.scoring), run_id=run.id, as_of=run.started_at, full=full,
+                           counts=run.counts)
+    return run.summary()
+
+
+@dataclass
+class Run:
+    """A run in progress: its id, start, counts so far and outcome."""
+
+    tenant: str
+    id: int
+    started_at: datetime
+    #: wall-clock seconds (time.perf_counter) at the start: a run's duration is real time whatever the clock
+    started_real: float
+    counts: RunCounts = field(default_factory=RunCounts)
+    outcome: RunOutcome = RunOutcome.SUCCEEDED
+    error: str | None = None
+
+    def summary(self) -> RunSummary:
+        seconds = round(time.perf_counter() - self.started_real, 3)
+        return RunSummary(self.tenant, self.id, self.outcome, **self.counts.as_dict(), seconds=seconds, error=self.error)
+
+
+@contextlib.contextmanager
+def recorded_run(store: Store, tenant: TenantConfig, clock: Clock, *, full: bool, dry_run: bool) -> Iterator[Run]:
+    """A row in ``runs`` from start to end, whatever happens in between.
+
+    A connector failure ends the run with its outcome (quota exhausted, failed) and no exception; anything else
+    is recorded as failed and raised again.
+    """
+    started = clock.now()
+    run = Run(tenant.name, store.start_run(tenant.name, started, full=full, dry_run=dry_run), started, time.perf_counter())
+    try:
+        yield run
+    except QuotaExhausted as exc:
+        run.outcome, run.error = RunOutcome.QUOTA_EXHAUSTED, str(exc)
+    except ConnectorError as exc:
+        run.outcome, run.error = RunOutcome.FAILED, str(exc)
+    except BaseException as exc:
+        run.outcome, run.error = RunOutcome.FAILED, f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        store.finish_run(run.id, clock.now(), run.outcome.value, run.counts.as_dict(), run.error)
+
+
+def open_connector(tenant: TenantConfig, secrets: Mapping[str, str], clock: Clock) -> Connector:
+    """The tenant's connector, found by its CRM kind in the connector registry."""
+    connector_class = load_connector(tenant.crm.kind)
+    context = ConnectorContext(
+        tenant=tenant.name, settings=tenant.crm.connection, secrets=secrets, field_map=dict(tenant.fields), clock=clock
+    )
+    return connector_class(context)
+
+
+# pull ------------------------------------------------------------------------------------------------
+
+
+def pull(connector: Connector, store: Store, run: Run, *, full: bool = False, stop: threading.Event | None = None) -> None:
+    """Pull every stream from its cursor (from the start with `full`), storing each page with its cursor."""
+    for stream in connector.streams():
+        cursor = None if full else store.cursor(stream)
+        for page in connector.pull(stream, cursor, started_at=run.started_at):
+            store.apply_page(page, run.id)
+            run.counts.pulled += len(page.contacts) + len(page.activities) + len(page.outcomes)
+            if _stopping(stop):
+                return
+
+
+# score -----------------------------------------------------------------------------------------------
+
+
+def score_contacts(
+    store: Store,
+    tenant: TenantConfig,
+    engine: Engine,
+    *,
+    run_id: int | None,
+    as_of: datetime,
+    full: bool = False,
+    stop: threading.Event | None = None,
+    counts: RunCounts | None = None,
+    chunk_size: int = SCORE_CHUNK,
+) -> RunCounts:
+    """Score the contacts that are due (all with `full`), queue what changed, and return the counts."""
+    counts = counts or RunCounts()
+    due = store.contacts_to_score(full, as_of=as_of, fingerprint=engine.fingerprint, chunk_size=chunk_size)
+    for chunk in batched(due, chunk_size):
+        before = store.current_scores([contact.id for contact, _ in chunk])
+        decisions = [decide(tenant, engine, contact, activities, before.get(contact.id), as_of) for contact, activities in chunk]
+        with store.transaction():
+            save_decisions(store, tenant, [contact for contact, _ in chunk], decisions, run_id, engine.fingerprint)
+        counts.scored += len(decisions)
+        counts.changed += sum(1 for decision in decisions if decision.changed)
+        if _stopping(stop):
+            break
+    return counts
+
+
+def decide(
+    tenant: TenantConfig,
+    engine: Engine,
+    contact: Contact,
+    activities: Sequence[Activity],
+    before: StoredScore | None,
+    as_of: datetime,
+) -> Decision:
+    """Score one contact and decide, against what was last written, what the CRM must be told."""
+    card = engine.score(contact, activities, as_of)
+    last_set = Lifecycle(before.status) if before is not None and before.status else None
+    status = engine.decide_status(contact, card, last_set)
+    values = tenant.writeback.values_for(card)
+    if status is not None and tenant.writeback.write_status:
+        values[tenant.writeback.status_property] = status.crm_value
+    written = before.written if before is not None else {}
+    changed = {name: value for name, value in values.items() if written.get(name, _UNSET) != value}
+    event = tenant.tasks.trigger(engine.band_names, before.band if before else None, card, status)
+    return Decision(card, status, changed, {**written, **values} if changed else written, event)
+
+
+_UNSET = object()
+
+
+def save_decisions(
+    store: Store,
+    tenant: TenantConfig,
+    contacts: Sequence[Contact],
+    decisions: Sequence[Decision],
+    run_id: int | None,
+    fingerprint: str,
+) -> None:
+    """Save the cards and queue the writes and tasks they call for (the caller holds a transaction)."""
+    store.save_scores(
+        [d.card for d in decisions],
+        run_id,
+        fingerprint,
+        statuses={d.card.contact_id: d.status.to.value for d in decisions if d.status},
+        written={d.card.contact_id: d.written for d in decisions if d.changed},
+    )
+    by_id = {contact.id: contact for contact in contacts}
+    writes = [property_write(tenant, by_id[d.card.contact_id], d.changed) for d in decisions if d.changed]
+    store.outbox.put_writes(writes, run_id)
+    tasks = [task_request(store, tenant, by_id[d.card.contact_id], d) for d in decisions if d.task_event]
+    store.outbox.put_tasks(tasks, run_id)
+
+
+def property_write(tenant: TenantConfig, contact: Contact, values: Mapping[str, Any]) -> PropertyWrite:
+    """The write of a contact's changed values, keyed per contact so a newer write merges into a pending one."""
+    return PropertyWrite(f"lp-{tenant.name}-{contact.id}-props", contact.id, contact.kind, dict(values))
+
+
+def task_request(store: Store, tenant: TenantConfig, contact: Contact, decision: Decision) -> TaskRequest:
+    """The task for a decision's event, keyed ``lp-<tenant>-<contact>-<event>-<n>`` (n counts the contact's entries)."""
+    event = (decision.task_event or "").replace(":", "-")
+    prefix = f"lp-{tenant.name}-{contact.id}-{event}-"
+    key = f"{prefix}{store.outbox.task_count(prefix) + 1}"
+    status = decision.status.crm_value if decision.status else None
+    subject, body = tenant.tasks.render(contact, decision.card, status)
+    return TaskRequest(
+        key=key,
+        contact_id=contact.id,
+        contact_kind=contact.kind,
+        owner_id=contact.owner_id,
+        subject=subject,
+        body=body,
+        priority=tenant.tasks.priority,
+        due_at=decision.card.as_of + tenant.tasks.due_in,
+    )
+
+
+# push ------------------------------------------------------------------------------------------------
+
+
+def push(connector: Connector, store: Store, tenant: TenantConfig, run: Run, *, stop: threading.Event | None = None) -> None:
+    """Send the outbox: settle tasks whose outcome is unknown, make sure properties exist, then drain."""
+    settle_unknown_tasks(connector, store, run.id)
+    if store.outbox.pending_writes(1, run.id):
+        connector.ensure_properties(tenant.property_specs())
+    run.counts.written += drain(
+        lambda n: store.outbox.pending_writes(n, run.id), connector.write_properties, connector.write_batch_size,
+        store, run.id, stop,
+    )
+    run.counts.tasks += drain(
+        lambda n: store.outbox.pending_tasks(n, run.id), connector.create_tasks, connector.task_batch_size,
+        store, run.id, stop, mark_sending=True,
+    )
+
+
+def settle_unknown_tasks(connector: Connector, store: Store, run_id: int | None) -> None:
+    """Tasks handed over in a run that never heard back: done if the CRM has them (found by key), else pending."""
+    found, missing = [], []
+    for task in store.outbox.sending_tasks():
+        remote_id = connector.find_task(task.key)
+        (found if remote_id else missing).append(WriteResult(task.key, True, remote_id=remote_id))
+    with store.transaction():
+        store.outbox.settle(found, run_id)
+        store.outbox.release([result.key for result in missing])
+
+
+def drain(
+    fetch: Callable[[int], Sequence[Any]],
+    send: Callable[[Sequence[Any]], list[WriteResult]],
+    batch_size: int,
+    store: Store,
+    run_id: int | None,
+    stop: threading.Event | None,
+    *,
+    mark_sending: bool = False,
+) -> int:
+    """Send batches until nothing is due this run; return how many the CRM accepted."""
+    accepted = 0
+    while not _stopping(stop):
+        batch = fetch(batch_size)
+        if not batch:
+            break
+        keys = [item.key for item in batch]
+        if mark_sending:
+            with store.transaction():
+                store.outbox.mark_sending(keys, run_id)
+        results = complete(keys, send(batch))
+        with store.transaction():
+            store.outbox.settle(results, run_id)
+        accepted += sum(1 for result in results if result.ok)
+    return accepted
+
+
+def complete(keys: Sequence[str], results: Sequence[WriteResult]) -> list[WriteResult]:
+    """One result per key: a key the connector gave no result for counts as failed, so it is never lost."""
+    by_key = {result.key: result for result in results}
+    return [by_key.get(key) or WriteResult(key, False, error="the connector returned no result for it") for key in keys]
+
+
+# reports ---------------------------------------------------------------------------------------------
+
+
+def compare_bands(store: Store, current: ScoringConfig, proposed: ScoringConfig, as_of: datetime) -> Counter[tuple[str, str]]:
+    """How many stored contacts would move from each band (current rules) to each band (proposed rules)."""
+    now, new = Engine(current), Engine(proposed)
+    moves: Counter[tuple[str, str]] = Counter()
+    for contact, activities in store.contacts_to_score(all=True):
+        moves[now.score(contact, activities, as_of).band, new.score(contact, activities, as_of).band] += 1
+    return moves

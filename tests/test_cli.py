@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from core import cli
+from file_tenant import contact, file_tenant, page_view
+
+REPO_CONFIG = Path(__file__).resolve().parent.parent / "config"
+
+
+def all_commands(group: click.Group, prefix: str = "leadpulse") -> list[tuple[str, click.Command]]:
+    found = []
+    for name, command in group.commands.items():
+        found.append((f"{prefix} {name}", command))
+        if isinstance(command, click.Group):
+            found += all_commands(command, f"{prefix} {name}")
+    return found
+
+
+@pytest.mark.parametrize("name,command", all_commands(cli.main), ids=lambda item: item if isinstance(item, str) else "")
+def test_every_command_has_help_text(name, command):
+    assert (command.help or "").strip(), f"{name} has no help text: give its function a docstring"
+
+
+@pytest.mark.parametrize("name", sorted(n for n, c in cli.main.commands.items() if c.callback.__module__ == "core.cli"))
+def test_every_option_of_the_offline_commands_has_help_text(name):
+    options = [p for p in cli.main.commands[name].params if isinstance(p, click.Option)]
+    assert [p.name for p in options if not p.help] == []
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """A config folder with one file tenant, and the state folder, passed through the environment."""
+    config = tmp_path / "config"
+    views = [page_view(f"a{i}", "c1") for i in range(3)] + [page_view("b1", "c2")]
+    file_tenant(config, [contact("c1", "VP Sales"), contact("c2")], views)
+    monkeypatch.setenv(cli.CONFIG_DIR_ENV, str(config))
+    monkeypatch.setenv(cli.STATE_DIR_ENV, str(tmp_path / "state"))
+    return config
+
+
+def run(*args: str) -> click.testing.Result:
+    return CliRunner().invoke(cli.main, list(args), catch_exceptions=False)
+
+
+def test_validate_summarises_each_good_file(env):
+    result = run("validate")
+    assert result.exit_code == 0
+    assert "ok acme" in result.output and "bands: cold < 5 <= warm < 10 <= hot" in result.output
+
+
+def test_validate_reports_a_bad_file_with_its_key_and_fails(env):
+    bad = env / "bad.yaml"
+    bad.write_text((env / "acme.yaml").read_text().replace("tenant: acme", "tenant: other").replace("points: 4", "points: four"))
+    result = run("validate", str(bad))
+    assert result.exit_code == 1
+    assert f"{bad}: scoring.rules[0].points: expected a number, found 'four'" in result.output
+
+
+def test_validate_checks_the_shipped_config_folder():
+    assert run("validate", "--config-dir", str(REPO_CONFIG)).exit_code == 0
+
+
+def test_sync_prints_the_run(env):
+    result = run("sync", "--tenant", "acme")
+    assert result.exit_code == 0
+    assert "succeeded" in result.output
+
+
+def test_sync_of_an_unknown_tenant_names_the_known_ones(env):
+    result = run("sync", "--tenant", "nope")
+    assert result.exit_code == 2
+    assert "no valid tenant named 'nope'" in result.output and "(tenants: acme)" in result.output
+
+
+def test_score_prints_the_band_distribution(env):
+    run("sync")
+    result = run("score")
+    assert result.exit_code == 0
+    assert "scored 2 contacts" in result.output
+    assert "hot" in result.output and "50.0%" in result.output
+
+
+def test_score_before_any_sync_says_what_to_do(env):
+    result = run("score")
+    assert result.exit_code == 1
+    assert "run `leadpulse sync --tenant acme` first" in result.output
+
+
+def test_explain_shows_each_rule(env):
+    run("sync")
+    result = run("explain", "c1")
+    assert result.exit_code == 0
+    assert "13 hot" in result.output
+    assert "senior" in result.output and "pricing" in result.output and "+9" in result.output
+
+
+def test_explain_of_an_unknown_contact_fails_clearly(env):
+    run("sync")
+    result = run("explain", "c404")
+    assert result.exit_code == 1
+    assert "contact 'c404' has no score" in result.output
+
+
+def test_history_lists_changes(env):
+    run("sync")
+    result = run("history", "c1")
+    assert result.exit_code == 0
+    assert "hot" in result.output and "mql" in result.output
+
+
+def test_compare_counts_band_moves(env, tmp_path):
+    run("sync")
+    proposal = file_tenant(tmp_path / "proposal", [], [], name="proposal", pricing_points=5)
+    result = run("compare", "--rules", str(proposal.source_path))
+    assert result.exit_code == 0
+    assert "1 of 2 contacts would change band" in result.output
+
+
+def test_demo_prints_bands_and_three_explained_contacts():
+    result = run("demo", "--config-dir", str(REPO_CONFIG))
+    assert result.exit_code == 0
+    assert "band distribution" in result.output
+    assert result.output.count("┃ rule") == 3
