@@ -80,7 +80,8 @@ What a vendor module gets (attributes set before any call):
 
 Routes: ``@route(method, pattern, name=..., auth=True, limited=True)`` on a method. ``{param}``
 segments match one path segment and land in ``request.params``. ``name`` is the route's key in
-stats, faults and rate-limit windows (keep it short and stable, ``"<object>.<verb>"``). A
+stats, faults and rate-limit windows (keep it short and stable, ``"<object>.<verb>"``); it may
+name path parameters, ``"{object_type}.list"``, so each object type is counted apart. A
 handler returns a JSON-able value (status 200), a :class:`Response` (any status, headers,
 bytes), or raises :class:`VendorError` (status, body, headers) for the vendor's own error bodies.
 Any other exception answers ``self.error(500, ...)``.
@@ -117,7 +118,7 @@ import socket
 import ssl
 import threading
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, ClassVar
 from urllib.parse import parse_qs, urlsplit
@@ -329,7 +330,9 @@ class Dispatcher:
             self.stats.record("unmatched", 404)
             return Outcome(response)
         route_, request.params = found
-        request.route = route_.name
+        # A name may hold path parameters ("{object_type}.list"), so each object type counts apart.
+        request.route = route_.name.format(**request.params) if "{" in route_.name else route_.name
+        route_ = replace(route_, name=request.route)
         fault = self.vendor.faults.take(route_.name)
         if fault and fault.kind is FaultKind.STATUS:
             return Outcome(self._injected(route_, fault))

@@ -26,7 +26,7 @@ from array import array
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Iterator
 
-from .synth import ACTIVITY_SLOTS, Activity, ActivityKind, Person, Tenant
+from .synth import ACTIVITY_SLOTS, Activity, ActivityKind, Tenant
 
 CONTACT_FIELDS = (
     "first_name", "last_name", "email", "title", "company", "industry", "employees", "annual_revenue",
@@ -52,20 +52,6 @@ class IdScheme:
 
 class UnknownContact(KeyError):
     """The contact id names no contact of this tenant."""
-
-
-def flatten(person: Person) -> dict:
-    company = person.company
-    return {
-        "first_name": person.first_name, "last_name": person.last_name, "email": person.email,
-        "title": person.title, "company": company.name, "industry": company.industry,
-        "employees": company.employees, "annual_revenue": company.annual_revenue, "country": company.country,
-        "source": person.source, "lifecycle": person.lifecycle, "lead_status": person.lead_status,
-        "owner_id": person.owner_id, "opted_out": person.opted_out, "created_ms": person.created_ms,
-        "updated_ms": person.updated_ms, "converted": person.converted, "converted_ms": person.converted_ms,
-        "email_opens": person.email_opens, "email_clicks": person.email_clicks,
-        "page_views": person.page_views, "form_submissions": person.form_submissions,
-    }
 
 
 class Crm:
@@ -98,7 +84,7 @@ class Crm:
 
     def record(self, index: int) -> dict:
         """The contact's current fields: the generated ones with every write laid over them."""
-        values = flatten(self.tenant.person(index))
+        values = self.tenant.fields(index)
         changes = self._changes.get(index)
         if changes:
             values.update(changes)

@@ -18,6 +18,8 @@ Values here are vendor-neutral (lowercase words); each vendor module maps them t
 """
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 import random
 import time
@@ -147,9 +149,46 @@ class Activity:
     attributes: dict = field(default_factory=dict)
 
 
-def _pick(rng: random.Random, table):
-    """Pick a row of a (value, weight, ...) table by weight."""
-    return rng.choices(table, weights=[row[1] for row in table])[0]
+class Draws:
+    """A random stream with the few draws building a person needs, kept cheap for the hot path.
+
+    A list page builds a hundred people; ``Random.choices`` with weights costs more than the rest
+    of a person together, so weighted picks use precomputed cumulative weights instead.
+    """
+
+    __slots__ = ("unit",)
+
+    def __init__(self, seed: int):
+        self.unit = random.Random(seed).random
+
+    def below(self, n: int) -> int:
+        return int(self.unit() * n)
+
+    def choice(self, items):
+        return items[int(self.unit() * len(items))]
+
+    def pick(self, table: "WeightedTable"):
+        return table.rows[bisect.bisect_right(table.cumulative, self.unit() * table.total)]
+
+    def exponential(self, mean: float) -> float:
+        return -math.log(1.0 - self.unit()) * mean
+
+    def uniform(self, low: float, high: float) -> float:
+        return low + (high - low) * self.unit()
+
+
+class WeightedTable:
+    """A (value, weight, ...) table with its cumulative weights, for :meth:`Draws.pick`."""
+
+    def __init__(self, rows):
+        self.rows = list(rows)
+        self.cumulative = list(itertools.accumulate(row[1] for row in self.rows))
+        self.total = self.cumulative[-1]
+
+
+_TITLES, _INDUSTRIES = WeightedTable(TITLES), WeightedTable(INDUSTRIES)
+_SIZES, _COUNTRIES, _SOURCES = WeightedTable(COMPANY_SIZES), WeightedTable(COUNTRIES), WeightedTable(SOURCES)
+_COMPANY_CACHE_SIZE = 50_000
 
 
 def default_anchor_ms() -> int:
@@ -166,66 +205,91 @@ class Tenant:
         self.seed = seed
         self.anchor_ms = default_anchor_ms() if anchor_ms is None else anchor_ms
         self.companies = max(5, size // 6)
+        self._companies: dict[int, Company] = {}
         self.owners = [self._owner(k) for k in range(owners)]
 
     # -- timelines: cheap, so indexes over a million people build fast ------------------------
 
     def created_ms(self, index: int) -> int:
         """Joined up to two years before the anchor."""
-        return self.anchor_ms - int(2 * YEAR_MS * _unit(self.seed, index, 1)) - 3_600_000
+        return self.timeline(index)[0]
 
     def last_touch_ms(self, index: int) -> int:
         """The latest change to the person; cubed draws pile touches up near the anchor."""
-        created = self.created_ms(index)
-        return self.anchor_ms - int((self.anchor_ms - created) * _unit(self.seed, index, 2) ** 3)
+        return self.timeline(index)[1]
+
+    def timeline(self, index: int) -> tuple[int, int]:
+        """(created_ms, last_touch_ms) from one hash: its low and high 32 bits."""
+        h = mix(self.seed, index, 1)
+        created = self.anchor_ms - int(2 * YEAR_MS * (h & 0xFFFFFFFF) / 2.0**32) - 3_600_000
+        return created, self.anchor_ms - int((self.anchor_ms - created) * ((h >> 32) / 2.0**32) ** 3)
 
     # -- people ---------------------------------------------------------------------------------
 
     def person(self, index: int) -> Person:
-        rng = random.Random(mix(self.seed, index, 3))
-        title, _, title_fit = _pick(rng, TITLES)
-        company = self.company(rng.randrange(self.companies))
+        fields, company, fit, interest = self._draw(index)
+        del fields["company"], fields["industry"], fields["employees"], fields["annual_revenue"], fields["country"]
+        return Person(index=index, company=company, fit=fit, interest=interest, **fields)
+
+    def fields(self, index: int) -> dict:
+        """Person ``index`` as a flat dict of neutral fields (``state.CONTACT_FIELDS``): the fast path for lists."""
+        return self._draw(index)[0]
+
+    def _draw(self, index: int) -> tuple[dict, Company, float, float]:
+        draw = Draws(mix(self.seed, index, 3))
+        title, _, title_fit = draw.pick(_TITLES)
+        # Neighbours often share a company (they were imported together), which keeps the company cache warm.
+        company = self.company((index // 6 + draw.below(8)) % self.companies)
         fit = 0.5 * title_fit + 0.5 * company.fit
-        interest = rng.betavariate(1.2, 2.5)
-        first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
-        created, touched = self.created_ms(index), self.last_touch_ms(index)
-        converted = rng.random() < 1 / (1 + math.exp(5.5 - 4 * fit - 5 * interest))
-        opens = int(rng.expovariate(1 / (1 + 25 * interest)))
-        page_views = int(rng.expovariate(1 / (2 + 40 * interest)))
-        return Person(
-            index=index, first_name=first, last_name=last,
-            email=f"{first}.{last}{index}@{company.domain}".lower().replace(" ", ""),
-            title=title, company=company, source=_pick(rng, SOURCES)[0],
-            lifecycle=self._lifecycle(rng, converted, fit, interest),
-            lead_status="connected" if converted else rng.choice(LEAD_STATUSES),
-            owner_id=None if rng.random() < 0.05 else rng.choice(self.owners).id,
-            opted_out=rng.random() < 0.06, created_ms=created, updated_ms=touched, converted=converted,
-            converted_ms=created + int((touched - created) * rng.uniform(0.5, 1.0)) if converted else None,
-            email_opens=opens, email_clicks=int(opens * rng.uniform(0, 0.5) * interest),
-            page_views=page_views, form_submissions=int(page_views * rng.uniform(0, 0.12)),
-            fit=fit, interest=interest,
-        )
+        interest = draw.unit() ** 1.7  # skewed: most people barely engage, a few engage a lot
+        first, last = draw.choice(FIRST_NAMES), draw.choice(LAST_NAMES)
+        created, touched = self.timeline(index)
+        converted = draw.unit() < 1 / (1 + math.exp(5.5 - 4 * fit - 5 * interest))
+        opens = int(draw.exponential(1 + 25 * interest))
+        page_views = int(draw.exponential(2 + 40 * interest))
+        fields = {
+            "first_name": first, "last_name": last,
+            "email": f"{first}.{last}{index}@{company.domain}".lower().replace(" ", ""),
+            "title": title, "company": company.name, "industry": company.industry, "employees": company.employees,
+            "annual_revenue": company.annual_revenue, "country": company.country, "source": draw.pick(_SOURCES)[0],
+            "lifecycle": self._lifecycle(draw, converted, fit, interest),
+            "lead_status": "connected" if converted else draw.choice(LEAD_STATUSES),
+            "owner_id": None if draw.unit() < 0.05 else draw.choice(self.owners).id,
+            "opted_out": draw.unit() < 0.06, "created_ms": created, "updated_ms": touched, "converted": converted,
+            "converted_ms": created + int((touched - created) * draw.uniform(0.5, 1.0)) if converted else None,
+            "email_opens": opens, "email_clicks": int(opens * draw.uniform(0, 0.5) * interest),
+            "page_views": page_views, "form_submissions": int(page_views * draw.uniform(0, 0.12)),
+        }
+        return fields, company, fit, interest
 
     @staticmethod
-    def _lifecycle(rng: random.Random, converted: bool, fit: float, interest: float) -> str:
+    def _lifecycle(draw: Draws, converted: bool, fit: float, interest: float) -> str:
         if converted:
             return "customer"
-        warmth = 0.5 * fit + 0.5 * interest + rng.uniform(-0.2, 0.2)
+        warmth = 0.5 * fit + 0.5 * interest + draw.uniform(-0.2, 0.2)
         for threshold, stage in ((0.75, "opportunity"), (0.62, "sql"), (0.5, "mql"), (0.25, "lead")):
             if warmth >= threshold:
                 return stage
         return "subscriber"
 
     def company(self, index: int) -> Company:
-        rng = random.Random(mix(self.seed, index, 4))
-        stem = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 3))).capitalize()
-        industry, _, industry_fit = _pick(rng, INDUSTRIES)
-        (low, high), _, size_fit = _pick(rng, COMPANY_SIZES)
-        country, _, country_fit = _pick(rng, COUNTRIES)
-        employees = int(math.exp(rng.uniform(math.log(low), math.log(high))))
+        company = self._companies.get(index)
+        if company is None:
+            if len(self._companies) >= _COMPANY_CACHE_SIZE:
+                self._companies.clear()  # bounded: a million-person tenant must not grow without end
+            company = self._companies[index] = self._make_company(index)
+        return company
+
+    def _make_company(self, index: int) -> Company:
+        draw = Draws(mix(self.seed, index, 4))
+        stem = "".join(draw.choice(_SYLLABLES) for _ in range(2 + draw.below(2))).capitalize()
+        industry, _, industry_fit = draw.pick(_INDUSTRIES)
+        (low, high), _, size_fit = draw.pick(_SIZES)
+        country, _, country_fit = draw.pick(_COUNTRIES)
+        employees = int(math.exp(draw.uniform(math.log(low), math.log(high))))
         return Company(
-            index=index, name=f"{stem} {rng.choice(_COMPANY_SUFFIXES)}", domain=f"{stem.lower()}{index}.example",
-            industry=industry, employees=employees, annual_revenue=employees * rng.randint(40, 400) * 1000,
+            index=index, name=f"{stem} {draw.choice(_COMPANY_SUFFIXES)}", domain=f"{stem.lower()}{index}.example",
+            industry=industry, employees=employees, annual_revenue=employees * (40 + draw.below(361)) * 1000,
             country=country, fit=(industry_fit + size_fit + country_fit) / 3,
         )
 

@@ -1,0 +1,45 @@
+"""``python -m sandbox serve --crm hubspot --contacts 5000 --seed 7``: serve a tenant until Ctrl-C."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from .app import CRMS, Sandbox
+
+
+@click.group()
+def main() -> None:
+    """A local imitation of the HubSpot, Salesforce and Pipedrive APIs."""
+
+
+@main.command()
+@click.option("--crm", type=click.Choice(CRMS), required=True, help="Which CRM to imitate.")
+@click.option("--contacts", type=click.IntRange(min=0), default=1000, show_default=True, help="Tenant size.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same tenant.")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="0 picks a free port.")
+@click.option("--tier", default=None, help="Vendor plan; sets the rate-limit figures (HubSpot: professional...).")
+@click.option("--time-scale", type=float, default=1.0, show_default=True,
+              help="Rate-limit windows run this many times faster than the wall clock.")
+@click.option("--no-rate-limits", is_flag=True, help="Count calls but never refuse them.")
+def serve(crm: str, contacts: int, seed: int, port: int, tier: str | None, time_scale: float, no_rate_limits: bool):
+    """Serve one synthetic tenant on 127.0.0.1 until interrupted; prints the base URL and credentials."""
+    sandbox = Sandbox.start(crm, contacts, seed, port=port, tier=tier, time_scale=time_scale,
+                            rate_limits=not no_rate_limits)
+    click.echo(f"base_url: {sandbox.base_url}")
+    click.echo(f"credentials: {json.dumps(sandbox.credentials)}")
+    if sandbox.ca_cert_path:
+        click.echo(f"ca_cert: {sandbox.ca_cert_path}")
+    sys.stdout.flush()  # a parent process reads these lines through a pipe
+    click.echo(f"{crm} sandbox with {contacts} contacts (seed {seed}); Ctrl-C stops it.", err=True)
+    try:
+        sandbox.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sandbox.stop()
+
+
+if __name__ == "__main__":
+    main()
