@@ -288,13 +288,17 @@ class Daemon:
             self._refuse(name, "its previous run is still going")
             return
         try:
-            with self._tracking(name), logs.run_context(tenant=name):
+            with self._tracking(name):
                 self.sync_once(tenant)
         finally:
             lock.release()
 
     def sync_once(self, tenant: Any) -> Any:
         """Run one sync of `tenant` now, count it, and return its summary (None if it raised)."""
+        with logs.run_context(tenant=tenant.name):
+            return self._sync_and_report(tenant)
+
+    def _sync_and_report(self, tenant: Any) -> Any:
         try:
             logs.register_secrets(tenant.resolve_secrets().values())
         except Exception:  # a missing secret fails the run inside the pipeline, with its own message

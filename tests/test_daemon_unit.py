@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -237,3 +238,33 @@ def test_a_cron_schedule_becomes_a_cron_trigger():
 def test_durations_read_as_numbers_strings_or_timedeltas():
     assert [seconds("90s"), seconds("15m"), seconds("2h"), seconds(5), seconds(timedelta(minutes=1))] == [
         90, 900, 7200, 5, 60]
+
+
+def test_a_run_that_used_secrets_leaves_none_of_them_in_the_logs(make_daemon, tmp_path):
+    import io
+    import logging
+
+    from core import logs
+
+    token, password = "hs-live-token-7a9c2e", "pa55w0rd!xyz"
+
+    def leaky(tenant, *, state_dir, stop):
+        sdk = logging.getLogger("urllib3.connectionpool")
+        sdk.debug("GET /crm/v3/objects/contacts headers={'Authorization': 'Bearer %s'}", token)
+        logging.getLogger("leadpulse.pipeline").info("logging in as bot with %s", password)
+        raise RuntimeError(f"login refused for password {password} and token {token}")
+
+    stream = io.StringIO()
+    handler = logs.configure(stream=stream, json_lines=True, level=logging.DEBUG)
+    try:
+        secretive = Tenant("u-secret", tmp_path / "s.yaml", Schedule(interval=timedelta(minutes=1)),
+                           secrets=(token, password))
+        make_daemon([secretive], leaky).sync_once(secretive)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        logging.getLogger().setLevel(logging.WARNING)
+        logs.forget_secrets()
+    text = stream.getvalue()
+    assert "login refused" in text and "logging in as bot" in text
+    assert token not in text and password not in text
+    assert all(json.loads(line)["tenant"] == "u-secret" for line in text.splitlines())
