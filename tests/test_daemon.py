@@ -235,3 +235,24 @@ def test_every_log_line_of_a_run_is_json_with_its_tenant(root: Path):
     summaries = [line for line in lines if line["message"].startswith("run ")]
     assert {line["tenant"] for line in summaries} >= set(SMALL)
     assert all(line["run_id"] for line in summaries)
+
+
+def test_status_shows_each_tenants_last_run_counts_backlog_and_last_error(root: Path):
+    from click.testing import CliRunner
+
+    from core.cli import main
+    from core.config import load_config_dir
+    from core.pipeline import sync_tenant
+
+    tenants, _ = load_config_dir(root / "config")
+    sync_tenant(next(t for t in tenants if t.name == "t-a"), state_dir=root / "state")
+    (root / "data" / "t-b-contacts.csv").unlink()
+    sync_tenant(next(t for t in tenants if t.name == "t-b"), state_dir=root / "state")
+    result = CliRunner().invoke(main, ["status", "--json", "--config-dir", str(root / "config"),
+                                       "--state-dir", str(root / "state")])
+    assert result.exit_code == 0, result.output
+    rows = {row["tenant"]: row for row in map(json.loads, result.output.splitlines())}
+    assert (rows["t-a"]["outcome"], rows["t-a"]["pulled"], rows["t-a"]["written"]) == ("succeeded", 40, 20)
+    assert (rows["t-a"]["tasks"], rows["t-a"]["backlog"], rows["t-a"]["last_error"]) == (10, 0, None)
+    assert rows["t-b"]["outcome"] == "failed" and "t-b-contacts.csv" in rows["t-b"]["last_error"]
+    assert rows["t-c"]["outcome"] is None and rows["t-c"]["last_run_at"] is None
