@@ -279,7 +279,9 @@ class Daemon:
     def _run_tenant(self, name: str) -> None:
         due = self._executor.due.pop(name, None)
         if due is not None:
-            metrics.record_schedule_delay((datetime.now(timezone.utc) - due).total_seconds())
+            late = (datetime.now(timezone.utc) - due).total_seconds()
+            metrics.record_schedule_delay(late)
+            log.debug("run due %.3fs ago starts", late, extra={"tenant": name, "schedule_delay": late})
         tenant = self._tenants.get(name)
         if tenant is None or self._draining.is_set():
             return
