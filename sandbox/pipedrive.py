@@ -45,20 +45,22 @@ SDK returns as a plain string, not an exception.
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 import json
 import math
 import threading
 from collections import deque
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 from urllib.parse import parse_qs
 
 from .limits import Verdict, Window
 from .server import Request, Response, Vendor, VendorError, route
 from .state import ADDED_ACTIVITY_BASE
-from .synth import COUNTRIES, INDUSTRIES, LEAD_STATUSES, SOURCES, Activity, ActivityKind
+from .synth import COUNTRIES, DAY_MS, INDUSTRIES, LEAD_STATUSES, SOURCES, YEAR_MS, Activity, ActivityKind
 
 BURST, DAILY, WRITES = "BURST", "DAILY", "WRITES"
 PLANS = {"lite": (20, 1), "growth": (40, 2), "premium": (100, 5), "ultimate": (120, 7)}
@@ -79,7 +81,7 @@ KIND_OF_TYPE = {"call": ActivityKind.CALL, "meeting": ActivityKind.MEETING, "lun
                 "task": ActivityKind.TASK, "deadline": ActivityKind.TASK, "email": ActivityKind.EMAIL}
 TYPE_OF_KIND = {ActivityKind.CALL: "call", ActivityKind.MEETING: "meeting", ActivityKind.TASK: "task",
                 ActivityKind.EMAIL: "email"}
-SERVED_KINDS = tuple(TYPE_OF_KIND)
+HOUR_MS = 3_600_000
 PERSON_WRITABLE = frozenset({"name", "owner_id", "org_id", "emails", "phones", "label_ids", "visible_to",
                              "custom_fields"})
 BLOCK_PAGE = """<!DOCTYPE html>
@@ -178,14 +180,21 @@ class CustomField:
             raise ValueError("expected a string")
         return value
 
+    @cached_property
+    def _ids(self) -> dict[Any, int]:
+        return {neutral: option_id for option_id, _, neutral in self.options}
+
+    @cached_property
+    def _values(self) -> dict[int, Any]:
+        return {option_id: neutral for option_id, _, neutral in self.options}
+
     def _option_id(self, value: Any) -> int | None:
-        return next((option_id for option_id, _, neutral in self.options if neutral == value), None)
+        return self._ids.get(value)
 
     def _option(self, value: Any) -> Any:
-        for option_id, _, neutral in self.options:
-            if value == option_id:
-                return neutral
-        raise ValueError(f"expected one of the option ids {[option[0] for option in self.options]}")
+        if isinstance(value, bool) or value not in self._values:
+            raise ValueError(f"expected one of the option ids {list(self._values)}")
+        return self._values[value]
 
     def _date(self, value: Any) -> Any:
         try:
@@ -218,7 +227,8 @@ TENANT_FIELDS: list[tuple[str, str, str, list[tuple[str, Any]]]] = [
     ("Country", "enum", "country", [(name, name) for name, *_ in COUNTRIES]),
     ("Lead source", "enum", "source", _words(name for name, _ in SOURCES)),
     ("Lifecycle stage", "enum", "lifecycle", [("Subscriber", "subscriber"), ("Lead", "lead"), ("MQL", "mql"),
-                                              ("SQL", "sql"), ("Opportunity", "opportunity"), ("Customer", "customer")]),
+                                              ("SQL", "sql"), ("Opportunity", "opportunity"),
+                                              ("Customer", "customer")]),
     ("Lead status", "enum", "lead_status", _words(LEAD_STATUSES)),
     ("Marketing opt-out", "enum", "opted_out", YES_NO), ("Converted", "enum", "converted", YES_NO),
     ("Converted on", "date", "converted_ms", []),
@@ -334,7 +344,8 @@ class Pipedrive(Vendor):
     def windows(self) -> list[Window]:
         burst, multiplier = PLANS[self.tier]
         write_costs = {name: 0 for name in COSTS if name not in WRITE_ROUTES}
-        return [Window(BURST, burst, 2), Window(DAILY, BASE_DAILY_TOKENS * multiplier * self.seats, 86_400, costs=COSTS),
+        return [Window(BURST, burst, 2),
+                Window(DAILY, BASE_DAILY_TOKENS * multiplier * self.seats, 86_400, costs=COSTS),
                 Window(WRITES, DAILY_WRITES, 86_400, costs=write_costs)]
 
     def credentials(self) -> dict:
@@ -471,7 +482,6 @@ class Pipedrive(Vendor):
         """One person in the v2 shape."""
         record = self.crm.record(index)
         person_id = int(self.crm.id_of(index))
-        custom = {key: record.get(field.neutral or key) for key, field in list(self.fields.custom.items())}
         return {
             "id": person_id, "name": f"{record['first_name']} {record['last_name']}",
             "first_name": record["first_name"], "last_name": record["last_name"],
@@ -479,24 +489,57 @@ class Pipedrive(Vendor):
             "add_time": rfc3339(record["created_ms"]), "update_time": rfc3339(record["updated_ms"]),
             "emails": [{"value": record["email"], "primary": True, "label": "work"}],
             "phones": [{"value": f"+1 555 {person_id % 10_000_000:07d}", "primary": True, "label": "work"}],
-            "is_deleted": False, "visible_to": 3, "label_ids": record.get("pipedrive_label_ids", []), "picture_id": None,
-            "custom_fields": {key: self.fields.custom[key].to_wire(value) for key, value in custom.items()},
+            "is_deleted": False, "visible_to": 3, "picture_id": None,
+            "label_ids": record.get("pipedrive_label_ids", []),
+            "custom_fields": {key: field.to_wire(record.get(field.neutral or key))
+                              for key, field in list(self.fields.custom.items())},
         }
 
     def _person_keys(self, query: ListQuery) -> Iterator[tuple[tuple[int, int], int]]:
         if query.walks_ids:
-            return (((index, index), index) for index in self._walk(query, self.crm.size))
-        low = query.since_ms or 0
-        high = query.until_ms - 1 if query.until_ms is not None else 2**62
-        value = {"id": lambda i: i, "update_time": self.crm.updated_ms, "add_time": self.crm.created_ms}[query.sort_by]
-        keys = sorted(((value(i), i), i) for i in self.crm.updated_between(low, high))
+            return (((index, index), index) for index in self._walk(query, range(self.crm.size)))
+        if query.sort_by == "update_time":
+            return self._persons_by_update_time(query)
+        found = self.crm.updated_between(*self._time_bounds(query))  # ascending by index, so by id
+        if query.sort_by == "id":
+            return (((index, index), index) for index in self._walk(query, found))
+        keys = sorted(((self.crm.created_ms(i), i), i) for i in found)
         return iter(reversed(keys) if query.direction == "desc" else keys)
 
+    def _time_bounds(self, query: ListQuery) -> tuple[int, int]:
+        """The update times a list covers, inclusive; open ends close where the tenant's data can be."""
+        tenant = self.crm.tenant
+        low = query.since_ms if query.since_ms is not None else tenant.anchor_ms - 2 * YEAR_MS - DAY_MS
+        high = (query.until_ms - 1 if query.until_ms is not None
+                else max(self.crm.clock_ms(), tenant.anchor_ms) + DAY_MS)
+        return low, high
+
+    def _persons_by_update_time(self, query: ListQuery) -> Iterator[tuple[tuple[int, int], int]]:
+        """Persons in update-time order, read one time slice at a time so a page costs about its own size."""
+        low, high = self._time_bounds(query)
+        desc = query.direction == "desc"
+        if query.after:
+            low, high = (low, min(high, query.after[0])) if desc else (max(low, query.after[0]), high)
+        span = HOUR_MS
+        while low <= high:
+            lo, hi = (max(low, high - span), high) if desc else (low, min(high, low + span))
+            found = self.crm.updated_between(lo, hi)
+            if len(found) > 8 * query.limit and span > 1000:
+                span //= 4
+                continue
+            keys = sorted(((self.crm.updated_ms(i), i), i) for i in found)
+            yield from reversed(keys) if desc else keys
+            low, high = (low, lo - 1) if desc else (hi + 1, high)
+            span *= 2 if len(found) < query.limit else 1
+
     @staticmethod
-    def _walk(query: ListQuery, size: int) -> range:
+    def _walk(query: ListQuery, indexes: Sequence[int]) -> Iterator[int]:
+        """Ascending ``indexes`` from the cursor on, in the query's direction."""
         if query.direction == "asc":
-            return range(query.after[1] + 1 if query.after else 0, size)
-        return range(query.after[1] - 1 if query.after else size - 1, -1, -1)
+            start = bisect.bisect_right(indexes, query.after[1]) if query.after else 0
+            return (indexes[k] for k in range(start, len(indexes)))
+        stop = bisect.bisect_left(indexes, query.after[1]) if query.after else len(indexes)
+        return (indexes[k] for k in range(stop - 1, -1, -1))
 
     def _person_write(self, body: Any) -> dict:
         """Neutral and vendor fields to store for a PATCH body; 400 naming the first bad field."""
@@ -610,33 +653,28 @@ class Pipedrive(Vendor):
 
     def _activity_keys(self, request: Request, query: ListQuery) -> Iterator[tuple[tuple[int, int], Activity]]:
         person = request.arg("person_id")
+        if person is None and query.sort_by == "id" and query.direction == "asc":
+            after = query.after[1] if query.after else 0
+            return (((a.id, a.id), a) for a in self._activities_from(query, after))
         if person is not None:
             candidates: Iterable[Activity] = self.crm.activities(self.contact_index(person))
-        elif query.walks_ids:
-            return (((activity.id, activity.id), activity) for activity in self._activities_by_id(query))
         else:
-            low = query.since_ms or 0
-            candidates = (a for kind in SERVED_KINDS for a in self.crm.activities_touched_since(kind, low))
+            candidates = self._activities_from(query, 0)
         value = {"id": lambda a: a.id, "update_time": lambda a: a.updated_ms, "due_date": lambda a: a.occurred_ms,
                  "add_time": lambda a: a.attributes.get("add_ms", a.occurred_ms)}[query.sort_by]
-        keys = sorted(((value(a), a.id), a) for a in candidates
-                      if a.kind in TYPE_OF_KIND and query.in_window(a.updated_ms))
+        keys = sorted(((value(a), a.id), a) for a in candidates if served(a, query))
         return iter(reversed(keys) if query.direction == "desc" else keys)
 
-    def _activities_by_id(self, query: ListQuery) -> Iterator[Activity]:
-        """Every served activity in id order, generated first (ids by contact), then added ones."""
-        after = query.after[1] if query.after else 0
-        if query.direction == "desc":
-            everything = sorted(self._activities_by_id(ListQuery(1, "id", "asc", None, None, None)),
-                                key=lambda a: a.id, reverse=True)
-            yield from (a for a in everything if query.after is None or a.id < after)
-            return
+    def _activities_from(self, query: ListQuery, after: int) -> Iterator[Activity]:
+        """Served activities in the time window with ids above ``after``, in id order: generated ones
+        person by person (only persons touched since the window opens can have any), then added ones."""
+        tenant = self.crm.tenant
+        persons = range(tenant.size) if query.since_ms is None else self.crm.touched_since(query.since_ms)
         if after < ADDED_ACTIVITY_BASE:
-            tenant = self.crm.tenant
-            start = tenant.activity_index(after + 1)[0] if after else 0
-            for index in range(max(0, start), tenant.size):
-                yield from (a for a in tenant.activities(index) if a.id > after and a.kind in TYPE_OF_KIND)
-        yield from (a for a in self.crm.added_activities() if a.id > after and a.kind in TYPE_OF_KIND)
+            start = bisect.bisect_left(persons, tenant.activity_index(after + 1)[0]) if after else 0
+            for index in persons[start:]:
+                yield from (a for a in tenant.activities(index) if a.id > after and served(a, query))
+        yield from (a for a in self.crm.added_activities() if a.id > after and served(a, query))
 
     def _activity_filter(self, request: Request) -> Callable[[Activity], bool]:
         owner = self._int_arg(request, "owner_id")
@@ -661,7 +699,8 @@ class Pipedrive(Vendor):
         field_type = body.get("field_type")
         if field_type not in FIELD_TYPES:
             raise self.error(400, f"field_type {field_type!r} is not one of {', '.join(sorted(FIELD_TYPES))}")
-        labels = [str(option.get("label") if isinstance(option, dict) else option) for option in body.get("options") or []]
+        labels = [str(option.get("label") if isinstance(option, dict) else option)
+                  for option in body.get("options") or []]
         if field_type in ("enum", "set") and not labels:
             raise self.error(400, f"A {field_type} field needs options")
         field = self.fields.create(body["name"].strip(), field_type, labels, self.crm.clock_ms())
@@ -739,6 +778,11 @@ class Pipedrive(Vendor):
 
 
 # -- activity rendering ------------------------------------------------------------------------------------
+
+def served(activity: Activity, query: ListQuery) -> bool:
+    """Whether an activity is one Pipedrive lists (notes are not activities) and falls in the time window."""
+    return activity.kind in TYPE_OF_KIND and query.in_window(activity.updated_ms)
+
 
 def activity_done(activity: Activity) -> bool:
     attributes = activity.attributes

@@ -128,6 +128,20 @@ def test_sort_by_update_time_pages_in_time_order_without_repeats(sb, v2):
     assert sorted(p["id"] for p in persons) == [i + 1 for i in sb.crm.updated_between(since, 2**62)]
 
 
+def test_sort_by_update_time_descending_starts_with_the_latest_write(sb, v2):
+    sb.crm.edit_contact("123", page_views=1)
+    persons, _ = v2.page_all("/persons", sort_by="update_time", sort_direction="desc", limit=50)
+    times = [p["update_time"] for p in persons]
+    assert persons[0]["id"] == 123 and times == sorted(times, reverse=True)
+    assert len(persons) == 300
+
+
+def test_updated_until_excludes_later_changes(sb, v2):
+    sb.crm.touch(5, seed=2)
+    persons, _ = v2.page_all("/persons", updated_until=rfc3339(ANCHOR_MS + 1000), limit=500)
+    assert len(persons) == 295
+
+
 def test_activities_updated_since_returns_only_new_ones(sb, v2):
     sb.crm.add_activity("12", "call", status="completed", direction="outbound", duration_ms=60_000, title="Call")
     activities, _ = v2.page_all("/activities", updated_since=rfc3339(ANCHOR_MS + 1000))
@@ -236,7 +250,8 @@ def test_users_are_the_owners_of_persons(sdk, v2):
 # -- authentication ----------------------------------------------------------------------------------------------
 
 def test_token_in_the_query_is_accepted_by_v2(sb):
-    answer = requests.get(sb.base_url + "/api/v2/persons", params={"api_token": sb.credentials["api_token"]}, timeout=10)
+    query = {"api_token": sb.credentials["api_token"]}
+    answer = requests.get(sb.base_url + "/api/v2/persons", params=query, timeout=10)
     assert answer.status_code == 200
 
 
