@@ -294,6 +294,7 @@ class Router:
         self._patterns.sort(key=lambda item: item[2].pattern.count("{"))
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+        path = path.rstrip("/") or "/"  # SDKs add a trailing slash to some collection paths
         found = self._exact.get((method, path))
         if found:
             return found, {}

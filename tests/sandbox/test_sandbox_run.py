@@ -1,0 +1,62 @@
+"""Starting sandboxes: the pytest fixture, the CLI, determinism, and flat memory at a million contacts."""
+import os
+import subprocess
+import sys
+
+import psutil
+import pytest
+import requests
+
+from sandbox import Sandbox
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def page(sb, after=None, limit=100):
+    params = {"limit": limit, "properties": "email,jobtitle,lifecyclestage", **({"after": after} if after else {})}
+    return requests.get(f"{sb.base_url}/crm/v3/objects/contacts", params=params,
+                        headers={"Authorization": f"Bearer {sb.credentials['access_token']}"}).json()
+
+
+def test_fixture_gives_a_running_sandbox_with_credentials(hubspot_sandbox):
+    assert hubspot_sandbox.base_url.startswith("http://127.0.0.1:")
+    assert len(page(hubspot_sandbox)["results"]) == 100
+
+
+def test_same_seed_gives_the_same_tenant_twice():
+    with Sandbox.start("hubspot", 150, seed=11, anchor_ms=1_750_000_000_000) as first, \
+            Sandbox.start("hubspot", 150, seed=11, anchor_ms=1_750_000_000_000) as second:
+        assert page(first)["results"] == page(second)["results"]
+
+
+def test_living_crm_edits_show_on_the_wire(hubspot_sandbox):
+    hubspot_sandbox.crm.edit_contact("2", title="Head of Growth")
+    assert page(hubspot_sandbox, limit=2)["results"][1]["properties"]["jobtitle"] == "Head of Growth"
+
+
+def test_serve_command_prints_base_url_and_credentials():
+    process = subprocess.Popen([sys.executable, "-m", "sandbox", "serve", "--crm", "hubspot", "--contacts", "10"],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        base_url = process.stdout.readline().split(": ", 1)[1].strip()
+        token = process.stdout.readline().split('"access_token": "')[1].split('"')[0]
+        answer = requests.get(f"{base_url}/crm/v3/objects/contacts", headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 200 and "X-HubSpot-RateLimit-Max" in answer.headers
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_a_million_contacts_page_with_flat_memory():
+    with Sandbox.start("hubspot", 1_000_000, seed=3, rate_limits=False) as sb:
+        rss = psutil.Process().memory_info().rss
+        for k in range(200):  # warm up, then read pages spread over the whole tenant
+            page(sb, after=str(1 + k * 4_999))
+        warm = psutil.Process().memory_info().rss
+        for k in range(400):
+            page(sb, after=str(1 + k * 2_500))
+        last = page(sb, after="999901")
+        assert len(last["results"]) == 100 and "paging" not in last
+        assert psutil.Process().memory_info().rss - warm < 20 * 2**20
+        assert warm - rss < 60 * 2**20
