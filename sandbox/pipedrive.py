@@ -27,7 +27,8 @@ Timestamps: v2 RFC 3339 (``2025-01-01T10:20:00Z``), v1 ``YYYY-MM-DD HH:MM:SS`` (
 401 and 429). PATCH checks every field and option id and answers 400 for the whole call;
 ``faults.fail_records`` makes chosen person ids fail alone.
 
-Rate limits per ``tier`` (lite, growth, premium, ultimate; ``seats``, default 1):
+Rate limits per ``tier`` (lite, growth, premium, ultimate; default lite) and ``Pipedrive.seats``
+(default 1; ``sb.limits.tune("DAILY", limit=...)`` sets any budget):
 
 - BURST: requests per rolling 2 s, the api-token figures (20/40/100/120; OAuth apps get four
   times as many in reality, but the windows here are shared, so the stricter figure applies);
@@ -445,10 +446,11 @@ class Pipedrive(Vendor):
         return client_id == self.client_id and secret == self.client_secret
 
     def _grant(self) -> dict:
-        refresh = hashlib.sha1(self.tokens.issue().encode()).hexdigest()
+        access = self.tokens.issue()
+        refresh = hashlib.sha1(access.encode()).hexdigest()
         with self._lock:
             self._refresh_tokens.add(refresh)
-        return {"access_token": self.tokens.current, "token_type": "Bearer", "refresh_token": refresh,
+        return {"access_token": access, "token_type": "Bearer", "refresh_token": refresh,
                 "scope": "base,contacts:full,activities:full,admin", "expires_in": 3599,
                 "api_domain": "https://sandbox.pipedrive.com"}
 

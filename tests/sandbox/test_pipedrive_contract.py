@@ -215,6 +215,13 @@ def test_unknown_person_answers_404_in_pipedrive_shape(v2):
     assert answer.status_code == 404 and answer.json()["error"] == "Person not found"
 
 
+def test_injected_server_error_answers_in_pipedrive_shape(sb, v2):
+    sb.faults.fail_next("persons.list", status=503)
+    answer = v2.get("/persons")
+    assert answer.status_code == 503 and answer.json()["success"] is False
+    assert v2.get("/persons").status_code == 200
+
+
 # -- activities ---------------------------------------------------------------------------------------------------
 
 def test_activity_types_are_the_six_defaults(sdk):
