@@ -1,0 +1,390 @@
+"""The Salesforce imitation driven through simple-salesforce, as a connector would drive it."""
+import re
+import time
+
+import pytest
+import requests
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import (SalesforceAuthenticationFailed, SalesforceExpiredSession,
+                                          SalesforceGeneralError, SalesforceMalformedRequest,
+                                          SalesforceRefusedRequest)
+from simple_salesforce.login import token_login
+
+from sandbox import Sandbox
+from sandbox.limits import ManualClock
+from sandbox.salesforce import LEAD_STATUSES, is_lead, parse_datetime, sf_id
+
+SF_DATETIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000$")
+
+
+def session_for(sb: Sandbox) -> requests.Session:
+    session = requests.Session()
+    session.verify = sb.ca_cert_path
+    session.trust_env = False
+    return session
+
+
+def login(sb: Sandbox, session: requests.Session | None = None, **overrides) -> tuple[str, str]:
+    creds = sb.credentials
+    form = {"grant_type": "password", "client_id": creds["client_id"], "client_secret": creds["client_secret"],
+            "username": creds["username"], "password": creds["password"], **overrides}
+    return token_login(f"{sb.base_url}/services/oauth2/token", form, "login", creds["client_id"], None, None,
+                       session or session_for(sb))
+
+
+def client(sb: Sandbox) -> Salesforce:
+    session = session_for(sb)
+    token, instance = login(sb, session)
+    return Salesforce(session_id=token, instance=instance, session=session)
+
+
+@pytest.fixture
+def sb(sandbox_factory):
+    return sandbox_factory("salesforce", contacts=600, seed=7)
+
+
+@pytest.fixture
+def sf(sb):
+    return client(sb)
+
+
+def lead_ids(sb: Sandbox) -> list[str]:
+    return [sb.crm.id_of(i) for i in range(sb.crm.size) if is_lead(i)]
+
+
+# -- OAuth ------------------------------------------------------------------------------------------
+
+def test_password_grant_returns_a_token_for_this_instance(sb):
+    token, instance = login(sb)
+    assert sb.tokens.is_valid(token) and instance == f"127.0.0.1:{sb.port}"
+
+
+def test_client_credentials_grant_is_accepted(sb):
+    creds = sb.credentials
+    token, _ = login(sb, grant_type="client_credentials", username=None, password=None)
+    assert sb.tokens.is_valid(token) and creds["client_id"].startswith("3MVG9")
+
+
+def test_wrong_client_secret_answers_invalid_client(sb):
+    with pytest.raises(SalesforceAuthenticationFailed) as failure:
+        login(sb, client_secret="nope")
+    assert failure.value.code == "invalid_client"
+
+
+def test_wrong_password_answers_invalid_grant(sb):
+    with pytest.raises(SalesforceAuthenticationFailed) as failure:
+        login(sb, password="nope")
+    assert failure.value.code == "invalid_grant"
+
+
+# -- query, queryMore, queryAll -----------------------------------------------------------------
+
+def test_query_pages_to_the_end_with_query_more(sb, sf):
+    first = sf.query("SELECT Id, Email FROM Lead", headers={"Sforce-Query-Options": "batchSize=200"})
+    pages, records, result = 1, list(first["records"]), first
+    while not result["done"]:
+        assert result["nextRecordsUrl"].startswith("/services/data/v59.0/query/01g")
+        result = sf.query_more(result["nextRecordsUrl"], identifier_is_url=True)
+        records += result["records"]
+        pages += 1
+    live = [i for i in lead_ids(sb) if not sb.crm.contact(i) is None]
+    assert pages == 2 and len(records) == first["totalSize"] < len(live)  # deleted leads are left out
+    assert "nextRecordsUrl" not in result
+    assert [r["Id"] for r in records] == sorted(r["Id"] for r in records)
+
+
+def test_default_batch_is_2000_records(sandbox_factory):
+    sf = client(sandbox_factory("salesforce", contacts=4000))
+    first = sf.query("SELECT Id FROM Lead")
+    assert len(first["records"]) == 2000 and not first["done"] and first["totalSize"] > 2000
+
+
+def test_query_all_includes_deleted_rows(sb, sf):
+    live = sf.query_all("SELECT Id FROM Lead")["records"]
+    every = sf.query_all("SELECT Id, IsDeleted FROM Lead", include_deleted=True)["records"]
+    deleted = [r["Id"] for r in every if r["IsDeleted"]]
+    assert deleted and len(every) == len(live) + len(deleted) == len(lead_ids(sb))
+    assert not set(deleted) & {r["Id"] for r in live}
+
+
+def test_bad_soql_answers_malformed_query(sf):
+    with pytest.raises(SalesforceMalformedRequest) as failure:
+        sf.query("SELECT Id FRM Lead")
+    assert failure.value.content[0]["errorCode"] == "MALFORMED_QUERY"
+    assert "unexpected token: 'FRM'" in failure.value.content[0]["message"]
+
+
+def test_mixing_and_with_or_without_parentheses_is_malformed(sf):
+    with pytest.raises(SalesforceMalformedRequest) as failure:
+        sf.query("SELECT Id FROM Lead WHERE IsConverted = true AND Rating = 'Hot' OR Rating = 'Warm'")
+    assert failure.value.content[0]["errorCode"] == "MALFORMED_QUERY"
+
+
+def test_printed_datetime_with_plus_0000_is_refused_in_a_filter(sf):
+    with pytest.raises(SalesforceMalformedRequest) as failure:
+        sf.query("SELECT Id FROM Lead WHERE SystemModstamp > 2021-05-27T13:59:29.000+0000")
+    assert failure.value.content[0]["errorCode"] == "MALFORMED_QUERY"
+
+
+def test_an_id_literal_that_is_no_id_answers_invalid_query_filter_operator(sf):
+    with pytest.raises(SalesforceMalformedRequest) as failure:
+        sf.query("SELECT Id FROM Lead WHERE Id > 'abc'")
+    assert failure.value.content[0]["errorCode"] == "INVALID_QUERY_FILTER_OPERATOR"
+
+
+def test_unknown_field_answers_invalid_field(sf):
+    with pytest.raises(SalesforceMalformedRequest) as failure:
+        sf.query("SELECT Id, Lead_Score__c FROM Lead")
+    assert failure.value.content[0]["errorCode"] == "INVALID_FIELD"
+
+
+def test_quoted_datetime_answers_invalid_field(sf):
+    with pytest.raises(SalesforceMalformedRequest) as failure:
+        sf.query("SELECT Id FROM Lead WHERE LastModifiedDate > '2024-01-01T00:00:00Z'")
+    assert failure.value.content[0]["errorCode"] == "INVALID_FIELD"
+
+
+def test_records_carry_attributes_ids_and_salesforce_datetimes(sf):
+    record = sf.query("SELECT Id, CreatedDate, LastModifiedDate, OwnerId FROM Lead LIMIT 1")["records"][0]
+    assert record["attributes"] == {"type": "Lead", "url": f"/services/data/v59.0/sobjects/Lead/{record['Id']}"}
+    assert len(record["Id"]) == 18 and record["Id"].startswith("00Q")
+    assert SF_DATETIME.match(record["LastModifiedDate"]) and SF_DATETIME.match(record["CreatedDate"])
+    assert record["OwnerId"] is None or record["OwnerId"].startswith("005")
+
+
+def test_keyset_paging_on_system_modstamp_and_id_matches_the_tenant(sb, sf):
+    since = sb.crm.tenant.anchor_ms - 30 * 86_400_000
+    since_text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since // 1000))
+    seen, last = [], "000000000000000"
+    while True:
+        page = sf.query(f"SELECT Id, SystemModstamp FROM Lead WHERE SystemModstamp >= {since_text} "
+                        f"AND Id > '{last}' ORDER BY Id LIMIT 50")["records"]
+        if not page:
+            break
+        seen += [r["Id"] for r in page]
+        last = page[-1]["Id"]
+    expected = {sb.crm.id_of(i) for i in sb.crm.updated_between(since // 1000 * 1000, 2**62) if is_lead(i)}
+    expected -= {i for i in expected if sf.query_all(f"SELECT Id FROM Lead WHERE Id = '{i}'")["totalSize"] == 0}
+    assert seen == sorted(expected) and seen
+
+
+def test_where_filters_agree_with_the_tenant(sb, sf):
+    answer = sf.query_all("SELECT Id, Status, NumberOfEmployees FROM Lead WHERE Status IN "
+                          "('Open - Not Contacted', 'Working - Contacted') AND NumberOfEmployees >= 200")
+    assert answer["totalSize"] > 0
+    for record in answer["records"]:
+        assert record["Status"] in LEAD_STATUSES[:2] and record["NumberOfEmployees"] >= 200
+        assert sb.crm.contact(record["Id"])["employees"] == record["NumberOfEmployees"]
+
+
+def test_like_and_negation_select_the_complement(sf):
+    total = sf.query("SELECT COUNT() FROM Lead")["totalSize"]
+    like = sf.query("SELECT COUNT() FROM Lead WHERE Title LIKE '%manager%'")["totalSize"]
+    unlike = sf.query("SELECT COUNT() FROM Lead WHERE NOT Title LIKE '%MANAGER%'")["totalSize"]
+    assert 0 < like < total and like + unlike == total
+
+
+def test_order_by_two_fields_sorts_descending_with_nulls_last(sf):
+    records = sf.query_all("SELECT Id, OwnerId FROM Contact ORDER BY OwnerId DESC, Id")["records"]
+    owners = [r["OwnerId"] for r in records]
+    present = [o for o in owners if o is not None]
+    assert present == sorted(present, reverse=True) and owners[len(present):] == [None] * (len(owners) - len(present))
+    first_owner = [r["Id"] for r in records if r["OwnerId"] == present[0]]
+    assert first_owner == sorted(first_owner)
+
+
+def test_contacts_carry_the_firmographics_on_their_account(sb, sf):
+    record = sf.query("SELECT Id, AccountId, Account.Industry, Account.NumberOfEmployees, Account.AnnualRevenue, "
+                      "Account.BillingCountry FROM Contact LIMIT 1")["records"][0]
+    assert record["AccountId"].startswith("001") and record["Account"]["BillingCountry"]
+    assert record["Account"]["NumberOfEmployees"] == sb.crm.contact(record["Id"])["employees"]
+
+
+def test_tasks_and_events_map_the_activities(sb, sf):
+    tasks = sf.query_all("SELECT Id, WhoId, TaskSubtype, Status, Priority, ActivityDate FROM Task")["records"]
+    events = sf.query_all("SELECT Id, WhoId, StartDateTime, DurationInMinutes FROM Event")["records"]
+    assert {t["TaskSubtype"] for t in tasks} == {"Call", "Email", "Task"}
+    assert all(t["Id"].startswith("00T") and t["WhoId"][:3] in ("00Q", "003") for t in tasks)
+    assert events and all(e["Id"].startswith("00U") and e["DurationInMinutes"] > 0 for e in events)
+
+
+def test_tasks_of_one_person_are_found_by_who_id(sb, sf):
+    who = sb.crm.id_of(1)
+    answer = sf.query_all(f"SELECT Id, WhoId FROM Task WHERE WhoId = '{who}'")
+    assert {r["WhoId"] for r in answer["records"]} <= {who}
+    expected = [a for a in sb.crm.activities(1) if a.kind.value in ("email", "call", "task", "note")]
+    assert answer["totalSize"] == len(expected)
+
+
+def test_campaign_members_record_form_submissions(sf):
+    members = sf.query_all("SELECT Id, LeadId, ContactId, Status, HasResponded, Campaign.Type FROM CampaignMember")
+    rows = members["records"]
+    assert rows and all(r["Id"].startswith("00v") and (r["LeadId"] or r["ContactId"]) for r in rows)
+    assert {r["Campaign"]["Type"] for r in rows if r["HasResponded"]} >= {"Webinar", "Content"}
+
+
+def test_too_many_open_cursors_drop_the_oldest(sf):
+    batch = {"Sforce-Query-Options": "batchSize=200"}
+    first = sf.query("SELECT Id FROM Lead", headers=batch)
+    for _ in range(10):
+        sf.query("SELECT Id FROM Lead", headers=batch)
+    with pytest.raises(SalesforceMalformedRequest) as failure:
+        sf.query_more(first["nextRecordsUrl"], identifier_is_url=True)
+    assert failure.value.content[0]["errorCode"] == "INVALID_QUERY_LOCATOR"
+
+
+# -- describe ----------------------------------------------------------------------------------------
+
+def test_describe_lists_custom_fields_only_once_defined(sb, sf):
+    assert "Lead_Score__c" not in {f["name"] for f in sf.Lead.describe()["fields"]}
+    sb.vendor.add_custom_field("Lead", "Lead_Score__c", "double", label="Lead Score")
+    field = next(f for f in sf.Lead.describe()["fields"] if f["name"] == "Lead_Score__c")
+    assert field["custom"] and field["updateable"] and field["type"] == "double"
+
+
+def test_global_describe_names_every_object(sf):
+    names = {o["name"]: o["keyPrefix"] for o in sf.describe()["sobjects"]}
+    assert names["Lead"] == "00Q" and names["Contact"] == "003" and names["CampaignMember"] == "00v"
+
+
+def test_lead_status_picklist_has_the_default_values(sf):
+    status = next(f for f in sf.Lead.describe()["fields"] if f["name"] == "Status")
+    assert [v["value"] for v in status["picklistValues"]] == list(LEAD_STATUSES)
+
+
+# -- writes ------------------------------------------------------------------------------------------
+
+def update(sf: Salesforce, records: list[dict], all_or_none: bool = False):
+    return sf.restful("composite/sobjects", method="PATCH", json={"allOrNone": all_or_none, "records": records})
+
+
+def test_composite_update_applies_and_moves_system_modstamp(sb, sf):
+    sb.vendor.add_custom_field("Lead", "Lead_Score__c")
+    ids = lead_ids(sb)[:3]
+    before = sf.query(f"SELECT SystemModstamp FROM Lead WHERE Id = '{ids[0]}'")["records"][0]["SystemModstamp"]
+    results = update(sf, [{"attributes": {"type": "Lead"}, "id": i, "Lead_Score__c": 42, "Status": "Working - Contacted"}
+                          for i in ids])
+    assert results == [{"id": i, "success": True, "errors": []} for i in ids]
+    after = sf.query(f"SELECT SystemModstamp, Lead_Score__c, Status FROM Lead WHERE Id = '{ids[0]}'")["records"][0]
+    assert parse_datetime(after["SystemModstamp"], False) > parse_datetime(before, False)
+    assert after["Lead_Score__c"] == 42.0 and after["Status"] == "Working - Contacted"
+    assert sb.crm.contact(ids[1])["Lead_Score__c"] == 42
+
+
+def test_standard_fields_land_on_the_neutral_record(sb, sf):
+    contact = next(sb.crm.id_of(i) for i in range(sb.crm.size) if not is_lead(i))
+    update(sf, [{"attributes": {"type": "Contact"}, "id": contact, "Title": "CTO"}])
+    assert sb.crm.contact(contact)["title"] == "CTO"
+
+
+def test_one_failing_record_does_not_fail_the_others(sb, sf):
+    sb.vendor.add_custom_field("Lead", "Lead_Score__c")
+    ids = lead_ids(sb)[:3]
+    sb.faults.fail_records([ids[1]], message="Score is locked", code="FIELD_CUSTOM_VALIDATION_EXCEPTION")
+    results = update(sf, [{"attributes": {"type": "Lead"}, "id": i, "Lead_Score__c": 7} for i in ids])
+    assert [r["success"] for r in results] == [True, False, True]
+    assert results[1]["errors"][0]["statusCode"] == "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+    assert sb.crm.contact(ids[1]).get("Lead_Score__c") is None and sb.crm.contact(ids[2])["Lead_Score__c"] == 7
+
+
+def test_a_field_the_org_lacks_fails_that_record_with_invalid_field(sb, sf):
+    ids = lead_ids(sb)[:2]
+    results = update(sf, [{"attributes": {"type": "Lead"}, "id": ids[0], "Lead_Score__c": 1},
+                          {"attributes": {"type": "Lead"}, "id": ids[1], "Title": "VP of Sales"}])
+    assert results[0]["errors"][0]["statusCode"] == "INVALID_FIELD" and results[0]["errors"][0]["fields"] == [
+        "Lead_Score__c"]
+    assert results[1]["success"] and sb.crm.contact(ids[1])["title"] == "VP of Sales"
+
+
+def test_all_or_none_rolls_back_every_record(sb, sf):
+    ids = lead_ids(sb)[:2]
+    results = update(sf, [{"attributes": {"type": "Lead"}, "id": ids[0], "Title": "Changed"},
+                          {"attributes": {"type": "Lead"}, "id": ids[1], "Status": "Not a status"}], all_or_none=True)
+    assert results[0]["errors"][0]["statusCode"] == "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+    assert results[1]["errors"][0]["statusCode"] == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+    assert sb.crm.contact(ids[0])["title"] != "Changed"
+
+
+def test_more_than_200_records_are_refused(sb, sf):
+    records = [{"attributes": {"type": "Lead"}, "id": i, "Title": "x"} for i in lead_ids(sb)[:201]]
+    with pytest.raises(SalesforceMalformedRequest) as failure:
+        update(sf, records)
+    assert failure.value.content[0]["errorCode"] == "EXCEEDED_ID_LIMIT"
+
+
+def test_malformed_and_deleted_ids_fail_per_record(sb, sf):
+    deleted = sf.query_all("SELECT Id FROM Lead WHERE IsDeleted = true", include_deleted=True)["records"][0]["Id"]
+    results = update(sf, [{"attributes": {"type": "Lead"}, "id": "00Qnotanid", "Title": "x"},
+                          {"attributes": {"type": "Lead"}, "id": deleted, "Title": "x"}])
+    assert [r["errors"][0]["statusCode"] for r in results] == ["MALFORMED_ID", "ENTITY_IS_DELETED"]
+
+
+def test_single_create_makes_a_task_for_the_person(sb, sf):
+    who = lead_ids(sb)[0]
+    answer = sf.Task.create({"WhoId": who, "Subject": "Call back: score 42", "Priority": "High",
+                             "ActivityDate": "2030-01-31"})
+    assert answer["success"] and answer["id"].startswith("00T")
+    task = sb.crm.tasks()[-1]
+    assert task.attributes["subject"] == "Call back: score 42" and sb.crm.id_of(task.contact_index) == who
+    found = sf.query(f"SELECT Subject, Priority, ActivityDate, Status FROM Task WHERE Id = '{answer['id']}'")
+    assert found["records"][0]["ActivityDate"] == "2030-01-31" and found["records"][0]["Status"] == "Not Started"
+
+
+def test_composite_create_answers_per_record(sb, sf):
+    who = lead_ids(sb)[0]
+    results = sf.restful("composite/sobjects", method="POST", json={"allOrNone": False, "records": [
+        {"attributes": {"type": "Task"}, "WhoId": who, "Subject": "Follow up"},
+        {"attributes": {"type": "Task"}, "Subject": "Nobody"}]})
+    assert results[0]["success"] and results[1]["errors"][0]["statusCode"] == "REQUIRED_FIELD_MISSING"
+    assert len(sb.crm.tasks()) == 1
+
+
+# -- limits, sessions, faults ------------------------------------------------------------------------
+
+def test_every_answer_carries_sforce_limit_info(sandbox_factory):
+    sf = client(sandbox_factory("salesforce", tier="developer"))
+    sf.query("SELECT Id FROM Lead LIMIT 1")
+    sf.Lead.describe()
+    assert sf.api_usage["api-usage"].used == 1  # SFType keeps its own copy of the header
+    assert sf.api_usage["api-usage"].total == 15_000
+
+
+def test_daily_allowance_answers_request_limit_exceeded_until_it_rolls(sandbox_factory):
+    clock = ManualClock()
+    sb = sandbox_factory("salesforce", rate_limits=True, clock=clock)
+    sb.limits.tune("DAILY", limit=2)
+    sf = client(sb)
+    sf.query("SELECT Id FROM Lead LIMIT 1")
+    sf.query("SELECT Id FROM Lead LIMIT 1")
+    with pytest.raises(SalesforceRefusedRequest) as failure:
+        sf.query("SELECT Id FROM Lead LIMIT 1")
+    assert failure.value.status == 403
+    assert failure.value.content == [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]
+    assert sb.stats.throttled == 1
+    clock.advance(86_401)
+    assert sf.query("SELECT Id FROM Lead LIMIT 1")["totalSize"] == 1
+
+
+def test_expired_session_answers_invalid_session_id_until_a_new_login(sb, sf):
+    sb.faults.expire_token_after(1)
+    sf.query("SELECT Id FROM Lead LIMIT 1")
+    with pytest.raises(SalesforceExpiredSession) as failure:
+        sf.query("SELECT Id FROM Lead LIMIT 1")
+    assert failure.value.content == [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
+    assert client(sb).query("SELECT Id FROM Lead LIMIT 1")["totalSize"] == 1
+
+
+def test_injected_429_reaches_the_sdk_as_a_general_error(sb, sf):
+    sb.faults.fail_next("query", status=429)
+    with pytest.raises(SalesforceGeneralError) as failure:
+        sf.query("SELECT Id FROM Lead LIMIT 1")
+    assert failure.value.status == 429 and failure.value.content[0]["errorCode"] == "REQUEST_LIMIT_EXCEEDED"
+    assert sb.stats.count("query", 429) == 1
+
+
+def test_a_keyset_page_of_a_million_people_renders_fast(sandbox_factory):
+    sf = client(sandbox_factory("salesforce", contacts=1_000_000))
+    started = time.perf_counter()
+    page = sf.query("SELECT Id, Email, Status, Company, LastModifiedDate FROM Lead "
+                    f"WHERE Id > '{sf_id('00Q', 700_000)}' ORDER BY Id LIMIT 500")
+    assert page["totalSize"] == 500 and time.perf_counter() - started < 1.0
