@@ -262,3 +262,18 @@ def test_the_systemd_unit_restarts_on_failure_and_stops_gracefully():
     assert service["KillSignal"] == "SIGTERM"
     grace = float(argv[argv.index("--grace") + 1])
     assert int(service["TimeoutStopSec"]) >= grace
+
+
+def test_the_example_config_folder_generates_valid_cronjobs(tmp_path):
+    from click.testing import CliRunner
+
+    from core.cli import main
+
+    result = CliRunner().invoke(main, ["deploy", "k8s", "--config-dir", str(ROOT / "config"), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    documents = k8s_documents(tmp_path)
+    assert sum(doc["kind"] == "CronJob" for _, doc in documents) == len(list((ROOT / "config").glob("*.yaml")))
+    for _, doc in documents:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        for container in containers(doc):
+            check_command(container["command"])
