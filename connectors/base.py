@@ -13,7 +13,9 @@ Errors a connector raises, and what the pipeline does with them::
     ├── QuotaExhausted             the CRM's daily allowance is spent: checkpoint and stop cleanly
     ├── SchemaError                properties leadpulse writes are missing and cannot be created
     └── TransientError             retries ran out on 429 / 5xx / dropped connections: the run stops,
-                                   everything already checkpointed stays
+        │                          everything already checkpointed stays
+        └── OutcomeUnknown         a create lost its answer: it may or may not exist in the CRM, so it is
+                                   settled (looked up by its idempotency key) before it is ever sent again
 
 A bad *record* is never an exception: a malformed pulled record goes into `Page.skipped`, a refused write
 comes back as a failed `WriteResult`.
@@ -58,6 +60,10 @@ class SchemaError(ConnectorError):
 
 class TransientError(ConnectorError):
     """Retries ran out on a failure that may pass (429, 5xx, dropped connection, timeout)."""
+
+
+class OutcomeUnknown(TransientError):
+    """A call that is not safe to repeat lost its answer; what it did is settled before anything is resent."""
 
 
 class UnknownConnector(LookupError):

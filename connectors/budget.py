@@ -58,6 +58,10 @@ class RateBudget:
         self._paused_until = float("-inf")
         self.waited_seconds = 0.0
 
+    @property
+    def windows(self) -> list[Window]:
+        return [s.window for s in self._slots]
+
     def _matching(self, scope: str) -> list[_Slots]:
         return [s for s in self._slots if s.window.scope in ("*", scope)]
 

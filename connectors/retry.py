@@ -9,13 +9,13 @@ with tenacity: Retry-After first, else exponential backoff with jitter, all on t
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TypeVar
 
 import tenacity
 
-from connectors.base import AuthError, CallStats, QuotaExhausted, TransientError
+from connectors.base import AuthError, CallStats, OutcomeUnknown, QuotaExhausted, TransientError
 from connectors.budget import RateBudget
 
 T = TypeVar("T")
@@ -34,6 +34,7 @@ class Failure:
     status: int  # HTTP status, 0 when no answer came
     message: str
     retry_after: float | None = None
+    outcome_unknown: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +62,19 @@ class ApiCaller:
     stats: CallStats
     settings: RetrySettings = RetrySettings()
 
-    def call(self, fn: Callable[[], T], *, scope: str = "default", ok_status: int = 200) -> T:
+    def call(
+        self,
+        fn: Callable[[], T],
+        *,
+        scope: str = "default",
+        ok_status: int | Callable[[T], int] = 200,
+        idempotent: bool = True,
+    ) -> T:
         """Run `fn` (one API call) until it succeeds, retrying what may pass.
+
+        `ok_status` is the status counted for a success, or a function that reads it off the result. A call
+        that is not `idempotent` (a create) is retried only when the CRM surely did not carry it out (429);
+        a lost answer or a 5xx leaves its outcome unknown, which the caller must settle, not repeat.
 
         :raises AuthError: the credentials were refused.
         :raises QuotaExhausted: the daily allowance is spent.
@@ -72,29 +84,35 @@ class ApiCaller:
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.settings.attempts),
             wait=self._wait,
-            retry=tenacity.retry_if_exception_type(_Retriable),
+            retry=tenacity.retry_if_exception(lambda e: isinstance(e, _Retriable) and not e.failure.outcome_unknown),
             sleep=self.budget.clock.sleep,
             reraise=True,
         )
         try:
-            return retrying(self._attempt, fn, scope, ok_status)
+            return retrying(self._attempt, fn, scope, ok_status, idempotent)
         except _Retriable as exhausted:
             failure = exhausted.failure
+            if failure.outcome_unknown:
+                raise OutcomeUnknown(self.tenant, f"{failure.message} (status {failure.status}); whether the CRM "
+                                     "carried the call out is unknown: it is settled before anything is sent again"
+                                     ) from exhausted.cause
             raise TransientError(
                 self.tenant,
                 f"gave up after {self.settings.attempts} attempts: {failure.message} (status {failure.status}); "
                 "everything already stored is kept, the next run resumes from there",
             ) from exhausted.cause
 
-    def _attempt(self, fn: Callable[[], T], scope: str, ok_status: int) -> T:
+    def _attempt(self, fn: Callable[[], T], scope: str, ok_status: int | Callable[[T], int], idempotent: bool) -> T:
         try:
             with self.budget.call(scope):
                 result = fn()
         except Exception as exc:  # classified below; nothing is swallowed
             failure = self.classify(exc)
             self.stats.record(failure.status)
+            if not idempotent and failure.kind is FailureKind.RETRY and failure.status != 429:
+                raise _Retriable(replace(failure, outcome_unknown=True), exc) from exc
             self._raise(failure, exc)
-        self.stats.record(ok_status)
+        self.stats.record(ok_status(result) if callable(ok_status) else ok_status)
         return result
 
     def _raise(self, failure: Failure, exc: Exception) -> None:

@@ -130,3 +130,18 @@ def test_retry_after_reads_numeric_header_only():
     assert retry_after_seconds({"Retry-After": "3"}) == 3.0
     assert retry_after_seconds({"retry-after": "x"}) is None
     assert retry_after_seconds(None) is None
+
+
+def test_a_create_that_lost_its_answer_is_not_repeated():
+    from connectors.base import OutcomeUnknown
+
+    caller = make_caller()
+    with pytest.raises(OutcomeUnknown, match="unknown"):
+        caller.call(failing(Boom(0)), idempotent=False)
+    assert caller.stats.total == 1
+
+
+def test_a_create_refused_with_429_is_retried():
+    caller = make_caller()
+    assert caller.call(failing(Boom(429)), idempotent=False) == "ok"
+    assert caller.stats.by_status == {429: 1, 200: 1}

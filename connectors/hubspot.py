@@ -1,0 +1,484 @@
+"""HubSpot behind the connector contract, through hubspot-api-client.
+
+Reads: the first run lists every record (``GET /crm/v3/objects/{type}``, engagements with their contact ids
+inline); later runs search on the last-modified property from the stored cursor minus a look-back overlap, up
+to the run's start, keyset-paged by ``hs_object_id`` so no window ever reaches the 10,000-result search cap.
+Search results carry no associations, so each engagement page found by search is followed by one associations
+v4 batch read.
+
+The SDK builds and sends every request; answers are read as plain JSON (``_preload_content=False``) rather
+than through the SDK's models, because those refuse a whole page when one record lacks a field, and a
+malformed record must be skipped and recorded, not fail the page.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import urllib3
+from hubspot import HubSpot
+from hubspot.crm.associations.v4 import BatchInputPublicFetchAssociationsBatchRequest, PublicFetchAssociationsBatchRequest
+from hubspot.crm.objects import (
+    AssociationSpec,
+    BatchInputSimplePublicObjectBatchInput,
+    BatchInputSimplePublicObjectBatchInputForCreate,
+    Filter,
+    FilterGroup,
+    PublicAssociationsForObject,
+    PublicObjectId,
+    PublicObjectSearchRequest,
+    SimplePublicObjectBatchInput,
+    SimplePublicObjectInputForCreate,
+)
+from hubspot.crm.properties import OptionInput, PropertyCreate, PropertyGroupCreate
+from urllib3.util.retry import Retry
+
+from connectors.base import (
+    Connector,
+    ConnectorContext,
+    Page,
+    PropertySpec,
+    PropertyWrite,
+    QuotaExhausted,
+    SchemaError,
+    SkippedRecord,
+    TaskRequest,
+    WriteResult,
+)
+from connectors.budget import RateBudget, Window
+from connectors.paging import Batch, dump_cursor, follow, load_cursor
+from connectors.retry import ApiCaller, Failure, FailureKind, retry_after_seconds
+from connectors.settings import HubSpotSettings
+from core.model import Activity, ActivityKind, Contact, ContactKind, Outcome
+
+PAGE_SIZE = 100
+SEARCH_PER_SECOND = 4  # the docs say four or five a second; the stricter figure is kept
+CALLS_PER_10S = {"free": 100, "starter": 100, "professional": 190, "enterprise": 190}
+CAPACITY_PACK_CALLS_PER_10S = 250
+TASK_TO_CONTACT = 204
+PROPERTY_GROUP = "leadpulse"
+
+CONTACT_PROPERTIES = (
+    "email", "firstname", "lastname", "hubspot_owner_id", "lifecyclestage", "hs_lead_status",
+    "hs_email_optout", "lastmodifieddate", "createdate", "hs_lifecyclestage_customer_date",
+)
+DEFAULT_FIELDS = {
+    "title": "jobtitle", "company": "company", "industry": "industry", "employees": "numberofemployees",
+    "revenue": "annualrevenue", "country": "country", "source": "hs_analytics_source",
+    "email_opens": "hs_email_open", "email_clicks": "hs_email_click",
+    "page_views": "hs_analytics_num_page_views", "conversions": "num_conversion_events",
+}
+_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    """One object type read as a stream: what to ask for and which property says it changed."""
+
+    name: str
+    modified_property: str
+    properties: tuple[str, ...]
+    engagement: bool
+
+
+ENGAGEMENT_PROPERTIES = {
+    "calls": ("hs_call_direction", "hs_call_status", "hs_call_duration", "hs_call_disposition"),
+    "emails": ("hs_email_direction", "hs_email_status", "hs_email_subject"),
+    "meetings": ("hs_meeting_outcome", "hs_meeting_title"),
+    "notes": (),
+    "tasks": ("hs_task_subject", "hs_task_status", "hs_task_priority", "hs_task_type"),
+}
+ENGAGEMENT_KINDS = {
+    "calls": ActivityKind.CALL,
+    "meetings": ActivityKind.MEETING,
+    "notes": ActivityKind.NOTE,
+    "tasks": ActivityKind.TASK,
+}
+EMAIL_KINDS = {"EMAIL": ActivityKind.EMAIL_SENT, "INCOMING_EMAIL": ActivityKind.EMAIL_REPLY}
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _parse_time(value: Any) -> datetime:
+    """HubSpot answers ISO-8601 in record envelopes and epoch milliseconds inside properties."""
+    if value is None or value == "":
+        raise ValueError("missing timestamp")
+    text = str(value)
+    if text.isdigit():
+        return datetime.fromtimestamp(int(text) / 1000, tz=timezone.utc)
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+
+
+def _coerce(value: Any) -> Any:
+    """Property values are all strings on the wire; numbers become numbers so range rules can use them."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        return float(value) if "." in value else int(value)
+    return value
+
+
+def task_token(key: str) -> str:
+    """The idempotency key as one alphanumeric token, which HubSpot's CONTAINS_TOKEN search can find."""
+    return "lpk" + hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def classify(exc: Exception) -> Failure:
+    """Sort an SDK or transport failure into retry, stop-the-tenant, or the record's own fault."""
+    status = getattr(exc, "status", None)
+    if status is None or status == 0:
+        if isinstance(exc, (urllib3.exceptions.HTTPError, json.JSONDecodeError, OSError)) or status == 0:
+            return Failure(FailureKind.RETRY, 0, f"no complete answer from HubSpot ({type(exc).__name__})")
+        return Failure(FailureKind.RECORD, -1, f"{type(exc).__name__}: {exc}")
+    body = _error_body(getattr(exc, "body", None))
+    what = f"HubSpot answered {status} {body.get('category') or body.get('policyName') or ''}".rstrip()
+    if status == 401:
+        return Failure(FailureKind.AUTH, status, f"{what}: the access token was refused; check that "
+                       "crm.secrets.access_token names a valid private-app token")
+    if status == 403:
+        return Failure(FailureKind.AUTH, status, f"{what}: the private app lacks a scope; grant it "
+                       "crm.objects.contacts read/write, crm.schemas.contacts write and the engagement scopes")
+    if status == 429 and body.get("policyName") == "DAILY":
+        return Failure(FailureKind.QUOTA, status, f"{what}: the daily API allowance is spent; the next run "
+                       "resumes from the checkpoint once it refills")
+    if status == 429 or status >= 500 or status == 408:
+        return Failure(FailureKind.RETRY, status, what, retry_after_seconds(_headers(exc)))
+    return Failure(FailureKind.RECORD, status, f"{what}: {body.get('message', '')}".rstrip(": "))
+
+
+def _headers(exc: Exception) -> Mapping[str, str] | None:
+    headers = getattr(exc, "headers", None)
+    return dict(headers) if headers else None
+
+
+def _error_body(raw: Any) -> dict[str, Any]:
+    try:
+        parsed = json.loads(raw) if raw else {}
+    except (TypeError, ValueError):
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+class HubSpotConnector(Connector):
+    name = "hubspot"
+    settings_model = HubSpotSettings
+    write_batch_size = 100
+    task_batch_size = 100
+
+    def __init__(self, context: ConnectorContext) -> None:
+        super().__init__(context)
+        settings: HubSpotSettings = context.settings  # type: ignore[assignment]
+        self.settings = settings
+        client = HubSpot(
+            access_token=context.secrets["access_token"], host=settings.base_url.rstrip("/"), retry=Retry(total=False)
+        )
+        # Each attribute access builds a fresh urllib3 pool: take every API object once, keep the connections.
+        self._objects = client.crm.objects
+        self._basic, self._search, self._batch = (
+            self._objects.basic_api, self._objects.search_api, self._objects.batch_api)
+        self._props = client.crm.properties.core_api
+        self._groups = client.crm.properties.groups_api
+        self._owners = client.crm.owners.owners_api
+        self._assoc = client.crm.associations.v4.batch_api
+        calls = CAPACITY_PACK_CALLS_PER_10S if settings.capacity_pack else CALLS_PER_10S[settings.tier]
+        self.budget = RateBudget(
+            [Window(calls, 10.0), Window(SEARCH_PER_SECOND, 1.0, scope="search")], clock=context.clock)
+        self.caller = ApiCaller(context.tenant, classify, self.budget, context.stats)
+        self.daily_remaining: int | None = None
+        self._timeout = (min(5.0, settings.timeout_seconds), settings.timeout_seconds)
+        self._fields = {**DEFAULT_FIELDS, **context.field_map}
+        self._specs = self._stream_specs()
+
+    # -- plumbing -------------------------------------------------------------------------------------------
+
+    def _json(self, send: Callable[..., Any], *, scope: str = "default", idempotent: bool = True) -> Any:
+        """One call through budget and retries; the answer parsed as JSON (a cut-off body is retried)."""
+        if self.daily_remaining is not None and self.daily_remaining <= 0:
+            raise QuotaExhausted(self.context.tenant, "HubSpot's daily API allowance is spent; the next run "
+                                 "resumes from the checkpoint once it refills")
+
+        def attempt() -> tuple[int, Any]:
+            response = send(_preload_content=False, _request_timeout=self._timeout)
+            self._note_headers(response.headers)
+            data = response.data
+            return response.status, json.loads(data) if data else {}
+
+        return self.caller.call(attempt, scope=scope, ok_status=lambda answer: answer[0], idempotent=idempotent)[1]
+
+    def _note_headers(self, headers: Mapping[str, str]) -> None:
+        daily = headers.get("X-HubSpot-RateLimit-Daily-Remaining")
+        if daily is not None and daily.isdigit():
+            self.daily_remaining = int(daily)
+
+    def _stream_specs(self) -> dict[str, StreamSpec]:
+        contact_props = tuple(dict.fromkeys([*CONTACT_PROPERTIES, *self._fields.values()]))
+        specs = {"contacts": StreamSpec("contacts", "lastmodifieddate", contact_props, engagement=False)}
+        for name, extra in ENGAGEMENT_PROPERTIES.items():
+            props = ("hs_timestamp", "hubspot_owner_id", "hs_lastmodifieddate", *extra)
+            specs[name] = StreamSpec(name, "hs_lastmodifieddate", props, engagement=True)
+        return specs
+
+    # -- pull -----------------------------------------------------------------------------------------------
+
+    def streams(self) -> Sequence[str]:
+        return tuple(self._specs)
+
+    def pull(self, stream: str, cursor: str | None, *, started_at: datetime) -> Iterator[Page]:
+        spec = self._specs[stream]
+        state = load_cursor(cursor)
+        if state.get("phase") == "search":
+            yield from self._search_pages(spec, state, _ms(started_at))
+        else:
+            yield from self._list_pages(spec, state, _ms(started_at))
+
+    def _list_pages(self, spec: StreamSpec, state: dict[str, Any], started_ms: int) -> Iterator[Page]:
+        until = state.get("until", started_ms)
+        associations = ["contacts"] if spec.engagement else None
+
+        def fetch(after: str | None) -> Batch[dict[str, Any]]:
+            data = self._json(lambda **kw: self._basic.get_page(
+                spec.name, limit=PAGE_SIZE, after=after, properties=list(spec.properties),
+                associations=associations, archived=False, **kw))
+            return Batch(data.get("results", []), data.get("paging", {}).get("next", {}).get("after"))
+
+        for batch in follow(self.context.tenant, f"{spec.name} list", fetch, start=state.get("after")):
+            nxt = {"phase": "list", "after": batch.next_token, "until": until} if batch.next_token else None
+            yield self._page(spec, batch.items, dump_cursor(nxt or {"phase": "search", "since": until}))
+
+    def _search_pages(self, spec: StreamSpec, state: dict[str, Any], started_ms: int) -> Iterator[Page]:
+        since, until = state["since"], state.get("until", started_ms)
+        low = since - self.settings.lookback_seconds * 1000
+        last_id = state.get("last_id", 0)
+        while True:
+            records = self._search_after(spec, low, until, last_id)
+            more = len(records) == PAGE_SIZE
+            if records:
+                last_id = int(records[-1]["id"])
+            nxt = {"phase": "search", "since": since, "until": until, "last_id": last_id} if more else None
+            if spec.engagement and records:
+                records = self._with_contacts(spec.name, records)
+            yield self._page(spec, records, dump_cursor(nxt or {"phase": "search", "since": until}))
+            if not more:
+                return
+
+    def _search_after(self, spec: StreamSpec, low: int, until: int, last_id: int) -> list[dict[str, Any]]:
+        filters = [
+            Filter(property_name=spec.modified_property, operator="GTE", value=str(low)),
+            Filter(property_name=spec.modified_property, operator="LTE", value=str(until)),
+            Filter(property_name="hs_object_id", operator="GT", value=str(last_id)),
+        ]
+        request = PublicObjectSearchRequest(
+            filter_groups=[FilterGroup(filters=filters)], properties=list(spec.properties),
+            sorts=["hs_object_id"], limit=PAGE_SIZE)  # keyset paging: every page restarts below the cap
+        data = self._json(lambda **kw: self._search.do_search(spec.name, request, **kw), scope="search")
+        return data.get("results", [])
+
+    def _with_contacts(self, object_type: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        request = BatchInputPublicFetchAssociationsBatchRequest(
+            inputs=[PublicFetchAssociationsBatchRequest(id=r["id"]) for r in records])
+        data = self._json(lambda **kw: self._assoc.get_page(object_type, "contacts", request, **kw))
+        linked: dict[str, list[dict[str, str]]] = {}
+        for row in data.get("results", []):
+            linked[str(row["from"]["id"])] = [{"id": str(to["toObjectId"])} for to in row.get("to", [])]
+        return [{**r, "associations": {"contacts": {"results": linked.get(str(r["id"]), [])}}} for r in records]
+
+    def _page(self, spec: StreamSpec, records: list[dict[str, Any]], cursor: str) -> Page:
+        contacts: list[Contact] = []
+        activities: list[Activity] = []
+        outcomes: list[Outcome] = []
+        skipped: list[SkippedRecord] = []
+        for record in records:
+            try:
+                if spec.engagement:
+                    activities.extend(self._activities(spec.name, record))
+                else:
+                    contact = self._contact(record)
+                    contacts.append(contact)
+                    outcomes.append(self._outcome(contact))
+            except (KeyError, TypeError, ValueError) as exc:
+                skipped.append(SkippedRecord(spec.name, str(record.get("id")) if isinstance(record, dict) else None,
+                                             f"malformed {spec.name} record: {type(exc).__name__}: {exc}"))
+        return Page(spec.name, cursor, contacts, activities, outcomes, skipped)
+
+    def _contact(self, record: dict[str, Any]) -> Contact:
+        props: dict[str, Any] = record["properties"]
+        name = " ".join(p for p in (props.get("firstname"), props.get("lastname")) if p) or None
+        return Contact(
+            id=str(record["id"]),
+            kind=ContactKind.CONTACT,
+            updated_at=_parse_time(record.get("updatedAt") or props.get("lastmodifieddate")),
+            email=props.get("email") or None,
+            name=name,
+            owner_id=props.get("hubspot_owner_id") or None,
+            status=props.get("lifecyclestage") or None,
+            opted_out=str(props.get("hs_email_optout", "")).lower() == "true",
+            fields={field: _coerce(props.get(prop)) for field, prop in self._fields.items()},
+            raw=props,
+        )
+
+    def _outcome(self, contact: Contact) -> Outcome:
+        if contact.status != "customer":
+            return Outcome(contact.id, converted=False)
+        when = contact.raw.get("hs_lifecyclestage_customer_date")
+        return Outcome(contact.id, converted=True, converted_at=_parse_time(when) if when else contact.updated_at)
+
+    def _activities(self, object_type: str, record: dict[str, Any]) -> list[Activity]:
+        props: dict[str, Any] = record["properties"]
+        occurred = _parse_time(props.get("hs_timestamp"))
+        kind = self._activity_kind(object_type, props)
+        attributes = {k.removeprefix("hs_"): _coerce(v) for k, v in props.items() if v not in (None, "")}
+        contacts = record.get("associations", {}).get("contacts", {}).get("results", [])
+        return [
+            Activity(id=f"{object_type}-{record['id']}-{c['id']}", contact_id=str(c["id"]), kind=kind,
+                     occurred_at=occurred, vendor_type=object_type, attributes=attributes)
+            for c in {str(c["id"]): c for c in contacts}.values()
+        ]
+
+    @staticmethod
+    def _activity_kind(object_type: str, props: Mapping[str, Any]) -> ActivityKind:
+        if object_type != "emails":
+            return ENGAGEMENT_KINDS[object_type]
+        if props.get("hs_email_status") == "BOUNCED":
+            return ActivityKind.EMAIL_BOUNCE
+        return EMAIL_KINDS.get(props.get("hs_email_direction") or "", ActivityKind.OTHER)
+
+    def status_order(self) -> Sequence[str] | None:
+        data = self._json(lambda **kw: self._props.get_by_name("contacts", "lifecyclestage", **kw))
+        options = sorted(data.get("options", []), key=lambda o: o.get("displayOrder", 0))
+        return [o["value"] for o in options] or None
+
+    def owners(self) -> Mapping[str, str]:
+        def fetch(after: str | None) -> Batch[dict[str, Any]]:
+            data = self._json(lambda **kw: self._owners.get_page(limit=PAGE_SIZE, after=after, **kw))
+            return Batch(data.get("results", []), data.get("paging", {}).get("next", {}).get("after"))
+
+        found: dict[str, str] = {}
+        for batch in follow(self.context.tenant, "owners", fetch):
+            for owner in batch.items:
+                name = " ".join(p for p in (owner.get("firstName"), owner.get("lastName")) if p)
+                found[str(owner["id"])] = name or owner.get("email") or str(owner["id"])
+        return found
+
+    # -- push -----------------------------------------------------------------------------------------------
+
+    def ensure_properties(self, specs: Sequence[PropertySpec]) -> None:
+        groups = self._json(lambda **kw: self._groups.get_all("contacts", **kw)).get("results", [])
+        if PROPERTY_GROUP not in {g.get("name") for g in groups}:
+            group = PropertyGroupCreate(name=PROPERTY_GROUP, label="leadpulse", display_order=-1)
+            self._json(lambda **kw: self._groups.create("contacts", group, **kw))
+        existing = {p.get("name") for p in self._json(lambda **kw: self._props.get_all("contacts", **kw))
+                    .get("results", [])}
+        for spec in specs:
+            if spec.name not in existing:
+                self._create_property(spec)
+
+    def _create_property(self, spec: PropertySpec) -> None:
+        field_type = {"number": "number", "enumeration": "select"}.get(spec.type, "text")
+        options = [OptionInput(label=o, value=o, display_order=i, hidden=False) for i, o in enumerate(spec.options)]
+        create = PropertyCreate(name=spec.name, label=spec.label, type=spec.type, field_type=field_type,
+                                group_name=PROPERTY_GROUP, options=options or None)
+        try:
+            self._json(lambda **kw: self._props.create("contacts", create, **kw))
+        except Exception as exc:  # a record-level refusal: say which property and why
+            if getattr(exc, "status", None) == 409:
+                return  # created by a try whose answer was lost
+            if getattr(exc, "status", None) == 400:
+                raise SchemaError(self.context.tenant, f"HubSpot refused to create contact property "
+                                  f"{spec.name!r}: {_error_body(getattr(exc, 'body', None)).get('message')}") from exc
+            raise
+
+    def write_properties(self, writes: Sequence[PropertyWrite]) -> list[WriteResult]:
+        batch = BatchInputSimplePublicObjectBatchInput(inputs=[
+            SimplePublicObjectBatchInput(id=w.contact_id, properties={k: _wire(v) for k, v in w.values.items()})
+            for w in writes])
+        try:
+            data = self._json(lambda **kw: self._batch.update("contacts", batch, **kw))
+        except Exception as exc:
+            return self._all_failed(exc, [w.key for w in writes])
+        failed = _failed_ids(data.get("errors", []))
+        done = {str(r.get("id")) for r in data.get("results", [])}
+        return [
+            WriteResult(w.key, ok=False, error=failed[w.contact_id]) if w.contact_id in failed
+            else WriteResult(w.key, ok=True, remote_id=w.contact_id) if w.contact_id in done
+            else WriteResult(w.key, ok=False, error="HubSpot's answer did not mention this contact")
+            for w in writes
+        ]
+
+    def _all_failed(self, exc: Exception, keys: list[str]) -> list[WriteResult]:
+        failure = classify(exc)
+        if failure.kind is not FailureKind.RECORD or failure.status < 0:
+            raise exc
+        return [WriteResult(k, ok=False, error=failure.message) for k in keys]
+
+    def create_tasks(self, tasks: Sequence[TaskRequest]) -> list[WriteResult]:
+        batch = BatchInputSimplePublicObjectBatchInputForCreate(inputs=[self._task_input(t) for t in tasks])
+        try:
+            data = self._json(lambda **kw: self._batch.create("tasks", batch, **kw), idempotent=False)
+        except Exception as exc:
+            return self._all_failed(exc, [t.key for t in tasks])
+        by_token = {}
+        for row in data.get("results", []):
+            for token in re.findall(r"lpk[0-9a-f]{24}", row.get("properties", {}).get("hs_task_body") or ""):
+                by_token[token] = str(row["id"])
+        return [
+            WriteResult(t.key, ok=True, remote_id=by_token[task_token(t.key)]) if task_token(t.key) in by_token
+            else WriteResult(t.key, ok=False, error="HubSpot did not confirm this task")
+            for t in tasks
+        ]
+
+    @staticmethod
+    def _task_input(task: TaskRequest) -> SimplePublicObjectInputForCreate:
+        properties = {
+            "hs_task_subject": task.subject,
+            "hs_task_body": f"{task.body}\n\nleadpulse: {task_token(task.key)}",
+            "hs_task_status": "NOT_STARTED",
+            "hs_task_priority": task.priority.value.upper(),
+            "hs_task_type": "TODO",
+            "hs_timestamp": str(_ms(task.due_at)),
+        }
+        if task.owner_id:
+            properties["hubspot_owner_id"] = task.owner_id
+        link = PublicAssociationsForObject(
+            to=PublicObjectId(id=task.contact_id),
+            types=[AssociationSpec(association_category="HUBSPOT_DEFINED", association_type_id=TASK_TO_CONTACT)])
+        return SimplePublicObjectInputForCreate(properties=properties, associations=[link])
+
+    def find_task(self, key: str) -> str | None:
+        token = task_token(key)
+        request = PublicObjectSearchRequest(
+            filter_groups=[FilterGroup(filters=[Filter(property_name="hs_task_body", operator="CONTAINS_TOKEN",
+                                                       value=token)])],
+            properties=["hs_task_body"], limit=10)
+        data = self._json(lambda **kw: self._search.do_search("tasks", request, **kw), scope="search")
+        for row in data.get("results", []):
+            if token in (row.get("properties", {}).get("hs_task_body") or ""):
+                return str(row["id"])
+        return None
+
+
+def _wire(value: Any) -> str:
+    """HubSpot takes every property value as a string."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return "" if value is None else str(value)
+
+
+def _failed_ids(errors: list[dict[str, Any]]) -> dict[str, str]:
+    """Contact id -> reason, from a 207's per-item errors (their ids sit in ``context.ids``)."""
+    failed: dict[str, str] = {}
+    for error in errors:
+        reason = f"{error.get('category', 'ERROR')}: {error.get('message', '')}".strip()
+        context = error.get("context") or {}
+        for record_id in context.get("ids") or context.get("id") or []:
+            failed[str(record_id)] = reason
+    return failed
