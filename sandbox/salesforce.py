@@ -1369,14 +1369,21 @@ class Salesforce(Vendor):
             return 1 if after is None or after < prefix else 2**62
         return parsed[1] if parsed[0] == prefix else (1 if parsed[0] < prefix else 2**62)
 
-    def _persons_for(self, narrow: Narrowing, start: int) -> Iterable[int]:
+    def _persons_for(self, narrow: Narrowing, start: int, prefix: str) -> Iterable[int]:
+        """People whose records of kind ``prefix`` may match: named ones, recently touched ones, or all."""
         if narrow.refs is not None:
             return sorted({i for i in map(_person_index, narrow.refs) if i is not None})
         if narrow.since_ms is not None:
-            edited = {self.crm.tenant.activity_index(parse_id(i)[1])[0] for i in list(self._edited)
-                      if parse_id(i)[1] < ADDED_ACTIVITY_BASE}
-            return sorted(set(self.crm.touched_since(narrow.since_ms)) | edited)
+            return sorted(set(self.crm.touched_since(narrow.since_ms)) | self._edited_people(prefix))
         return range(max(0, start), self.crm.tenant.size)
+
+    def _edited_people(self, prefix: str) -> set[int]:
+        # An edit moves a generated record's stamp past its person's last touch: search must still find it.
+        with self._lock:
+            numbers = [parsed[1] for parsed in map(parse_id, self._edited) if parsed[0] == prefix]
+        if prefix == "00v":
+            return {(n - 1) // _MEMBER_SLOTS for n in numbers}
+        return {self.crm.tenant.activity_index(n)[0] for n in numbers if n < ADDED_ACTIVITY_BASE}
 
     def _activities(self, cls: type[ActivityRow], kinds: frozenset, narrow: Narrowing) -> Iterator[Row]:
         if narrow.ids is not None:
@@ -1386,7 +1393,8 @@ class Salesforce(Vendor):
                     yield row
             return
         start = self._start_key(narrow.after, cls.prefix)
-        persons = set(self._persons_for(narrow, self.crm.tenant.activity_index(min(start, ADDED_ACTIVITY_BASE))[0]))
+        first_person = self.crm.tenant.activity_index(min(start, ADDED_ACTIVITY_BASE))[0]
+        persons = set(self._persons_for(narrow, first_person, cls.prefix))
         for index in sorted(persons):
             if index < self.crm.tenant.size:
                 yield from (cls(self, a) for a in self.crm.tenant.activities(index) if a.kind in kinds)
@@ -1401,7 +1409,7 @@ class Salesforce(Vendor):
             yield from (row for row in rows if row is not None)
             return
         start = (self._start_key(narrow.after, "00v") - 1) // _MEMBER_SLOTS
-        for index in self._persons_for(narrow, start):
+        for index in self._persons_for(narrow, start, "00v"):
             if index < self.crm.size:
                 yield from (MemberRow(self, key) for key in members_of(self, index))
 
@@ -1602,7 +1610,7 @@ class Salesforce(Vendor):
         values = prepared.values
         index = _person_index(values["WhoId"])
         owner = self._owner_of(values["OwnerId"]) if values.get("OwnerId") else self.crm.record(index)["owner_id"]
-        stored = {k: v for k, v in values.items()}
+        stored = dict(values)
         if prepared.sobject.name == "Event":
             attributes = {"title": values.get("Subject"), "outcome": "scheduled",
                           "duration_ms": int(values["DurationInMinutes"]) * 60_000, "sobject_fields": stored}
