@@ -311,7 +311,9 @@ class Daemon:
             if type(exc).__name__ in _LOCKED_ERRORS:
                 self._refuse(tenant.name, str(exc))
                 return None
-            log.exception("run failed: %s", exc)
+            # leadpulse's own errors already say what went wrong and what to do: a traceback adds only noise
+            own = type(exc).__module__.split(".")[0] in ("core", "connectors")
+            log.error("run failed: %s", exc, exc_info=not own)
             metrics.RUNS.labels(tenant.name, "error").inc()
             return None
         self._report(tenant, summary)
