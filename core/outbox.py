@@ -41,6 +41,10 @@ class OutboxState(StrEnum):
 DEFAULT_MAX_ATTEMPTS = 5
 
 
+# Built once: json.dumps with options builds a new encoder per call, and a full rescore queues a row per contact.
+_encode = json.JSONEncoder(sort_keys=True).encode
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -64,7 +68,7 @@ class Outbox:
             values = dict(pending.get(write.key, {}).get("values", {}))
             values.update(write.values)
             payload = {"contact_kind": write.contact_kind.value, "values": values}
-            rows.append((write.key, write.contact_id, json.dumps(payload, sort_keys=True), run_id, _now()))
+            rows.append((write.key, write.contact_id, _encode(payload), run_id, _now()))
         # A merged row keeps its attempts (the CRM refused part of it already); a done or parked row starts over.
         self.db.conn.executemany(
             """INSERT INTO outbox (key, kind, contact_id, payload, state, attempts, created_run, updated_at)
@@ -82,7 +86,7 @@ class Outbox:
         self.db.conn.executemany(
             """INSERT OR IGNORE INTO outbox (key, kind, contact_id, payload, state, created_run, updated_at)
                VALUES (?, 'task', ?, ?, 'pending', ?, ?)""",
-            [(t.key, t.contact_id, json.dumps(_task_payload(t), sort_keys=True), run_id, _now()) for t in tasks],
+            [(t.key, t.contact_id, _encode(_task_payload(t)), run_id, _now()) for t in tasks],
         )
 
     def task_count(self, key_prefix: str) -> int:

@@ -115,14 +115,14 @@ def iso(moment: datetime) -> str:
     return utc(moment).isoformat(timespec="milliseconds")
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=_json_default)
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return iso(value)
     raise TypeError(f"cannot store a {type(value).__name__} as JSON: {value!r}")
+
+
+# One encoder for the store: json.dumps with options builds a new encoder per call, a cost paid per contact.
+_dumps = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
 
 
 _EMPTY: Mapping[str, Any] = {}
@@ -423,10 +423,11 @@ class Store:
         statuses = statuses or {}
         written = written or {}
         score_rows, history_rows = [], []
+        as_of_text: dict[datetime, str] = {}  # one as-of per run: format it once, not per card
         for card in cards:
             cid = card.contact_id
             status = statuses.get(cid)
-            as_of = iso(card.as_of)
+            as_of = as_of_text.get(card.as_of) or as_of_text.setdefault(card.as_of, iso(card.as_of))
             history_rows.append((cid, run_id, as_of, card.total, card.band, status))
             score_rows.append((
                 cid, run_id, fingerprint, as_of, card.total, card.band, card.grade, _enum_value(card.quadrant),
