@@ -334,7 +334,7 @@ class HubSpotConnector(Connector):
         props: dict[str, Any] = record["properties"]
         occurred = _parse_time(props.get("hs_timestamp"))
         kind = self._activity_kind(object_type, props)
-        attributes = {k.removeprefix("hs_"): _coerce(v) for k, v in props.items() if v not in (None, "")}
+        attributes = {k: _coerce(v) for k, v in props.items() if v not in (None, "")}
         contacts = record.get("associations", {}).get("contacts", {}).get("results", [])
         return [
             Activity(id=f"{object_type}-{record['id']}-{c['id']}", contact_id=str(c["id"]), kind=kind,
