@@ -30,12 +30,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
@@ -349,7 +349,7 @@ class Daemon:
         metrics.record_overlap(name)
         log.warning("run refused: %s", why, extra={"tenant": name})
 
-    def _on_overlap(self, event: JobSubmissionEvent) -> None:
+    def _on_overlap(self, event: JobEvent) -> None:
         self._refuse(event.job_id, "its previous run is still going (scheduler)")
 
     def _tracking(self, name: str) -> _Tracking:
