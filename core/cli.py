@@ -71,11 +71,16 @@ def load_named(config_dir: Path, name: str | None) -> TenantConfig:
     raise click.UsageError(f"{problem} in {config_dir} (tenants: {known}){detail}")
 
 
-def open_store(tenant: TenantConfig, state_dir: Path) -> Store:
+def existing_store(tenant: TenantConfig, state_dir: Path) -> Path:
+    """The tenant's store file, or an error saying to sync first: offline commands never create an empty store."""
     path = tenant.store_path(state_dir)
     if not path.exists():
         raise click.ClickException(f"tenant {tenant.name!r} has no store at {path} yet; run `leadpulse sync --tenant {tenant.name}` first")
-    return Store.open(path)
+    return path
+
+
+def open_store(tenant: TenantConfig, state_dir: Path) -> Store:
+    return Store.open(existing_store(tenant, state_dir))
 
 
 # commands ----------------------------------------------------------------------------------------------
@@ -141,7 +146,7 @@ def _sync_one(tenant: TenantConfig, state_dir: Path, *, dry_run: bool, full: boo
 def score(tenant_name: str | None, due: bool, config_dir: Path, state_dir: Path) -> None:
     """Rescore the stored contacts with the current rules and print the band distribution."""
     tenant = load_named(config_dir, tenant_name)
-    open_store(tenant, state_dir).close()
+    existing_store(tenant, state_dir)
     try:
         summary = rescore_tenant(tenant, state_dir=state_dir, full=not due)
     except StoreError as exc:
@@ -264,6 +269,9 @@ def move_table(moves: Counter[tuple[str, str]], before: Sequence[str], after: Se
 
 def _move(old: object, new: object) -> str:
     if old == new or old is None:
-        return "-" if new is None else f"{new:g}" if isinstance(new, float) else str(new)
-    fmt = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
-    return f"{fmt(old)} -> {fmt(new)}"
+        return "-" if new is None else _text(new)
+    return f"{_text(old)} -> {_text(new)}"
+
+
+def _text(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)

@@ -164,7 +164,7 @@ class Run:
     tenant: str
     id: int
     started_at: datetime
-    #: wall-clock seconds (time.perf_counter) at the start: a run's duration is real time whatever the clock
+    #: time.perf_counter() at the start: a run's duration is real time, whatever clock the run reads
     started_real: float
     counts: RunCounts = field(default_factory=RunCounts)
     outcome: RunOutcome = RunOutcome.SUCCEEDED
@@ -250,6 +250,9 @@ def score_contacts(
     return counts
 
 
+_UNSET = object()
+
+
 def decide(
     tenant: TenantConfig,
     engine: Engine,
@@ -269,9 +272,6 @@ def decide(
     changed = {name: value for name, value in values.items() if written.get(name, _UNSET) != value}
     event = tenant.tasks.trigger(engine.band_names, before.band if before else None, card, status)
     return Decision(card, status, changed, {**written, **values} if changed else written, event)
-
-
-_UNSET = object()
 
 
 def save_decisions(

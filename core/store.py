@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import sqlite_utils
@@ -125,7 +126,7 @@ def _json_default(value: Any) -> Any:
 _dumps = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
 
 
-_EMPTY: Mapping[str, Any] = {}
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 class LazyJson(Mapping[str, Any]):
