@@ -31,24 +31,24 @@ class SystemClock:
 
 
 class ScaledClock:
-    """A clock that runs `scale` times faster than the real one: 10 s of rate-limit window pass in 1 s at scale 10.
+    """Intervals that run `scale` times faster than real ones: 10 s of rate-limit window pass in 1 s at scale 10.
 
-    It shares its epoch with a sandbox started with the same time scale, so a client-side budget and the
-    sandbox's limiter agree on what a window is.
+    Only intervals are scaled (`monotonic`, `sleep`), so a client-side budget and a sandbox started with the
+    same time scale agree on what a window is. `now` stays the real wall time: cursors and as-of times are
+    compared with the CRM's own timestamps, which a time scale must never run ahead of.
     """
 
-    def __init__(self, scale: float, *, start: datetime | None = None) -> None:
+    def __init__(self, scale: float) -> None:
         if scale <= 0:
             raise ValueError(f"time scale must be positive, got {scale}")
         self.scale = scale
         self._real0 = time.monotonic()
-        self._wall0 = start or datetime.now(timezone.utc)
 
     def monotonic(self) -> float:
         return (time.monotonic() - self._real0) * self.scale
 
     def now(self) -> datetime:
-        return self._wall0 + timedelta(seconds=self.monotonic())
+        return datetime.now(timezone.utc)
 
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
