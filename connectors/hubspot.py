@@ -191,7 +191,7 @@ class HubSpotConnector(Connector):
         calls = CAPACITY_PACK_CALLS_PER_10S if settings.capacity_pack else CALLS_PER_10S[settings.tier]
         self.budget = RateBudget(
             [Window(calls, 10.0), Window(SEARCH_PER_SECOND, 1.0, scope="search")], clock=context.clock)
-        self.caller = ApiCaller(context.tenant, classify, self.budget, context.stats)
+        self.caller = ApiCaller(context.tenant, classify, self.budget, context.stats, crm=self.name)
         self.daily_remaining: int | None = None
         self._timeout = (min(5.0, settings.timeout_seconds), settings.timeout_seconds)
         self._fields = {**DEFAULT_FIELDS, **context.field_map}

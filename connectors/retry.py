@@ -17,6 +17,7 @@ import tenacity
 
 from connectors.base import AuthError, CallStats, OutcomeUnknown, QuotaExhausted, TransientError
 from connectors.budget import RateBudget
+from core import metrics
 
 T = TypeVar("T")
 
@@ -61,6 +62,8 @@ class ApiCaller:
     budget: RateBudget
     stats: CallStats
     settings: RetrySettings = RetrySettings()
+    #: the CRM's name, for the API-call metrics
+    crm: str = ""
 
     def call(
         self,
@@ -108,12 +111,16 @@ class ApiCaller:
                 result = fn()
         except Exception as exc:  # classified below; nothing is swallowed
             failure = self.classify(exc)
-            self.stats.record(failure.status)
+            self._count(failure.status)
             if not idempotent and failure.kind is FailureKind.RETRY and failure.status != 429:
                 raise _Retriable(replace(failure, outcome_unknown=True), exc) from exc
             self._raise(failure, exc)
-        self.stats.record(ok_status(result) if callable(ok_status) else ok_status)
+        self._count(ok_status(result) if callable(ok_status) else ok_status)
         return result
+
+    def _count(self, status: int) -> None:
+        self.stats.record(status)
+        metrics.record_call(self.crm, status, tenant=self.tenant)
 
     def _raise(self, failure: Failure, exc: Exception) -> None:
         if failure.kind is FailureKind.RETRY:

@@ -145,3 +145,16 @@ def test_a_create_refused_with_429_is_retried():
     caller = make_caller()
     assert caller.call(failing(Boom(429)), idempotent=False) == "ok"
     assert caller.stats.by_status == {429: 1, 200: 1}
+
+
+def test_every_answer_is_counted_in_the_api_call_metrics():
+    from core import metrics
+
+    def sample(status):
+        return metrics.REGISTRY.get_sample_value(
+            "leadpulse_api_calls_total", {"tenant": "acme", "crm": "acme-crm", "status": status}) or 0
+
+    before = {s: sample(s) for s in ("429", "200")}
+    caller = ApiCaller("acme", classify, make_budget(Window(100, 10)), CallStats(), RetrySettings(), crm="acme-crm")
+    caller.call(failing(Boom(429)))
+    assert sample("429") == before["429"] + 1 and sample("200") == before["200"] + 1
