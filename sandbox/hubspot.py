@@ -32,8 +32,8 @@ from itertools import islice
 
 from .hubspot_catalog import (ASSOCIATION_FROM_CONTACT, ASSOCIATION_TO_CONTACT, DEFAULT_CONTACT_PROPERTIES,
                               DEFAULT_ENGAGEMENT_PROPERTIES, ENGAGEMENT_TYPES, OBJECT_OF_KIND, PROPERTY_TYPES,
-                              Catalogue, contact_properties, contact_write, definition, engagement_properties,
-                              engagement_write, iso)
+                              Catalogue, contact_properties, contact_renderer, contact_write, definition,
+                              engagement_properties, engagement_write, iso)
 from .hubspot_search import RESULT_CAP, CapReached, Search, SearchError, bounds, holds, parse_search, run
 from .limits import Verdict, Window
 from .server import Request, Response, Vendor, VendorError, route
@@ -147,10 +147,9 @@ class HubSpot(Vendor):
 
     def _contact(self, index: int, names) -> dict:
         record = self.crm.record(index)
-        props = contact_properties(index, record, names)
-        known = self.catalogue.properties["contacts"]
-        return {"id": str(index + 1), "properties": {n: props.get(n) for n in names if n in props or n in known},
-                "createdAt": iso(record["created_ms"]), "updatedAt": iso(record["updated_ms"]), "archived": False}
+        props = contact_renderer(tuple(names))(index, record, self.catalogue.properties["contacts"])
+        return {"id": str(index + 1), "properties": props, "createdAt": iso(record["created_ms"]),
+                "updatedAt": iso(record["updated_ms"]), "archived": False}
 
     def _engagement(self, activity: Activity, names, with_contacts: bool = False) -> dict:
         props = engagement_properties(activity)

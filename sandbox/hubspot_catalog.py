@@ -37,12 +37,19 @@ NUMBER_PROPERTIES = {"hs_object_id", "numberofemployees", "annualrevenue", "hs_e
                      "hs_analytics_num_page_views", "num_conversion_events", "hs_call_duration", "hubspot_owner_id"}
 
 
-@functools.lru_cache(maxsize=8192)  # a record's updatedAt and lastmodifieddate are one instant
+@functools.lru_cache(maxsize=1024)  # a record's updatedAt and lastmodifieddate are one instant
 def iso(ms: int | None) -> str | None:
     if ms is None:
         return None
-    t = time.gmtime(ms // 1000)
-    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (t[0], t[1], t[2], t[3], t[4], t[5], ms % 1000)
+    day, rest = divmod(ms, 86_400_000)
+    return "%s%02d:%02d:%02d.%03dZ" % (_date(day), rest // 3_600_000, rest // 60_000 % 60, rest // 1000 % 60,
+                                       rest % 1000)
+
+
+@functools.lru_cache(maxsize=4096)  # timestamps crowd into the last two years: a few hundred days
+def _date(day: int) -> str:
+    t = time.gmtime(day * 86_400)
+    return "%04d-%02d-%02dT" % (t[0], t[1], t[2])
 
 
 def to_ms(value: str | int) -> int:
@@ -58,8 +65,8 @@ def to_ms(value: str | int) -> int:
 
 def text(value) -> str | None:
     """A neutral value as HubSpot spells it: always a string (or null when unset)."""
-    if value is None:
-        return None
+    if value is None or value.__class__ is str:
+        return value
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
@@ -92,6 +99,29 @@ def contact_properties(index: int, record: dict, names=None) -> dict[str, str | 
     if names is None:
         props.update({k: text(v) for k, v in record.items() if k not in _NEUTRAL_FIELDS})
     return props
+
+
+@functools.lru_cache(maxsize=64)  # clients ask for the same few property lists page after page
+def contact_renderer(names: tuple[str, ...]):
+    """``render(index, record, known)``: the contact's ``names`` as the API shows them, in one pass.
+
+    Standard properties always appear; a custom one appears with its value when the record holds
+    it, as null when ``known`` (the catalogue) defines it, and not at all otherwise.
+    """
+    getters = [(name, _CONTACT_GETTERS.get(name)) for name in dict.fromkeys(names)]
+
+    def render(index: int, record: dict, known) -> dict[str, str | None]:
+        props = {}
+        for name, getter in getters:
+            if getter is not None:
+                props[name] = getter(index, record)
+            elif name in record and name not in _NEUTRAL_FIELDS:
+                props[name] = text(record[name])
+            elif name in known:
+                props[name] = None
+        return props
+
+    return render
 
 
 def _plain(field: str):

@@ -123,6 +123,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
+
 from .auth import Tokens
 from .faults import Fault, FaultKind, Faults
 from .limits import Limits, Verdict, Window
@@ -185,7 +187,17 @@ class Response:
             return self.body.encode()
         if self.body is None and self.status == 204:
             return b""
-        return json.dumps(self.body, separators=(",", ":")).encode()
+        return encode_json(self.body)
+
+
+def encode_json(value: Any) -> bytes:
+    """Compact JSON. orjson encodes a 100-record page about eight times faster than the standard
+    library, and list pages are what benchmarks read; what it refuses (integers past 64 bits,
+    odd types) still goes through ``json``."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        return json.dumps(value, separators=(",", ":")).encode()
 
 
 class VendorError(Exception):

@@ -241,8 +241,8 @@ class Crm:
         if after_id < ADDED_ACTIVITY_BASE:
             start = max(0, self.tenant.activity_index(after_id + 1)[0]) if after_id > 0 else 0
             for index in range(start, self.tenant.size):
-                for activity in self.tenant.activities(index):
-                    if activity.id > after_id and activity.kind is kind:
+                for activity in self.tenant.activities(index, kind):
+                    if activity.id > after_id:
                         yield activity
         for activity in self.added_activities(kind):
             if activity.id > after_id:
@@ -251,8 +251,8 @@ class Crm:
     def activities_touched_since(self, kind: ActivityKind, low_ms: int) -> Iterable[Activity]:
         """Activities of one kind with ``updated_ms >= low_ms``, for search (unsorted)."""
         for index in self.touched_since(low_ms):
-            for activity in self.tenant.activities(index):
-                if activity.kind is kind and activity.updated_ms >= low_ms:
+            for activity in self.tenant.activities(index, kind):
+                if activity.updated_ms >= low_ms:
                     yield activity
         for activity in self.added_activities(kind):
             if activity.updated_ms >= low_ms:

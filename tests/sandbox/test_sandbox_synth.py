@@ -1,6 +1,8 @@
 """Synthetic tenants: deterministic, realistic enough for a backtest, cheap to scale."""
 from collections import Counter
 
+import pytest
+
 from sandbox.synth import ACTIVITY_SLOTS, YEAR_MS, ActivityKind, Tenant
 
 ANCHOR = 1_750_000_000_000
@@ -51,3 +53,25 @@ def test_activity_ids_lead_back_to_their_person():
         assert tenant.activity_index(activity.id)[0] == 17
         assert activity.id <= 18 * ACTIVITY_SLOTS
         assert activity.occurred_ms <= tenant.last_touch_ms(17)
+
+
+def test_activities_of_one_kind_are_the_full_list_filtered():
+    tenant = Tenant(100, seed=6, anchor_ms=ANCHOR)
+    for index in range(100):
+        every = tenant.activities(index)
+        for kind in ActivityKind:
+            assert tenant.activities(index, kind) == [a for a in every if a.kind is kind]
+
+
+def test_activities_per_contact_sets_the_mean_and_keeps_recent_ones_denser():
+    for mean in (2.0, 10.0):
+        tenant = Tenant(3000, seed=8, anchor_ms=ANCHOR, activities_per_contact=mean)
+        activities = [a for i in range(3000) for a in tenant.activities(i)]
+        assert abs(len(activities) / 3000 - mean) < 0.08 * mean
+        last_quarter = sum(a.occurred_ms > ANCHOR - YEAR_MS // 4 for a in activities)
+        assert last_quarter > 2 * sum(a.occurred_ms < ANCHOR - 3 * YEAR_MS // 4 for a in activities)
+
+
+def test_activities_per_contact_beyond_what_a_person_holds_is_refused():
+    with pytest.raises(ValueError, match="activities_per_contact must be between 0 and 20"):
+        Tenant(10, activities_per_contact=40)
