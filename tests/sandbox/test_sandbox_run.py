@@ -47,6 +47,32 @@ def test_serve_command_prints_base_url_and_credentials():
         process.wait(timeout=10)
 
 
+def calls(base_url, token, after=None):
+    params = {"limit": 100, "associations": "contacts", **({"after": after} if after else {})}
+    return requests.get(f"{base_url}/crm/v3/objects/calls", params=params,
+                        headers={"Authorization": f"Bearer {token}"}).json()
+
+
+def test_factory_passes_activities_per_contact_to_the_tenant(sandbox_factory):
+    quiet = sandbox_factory("hubspot", contacts=50, activities_per_contact=0)
+    busy = sandbox_factory("hubspot", contacts=500, activities_per_contact=15)
+    assert calls(quiet.base_url, quiet.credentials["access_token"])["results"] == []
+    assert 13.5 < sum(len(busy.crm.activities(i)) for i in range(500)) / 500 < 16.5
+
+
+def test_serve_command_takes_activities_per_contact():
+    process = subprocess.Popen([sys.executable, "-m", "sandbox", "serve", "--crm", "hubspot", "--contacts", "30",
+                                "--activities-per-contact", "0"],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        base_url = process.stdout.readline().split(": ", 1)[1].strip()
+        token = process.stdout.readline().split('"access_token": "')[1].split('"')[0]
+        assert calls(base_url, token)["results"] == []
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 @pytest.mark.slow
 def test_a_million_contacts_page_with_flat_memory():
     with Sandbox.start("hubspot", 1_000_000, seed=3, rate_limits=False) as sb:
