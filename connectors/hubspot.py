@@ -75,6 +75,8 @@ DEFAULT_FIELDS = {
     "page_views": "hs_analytics_num_page_views", "conversions": "num_conversion_events",
 }
 _NUMBER = re.compile(r"-?\d+(\.\d+)?")
+#: moved by every write, leadpulse's own included; kept as `updated_at`, never compared as an input
+VOLATILE = frozenset({"lastmodifieddate", "hs_lastmodifieddate"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,7 +323,7 @@ class HubSpotConnector(Connector):
             status=props.get("lifecyclestage") or None,
             opted_out=str(props.get("hs_email_optout", "")).lower() == "true",
             fields={field: _coerce(props.get(prop)) for field, prop in self._fields.items()},
-            raw=props,
+            raw={k: v for k, v in props.items() if k not in VOLATILE},
         )
 
     def _outcome(self, contact: Contact) -> Outcome:
@@ -334,7 +336,7 @@ class HubSpotConnector(Connector):
         props: dict[str, Any] = record["properties"]
         occurred = _parse_time(props.get("hs_timestamp"))
         kind = self._activity_kind(object_type, props)
-        attributes = {k: _coerce(v) for k, v in props.items() if v not in (None, "")}
+        attributes = {k: _coerce(v) for k, v in props.items() if v not in (None, "") and k not in VOLATILE}
         contacts = record.get("associations", {}).get("contacts", {}).get("results", [])
         return [
             Activity(id=f"{object_type}-{record['id']}-{c['id']}", contact_id=str(c["id"]), kind=kind,

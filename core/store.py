@@ -15,7 +15,8 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -282,28 +283,33 @@ class Store:
             self.db.execute("DELETE FROM cursors")
 
     def apply_page(self, page: Page, run_id: int | None = None) -> None:
-        """Store a page's records and its stream's cursor in one transaction; mark the contacts it touches dirty."""
+        """Store a page's records and its stream's cursor in one transaction.
+
+        A contact becomes due for scoring only when what scoring reads changed: the contact's own values
+        (not merely its modification time, which the CRM also moves when leadpulse's own writes land) or one of
+        its activities, new or edited. Records seen again at a cursor's overlap change nothing.
+        """
         with self.transaction():
             conn = self.db.conn
+            contacts = [_contact_row(c) for c in page.contacts]
+            activities = [_activity_row(a) for a in page.activities]
+            due = {key[0] for key in _changed(conn, "contacts", _CONTACT_INPUTS, (0,), contacts, _contact_inputs)}
+            due |= {key[0] for key in _changed(conn, "activities", _ACTIVITY_COLUMNS, (0, 1), activities, tuple)}
             conn.executemany(
                 """INSERT INTO contacts (id, kind, updated_at, email, name, owner_id, status, opted_out, fields, raw, dirty)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
                    ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, updated_at = excluded.updated_at,
                      email = excluded.email, name = excluded.name, owner_id = excluded.owner_id,
                      status = excluded.status, opted_out = excluded.opted_out, fields = excluded.fields,
-                     raw = excluded.raw, dirty = 1""",
-                [_contact_row(c) for c in page.contacts],
+                     raw = excluded.raw""",
+                contacts,
             )
-            conn.executemany(
-                f"INSERT OR REPLACE INTO activities ({_ACTIVITY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                [_activity_row(a) for a in page.activities],
-            )
+            conn.executemany(f"INSERT OR REPLACE INTO activities ({_ACTIVITY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", activities)
             conn.executemany(
                 "INSERT OR REPLACE INTO outcomes (contact_id, converted, converted_at) VALUES (?, ?, ?)",
                 [(o.contact_id, int(o.converted), iso(o.converted_at) if o.converted_at else None) for o in page.outcomes],
             )
-            touched = sorted({a.contact_id for a in page.activities} | {o.contact_id for o in page.outcomes})
-            conn.executemany("UPDATE contacts SET dirty = 1 WHERE id = ? AND dirty = 0", [(cid,) for cid in touched])
+            conn.executemany("UPDATE contacts SET dirty = 1 WHERE id = ? AND dirty = 0", [(cid,) for cid in sorted(due)])
             now = iso(datetime.now().astimezone())
             conn.executemany(
                 "INSERT INTO skipped (run_id, stream, record_id, reason, at) VALUES (?, ?, ?, ?, ?)",
@@ -528,6 +534,32 @@ def _run_record(row: tuple) -> RunRecord:
 
 def _enum_value(value: Any) -> Any:
     return getattr(value, "value", value)
+
+
+#: what scoring reads of a stored contact: every column but the modification time
+_CONTACT_INPUTS = "id, kind, email, name, owner_id, status, opted_out, fields, raw"
+
+
+def _contact_inputs(row: tuple) -> tuple:
+    return row[:2] + row[3:]
+
+
+def _changed(conn: sqlite3.Connection, table: str, columns: str, keys: Sequence[int], rows: Sequence[tuple],
+             inputs: Callable[[tuple], tuple]) -> set[tuple]:
+    """The keys of `rows` that are new to `table` or differ from its stored row in `columns`.
+
+    `keys` are the positions, in both `rows` and `columns`, of the table's primary key.
+    """
+    if not rows:
+        return set()
+    names = [columns.split(", ")[k] for k in keys]
+    stored: dict[tuple, tuple] = {}
+    for chunk in _chunks(rows, 300):
+        marks = ", ".join([f"({', '.join('?' * len(keys))})"] * len(chunk))
+        query = f"SELECT {columns} FROM {table} WHERE ({', '.join(names)}) IN (VALUES {marks})"
+        for found in conn.execute(query, [row[k] for row in chunk for k in keys]):
+            stored[tuple(found[k] for k in keys)] = tuple(found)
+    return {key for row in rows if stored.get(key := tuple(row[k] for k in keys)) != inputs(row)}
 
 
 def _contact_row(c: Contact) -> tuple:

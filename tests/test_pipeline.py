@@ -55,7 +55,7 @@ def test_a_new_activity_rescores_and_writes_only_its_contact(tmp_path, clock):
     views = [page_view(f"a{i}", "c1") for i in range(3)] + [page_view("b1", "c2"), page_view("b2", "c2")]
     write_exports(tmp_path, [contact("c1", "VP Sales"), contact("c2")], views)
     summary = sync(tenant, tmp_path, clock)
-    assert (summary.scored, summary.changed, summary.written) == (2, 1, 1)
+    assert (summary.scored, summary.changed, summary.written) == (1, 1, 1)
     assert results(tmp_path)["c2"]["lp_score"] == "6"
 
 

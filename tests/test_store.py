@@ -270,3 +270,31 @@ def test_outbox_sending_tasks_are_listed_until_settled(store):
     store.outbox.release(["k1"])
     assert store.outbox.sending_tasks() == []
     assert [t.key for t in store.outbox.pending_tasks(10, run_id=2)] == ["k1"]
+
+
+def test_a_record_seen_again_unchanged_leaves_its_contact_alone(tmp_path):
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from connectors.base import Page
+    from core.model import Activity, ActivityKind, Contact, ContactKind
+
+    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    person = Contact("c1", ContactKind.CONTACT, at, email="a@example.com", fields={"title": "CEO"}, raw={"x": "1"})
+    visit = Activity("a1", "c1", ActivityKind.PAGE_VIEW, at, attributes={"url": "/pricing"})
+    with Store.open(tmp_path / "t.sqlite") as store:
+        def dirty() -> int:
+            return store.db.execute("SELECT dirty FROM contacts WHERE id = 'c1'").fetchone()[0]
+
+        store.apply_page(Page("contacts", "1", contacts=[person], activities=[visit]))
+        assert dirty() == 1
+        store.db.conn.execute("UPDATE contacts SET dirty = 0")
+        # the CRM moved the modification time (our own write landed) but nothing scoring reads changed
+        store.apply_page(Page("contacts", "2", contacts=[replace(person, updated_at=at + timedelta(hours=1))],
+                              activities=[visit]))
+        assert dirty() == 0
+        store.apply_page(Page("contacts", "3", activities=[replace(visit, attributes={"url": "/careers"})]))
+        assert dirty() == 1
+        store.db.conn.execute("UPDATE contacts SET dirty = 0")
+        store.apply_page(Page("contacts", "4", contacts=[replace(person, fields={"title": "Student"})]))
+        assert dirty() == 1
