@@ -70,7 +70,16 @@ INITIAL = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (INITIAL,)
+CRM_FACTS = Migration(
+    "crm_facts",
+    (
+        # What a CRM account says about itself (e.g. its lifecycle stages in order), kept between runs so a run
+        # with nothing new need not ask again.
+        "CREATE TABLE crm_facts (name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (INITIAL, CRM_FACTS)
 
 
 def applied(db: sqlite_utils.Database) -> list[str]:

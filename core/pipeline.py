@@ -11,6 +11,7 @@ Every run holds the tenant's run lock and leaves a row in the store's ``runs`` t
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -21,7 +22,7 @@ from datetime import datetime
 from enum import StrEnum
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from connectors.base import (
     Connector,
@@ -33,6 +34,7 @@ from connectors.base import (
     WriteResult,
     load_connector,
 )
+from core import logs
 from core.clock import Clock, SystemClock
 from core.config import TenantConfig
 from core.model import Activity, Contact, Lifecycle
@@ -41,6 +43,8 @@ from core.scoring import Engine, ScoreCard, StatusChange
 from core.store import StoredScore, Store
 
 SCORE_CHUNK = 1000
+
+log = logging.getLogger("leadpulse.pipeline")
 
 
 class RunOutcome(StrEnum):
@@ -107,6 +111,27 @@ def _stopping(stop: threading.Event | None) -> bool:
     return stop is not None and stop.is_set()
 
 
+class Progress(Protocol):
+    """Where a run reports how far it got: a progress bar on a terminal, nothing elsewhere."""
+
+    def step(self, name: str) -> None:
+        """A new step begins (``pull contacts``, ``score``, ``push writes`` ...)."""
+
+    def advance(self, n: int) -> None:
+        """`n` more records or rows done in the current step."""
+
+
+class _NoProgress:
+    def step(self, name: str) -> None:
+        pass
+
+    def advance(self, n: int) -> None:
+        pass
+
+
+NO_PROGRESS: Progress = _NoProgress()
+
+
 # the run ---------------------------------------------------------------------------------------------
 
 
@@ -119,6 +144,7 @@ def sync_tenant(
     clock: Clock = SystemClock(),
     stop: threading.Event | None = None,
     environ: Mapping[str, str] = os.environ,
+    progress: Progress | None = None,
 ) -> RunSummary:
     """Pull, score and push one tenant, holding its run lock.
 
@@ -133,12 +159,13 @@ def sync_tenant(
         with recorded_run(store, tenant, clock, full=full, dry_run=dry_run) as run:
             connector = open_connector(tenant, secrets, clock)
             try:
-                pull(connector, store, run, full=full, stop=stop)
+                pull(connector, store, run, full=full, stop=stop, progress=progress)
                 if not _stopping(stop):
-                    score_contacts(store, tenant, Engine(tenant.scoring), run_id=run.id, as_of=run.started_at,
-                                   full=full, stop=stop, counts=run.counts)
+                    engine = Engine(scoring_in_crm_order(tenant, crm_status_order(connector, store, run)))
+                    score_contacts(store, tenant, engine, run_id=run.id, as_of=run.started_at,
+                                   full=full, stop=stop, counts=run.counts, progress=progress)
                 if not (dry_run or _stopping(stop)):
-                    push(connector, store, tenant, run, stop=stop)
+                    push(connector, store, tenant, run, stop=stop, progress=progress)
             finally:
                 run.counts.api_calls = connector.context.stats.total
                 run.counts.rate_limited = connector.context.stats.rate_limited
@@ -146,6 +173,26 @@ def sync_tenant(
             if _stopping(stop):
                 run.outcome = RunOutcome.STOPPED
     return run.summary()
+
+
+STATUS_ORDER = "status_order"
+
+
+def crm_status_order(connector: Connector, store: Store, run: Run) -> Sequence[str] | None:
+    """The CRM account's own lifecycle values in order: asked again when this run pulled anything, else kept."""
+    if run.counts.pulled or store.crm_fact(STATUS_ORDER) is None:
+        order = connector.status_order()
+        if order:
+            store.set_crm_fact(STATUS_ORDER, list(order))
+    return store.crm_fact(STATUS_ORDER)
+
+
+def scoring_in_crm_order(tenant: TenantConfig, order: Sequence[str] | None) -> ScoringConfig:
+    """The tenant's scoring rules, ranking lifecycle values as the CRM account orders them (read, not assumed)."""
+    if not order:
+        return tenant.scoring
+    lifecycle = tenant.scoring.lifecycle.model_copy(update={"status_order": tuple(order)})
+    return tenant.scoring.model_copy(update={"lifecycle": lifecycle})
 
 
 def rescore_tenant(tenant: TenantConfig, *, state_dir: Path, clock: Clock = SystemClock(), full: bool = True) -> RunSummary:
@@ -184,17 +231,23 @@ def recorded_run(store: Store, tenant: TenantConfig, clock: Clock, *, full: bool
     """
     started = clock.now()
     run = Run(tenant.name, store.start_run(tenant.name, started, full=full, dry_run=dry_run), started, time.perf_counter())
-    try:
-        yield run
-    except QuotaExhausted as exc:
-        run.outcome, run.error = RunOutcome.QUOTA_EXHAUSTED, str(exc)
-    except ConnectorError as exc:
-        run.outcome, run.error = RunOutcome.FAILED, str(exc)
-    except BaseException as exc:
-        run.outcome, run.error = RunOutcome.FAILED, f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
-        store.finish_run(run.id, clock.now(), run.outcome.value, run.counts.as_dict(), run.error)
+    with logs.run_context(tenant=tenant.name, run_id=str(run.id)):
+        log.info("run started%s%s", " (full)" if full else "", " (dry run: nothing is sent)" if dry_run else "")
+        try:
+            yield run
+        except QuotaExhausted as exc:
+            run.outcome, run.error = RunOutcome.QUOTA_EXHAUSTED, str(exc)
+        except ConnectorError as exc:
+            run.outcome, run.error = RunOutcome.FAILED, str(exc)
+        except BaseException as exc:
+            run.outcome, run.error = RunOutcome.FAILED, f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            store.finish_run(run.id, clock.now(), run.outcome.value, run.counts.as_dict(), run.error)
+            level = logging.INFO if run.outcome is not RunOutcome.FAILED else logging.ERROR
+            log.log(level, "run %s: %s%s", run.outcome.value,
+                    ", ".join(f"{name} {n}" for name, n in run.counts.as_dict().items()),
+                    f"; {run.error}" if run.error else "")
 
 
 def open_connector(tenant: TenantConfig, secrets: Mapping[str, str], clock: Clock) -> Connector:
@@ -209,13 +262,25 @@ def open_connector(tenant: TenantConfig, secrets: Mapping[str, str], clock: Cloc
 # pull ------------------------------------------------------------------------------------------------
 
 
-def pull(connector: Connector, store: Store, run: Run, *, full: bool = False, stop: threading.Event | None = None) -> None:
+def pull(
+    connector: Connector,
+    store: Store,
+    run: Run,
+    *,
+    full: bool = False,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
+) -> None:
     """Pull every stream from its cursor (from the start with `full`), storing each page with its cursor."""
+    progress = progress or NO_PROGRESS
     for stream in connector.streams():
         cursor = None if full else store.cursor(stream)
+        progress.step(f"pull {stream}")
         for page in connector.pull(stream, cursor, started_at=run.started_at):
             store.apply_page(page, run.id)
-            run.counts.pulled += len(page.contacts) + len(page.activities) + len(page.outcomes)
+            records = len(page.contacts) + len(page.activities)
+            run.counts.pulled += records
+            progress.advance(records)
             if _stopping(stop):
                 return
 
@@ -234,9 +299,12 @@ def score_contacts(
     stop: threading.Event | None = None,
     counts: RunCounts | None = None,
     chunk_size: int = SCORE_CHUNK,
+    progress: Progress | None = None,
 ) -> RunCounts:
     """Score the contacts that are due (all with `full`), queue what changed, and return the counts."""
     counts = counts or RunCounts()
+    progress = progress or NO_PROGRESS
+    progress.step("score")
     due = store.contacts_to_score(full, as_of=as_of, fingerprint=engine.fingerprint, chunk_size=chunk_size)
     for chunk in batched(due, chunk_size):
         before = store.current_scores([contact.id for contact, _ in chunk])
@@ -245,6 +313,7 @@ def score_contacts(
             save_decisions(store, tenant, [contact for contact, _ in chunk], decisions, run_id, engine.fingerprint)
         counts.scored += len(decisions)
         counts.changed += sum(1 for decision in decisions if decision.changed)
+        progress.advance(len(decisions))
         if _stopping(stop):
             break
     return counts
@@ -324,18 +393,29 @@ def task_request(store: Store, tenant: TenantConfig, contact: Contact, decision:
 # push ------------------------------------------------------------------------------------------------
 
 
-def push(connector: Connector, store: Store, tenant: TenantConfig, run: Run, *, stop: threading.Event | None = None) -> None:
+def push(
+    connector: Connector,
+    store: Store,
+    tenant: TenantConfig,
+    run: Run,
+    *,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
+) -> None:
     """Send the outbox: settle tasks whose outcome is unknown, make sure properties exist, then drain."""
+    progress = progress or NO_PROGRESS
     settle_unknown_tasks(connector, store, run.id)
     if store.outbox.pending_writes(1, run.id):
         connector.ensure_properties(tenant.property_specs())
+    progress.step("push writes")
     run.counts.written += drain(
         lambda n: store.outbox.pending_writes(n, run.id), connector.write_properties, connector.write_batch_size,
-        store, run.id, stop,
+        store, run.id, stop, progress=progress,
     )
+    progress.step("push tasks")
     run.counts.tasks += drain(
         lambda n: store.outbox.pending_tasks(n, run.id), connector.create_tasks, connector.task_batch_size,
-        store, run.id, stop, mark_sending=True,
+        store, run.id, stop, mark_sending=True, progress=progress,
     )
 
 
@@ -359,6 +439,7 @@ def drain(
     stop: threading.Event | None,
     *,
     mark_sending: bool = False,
+    progress: Progress = NO_PROGRESS,
 ) -> int:
     """Send batches until nothing is due this run; return how many the CRM accepted."""
     accepted = 0
@@ -374,6 +455,7 @@ def drain(
         with store.transaction():
             store.outbox.settle(results, run_id)
         accepted += sum(1 for result in results if result.ok)
+        progress.advance(len(batch))
     return accepted
 
 

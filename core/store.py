@@ -320,6 +320,18 @@ class Store:
                 (page.stream, page.cursor, now),
             )
 
+    def crm_fact(self, name: str) -> Any:
+        """A fact the CRM account told about itself (see `set_crm_fact`), or None."""
+        row = self.db.execute("SELECT value FROM crm_facts WHERE name = ?", (name,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_crm_fact(self, name: str, value: Any) -> None:
+        with self.transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO crm_facts (name, value, updated_at) VALUES (?, ?, ?)",
+                (name, json.dumps(value), iso(datetime.now().astimezone())),
+            )
+
     def contact(self, contact_id: str) -> Contact | None:
         row = self.db.execute(f"SELECT {_CONTACT_COLUMNS} FROM contacts c WHERE c.id = ?", (contact_id,)).fetchone()
         return _contact(row) if row else None

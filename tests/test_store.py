@@ -58,13 +58,13 @@ def seed(store: Store, *ids: str, activities=()) -> None:
 
 def test_open_creates_wal_store_with_recorded_migrations(store):
     assert store.db.journal_mode == "wal"
-    assert applied(store.db) == ["initial"]
+    assert applied(store.db) == ["initial", "crm_facts"]
 
 
 def test_reopening_applies_no_migration_twice(tmp_path):
     Store.open(tmp_path / "s.sqlite").close()
     with Store.open(tmp_path / "s.sqlite") as again:
-        assert applied(again.db) == ["initial"]
+        assert applied(again.db) == ["initial", "crm_facts"]
 
 
 def test_apply_page_stores_records_and_cursor_together(store):
@@ -298,3 +298,22 @@ def test_a_record_seen_again_unchanged_leaves_its_contact_alone(tmp_path):
         store.db.conn.execute("UPDATE contacts SET dirty = 0")
         store.apply_page(Page("contacts", "4", contacts=[replace(person, fields={"title": "Student"})]))
         assert dirty() == 1
+
+
+def test_a_store_made_before_crm_facts_catches_up_and_keeps_its_data(tmp_path):
+    from core.migrations import INITIAL, migrate
+
+    path = tmp_path / "old.sqlite"
+    with Store.open(path) as store:
+        seed(store, "c1")
+    import sqlite3
+
+    with sqlite3.connect(path) as db:  # as a store from before the migration existed
+        db.execute("DROP TABLE crm_facts")
+        db.execute("DELETE FROM migrations WHERE name = 'crm_facts'")
+    with Store.open(path) as store:
+        assert applied(store.db) == ["initial", "crm_facts"]
+        assert store.contact("c1") is not None
+        store.set_crm_fact("status_order", ["lead", "customer"])
+        assert store.crm_fact("status_order") == ["lead", "customer"]
+    assert INITIAL.name == "initial" and callable(migrate)
