@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 import tempfile
 from collections import Counter
+from itertools import islice
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,10 +17,13 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from core import ops_cli
+from core import logs, ops_cli
 from core.clock import ManualClock, SystemClock
 from core.config import ConfigError, TenantConfig, load_config_dir, load_tenant
+from core.demo import run_demo
 from core.pipeline import RunOutcome, RunSummary, compare_bands, rescore_tenant, sync_tenant
+from core.progress import terminal_progress
+from core.model import Contact, Lifecycle
 from core.scoring import Engine
 from core.store import StoredScore, Store, StoreError
 
@@ -125,6 +129,7 @@ def sync(tenant_name: str | None, all_tenants: bool, dry_run: bool, full: bool, 
             console.print(f"[red]error[/red] {error}", highlight=False, soft_wrap=True)
     else:
         tenants, errors = [load_named(config_dir, tenant_name)], []
+    logs.configure()
     summaries = [_sync_one(tenant, state_dir, dry_run=dry_run, full=full) for tenant in tenants]
     console.print(summary_table(summaries))
     if errors or any(summary.outcome == RunOutcome.FAILED for summary in summaries):
@@ -133,9 +138,15 @@ def sync(tenant_name: str | None, all_tenants: bool, dry_run: bool, full: bool, 
 
 def _sync_one(tenant: TenantConfig, state_dir: Path, *, dry_run: bool, full: bool) -> RunSummary:
     try:
-        return sync_tenant(tenant, state_dir=state_dir, dry_run=dry_run, full=full)
+        logs.register_secrets(tenant.resolve_secrets().values())
+        with terminal_progress(console, tenant.name) as progress:
+            summary = sync_tenant(tenant, state_dir=state_dir, dry_run=dry_run, full=full, progress=progress)
     except (StoreError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
+    if dry_run:
+        with open_store(tenant, state_dir) as store:
+            console.print(pending_table(store, tenant))
+    return summary
 
 
 @main.command()
@@ -213,31 +224,75 @@ def compare(rules_file: Path, tenant_name: str | None, config_dir: Path, state_d
 
 
 @main.command()
+@click.option("--contacts", type=click.IntRange(min=100), default=3000, show_default=True,
+              help="How many contacts the sandbox portal holds.")
+@click.option("--from-export", is_flag=True, help="Score the sample export in config/sample instead (no API at all).")
 @config_dir_option
-def demo(config_dir: Path) -> None:
-    """Score the sample export shipped in config/ in a temporary folder; show the bands and explain the top 3."""
-    tenant = load_named(config_dir, DEMO_TENANT)
+def demo(contacts: int, from_export: bool, config_dir: Path) -> None:
+    """Sync a HubSpot portal played by the local sandbox: a full run, fresh activity, an incremental run."""
     with tempfile.TemporaryDirectory(prefix="leadpulse-demo-") as folder:
-        state_dir = Path(folder)
-        settings = tenant.crm.connection.model_copy(update={"results": state_dir / "results.csv"})
-        tenant = tenant.model_copy(update={"crm": tenant.crm.model_copy(update={"connection": settings})})
-        summary = sync_tenant(tenant, state_dir=state_dir, clock=ManualClock(DEMO_AS_OF))
-        console.print(summary_table([summary]))
-        with Store.open(tenant.store_path(state_dir)) as store:
+        if from_export:
+            tenant = _demo_from_export(load_named(config_dir, DEMO_TENANT), Path(folder))
+        else:
+            console.print(f"Starting a HubSpot sandbox with {contacts} contacts on 127.0.0.1 ...")
+            result = run_demo(Path(folder), contacts=contacts,
+                              on_run=lambda name, summary: console.print(summary_table([summary], title=name)))
+            console.print(f"Between the runs, {len(result.livened)} contacts took meetings, replied and answered calls; "
+                          "the incremental run picked up just those changes.")
+            tenant = result.tenant
+        with Store.open(tenant.store_path(Path(folder))) as store:
             console.print(band_table(store.band_counts(), Engine(tenant.scoring).band_names))
-            for stored in store.top_scores(3):
-                print_explanation(stored, store.contact(stored.contact_id))
+            leads = open_leads(store, tenant, 10)
+            console.print(hottest_table(leads))
+            for stored, contact in leads[:2]:
+                print_explanation(stored, contact)
+
+
+def _demo_from_export(tenant: TenantConfig, state_dir: Path) -> TenantConfig:
+    settings = tenant.crm.connection.model_copy(update={"results": state_dir / "results.csv"})
+    tenant = tenant.model_copy(update={"crm": tenant.crm.model_copy(update={"connection": settings})})
+    console.print(summary_table([sync_tenant(tenant, state_dir=state_dir, clock=ManualClock(DEMO_AS_OF))]))
+    return tenant
 
 
 # rendering ---------------------------------------------------------------------------------------------
 
 
-def summary_table(summaries: Sequence[RunSummary]) -> Table:
-    table = Table("tenant", "run", "outcome", "pulled", "scored", "changed", "written", "tasks", "seconds", title="sync")
+def summary_table(summaries: Sequence[RunSummary], title: str = "sync") -> Table:
+    table = Table("tenant", "run", "outcome", "pulled", "scored", "changed", "written", "tasks", "API calls", "429s",
+                  "seconds", title=title)
     for s in summaries:
         outcome = s.outcome.value + (f": {s.error}" if s.error else "")
-        table.add_row(s.tenant, str(s.run_id), outcome, *(str(n) for n in (s.pulled, s.scored, s.changed, s.written, s.tasks)),
-                      f"{s.seconds:.2f}")
+        counts = (s.pulled, s.scored, s.changed, s.written, s.tasks, s.api_calls, s.rate_limited)
+        table.add_row(s.tenant, str(s.run_id), outcome, *(str(n) for n in counts), f"{s.seconds:.2f}")
+    return table
+
+
+def pending_table(store: Store, tenant: TenantConfig, shown: int = 15) -> Table:
+    """What the CRM would be sent: the first pending writes and tasks, and how many there are in all."""
+    counts = store.outbox.counts()
+    writes, tasks = counts.get(("write", "pending"), 0), counts.get(("task", "pending"), 0)
+    table = Table("contact", "would write", title=f"{tenant.name}: dry run, {writes} writes and {tasks} tasks not sent")
+    for write in store.outbox.pending_writes(shown, run_id=None):
+        table.add_row(write.contact_id, ", ".join(f"{name}={value}" for name, value in write.values.items()))
+    for task in store.outbox.pending_tasks(shown, run_id=None):
+        table.add_row(task.contact_id, f"task for owner {task.owner_id or '-'}: {task.subject}")
+    return table
+
+
+def open_leads(store: Store, tenant: TenantConfig, n: int) -> list[tuple[StoredScore, Contact | None]]:
+    """The `n` best-scored contacts that are not customers yet."""
+    customer = tenant.scoring.lifecycle.values.get(Lifecycle.CUSTOMER)
+    leads = ((s, store.contact(s.contact_id)) for s in store.top_scores(n * 20))
+    return list(islice(((s, c) for s, c in leads if getattr(c, "status", None) != customer), n))
+
+
+def hottest_table(leads: Sequence[tuple[StoredScore, Contact | None]]) -> Table:
+    table = Table("contact", "name", "score", "band", "grade", "status", "why", title="hottest open leads")
+    for stored, contact in leads:
+        reasons = "; ".join(c["detail"] for c in sorted(stored.contributions, key=lambda c: -abs(c["points"]))[:3])
+        table.add_row(stored.contact_id, getattr(contact, "name", None) or "-", f"{stored.total:g}", stored.band,
+                      stored.grade or "-", getattr(contact, "status", None) or "-", reasons)
     return table
 
 

@@ -121,8 +121,17 @@ def test_compare_counts_band_moves(env, tmp_path):
     assert "1 of 2 contacts would change band" in result.output
 
 
-def test_demo_prints_bands_and_three_explained_contacts():
-    result = run("demo", "--config-dir", str(REPO_CONFIG))
-    assert result.exit_code == 0
-    assert "band distribution" in result.output
-    assert result.output.count("┃ rule") == 3
+def test_demo_syncs_the_sandbox_twice_and_shows_the_hottest_open_leads():
+    result = run("demo", "--contacts", "300", "--config-dir", str(REPO_CONFIG))
+    assert result.exit_code == 0, result.output
+    assert "full sync" in result.output and "incremental sync" in result.output
+    assert "band distribution" in result.output and "hottest open leads" in result.output
+    assert result.output.count("┃ rule") == 2
+    assert "customer " not in result.output.split("hottest open leads")[1].split("┃ rule")[0]
+
+
+def test_demo_from_export_scores_the_sample_without_any_api():
+    result = run("demo", "--from-export", "--config-dir", str(REPO_CONFIG))
+    assert result.exit_code == 0, result.output
+    assert "demo-file" in result.output and "band distribution" in result.output
+    assert result.output.count("┃ rule") == 2
