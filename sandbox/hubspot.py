@@ -145,9 +145,10 @@ class HubSpot(Vendor):
             raise self.error(400, f"Batch input has {len(inputs)} inputs; the limit is {most}")
         return inputs
 
-    def _contact(self, index: int, names) -> dict:
+    def _contact(self, index: int, names, render=None) -> dict:
+        """One contact as the API shows it; a list passes ``render`` (its names' renderer) so it is looked up once."""
         record = self.crm.record(index)
-        props = contact_renderer(tuple(names))(index, record, self.catalogue.properties["contacts"])
+        props = (render or contact_renderer(tuple(names)))(index, record, self.catalogue.properties["contacts"])
         return {"id": str(index + 1), "properties": props, "createdAt": iso(record["created_ms"]),
                 "updatedAt": iso(record["updated_ms"]), "archived": False}
 
@@ -178,7 +179,8 @@ class HubSpot(Vendor):
             return {"results": []}
         names = request.args("properties") or DEFAULT_CONTACT_PROPERTIES
         stop = min(start + limit, self.crm.size)
-        body = {"results": [self._contact(i, names) for i in range(start, stop)]}
+        render = contact_renderer(tuple(names))
+        body = {"results": [self._contact(i, names, render) for i in range(start, stop)]}
         if stop < self.crm.size:
             body["paging"] = self._next(request, str(stop + 1))
         return body

@@ -125,7 +125,10 @@ def contact_renderer(names: tuple[str, ...]):
 
 
 def _plain(field: str):
-    return lambda index, record: text(record.get(field))
+    def get(index: int, record: dict) -> str | None:
+        value = record.get(field)
+        return value if value.__class__ is str else text(value)  # most values are strings already: no call
+    return get
 
 
 def _upper(field: str):

@@ -287,7 +287,8 @@ class Tenant:
          w_source, w_warmth, w_status, w_owner, w_opted_out, w_converted_at, w_clicks, w_forms) = self._people.words(index, 18)
         title, _, title_fit = pick(_TITLES, w_title)
         # Neighbours often share a company (they were imported together), which keeps the company cache warm.
-        company = self.company((index // 6 + below(w_company, 8)) % self.companies)
+        company_index = (index // 6 + below(w_company, 8)) % self.companies
+        company = self._companies.get(company_index) or self.company(company_index)
         fit = 0.5 * title_fit + 0.5 * company.fit
         interest = unit(w_interest) ** 1.7
         first, last = below(w_first, len(FIRST_NAMES)), below(w_last, len(LAST_NAMES))
