@@ -92,7 +92,8 @@ class MemoryWatch:
         self._done.set()
         self._thread.join()
         end = psutil.Process().memory_info().rss
-        return f"sandbox RSS: start {self.start / 2**20:.0f} MiB, peak {self.most / 2**20:.0f} MiB, end {end / 2**20:.0f} MiB"
+        mib = 2**20
+        return f"sandbox RSS: start {self.start / mib:.0f} MiB, peak {self.most / mib:.0f} MiB, end {end / mib:.0f} MiB"
 
 
 def main() -> None:

@@ -167,12 +167,12 @@ class Crm:
         return sorted(order[bisect.bisect_left(times, low_ms):])
 
     def _touch_index(self) -> tuple[array, array]:
-        # Built once, lazily: a million hashes take about a second and most runs never search.
+        # Built once, lazily: a million people take a few seconds and most runs never search.
         with self._lock:
             if self._by_touch is None:
-                touch = self.tenant.last_touch_ms
-                pairs = sorted((touch(i), i) for i in range(self.tenant.size))
-                self._by_touch = (array("q", (t for t, _ in pairs)), array("q", (i for _, i in pairs)))
+                times = array("q", map(self.tenant.last_touch_ms, range(self.tenant.size)))
+                order = array("q", sorted(range(self.tenant.size), key=times.__getitem__))  # no million tuples
+                self._by_touch = (array("q", (times[i] for i in order)), order)
             return self._by_touch
 
     # -- activities ------------------------------------------------------------------------------

@@ -10,11 +10,12 @@ with interest, and the chance of converting grows with both, so a backtest of a 
 set against ``converted`` measures something real.
 
 Every draw is a 32-bit word of a SHAKE-128 stream keyed by ``(seed, purpose, index)``
-(:class:`Stream`): one C call per record, so a 100-person page costs well under a millisecond
-of generation. A person's timeline is the first two words of their stream, so the time indexes a
-search needs (:meth:`Tenant.created_ms`, :meth:`Tenant.last_touch_ms`) build for a million
-people in about a second. ``activities_per_contact`` sets how many activities a person holds on average. Every activity of person ``i`` happens at
-or before ``last_touch_ms(i)``, which is also the person's base ``updated_ms``.
+(:class:`Stream`): one C call per record, so a 100-person page costs about half a millisecond
+of generation. A person's timeline is the first two words of their stream, so the time indexes
+a search needs (:meth:`Tenant.created_ms`, :meth:`Tenant.last_touch_ms`) build for a million
+people in a few seconds. Every activity of person ``i`` happens at or before
+``last_touch_ms(i)``, which is also the person's base ``updated_ms``. ``activities_per_contact``
+sets how many activities a person holds on average.
 
 Values here are vendor-neutral (lowercase words); each vendor module maps them to its own.
 """
@@ -283,8 +284,8 @@ class Tenant:
         return unit(self._people.words(index, 5)[4]) ** 1.7
 
     def _draw(self, index: int) -> tuple[dict, Company, float, float]:
-        (w_joined, w_touched, w_title, w_company, w_interest, w_first, w_last, w_converted, w_opens, w_views,
-         w_source, w_warmth, w_status, w_owner, w_opted_out, w_converted_at, w_clicks, w_forms) = self._people.words(index, 18)
+        (w_joined, w_touched, w_title, w_company, w_interest, w_first, w_last, w_converted, w_opens, w_views, w_source,
+         w_warmth, w_status, w_owner, w_opted_out, w_converted_at, w_clicks, w_forms) = self._people.words(index, 18)
         title, _, title_fit = pick(_TITLES, w_title)
         # Neighbours often share a company (they were imported together), which keeps the company cache warm.
         company_index = (index // 6 + below(w_company, 8)) % self.companies
@@ -307,7 +308,8 @@ class Tenant:
             "owner_id": None if w_owner < _NO_OWNER else self.owners[w_owner % len(self.owners)].id,
             "opted_out": w_opted_out < _OPTED_OUT, "created_ms": created, "updated_ms": touched,
             "converted": converted,
-            "converted_ms": created + int((touched - created) * uniform(w_converted_at, 0.5, 1.0)) if converted else None,
+            "converted_ms": (created + int((touched - created) * uniform(w_converted_at, 0.5, 1.0))
+                             if converted else None),
             "email_opens": opens, "email_clicks": int(opens * uniform(w_clicks, 0, 0.5) * interest),
             "page_views": page_views, "form_submissions": int(page_views * uniform(w_forms, 0, 0.12)),
         }
@@ -366,8 +368,8 @@ class Tenant:
         if not wanted:
             return []
         person = self.person(index)
-        return [Activity(id=index * ACTIVITY_SLOTS + j + 1, contact_index=index, kind=k, occurred_ms=at,
-                         updated_ms=at, owner_id=person.owner_id, attributes=_ATTRIBUTES[k](person, *words[w + 2:w + 5]))
+        return [Activity(id=index * ACTIVITY_SLOTS + j + 1, contact_index=index, kind=k, occurred_ms=at, updated_ms=at,
+                         owner_id=person.owner_id, attributes=_ATTRIBUTES[k](person, *words[w + 2:w + 5]))
                 for j, at, w, k in wanted]
 
     def activity_index(self, activity_id: int) -> tuple[int, int]:
