@@ -399,7 +399,7 @@ class HubSpotConnector(Connector):
 
     def write_properties(self, writes: Sequence[PropertyWrite]) -> list[WriteResult]:
         batch = BatchInputSimplePublicObjectBatchInput(inputs=[
-            SimplePublicObjectBatchInput(id=w.contact_id, properties={k: _wire(v) for k, v in w.values.items()})
+            SimplePublicObjectBatchInput(id=w.contact_id, properties={k: wire_value(v) for k, v in w.values.items()})
             for w in writes])
         try:
             data = self._json(lambda **kw: self._batch.update("contacts", batch, **kw))
@@ -466,7 +466,7 @@ class HubSpotConnector(Connector):
         return None
 
 
-def _wire(value: Any) -> str:
+def wire_value(value: Any) -> str:
     """HubSpot takes every property value as a string."""
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -1,0 +1,262 @@
+"""Whole HubSpot syncs (pull, store, score, outbox, push) against the HubSpot sandbox, through hubspot-api-client."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from connectors.hubspot import HubSpotConnector, task_token, wire_value
+from core import pipeline
+from core.clock import ManualClock, ScaledClock
+from core.demo import DEMO_TENANT_FILE, TOKEN_VARIABLE, sandbox_tenant
+from core.outbox import Outbox
+from core.pipeline import RunOutcome, sync_tenant
+from core.store import Store
+from sandbox import Sandbox
+
+CONTACTS = 300
+SEED = 21
+OWNED = ("leadpulse_score", "leadpulse_fit", "leadpulse_engagement", "leadpulse_grade", "leadpulse_band",
+         "leadpulse_quadrant", "leadpulse_reasons", "lifecyclestage")
+
+
+class Crash(BaseException):
+    """Stands for the process being killed: nothing after it runs, no handler swallows it."""
+
+
+def tenant_for(sb: Sandbox, **connection):
+    connection.setdefault("lookback_seconds", 0)
+    return sandbox_tenant(DEMO_TENANT_FILE, sb.base_url, **connection)
+
+
+def run(sb: Sandbox, state_dir: Path, clock=None, **options):
+    return sync_tenant(tenant_for(sb), state_dir=state_dir, clock=clock or ManualClock(AS_OF),
+                       environ={TOKEN_VARIABLE: sb.credentials["access_token"]}, **options)
+
+
+AS_OF = datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def crm_state(sb: Sandbox) -> tuple[dict, Counter]:
+    """What the portal holds that leadpulse writes: owned properties per contact, and tasks by (contact, subject)."""
+    properties = {}
+    for index in range(sb.crm.size):
+        contact_id = sb.crm.id_of(index)
+        values = sb.vendor.properties_of(contact_id)
+        properties[contact_id] = {name: values.get(name) for name in OWNED}
+    tasks = Counter((tuple(t["contacts"]), t["properties"]["hs_task_subject"]) for t in sb.vendor.created_tasks())
+    return properties, tasks
+
+
+def task_tokens(sb: Sandbox) -> list[str]:
+    return [token for t in sb.vendor.created_tasks()
+            for token in re.findall(r"lpk[0-9a-f]{24}", t["properties"].get("hs_task_body") or "")]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The portal after one uninterrupted full sync: what every interrupted sync must end with."""
+    with Sandbox.start("hubspot", CONTACTS, SEED, rate_limits=False) as sb:
+        summary = run(sb, tmp_path_factory.mktemp("reference"))
+        assert summary.outcome is RunOutcome.SUCCEEDED and summary.tasks > 0
+        return crm_state(sb)
+
+
+@pytest.fixture
+def portal(sandbox_factory):
+    return sandbox_factory("hubspot", contacts=CONTACTS, seed=SEED)
+
+
+def test_a_full_sync_leaves_every_contact_property_equal_to_the_engine_scores(portal, tmp_path):
+    summary = run(portal, tmp_path)
+    assert summary.outcome is RunOutcome.SUCCEEDED
+    assert summary.written == CONTACTS and summary.rate_limited == 0
+    tenant = tenant_for(portal)
+    with Store.open(tenant.store_path(tmp_path)) as store:
+        for index in range(CONTACTS):
+            contact_id = portal.crm.id_of(index)
+            stored = store.score(contact_id)
+            values = portal.vendor.properties_of(contact_id)
+            assert float(values["leadpulse_score"]) == stored.total
+            assert float(values["leadpulse_fit"]) == stored.axes["fit"]
+            assert float(values["leadpulse_engagement"]) == stored.axes["engagement"]
+            assert (values["leadpulse_band"], values["leadpulse_grade"]) == (stored.band, stored.grade)
+            assert values["leadpulse_quadrant"] == stored.quadrant
+            assert {k: wire_value(v) for k, v in stored.written.items()} == {
+                k: values[k] for k in stored.written}
+
+
+def test_a_second_run_with_nothing_changed_writes_nothing_and_makes_one_call_per_stream(portal, tmp_path):
+    clock = ManualClock(AS_OF)
+    run(portal, tmp_path, clock)
+    clock.advance(60)
+    echo = run(portal, tmp_path, clock)  # reads back leadpulse's own writes, which moved lastmodifieddate
+    assert (echo.written, echo.tasks) == (0, 0)
+    clock.advance(60)
+    portal.stats.reset()
+    quiet = run(portal, tmp_path, clock)
+    assert (quiet.outcome, quiet.pulled, quiet.written, quiet.tasks) == (RunOutcome.SUCCEEDED, 0, 0, 0)
+    streams = ("contacts", "calls", "emails", "meetings", "notes", "tasks")
+    assert {route: sum(by.values()) for route, by in portal.stats.by_route().items()} == {
+        f"{stream}.search": 1 for stream in streams}
+
+
+@pytest.mark.slow
+def test_an_incremental_run_picks_up_exactly_what_changed_across_more_than_ten_thousand_records(sandbox_factory, tmp_path):
+    sb = sandbox_factory("hubspot", contacts=10_400, seed=5)
+    # real timestamps (the sandbox stamps changes with the wall clock), rate-limit waits a thousand times shorter
+    clock = ScaledClock(1000)
+    run(sb, tmp_path, clock)
+    run(sb, tmp_path, clock)  # absorbs the echo of the first run's writes
+    changed = set(sb.crm.touch(10_200, seed=8))
+    added = [sb.crm.add_activity(sb.crm.id_of(i), "meeting", outcome="completed") for i in range(0, 10_400, 400)]
+    summary = run(sb, tmp_path, clock)
+    assert summary.outcome is RunOutcome.SUCCEEDED
+    assert len(changed) > 10_000
+    assert summary.pulled == len(changed) + len(added)
+    assert sb.stats.count(status=400) == 0
+    tenant = tenant_for(sb)
+    with Store.open(tenant.store_path(tmp_path)) as store:
+        assert store.counts()["contacts"] == 10_400
+        for activity in added:
+            assert any(a.id.startswith(f"meetings-{activity.id}-") for a in
+                       store.activities(sb.crm.id_of(activity.contact_index)))
+
+
+def crash_after_pull(monkeypatch):
+    monkeypatch.setattr(pipeline, "score_contacts", _raise)
+
+
+def crash_after_scoring(monkeypatch):
+    monkeypatch.setattr(pipeline, "push", _raise)
+
+
+def crash_in_the_middle_of_pushing(monkeypatch):
+    original = HubSpotConnector.write_properties
+    calls = Counter()
+
+    def write_then_die(self, writes):
+        results = original(self, writes)  # the CRM has the batch, the outbox never hears of it
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise Crash()
+        return results
+
+    monkeypatch.setattr(HubSpotConnector, "write_properties", write_then_die)
+
+
+def crash_between_task_creation_and_its_commit(monkeypatch):
+    original = Outbox.settle
+
+    def settle_or_die(self, results, run_id):
+        if any("-band-" in r.key or "-status-" in r.key for r in results):
+            monkeypatch.setattr(Outbox, "settle", original)
+            raise Crash()
+        return original(self, results, run_id)
+
+    monkeypatch.setattr(Outbox, "settle", settle_or_die)
+
+
+def _raise(*args, **kwargs):
+    raise Crash()
+
+
+@pytest.mark.parametrize("crash", [crash_after_pull, crash_after_scoring, crash_in_the_middle_of_pushing,
+                                   crash_between_task_creation_and_its_commit])
+def test_after_a_crash_the_next_run_ends_with_the_crm_of_an_uninterrupted_run(portal, tmp_path, monkeypatch,
+                                                                             reference, crash):
+    crash(monkeypatch)
+    with pytest.raises(Crash):
+        run(portal, tmp_path)
+    monkeypatch.undo()
+    summary = run(portal, tmp_path)
+    assert summary.outcome is RunOutcome.SUCCEEDED
+    properties, tasks = crm_state(portal)
+    assert properties == reference[0]
+    assert tasks == reference[1]
+    tokens = task_tokens(portal)
+    assert len(tokens) == len(set(tokens)) == sum(reference[1].values())
+
+
+def test_429_storms_5xx_bursts_and_dropped_connections_are_ridden_out_with_nothing_lost(portal, tmp_path, reference):
+    faults = portal.faults
+    faults.fail_next("contacts.list", 429, times=6)
+    faults.fail_next("calls.list", 503, times=4)
+    faults.fail_next("contacts.batch_update", 502, times=2)
+    faults.drop_next("emails.list", times=3)
+    faults.drop_next("contacts.batch_update", times=2, applied=True)
+    faults.truncate_next("meetings.list", times=2)
+    faults.fail_next("tasks.batch_create", 429, times=3)
+    summary = run(portal, tmp_path)
+    assert summary.outcome is RunOutcome.SUCCEEDED
+    assert summary.rate_limited == 9
+    assert crm_state(portal) == reference
+
+
+def test_a_task_batch_whose_answer_was_lost_is_settled_by_its_key_not_created_again(portal, tmp_path, reference):
+    portal.faults.drop_next("tasks.batch_create", applied=True)
+    first = run(portal, tmp_path)
+    assert first.outcome is RunOutcome.FAILED and "unknown" in first.error
+    second = run(portal, tmp_path)
+    assert second.outcome is RunOutcome.SUCCEEDED
+    assert crm_state(portal) == reference
+    assert portal.stats.count("tasks.search") >= 1
+
+
+def test_a_207_writes_the_good_records_and_retries_the_bad_on_the_next_run(portal, tmp_path, reference):
+    bad = [portal.crm.id_of(i) for i in (3, 77, 150)]
+    portal.faults.fail_records(bad)
+    first = run(portal, tmp_path)
+    assert first.outcome is RunOutcome.SUCCEEDED and first.written == CONTACTS - len(bad)
+    assert all(portal.vendor.properties_of(b).get("leadpulse_score") is None for b in bad)
+    with Store.open(tenant_for(portal).store_path(tmp_path)) as store:
+        failures = store.outbox.failures()
+    assert sorted(f["key"] for f in failures) == sorted(f"lp-demo-hubspot-{b}-props" for b in bad)
+    assert all(f["attempts"] == 1 and f["error"] for f in failures)
+    portal.faults.clear()
+    second = run(portal, tmp_path)
+    assert second.written == len(bad)
+    assert crm_state(portal) == reference
+
+
+def test_a_record_refused_again_and_again_is_parked_and_no_longer_sent(portal, tmp_path):
+    bad = portal.crm.id_of(9)
+    portal.faults.fail_records([bad])
+    clock = ManualClock(AS_OF)
+    for _ in range(5):
+        run(portal, tmp_path, clock)
+        clock.advance(60)
+    portal.stats.reset()
+    later = run(portal, tmp_path, clock)
+    assert later.written == 0 and portal.stats.count("contacts.batch_update") == 0
+    with Store.open(tenant_for(portal).store_path(tmp_path)) as store:
+        assert store.outbox.counts()[("write", "parked")] == 1
+
+
+def test_a_401_ends_the_run_with_a_message_that_names_the_tenant_and_what_to_check(portal, tmp_path):
+    summary = sync_tenant(tenant_for(portal), state_dir=tmp_path, clock=ManualClock(AS_OF),
+                          environ={TOKEN_VARIABLE: "pat-na1-00000000-not-the-token"})
+    assert summary.outcome is RunOutcome.FAILED
+    assert "'demo-hubspot'" in summary.error and "crm.secrets.access_token" in summary.error
+    assert "not-the-token" not in summary.error
+    assert portal.stats.count(status=401) == 1  # stopped at once, no retries
+
+
+def test_a_dry_run_sends_nothing_and_leaves_its_writes_for_the_next_run(portal, tmp_path, reference):
+    dry = run(portal, tmp_path, dry_run=True)
+    assert dry.outcome is RunOutcome.SUCCEEDED and (dry.written, dry.tasks) == (0, 0)
+    assert portal.stats.count("contacts.batch_update") == 0 and portal.stats.count("tasks.batch_create") == 0
+    with Store.open(tenant_for(portal).store_path(tmp_path)) as store:
+        counts = store.outbox.counts()
+    assert counts[("write", "pending")] == CONTACTS and counts[("task", "pending")] == sum(reference[1].values())
+    run(portal, tmp_path)
+    assert crm_state(portal) == reference
+
+
+def test_task_tokens_are_found_again_from_the_idempotency_key():
+    assert task_token("lp-acme-1-band-qualified-1") != task_token("lp-acme-1-band-qualified-2")
+    assert re.fullmatch(r"lpk[0-9a-f]{24}", task_token("lp-acme-1-band-qualified-1"))
