@@ -86,3 +86,20 @@ def test_a_million_contacts_page_with_flat_memory():
         assert len(last["results"]) == 100 and "paging" not in last
         assert psutil.Process().memory_info().rss - warm < 20 * 2**20
         assert warm - rss < 60 * 2**20
+
+
+@pytest.mark.slow
+def test_a_tenant_of_a_million_engagements_pages_them_with_flat_memory():
+    with Sandbox.start("hubspot", 100_000, seed=3, rate_limits=False, activities_per_contact=10) as sb:
+        token, rss = sb.credentials["access_token"], psutil.Process().memory_info().rss
+        for k in range(100):  # warm up, then read pages spread over the whole tenant
+            calls(sb.base_url, token, after=str(1 + k * 31_000))
+        warm = psutil.Process().memory_info().rss
+        for k in range(300):
+            page_ = calls(sb.base_url, token, after=str(1 + k * 10_600))
+            ids = [int(result["id"]) for result in page_["results"]]
+            assert len(ids) == 100 and ids == sorted(ids) and ids[0] > k * 10_600
+        after = str(99_990 * 32)  # within the last ten contacts: fewer than 100 calls left
+        assert "paging" not in calls(sb.base_url, token, after=after)
+        assert psutil.Process().memory_info().rss - warm < 20 * 2**20
+        assert warm - rss < 60 * 2**20
