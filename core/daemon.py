@@ -53,8 +53,6 @@ SyncFn = Callable[..., Any]
 #: load(config_dir) -> (tenants, errors); `core.config.load_config_dir` unless a test injects one
 LoadFn = Callable[[Path], tuple[list[Any], list[Exception]]]
 
-#: test hook: seconds every batch of every run is slowed by, so a test can signal the daemon mid-run
-BATCH_DELAY_ENV = "LEADPULSE_TEST_BATCH_DELAY"
 #: test and benchmark hook: intervals run this many times faster (tenant files refuse intervals under 1m)
 SCHEDULE_SCALE_ENV = "LEADPULSE_TEST_SCHEDULE_SCALE"
 
@@ -101,19 +99,6 @@ class _DueTimeExecutor(ThreadPoolExecutor):
         super()._do_submit_job(job, run_times)
 
 
-class _SlowStop(threading.Event):
-    """Test hook (`BATCH_DELAY_ENV`): the pipeline asks `is_set` once per batch, so each batch takes longer."""
-
-    def __init__(self, delay: float) -> None:
-        super().__init__()
-        self._delay = delay
-
-    def is_set(self) -> bool:
-        if not super().is_set():
-            self.wait(self._delay)
-        return super().is_set()
-
-
 class Daemon:
     """Schedules every tenant of a config directory and runs their syncs. See the module docstring."""
 
@@ -132,8 +117,7 @@ class Daemon:
         self._locks: dict[str, threading.Lock] = {}
         self._active: set[str] = set()
         self._idle = threading.Condition()
-        delay = float(os.environ.get(BATCH_DELAY_ENV, "0") or 0)
-        self.stop_event: threading.Event = _SlowStop(delay) if delay > 0 else threading.Event()
+        self.stop_event = threading.Event()
         self._draining = threading.Event()
         self._loaded = threading.Event()
         self._health: HealthServer | None = None
