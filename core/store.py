@@ -19,10 +19,13 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
+import orjson
 import sqlite_utils
 
 from connectors.base import Page
@@ -76,6 +79,35 @@ class StoredScore:
     written: Mapping[str, Any]
 
 
+class PriorScore(NamedTuple):
+    """A contact's saved score as a rescore compares against it: the columns as stored, JSON left as text."""
+
+    total: float
+    band: str
+    grade: str | None
+    quadrant: str | None
+    axes: str
+    contributions: str
+    valid_until: str | None
+    status: str | None
+    written: str
+
+    def same_card(self, card: Card) -> bool:
+        """Whether `card` would be saved exactly as this score is (the rule fingerprint and as-of aside)."""
+        return (
+            self.total == card.total and self.band == card.band and self.grade == card.grade
+            and self.quadrant == _enum_value(card.quadrant) and self.valid_until == _iso_or_none(card.valid_until)
+            and self.axes == encode_axes(card) and self.contributions == encode_contributions(card)
+        )
+
+    def written_values(self) -> Mapping[str, Any]:
+        return _EMPTY if self.written == "{}" else _loads(self.written)
+
+
+#: One contact to score: the contact, its activity rows (see `core.scoring.ActivityRow`) and its saved score.
+ScoringInput = tuple[Contact, list[tuple], "PriorScore | None"]
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
     """One change of a contact's score, band or lifecycle status."""
@@ -127,6 +159,32 @@ def _json_default(value: Any) -> Any:
 _dumps = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
 
 
+def _fast_dumps(value: Any) -> str:
+    """Compact JSON for what a rescore saves per contact; datetimes in the store's format, as `_dumps` writes."""
+    return orjson.dumps(value, default=_json_default, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
+
+
+def _loads(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # what orjson refuses and json accepts (NaN, lone surrogates)
+        return json.loads(text)
+
+
+def encode_axes(card: Card) -> str:
+    """A card's axes as the store saves them."""
+    return _fast_dumps(card.axes)
+
+
+def encode_contributions(card: Card) -> str:
+    """A card's contributions, one JSON object per rule that fired, as the store saves them."""
+    return _fast_dumps([_contribution(c) for c in card.contributions])
+
+
+def _iso_or_none(moment: datetime | None) -> str | None:
+    return iso(moment) if moment is not None else None
+
+
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -141,7 +199,7 @@ class LazyJson(Mapping[str, Any]):
 
     def _load(self) -> dict[str, Any]:
         if self._data is None:
-            self._data = json.loads(self._text)
+            self._data = _loads(self._text)
         return self._data
 
     def __getitem__(self, key: str) -> Any:
@@ -167,6 +225,11 @@ _fromiso = datetime.fromisoformat
 
 _CONTACT_COLUMNS = "c.id, c.kind, c.updated_at, c.email, c.name, c.owner_id, c.status, c.opted_out, c.fields, c.raw"
 _ACTIVITY_COLUMNS = "contact_id, id, kind, occurred_at, vendor_type, attributes"
+#: What a rescore reads: contacts in id order, activities in (contact, id) order. The benchmark's plain scan
+#: iterates exactly these rows and columns.
+CONTACT_SCAN = "SELECT id, kind, updated_at, email, name, owner_id, status, opted_out, fields, raw FROM contacts"
+ACTIVITY_SCAN = f"SELECT {_ACTIVITY_COLUMNS} FROM activities"
+_PRIOR_COLUMNS = "contact_id, total, band, grade, quadrant, axes, contributions, valid_until, status, written"
 _SCORE_COLUMNS = (
     "contact_id, run_id, fingerprint, as_of, total, band, grade, quadrant, axes, contributions, valid_until, "
     "status, written"
@@ -177,8 +240,15 @@ def _contact(row: tuple) -> Contact:
     cid, kind, updated_at, email, name, owner_id, status, opted_out, fields, raw = row
     return Contact(
         cid, _CONTACT_KINDS[kind], _fromiso(updated_at), email, name, owner_id, status, bool(opted_out),
-        json.loads(fields), _lazy(raw),
+        _loads(fields), _lazy(raw),
     )
+
+
+_FIRST = itemgetter(0)
+
+
+def _prior(row: tuple | None) -> PriorScore | None:
+    return PriorScore._make(row[1:]) if row is not None else None
 
 
 def _stored_score(row: tuple) -> StoredScore:
@@ -361,6 +431,22 @@ class Store:
         `fingerprint` (when given) and those whose score's `valid_until` is at or before `as_of` (when given).
         Each chunk is read in full before it is yielded, so saving scores between items is safe.
         """
+        for chunk in self.scoring_chunks(all, as_of=as_of, fingerprint=fingerprint, chunk_size=chunk_size, priors=False):
+            for contact, rows, _ in chunk:
+                yield contact, [_activity(row) for row in rows]
+
+    def scoring_chunks(
+        self,
+        all: bool = False,
+        *,
+        as_of: datetime | None = None,
+        fingerprint: str | None = None,
+        chunk_size: int = 1000,
+        priors: bool = True,
+    ) -> Iterator[list[ScoringInput]]:
+        """What `contacts_to_score` selects, a chunk at a time: each contact with its activity rows (in id order)
+        and, with `priors`, its saved score. What a rescore reads, without building an `Activity` per row.
+        """
         where = self._selection(all, as_of, fingerprint)
         after = ""
         while True:
@@ -372,9 +458,9 @@ class Store:
             ).fetchall()
             if not rows:
                 return
-            by_contact = self._activities_of(rows, contiguous=all)
-            for row in rows:
-                yield _contact(row), by_contact.get(row[0], [])
+            activities = self._rows_of("activities", rows, contiguous=all)
+            saved = self._rows_of("scores", rows, contiguous=all) if priors else {}
+            yield [(_contact(row), activities.get(row[0], []), _prior(saved.get(row[0]))) for row in rows]
             after = rows[-1][0]
 
     @staticmethod
@@ -388,27 +474,18 @@ class Store:
             terms.append("s.valid_until <= :as_of")
         return " OR ".join(terms)
 
-    def _activities_of(self, contact_rows: Sequence[tuple], *, contiguous: bool) -> dict[str, list[Activity]]:
+    def _rows_of(self, table: str, contact_rows: Sequence[tuple], *, contiguous: bool) -> dict[str, Any]:
+        """The chunk's saved scores (one row per contact) or activities (a list per contact, in id order)."""
         if contiguous:
             # Every contact in the id range is in the chunk, so one range scan of the clustered table serves it.
-            rows: Iterable[tuple] = self.db.execute(
-                f"SELECT {_ACTIVITY_COLUMNS} FROM activities WHERE contact_id BETWEEN ? AND ?",
-                (contact_rows[0][0], contact_rows[-1][0]),
-            )
+            where, params = "contact_id BETWEEN ? AND ?", [contact_rows[0][0], contact_rows[-1][0]]
         else:
-            ids = [row[0] for row in contact_rows]
-            rows = self.db.execute(
-                f"SELECT {_ACTIVITY_COLUMNS} FROM activities WHERE contact_id IN ({','.join('?' * len(ids))})", ids
-            ).fetchall()
-        by_contact: dict[str, list[Activity]] = {}
-        for row in rows:
-            activity = _activity(row)
-            found = by_contact.get(activity.contact_id)
-            if found is None:
-                by_contact[activity.contact_id] = [activity]
-            else:
-                found.append(activity)
-        return by_contact
+            params = [row[0] for row in contact_rows]
+            where = f"contact_id IN ({','.join('?' * len(params))})"
+        if table == "scores":
+            return {row[0]: row for row in self.db.execute(f"SELECT {_PRIOR_COLUMNS} FROM scores WHERE {where}", params)}
+        found = self.db.execute(f"{ACTIVITY_SCAN} WHERE {where} ORDER BY contact_id, id", params)
+        return {cid: list(group) for cid, group in groupby(found, _FIRST)}
 
     def current_scores(self, contact_ids: Sequence[str]) -> dict[str, StoredScore]:
         """The saved score of each of `contact_ids` that has one."""
@@ -450,15 +527,25 @@ class Store:
             history_rows.append((cid, run_id, as_of, card.total, card.band, status))
             score_rows.append((
                 cid, run_id, fingerprint, as_of, card.total, card.band, card.grade, _enum_value(card.quadrant),
-                _dumps(card.axes), _dumps([_contribution(c) for c in card.contributions]),
-                iso(card.valid_until) if card.valid_until else None, status,
-                _dumps(written[cid]) if cid in written else None,
+                encode_axes(card), encode_contributions(card), _iso_or_none(card.valid_until), status,
+                _fast_dumps(written[cid]) if cid in written else None,
             ))
         with self.transaction():
             self._append_history(history_rows)
             self._upsert_scores(score_rows)
             self.db.conn.executemany(
                 "UPDATE contacts SET dirty = 0 WHERE id = ? AND dirty = 1", [(row[0],) for row in score_rows]
+            )
+
+    def mark_rescored(self, contact_ids: Sequence[str], run_id: int | None, fingerprint: str, as_of: datetime) -> None:
+        """Record that these contacts were scored again at `as_of` under `fingerprint` with the very result saved
+        before: their scores stay, only the run, rules and as-of move on, and their dirty mark is cleared.
+        """
+        rows = [(run_id, fingerprint, iso(as_of), cid) for cid in contact_ids]
+        with self.transaction():
+            self.db.conn.executemany("UPDATE scores SET run_id = ?, fingerprint = ?, as_of = ? WHERE contact_id = ?", rows)
+            self.db.conn.executemany(
+                "UPDATE contacts SET dirty = 0 WHERE id = ? AND dirty = 1", [(cid,) for cid in contact_ids]
             )
 
     def _append_history(self, rows: list[tuple]) -> None:
@@ -565,10 +652,12 @@ def _changed(conn: sqlite3.Connection, table: str, columns: str, keys: Sequence[
     if not rows:
         return set()
     names = [columns.split(", ")[k] for k in keys]
+    # One primary-key search per row: SQLite scans the whole table for a row-value IN (VALUES ...), but
+    # answers an OR of key equalities with one index search each.
+    one = "(" + " AND ".join(f"{name} = ?" for name in names) + ")"
     stored: dict[tuple, tuple] = {}
-    for chunk in _chunks(rows, 300):
-        marks = ", ".join([f"({', '.join('?' * len(keys))})"] * len(chunk))
-        query = f"SELECT {columns} FROM {table} WHERE ({', '.join(names)}) IN (VALUES {marks})"
+    for chunk in _chunks(rows, 200):
+        query = f"SELECT {columns} FROM {table} WHERE {' OR '.join([one] * len(chunk))}"
         for found in conn.execute(query, [row[k] for row in chunk for k in keys]):
             stored[tuple(found[k] for k in keys)] = tuple(found)
     return {key for row in rows if stored.get(key := tuple(row[k] for k in keys)) != inputs(row)}
