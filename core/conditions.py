@@ -29,12 +29,17 @@ def contact_getter(name: str) -> Getter:
     return lambda contact: contact.fields.get(key)
 
 
-def activity_getter(name: str) -> Getter:
-    """How a ``where`` condition reads field `name` off an `Activity`."""
+#: Where an activity row (see `core.scoring.ActivityRow`) keeps the attributes a ``where`` condition may name.
+_ROW_POSITIONS = {"id": 1, "kind": 2, "vendor_type": 4}
+
+
+def activity_row_getter(name: str) -> Getter:
+    """How a ``where`` condition reads field `name` off ``(activity row, parsed attributes)``."""
     if name in ACTIVITY_ATTRIBUTES:
-        return attrgetter(name)
+        position = _ROW_POSITIONS[name]
+        return lambda view: view[0][position]
     key = name.removeprefix("attributes.")
-    return lambda activity: activity.attributes.get(key)
+    return lambda view: view[1].get(key)
 
 
 def compile_condition(condition: Any, getter: Callable[[str], Getter]) -> Predicate:
@@ -73,10 +78,21 @@ def _value_test(leaf: Leaf) -> Callable[[Any], bool]:
     return _each(_member_test(wanted or (), leaf.case_sensitive))
 
 
+#: Distinct texts remembered per condition: a rescore meets the same titles and countries again and again.
+_MEMO_LIMIT = 50_000
+
+
 def _each(test: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    memo: dict[str, bool] = {}  # `test` is a pure function of the text
+
     def check(value: Any) -> bool:
         if value.__class__ is str:  # the common case, first
-            return test(value)
+            known = memo.get(value)
+            if known is None:
+                known = test(value)
+                if len(memo) < _MEMO_LIMIT:
+                    memo[value] = known
+            return known
         if value is None:
             return False
         if isinstance(value, list | tuple | set | frozenset):

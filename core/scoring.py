@@ -17,10 +17,13 @@ from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
-from core.conditions import Predicate, activity_getter, compile_condition, contact_getter
-from core.model import Activity, Contact, Lifecycle, utc
+import orjson
+
+from core.conditions import Predicate, activity_row_getter, compile_condition, contact_getter
+from core.model import Activity, ActivityKind, Contact, Lifecycle, utc
 from core.rules import (
     AllOf,
     AnyOf,
@@ -94,17 +97,16 @@ class Engine:
         self.config = config
         self.fingerprint = _fingerprint(config)
         ids = config.rule_ids()
-        self._rules = [_compile(rule, ids[i], config) for i, rule in enumerate(config.rules)]
+        self._rules = [_compile(rule, i, ids[i], config) for i, rule in enumerate(config.rules)]
         self._fit = [(i, rule) for i, rule in enumerate(self._rules) if isinstance(rule, _Fit)]
         self._engagement = [(i, rule) for i, rule in enumerate(self._rules) if isinstance(rule, _Engagement)]
         self._inactivity = [(i, rule) for i, rule in enumerate(self._rules) if isinstance(rule, _Inactivity)]
-        self._by_kind: dict[str, list[tuple[int, _Engagement]]] = {}
         self._by_vendor: dict[str, list[tuple[int, _Engagement]]] = {}
         for index, rule in self._engagement:
-            for kind in rule.kinds:
-                self._by_kind.setdefault(kind, []).append((index, rule))
             for vendor_type in rule.vendor_types:
                 self._by_vendor.setdefault(vendor_type, []).append((index, rule))
+        self._plans, self._any_kind = _plans(self._engagement, self._inactivity)
+        self._last_moment: _Moment | None = None
         self._axes = {name: (axis.weight, axis.min, axis.max) for name, axis in config.axes.items()}
         self._bands = _Ladder(config.bands)
         self._grades = _Ladder(config.grades) if config.grades else None
@@ -118,19 +120,26 @@ class Engine:
 
     def score(self, contact: Contact, activities: Sequence[Activity], as_of: datetime) -> ScoreCard:
         """Score `contact` at `as_of` from its `activities` (any order; those after `as_of` do not count yet)."""
-        as_of = utc(as_of)
+        rows = [(a.contact_id, a.id, a.kind, a.occurred_at, a.vendor_type, a.attributes) for a in activities]
+        return self.score_rows(contact, rows, as_of)
+
+    def score_rows(self, contact: Contact, rows: Sequence[ActivityRow], as_of: datetime) -> ScoreCard:
+        """`score` from activity rows as the store holds them, so a rescore builds no `Activity` per row."""
+        moment = self._moment(as_of)
+        as_of = moment.as_of
         fired: list[tuple[int, Contribution]] = []
         sums = dict.fromkeys(self._axes, 0.0)
-        valid_until: datetime | None = None
         for index, rule in self._fit:
             if rule.test(contact):
-                fired.append((index, Contribution(rule.id, rule.axis, rule.points, 1, rule.detail)))
+                fired.append((index, rule.contribution))
                 sums[rule.axis] += rule.points
-        timed = [(i, self._rules[i], times) for i, times in self._match(activities).items()]
-        timed += [(i, rule, activities) for i, rule in self._inactivity]
-        for index, rule, inputs in timed:
-            points, occurrences, changes_at = rule.apply(inputs, as_of)
+        matched, last, upcoming = self._match(rows, as_of)
+        valid_until: datetime | None = None
+        timed = [(i, self._rules[i].apply(times, moment)) for i, times in matched.items()]
+        timed += [(i, rule.apply(last[n], upcoming[n], as_of)) for n, (i, rule) in enumerate(self._inactivity)]
+        for index, (points, occurrences, changes_at) in timed:
             if occurrences:
+                rule = self._rules[index]
                 fired.append((index, Contribution(rule.id, rule.axis, points, occurrences, rule.detail)))
                 sums[rule.axis] += points
             if changes_at is not None and (valid_until is None or changes_at < valid_until):
@@ -153,24 +162,111 @@ class Engine:
         """
         return self._lifecycle.decide(contact.status, card, last_set) if self._lifecycle else None
 
-    def _match(self, activities: Sequence[Activity]) -> dict[int, list[datetime]]:
+    def _moment(self, as_of: datetime) -> _Moment:
+        # A run scores every contact at one as-of: what the rules derive from it is worked out once.
+        moment = self._last_moment
+        if moment is None or moment.as_of != as_of or moment.as_of.tzinfo is not utc(as_of).tzinfo:
+            moment = self._last_moment = _Moment(utc(as_of), self.config.decay_recheck, self._engagement)
+        return moment
+
+    def _match(
+        self, rows: Sequence[ActivityRow], as_of: datetime
+    ) -> tuple[dict[int, list[datetime]], list[datetime | None], list[datetime | None]]:
+        """Each engagement rule's matching moments (in row order), and each inactivity rule's last and next one."""
         matched: dict[int, list[datetime]] = {}
-        by_kind, by_vendor = self._by_kind, self._by_vendor
-        for activity in activities:
-            candidates = by_kind.get(activity.kind, ())
-            if by_vendor and activity.vendor_type in by_vendor:
-                extra = [(i, r) for i, r in by_vendor[activity.vendor_type] if activity.kind not in r.kinds]
-                candidates = [*candidates, *extra]
-            for index, rule in candidates:
-                if rule.where is None or rule.where(activity):
-                    matched.setdefault(index, []).append(activity.occurred_at)
-        return matched
+        last: list[datetime | None] = [None] * len(self._inactivity)
+        upcoming: list[datetime | None] = [None] * len(self._inactivity)
+        plans, any_kind, by_vendor = self._plans, self._any_kind, self._by_vendor
+        for row in rows:
+            engagement, inactivity = plans.get(row[2], any_kind)
+            if by_vendor and row[4] in by_vendor:
+                engagement = [*engagement, *[(i, r.where) for i, r in by_vendor[row[4]] if row[2] not in r.kinds]]
+            if not (engagement or inactivity):
+                continue
+            at = row[3]
+            if at.__class__ is str:
+                at = _fromiso(at)
+            view = None
+            for index, where in engagement:
+                if where is not None:
+                    if view is None:
+                        view = (row, _attributes(row[5]))
+                    if not where(view):
+                        continue
+                found = matched.get(index)
+                if found is None:
+                    matched[index] = [at]
+                else:
+                    found.append(at)
+            for n in inactivity:
+                if at > as_of:
+                    if upcoming[n] is None or at < upcoming[n]:
+                        upcoming[n] = at
+                elif last[n] is None or at > last[n]:
+                    last[n] = at
+        return matched, last, upcoming
 
     def _place_quadrant(self, fit: float, engagement: float) -> Quadrant:
         fits, interested = fit >= self._quadrant[0], engagement >= self._quadrant[1]
         if fits:
             return Quadrant.FOLLOW_UP_NOW if interested else Quadrant.NURTURE
         return Quadrant.QUALIFY if interested else Quadrant.LEAVE
+
+
+#: An activity as the store holds it: (contact_id, id, kind, occurred_at, vendor_type, attributes), where
+#: `occurred_at` is a datetime or the store's ISO text and `attributes` a mapping or JSON text.
+ActivityRow = tuple[str, str, str, "datetime | str", "str | None", "Mapping[str, Any] | str"]
+
+#: Per activity kind: the engagement rules it may count for (index, ``where``) and the inactivity rules it keeps
+#: awake (positions in the engine's inactivity list).
+_Plan = tuple[list[tuple[int, "Predicate | None"]], list[int]]
+
+_fromiso = datetime.fromisoformat
+
+
+def _plans(
+    engagement: list[tuple[int, _Engagement]], inactivity: list[tuple[int, _Inactivity]]
+) -> tuple[dict[str, _Plan], _Plan]:
+    """Rules grouped by the activity kind that feeds them, so each activity row is looked at once."""
+    any_kind: _Plan = ([], [n for n, (_, rule) in enumerate(inactivity) if rule.kinds is None])
+    plans: dict[str, _Plan] = {}
+    for kind in ActivityKind:
+        plans[kind.value] = (
+            [(i, rule.where) for i, rule in engagement if kind in rule.kinds],
+            [n for n, (_, rule) in enumerate(inactivity) if rule.kinds is None or kind in rule.kinds],
+        )
+    return plans, any_kind
+
+
+def _attributes(value: Mapping[str, Any] | str) -> Mapping[str, Any]:
+    if value.__class__ is not str:
+        return value  # type: ignore[return-value]
+    if value == "{}":
+        return _NO_ATTRIBUTES
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:  # what orjson refuses and json accepts (NaN, lone surrogates)
+        return json.loads(value)
+
+
+_NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
+
+
+class _Moment:
+    """What the rules derive from one as-of: when each windowed rule's occurrences stop counting."""
+
+    __slots__ = ("as_of", "recheck_at", "cutoffs")
+
+    def __init__(self, as_of: datetime, recheck: timedelta, engagement: list[tuple[int, _Engagement]]) -> None:
+        self.as_of = as_of
+        self.recheck_at = as_of + recheck
+        self.cutoffs: dict[int, datetime | None] = {}
+        for index, rule in engagement:
+            if rule.horizon is not None:
+                try:
+                    self.cutoffs[index] = as_of - rule.horizon
+                except OverflowError:  # a horizon reaching before year 1: nothing has aged out
+                    self.cutoffs[index] = None
 
 
 def _first(pair: tuple[int, Any]) -> int:
@@ -196,31 +292,33 @@ Applied = tuple[float, int, "datetime | None"]
 
 
 class _Fit:
-    __slots__ = ("id", "axis", "points", "detail", "test")
+    __slots__ = ("id", "axis", "points", "detail", "test", "contribution")
 
     def __init__(self, rule: FitRule, rule_id: str, axis: str) -> None:
         self.id, self.axis, self.points = rule_id, axis, rule.points
         self.detail = rule.label or describe(rule.when)
         self.test: Predicate = compile_condition(rule.when, contact_getter)
+        self.contribution = Contribution(rule_id, axis, rule.points, 1, self.detail)
 
 
 class _Engagement:
-    __slots__ = ("id", "axis", "points", "detail", "kinds", "vendor_types", "where", "horizon", "half_life",
-                 "max_points", "max_occurrences", "recheck")
+    __slots__ = ("index", "id", "axis", "points", "detail", "kinds", "vendor_types", "where", "horizon", "half_life",
+                 "max_points", "max_occurrences")
 
-    def __init__(self, rule: EngagementRule, rule_id: str, axis: str, recheck: timedelta) -> None:
-        self.id, self.axis, self.points, self.recheck = rule_id, axis, rule.points, recheck
+    def __init__(self, rule: EngagementRule, index: int, rule_id: str, axis: str) -> None:
+        self.index, self.id, self.axis, self.points = index, rule_id, axis, rule.points
         self.kinds = frozenset(rule.kinds())
         self.vendor_types = frozenset(rule.vendor_types())
         self.detail = rule.label or " or ".join([*rule.kinds(), *rule.vendor_types()])
-        self.where = compile_condition(rule.where, activity_getter) if rule.where is not None else None
+        self.where = compile_condition(rule.where, activity_row_getter) if rule.where is not None else None
         horizon = rule.horizon_days()
         self.horizon = timedelta(days=horizon) if horizon is not None else None
         self.half_life = rule.half_life_days * 86400.0 if rule.half_life_days else None
         self.max_points, self.max_occurrences = rule.max_points, rule.max_occurrences
 
-    def apply(self, times: list[datetime], as_of: datetime) -> Applied:
-        counted, changes_at = self._in_window(times, as_of)
+    def apply(self, times: list[datetime], moment: _Moment) -> Applied:
+        as_of = moment.as_of
+        counted, changes_at = self._in_window(times, as_of, moment.cutoffs.get(self.index))
         if not counted:
             return 0.0, 0, changes_at
         if self.max_occurrences is not None and len(counted) > self.max_occurrences:
@@ -233,11 +331,16 @@ class _Engagement:
             points = self.max_points if points > 0 else -self.max_points
         points = round(points, 2)
         if self.half_life is not None and points:
-            changes_at = _earliest(changes_at, as_of + self.recheck)
+            changes_at = _earliest(changes_at, moment.recheck_at)
         return points, len(counted), changes_at
 
-    def _in_window(self, times: list[datetime], as_of: datetime) -> tuple[list[datetime], datetime | None]:
-        """The occurrences that count at `as_of`, and the next moment one starts or stops counting."""
+    def _in_window(
+        self, times: list[datetime], as_of: datetime, cutoff: datetime | None
+    ) -> tuple[list[datetime], datetime | None]:
+        """The occurrences that count at `as_of`, and the next moment one starts or stops counting.
+
+        `cutoff` is ``as_of - horizon``: an occurrence at or before it has aged out.
+        """
         counted: list[datetime] = []
         changes_at: datetime | None = None
         horizon = self.horizon
@@ -246,10 +349,9 @@ class _Engagement:
                 changes_at = _earliest(changes_at, moment)
                 continue
             if horizon is not None:
-                ends = moment + horizon
-                if ends <= as_of:
+                if cutoff is not None and moment <= cutoff:
                     continue
-                changes_at = _earliest(changes_at, ends)
+                changes_at = _earliest(changes_at, moment + horizon)
             counted.append(moment)
         return counted, changes_at
 
@@ -265,28 +367,14 @@ class _Inactivity:
         what = " or ".join(rule.kinds()) or "activity"
         self.detail = rule.label or f"no {what} for {rule.inactive_days:g} days"
 
-    def apply(self, activities: Sequence[Activity], as_of: datetime) -> Applied:
-        last, upcoming = self._last_and_next(activities, as_of)
+    def apply(self, last: datetime | None, upcoming: datetime | None, as_of: datetime) -> Applied:
+        """Given the last matching activity at or before `as_of` and the first one after it."""
         if last is None:
             applies = self.count_never_active
         else:
             applies = as_of - last >= self.after
         changes_at = upcoming if applies else _earliest(upcoming, last + self.after if last else None)
         return (self.points, 1, changes_at) if applies else (0.0, 0, changes_at)
-
-    def _last_and_next(self, activities: Sequence[Activity], as_of: datetime) -> tuple[datetime | None, datetime | None]:
-        last: datetime | None = None
-        upcoming: datetime | None = None
-        kinds = self.kinds
-        for activity in activities:
-            if kinds is not None and activity.kind not in kinds:
-                continue
-            moment = activity.occurred_at
-            if moment > as_of:
-                upcoming = _earliest(upcoming, moment)
-            elif last is None or moment > last:
-                last = moment
-        return last, upcoming
 
 
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
@@ -297,12 +385,12 @@ def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
     return a if a <= b else b
 
 
-def _compile(rule: Any, rule_id: str, config: ScoringConfig) -> _Fit | _Engagement | _Inactivity:
+def _compile(rule: Any, index: int, rule_id: str, config: ScoringConfig) -> _Fit | _Engagement | _Inactivity:
     axis = config.rule_axis(rule)
     if isinstance(rule, FitRule):
         return _Fit(rule, rule_id, axis)
     if isinstance(rule, EngagementRule):
-        return _Engagement(rule, rule_id, axis, config.decay_recheck)
+        return _Engagement(rule, index, rule_id, axis)
     return _Inactivity(rule, rule_id, axis)
 
 
