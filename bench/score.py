@@ -2,12 +2,16 @@
 
     python bench/score.py --contacts 100000
 
-Generates N synthetic contacts with about ten activities each into a temporary store (in a child process, so
-the figures below are the rescore's own), then times:
+Generates N synthetic contacts with about ten activities each into a temporary store and scores them all with
+the previous rules (the demo tenant's, config/demo-file.yaml, before a rule change: see `previous_rules`), both
+in child processes, so the figures below are the rescore's own. Then it times:
 
-- a plain scan: every contact and activity row the rescore reads, iterated through Python's sqlite3 and dropped;
-- a full rescore with the demo tenant's rules (config/demo-file.yaml): read, score, save scores and history,
-  queue the writes and tasks, exactly what ``leadpulse score`` does.
+- a plain scan: every contact and activity row the rescore reads (the store's own SELECTs), iterated through
+  Python's sqlite3 and dropped;
+- a full rescore with the current rules: every contact read and scored again, and what changed saved (scores,
+  history, the writes and tasks queued for the CRM), exactly what ``leadpulse rescore`` does after a rule change.
+  With ``--first``, the store is not scored beforehand and the timed run is a first scoring, which saves
+  everything.
 
 It prints contacts per second, the peak RSS of this process, and last ``rescore/scan ratio: X``.
 """
@@ -34,7 +38,8 @@ from connectors.file import parse_activity, parse_contact
 from core.config import TenantConfig, load_tenant
 from core.pipeline import score_contacts
 from core.scoring import Engine
-from core.store import Store
+from core.rules import ScoringConfig
+from core.store import ACTIVITY_SCAN, CONTACT_SCAN, Store
 
 REPO = Path(__file__).resolve().parent.parent
 TENANT_FILE = REPO / "config" / "demo-file.yaml"
@@ -54,51 +59,65 @@ def generate(path: Path, count: int, tenant: TenantConfig) -> None:
         store.apply_page(Page("contacts", None, contacts=contacts, activities=activities))
 
 
+def previous_rules(current: ScoringConfig) -> ScoringConfig:
+    """The rules before the change the benchmark rescores for: pricing views and clicks were worth less, replies
+    counted for 30 days, not 60. Most contacts' scores move, so most are written again."""
+    changes = {"pricing-page": {"points": 2}, "email-click": {"half_life_days": 7}, "replied": {"within_days": 30}}
+    rules = tuple(rule.model_copy(update=changes.get(rule.id or "", {})) for rule in current.rules)
+    return current.model_copy(update={"rules": rules})
+
+
+def score_with(path: Path, tenant: TenantConfig, scoring: ScoringConfig, run_id: int) -> tuple[float, int, int]:
+    """Score every contact in the store with `scoring`: seconds, contacts scored, contacts whose CRM values changed."""
+    with Store.open(path) as store:
+        started = time.perf_counter()
+        counts = score_contacts(store, tenant, Engine(scoring), run_id=run_id, as_of=EXPORT_AT, full=True)
+        return time.perf_counter() - started, counts.scored, counts.changed
+
+
+def in_child(target, *args) -> None:
+    child = multiprocessing.get_context("fork").Process(target=target, args=args)
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        sys.exit(f"{target.__name__} failed in a child process (exit code {child.exitcode})")
+
+
 def scan(path: Path) -> tuple[float, int]:
     """Seconds to iterate every contact and activity row the rescore reads, and how many rows there were."""
     started = time.perf_counter()
     rows = 0
     with sqlite3.connect(path) as db:
-        for _ in db.execute(
-            "SELECT id, kind, updated_at, email, name, owner_id, status, opted_out, fields, raw FROM contacts ORDER BY id"
-        ):
+        for _ in db.execute(f"{CONTACT_SCAN} ORDER BY id"):
             rows += 1
-        for _ in db.execute(
-            "SELECT contact_id, id, kind, occurred_at, vendor_type, attributes FROM activities ORDER BY contact_id, id"
-        ):
+        for _ in db.execute(f"{ACTIVITY_SCAN} ORDER BY contact_id, id"):
             rows += 1
     return time.perf_counter() - started, rows
-
-
-def rescore(path: Path, tenant: TenantConfig) -> tuple[float, int]:
-    with Store.open(path) as store:
-        started = time.perf_counter()
-        counts = score_contacts(store, tenant, Engine(tenant.scoring), run_id=1, as_of=EXPORT_AT, full=True)
-        return time.perf_counter() - started, counts.scored
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--contacts", type=int, default=10_000, help="contacts to generate (default 10000)")
     parser.add_argument("--keep", type=Path, help="build the store at this path and keep it")
+    parser.add_argument("--first", action="store_true", help="time a first scoring instead of a rescore after a rule change")
     args = parser.parse_args()
     tenant = load_tenant(TENANT_FILE)
     with tempfile.TemporaryDirectory(prefix="leadpulse-bench-") as folder:
         path = args.keep or Path(folder) / "bench.sqlite"
         started = time.perf_counter()
-        child = multiprocessing.get_context("fork").Process(target=generate, args=(path, args.contacts, tenant))
-        child.start()
-        child.join()
-        if child.exitcode != 0:
-            sys.exit(f"generating the store failed (exit code {child.exitcode})")
+        in_child(generate, path, args.contacts, tenant)
         with sqlite3.connect(path) as db:
             activities = db.execute("SELECT count(*) FROM activities").fetchone()[0]
         print(f"contacts: {args.contacts}, activities: {activities} (generated in {time.perf_counter() - started:.1f}s)")
+        if not args.first:
+            in_child(score_with, path, tenant, previous_rules(tenant.scoring), 1)
         scan_seconds, rows = scan(path)
-        rescore_seconds, scored = rescore(path, tenant)
+        rescore_seconds, scored, changed = score_with(path, tenant, tenant.scoring, 2)
         scan_seconds = min(scan_seconds, scan(path)[0])
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        what = "first scoring (every score new)" if args.first else "full rescore after a rule change"
         print(f"plain scan: {scan_seconds:.2f}s for {rows} rows")
+        print(f"timed: {what}; {changed} of {scored} contacts with changed CRM values queued")
         print(f"rescore: {rescore_seconds:.2f}s for {scored} contacts, {scored / rescore_seconds:,.0f} contacts/s")
         print(f"peak RSS: {peak_mb:.0f} MB")
         print(f"rescore/scan ratio: {rescore_seconds / scan_seconds:.2f}")

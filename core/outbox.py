@@ -64,11 +64,12 @@ class Outbox:
             return
         pending = self._pending_payloads([w.key for w in writes])
         rows = []
+        now = _now()
         for write in writes:
             values = dict(pending.get(write.key, {}).get("values", {}))
             values.update(write.values)
             payload = {"contact_kind": write.contact_kind.value, "values": values}
-            rows.append((write.key, write.contact_id, _encode(payload), run_id, _now()))
+            rows.append((write.key, write.contact_id, _encode(payload), run_id, now))
         # A merged row keeps its attempts (the CRM refused part of it already); a done or parked row starts over.
         self.db.conn.executemany(
             """INSERT INTO outbox (key, kind, contact_id, payload, state, attempts, created_run, updated_at)
@@ -83,10 +84,11 @@ class Outbox:
 
     def put_tasks(self, tasks: Sequence[TaskRequest], run_id: int | None) -> None:
         """Queue tasks; a task whose idempotency key is already queued (in any state) is not queued again."""
+        now = _now()
         self.db.conn.executemany(
             """INSERT OR IGNORE INTO outbox (key, kind, contact_id, payload, state, created_run, updated_at)
                VALUES (?, 'task', ?, ?, 'pending', ?, ?)""",
-            [(t.key, t.contact_id, _encode(_task_payload(t)), run_id, _now()) for t in tasks],
+            [(t.key, t.contact_id, _encode(_task_payload(t)), run_id, now) for t in tasks],
         )
 
     def task_count(self, key_prefix: str) -> int:

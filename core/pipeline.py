@@ -37,10 +37,10 @@ from connectors.base import (
 from core import logs
 from core.clock import Clock, SystemClock
 from core.config import TenantConfig
-from core.model import Activity, Contact, Lifecycle
+from core.model import Contact, Lifecycle
 from core.rules import ScoringConfig
-from core.scoring import Engine, ScoreCard, StatusChange
-from core.store import StoredScore, Store
+from core.scoring import ActivityRow, Engine, ScoreCard, StatusChange
+from core.store import PriorScore, Store
 
 SCORE_CHUNK = 1000
 
@@ -99,6 +99,8 @@ class Decision:
     changed: Mapping[str, Any]
     written: Mapping[str, Any]
     task_event: str | None
+    #: the card equals the saved score and nothing new is owed to the CRM
+    unchanged: bool = False
 
 
 def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -305,12 +307,11 @@ def score_contacts(
     counts = counts or RunCounts()
     progress = progress or NO_PROGRESS
     progress.step("score")
-    due = store.contacts_to_score(full, as_of=as_of, fingerprint=engine.fingerprint, chunk_size=chunk_size)
-    for chunk in batched(due, chunk_size):
-        before = store.current_scores([contact.id for contact, _ in chunk])
-        decisions = [decide(tenant, engine, contact, activities, before.get(contact.id), as_of) for contact, activities in chunk]
+    due = store.scoring_chunks(full, as_of=as_of, fingerprint=engine.fingerprint, chunk_size=chunk_size)
+    for chunk in due:
+        decisions = [decide(tenant, engine, contact, activities, before, as_of) for contact, activities, before in chunk]
         with store.transaction():
-            save_decisions(store, tenant, [contact for contact, _ in chunk], decisions, run_id, engine.fingerprint)
+            save_decisions(store, tenant, [contact for contact, _, _ in chunk], decisions, run_id, engine.fingerprint)
         counts.scored += len(decisions)
         counts.changed += sum(1 for decision in decisions if decision.changed)
         progress.advance(len(decisions))
@@ -326,21 +327,25 @@ def decide(
     tenant: TenantConfig,
     engine: Engine,
     contact: Contact,
-    activities: Sequence[Activity],
-    before: StoredScore | None,
+    activities: Sequence[ActivityRow],
+    before: PriorScore | None,
     as_of: datetime,
 ) -> Decision:
-    """Score one contact and decide, against what was last written, what the CRM must be told."""
-    card = engine.score(contact, activities, as_of)
+    """Score one contact and decide, against what was saved and last written, what the CRM must be told."""
+    card = engine.score_rows(contact, activities, as_of)
     last_set = Lifecycle(before.status) if before is not None and before.status else None
     status = engine.decide_status(contact, card, last_set)
     values = tenant.writeback.values_for(card)
     if status is not None and tenant.writeback.write_status:
         values[tenant.writeback.status_property] = status.crm_value
-    written = before.written if before is not None else {}
+    written = before.written_values() if before is not None else {}
     changed = {name: value for name, value in values.items() if written.get(name, _UNSET) != value}
     event = tenant.tasks.trigger(engine.band_names, before.band if before else None, card, status)
-    return Decision(card, status, changed, {**written, **values} if changed else written, event)
+    same = (
+        before is not None and not changed and (status is None or status.to.value == before.status)
+        and before.same_card(card)
+    )
+    return Decision(card, status, changed, {**written, **values} if changed else written, event, same)
 
 
 def save_decisions(
@@ -351,14 +356,20 @@ def save_decisions(
     run_id: int | None,
     fingerprint: str,
 ) -> None:
-    """Save the cards and queue the writes and tasks they call for (the caller holds a transaction)."""
+    """Save the cards and queue the writes and tasks they call for (the caller holds a transaction).
+
+    A card equal to the saved one is not written again: its score only records this run, rules and as-of.
+    """
+    fresh = [d for d in decisions if not d.unchanged]
     store.save_scores(
-        [d.card for d in decisions],
+        [d.card for d in fresh],
         run_id,
         fingerprint,
-        statuses={d.card.contact_id: d.status.to.value for d in decisions if d.status},
-        written={d.card.contact_id: d.written for d in decisions if d.changed},
+        statuses={d.card.contact_id: d.status.to.value for d in fresh if d.status},
+        written={d.card.contact_id: d.written for d in fresh if d.changed},
     )
+    if len(fresh) < len(decisions):
+        store.mark_rescored([d.card.contact_id for d in decisions if d.unchanged], run_id, fingerprint, decisions[0].card.as_of)
     by_id = {contact.id: contact for contact in contacts}
     writes = [property_write(tenant, by_id[d.card.contact_id], d.changed) for d in decisions if d.changed]
     store.outbox.put_writes(writes, run_id)

@@ -9,6 +9,7 @@ from connectors.base import QuotaExhausted, WriteResult
 from connectors.file import FileConnector
 from core.clock import ManualClock
 from core.pipeline import RunOutcome, compare_bands, rescore_tenant, sync_tenant
+from core.scoring import Engine
 from core.store import RunLocked, Store
 from file_tenant import NOW, contact, file_tenant, page_view, results, tasks, write_exports
 
@@ -109,6 +110,22 @@ def test_changed_rules_rescore_every_contact(tmp_path, clock):
     summary = sync(richer, tmp_path, clock)
     assert (summary.pulled, summary.scored, summary.changed) == (0, 2, 2)
     assert results(tmp_path)["c2"]["lp_score"] == "5"
+
+
+def test_a_score_the_rule_change_leaves_alone_is_not_saved_again_but_counts_as_rescored(tmp_path, clock):
+    contacts = [contact("c1", "VP Sales"), contact("c2")]
+    tenant = file_tenant(tmp_path, contacts, [page_view("a1", "c1")])
+    sync(tenant, tmp_path, clock)
+    richer = file_tenant(tmp_path, contacts, [page_view("a1", "c1")], pricing_points=5)  # c2 has no pricing view
+    with store_of(tenant, tmp_path) as store:
+        before = store.score("c2")
+    summary = sync(richer, tmp_path, clock)
+    with store_of(tenant, tmp_path) as store:
+        after, history = store.score("c2"), store.history("c2")
+    assert (after.run_id, after.fingerprint) == (summary.run_id, Engine(richer.scoring).fingerprint)
+    assert (after.total, after.contributions, after.written, len(history)) == (
+        before.total, before.contributions, before.written, 1)
+    assert sync(richer, tmp_path, clock).scored == 0
 
 
 def test_time_passing_a_window_edge_rescores_the_contact(tmp_path, clock):
