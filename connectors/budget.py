@@ -3,6 +3,10 @@
 A `RateBudget` holds one or more rolling windows (HubSpot's 190 calls / 10 s, its search limit, Pipedrive's
 burst window ...). `acquire` blocks on the injected clock until every window the call counts against has room.
 
+One budget serves one CRM account (one token at one API) for the life of the process: `shared_budget` hands
+every run of a tenant the same one, so back-to-back runs, or tenants sharing a token, count against the same
+windows as the CRM does.
+
 A slot is held from the moment a call is sent until the window has passed since its answer came back. The
 server counts a call when it arrives, which is after it was sent and before it was answered, so measuring from
 the answer is always on the safe side of the server's own window, whatever the latency.
@@ -10,9 +14,10 @@ the answer is always on the safe side of the server's own window, whatever the l
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -103,3 +108,21 @@ class RateBudget:
         """Hold every window for `seconds` (the server said so: Retry-After or remaining 0)."""
         with self._lock:
             self._paused_until = max(self._paused_until, self.clock.monotonic() + seconds)
+
+
+_SHARED: dict[Hashable, RateBudget] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def account_key(crm: str, base_url: str, credential: str) -> tuple[str, str, str]:
+    """What a CRM counts calls against: the API and the credential (kept only as a digest)."""
+    return crm, base_url.rstrip("/"), hashlib.sha256(credential.encode()).hexdigest()[:16]
+
+
+def shared_budget(key: Hashable, windows: Sequence[Window], clock: Clock) -> RateBudget:
+    """The process's budget for `key` (see `account_key`); a new one when the windows or the clock differ."""
+    with _SHARED_LOCK:
+        budget = _SHARED.get(key)
+        if budget is None or budget.clock is not clock or budget.windows != list(windows):
+            budget = _SHARED[key] = RateBudget(windows, clock=clock)
+        return budget

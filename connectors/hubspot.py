@@ -51,7 +51,7 @@ from connectors.base import (
     TaskRequest,
     WriteResult,
 )
-from connectors.budget import RateBudget, Window
+from connectors.budget import Window, account_key, shared_budget
 from connectors.paging import Batch, dump_cursor, follow, load_cursor
 from connectors.retry import ApiCaller, Failure, FailureKind, retry_after_seconds
 from connectors.settings import HubSpotSettings
@@ -191,8 +191,9 @@ class HubSpotConnector(Connector):
         self._owners = client.crm.owners.owners_api
         self._assoc = client.crm.associations.v4.batch_api
         calls = CAPACITY_PACK_CALLS_PER_10S if settings.capacity_pack else CALLS_PER_10S[settings.tier]
-        self.budget = RateBudget(
-            [Window(calls, 10.0), Window(SEARCH_PER_SECOND, 1.0, scope="search")], clock=context.clock)
+        self.budget = shared_budget(
+            account_key(self.name, settings.base_url, context.secrets["access_token"]),
+            [Window(calls, 10.0), Window(SEARCH_PER_SECOND, 1.0, scope="search")], context.clock)
         self.caller = ApiCaller(context.tenant, classify, self.budget, context.stats, crm=self.name)
         self.daily_remaining: int | None = None
         self._timeout = (min(5.0, settings.timeout_seconds), settings.timeout_seconds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -267,3 +268,24 @@ def test_budget_windows_follow_the_tier(hubspot_sandbox):
     assert windows(tier="enterprise")[0] == Window(190, 10.0)
     assert windows(capacity_pack=True)[0] == Window(250, 10.0)
     assert Window(4, 1.0, "search") in windows()
+
+
+def test_runs_back_to_back_share_one_budget_and_see_no_429(sandbox_factory):
+    sb = sandbox_factory("hubspot", contacts=50, seed=2, rate_limits=True, time_scale=1)
+    clock = ScaledClock(1)
+    since = {"phase": "search", "since": int(now().timestamp() * 1000) - 60_000}
+    for _ in range(3):  # each run makes six searches; HubSpot allows four a second
+        connector = connect(sb, clock=clock)
+        for stream in connector.streams():
+            pull_all(connector, stream, json.dumps(since))
+    assert sb.stats.count() >= 18
+    assert sb.stats.rate_limited == 0
+
+
+def test_each_crm_account_gets_its_own_budget(hubspot_sandbox):
+    clock = ScaledClock(1)
+    first, again = connect(hubspot_sandbox, clock=clock), connect(hubspot_sandbox, clock=clock)
+    assert first.budget is again.budget
+    other = HubSpotConnector(ConnectorContext(
+        "beta", HubSpotSettings(base_url=hubspot_sandbox.base_url), {"access_token": "another-app-token"}, clock=clock))
+    assert other.budget is not first.budget
