@@ -94,6 +94,8 @@ def main() -> None:
           f"({pages} list pages, {math.ceil(summary.written / PAGE)} write and {math.ceil(summary.tasks / PAGE)} task batches)")
     print(f"wall: {wall:.1f} s in CRM time ({real:.1f} s real at time scale {args.time_scale}); "
           f"rate-limit floor: {wall_floor:.1f} s at {rate:g} calls/s")
+    print("steps: " + ", ".join(f"{name} {sec * args.time_scale:.1f} s" for name, sec in summary.steps.items())
+          + " (CRM time)")
     print(f"peak RSS: {peak_mb:.0f} MB")
     print(f"calls/floor: {stats['total'] / floor:.3f}")
     print(f"wall/floor: {wall / wall_floor:.3f}")

@@ -72,6 +72,8 @@ class RunSummary:
     rate_limited: int = 0
     seconds: float = 0.0
     error: str | None = None
+    #: real seconds per step (pull, score, push)
+    steps: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -161,13 +163,16 @@ def sync_tenant(
         with recorded_run(store, tenant, clock, full=full, dry_run=dry_run) as run:
             connector = open_connector(tenant, secrets, clock)
             try:
-                pull(connector, store, run, full=full, stop=stop, progress=progress)
+                with run.step("pull"):
+                    pull(connector, store, run, full=full, stop=stop, progress=progress)
                 if not _stopping(stop):
-                    engine = Engine(scoring_in_crm_order(tenant, crm_status_order(connector, store, run)))
-                    score_contacts(store, tenant, engine, run_id=run.id, as_of=run.started_at,
-                                   full=full, stop=stop, counts=run.counts, progress=progress)
+                    with run.step("score"):
+                        engine = Engine(scoring_in_crm_order(tenant, crm_status_order(connector, store, run)))
+                        score_contacts(store, tenant, engine, run_id=run.id, as_of=run.started_at,
+                                       full=full, stop=stop, counts=run.counts, progress=progress)
                 if not (dry_run or _stopping(stop)):
-                    push(connector, store, tenant, run, stop=stop, progress=progress)
+                    with run.step("push"):
+                        push(connector, store, tenant, run, stop=stop, progress=progress)
             finally:
                 run.counts.api_calls = connector.context.stats.total
                 run.counts.rate_limited = connector.context.stats.rate_limited
@@ -218,10 +223,22 @@ class Run:
     counts: RunCounts = field(default_factory=RunCounts)
     outcome: RunOutcome = RunOutcome.SUCCEEDED
     error: str | None = None
+    #: real seconds spent in each step, in the order the steps ran
+    steps: dict[str, float] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.steps[name] = round(self.steps.get(name, 0.0) + time.perf_counter() - started, 3)
+            log.info("%s took %.2fs", name, self.steps[name])
 
     def summary(self) -> RunSummary:
         seconds = round(time.perf_counter() - self.started_real, 3)
-        return RunSummary(self.tenant, self.id, self.outcome, **self.counts.as_dict(), seconds=seconds, error=self.error)
+        return RunSummary(self.tenant, self.id, self.outcome, **self.counts.as_dict(), seconds=seconds, error=self.error,
+                          steps=dict(self.steps))
 
 
 @contextlib.contextmanager
