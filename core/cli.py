@@ -242,9 +242,9 @@ def demo(contacts: int, from_export: bool, config_dir: Path) -> None:
             tenant = result.tenant
         with Store.open(tenant.store_path(Path(folder))) as store:
             console.print(band_table(store.band_counts(), Engine(tenant.scoring).band_names))
-            leads = open_leads(store, tenant, 10)
+            leads = open_leads(store, tenant, 5)
             console.print(hottest_table(leads))
-            for stored, contact in leads[:2]:
+            for stored, contact in leads[:1]:
                 print_explanation(stored, contact)
 
 

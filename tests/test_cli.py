@@ -126,7 +126,7 @@ def test_demo_syncs_the_sandbox_twice_and_shows_the_hottest_open_leads():
     assert result.exit_code == 0, result.output
     assert "full sync" in result.output and "incremental sync" in result.output
     assert "band distribution" in result.output and "hottest open leads" in result.output
-    assert result.output.count("┃ rule") == 2
+    assert result.output.count("┃ rule") == 1
     assert "customer " not in result.output.split("hottest open leads")[1].split("┃ rule")[0]
 
 
@@ -134,4 +134,4 @@ def test_demo_from_export_scores_the_sample_without_any_api():
     result = run("demo", "--from-export", "--config-dir", str(REPO_CONFIG))
     assert result.exit_code == 0, result.output
     assert "demo-file" in result.output and "band distribution" in result.output
-    assert result.output.count("┃ rule") == 2
+    assert result.output.count("┃ rule") == 1
