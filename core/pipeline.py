@@ -17,7 +17,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from itertools import islice
@@ -183,15 +183,29 @@ def sync_tenant(
 
 
 STATUS_ORDER = "status_order"
+OWNERS = "owners"
 
 
 def crm_status_order(connector: Connector, store: Store, run: Run) -> Sequence[str] | None:
-    """The CRM account's own lifecycle values in order: asked again when this run pulled anything, else kept."""
+    """The CRM account's own lifecycle values in order (and its owners, kept alongside): asked again when this run
+    pulled anything, else kept from before, so a run with nothing new makes no call for them."""
     if run.counts.pulled or store.crm_fact(STATUS_ORDER) is None:
         order = connector.status_order()
         if order:
             store.set_crm_fact(STATUS_ORDER, list(order))
+        store.set_crm_fact(OWNERS, dict(connector.owners()))
     return store.crm_fact(STATUS_ORDER)
+
+
+def with_known_owners(tasks: Sequence[TaskRequest], owners: Mapping[str, str] | None) -> list[TaskRequest]:
+    """The tasks, those for an owner the CRM no longer has left unassigned (the CRM would refuse them forever)."""
+    if not owners:
+        return list(tasks)
+    unknown = [t for t in tasks if t.owner_id and t.owner_id not in owners]
+    for task in unknown:
+        log.warning("contact %s: owner %s is not among the CRM's owners; its task is created unassigned",
+                    task.contact_id, task.owner_id)
+    return [replace(t, owner_id=None) if t in unknown else t for t in tasks]
 
 
 def scoring_in_crm_order(tenant: TenantConfig, order: Sequence[str] | None) -> ScoringConfig:
@@ -442,7 +456,8 @@ def push(
     )
     progress.step("push tasks")
     run.counts.tasks += drain(
-        lambda n: store.outbox.pending_tasks(n, run.id), connector.create_tasks, connector.task_batch_size,
+        lambda n: with_known_owners(store.outbox.pending_tasks(n, run.id), store.crm_fact(OWNERS)),
+        connector.create_tasks, connector.task_batch_size,
         store, run.id, stop, mark_sending=True, progress=progress,
     )
 

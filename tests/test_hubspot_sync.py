@@ -260,3 +260,15 @@ def test_a_dry_run_sends_nothing_and_leaves_its_writes_for_the_next_run(portal, 
 def test_task_tokens_are_found_again_from_the_idempotency_key():
     assert task_token("lp-acme-1-band-qualified-1") != task_token("lp-acme-1-band-qualified-2")
     assert re.fullmatch(r"lpk[0-9a-f]{24}", task_token("lp-acme-1-band-qualified-1"))
+
+
+def test_a_task_for_an_owner_the_portal_no_longer_has_is_created_unassigned(portal, tmp_path):
+    ids = [portal.crm.id_of(i) for i in range(CONTACTS)]
+    for contact_id in ids:
+        portal.crm.edit_contact(contact_id, owner_id=99999)
+    summary = run(portal, tmp_path)
+    assert summary.outcome is RunOutcome.SUCCEEDED and summary.tasks > 0
+    tasks = portal.vendor.created_tasks()
+    assert tasks and all(not t["properties"].get("hubspot_owner_id") for t in tasks)
+    with Store.open(tenant_for(portal).store_path(tmp_path)) as store:
+        assert store.crm_fact("owners") and "99999" not in store.crm_fact("owners")
