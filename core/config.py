@@ -180,7 +180,7 @@ class TaskPolicy(Strict):
     on_statuses: tuple[Lifecycle, ...] = ()
     priority: TaskPriority = TaskPriority.HIGH
     due_in: Duration = timedelta(days=1)
-    subject: str = "Follow up: {name} scored {score} ({band})"
+    subject: str = "Follow up: {name} scored {score} ({band}): {reasons}"
     body: str = "Why: {reasons}"
 
     @field_validator("subject", "body")

@@ -270,3 +270,9 @@ def test_a_task_for_an_owner_the_portal_no_longer_has_is_created_unassigned(port
     assert tasks and all(not t["properties"].get("hubspot_owner_id") for t in tasks)
     with Store.open(tenant_for(portal).store_path(tmp_path)) as store:
         assert store.crm_fact("owners") and "99999" not in store.crm_fact("owners")
+
+
+def test_a_task_subject_gives_the_score_and_the_top_reasons(portal, tmp_path):
+    run(portal, tmp_path)
+    subjects = [t["properties"]["hs_task_subject"] for t in portal.vendor.created_tasks()]
+    assert subjects and all(re.search(r"scored [\d.]+ .*: [+-]\d", s) for s in subjects)

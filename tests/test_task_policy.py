@@ -43,7 +43,7 @@ def test_a_disabled_policy_calls_for_nothing() -> None:
 def test_subject_and_body_say_who_and_why() -> None:
     person = Contact("c1", ContactKind.CONTACT, NOW, name="Ann Lee", email="ann@acme.io")
     subject, body = TaskPolicy().render(person, CARD)
-    assert subject == "Follow up: Ann Lee scored 12.5 (qualified)"
+    assert subject == "Follow up: Ann Lee scored 12.5 (qualified): +12 viewed pricing x2; +7 title is VP"
     assert body == "Why: +12 viewed pricing x2; +7 title is VP"
 
 
