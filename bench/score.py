@@ -11,7 +11,8 @@ in child processes, so the figures below are the rescore's own. Then it times:
 - a full rescore with the current rules: every contact read and scored again, and what changed saved (scores,
   history, the writes and tasks queued for the CRM), exactly what ``leadpulse rescore`` does after a rule change.
   With ``--first``, the store is not scored beforehand and the timed run is a first scoring, which saves
-  everything.
+  everything. Like ``leadpulse rescore``, it reads and scores in one worker process per core (see
+  `core.pipeline.scoring_workers`) while this one saves.
 
 It prints contacts per second, the peak RSS of this process, and last ``rescore/scan ratio: X``.
 """
@@ -36,7 +37,7 @@ from bench.synthetic import EXPORT_AT, records
 from connectors.base import Page
 from connectors.file import parse_activity, parse_contact
 from core.config import TenantConfig, load_tenant
-from core.pipeline import score_contacts
+from core.pipeline import score_contacts, scoring_workers
 from core.scoring import Engine
 from core.rules import ScoringConfig
 from core.store import ACTIVITY_SCAN, CONTACT_SCAN, Store
@@ -71,7 +72,8 @@ def score_with(path: Path, tenant: TenantConfig, scoring: ScoringConfig, run_id:
     """Score every contact in the store with `scoring`: seconds, contacts scored, contacts whose CRM values changed."""
     with Store.open(path) as store:
         started = time.perf_counter()
-        counts = score_contacts(store, tenant, Engine(scoring), run_id=run_id, as_of=EXPORT_AT, full=True)
+        counts = score_contacts(store, tenant, Engine(scoring), run_id=run_id, as_of=EXPORT_AT, full=True,
+                                workers=scoring_workers())
         return time.perf_counter() - started, counts.scored, counts.changed
 
 
@@ -112,14 +114,19 @@ def main() -> None:
         if not args.first:
             in_child(score_with, path, tenant, previous_rules(tenant.scoring), 1)
         scan_seconds, rows = scan(path)
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         rescore_seconds, scored, changed = score_with(path, tenant, tenant.scoring, 2)
+        children_after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         scan_seconds = min(scan_seconds, scan(path)[0])
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         what = "first scoring (every score new)" if args.first else "full rescore after a rule change"
         print(f"plain scan: {scan_seconds:.2f}s for {rows} rows")
         print(f"timed: {what}; {changed} of {scored} contacts with changed CRM values queued")
         print(f"rescore: {rescore_seconds:.2f}s for {scored} contacts, {scored / rescore_seconds:,.0f} contacts/s")
-        print(f"peak RSS: {peak_mb:.0f} MB")
+        print(f"peak RSS: {peak_mb:.0f} MB", end="")
+        if children_after > children_before:  # else no worker outgrew the generating child
+            print(f"; largest scoring worker {children_after / 1024:.0f} MB", end="")
+        print(f" ({scoring_workers()} scoring workers)")
         print(f"rescore/scan ratio: {rescore_seconds / scan_seconds:.2f}")
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
 import os
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -221,8 +222,13 @@ def rescore_tenant(tenant: TenantConfig, *, state_dir: Path, clock: Clock = Syst
     with Store.open(tenant.store_path(state_dir)) as store, store.lock(tenant.name):
         with recorded_run(store, tenant, clock, full=full, dry_run=True) as run:
             score_contacts(store, tenant, Engine(tenant.scoring), run_id=run.id, as_of=run.started_at, full=full,
-                           counts=run.counts)
+                           counts=run.counts, workers=scoring_workers())
     return run.summary()
+
+
+def scoring_workers() -> int:
+    """How many processes a rescore from the command line shares its work among: one per core, up to four."""
+    return min(os.cpu_count() or 1, 4)
 
 
 @dataclass
@@ -333,22 +339,101 @@ def score_contacts(
     counts: RunCounts | None = None,
     chunk_size: int = SCORE_CHUNK,
     progress: Progress | None = None,
+    workers: int = 1,
 ) -> RunCounts:
-    """Score the contacts that are due (all with `full`), queue what changed, and return the counts."""
+    """Score the contacts that are due (all with `full`), queue what changed, and return the counts.
+
+    With more than one of `workers`, a large selection is read, scored and decided in that many forked processes,
+    a chunk each at a time, while this one saves the chunks in id order: the same result, sooner. Only for a
+    process with no other threads at work (a fork copies none of them).
+    """
     counts = counts or RunCounts()
     progress = progress or NO_PROGRESS
     progress.step("score")
-    due = store.scoring_chunks(full, as_of=as_of, fingerprint=engine.fingerprint, chunk_size=chunk_size)
-    for chunk in due:
-        decisions = [decide(tenant, engine, contact, activities, before, as_of) for contact, activities, before in chunk]
+    job = ScoringJob(tenant, engine, as_of, full, chunk_size)
+    for verdict in job.verdicts(store, workers):
         with store.transaction():
-            save_decisions(store, tenant, [contact for contact, _, _ in chunk], decisions, run_id, engine.fingerprint)
-        counts.scored += len(decisions)
-        counts.changed += sum(1 for decision in decisions if decision.changed)
-        progress.advance(len(decisions))
+            save_decisions(store, tenant, verdict, run_id, engine.fingerprint, as_of)
+        counts.scored += verdict.scored
+        counts.changed += sum(1 for _, decision in verdict.kept if decision.changed)
+        progress.advance(verdict.scored)
         if _stopping(stop):
             break
     return counts
+
+
+#: Fewer chunks than this are scored in the calling process: starting workers would cost more than they save.
+PARALLEL_MIN_CHUNKS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkVerdict:
+    """What scoring one chunk decided, as saving needs it: the contacts with something to save or queue, with
+    their decisions, and the ids of those scored again to the very result saved before."""
+
+    scored: int
+    kept: tuple[tuple[Contact, Decision], ...]
+    unchanged: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ScoringJob:
+    """One scoring pass: what to score with, at what moment, and which contacts (all, or those due)."""
+
+    tenant: TenantConfig
+    engine: Engine
+    as_of: datetime
+    full: bool
+    chunk_size: int
+
+    def verdicts(self, store: Store, workers: int = 1) -> Iterator[ChunkVerdict]:
+        """Each chunk's verdict, in id order; with several `workers` for a large selection (see `score_contacts`)."""
+        if workers > 1:
+            bounds = list(store.scoring_bounds(self.full, as_of=self.as_of, fingerprint=self.engine.fingerprint,
+                                               chunk_size=self.chunk_size))
+            if len(bounds) >= PARALLEL_MIN_CHUNKS:
+                yield from self._in_workers(store.path, bounds, workers)
+                return
+        yield from self.read(store)
+
+    def read(self, store: Store, after: str = "", through: str | None = None) -> Iterator[ChunkVerdict]:
+        """Score and decide the due contacts with ids in ``(after, through]``, a chunk at a time."""
+        due = store.scoring_chunks(self.full, as_of=self.as_of, fingerprint=self.engine.fingerprint,
+                                   chunk_size=self.chunk_size, after=after, through=through)
+        for chunk in due:
+            decided = [(contact, decide(self.tenant, self.engine, contact, activities, before, self.as_of))
+                       for contact, activities, before in chunk]
+            yield ChunkVerdict(
+                len(decided),
+                tuple((c, d) for c, d in decided if not d.unchanged or d.task_event),
+                tuple(c.id for c, d in decided if d.unchanged),
+            )
+
+    def _in_workers(self, path: Path, bounds: Sequence[tuple[str, str]], workers: int) -> Iterator[ChunkVerdict]:
+        # A few chunks in flight per worker keeps them busy while saving catches up, and memory flat when it lags.
+        context = multiprocessing.get_context("fork")
+        with context.Pool(workers, initializer=_open_worker, initargs=(self, path)) as pool:
+            pending: deque[Any] = deque()
+            for bound in bounds:
+                pending.append(pool.apply_async(_worker_chunk, bound))
+                if len(pending) > 2 * workers:
+                    yield from pending.popleft().get()
+            while pending:
+                yield from pending.popleft().get()
+
+
+_worker: tuple[ScoringJob, Store] | None = None
+
+
+def _open_worker(job: ScoringJob, path: Path) -> None:
+    global _worker
+    _worker = (job, Store.open(path))
+
+
+def _worker_chunk(after: str, through: str) -> list[ChunkVerdict]:
+    assert _worker is not None, "a scoring worker runs only in a pool started by ScoringJob"
+    job, store = _worker
+    return list(job.read(store, after, through))
 
 
 _UNSET = object()
@@ -382,16 +467,16 @@ def decide(
 def save_decisions(
     store: Store,
     tenant: TenantConfig,
-    contacts: Sequence[Contact],
-    decisions: Sequence[Decision],
+    verdict: ChunkVerdict,
     run_id: int | None,
     fingerprint: str,
+    as_of: datetime,
 ) -> None:
-    """Save the cards and queue the writes and tasks they call for (the caller holds a transaction).
+    """Save a chunk's cards and queue the writes and tasks they call for (the caller holds a transaction).
 
     A card equal to the saved one is not written again: its score only records this run, rules and as-of.
     """
-    fresh = [d for d in decisions if not d.unchanged]
+    fresh = [d for _, d in verdict.kept if not d.unchanged]
     store.save_scores(
         [d.card for d in fresh],
         run_id,
@@ -399,12 +484,11 @@ def save_decisions(
         statuses={d.card.contact_id: d.status.to.value for d in fresh if d.status},
         written={d.card.contact_id: d.written for d in fresh if d.changed},
     )
-    if len(fresh) < len(decisions):
-        store.mark_rescored([d.card.contact_id for d in decisions if d.unchanged], run_id, fingerprint, decisions[0].card.as_of)
-    by_id = {contact.id: contact for contact in contacts}
-    writes = [property_write(tenant, by_id[d.card.contact_id], d.changed) for d in decisions if d.changed]
+    if verdict.unchanged:
+        store.mark_rescored(verdict.unchanged, run_id, fingerprint, as_of)
+    writes = [property_write(tenant, contact, d.changed) for contact, d in verdict.kept if d.changed]
     store.outbox.put_writes(writes, run_id)
-    tasks = [task_request(store, tenant, by_id[d.card.contact_id], d) for d in decisions if d.task_event]
+    tasks = [task_request(store, tenant, contact, d) for contact, d in verdict.kept if d.task_event]
     store.outbox.put_tasks(tasks, run_id)
 
 

@@ -443,17 +443,22 @@ class Store:
         fingerprint: str | None = None,
         chunk_size: int = 1000,
         priors: bool = True,
+        after: str = "",
+        through: str | None = None,
     ) -> Iterator[list[ScoringInput]]:
         """What `contacts_to_score` selects, a chunk at a time: each contact with its activity rows (in id order)
         and, with `priors`, its saved score. What a rescore reads, without building an `Activity` per row.
+
+        Only contacts with an id above `after` and, when given, at or below `through` (see `scoring_bounds`).
         """
         where = self._selection(all, as_of, fingerprint)
-        after = ""
+        upto = " AND c.id <= :through" if through is not None else ""
         while True:
-            params = {"after": after, "n": chunk_size, "as_of": iso(as_of) if as_of else None, "fp": fingerprint}
+            params = {"after": after, "through": through, "n": chunk_size, "as_of": iso(as_of) if as_of else None,
+                      "fp": fingerprint}
             rows = self.db.execute(
                 f"""SELECT {_CONTACT_COLUMNS} FROM contacts c LEFT JOIN scores s ON s.contact_id = c.id
-                    WHERE c.id > :after AND ({where}) ORDER BY c.id LIMIT :n""",
+                    WHERE c.id > :after{upto} AND ({where}) ORDER BY c.id LIMIT :n""",
                 params,
             ).fetchall()
             if not rows:
@@ -462,6 +467,26 @@ class Store:
             saved = self._rows_of("scores", rows, contiguous=all) if priors else {}
             yield [(_contact(row), activities.get(row[0], []), _prior(saved.get(row[0]))) for row in rows]
             after = rows[-1][0]
+
+    def scoring_bounds(
+        self, all: bool = False, *, as_of: datetime | None = None, fingerprint: str | None = None, chunk_size: int = 1000
+    ) -> Iterator[tuple[str, str]]:
+        """The `scoring_chunks` selection cut into id ranges ``(after, through]`` of `chunk_size` contacts each, so
+        separate readers can share it out. Only ids are read, one at a time.
+        """
+        where = self._selection(all, as_of, fingerprint)
+        params = {"as_of": iso(as_of) if as_of else None, "fp": fingerprint}
+        found = self.db.execute(
+            f"SELECT c.id FROM contacts c LEFT JOIN scores s ON s.contact_id = c.id WHERE {where} ORDER BY c.id", params
+        )
+        after, n, last = "", 0, None
+        for (last,) in found:
+            n += 1
+            if n == chunk_size:
+                yield after, last
+                after, n = last, 0
+        if n:
+            yield after, last
 
     @staticmethod
     def _selection(all: bool, as_of: datetime | None, fingerprint: str | None) -> str:

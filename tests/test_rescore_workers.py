@@ -1,0 +1,71 @@
+"""A rescore shared among worker processes saves exactly what one process would."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bench.synthetic import EXPORT_AT, records
+from connectors.base import Page
+from connectors.file import parse_activity, parse_contact
+from core.config import load_tenant
+from core.pipeline import score_contacts
+from core.scoring import Engine
+from core.store import Store
+
+DEMO = Path(__file__).resolve().parent.parent / "config" / "demo-file.yaml"
+CONTACTS = 3000
+CHUNK = 100  # enough chunks for the workers to share
+
+#: everything scoring saves, in an order independent of rowids; the outbox without its wall-clock time
+SAVED = {
+    "scores": "SELECT * FROM scores ORDER BY contact_id",
+    "history": "SELECT * FROM history ORDER BY id",
+    "outbox": "SELECT key, kind, contact_id, payload, state, attempts, created_run FROM outbox ORDER BY key",
+    "dirty": "SELECT id, dirty FROM contacts ORDER BY id",
+}
+
+
+@pytest.fixture(scope="module")
+def tenant():
+    return load_tenant(DEMO)
+
+
+def older_rules(tenant):
+    changes = {"pricing-page": {"points": 2}, "email-click": {"half_life_days": 7}, "replied": {"within_days": 30}}
+    rules = tuple(rule.model_copy(update=changes.get(rule.id or "", {})) for rule in tenant.scoring.rules)
+    return tenant.scoring.model_copy(update={"rules": rules})
+
+
+def scored_store(path: Path, tenant) -> Path:
+    with Store.open(path) as store:
+        contacts, activities = [], []
+        for contact, acts, _ in records(CONTACTS):
+            contacts.append(parse_contact(contact, tenant.fields, EXPORT_AT))
+            activities += [parse_activity(activity, {}, EXPORT_AT) for activity in acts]
+        store.apply_page(Page("contacts", None, contacts=contacts, activities=activities))
+        score_contacts(store, tenant, Engine(older_rules(tenant)), run_id=1, as_of=EXPORT_AT, full=True)
+    return path
+
+
+def rescored(path: Path, tenant, workers: int) -> dict[str, list[tuple]]:
+    """Rescore after the rule change, then again a month later (only the contacts then due)."""
+    engine = Engine(tenant.scoring)
+    with Store.open(path) as store:
+        score_contacts(store, tenant, engine, run_id=2, as_of=EXPORT_AT, full=True, chunk_size=CHUNK, workers=workers)
+        later = EXPORT_AT + timedelta(days=30)
+        score_contacts(store, tenant, engine, run_id=3, as_of=later, chunk_size=CHUNK, workers=workers)
+    with sqlite3.connect(path) as db:
+        return {name: db.execute(query).fetchall() for name, query in SAVED.items()}
+
+
+@pytest.mark.slow
+def test_rescore_in_two_workers_saves_what_one_process_saves(tmp_path, tenant):
+    one = rescored(scored_store(tmp_path / "one.sqlite", tenant), tenant, workers=1)
+    two = rescored(scored_store(tmp_path / "two.sqlite", tenant), tenant, workers=2)
+    assert len(one["history"]) > CONTACTS and len(one["outbox"]) > CONTACTS / 10
+    for name in SAVED:
+        assert two[name] == one[name], name
