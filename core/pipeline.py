@@ -38,10 +38,10 @@ from connectors.base import (
 from core import logs
 from core.clock import Clock, SystemClock
 from core.config import TenantConfig
-from core.model import Contact, Lifecycle
+from core.model import Contact, ContactKind, Lifecycle
 from core.rules import ScoringConfig
 from core.scoring import ActivityRow, Engine, ScoreCard, StatusChange
-from core.store import PriorScore, Store
+from core.store import PriorScore, Store, score_rows
 
 SCORE_CHUNK = 1000
 
@@ -350,12 +350,12 @@ def score_contacts(
     counts = counts or RunCounts()
     progress = progress or NO_PROGRESS
     progress.step("score")
-    job = ScoringJob(tenant, engine, as_of, full, chunk_size)
+    job = ScoringJob(tenant, engine, run_id, as_of, full, chunk_size)
     for verdict in job.verdicts(store, workers):
         with store.transaction():
             save_decisions(store, tenant, verdict, run_id, engine.fingerprint, as_of)
         counts.scored += verdict.scored
-        counts.changed += sum(1 for _, decision in verdict.kept if decision.changed)
+        counts.changed += len(verdict.writes)
         progress.advance(verdict.scored)
         if _stopping(stop):
             break
@@ -368,12 +368,17 @@ PARALLEL_MIN_CHUNKS = 8
 
 @dataclass(frozen=True, slots=True)
 class ChunkVerdict:
-    """What scoring one chunk decided, as saving needs it: the contacts with something to save or queue, with
-    their decisions, and the ids of those scored again to the very result saved before."""
+    """What scoring one chunk decided, as saving needs it, mostly plain tuples (cheap to pass between processes)."""
 
     scored: int
-    kept: tuple[tuple[Contact, Decision], ...]
-    unchanged: tuple[str, ...]
+    #: the new scores, as `Store.save_score_rows` takes them
+    scores: list[tuple]
+    #: the contacts scored again to the very result saved before
+    unchanged: list[str]
+    #: (contact id, contact kind, the CRM values that changed)
+    writes: list[tuple[str, ContactKind, Mapping[str, Any]]]
+    #: the decisions that call for a task, with their contacts
+    tasks: list[tuple[Contact, Decision]]
 
 
 @dataclass(frozen=True)
@@ -382,6 +387,7 @@ class ScoringJob:
 
     tenant: TenantConfig
     engine: Engine
+    run_id: int | None
     as_of: datetime
     full: bool
     chunk_size: int
@@ -403,11 +409,20 @@ class ScoringJob:
         for chunk in due:
             decided = [(contact, decide(self.tenant, self.engine, contact, activities, before, self.as_of))
                        for contact, activities, before in chunk]
-            yield ChunkVerdict(
-                len(decided),
-                tuple((c, d) for c, d in decided if not d.unchanged or d.task_event),
-                tuple(c.id for c, d in decided if d.unchanged),
-            )
+            yield self._verdict(decided)
+
+    def _verdict(self, decided: list[tuple[Contact, Decision]]) -> ChunkVerdict:
+        fresh = [d for _, d in decided if not d.unchanged]
+        scores = score_rows(
+            [d.card for d in fresh], self.run_id, self.engine.fingerprint,
+            statuses={d.card.contact_id: d.status.to.value for d in fresh if d.status},
+            written={d.card.contact_id: d.written for d in fresh if d.changed},
+        )
+        return ChunkVerdict(
+            len(decided), scores, [c.id for c, d in decided if d.unchanged],
+            [(c.id, c.kind, d.changed) for c, d in decided if d.changed],
+            [(c, d) for c, d in decided if d.task_event],
+        )
 
     def _in_workers(self, path: Path, bounds: Sequence[tuple[str, str]], workers: int) -> Iterator[ChunkVerdict]:
         # A few chunks in flight per worker keeps them busy while saving catches up, and memory flat when it lags.
@@ -476,25 +491,17 @@ def save_decisions(
 
     A card equal to the saved one is not written again: its score only records this run, rules and as-of.
     """
-    fresh = [d for _, d in verdict.kept if not d.unchanged]
-    store.save_scores(
-        [d.card for d in fresh],
-        run_id,
-        fingerprint,
-        statuses={d.card.contact_id: d.status.to.value for d in fresh if d.status},
-        written={d.card.contact_id: d.written for d in fresh if d.changed},
-    )
+    store.save_score_rows(verdict.scores)
     if verdict.unchanged:
         store.mark_rescored(verdict.unchanged, run_id, fingerprint, as_of)
-    writes = [property_write(tenant, contact, d.changed) for contact, d in verdict.kept if d.changed]
-    store.outbox.put_writes(writes, run_id)
-    tasks = [task_request(store, tenant, contact, d) for contact, d in verdict.kept if d.task_event]
+    store.outbox.put_writes([property_write(tenant, *write) for write in verdict.writes], run_id)
+    tasks = [task_request(store, tenant, contact, decision) for contact, decision in verdict.tasks]
     store.outbox.put_tasks(tasks, run_id)
 
 
-def property_write(tenant: TenantConfig, contact: Contact, values: Mapping[str, Any]) -> PropertyWrite:
+def property_write(tenant: TenantConfig, contact_id: str, kind: ContactKind, values: Mapping[str, Any]) -> PropertyWrite:
     """The write of a contact's changed values, keyed per contact so a newer write merges into a pending one."""
-    return PropertyWrite(f"lp-{tenant.name}-{contact.id}-props", contact.id, contact.kind, dict(values))
+    return PropertyWrite(f"lp-{tenant.name}-{contact_id}-props", contact_id, kind, dict(values))
 
 
 def task_request(store: Store, tenant: TenantConfig, contact: Contact, decision: Decision) -> TaskRequest:

@@ -541,25 +541,16 @@ class Store:
         contacts absent from them keep their previous ones. A history row is added for each contact whose
         total, band or status changed (or that had no score before).
         """
-        statuses = statuses or {}
-        written = written or {}
-        score_rows, history_rows = [], []
-        as_of_text: dict[datetime, str] = {}  # one as-of per run: format it once, not per card
-        for card in cards:
-            cid = card.contact_id
-            status = statuses.get(cid)
-            as_of = as_of_text.get(card.as_of) or as_of_text.setdefault(card.as_of, iso(card.as_of))
-            history_rows.append((cid, run_id, as_of, card.total, card.band, status))
-            score_rows.append((
-                cid, run_id, fingerprint, as_of, card.total, card.band, card.grade, _enum_value(card.quadrant),
-                encode_axes(card), encode_contributions(card), _iso_or_none(card.valid_until), status,
-                _fast_dumps(written[cid]) if cid in written else None,
-            ))
+        self.save_score_rows(score_rows(cards, run_id, fingerprint, statuses=statuses, written=written))
+
+    def save_score_rows(self, rows: Sequence[tuple]) -> None:
+        """`save_scores` for rows `score_rows` built (perhaps in another process), in one transaction."""
+        history_rows = [(row[0], row[1], row[3], row[4], row[5], row[11]) for row in rows]
         with self.transaction():
             self._append_history(history_rows)
-            self._upsert_scores(score_rows)
+            self._upsert_scores(rows)
             self.db.conn.executemany(
-                "UPDATE contacts SET dirty = 0 WHERE id = ? AND dirty = 1", [(row[0],) for row in score_rows]
+                "UPDATE contacts SET dirty = 0 WHERE id = ? AND dirty = 1", [(row[0],) for row in rows]
             )
 
     def mark_rescored(self, contact_ids: Sequence[str], run_id: int | None, fingerprint: str, as_of: datetime) -> None:
@@ -646,6 +637,30 @@ class Store:
             (limit,),
         )
         return [_run_record(row) for row in rows]
+
+
+def score_rows(
+    cards: Sequence[Card],
+    run_id: int | None,
+    fingerprint: str,
+    *,
+    statuses: Mapping[str, str] | None = None,
+    written: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[tuple]:
+    """The `scores` rows `Store.save_scores` saves for `cards`: plain tuples, cheap to hand between processes."""
+    statuses = statuses or {}
+    written = written or {}
+    rows = []
+    as_of_text: dict[datetime, str] = {}  # one as-of per run: format it once, not per card
+    for card in cards:
+        cid = card.contact_id
+        as_of = as_of_text.get(card.as_of) or as_of_text.setdefault(card.as_of, iso(card.as_of))
+        rows.append((
+            cid, run_id, fingerprint, as_of, card.total, card.band, card.grade, _enum_value(card.quadrant),
+            encode_axes(card), encode_contributions(card), _iso_or_none(card.valid_until), statuses.get(cid),
+            _fast_dumps(written[cid]) if cid in written else None,
+        ))
+    return rows
 
 
 def _run_record(row: tuple) -> RunRecord:
