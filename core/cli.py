@@ -131,7 +131,7 @@ def sync(tenant_name: str | None, all_tenants: bool, dry_run: bool, full: bool, 
         tenants, errors = [load_named(config_dir, tenant_name)], []
     logs.configure()
     summaries = [_sync_one(tenant, state_dir, dry_run=dry_run, full=full) for tenant in tenants]
-    console.print(summary_table(summaries))
+    print_summaries(summaries)
     if errors or any(summary.outcome == RunOutcome.FAILED for summary in summaries):
         raise SystemExit(1)
 
@@ -236,7 +236,7 @@ def demo(contacts: int, from_export: bool, config_dir: Path) -> None:
         else:
             console.print(f"Starting a HubSpot sandbox with {contacts} contacts on 127.0.0.1 ...")
             result = run_demo(Path(folder), contacts=contacts,
-                              on_run=lambda name, summary: console.print(summary_table([summary], title=name)))
+                              on_run=lambda name, summary: print_summaries([summary], title=name))
             console.print(f"Between the runs, {len(result.livened)} contacts took meetings, replied and answered calls; "
                           "the incremental run picked up just those changes.")
             tenant = result.tenant
@@ -251,7 +251,7 @@ def demo(contacts: int, from_export: bool, config_dir: Path) -> None:
 def _demo_from_export(tenant: TenantConfig, state_dir: Path) -> TenantConfig:
     settings = tenant.crm.connection.model_copy(update={"results": state_dir / "results.csv"})
     tenant = tenant.model_copy(update={"crm": tenant.crm.model_copy(update={"connection": settings})})
-    console.print(summary_table([sync_tenant(tenant, state_dir=state_dir, clock=ManualClock(DEMO_AS_OF))]))
+    print_summaries([sync_tenant(tenant, state_dir=state_dir, clock=ManualClock(DEMO_AS_OF))])
     return tenant
 
 
@@ -262,10 +262,17 @@ def summary_table(summaries: Sequence[RunSummary], title: str = "sync") -> Table
     table = Table("tenant", "run", "outcome", "pulled", "scored", "changed", "written", "tasks", "API calls", "429s",
                   "seconds", title=title)
     for s in summaries:
-        outcome = s.outcome.value + (f": {s.error}" if s.error else "")
         counts = (s.pulled, s.scored, s.changed, s.written, s.tasks, s.api_calls, s.rate_limited)
-        table.add_row(s.tenant, str(s.run_id), outcome, *(str(n) for n in counts), f"{s.seconds:.2f}")
+        table.add_row(s.tenant, str(s.run_id), s.outcome.value, *(str(n) for n in counts), f"{s.seconds:.2f}")
     return table
+
+
+def print_summaries(summaries: Sequence[RunSummary], title: str = "sync") -> None:
+    """The runs' table, then each run's error in full (a table cell would cut it)."""
+    console.print(summary_table(summaries, title))
+    for s in summaries:
+        if s.error:
+            console.print(f"[red]{s.outcome.value}[/red] {s.error}", highlight=False, soft_wrap=True)
 
 
 def pending_table(store: Store, tenant: TenantConfig, shown: int = 15) -> Table:

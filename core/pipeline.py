@@ -32,6 +32,7 @@ from connectors.base import (
     PropertyWrite,
     QuotaExhausted,
     TaskRequest,
+    UnknownConnector,
     WriteResult,
     load_connector,
 )
@@ -291,7 +292,12 @@ def recorded_run(store: Store, tenant: TenantConfig, clock: Clock, *, full: bool
 
 def open_connector(tenant: TenantConfig, secrets: Mapping[str, str], clock: Clock) -> Connector:
     """The tenant's connector, found by its CRM kind in the connector registry."""
-    connector_class = load_connector(tenant.crm.kind)
+    try:
+        connector_class = load_connector(tenant.crm.kind)
+    except UnknownConnector as exc:
+        raise ConnectorError(tenant.name, f"{tenant.source_path}: crm.kind {tenant.crm.kind!r} has no connector "
+                             f"installed here ({exc}); install a package that registers one under that name in the "
+                             "'leadpulse.connectors' entry points, or sync this tenant elsewhere") from None
     context = ConnectorContext(
         tenant=tenant.name, settings=tenant.crm.connection, secrets=secrets, field_map=dict(tenant.fields), clock=clock
     )

@@ -135,3 +135,19 @@ def test_demo_from_export_scores_the_sample_without_any_api():
     assert result.exit_code == 0, result.output
     assert "demo-file" in result.output and "band distribution" in result.output
     assert result.output.count("┃ rule") == 1
+
+def test_sync_of_a_crm_with_no_connector_installed_fails_clearly_without_a_traceback(tmp_path, monkeypatch):
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "salesforce.yaml").write_text((REPO_CONFIG / "salesforce.yaml").read_text())
+    monkeypatch.setenv("GLOBEX_SF_PASSWORD", "pw-123456")
+    monkeypatch.setenv("GLOBEX_SF_TOKEN", "tok-123456")
+    from connectors import base
+
+    installed = base.entry_points
+    monkeypatch.setattr(base, "entry_points",
+                        lambda group: [] if group == "leadpulse.connectors" else installed(group=group))
+    result = run("sync", "--tenant", "globex-salesforce", "--config-dir", str(config), "--state-dir", str(tmp_path / "var"))
+    assert result.exit_code == 1
+    assert "tenant 'globex-salesforce'" in result.output and "crm.kind 'salesforce' has no connector" in result.output
+    assert "Traceback" not in result.output and "pw-123456" not in result.output
