@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -152,16 +152,20 @@ class WritebackConfig(Strict):
 
     def values_for(self, card: ScoreCard) -> dict[str, Any]:
         """CRM property name -> value for one score card (status is separate: see `Engine.decide_status`)."""
-        outputs = {
-            Output.SCORE: card.total,
-            Output.FIT: card.axes.get("fit"),
-            Output.ENGAGEMENT: card.axes.get("engagement"),
-            Output.GRADE: card.grade,
-            Output.BAND: card.band,
-            Output.QUADRANT: card.quadrant.value,
-            Output.REASONS: "; ".join(card.reasons(self.reasons)),
-        }
-        return {crm_name: outputs[output] for output, crm_name in self.properties.items()}
+        # Called for every contact a rescore reads: only the outputs the tenant maps are worked out.
+        return {crm_name: _OUTPUTS[output](card, self.reasons) for output, crm_name in self.properties.items()}
+
+
+#: How each output is read off a score card, given how many reasons the tenant writes.
+_OUTPUTS: dict[Output, Callable[[ScoreCard, int], Any]] = {
+    Output.SCORE: lambda card, _: card.total,
+    Output.FIT: lambda card, _: card.axes.get("fit"),
+    Output.ENGAGEMENT: lambda card, _: card.axes.get("engagement"),
+    Output.GRADE: lambda card, _: card.grade,
+    Output.BAND: lambda card, _: card.band,
+    Output.QUADRANT: lambda card, _: card.quadrant.value,
+    Output.REASONS: lambda card, n: "; ".join(card.reasons(n)),
+}
 
 
 _PLACEHOLDERS = ("name", "email", "score", "fit", "engagement", "band", "grade", "quadrant", "status", "reasons")

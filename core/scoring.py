@@ -72,8 +72,10 @@ class ScoreCard:
 
     def reasons(self, n: int = 3) -> list[str]:
         """The `n` largest contributions as short text, e.g. ``"+10 visited pricing page x2"``."""
-        ranked = sorted((c for c in self.contributions if c.points), key=lambda c: -abs(c.points))
-        return [_reason(c) for c in ranked[:n]]
+        # reverse keeps equal weights in rule order, as a stable sort does; a zero ranks last, so it can only be
+        # among the first `n` when fewer than `n` count
+        ranked = sorted(self.contributions, key=_weight, reverse=True)
+        return [_reason(c) for c in ranked[:n] if c.points]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,10 @@ class StatusChange:
     frm: Lifecycle | None
     to: Lifecycle
     crm_value: str
+
+
+def _weight(contribution: Contribution) -> float:
+    return abs(contribution.points)
 
 
 def _reason(contribution: Contribution) -> str:
@@ -471,8 +477,12 @@ class _Lifecycle:
         return StatusChange(current, target, self.config.values[target])
 
     def _target(self, card: ScoreCard) -> Lifecycle | None:
-        reached = [t.to for t in self.config.transitions if self._holds(t, card)]
-        return max(reached, key=lambda stage: stage.rank) if reached else None
+        target = None
+        for transition in self.config.transitions:
+            # the first of equal ranks, as max() would keep
+            if (target is None or transition.to.rank > target.rank) and self._holds(transition, card):
+                target = transition.to
+        return target
 
     def _holds(self, transition: Transition, card: ScoreCard) -> bool:
         if transition.min_total is not None and card.total < transition.min_total:

@@ -1,0 +1,19 @@
+"""The reasons text a score card gives: the largest contributions first, ties in rule order, no zero points."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from core.rules import Quadrant
+from core.scoring import Contribution, ScoreCard
+
+
+def card(*points: float) -> ScoreCard:
+    contributions = tuple(Contribution(f"r{i}", "fit", p, 1, f"rule {i}") for i, p in enumerate(points))
+    return ScoreCard("c1", datetime(2025, 1, 1, tzinfo=timezone.utc), sum(points), {"fit": sum(points)}, "cold",
+                     None, next(iter(Quadrant)), contributions, None)
+
+
+def test_reasons_keep_rule_order_among_equal_weights_and_leave_out_zero_points() -> None:
+    assert card(2, 0, -5, 5, 2).reasons(4) == ["-5 rule 2", "+5 rule 3", "+2 rule 0", "+2 rule 4"]
+    assert card(0, 3, 0).reasons(3) == ["+3 rule 1"]
