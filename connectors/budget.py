@@ -61,7 +61,6 @@ class RateBudget:
         self._slots = [_Slots(w) for w in windows]
         self._lock = threading.Condition()
         self._paused_until = float("-inf")
-        self.waited_seconds = 0.0
 
     @property
     def windows(self) -> list[Window]:
@@ -89,7 +88,6 @@ class RateBudget:
                     for s in slots:
                         s.in_flight += 1
                     return
-                self.waited_seconds += wait
                 self._lock.release()
                 try:
                     self.clock.sleep(wait)
