@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -45,6 +45,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 from core import logs, metrics
 from core.health import HealthServer, Probe
 from core.status import read_backlog
+
+if TYPE_CHECKING:
+    from core.pipeline import RunSummary
 
 log = logging.getLogger("leadpulse.daemon")
 
@@ -303,26 +306,21 @@ class Daemon:
         self._report(tenant, summary)
         return summary
 
-    def _report(self, tenant: Any, summary: Any) -> None:
+    def _report(self, tenant: Any, summary: RunSummary) -> None:
         metrics.record_run(summary)
-        backlog = self._backlog(tenant, summary)
+        backlog = self._backlog(tenant)
         if backlog is not None:
             metrics.record_backlog(tenant.name, backlog)
-        outcome = getattr(summary.outcome, "value", summary.outcome)
-        level = logging.WARNING if getattr(summary, "error", None) else logging.INFO
+        outcome = summary.outcome.value
         log.log(
-            level,
+            logging.WARNING if summary.error else logging.INFO,
             "run %s: pulled %s, scored %s, written %s, tasks %s in %.2fs%s",
-            outcome, summary.pulled, getattr(summary, "scored", "-"), summary.written,
-            getattr(summary, "tasks", "-"), float(summary.seconds or 0),
-            f"; error: {summary.error}" if getattr(summary, "error", None) else "",
-            extra={"run_id": getattr(summary, "run_id", None), "outcome": outcome},
+            outcome, summary.pulled, summary.scored, summary.written, summary.tasks, summary.seconds,
+            f"; error: {summary.error}" if summary.error else "",
+            extra={"run_id": summary.run_id, "outcome": outcome},
         )
 
-    def _backlog(self, tenant: Any, summary: Any) -> int | None:
-        backlog = getattr(summary, "backlog", None)
-        if backlog is not None:
-            return int(backlog)
+    def _backlog(self, tenant: Any) -> int | None:
         try:
             return read_backlog(tenant, self.settings.state_dir)
         except sqlite3.Error as exc:  # a store being migrated or locked: the next run reports it

@@ -15,6 +15,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from core import metrics
 from core.daemon import Daemon, DaemonSettings, seconds, trigger_for
+from core.pipeline import RunOutcome, RunSummary
 
 
 @dataclass(frozen=True)
@@ -35,21 +36,6 @@ class Tenant:
         return {f"s{i}": s for i, s in enumerate(self.secrets)}
 
 
-@dataclass(frozen=True)
-class Summary:
-    tenant: str
-    run_id: int = 1
-    outcome: str = "succeeded"
-    pulled: int = 0
-    scored: int = 0
-    changed: int = 0
-    written: int = 0
-    tasks: int = 0
-    api_calls: int = 0
-    rate_limited: int = 0
-    seconds: float = 0.0
-    error: str | None = None
-    backlog: int | None = 0
 
 
 @dataclass
@@ -63,7 +49,7 @@ class FakeSync:
     most_at_once: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def __call__(self, tenant: Tenant, *, state_dir: Path, stop: threading.Event) -> Summary:
+    def __call__(self, tenant: Tenant, *, state_dir: Path, stop: threading.Event) -> RunSummary:
         with self.lock:
             self.going[tenant.name] = self.going.get(tenant.name, 0) + 1
             self.most_per_tenant = max(self.most_per_tenant, self.going[tenant.name])
@@ -72,7 +58,7 @@ class FakeSync:
         with self.lock:
             self.going[tenant.name] -= 1
             self.runs[tenant.name] = self.runs.get(tenant.name, 0) + 1
-        return Summary(tenant=tenant.name, pulled=2, written=1, seconds=self.duration)
+        return RunSummary(tenant.name, 1, RunOutcome.SUCCEEDED, pulled=2, written=1, seconds=self.duration)
 
 
 def tenant(tmp_path: Path, name: str, every: float = 0.2) -> Tenant:
@@ -193,7 +179,7 @@ def test_drain_past_the_grace_period_reports_failure(make_daemon, tmp_path):
         def __call__(self, tenant, *, state_dir, stop):
             self.going[tenant.name] = 1
             time.sleep(1.0)  # ignores the stop event
-            return Summary(tenant=tenant.name)
+            return RunSummary(tenant.name, 1, RunOutcome.SUCCEEDED)
 
     sync = Stubborn()
     daemon = make_daemon([tenant(tmp_path, "u-stubborn", every=0.05)], sync, grace_seconds=0.2)
