@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from enum import StrEnum
 
+import orjson
 import sqlite_utils
 
 from connectors.base import PropertyWrite, TaskPriority, TaskRequest, WriteResult
@@ -41,8 +42,9 @@ class OutboxState(StrEnum):
 DEFAULT_MAX_ATTEMPTS = 5
 
 
-# Built once: json.dumps with options builds a new encoder per call, and a full rescore queues a row per contact.
-_encode = json.JSONEncoder(sort_keys=True).encode
+def _encode(payload: dict) -> str:
+    """A row's payload as JSON text with sorted keys (a full rescore queues a row per contact: orjson, not json)."""
+    return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def _now() -> str:
@@ -108,7 +110,7 @@ class Outbox:
             for key, payload in self.db.execute(
                 f"SELECT key, payload FROM outbox WHERE state = 'pending' AND key IN ({marks})", chunk
             ):
-                found[key] = json.loads(payload)
+                found[key] = orjson.loads(payload)
         return found
 
     # draining -------------------------------------------------------------------------------------------

@@ -385,6 +385,8 @@ class ChunkVerdict:
     writes: list[tuple[str, ContactKind, Mapping[str, Any]]]
     #: the decisions that call for a task, with their contacts
     tasks: list[tuple[Contact, Decision]]
+    #: ``(after, through)`` when the chunk is every contact with an id in that range (a full rescore)
+    span: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -415,9 +417,11 @@ class ScoringJob:
         for chunk in due:
             decided = [(contact, decide(self.tenant, self.engine, contact, activities, before, self.as_of))
                        for contact, activities, before in chunk]
-            yield self._verdict(decided)
+            last = decided[-1][0].id
+            yield self._verdict(decided, (after, last) if self.full else None)
+            after = last
 
-    def _verdict(self, decided: list[tuple[Contact, Decision]]) -> ChunkVerdict:
+    def _verdict(self, decided: list[tuple[Contact, Decision]], span: tuple[str, str] | None) -> ChunkVerdict:
         fresh = [d for _, d in decided if not d.unchanged]
         scores = score_rows(
             [d.card for d in fresh], self.run_id, self.engine.fingerprint,
@@ -427,7 +431,7 @@ class ScoringJob:
         return ChunkVerdict(
             len(decided), scores, [c.id for c, d in decided if d.unchanged],
             [(c.id, c.kind, d.changed) for c, d in decided if d.changed],
-            [(c, d) for c, d in decided if d.task_event],
+            [(c, d) for c, d in decided if d.task_event], span,
         )
 
     def _in_workers(self, path: Path, bounds: Sequence[tuple[str, str]], workers: int) -> Iterator[ChunkVerdict]:
@@ -497,9 +501,8 @@ def save_decisions(
 
     A card equal to the saved one is not written again: its score only records this run, rules and as-of.
     """
-    store.save_score_rows(verdict.scores)
-    if verdict.unchanged:
-        store.mark_rescored(verdict.unchanged, run_id, fingerprint, as_of)
+    store.save_scored(verdict.scores, verdict.unchanged, run_id=run_id, fingerprint=fingerprint, as_of=as_of,
+                      span=verdict.span)
     store.outbox.put_writes([property_write(tenant, *write) for write in verdict.writes], run_id)
     tasks = [task_request(store, tenant, contact, decision) for contact, decision in verdict.tasks]
     store.outbox.put_tasks(tasks, run_id)

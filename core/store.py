@@ -545,24 +545,59 @@ class Store:
 
     def save_score_rows(self, rows: Sequence[tuple]) -> None:
         """`save_scores` for rows `score_rows` built (perhaps in another process), in one transaction."""
-        history_rows = [(row[0], row[1], row[3], row[4], row[5], row[11]) for row in rows]
+        self.save_scored(rows)
+
+    def save_scored(
+        self,
+        rows: Sequence[tuple],
+        unchanged: Sequence[str] = (),
+        *,
+        run_id: int | None = None,
+        fingerprint: str = "",
+        as_of: datetime | None = None,
+        span: tuple[str, str] | None = None,
+    ) -> None:
+        """Save one scored chunk in one transaction: `rows` (as `score_rows` builds them) replace their contacts'
+        scores; the `unchanged` contacts, scored again under `fingerprint` at `as_of` to the very result saved
+        before, keep their scores and only record that run, rules and as-of. No contact saved stays dirty.
+
+        With `span` ``(after, through)``, the chunk is every contact with an id in that range, so the unchanged
+        ones and the dirty marks are set with one statement over the range instead of one per contact.
+        """
         with self.transaction():
-            self._append_history(history_rows)
+            self._append_history([(row[0], row[1], row[3], row[4], row[5], row[11]) for row in rows])
             self._upsert_scores(rows)
+            if span is not None:
+                self._mark_span(span, run_id, fingerprint, as_of)
+                return
+            if unchanged:
+                assert as_of is not None, "unchanged contacts are marked with the as-of they were scored at"
+                self.db.conn.executemany(
+                    "UPDATE scores SET run_id = ?, fingerprint = ?, as_of = ? WHERE contact_id = ?",
+                    [(run_id, fingerprint, iso(as_of), cid) for cid in unchanged],
+                )
             self.db.conn.executemany(
-                "UPDATE contacts SET dirty = 0 WHERE id = ? AND dirty = 1", [(row[0],) for row in rows]
+                "UPDATE contacts SET dirty = 0 WHERE id = ? AND dirty = 1",
+                [(row[0],) for row in rows] + [(cid,) for cid in unchanged],
             )
+
+    def _mark_span(self, span: tuple[str, str], run_id: int | None, fingerprint: str, as_of: datetime | None) -> None:
+        # The rows just saved already carry this run, rules and as-of: only the unchanged ones are rewritten.
+        params = {"after": span[0], "through": span[1], "run": run_id, "fp": fingerprint,
+                  "as_of": iso(as_of) if as_of is not None else None}
+        self.db.execute(
+            """UPDATE scores SET run_id = :run, fingerprint = :fp, as_of = :as_of
+               WHERE contact_id > :after AND contact_id <= :through
+                 AND (fingerprint != :fp OR as_of != :as_of OR run_id IS NOT :run)""",
+            params,
+        )
+        self.db.execute("UPDATE contacts SET dirty = 0 WHERE id > :after AND id <= :through AND dirty = 1", params)
 
     def mark_rescored(self, contact_ids: Sequence[str], run_id: int | None, fingerprint: str, as_of: datetime) -> None:
         """Record that these contacts were scored again at `as_of` under `fingerprint` with the very result saved
         before: their scores stay, only the run, rules and as-of move on, and their dirty mark is cleared.
         """
-        rows = [(run_id, fingerprint, iso(as_of), cid) for cid in contact_ids]
-        with self.transaction():
-            self.db.conn.executemany("UPDATE scores SET run_id = ?, fingerprint = ?, as_of = ? WHERE contact_id = ?", rows)
-            self.db.conn.executemany(
-                "UPDATE contacts SET dirty = 0 WHERE id = ? AND dirty = 1", [(cid,) for cid in contact_ids]
-            )
+        self.save_scored((), contact_ids, run_id=run_id, fingerprint=fingerprint, as_of=as_of)
 
     def _append_history(self, rows: list[tuple]) -> None:
         # Compared inside SQLite against the row about to be replaced, so saving needs no read-back in Python.

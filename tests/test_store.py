@@ -11,7 +11,7 @@ import pytest
 from connectors.base import Page, PropertyWrite, SkippedRecord, TaskPriority, TaskRequest, WriteResult
 from core.migrations import applied
 from core.model import Activity, ActivityKind, Contact, ContactKind, Outcome
-from core.store import RunLocked, Store
+from core.store import RunLocked, Store, score_rows
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -122,6 +122,21 @@ def test_contacts_scored_under_other_rules_are_due(store):
     seed(store, "c1")
     store.save_scores([Card("c1", 5, "cold")], run_id=1, fingerprint="fp1")
     assert [c.id for c, _ in store.contacts_to_score(fingerprint="fp2")] == ["c1"]
+
+
+def test_a_chunk_saved_by_span_marks_only_the_contacts_in_its_range(store):
+    seed(store, "c1", "c2", "c3", "c4")
+    store.save_scores([Card(cid, 5, "cold") for cid in ("c1", "c2", "c3", "c4")], run_id=1, fingerprint="fp1")
+    store.apply_page(Page("emails", "e1", activities=[activity("a1", "c3"), activity("a2", "c4")]))
+    later = T0 + timedelta(hours=1)
+    rows = score_rows([Card("c2", 9, "warm", as_of=later)], 2, "fp2")
+    store.save_scored(rows, ["c3"], run_id=2, fingerprint="fp2", as_of=later, span=("c1", "c3"))
+    saved = store.current_scores(["c1", "c2", "c3", "c4"])
+    assert {cid: (s.run_id, s.fingerprint, s.total) for cid, s in saved.items()} == {
+        "c1": (1, "fp1", 5), "c2": (2, "fp2", 9), "c3": (2, "fp2", 5), "c4": (1, "fp1", 5),
+    }
+    assert saved["c3"].as_of == later
+    assert [c.id for c, _ in store.contacts_to_score(fingerprint="fp2")] == ["c1", "c4"]
 
 
 def test_contacts_whose_score_expired_are_due(store):
