@@ -52,10 +52,10 @@ class Lifecycle(StrEnum):
 
     @property
     def rank(self) -> int:
-        return _LIFECYCLE_ORDER.index(self)
+        return _LIFECYCLE_RANKS[self]
 
 
-_LIFECYCLE_ORDER = list(Lifecycle)
+_LIFECYCLE_RANKS = {stage: rank for rank, stage in enumerate(Lifecycle)}
 
 
 def utc(moment: datetime) -> datetime:

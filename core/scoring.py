@@ -113,7 +113,11 @@ class Engine:
                 self._by_vendor.setdefault(vendor_type, []).append((index, rule))
         self._plans, self._any_kind = _plans(self._engagement, self._inactivity)
         self._last_moment: _Moment | None = None
-        self._axes = {name: (axis.weight, axis.min, axis.max) for name, axis in config.axes.items()}
+        self._no_points = dict.fromkeys(config.axes, 0.0)
+        self._weights = [(name, axis.weight) for name, axis in config.axes.items()]
+        #: the axes with a floor or cap, if any has one (each axis is rounded either way)
+        bounded = any(axis.min is not None or axis.max is not None for axis in config.axes.values())
+        self._bounds = [(name, axis.min, axis.max) for name, axis in config.axes.items()] if bounded else []
         self._bands = _Ladder(config.bands)
         self._grades = _Ladder(config.grades) if config.grades else None
         self._quadrant = (config.quadrant.fit, config.quadrant.engagement)
@@ -134,15 +138,16 @@ class Engine:
         moment = self._moment(as_of)
         as_of = moment.as_of
         fired: list[tuple[int, Contribution]] = []
-        sums = dict.fromkeys(self._axes, 0.0)
+        sums = self._no_points.copy()
         for index, rule in self._fit:
             if rule.test(contact):
                 fired.append((index, rule.contribution))
                 sums[rule.axis] += rule.points
         matched, last, upcoming = self._match(rows, as_of)
+        timed = [(index, self._rules[index].apply(times, moment)) for index, times in matched.items()]
+        if self._inactivity:
+            timed += [(i, rule.apply(last[n], upcoming[n], as_of)) for n, (i, rule) in enumerate(self._inactivity)]
         valid_until: datetime | None = None
-        timed = [(i, self._rules[i].apply(times, moment)) for i, times in matched.items()]
-        timed += [(i, rule.apply(last[n], upcoming[n], as_of)) for n, (i, rule) in enumerate(self._inactivity)]
         for index, (points, occurrences, changes_at) in timed:
             if occurrences:
                 rule = self._rules[index]
@@ -150,13 +155,22 @@ class Engine:
                 sums[rule.axis] += points
             if changes_at is not None and (valid_until is None or changes_at < valid_until):
                 valid_until = changes_at
-        fired.sort(key=_first)
-        axes = {name: _bounded(sums[name], low, high) for name, (_, low, high) in self._axes.items()}
-        total = round(sum(axes[name] * weight for name, (weight, _, _) in self._axes.items()), 2)
+        if timed:
+            fired.sort(key=_first)
+        axes = {name: _bounded(sums[name], low, high) for name, low, high in self._bounds} if self._bounds else {
+            name: round(points, 2) for name, points in sums.items()}
+        total = 0.0
+        for name, weight in self._weights:
+            total += axes[name] * weight
+        total = round(total, 2)
+        fit, engagement = axes["fit"], axes["engagement"]
+        if fit >= self._quadrant[0]:
+            quadrant = Quadrant.FOLLOW_UP_NOW if engagement >= self._quadrant[1] else Quadrant.NURTURE
+        else:
+            quadrant = Quadrant.QUALIFY if engagement >= self._quadrant[1] else Quadrant.LEAVE
         return ScoreCard(
-            contact.id, as_of, total, axes, self._bands.place(total),
-            self._grades.place(axes["fit"]) if self._grades else None,
-            self._place_quadrant(axes["fit"], axes["engagement"]), tuple(c for _, c in fired), valid_until,
+            contact.id, as_of, total, axes, self._bands.place(total), self._grades.place(fit) if self._grades else None,
+            quadrant, tuple([contribution for _, contribution in fired]), valid_until,
         )
 
     def decide_status(self, contact: Contact, card: ScoreCard, last_set: Lifecycle | None) -> StatusChange | None:
@@ -211,13 +225,6 @@ class Engine:
                 elif last[n] is None or at > last[n]:
                     last[n] = at
         return matched, last, upcoming
-
-    def _place_quadrant(self, fit: float, engagement: float) -> Quadrant:
-        fits, interested = fit >= self._quadrant[0], engagement >= self._quadrant[1]
-        if fits:
-            return Quadrant.FOLLOW_UP_NOW if interested else Quadrant.NURTURE
-        return Quadrant.QUALIFY if interested else Quadrant.LEAVE
-
 
 #: An activity as the store holds it: (contact_id, id, kind, occurred_at, vendor_type, attributes), where
 #: `occurred_at` is a datetime or the store's ISO text and `attributes` a mapping or JSON text.
@@ -436,12 +443,13 @@ class _Ladder:
     def __init__(self, steps: Sequence[Step]) -> None:
         self.names = tuple(step.name for step in steps)
         self._mins = [float("-inf"), *(step.min for step in steps[1:])]
+        self._ranks = {name: rank for rank, name in enumerate(self.names)}
 
     def place(self, value: float) -> str:
         return self.names[bisect_right(self._mins, value) - 1]
 
     def rank(self, name: str) -> int:
-        return self.names.index(name)
+        return self._ranks[name]
 
 
 class _Lifecycle:
@@ -460,6 +468,9 @@ class _Lifecycle:
                 below = [rank for at, rank in mapped_positions if at < position]
                 # between two mapped stages: above the lower one, below the next
                 self._ranks[value] = ((max(below) if below else -1.0) + 0.5, None)
+        # Highest stage first, so the first transition that holds is the target; among equal ranks the first
+        # listed wins (a stable sort), as max() over the transitions would keep.
+        self._transitions = sorted((_Gate(t, bands) for t in config.transitions), key=_by_rank_descending)
 
     def decide(self, status: str | None, card: ScoreCard, last_set: Lifecycle | None) -> StatusChange | None:
         target = self._target(card)
@@ -477,22 +488,38 @@ class _Lifecycle:
         return StatusChange(current, target, self.config.values[target])
 
     def _target(self, card: ScoreCard) -> Lifecycle | None:
-        target = None
-        for transition in self.config.transitions:
-            # the first of equal ranks, as max() would keep
-            if (target is None or transition.to.rank > target.rank) and self._holds(transition, card):
-                target = transition.to
-        return target
+        band = self.bands.rank(card.band)
+        for gate in self._transitions:
+            if gate.holds(card, band):
+                return gate.to
+        return None
 
-    def _holds(self, transition: Transition, card: ScoreCard) -> bool:
-        if transition.min_total is not None and card.total < transition.min_total:
+
+class _Gate:
+    """A lifecycle transition compiled: its conditions checked in order of cost, the band by rank."""
+
+    __slots__ = ("to", "rank", "min_total", "min_band", "bands", "grades", "quadrants", "min_axis")
+
+    def __init__(self, transition: Transition, bands: _Ladder) -> None:
+        self.to, self.rank = transition.to, transition.to.rank
+        self.min_total = transition.min_total
+        self.min_band = bands.rank(transition.min_band) if transition.min_band is not None else None
+        self.bands, self.grades, self.quadrants = transition.bands, transition.grades, transition.quadrants
+        self.min_axis = tuple((transition.min_axis or {}).items())
+
+    def holds(self, card: ScoreCard, band: int) -> bool:
+        if self.min_total is not None and card.total < self.min_total:
             return False
-        if transition.min_band is not None and self.bands.rank(card.band) < self.bands.rank(transition.min_band):
+        if self.min_band is not None and band < self.min_band:
             return False
-        if transition.bands is not None and card.band not in transition.bands:
+        if self.bands is not None and card.band not in self.bands:
             return False
-        if transition.grades is not None and card.grade not in transition.grades:
+        if self.grades is not None and card.grade not in self.grades:
             return False
-        if transition.quadrants is not None and card.quadrant not in transition.quadrants:
+        if self.quadrants is not None and card.quadrant not in self.quadrants:
             return False
-        return all(card.axes[axis] >= least for axis, least in (transition.min_axis or {}).items())
+        return all(card.axes[axis] >= least for axis, least in self.min_axis)
+
+
+def _by_rank_descending(gate: _Gate) -> int:
+    return -gate.rank

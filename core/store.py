@@ -292,6 +292,9 @@ class Store:
             db = sqlite_utils.Database(path)
             db.enable_wal()
             db.execute("PRAGMA synchronous = NORMAL")
+            # Temporary files (statement journals, sorting) in memory: on disk, saving a scoring chunk wrote three
+            # times the pages it changed.
+            db.execute("PRAGMA temp_store = MEMORY")
             db.execute("PRAGMA busy_timeout = 5000")
             migrate(db)
         except Exception as exc:
