@@ -195,11 +195,22 @@ class TaskPolicy(Strict):
                 raise refuse(f"placeholders among {{{'}, {'.join(_PLACEHOLDERS)}}}", "{" + name + "}")
         return text
 
-    def trigger(self, band_names: list[str], before: str | None, card: ScoreCard, change: StatusChange | None) -> str | None:
-        """The event that calls for a task (``band:qualified``, ``status:sql``), or None. Part of the task's key."""
+    def trigger(
+        self,
+        band_names: list[str],
+        before: str | None,
+        card: ScoreCard,
+        change: StatusChange | None,
+        last_status: str | None = None,
+    ) -> str | None:
+        """The event that calls for a task (``band:qualified``, ``status:sql``), or None. Part of the task's key.
+
+        `before` is the band saved last; `last_status` the lifecycle value leadpulse set last. A move to that same
+        status (the CRM has not caught up yet, or never will: the write is off or parked) had its task already.
+        """
         if not self.enabled:
             return None
-        if change is not None and change.to in self.on_statuses:
+        if change is not None and change.to in self.on_statuses and change.to.value != last_status:
             return f"status:{change.to.value}"
         # a band name from older rules ranks below every current band
         rising = before not in band_names or band_names.index(card.band) > band_names.index(before)

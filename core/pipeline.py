@@ -481,7 +481,8 @@ def decide(
         values[tenant.writeback.status_property] = status.crm_value
     written = before.written_values() if before is not None else {}
     changed = {name: value for name, value in values.items() if written.get(name, _UNSET) != value}
-    event = tenant.tasks.trigger(engine.band_names, before.band if before else None, card, status)
+    event = tenant.tasks.trigger(engine.band_names, before.band if before else None, card, status,
+                                 before.status if before else None)
     same = (
         before is not None and not changed and (status is None or status.to.value == before.status)
         and before.same_card(card)

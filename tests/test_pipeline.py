@@ -8,6 +8,7 @@ import pytest
 from connectors.base import QuotaExhausted, WriteResult
 from connectors.file import FileConnector
 from core.clock import ManualClock
+from core.config import load_tenant
 from core.pipeline import RunOutcome, compare_bands, rescore_tenant, sync_tenant
 from core.scoring import Engine
 from core.store import RunLocked, Store
@@ -76,6 +77,18 @@ def test_entering_the_hot_band_creates_one_task_once(tmp_path, clock):
     sync(tenant, tmp_path, clock)
     sync(tenant, tmp_path, clock, full=True)
     assert [(t["key"], t["subject"]) for t in tasks(tmp_path)] == [("lp-acme-c1-band-hot-1", "Call Person c1: 13")]
+
+
+def test_a_status_move_the_crm_has_not_taken_yet_gets_no_second_task(tmp_path, clock):
+    # The export keeps showing no status for c1, so every rescore decides the move to mql again.
+    tenant = hot_and_cold(tmp_path)
+    path = tmp_path / "acme.yaml"
+    path.write_text(path.read_text().replace("on_bands: [hot]", "on_statuses: [mql]"))
+    tenant = load_tenant(path)
+    sync(tenant, tmp_path, clock)
+    summary = sync(tenant, tmp_path, clock, full=True)
+    assert summary.scored == 2
+    assert [t["key"] for t in tasks(tmp_path)] == ["lp-acme-c1-status-mql-1"]
 
 
 def test_dry_run_sends_nothing_and_the_next_run_sends_it(tmp_path, clock):

@@ -36,6 +36,12 @@ def test_a_status_change_to_a_trigger_status_calls_for_a_task() -> None:
     assert POLICY.trigger(BANDS, "qualified", CARD, change) == "status:sql"
 
 
+def test_a_move_to_the_status_set_last_calls_for_no_second_task() -> None:
+    change = StatusChange(Lifecycle.MQL, Lifecycle.SQL, "salesqualifiedlead")
+    assert POLICY.trigger(BANDS, "qualified", CARD, change, last_status="sql") is None
+    assert POLICY.trigger(BANDS, "qualified", CARD, change, last_status="mql") == "status:sql"
+
+
 def test_a_disabled_policy_calls_for_nothing() -> None:
     assert TaskPolicy(enabled=False, on_bands=("qualified",)).trigger(BANDS, None, CARD, None) is None
 
