@@ -79,7 +79,17 @@ CRM_FACTS = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (INITIAL, CRM_FACTS)
+DECIDED_UNDER = Migration(
+    "decided_under",
+    (
+        # The fingerprint of what turns a score into CRM writes and tasks (lifecycle, bands, write-back, task
+        # policy) when the score was saved: a contact whose inputs and score are unchanged since then needs no
+        # new decision. NULL (a score saved before) always decides again.
+        "ALTER TABLE scores ADD COLUMN decided_under TEXT",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (INITIAL, CRM_FACTS, DECIDED_UNDER)
 
 
 def applied(db: sqlite_utils.Database) -> list[str]:

@@ -11,7 +11,10 @@ Every run holds the tenant's run lock and leaves a row in the store's ``runs`` t
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
+import hashlib
+import json
 import logging
 import multiprocessing
 import os
@@ -24,6 +27,7 @@ from datetime import datetime
 from enum import StrEnum
 from itertools import islice
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from connectors.base import (
@@ -359,8 +363,7 @@ def score_contacts(
     progress.step("score")
     job = ScoringJob(tenant, engine, run_id, as_of, full, chunk_size)
     for verdict in job.verdicts(store, workers):
-        with store.transaction():
-            save_decisions(store, tenant, verdict, run_id, engine.fingerprint, as_of)
+        job.save(store, verdict)
         counts.scored += verdict.scored
         counts.changed += len(verdict.writes)
         progress.advance(verdict.scored)
@@ -401,6 +404,11 @@ class ScoringJob:
     full: bool
     chunk_size: int
 
+    @functools.cached_property
+    def decisions(self) -> str:
+        """The fingerprint of what turns these scores into writes, statuses and tasks (see `PriorScore.settled`)."""
+        return decisions_fingerprint(self.tenant, self.engine)
+
     def verdicts(self, store: Store, workers: int = 1) -> Iterator[ChunkVerdict]:
         """Each chunk's verdict, in id order; with several `workers` for a large selection (see `score_contacts`)."""
         if workers > 1:
@@ -416,8 +424,10 @@ class ScoringJob:
         due = store.scoring_chunks(self.full, as_of=self.as_of, fingerprint=self.engine.fingerprint,
                                    chunk_size=self.chunk_size, after=after, through=through)
         for chunk in due:
-            decided = [(contact, decide(self.tenant, self.engine, contact, activities, before, self.as_of))
-                       for contact, activities, before in chunk]
+            decided = [
+                (contact, decide(self.tenant, self.engine, contact, activities, before, self.as_of, self.decisions))
+                for contact, activities, before in chunk
+            ]
             last = decided[-1][0].id
             yield self._verdict(decided, (after, last) if self.full else None)
             after = last
@@ -427,13 +437,25 @@ class ScoringJob:
         scores = score_rows(
             [d.card for d in fresh], self.run_id, self.engine.fingerprint,
             statuses={d.card.contact_id: d.status.to.value for d in fresh if d.status},
-            written={d.card.contact_id: d.written for d in fresh if d.changed},
+            written={d.card.contact_id: d.written for d in fresh if d.changed}, decided_under=self.decisions,
         )
         return ChunkVerdict(
             len(decided), scores, [c.id for c, d in decided if d.unchanged],
             [(c.id, c.kind, d.changed) for c, d in decided if d.changed],
             [(c, d) for c, d in decided if d.task_event], span,
         )
+
+    def save(self, store: Store, verdict: ChunkVerdict) -> None:
+        """Save a chunk's cards and queue the writes and tasks they call for, in one transaction.
+
+        A card equal to the saved one is not written again: its score only records this run, rules and as-of.
+        """
+        with store.transaction():
+            store.save_scored(verdict.scores, verdict.unchanged, run_id=self.run_id, fingerprint=self.engine.fingerprint,
+                              as_of=self.as_of, decided_under=self.decisions, span=verdict.span)
+            store.outbox.put_writes([property_write(self.tenant, *write) for write in verdict.writes], self.run_id)
+            tasks = [task_request(store, self.tenant, contact, decision) for contact, decision in verdict.tasks]
+            store.outbox.put_tasks(tasks, self.run_id)
 
     def _in_workers(self, path: Path, bounds: Sequence[tuple[str, str]], workers: int) -> Iterator[ChunkVerdict]:
         # A few chunks in flight per worker keeps them busy while saving catches up, and memory flat when it lags.
@@ -476,9 +498,16 @@ def decide(
     activities: Sequence[ActivityRow],
     before: PriorScore | None,
     as_of: datetime,
+    decisions: str,
 ) -> Decision:
-    """Score one contact and decide, against what was saved and last written, what the CRM must be told."""
+    """Score one contact and decide, against what was saved and last written, what the CRM must be told.
+
+    A contact whose inputs, card and `decisions` fingerprint (see `decisions_fingerprint`) are all as when its
+    score was saved is known to call for nothing new, without deciding again.
+    """
     card = engine.score_rows(contact, activities, as_of)
+    if before is not None and before.settled(decisions) and before.same_card(card):
+        return Decision(card, None, _NOTHING, _NOTHING, None, unchanged=True)
     last_set = Lifecycle(before.status) if before is not None and before.status else None
     status = engine.decide_status(contact, card, last_set)
     values = tenant.writeback.values_for(card)
@@ -495,23 +524,19 @@ def decide(
     return Decision(card, status, changed, {**written, **values} if changed else written, event, same)
 
 
-def save_decisions(
-    store: Store,
-    tenant: TenantConfig,
-    verdict: ChunkVerdict,
-    run_id: int | None,
-    fingerprint: str,
-    as_of: datetime,
-) -> None:
-    """Save a chunk's cards and queue the writes and tasks they call for (the caller holds a transaction).
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
 
-    A card equal to the saved one is not written again: its score only records this run, rules and as-of.
-    """
-    store.save_scored(verdict.scores, verdict.unchanged, run_id=run_id, fingerprint=fingerprint, as_of=as_of,
-                      span=verdict.span)
-    store.outbox.put_writes([property_write(tenant, *write) for write in verdict.writes], run_id)
-    tasks = [task_request(store, tenant, contact, decision) for contact, decision in verdict.tasks]
-    store.outbox.put_tasks(tasks, run_id)
+
+def decisions_fingerprint(tenant: TenantConfig, engine: Engine) -> str:
+    """A digest of everything that turns a score card into CRM writes, a status move and a task: the lifecycle
+    and bands the engine ranks with, the tenant's write-back mapping and task policy."""
+    document = {
+        "lifecycle": engine.config.lifecycle.model_dump(mode="json") if engine.config.lifecycle else None,
+        "bands": engine.band_names,
+        "writeback": tenant.writeback.model_dump(mode="json"),
+        "tasks": tenant.tasks.model_dump(mode="json"),
+    }
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def property_write(tenant: TenantConfig, contact_id: str, kind: ContactKind, values: Mapping[str, Any]) -> PropertyWrite:

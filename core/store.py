@@ -91,6 +91,9 @@ class PriorScore(NamedTuple):
     valid_until: str | None
     status: str | None
     written: str
+    decided_under: str | None
+    #: the contact's inputs changed after this score was saved (it is dirty)
+    inputs_changed: int
 
     def same_card(self, card: Card) -> bool:
         """Whether `card` would be saved exactly as this score is (the rule fingerprint and as-of aside)."""
@@ -99,6 +102,12 @@ class PriorScore(NamedTuple):
             and self.quadrant == _enum_value(card.quadrant) and self.valid_until == _iso_or_none(card.valid_until)
             and self.axes == encode_axes(card) and self.contributions == encode_contributions(card)
         )
+
+    def settled(self, decisions: str) -> bool:
+        """Whether what this score led to (writes, status, tasks) still stands for an equal card: the contact's
+        inputs are as they were when it was saved, and so is everything that turns a score into decisions, whose
+        fingerprint is `decisions`."""
+        return not self.inputs_changed and self.decided_under == decisions
 
     def written_values(self) -> Mapping[str, Any]:
         return _EMPTY if self.written == "{}" else _loads(self.written)
@@ -229,26 +238,36 @@ _ACTIVITY_COLUMNS = "contact_id, id, kind, occurred_at, vendor_type, attributes"
 #: iterates exactly these rows and columns.
 CONTACT_SCAN = "SELECT id, kind, updated_at, email, name, owner_id, status, opted_out, fields, raw FROM contacts"
 ACTIVITY_SCAN = f"SELECT {_ACTIVITY_COLUMNS} FROM activities"
-_PRIOR_COLUMNS = "contact_id, total, band, grade, quadrant, axes, contributions, valid_until, status, written"
+#: A contact's saved score as `PriorScore` reads it (NULLs when it has none), after its contact columns.
+_PRIOR_COLUMNS = (
+    "s.contact_id, s.total, s.band, s.grade, s.quadrant, s.axes, s.contributions, s.valid_until, s.status, s.written, "
+    "s.decided_under, c.dirty"
+)
 _SCORE_COLUMNS = (
     "contact_id, run_id, fingerprint, as_of, total, band, grade, quadrant, axes, contributions, valid_until, "
     "status, written"
 )
+#: What saving a score writes: `_SCORE_COLUMNS` and the decisions fingerprint (see `PriorScore.settled`).
+_SAVED_COLUMNS = f"{_SCORE_COLUMNS}, decided_under"
 
 
 def _contact(row: tuple) -> Contact:
-    cid, kind, updated_at, email, name, owner_id, status, opted_out, fields, raw = row
+    """The contact in a row that starts with `_CONTACT_COLUMNS`."""
     return Contact(
-        cid, _CONTACT_KINDS[kind], _fromiso(updated_at), email, name, owner_id, status, bool(opted_out),
-        _loads(fields), _lazy(raw),
+        row[0], _CONTACT_KINDS[row[1]], _fromiso(row[2]), row[3], row[4], row[5], row[6], bool(row[7]),
+        _loads(row[8]), _lazy(row[9]),
     )
 
 
 _FIRST = itemgetter(0)
 
 
-def _prior(row: tuple | None) -> PriorScore | None:
-    return PriorScore._make(row[1:]) if row is not None else None
+_PRIOR_AT = _CONTACT_COLUMNS.count(",") + 1
+
+
+def _prior(row: tuple) -> PriorScore | None:
+    """The saved score in a row of `_CONTACT_COLUMNS` then `_PRIOR_COLUMNS`, if the contact has one."""
+    return PriorScore._make(row[_PRIOR_AT + 1:]) if row[_PRIOR_AT] is not None else None
 
 
 def _stored_score(row: tuple) -> StoredScore:
@@ -460,15 +479,14 @@ class Store:
             params = {"after": after, "through": through, "n": chunk_size, "as_of": iso(as_of) if as_of else None,
                       "fp": fingerprint}
             rows = self.db.execute(
-                f"""SELECT {_CONTACT_COLUMNS} FROM contacts c LEFT JOIN scores s ON s.contact_id = c.id
+                f"""SELECT {_CONTACT_COLUMNS}, {_PRIOR_COLUMNS} FROM contacts c LEFT JOIN scores s ON s.contact_id = c.id
                     WHERE c.id > :after{upto} AND ({where}) ORDER BY c.id LIMIT :n""",
                 params,
             ).fetchall()
             if not rows:
                 return
-            activities = self._rows_of("activities", rows, contiguous=all)
-            saved = self._rows_of("scores", rows, contiguous=all) if priors else {}
-            yield [(_contact(row), activities.get(row[0], []), _prior(saved.get(row[0]))) for row in rows]
+            activities = self._activities_of(rows, contiguous=all)
+            yield [(_contact(row), activities.get(row[0], []), _prior(row) if priors else None) for row in rows]
             after = rows[-1][0]
 
     def scoring_bounds(
@@ -502,16 +520,14 @@ class Store:
             terms.append("s.valid_until <= :as_of")
         return " OR ".join(terms)
 
-    def _rows_of(self, table: str, contact_rows: Sequence[tuple], *, contiguous: bool) -> dict[str, Any]:
-        """The chunk's saved scores (one row per contact) or activities (a list per contact, in id order)."""
+    def _activities_of(self, contact_rows: Sequence[tuple], *, contiguous: bool) -> dict[str, list[tuple]]:
+        """The chunk's activity rows, a list per contact, in id order."""
         if contiguous:
             # Every contact in the id range is in the chunk, so one range scan of the clustered table serves it.
             where, params = "contact_id BETWEEN ? AND ?", [contact_rows[0][0], contact_rows[-1][0]]
         else:
             params = [row[0] for row in contact_rows]
             where = f"contact_id IN ({','.join('?' * len(params))})"
-        if table == "scores":
-            return {row[0]: row for row in self.db.execute(f"SELECT {_PRIOR_COLUMNS} FROM scores WHERE {where}", params)}
         found = self.db.execute(f"{ACTIVITY_SCAN} WHERE {where} ORDER BY contact_id, id", params)
         return {cid: list(group) for cid, group in groupby(found, _FIRST)}
 
@@ -558,11 +574,13 @@ class Store:
         run_id: int | None = None,
         fingerprint: str = "",
         as_of: datetime | None = None,
+        decided_under: str | None = None,
         span: tuple[str, str] | None = None,
     ) -> None:
         """Save one scored chunk in one transaction: `rows` (as `score_rows` builds them) replace their contacts'
         scores; the `unchanged` contacts, scored again under `fingerprint` at `as_of` to the very result saved
-        before, keep their scores and only record that run, rules and as-of. No contact saved stays dirty.
+        before, keep their scores and only record that run, rules, as-of and `decided_under` (the decisions
+        fingerprint, see `PriorScore.settled`). No contact saved stays dirty.
 
         With `span` ``(after, through)``, the chunk is every contact with an id in that range, so the unchanged
         ones and the dirty marks are set with one statement over the range instead of one per contact.
@@ -570,28 +588,29 @@ class Store:
         with self.transaction():
             self._append_history([(row[0], row[1], row[3], row[4], row[5], row[11]) for row in rows])
             self._upsert_scores(rows)
+            marks = {"run": run_id, "fp": fingerprint, "as_of": iso(as_of) if as_of is not None else None,
+                     "decided": decided_under}
             if span is not None:
-                self._mark_span(span, run_id, fingerprint, as_of)
+                self._mark_span(span, marks)
                 return
-            if unchanged:
-                assert as_of is not None, "unchanged contacts are marked with the as-of they were scored at"
-                self.db.conn.executemany(
-                    "UPDATE scores SET run_id = ?, fingerprint = ?, as_of = ? WHERE contact_id = ?",
-                    [(run_id, fingerprint, iso(as_of), cid) for cid in unchanged],
-                )
+            self.db.conn.executemany(
+                "UPDATE scores SET run_id = :run, fingerprint = :fp, as_of = :as_of, decided_under = :decided "
+                "WHERE contact_id = :id",
+                [{**marks, "id": cid} for cid in unchanged],
+            )
             self.db.conn.executemany(
                 "UPDATE contacts SET dirty = 0 WHERE id = ? AND dirty = 1",
                 [(row[0],) for row in rows] + [(cid,) for cid in unchanged],
             )
 
-    def _mark_span(self, span: tuple[str, str], run_id: int | None, fingerprint: str, as_of: datetime | None) -> None:
-        # The rows just saved already carry this run, rules and as-of: only the unchanged ones are rewritten.
-        params = {"after": span[0], "through": span[1], "run": run_id, "fp": fingerprint,
-                  "as_of": iso(as_of) if as_of is not None else None}
+    def _mark_span(self, span: tuple[str, str], marks: dict[str, Any]) -> None:
+        # The rows just saved already carry these marks: only the unchanged ones are rewritten.
+        params = {"after": span[0], "through": span[1], **marks}
         self.db.execute(
-            """UPDATE scores SET run_id = :run, fingerprint = :fp, as_of = :as_of
+            """UPDATE scores SET run_id = :run, fingerprint = :fp, as_of = :as_of, decided_under = :decided
                WHERE contact_id > :after AND contact_id <= :through
-                 AND (fingerprint != :fp OR as_of != :as_of OR run_id IS NOT :run)""",
+                 AND (fingerprint != :fp OR as_of IS NOT :as_of OR run_id IS NOT :run
+                      OR decided_under IS NOT :decided)""",
             params,
         )
         self.db.execute("UPDATE contacts SET dirty = 0 WHERE id > :after AND id <= :through AND dirty = 1", params)
@@ -614,13 +633,14 @@ class Store:
 
     def _upsert_scores(self, rows: list[tuple]) -> None:
         self.db.conn.executemany(
-            f"""INSERT INTO scores ({_SCORE_COLUMNS})
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, coalesce(?13, '{{}}'))
+            f"""INSERT INTO scores ({_SAVED_COLUMNS})
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, coalesce(?13, '{{}}'), ?14)
                 ON CONFLICT (contact_id) DO UPDATE SET run_id = excluded.run_id, fingerprint = excluded.fingerprint,
                   as_of = excluded.as_of, total = excluded.total, band = excluded.band, grade = excluded.grade,
                   quadrant = excluded.quadrant, axes = excluded.axes, contributions = excluded.contributions,
                   valid_until = excluded.valid_until, status = coalesce(excluded.status, scores.status),
-                  written = CASE WHEN ?13 IS NULL THEN scores.written ELSE excluded.written END""",
+                  written = CASE WHEN ?13 IS NULL THEN scores.written ELSE excluded.written END,
+                  decided_under = excluded.decided_under""",
             rows,
         )
 
@@ -684,8 +704,12 @@ def score_rows(
     *,
     statuses: Mapping[str, str] | None = None,
     written: Mapping[str, Mapping[str, Any]] | None = None,
+    decided_under: str | None = None,
 ) -> list[tuple]:
-    """The `scores` rows `Store.save_scores` saves for `cards`: plain tuples, cheap to hand between processes."""
+    """The `scores` rows `Store.save_scores` saves for `cards`: plain tuples, cheap to hand between processes.
+
+    `decided_under` is the decisions fingerprint the cards' writes and tasks were decided under, if they were.
+    """
     statuses = statuses or {}
     written = written or {}
     rows = []
@@ -696,7 +720,7 @@ def score_rows(
         rows.append((
             cid, run_id, fingerprint, as_of, card.total, card.band, card.grade, _enum_value(card.quadrant),
             encode_axes(card), encode_contributions(card), _iso_or_none(card.valid_until), statuses.get(cid),
-            _fast_dumps(written[cid]) if cid in written else None,
+            _fast_dumps(written[cid]) if cid in written else None, decided_under,
         ))
     return rows
 

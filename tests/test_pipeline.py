@@ -141,6 +141,28 @@ def test_a_score_the_rule_change_leaves_alone_is_not_saved_again_but_counts_as_r
     assert sync(richer, tmp_path, clock).scored == 0
 
 
+def test_a_new_write_back_mapping_reaches_contacts_whose_score_did_not_change(tmp_path, clock):
+    tenant = hot_and_cold(tmp_path)
+    sync(tenant, tmp_path, clock)
+    path = tmp_path / "acme.yaml"
+    path.write_text(path.read_text().replace("band: lp_band}", "band: lp_band, grade: lp_grade, quadrant: lp_quadrant}"))
+    summary = sync(load_tenant(path), tmp_path, clock, full=True)
+    assert (summary.scored, summary.changed) == (2, 2)
+    assert (results(tmp_path)["c1"]["lp_quadrant"], results(tmp_path)["c2"]["lp_quadrant"]) == ("follow_up_now", "leave")
+
+
+def test_a_status_changed_in_the_crm_is_decided_again_though_the_score_is_the_same(tmp_path, clock):
+    # c1 qualifies for mql, which the CRM already shows: no move. Then someone sets it back to lead.
+    views = [page_view(f"a{i}", "c1") for i in range(3)]
+    tenant = file_tenant(tmp_path, [contact("c1", "VP Sales", status="mql")], views)
+    sync(tenant, tmp_path, clock)
+    assert not results(tmp_path)["c1"].get("lifecycle")
+    write_exports(tmp_path, [contact("c1", "VP Sales", status="lead")], views)
+    summary = sync(tenant, tmp_path, clock)
+    assert (summary.scored, summary.changed) == (1, 1)
+    assert results(tmp_path)["c1"]["lifecycle"] == "mql"
+
+
 def test_time_passing_a_window_edge_rescores_the_contact(tmp_path, clock):
     tenant = file_tenant(tmp_path, [contact("c1")], [page_view("a1", "c1")])
     tenant = tenant.model_copy(update={"scoring": tenant.scoring.model_copy(update={

@@ -58,13 +58,13 @@ def seed(store: Store, *ids: str, activities=()) -> None:
 
 def test_open_creates_wal_store_with_recorded_migrations(store):
     assert store.db.journal_mode == "wal"
-    assert applied(store.db) == ["initial", "crm_facts"]
+    assert applied(store.db) == ["initial", "crm_facts", "decided_under"]
 
 
 def test_reopening_applies_no_migration_twice(tmp_path):
     Store.open(tmp_path / "s.sqlite").close()
     with Store.open(tmp_path / "s.sqlite") as again:
-        assert applied(again.db) == ["initial", "crm_facts"]
+        assert applied(again.db) == ["initial", "crm_facts", "decided_under"]
 
 
 def test_apply_page_stores_records_and_cursor_together(store):
@@ -315,20 +315,23 @@ def test_a_record_seen_again_unchanged_leaves_its_contact_alone(tmp_path):
         assert dirty() == 1
 
 
-def test_a_store_made_before_crm_facts_catches_up_and_keeps_its_data(tmp_path):
-    from core.migrations import INITIAL, migrate
+def test_a_store_made_by_the_first_schema_catches_up_and_keeps_its_data(tmp_path):
+    import sqlite_utils
+
+    from core.migrations import INITIAL, MIGRATIONS, migrate
 
     path = tmp_path / "old.sqlite"
+    old = sqlite_utils.Database(path)
+    migrate(old, (INITIAL,))
+    old.execute("INSERT INTO contacts (id, kind, updated_at) VALUES ('c1', 'contact', '2025-03-01T12:00:00.000+00:00')")
+    old.execute("""INSERT INTO scores (contact_id, fingerprint, as_of, total, band, axes, contributions)
+                   VALUES ('c1', 'fp1', '2025-03-01T12:00:00.000+00:00', 5, 'cold', '{}', '[]')""")
+    old.conn.commit()
+    old.close()
     with Store.open(path) as store:
-        seed(store, "c1")
-    import sqlite3
-
-    with sqlite3.connect(path) as db:  # as a store from before the migration existed
-        db.execute("DROP TABLE crm_facts")
-        db.execute("DELETE FROM migrations WHERE name = 'crm_facts'")
-    with Store.open(path) as store:
-        assert applied(store.db) == ["initial", "crm_facts"]
-        assert store.contact("c1") is not None
+        assert applied(store.db) == [migration.name for migration in MIGRATIONS]
+        assert store.contact("c1") is not None and store.score("c1").total == 5
         store.set_crm_fact("status_order", ["lead", "customer"])
         assert store.crm_fact("status_order") == ["lead", "customer"]
-    assert INITIAL.name == "initial" and callable(migrate)
+        [(_, _, prior)] = next(store.scoring_chunks(all=True))
+        assert prior.decided_under is None and not prior.settled("any decisions")
