@@ -10,6 +10,8 @@ in child processes, so the figures below are the rescore's own. Then it times:
   Python's sqlite3 and dropped;
 - a full rescore with the current rules: every contact read and scored again, and what changed saved (scores,
   history, the writes and tasks queued for the CRM), exactly what ``leadpulse rescore`` does after a rule change.
+  A contact whose card comes out as saved, with nothing about it or the write-back changed since, is not decided
+  again (see `core.store.PriorScore.settled`).
   With ``--first``, the store is not scored beforehand and the timed run is a first scoring, which saves
   everything. Like ``leadpulse rescore``, it reads and scores in one worker process per core (see
   `core.pipeline.scoring_workers`) while this one saves.
@@ -27,6 +29,7 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse
 import multiprocessing
+import os
 import resource
 import sqlite3
 import tempfile
@@ -113,6 +116,7 @@ def main() -> None:
         print(f"contacts: {args.contacts}, activities: {activities} (generated in {time.perf_counter() - started:.1f}s)")
         if not args.first:
             in_child(score_with, path, tenant, previous_rules(tenant.scoring), 1)
+        os.sync()  # what generating wrote reaches the disk now, not during the timed runs
         scan_seconds, rows = scan(path)
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         rescore_seconds, scored, changed = score_with(path, tenant, tenant.scoring, 2)

@@ -381,7 +381,7 @@ class ChunkVerdict:
     """What scoring one chunk decided, as saving needs it, mostly plain tuples (cheap to pass between processes)."""
 
     scored: int
-    #: the new scores, as `Store.save_score_rows` takes them
+    #: the new scores, as `Store.save_scored` takes them
     scores: list[tuple]
     #: the contacts scored again to the very result saved before
     unchanged: list[str]
@@ -448,7 +448,8 @@ class ScoringJob:
     def save(self, store: Store, verdict: ChunkVerdict) -> None:
         """Save a chunk's cards and queue the writes and tasks they call for, in one transaction.
 
-        A card equal to the saved one is not written again: its score only records this run, rules and as-of.
+        A card equal to the saved one is not written again: its score only records this run, rules, as-of and
+        decisions.
         """
         with store.transaction():
             store.save_scored(verdict.scores, verdict.unchanged, run_id=self.run_id, fingerprint=self.engine.fingerprint,

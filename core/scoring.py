@@ -226,6 +226,7 @@ class Engine:
                     last[n] = at
         return matched, last, upcoming
 
+
 #: An activity as the store holds it: (contact_id, id, kind, occurred_at, vendor_type, attributes), where
 #: `occurred_at` is a datetime or the store's ISO text and `attributes` a mapping or JSON text.
 ActivityRow = tuple[str, str, str, "datetime | str", "str | None", "Mapping[str, Any] | str"]
@@ -496,7 +497,7 @@ class _Lifecycle:
 
 
 class _Gate:
-    """A lifecycle transition compiled: its conditions checked in order of cost, the band by rank."""
+    """A lifecycle transition compiled once, its lowest band as a rank."""
 
     __slots__ = ("to", "rank", "min_total", "min_band", "bands", "grades", "quadrants", "min_axis")
 

@@ -560,11 +560,7 @@ class Store:
         contacts absent from them keep their previous ones. A history row is added for each contact whose
         total, band or status changed (or that had no score before).
         """
-        self.save_score_rows(score_rows(cards, run_id, fingerprint, statuses=statuses, written=written))
-
-    def save_score_rows(self, rows: Sequence[tuple]) -> None:
-        """`save_scores` for rows `score_rows` built (perhaps in another process), in one transaction."""
-        self.save_scored(rows)
+        self.save_scored(score_rows(cards, run_id, fingerprint, statuses=statuses, written=written))
 
     def save_scored(
         self,
@@ -614,12 +610,6 @@ class Store:
             params,
         )
         self.db.execute("UPDATE contacts SET dirty = 0 WHERE id > :after AND id <= :through AND dirty = 1", params)
-
-    def mark_rescored(self, contact_ids: Sequence[str], run_id: int | None, fingerprint: str, as_of: datetime) -> None:
-        """Record that these contacts were scored again at `as_of` under `fingerprint` with the very result saved
-        before: their scores stay, only the run, rules and as-of move on, and their dirty mark is cleared.
-        """
-        self.save_scored((), contact_ids, run_id=run_id, fingerprint=fingerprint, as_of=as_of)
 
     def _append_history(self, rows: list[tuple]) -> None:
         # Compared inside SQLite against the row about to be replaced, so saving needs no read-back in Python.
