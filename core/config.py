@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from enum import StrEnum
@@ -331,8 +332,8 @@ def _read_secret(tenant: TenantConfig, name: str, ref: SecretRef, environ: Mappi
     key_path = f"crm.secrets.{name}.{'env' if ref.env else 'file'}"
     if ref.env is not None:
         value = environ.get(ref.env)
-        if value:
-            return value
+        if value and value.strip():
+            return _one_line(tenant, key_path, f"environment variable {ref.env}", value.strip())
         expected = f"environment variable {ref.env} set for tenant {tenant.name!r} (export it, or use {{file: PATH}})"
         raise ConfigError(tenant.source_path, key_path, expected, "it unset" if value is None else "it empty")
     assert ref.file is not None
@@ -344,6 +345,18 @@ def _read_secret(tenant: TenantConfig, name: str, ref: SecretRef, environ: Mappi
         raise ConfigError(tenant.source_path, key_path, expected, exc.strerror or "it unreadable") from None
     if not value:
         raise ConfigError(tenant.source_path, key_path, f"a secret in {path}", "an empty file")
+    return _one_line(tenant, key_path, str(path), value)
+
+
+def _one_line(tenant: TenantConfig, key_path: str, where: str, value: str) -> str:
+    """`value`, if it has no line break or other control character inside (it goes into HTTP headers)."""
+    # Whitespace around a secret (the newline a file or `kubectl create secret --from-file` leaves) is stripped
+    # by the callers; one inside is a pasting mistake. Only its position is shown, never the value.
+    for position, char in enumerate(value):
+        if unicodedata.category(char) == "Cc":
+            raise ConfigError(tenant.source_path, key_path,
+                              f"a one-line secret in {where} for tenant {tenant.name!r} (set it again without "
+                              "line breaks)", f"a control character at position {position + 1}")
     return value
 
 

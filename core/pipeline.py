@@ -166,6 +166,7 @@ def sync_tenant(
     :raises ConfigError: if a secret the tenant references is missing.
     """
     secrets = tenant.resolve_secrets(environ)
+    logs.register_secrets(secrets.values())
     with Store.open(tenant.store_path(state_dir)) as store, store.lock(tenant.name):
         with recorded_run(store, tenant, clock, full=full, dry_run=dry_run) as run:
             connector = open_connector(tenant, secrets, clock)
@@ -280,12 +281,13 @@ def recorded_run(store: Store, tenant: TenantConfig, clock: Clock, *, full: bool
         log.info("run started%s%s", " (full)" if full else "", " (dry run: nothing is sent)" if dry_run else "")
         try:
             yield run
+        # An error's text may quote what a library saw (a header, a URL): it is kept and shown only redacted.
         except QuotaExhausted as exc:
-            run.outcome, run.error = RunOutcome.QUOTA_EXHAUSTED, str(exc)
+            run.outcome, run.error = RunOutcome.QUOTA_EXHAUSTED, logs.redact(str(exc))
         except ConnectorError as exc:
-            run.outcome, run.error = RunOutcome.FAILED, str(exc)
+            run.outcome, run.error = RunOutcome.FAILED, logs.redact(str(exc))
         except BaseException as exc:
-            run.outcome, run.error = RunOutcome.FAILED, f"{type(exc).__name__}: {exc}"
+            run.outcome, run.error = RunOutcome.FAILED, logs.redact(f"{type(exc).__name__}: {exc}")
             raise
         finally:
             store.finish_run(run.id, clock.now(), run.outcome.value, run.counts.as_dict(), run.error)

@@ -127,6 +127,21 @@ def test_a_missing_environment_variable_names_tenant_and_variable(tmp_path: Path
     )
 
 
+def test_an_environment_secret_loses_the_newline_a_secret_file_left_on_it(tmp_path: Path) -> None:
+    tenant = load_tenant(write(tmp_path, MINIMAL))
+    assert tenant.resolve_secrets({"ACME_TOKEN": " pat-123\n"}) == {"access_token": "pat-123"}
+
+
+def test_a_secret_with_a_line_break_inside_is_refused_without_repeating_it(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    with pytest.raises(ConfigError) as caught:
+        load_tenant(path).resolve_secrets({"ACME_TOKEN": "pat-123\npat-456"})
+    assert str(caught.value) == (
+        f"{path}: crm.secrets.access_token.env: expected a one-line secret in environment variable ACME_TOKEN for "
+        "tenant 'acme' (set it again without line breaks), found a control character at position 8"
+    )
+
+
 def test_secrets_resolve_from_a_file_beside_the_tenant_file(tmp_path: Path) -> None:
     (tmp_path / "token").write_text("pat-from-file\n")
     tenant = load_tenant(write(tmp_path, edited("{env: ACME_TOKEN}", "{file: token}")))

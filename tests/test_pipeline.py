@@ -213,6 +213,26 @@ def test_quota_exhausted_keeps_what_was_pulled_and_ends_the_run_cleanly(tmp_path
         assert store.runs()[0].outcome == "quota_exhausted"
 
 
+def test_a_run_that_fails_keeps_its_error_with_the_tenants_secret_masked(tmp_path, clock, monkeypatch):
+    from pathlib import Path
+
+    from core import logs, pipeline
+
+    def quoting_the_token(tenant, secrets, clock):
+        raise ValueError(f"Invalid header value b'{secrets['access_token']}'")
+
+    monkeypatch.setattr(pipeline, "open_connector", quoting_the_token)
+    tenant = load_tenant(Path(__file__).resolve().parent.parent / "config" / "hubspot.yaml")
+    try:
+        with pytest.raises(ValueError):
+            sync(tenant, tmp_path, clock, environ={"ACME_HUBSPOT_TOKEN": "not-a-known-shape-4711"})
+        with Store.open(tenant.store_path(tmp_path / "state")) as store:
+            [error] = [row[0] for row in store.db.execute("SELECT error FROM runs")]
+    finally:
+        logs.forget_secrets()
+    assert error == "ValueError: Invalid header value b'***'"
+
+
 def test_a_stop_request_ends_the_run_as_stopped(tmp_path, clock):
     stop = threading.Event()
     stop.set()
