@@ -61,10 +61,11 @@ class Outbox:
     # queueing -------------------------------------------------------------------------------------------
 
     def put_writes(self, writes: Sequence[PropertyWrite], run_id: int | None) -> None:
-        """Queue property writes, merging each into its key's pending row if there is one."""
+        """Queue property writes, merging each into its key's row if that one was never delivered (pending or
+        parked): the values it still owes the CRM go out with the new ones."""
         if not writes:
             return
-        pending = self._pending_payloads([w.key for w in writes])
+        pending = self._undelivered_payloads([w.key for w in writes])
         rows = []
         now = _now()
         for write in writes:
@@ -72,7 +73,8 @@ class Outbox:
             values.update(write.values)
             payload = {"contact_kind": write.contact_kind.value, "values": values}
             rows.append((write.key, write.contact_id, _encode(payload), run_id, now))
-        # A merged row keeps its attempts (the CRM refused part of it already); a done or parked row starts over.
+        # A merged pending row keeps its attempts (the CRM refused part of it already); a done or parked row starts
+        # over.
         self.db.conn.executemany(
             """INSERT INTO outbox (key, kind, contact_id, payload, state, attempts, created_run, updated_at)
                VALUES (?, 'write', ?, ?, 'pending', 0, ?, ?)
@@ -102,13 +104,13 @@ class Outbox:
         ).fetchone()
         return row[0]
 
-    def _pending_payloads(self, keys: Sequence[str]) -> dict[str, dict]:
+    def _undelivered_payloads(self, keys: Sequence[str]) -> dict[str, dict]:
         found: dict[str, dict] = {}
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
             for key, payload in self.db.execute(
-                f"SELECT key, payload FROM outbox WHERE state = 'pending' AND key IN ({marks})", chunk
+                f"SELECT key, payload FROM outbox WHERE state IN ('pending', 'parked') AND key IN ({marks})", chunk
             ):
                 found[key] = orjson.loads(payload)
         return found

@@ -265,6 +265,16 @@ def test_outbox_parks_a_row_after_the_attempt_limit(store):
     assert store.outbox.pending_writes(10, run_id=99) == []
 
 
+def test_a_new_write_revives_a_parked_one_with_the_values_it_still_owes(store):
+    store.outbox.put_writes([write("c1", lp_score=10, lp_band="hot")], run_id=1)
+    for run_id in range(1, store.outbox.max_attempts + 1):
+        store.outbox.settle([WriteResult("lp-acme-c1-props", False, error="bad")], run_id=run_id)
+    store.outbox.put_writes([write("c1", lp_score=13)], run_id=7)
+    [revived] = store.outbox.pending_writes(10, run_id=8)
+    assert revived.values == {"lp_score": 13, "lp_band": "hot"}
+    assert store.outbox.counts()[("write", "parked")] == 0
+
+
 def test_outbox_queues_a_task_key_once(store):
     store.outbox.put_tasks([task("lp-acme-c1-band-hot-1")], run_id=1)
     store.outbox.settle([WriteResult("lp-acme-c1-band-hot-1", True, remote_id="t1")], run_id=1)
