@@ -14,6 +14,10 @@ Columns (JSONL keys) understood:
   ``attributes`` object) become the activity's attributes.
 - outcomes: ``contact_id``, ``converted`` (true/false), ``converted_at``.
 
+Files are UTF-8 (a byte-order mark is allowed): a file that is not stops the run, naming its first bad line. A
+record with a value of the wrong type (an object where text belongs, a CSV row with more cells than the header) is
+skipped and recorded with its file, line and column, and the rest of the file is read.
+
 A stream's cursor is the file's content digest and the number of records already stored, so an unchanged file
 is not read again and an interrupted import resumes where it stopped.
 """
@@ -85,7 +89,7 @@ class FileConnector(Connector):
         if done is None:
             return
         parse = _PARSERS[stream]
-        records = islice(_records(path), done, None)
+        records = islice(_records(path, self.context.tenant, stream), done, None)
         while batch := list(islice(records, PAGE_SIZE)):
             done += len(batch)
             yield self._page(stream, f"{digest}:{done}", batch, parse, started_at)
@@ -98,7 +102,7 @@ class FileConnector(Connector):
                 items.append(parse(record, self.context.field_map, started_at))
             except BadRecord as exc:
                 record_id = record.get("id") if isinstance(record, dict) else None
-                skipped.append(SkippedRecord(stream, str(record_id) if record_id else where, str(exc)))
+                skipped.append(SkippedRecord(stream, _id_text(record_id) or where, f"{where}: {exc}"))
         return Page(stream, cursor, **{stream: items}, skipped=skipped)
 
     def ensure_properties(self, specs: Sequence[PropertySpec]) -> None:
@@ -161,8 +165,19 @@ def _resume_point(cursor: str | None, digest: str) -> int | None:
     return None if position == "end" else int(position)
 
 
-def _records(path: Path) -> Iterator[tuple[str, Any]]:
-    """(``file:line``, record) for each record; a JSONL line that is not an object comes as its text."""
+def _records(path: Path, tenant: str, stream: str) -> Iterator[tuple[str, Any]]:
+    """(``file:line``, record) for each record; a JSONL line that is not an object comes as its text.
+
+    :raises ConnectorError: if the file is not UTF-8, naming the first line and byte that is not.
+    """
+    try:
+        yield from _decoded_records(path)
+    except UnicodeDecodeError:
+        raise ConnectorError(tenant, f"{stream} file {path}: {_first_undecodable(path)} is not UTF-8; re-export the "
+                             "file as UTF-8 (or convert it, e.g. `iconv -f latin1 -t utf-8`) and sync again") from None
+
+
+def _decoded_records(path: Path) -> Iterator[tuple[str, Any]]:
     with open(path, newline="", encoding="utf-8-sig") as handle:
         if path.suffix.lower() == ".csv":
             for number, row in enumerate(csv.DictReader(handle), start=2):
@@ -171,6 +186,20 @@ def _records(path: Path) -> Iterator[tuple[str, Any]]:
         for number, line in enumerate(handle, start=1):
             if line.strip():
                 yield f"{path.name}:{number}", _json_line(line)
+
+
+def _first_undecodable(path: Path) -> str:
+    """Where the first byte that is not UTF-8 sits, as ``line N (byte M)``, both counted as an editor does."""
+    offset = 0
+    with open(path, "rb") as handle:
+        # Line by line is exact: a newline byte never occurs inside a multi-byte UTF-8 sequence.
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return f"line {number} (byte {offset + exc.start})"
+            offset += len(line)
+    return "a byte"  # the file changed since it was read
 
 
 def _json_line(line: str) -> Any:
@@ -182,50 +211,89 @@ def _json_line(line: str) -> Any:
 
 def _object(record: Any) -> dict[str, Any]:
     if not isinstance(record, dict):
-        raise BadRecord(record if isinstance(record, str) else f"expected an object, found {type(record).__name__}")
+        raise BadRecord(record if isinstance(record, str) else f"expected an object, found {_found(record)}")
+    if extra := record.get(None):  # csv.DictReader's key for cells beyond the header's columns
+        columns = len(record) - 1
+        raise BadRecord(f"expected {columns} cells as the header has columns, found {columns + len(extra)}")
     return {key: value for key, value in record.items() if value not in (None, "")}
 
 
-def _required(record: Mapping[str, Any], key: str) -> str:
-    value = record.get(key)
-    if value in (None, ""):
-        raise BadRecord(f"no {key}")
-    return str(value)
+def _found(value: Any) -> str:
+    """A value as an error message shows what it found: its JSON type and the start of its text."""
+    kind = {dict: "an object", list: "a list", bool: "true/false", str: "text"}.get(type(value), "a number")
+    shown = json.dumps(value, ensure_ascii=False, default=str)
+    return f"{kind} {shown if len(shown) <= 60 else shown[:57] + '...'}"
 
 
-def _time(value: Any, key: str) -> datetime:
+def _id_text(value: Any) -> str | None:
+    """A value as text when it can be an id, a name or a code: text, or a number (JSON exports write ids as numbers)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _text(row: Mapping[str, Any], key: str) -> str | None:
+    """The column's value as text, None when it is absent; an object, a list or true/false is a bad record."""
+    value = row.get(key)
+    if value is None:
+        return None
+    text = _id_text(value)
+    if text is None:
+        raise BadRecord(f"{key}: expected text, found {_found(value)}")
+    return text
+
+
+def _required(row: Mapping[str, Any], key: str) -> str:
+    text = _text(row, key)
+    if not text:
+        raise BadRecord(f"{key}: expected a value, found none")
+    return text
+
+
+def _time(row: Mapping[str, Any], key: str) -> datetime | None:
+    text = _text(row, key)
+    return None if text is None else _parsed_time(text, key)
+
+
+def _required_time(row: Mapping[str, Any], key: str) -> datetime:
+    return _parsed_time(_required(row, key), key)
+
+
+def _parsed_time(text: str, key: str) -> datetime:
     try:
-        return utc(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
+        return utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
     except ValueError:
-        raise BadRecord(f"{key} {value!r} is not an ISO 8601 time") from None
+        raise BadRecord(f"{key}: expected an ISO 8601 time, found {_found(text)}") from None
 
 
-def _flag(value: Any) -> bool:
+def _flag(row: Mapping[str, Any], key: str) -> bool:
+    value = row.get(key, False)
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
+    text = str(value).strip().lower() if isinstance(value, str | int) else None
     if text in ("true", "1", "yes", "y"):
         return True
     if text in ("false", "0", "no", "n", ""):
         return False
-    raise BadRecord(f"{value!r} is not true or false")
+    raise BadRecord(f"{key}: expected true or false, found {_found(value)}")
 
 
 def parse_contact(record: Any, field_map: Mapping[str, str], started_at: datetime) -> Contact:
     row = _object(record)
-    kind = row.get("kind", "contact")
+    kind = _text(row, "kind") or "contact"
     if kind not in _CONTACT_KINDS:
-        raise BadRecord(f"kind {kind!r} is not one of {', '.join(ContactKind)}")
-    updated = row.get("updated_at")
+        raise BadRecord(f"kind: expected one of {', '.join(ContactKind)}, found {_found(kind)}")
     return Contact(
         id=_required(row, "id"),
         kind=ContactKind(kind),
-        updated_at=_time(updated, "updated_at") if updated else started_at,
-        email=row.get("email"),
-        name=row.get("name"),
-        owner_id=str(row["owner_id"]) if "owner_id" in row else None,
-        status=row.get("status"),
-        opted_out=_flag(row.get("opted_out", False)),
+        updated_at=_time(row, "updated_at") or started_at,
+        email=_text(row, "email"),
+        name=_text(row, "name"),
+        owner_id=_text(row, "owner_id"),
+        status=_text(row, "status"),
+        opted_out=_flag(row, "opted_out"),
         fields={name: row[column] for name, column in field_map.items() if column in row},
         raw=row,
     )
@@ -233,9 +301,9 @@ def parse_contact(record: Any, field_map: Mapping[str, str], started_at: datetim
 
 def parse_activity(record: Any, field_map: Mapping[str, str], started_at: datetime) -> Activity:
     row = _object(record)
-    kind_text = str(row.get("kind", "other"))
+    kind_text = _text(row, "kind") or "other"
     kind = _KINDS.get(kind_text, ActivityKind.OTHER)
-    vendor_type = row.get("vendor_type") or (None if kind_text in _KINDS else kind_text)
+    vendor_type = _text(row, "vendor_type") or (None if kind_text in _KINDS else kind_text)
     attributes = row.get("attributes")
     if not isinstance(attributes, dict):
         attributes = {key: value for key, value in row.items() if key not in _ACTIVITY_COLUMNS}
@@ -243,7 +311,7 @@ def parse_activity(record: Any, field_map: Mapping[str, str], started_at: dateti
         id=_required(row, "id"),
         contact_id=_required(row, "contact_id"),
         kind=kind,
-        occurred_at=_time(_required(row, "occurred_at"), "occurred_at"),
+        occurred_at=_required_time(row, "occurred_at"),
         vendor_type=vendor_type,
         attributes=attributes,
     )
@@ -251,11 +319,10 @@ def parse_activity(record: Any, field_map: Mapping[str, str], started_at: dateti
 
 def parse_outcome(record: Any, field_map: Mapping[str, str], started_at: datetime) -> Outcome:
     row = _object(record)
-    converted_at = row.get("converted_at")
     return Outcome(
         contact_id=_required(row, "contact_id"),
-        converted=_flag(row.get("converted", False)),
-        converted_at=_time(converted_at, "converted_at") if converted_at else None,
+        converted=_flag(row, "converted"),
+        converted_at=_time(row, "converted_at"),
     )
 
 

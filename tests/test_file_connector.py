@@ -9,8 +9,11 @@ import pytest
 from connectors.base import ConnectorContext, ConnectorError, PropertyWrite, TaskPriority, TaskRequest, load_connector
 from connectors.file import FileConnector
 from connectors.settings import FileSettings
+from core.clock import ManualClock
 from core.model import ActivityKind, ContactKind
-from file_tenant import contact, page_view, write_exports
+from core.pipeline import RunOutcome, sync_tenant
+from core.store import Store
+from file_tenant import contact, file_tenant, page_view, results, write_exports
 
 NOW = datetime(2025, 6, 2, tzinfo=timezone.utc)
 
@@ -63,8 +66,8 @@ def test_malformed_records_are_skipped_with_their_place_and_reason(tmp_path):
     [page, _] = pull_all(connector(tmp_path), "activities")
     assert [a.id for a in page.activities] == ["a1"]
     assert [(s.record_id, s.reason) for s in page.skipped] == [
-        ("a2", "no occurred_at"),
-        ("activities.jsonl:3", "not JSON (Expecting property name enclosed in double quotes)"),
+        ("a2", "activities.jsonl:2: occurred_at: expected a value, found none"),
+        ("activities.jsonl:3", "activities.jsonl:3: not JSON (Expecting property name enclosed in double quotes)"),
     ]
 
 
@@ -123,3 +126,92 @@ def test_outcomes_csv_is_read(folder):
     (folder / "outcomes.csv").write_text("contact_id,converted,converted_at\nc1,true,2025-05-20T00:00:00Z\nc2,false,\n")
     [page, _] = pull_all(connector(folder, outcomes="outcomes.csv"), "outcomes")
     assert [(o.contact_id, o.converted) for o in page.outcomes] == [("c1", True), ("c2", False)]
+
+
+def append_lines(path: Path, *records: dict) -> None:
+    with open(path, "a") as handle:
+        handle.writelines(json.dumps(record) + "\n" for record in records)
+
+
+@pytest.mark.parametrize(("column", "value", "found"), [
+    ("vendor_type", {"x": 1}, 'an object {"x": 1}'),
+    ("kind", ["call"], 'a list ["call"]'),
+    ("contact_id", {"id": "c1"}, 'an object {"id": "c1"}'),
+    ("id", True, "true/false true"),
+])
+def test_an_activity_with_a_non_text_value_in_a_text_column_is_skipped_naming_file_line_and_column(tmp_path, column, value, found):
+    write_exports(tmp_path, [contact("c1")], [page_view("a1", "c1")])
+    append_lines(tmp_path / "activities.jsonl", {**page_view("a2", "c1"), column: value}, page_view("a3", "c1"))
+    [page, _] = pull_all(connector(tmp_path), "activities")
+    assert [a.id for a in page.activities] == ["a1", "a3"]
+    [skipped] = page.skipped
+    assert skipped.reason == f"activities.jsonl:2: {column}: expected text, found {found}"
+    assert skipped.record_id == ("activities.jsonl:2" if column == "id" else "a2")
+
+
+@pytest.mark.parametrize("column", ["email", "name", "owner_id", "status", "kind"])
+def test_a_jsonl_contact_with_an_object_in_a_text_column_is_skipped_naming_the_column(tmp_path, column):
+    rows = [contact("c1"), {**contact("c2"), column: {"nested": True}}]
+    (tmp_path / "contacts.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    [page, _] = pull_all(connector(tmp_path, contacts="contacts.jsonl"), "contacts")
+    assert [c.id for c in page.contacts] == ["c1"]
+    assert [(s.record_id, s.reason) for s in page.skipped] == [
+        ("c2", f'contacts.jsonl:2: {column}: expected text, found an object {{"nested": true}}'),
+    ]
+
+
+def test_numbers_in_id_columns_are_read_as_text(tmp_path):
+    write_exports(tmp_path, [contact("c1")], [{**page_view("a1", "c1"), "id": 17, "contact_id": 4021}])
+    [page, _] = pull_all(connector(tmp_path), "activities")
+    assert [(a.id, a.contact_id) for a in page.activities] == [("17", "4021")]
+
+
+def test_a_flag_that_is_not_true_or_false_is_skipped_naming_the_column(tmp_path):
+    (tmp_path / "outcomes.csv").write_text("contact_id,converted\nc1,maybe\nc2,yes\n")
+    [page, _] = pull_all(connector(tmp_path, outcomes="outcomes.csv"), "outcomes")
+    assert [o.contact_id for o in page.outcomes] == ["c2"]
+    assert [s.reason for s in page.skipped] == ['outcomes.csv:2: converted: expected true or false, found text "maybe"']
+
+
+def test_a_csv_row_with_more_cells_than_the_header_is_skipped(folder):
+    with open(folder / "contacts.csv", "a") as handle:
+        handle.write("c3,c3@example.com,Person c3,o1,,2025-05-01T00:00:00Z,Engineer,EXTRA\n")
+    [page, _] = pull_all(connector(folder), "contacts")
+    assert [c.id for c in page.contacts] == ["c1", "c2"]
+    assert [(s.record_id, s.reason) for s in page.skipped] == [
+        ("c3", "contacts.csv:4: expected 7 cells as the header has columns, found 8"),
+    ]
+
+
+def test_a_file_that_is_not_utf8_is_a_connector_error_naming_its_line_and_byte(folder):
+    before = (folder / "contacts.csv").stat().st_size
+    with open(folder / "contacts.csv", "ab") as handle:
+        handle.write(b"c3,c3@example.com,Jos\xe9,o1,,2025-05-01T00:00:00Z,Engineer\n")
+    expected = rf"tenant 'acme': contacts file .*contacts.csv: line 4 \(byte {before + 21}\) is not UTF-8; re-export the file as UTF-8"
+    with pytest.raises(ConnectorError, match=expected):
+        pull_all(connector(folder), "contacts")
+
+
+def test_a_bad_value_skips_its_record_and_the_run_imports_and_writes_the_rest(tmp_path):
+    tenant = file_tenant(tmp_path, [contact("c1", "VP Sales")], [page_view("a1", "c1")])
+    append_lines(tmp_path / "activities.jsonl", {**page_view("a2", "c1"), "vendor_type": {"x": 1}}, page_view("a3", "c1"))
+    summary = sync_tenant(tenant, state_dir=tmp_path / "state", clock=ManualClock(NOW))
+    assert summary.outcome == RunOutcome.SUCCEEDED
+    assert results(tmp_path)["c1"]["lp_band"] == "hot"
+    with Store.open(tenant.store_path(tmp_path / "state")) as store:
+        assert store.db.execute("SELECT id FROM activities ORDER BY id").fetchall() == [("a1",), ("a3",)]
+        assert store.db.execute("SELECT record_id, reason FROM skipped").fetchall() == [
+            ("a2", 'activities.jsonl:2: vendor_type: expected text, found an object {"x": 1}'),
+        ]
+
+
+def test_a_bad_record_appended_later_keeps_what_was_stored_and_imports_the_new_good_records(tmp_path):
+    tenant = file_tenant(tmp_path, [contact("c1", "VP Sales")], [page_view("a1", "c1")])
+    state = tmp_path / "state"
+    sync_tenant(tenant, state_dir=state, clock=ManualClock(NOW))
+    append_lines(tmp_path / "activities.jsonl", {**page_view("a2", "c1"), "contact_id": ["c1"]}, page_view("a3", "c1"))
+    summary = sync_tenant(tenant, state_dir=state, clock=ManualClock(NOW))
+    assert summary.outcome == RunOutcome.SUCCEEDED
+    with Store.open(tenant.store_path(state)) as store:
+        assert store.db.execute("SELECT id FROM activities ORDER BY id").fetchall() == [("a1",), ("a3",)]
+        assert store.db.execute("SELECT id FROM contacts").fetchall() == [("c1",)]
