@@ -4,8 +4,9 @@ Point the SDK here with ``HubSpot(access_token=sb.credentials["access_token"], h
 
 Served: contacts (list, get, update, search, batch read, batch update), the five engagement
 objects (calls, emails, meetings, notes, tasks: list with ``associations=contacts``, get,
-create, batch create, search), properties and property groups (list, get, create),
-associations v4 (batch read, list), and owners. Contact ids are ``index + 1``; engagement ids are
+create, batch create, search), properties (list, get, create, update: ``options`` replaces the
+whole list, as HubSpot does) and property groups (list, get, create), associations v4 (batch
+read, list), and owners. Contact ids are ``index + 1``; engagement ids are
 those of :mod:`sandbox.synth` (derivable from the contact, so listing pages without storing).
 
 Behaviour worth knowing:
@@ -48,6 +49,9 @@ CATEGORIES = {400: "VALIDATION_ERROR", 401: "INVALID_AUTHENTICATION", 403: "MISS
               404: "OBJECT_NOT_FOUND", 409: "CONFLICT", 429: "RATE_LIMITS", 500: "INTERNAL_ERROR",
               502: "INTERNAL_ERROR", 503: "SERVICE_UNAVAILABLE", 504: "TIMEOUT"}
 READ_ONLY = {"hs_object_id", "createdate", "lastmodifieddate", "hs_createdate", "hs_lastmodifieddate"}
+#: what a property PATCH may change (the spec's PropertyUpdate)
+UPDATABLE = frozenset({"label", "description", "groupName", "type", "fieldType", "options", "displayOrder", "hidden",
+                       "formField", "calculationFormula"})
 LIST_LIMIT, BATCH_LIMIT, ASSOCIATION_BATCH_LIMIT = 100, 100, 1000
 
 
@@ -454,6 +458,18 @@ class HubSpot(Vendor):
         prop = definition(body["name"], body["label"], body["type"], body["fieldType"], body["groupName"], options,
                           description=body.get("description", ""), hubspotDefined=False)
         return Response(201, self.catalogue.add_property(object_type, prop))
+
+    @route("PATCH", "/crm/v3/properties/{object_type}/{property_name}", name="properties.update")
+    def update_property(self, request: Request):
+        """A partial update: the fields given replace the stored ones; ``options`` replaces the whole list."""
+        object_type, name, body = request.params["object_type"], request.params["property_name"], request.json() or {}
+        if name not in self._catalogue(object_type):
+            raise self.error(404, f"Unable to find property {name}")
+        changes = {k: v for k, v in body.items() if k in UPDATABLE}
+        if "options" in changes:
+            changes["options"] = [{"hidden": False, "description": "", "displayOrder": n, **o}
+                                  for n, o in enumerate(changes["options"] or [])]
+        return self.catalogue.update_property(object_type, name, changes)
 
     @route("GET", "/crm/v3/properties/{object_type}/groups", name="groups.list")
     def list_groups(self, request: Request):

@@ -336,6 +336,11 @@ class Catalogue:
             self.properties[object_type][prop["name"]] = prop
         return prop
 
+    def update_property(self, object_type: str, name: str, changes: dict) -> dict:
+        with self._lock:
+            prop = self.properties[object_type][name] = {**self.properties[object_type][name], **changes}
+        return prop
+
     def add_group(self, object_type: str, name: str, label: str, order: int = -1) -> dict:
         group = self._group(name, label, order)
         with self._lock:

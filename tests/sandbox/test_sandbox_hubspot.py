@@ -8,7 +8,7 @@ from hubspot.crm.associations.v4 import BatchInputPublicFetchAssociationsBatchRe
 from hubspot.crm.contacts import (ApiException, BatchInputSimplePublicObjectBatchInput,
                                   BatchReadInputSimplePublicObjectId, PublicObjectSearchRequest)
 from hubspot.crm.objects.tasks import BatchInputSimplePublicObjectBatchInputForCreate, SimplePublicObjectInputForCreate
-from hubspot.crm.properties import PropertyCreate, PropertyGroupCreate
+from hubspot.crm.properties import OptionInput, PropertyCreate, PropertyGroupCreate, PropertyUpdate
 
 from sandbox import Sandbox
 from sandbox.limits import ManualClock
@@ -173,6 +173,29 @@ def test_creating_an_existing_property_answers_409(client):
         client.crm.properties.core_api.create("contacts", PropertyCreate(
             name="email", label="Email", type="string", field_type="text", group_name="contactinformation"))
     assert refused.value.status == 409
+
+
+def test_a_property_update_replaces_its_options_and_writes_then_take_the_new_ones(client, sb):
+    client.crm.properties.groups_api.create("contacts", PropertyGroupCreate(name="leadpulse", label="leadpulse"))
+    client.crm.properties.core_api.create("contacts", PropertyCreate(
+        name="leadpulse_band", label="Lead band", type="enumeration", field_type="select", group_name="leadpulse",
+        options=[OptionInput(label="cold", value="cold", hidden=False)]))
+    updated = client.crm.properties.core_api.update("contacts", "leadpulse_band", PropertyUpdate(
+        options=[OptionInput(label="warm", value="warm", hidden=False), OptionInput(label="hot", value="hot", hidden=False)]))
+    assert [o.value for o in updated.options] == ["warm", "hot"]
+    client.crm.contacts.batch_api.update(BatchInputSimplePublicObjectBatchInput(
+        inputs=[{"id": "9", "properties": {"leadpulse_band": "hot"}}]))
+    with pytest.raises(ApiException) as refused:
+        client.crm.contacts.batch_api.update(BatchInputSimplePublicObjectBatchInput(
+            inputs=[{"id": "9", "properties": {"leadpulse_band": "cold"}}]))
+    assert refused.value.status == 400
+
+
+def test_a_property_update_answer_matches_the_spec_and_an_unknown_property_answers_404(sb):
+    answer = raw(sb, "PATCH", "/crm/v3/properties/contacts/industry", json={"label": "Sector"})
+    assert answer.status_code == 200 and answer.json()["label"] == "Sector"
+    check("properties.json", "/crm/v3/properties/{objectType}/{propertyName}", "patch", "200", answer.json())
+    assert raw(sb, "PATCH", "/crm/v3/properties/contacts/no_such_property", json={"label": "x"}).status_code == 404
 
 
 @pytest.mark.parametrize("object_type", ["calls", "emails", "meetings", "notes", "tasks"])
