@@ -176,9 +176,10 @@ class Engine:
     def decide_status(self, contact: Contact, card: ScoreCard, last_set: Lifecycle | None) -> StatusChange | None:
         """The lifecycle move this score calls for, or None.
 
-        Moves only forward, unless the tenant allows demotion and the CRM still holds the status leadpulse set
-        last (`last_set`): a status a person set in the CRM is never replaced by a lower one. A CRM value the
-        tenant's map and status order cannot rank is left alone.
+        Moves only forward, past both the CRM's status and the one leadpulse set last (`last_set`), unless the
+        tenant allows demotion and the CRM still holds `last_set`: a status a person set in the CRM is never
+        replaced by a lower one, and a move leadpulse made is not made again. A CRM value the tenant's map and
+        status order cannot rank is left alone.
         """
         return self._lifecycle.decide(contact.status, card, last_set) if self._lifecycle else None
 
@@ -476,6 +477,10 @@ class _Lifecycle:
     def decide(self, status: str | None, card: ScoreCard, last_set: Lifecycle | None) -> StatusChange | None:
         target = self._target(card)
         if target is None:
+            return None
+        if last_set is not None and target.rank <= last_set.rank and not self.config.allow_demotion:
+            # Forward only, from where leadpulse itself last moved the contact, whatever the CRM shows now: the
+            # write may not have landed yet (or is off), or a person set the contact back, which is theirs to do.
             return None
         if not status:
             return StatusChange(None, target, self.config.values[target])

@@ -63,6 +63,17 @@ def test_a_falling_score_never_moves_a_status_back() -> None:
     assert decide(engine(), "salesqualifiedlead", 1, last_set=Lifecycle.SQL) is None
 
 
+def test_leadpulse_never_moves_a_contact_back_below_the_status_it_set_last_though_the_crm_lags() -> None:
+    # leadpulse set SQL, which the CRM has not taken (write off, refused or not yet sent); the score falls to MQL
+    assert decide(engine(), "lead", 7, last_set=Lifecycle.SQL) is None
+
+
+def test_a_move_leadpulse_already_made_is_not_made_again_after_a_person_set_the_contact_back() -> None:
+    assert decide(engine(), "lead", 7, last_set=Lifecycle.MQL) is None
+    assert decide(engine(), "lead", 12, last_set=Lifecycle.MQL) == StatusChange(
+        Lifecycle.LEAD, Lifecycle.SQL, "salesqualifiedlead")
+
+
 def test_demotion_when_allowed_lowers_a_status_leadpulse_set() -> None:
     change = decide(engine(allow_demotion=True), "salesqualifiedlead", 7, last_set=Lifecycle.SQL)
     assert change == StatusChange(Lifecycle.SQL, Lifecycle.MQL, "marketingqualifiedlead")
