@@ -84,7 +84,8 @@ DECIDED_UNDER = Migration(
     (
         # The fingerprint of what turns a score into CRM writes and tasks (lifecycle, bands, write-back, task
         # policy) when the score was saved: a contact whose inputs and score are unchanged since then needs no
-        # new decision. NULL (a score saved before) always decides again.
+        # new decision, and one decided under another fingerprint is due again. NULL (a score saved before this
+        # migration) is due once.
         "ALTER TABLE scores ADD COLUMN decided_under TEXT",
     ),
 )

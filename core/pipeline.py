@@ -227,8 +227,10 @@ def scoring_in_crm_order(tenant: TenantConfig, order: Sequence[str] | None) -> S
 def rescore_tenant(tenant: TenantConfig, *, state_dir: Path, clock: Clock = SystemClock(), full: bool = True) -> RunSummary:
     """Score the stored contacts again with the tenant's current rules, offline; the outbox gets what changed."""
     with Store.open(tenant.store_path(state_dir)) as store, store.lock(tenant.name):
+        # The CRM's status order as the last sync read it: the same rules, so the same fingerprint, as a sync.
+        engine = Engine(scoring_in_crm_order(tenant, store.crm_fact(STATUS_ORDER)))
         with recorded_run(store, tenant, clock, full=full, dry_run=True) as run:
-            score_contacts(store, tenant, Engine(tenant.scoring), run_id=run.id, as_of=run.started_at, full=full,
+            score_contacts(store, tenant, engine, run_id=run.id, as_of=run.started_at, full=full,
                            counts=run.counts, workers=scoring_workers())
     return run.summary()
 
@@ -415,7 +417,7 @@ class ScoringJob:
         """Each chunk's verdict, in id order; with several `workers` for a large selection (see `score_contacts`)."""
         if workers > 1:
             bounds = list(store.scoring_bounds(self.full, as_of=self.as_of, fingerprint=self.engine.fingerprint,
-                                               chunk_size=self.chunk_size))
+                                               decisions=self.decisions, chunk_size=self.chunk_size))
             if len(bounds) >= PARALLEL_MIN_CHUNKS:
                 yield from self._in_workers(store.path, bounds, workers)
                 return
@@ -424,7 +426,7 @@ class ScoringJob:
     def read(self, store: Store, after: str = "", through: str | None = None) -> Iterator[ChunkVerdict]:
         """Score and decide the due contacts with ids in ``(after, through]``, a chunk at a time."""
         due = store.scoring_chunks(self.full, as_of=self.as_of, fingerprint=self.engine.fingerprint,
-                                   chunk_size=self.chunk_size, after=after, through=through)
+                                   decisions=self.decisions, chunk_size=self.chunk_size, after=after, through=through)
         for chunk in due:
             decided = [
                 (contact, decide(self.tenant, self.engine, contact, activities, before, self.as_of, self.decisions))

@@ -463,6 +463,7 @@ class Store:
         *,
         as_of: datetime | None = None,
         fingerprint: str | None = None,
+        decisions: str | None = None,
         chunk_size: int = 1000,
         priors: bool = True,
         after: str = "",
@@ -471,13 +472,15 @@ class Store:
         """What `contacts_to_score` selects, a chunk at a time: each contact with its activity rows (in id order)
         and, with `priors`, its saved score. What a rescore reads, without building an `Activity` per row.
 
-        Only contacts with an id above `after` and, when given, at or below `through` (see `scoring_bounds`).
+        With `decisions`, contacts whose score was decided under another decisions fingerprint (see
+        `PriorScore.settled`) are selected too. Only contacts with an id above `after` and, when given, at or
+        below `through` (see `scoring_bounds`).
         """
-        where = self._selection(all, as_of, fingerprint)
+        where = self._selection(all, as_of, fingerprint, decisions)
         upto = " AND c.id <= :through" if through is not None else ""
         while True:
             params = {"after": after, "through": through, "n": chunk_size, "as_of": iso(as_of) if as_of else None,
-                      "fp": fingerprint}
+                      "fp": fingerprint, "decisions": decisions}
             rows = self.db.execute(
                 f"""SELECT {_CONTACT_COLUMNS}, {_PRIOR_COLUMNS} FROM contacts c LEFT JOIN scores s ON s.contact_id = c.id
                     WHERE c.id > :after{upto} AND ({where}) ORDER BY c.id LIMIT :n""",
@@ -490,13 +493,19 @@ class Store:
             after = rows[-1][0]
 
     def scoring_bounds(
-        self, all: bool = False, *, as_of: datetime | None = None, fingerprint: str | None = None, chunk_size: int = 1000
+        self,
+        all: bool = False,
+        *,
+        as_of: datetime | None = None,
+        fingerprint: str | None = None,
+        decisions: str | None = None,
+        chunk_size: int = 1000,
     ) -> Iterator[tuple[str, str]]:
         """The `scoring_chunks` selection cut into id ranges ``(after, through]`` of `chunk_size` contacts each, so
         separate readers can share it out. Only ids are read, one at a time.
         """
-        where = self._selection(all, as_of, fingerprint)
-        params = {"as_of": iso(as_of) if as_of else None, "fp": fingerprint}
+        where = self._selection(all, as_of, fingerprint, decisions)
+        params = {"as_of": iso(as_of) if as_of else None, "fp": fingerprint, "decisions": decisions}
         found = self.db.execute(
             f"SELECT c.id FROM contacts c LEFT JOIN scores s ON s.contact_id = c.id WHERE {where} ORDER BY c.id", params
         )
@@ -510,12 +519,14 @@ class Store:
             yield after, last
 
     @staticmethod
-    def _selection(all: bool, as_of: datetime | None, fingerprint: str | None) -> str:
+    def _selection(all: bool, as_of: datetime | None, fingerprint: str | None, decisions: str | None = None) -> str:
         if all:
             return "1"
         terms = ["c.dirty = 1", "s.contact_id IS NULL"]
         if fingerprint is not None:
             terms.append("s.fingerprint != :fp")
+        if decisions is not None:
+            terms.append("s.decided_under IS NOT :decisions")
         if as_of is not None:
             terms.append("s.valid_until <= :as_of")
         return " OR ".join(terms)

@@ -141,12 +141,12 @@ def test_a_score_the_rule_change_leaves_alone_is_not_saved_again_but_counts_as_r
     assert sync(richer, tmp_path, clock).scored == 0
 
 
-def test_a_new_write_back_mapping_reaches_contacts_whose_score_did_not_change(tmp_path, clock):
+def test_a_new_write_back_mapping_reaches_every_contact_at_the_next_sync(tmp_path, clock):
     tenant = hot_and_cold(tmp_path)
     sync(tenant, tmp_path, clock)
     path = tmp_path / "acme.yaml"
     path.write_text(path.read_text().replace("band: lp_band}", "band: lp_band, grade: lp_grade, quadrant: lp_quadrant}"))
-    summary = sync(load_tenant(path), tmp_path, clock, full=True)
+    summary = sync(load_tenant(path), tmp_path, clock)
     assert (summary.scored, summary.changed) == (2, 2)
     assert (results(tmp_path)["c1"]["lp_quadrant"], results(tmp_path)["c2"]["lp_quadrant"]) == ("follow_up_now", "leave")
 
@@ -248,6 +248,20 @@ def test_rescore_changes_the_store_but_sends_nothing(tmp_path, clock):
     summary = rescore_tenant(richer, state_dir=tmp_path / "state", clock=clock)
     assert (summary.scored, summary.changed, summary.written) == (2, 2, 0)
     assert results(tmp_path)["c2"]["lp_score"] == "3"
+
+
+def test_a_rescore_ranks_statuses_as_the_crm_orders_them_so_the_next_sync_has_nothing_to_redo(tmp_path, clock, monkeypatch):
+    from core import pipeline
+
+    class Ordered(FileConnector):
+        def status_order(self):
+            return ["subscriber", "lead", "opportunity", "mql", "sql"]
+
+    monkeypatch.setattr(pipeline, "load_connector", lambda kind: Ordered)
+    tenant = hot_and_cold(tmp_path)
+    sync(tenant, tmp_path, clock)
+    assert rescore_tenant(tenant, state_dir=tmp_path / "state", clock=clock, full=False).scored == 0
+    assert sync(tenant, tmp_path, clock).scored == 0
 
 
 def test_compare_counts_band_moves_under_proposed_rules(tmp_path, clock):
