@@ -539,7 +539,8 @@ def decisions_fingerprint(tenant: TenantConfig, engine: Engine) -> str:
         "lifecycle": engine.config.lifecycle.model_dump(mode="json") if engine.config.lifecycle else None,
         "bands": engine.band_names,
         "writeback": tenant.writeback.model_dump(mode="json"),
-        "tasks": tenant.tasks.model_dump(mode="json"),
+        # what a task says and when it is due are set when it is queued: they call for no new decision
+        "tasks": tenant.tasks.model_dump(mode="json", include={"enabled", "on_bands", "on_statuses"}),
     }
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
 
