@@ -10,6 +10,7 @@ import tempfile
 from collections import Counter
 from itertools import islice
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -130,22 +131,49 @@ def sync(tenant_name: str | None, all_tenants: bool, dry_run: bool, full: bool, 
     else:
         tenants, errors = [load_named(config_dir, tenant_name)], []
     logs.configure()
-    summaries = [_sync_one(tenant, state_dir, dry_run=dry_run, full=full) for tenant in tenants]
-    print_summaries(summaries)
-    if errors or any(summary.outcome == RunOutcome.FAILED for summary in summaries):
+    summaries, not_started = _sync_each(tenants, state_dir, dry_run=dry_run, full=full)
+    if not_started and not all_tenants:
+        raise click.ClickException(not_started[0].reason)
+    print_summaries(summaries, not_started=not_started)
+    if errors or not_started or any(summary.outcome == RunOutcome.FAILED for summary in summaries):
         raise SystemExit(1)
 
 
+#: what stops a tenant's run before it begins: a secret missing, its run lock held, its store unreadable
+_CANNOT_START = (StoreError, ConfigError)
+
+
+@dataclass(frozen=True)
+class NotStarted:
+    """A tenant whose run could not begin, and why (the error names the tenant and what to do)."""
+
+    tenant: str
+    reason: str
+
+
+NOT_STARTED = "not started"
+
+
+def _sync_each(tenants: Sequence[TenantConfig], state_dir: Path, *, dry_run: bool,
+               full: bool) -> tuple[list[RunSummary], list[NotStarted]]:
+    """Sync the tenants one after another; one that cannot start is noted and the others still run."""
+    summaries: list[RunSummary] = []
+    not_started: list[NotStarted] = []
+    for tenant in tenants:
+        try:
+            summaries.append(_sync_one(tenant, state_dir, dry_run=dry_run, full=full))
+        except _CANNOT_START as exc:
+            not_started.append(NotStarted(tenant.name, str(exc)))
+    return summaries, not_started
+
+
 def _sync_one(tenant: TenantConfig, state_dir: Path, *, dry_run: bool, full: bool) -> RunSummary:
-    try:
-        logs.register_secrets(tenant.resolve_secrets().values())
-        with terminal_progress(console, tenant.name) as progress:
-            summary = sync_tenant(tenant, state_dir=state_dir, dry_run=dry_run, full=full, progress=progress)
-    except (StoreError, ConfigError) as exc:
-        raise click.ClickException(str(exc)) from None
+    logs.register_secrets(tenant.resolve_secrets().values())
+    with terminal_progress(console, tenant.name) as progress:
+        summary = sync_tenant(tenant, state_dir=state_dir, dry_run=dry_run, full=full, progress=progress)
     if dry_run:
         with open_store(tenant, state_dir) as store:
-            console.print(pending_table(store, tenant))
+            console.print(pending_table(store, tenant, run_id=summary.run_id))
     return summary
 
 
@@ -258,31 +286,41 @@ def _demo_from_export(tenant: TenantConfig, state_dir: Path) -> TenantConfig:
 # rendering ---------------------------------------------------------------------------------------------
 
 
-def summary_table(summaries: Sequence[RunSummary], title: str = "sync") -> Table:
+def summary_table(summaries: Sequence[RunSummary], title: str = "sync", *,
+                  not_started: Sequence[NotStarted] = ()) -> Table:
     table = Table("tenant", "run", "outcome", "pulled", "scored", "changed", "written", "tasks", "API calls", "429s",
                   "seconds", title=title)
     for s in summaries:
         counts = (s.pulled, s.scored, s.changed, s.written, s.tasks, s.api_calls, s.rate_limited)
         table.add_row(s.tenant, str(s.run_id), s.outcome.value, *(str(n) for n in counts), f"{s.seconds:.2f}")
+    for n in not_started:
+        table.add_row(n.tenant, "-", NOT_STARTED, *["-"] * 8)
     return table
 
 
-def print_summaries(summaries: Sequence[RunSummary], title: str = "sync") -> None:
-    """The runs' table, then each run's error in full (a table cell would cut it)."""
-    console.print(summary_table(summaries, title))
+def print_summaries(summaries: Sequence[RunSummary], title: str = "sync", *,
+                    not_started: Sequence[NotStarted] = ()) -> None:
+    """The runs' table, then each run's error in full (a table cell would cut it), and why any tenant did not start."""
+    console.print(summary_table(summaries, title, not_started=not_started))
     for s in summaries:
         if s.error:
             console.print(f"[red]{s.outcome.value}[/red] {s.error}", highlight=False, soft_wrap=True)
+    for n in not_started:
+        console.print(f"[red]{NOT_STARTED}[/red] {n.reason}", highlight=False, soft_wrap=True)
 
 
-def pending_table(store: Store, tenant: TenantConfig, shown: int = 15) -> Table:
-    """What the CRM would be sent: the first pending writes and tasks, and how many there are in all."""
+def pending_table(store: Store, tenant: TenantConfig, *, run_id: int, shown: int = 15) -> Table:
+    """What the CRM would be sent: the first pending writes and tasks, and how many there are in all.
+
+    `run_id` is the dry run's: the outbox lists the pending rows not tried in a given run, and a dry run tries
+    none, so every pending row is listed, the ones never tried included.
+    """
     counts = store.outbox.counts()
     writes, tasks = counts.get(("write", "pending"), 0), counts.get(("task", "pending"), 0)
     table = Table("contact", "would write", title=f"{tenant.name}: dry run, {writes} writes and {tasks} tasks not sent")
-    for write in store.outbox.pending_writes(shown, run_id=None):
+    for write in store.outbox.pending_writes(shown, run_id=run_id):
         table.add_row(write.contact_id, ", ".join(f"{name}={value}" for name, value in write.values.items()))
-    for task in store.outbox.pending_tasks(shown, run_id=None):
+    for task in store.outbox.pending_tasks(shown, run_id=run_id):
         table.add_row(task.contact_id, f"task for owner {task.owner_id or '-'}: {task.subject}")
     return table
 

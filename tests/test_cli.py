@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from core import cli
+from core.store import Store
 from file_tenant import contact, file_tenant, page_view
 
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config"
@@ -151,3 +152,57 @@ def test_sync_of_a_crm_with_no_connector_installed_fails_clearly_without_a_trace
     assert result.exit_code == 1
     assert "tenant 'globex-salesforce'" in result.output and "crm.kind 'salesforce' has no connector" in result.output
     assert "Traceback" not in result.output and "pw-123456" not in result.output
+
+
+def table_rows(output: str) -> list[list[str]]:
+    """The cells of every row of the tables in `output`, stripped."""
+    return [[cell.strip() for cell in line.split("│")[1:-1]] for line in output.splitlines() if line.startswith("│")]
+
+
+@pytest.fixture
+def unset_token_tenant(env, monkeypatch):
+    """A HubSpot tenant, first in name order, whose token's environment variable is unset."""
+    monkeypatch.delenv("ACME_HUBSPOT_TOKEN", raising=False)
+    (env / "0-hubspot.yaml").write_text((REPO_CONFIG / "hubspot.yaml").read_text())
+    return "acme-hubspot"
+
+
+def test_sync_all_reports_a_tenant_whose_secret_is_missing_and_syncs_the_others(env, unset_token_tenant, tmp_path):
+    result = run("sync", "--all")
+    assert result.exit_code == 1
+    assert (tmp_path / "state" / "acme.sqlite").exists()
+    rows = table_rows(result.output)
+    assert ["acme-hubspot", "-", "not started", *["-"] * 8] in rows
+    assert [row[:3] for row in rows if row[0] == "acme"] == [["acme", "1", "succeeded"]]
+    assert "\nnot started " in result.output and "for tenant 'acme-hubspot'" in result.output
+    assert "expected environment variable ACME_HUBSPOT_TOKEN set" in result.output
+
+
+def test_sync_all_reports_a_tenant_whose_run_lock_is_held_and_syncs_the_others(env, tmp_path):
+    file_tenant(env, [contact("c1")], [], name="beta")
+    store_path = tmp_path / "state" / "acme.sqlite"
+    store_path.parent.mkdir()
+    with Store.open(store_path) as store, store.lock("acme"):
+        result = run("sync", "--all")
+    assert result.exit_code == 1
+    rows = table_rows(result.output)
+    assert [row[:3] for row in rows] == [["beta", "1", "succeeded"], ["acme", "-", "not started"]]
+    assert "\nnot started tenant 'acme': another run holds" in result.output
+
+
+def test_sync_of_one_tenant_whose_secret_is_missing_fails_with_its_error_alone(env, unset_token_tenant):
+    result = run("sync", "--tenant", "acme-hubspot")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and "ACME_HUBSPOT_TOKEN" in result.output
+    assert "not started" not in result.output
+
+
+def test_sync_dry_run_lists_the_pending_writes_and_tasks(env):
+    result = run("sync", "--dry-run")
+    assert result.exit_code == 0
+    assert "acme: dry run, 2 writes and 1 tasks not sent" in result.output
+    assert table_rows(result.output)[:3] == [
+        ["c1", "lifecycle=mql, lp_band=hot, lp_score=13.0"],
+        ["c2", "lifecycle=lead, lp_band=cold, lp_score=3.0"],
+        ["c1", "task for owner o1: Call Person c1: 13"],
+    ]
