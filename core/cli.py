@@ -5,6 +5,7 @@ Each command is a thin shell over `core.config`, `core.pipeline` and `core.store
 
 from __future__ import annotations
 
+import logging
 import sys
 import tempfile
 from collections import Counter
@@ -35,6 +36,7 @@ DEMO_TENANT = "demo-file"
 DEMO_AS_OF = datetime(2025, 6, 2, tzinfo=timezone.utc)
 
 # Piped output (CI logs, the README) gets room for the explanation tables instead of 80 columns.
+log = logging.getLogger("leadpulse.cli")
 console = Console() if sys.stdout.isatty() else Console(width=120)
 
 config_dir_option = click.option(
@@ -131,11 +133,11 @@ def sync(tenant_name: str | None, all_tenants: bool, dry_run: bool, full: bool, 
     else:
         tenants, errors = [load_named(config_dir, tenant_name)], []
     logs.configure()
-    summaries, not_started = _sync_each(tenants, state_dir, dry_run=dry_run, full=full)
-    if not_started and not all_tenants:
-        raise click.ClickException(not_started[0].reason)
-    print_summaries(summaries, not_started=not_started)
-    if errors or not_started or any(summary.outcome == RunOutcome.FAILED for summary in summaries):
+    summaries, unfinished = _sync_each(tenants, state_dir, dry_run=dry_run, full=full)
+    if unfinished and not all_tenants:
+        raise click.ClickException(unfinished[0].reason)
+    print_summaries(summaries, unfinished=unfinished)
+    if errors or unfinished or any(summary.outcome == RunOutcome.FAILED for summary in summaries):
         raise SystemExit(1)
 
 
@@ -144,10 +146,12 @@ _CANNOT_START = (StoreError, ConfigError)
 
 
 @dataclass(frozen=True)
-class NotStarted:
-    """A tenant whose run could not begin, and why (the error names the tenant and what to do)."""
+class Unfinished:
+    """A tenant whose run could not begin (`outcome` "not started") or broke off on a fault in leadpulse or a
+    library ("failed"), and why: the error, which names the tenant and what to do, with secrets masked."""
 
     tenant: str
+    outcome: str
     reason: str
 
 
@@ -155,16 +159,21 @@ NOT_STARTED = "not started"
 
 
 def _sync_each(tenants: Sequence[TenantConfig], state_dir: Path, *, dry_run: bool,
-               full: bool) -> tuple[list[RunSummary], list[NotStarted]]:
-    """Sync the tenants one after another; one that cannot start is noted and the others still run."""
+               full: bool) -> tuple[list[RunSummary], list[Unfinished]]:
+    """Sync the tenants one after another; one that cannot start or breaks off is noted and the others still run."""
     summaries: list[RunSummary] = []
-    not_started: list[NotStarted] = []
+    unfinished: list[Unfinished] = []
     for tenant in tenants:
         try:
             summaries.append(_sync_one(tenant, state_dir, dry_run=dry_run, full=full))
         except _CANNOT_START as exc:
-            not_started.append(NotStarted(tenant.name, str(exc)))
-    return summaries, not_started
+            unfinished.append(Unfinished(tenant.name, NOT_STARTED, str(exc)))
+        except Exception as exc:
+            # The run is recorded as failed in the store; its traceback goes to the log, which masks secrets.
+            log.exception("tenant %s: the run broke off", tenant.name)
+            reason = logs.redact(f"tenant {tenant.name!r}: {type(exc).__name__}: {exc}")
+            unfinished.append(Unfinished(tenant.name, RunOutcome.FAILED.value, reason))
+    return summaries, unfinished
 
 
 def _sync_one(tenant: TenantConfig, state_dir: Path, *, dry_run: bool, full: bool) -> RunSummary:
@@ -287,26 +296,27 @@ def _demo_from_export(tenant: TenantConfig, state_dir: Path) -> TenantConfig:
 
 
 def summary_table(summaries: Sequence[RunSummary], title: str = "sync", *,
-                  not_started: Sequence[NotStarted] = ()) -> Table:
+                  unfinished: Sequence[Unfinished] = ()) -> Table:
     table = Table("tenant", "run", "outcome", "pulled", "scored", "changed", "written", "tasks", "API calls", "429s",
                   "seconds", title=title)
     for s in summaries:
         counts = (s.pulled, s.scored, s.changed, s.written, s.tasks, s.api_calls, s.rate_limited)
         table.add_row(s.tenant, str(s.run_id), s.outcome.value, *(str(n) for n in counts), f"{s.seconds:.2f}")
-    for n in not_started:
-        table.add_row(n.tenant, "-", NOT_STARTED, *["-"] * 8)
+    for n in unfinished:
+        table.add_row(n.tenant, "-", n.outcome, *["-"] * 8)
     return table
 
 
 def print_summaries(summaries: Sequence[RunSummary], title: str = "sync", *,
-                    not_started: Sequence[NotStarted] = ()) -> None:
-    """The runs' table, then each run's error in full (a table cell would cut it), and why any tenant did not start."""
-    console.print(summary_table(summaries, title, not_started=not_started))
+                    unfinished: Sequence[Unfinished] = ()) -> None:
+    """The runs' table, then each run's error in full (a table cell would cut it), and why any tenant's run did
+    not start or broke off."""
+    console.print(summary_table(summaries, title, unfinished=unfinished))
     for s in summaries:
         if s.error:
             console.print(f"[red]{s.outcome.value}[/red] {s.error}", highlight=False, soft_wrap=True)
-    for n in not_started:
-        console.print(f"[red]{NOT_STARTED}[/red] {n.reason}", highlight=False, soft_wrap=True)
+    for n in unfinished:
+        console.print(f"[red]{n.outcome}[/red] {n.reason}", highlight=False, soft_wrap=True)
 
 
 def pending_table(store: Store, tenant: TenantConfig, *, run_id: int, shown: int = 15) -> Table:

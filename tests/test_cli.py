@@ -190,6 +190,25 @@ def test_sync_all_reports_a_tenant_whose_run_lock_is_held_and_syncs_the_others(e
     assert "\nnot started tenant 'acme': another run holds" in result.output
 
 
+def test_sync_all_reports_a_run_that_breaks_off_masked_and_syncs_the_others(env, tmp_path, monkeypatch):
+    from connectors.file import FileConnector
+    from core import pipeline
+
+    class Breaking(FileConnector):
+        def pull(self, stream, cursor, *, started_at):
+            if self.context.tenant == "acme":
+                raise ValueError("Invalid header value b'Bearer abcdefgh12345678'")
+            return super().pull(stream, cursor, started_at=started_at)
+
+    monkeypatch.setattr(pipeline, "load_connector", lambda kind: Breaking)
+    file_tenant(env, [contact("c1")], [], name="beta")
+    result = run("sync", "--all")
+    assert result.exit_code == 1
+    assert [row[:3] for row in table_rows(result.output)] == [["beta", "1", "succeeded"], ["acme", "-", "failed"]]
+    assert "\nfailed tenant 'acme': ValueError: Invalid header value b'***'" in result.output
+    assert "abcdefgh12345678" not in result.output
+
+
 def test_sync_of_one_tenant_whose_secret_is_missing_fails_with_its_error_alone(env, unset_token_tenant):
     result = run("sync", "--tenant", "acme-hubspot")
     assert result.exit_code == 1
