@@ -137,12 +137,17 @@ class TaskRequest:
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
-    """What became of one write or task: `remote_id` on success, else the CRM's reason."""
+    """What became of one write or task: `remote_id` on success, else the CRM's reason.
+
+    `outcome_unknown` marks a failed result the CRM neither confirmed nor refused: a task so marked may exist, and
+    is looked up by its idempotency key (`Connector.find_task`) before it is ever sent again.
+    """
 
     key: str
     ok: bool
     remote_id: str | None = None
     error: str | None = None
+    outcome_unknown: bool = False
 
 
 @dataclass
@@ -233,7 +238,11 @@ class Connector(abc.ABC):
 
     @abc.abstractmethod
     def create_tasks(self, tasks: Sequence[TaskRequest]) -> list[WriteResult]:
-        """Create the tasks (at most `task_batch_size`), each associated with its contact; one result each."""
+        """Create the tasks (at most `task_batch_size`), each associated with its contact; one result each.
+
+        A task the CRM refused comes back failed, and never fails the others; one whose answer did not say
+        whether it was created comes back failed with `WriteResult.outcome_unknown`.
+        """
 
     @abc.abstractmethod
     def find_task(self, key: str) -> str | None:

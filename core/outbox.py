@@ -9,7 +9,7 @@ States::
 
     pending  --push ok-->  done (with the CRM's id)
        |  \\--push failed--> pending (attempts + 1, error kept) --max_attempts--> parked
-       \\--task handed to the CRM, answer unknown--> sending --found by key / not found--> done / pending
+       \\--task handed to the CRM, answer lost or unconfirmed--> sending --found by key / not found--> done / pending
 """
 
 from __future__ import annotations
@@ -147,7 +147,11 @@ class Outbox:
         )
 
     def settle(self, results: Sequence[WriteResult], run_id: int | None) -> None:
-        """Mark each result's row done with the CRM's id, or count the failure and park it at the limit."""
+        """Mark each result's row done with the CRM's id, or count the failure and park it at the limit.
+
+        A task handed to the CRM (`sending`) whose result says its outcome is unknown stays `sending`, so the next
+        run looks it up by key instead of creating it again.
+        """
         now = _now()
         self.db.conn.executemany(
             """UPDATE outbox SET state = 'done', remote_id = ?, error = NULL, attempts = attempts + 1,
@@ -156,8 +160,10 @@ class Outbox:
         )
         self.db.conn.executemany(
             """UPDATE outbox SET error = ?, attempts = attempts + 1, last_run = ?, updated_at = ?,
-                 state = CASE WHEN attempts + 1 >= ? THEN 'parked' ELSE 'pending' END WHERE key = ?""",
-            [(r.error or "refused without a reason", run_id, now, self.max_attempts, r.key) for r in results if not r.ok],
+                 state = CASE WHEN attempts + 1 >= ? THEN 'parked'
+                              WHEN ? AND state = 'sending' THEN 'sending' ELSE 'pending' END WHERE key = ?""",
+            [(r.error or "refused without a reason", run_id, now, self.max_attempts, r.outcome_unknown, r.key)
+             for r in results if not r.ok],
         )
 
     def release(self, keys: Sequence[str]) -> None:

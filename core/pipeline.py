@@ -640,9 +640,11 @@ def drain(
 
 
 def complete(keys: Sequence[str], results: Sequence[WriteResult]) -> list[WriteResult]:
-    """One result per key: a key the connector gave no result for counts as failed, so it is never lost."""
+    """One result per key: a key the connector gave no result for counts as failed, so it is never lost, with
+    its outcome unknown, since the CRM may have carried it out (a task is then looked up before it is resent)."""
     by_key = {result.key: result for result in results}
-    return [by_key.get(key) or WriteResult(key, False, error="the connector returned no result for it") for key in keys]
+    return [by_key.get(key) or WriteResult(key, False, error="the connector returned no result for it",
+                                           outcome_unknown=True) for key in keys]
 
 
 # reports ---------------------------------------------------------------------------------------------
