@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import urllib3
 from hubspot import HubSpot
@@ -36,12 +36,13 @@ from hubspot.crm.objects import (
     SimplePublicObjectBatchInput,
     SimplePublicObjectInputForCreate,
 )
-from hubspot.crm.properties import OptionInput, PropertyCreate, PropertyGroupCreate
+from hubspot.crm.properties import OptionInput, PropertyCreate, PropertyGroupCreate, PropertyUpdate
 from urllib3.util.retry import Retry
 
 from connectors.base import (
     Connector,
     ConnectorContext,
+    ConnectorError,
     Page,
     PropertySpec,
     PropertyWrite,
@@ -63,6 +64,11 @@ CALLS_PER_10S = {"free": 100, "starter": 100, "professional": 190, "enterprise":
 CAPACITY_PACK_CALLS_PER_10S = 250
 TASK_TO_CONTACT = 204
 PROPERTY_GROUP = "leadpulse"
+#: what to do about a request HubSpot refuses as sent (a 4xx other than auth, quota and rate limits)
+REFUSED_ADVICE = ("retrying will not help; check crm.connection.base_url and the fields map in the tenant file, "
+                  "then run again; if it keeps happening, report it with this message")
+
+T = TypeVar("T")
 
 CONTACT_PROPERTIES = (
     "email", "firstname", "lastname", "hubspot_owner_id", "lifecyclestage", "hs_lead_status",
@@ -156,6 +162,12 @@ def classify(exc: Exception) -> Failure:
     return Failure(FailureKind.RECORD, status, f"{what}: {body.get('message', '')}".rstrip(": "))
 
 
+def _refusal(exc: Exception) -> str | None:
+    """HubSpot's reason when it refused a request as sent (a 4xx `classify` leaves to the caller), else None."""
+    failure = classify(exc)
+    return failure.message if failure.kind is FailureKind.RECORD and failure.status > 0 else None
+
+
 def _headers(exc: Exception) -> Mapping[str, str] | None:
     headers = getattr(exc, "headers", None)
     return dict(headers) if headers else None
@@ -202,8 +214,11 @@ class HubSpotConnector(Connector):
 
     # -- plumbing -------------------------------------------------------------------------------------------
 
-    def _json(self, send: Callable[..., Any], *, scope: str = "default", idempotent: bool = True) -> Any:
-        """One call through budget and retries; the answer parsed as JSON (a cut-off body is retried)."""
+    def _call(self, send: Callable[..., Any], *, scope: str = "default", idempotent: bool = True) -> Any:
+        """One call through budget and retries; the answer parsed as JSON (a cut-off body is retried).
+
+        :raises Exception: the SDK's own exception when HubSpot refuses the request as sent (see `classify`).
+        """
         if self.daily_remaining is not None and self.daily_remaining <= 0:
             raise QuotaExhausted(self.context.tenant, "HubSpot's daily API allowance is spent; the next run "
                                  "resumes from the checkpoint once it refills")
@@ -215,6 +230,19 @@ class HubSpotConnector(Connector):
             return response.status, json.loads(data) if data else {}
 
         return self.caller.call(attempt, scope=scope, ok_status=lambda answer: answer[0], idempotent=idempotent)[1]
+
+    def _json(self, what: str, send: Callable[..., Any], *, scope: str = "default") -> Any:
+        """A call whose refusal is no one record's fault (a read, a lookup): it ends the run, saying what was asked.
+
+        :raises ConnectorError: HubSpot refused the request as sent (a 4xx other than auth and limits).
+        """
+        try:
+            return self._call(send, scope=scope)
+        except Exception as exc:
+            refusal = _refusal(exc)
+            if refusal is None:
+                raise
+            raise ConnectorError(self.context.tenant, f"HubSpot refused {what}: {refusal}; {REFUSED_ADVICE}") from exc
 
     def _note_headers(self, headers: Mapping[str, str]) -> None:
         daily = headers.get("X-HubSpot-RateLimit-Daily-Remaining")
@@ -247,7 +275,7 @@ class HubSpotConnector(Connector):
         associations = ["contacts"] if spec.engagement else None
 
         def fetch(after: str | None) -> Batch[dict[str, Any]]:
-            data = self._json(lambda **kw: self._basic.get_page(
+            data = self._json(f"the {spec.name} list", lambda **kw: self._basic.get_page(
                 spec.name, limit=PAGE_SIZE, after=after, properties=list(spec.properties),
                 associations=associations, archived=False, **kw))
             return Batch(data.get("results", []), data.get("paging", {}).get("next", {}).get("after"))
@@ -281,13 +309,15 @@ class HubSpotConnector(Connector):
         request = PublicObjectSearchRequest(
             filter_groups=[FilterGroup(filters=filters)], properties=list(spec.properties),
             sorts=["hs_object_id"], limit=PAGE_SIZE)  # keyset paging: every page restarts below the cap
-        data = self._json(lambda **kw: self._search.do_search(spec.name, request, **kw), scope="search")
+        data = self._json(f"the {spec.name} search", lambda **kw: self._search.do_search(spec.name, request, **kw),
+                          scope="search")
         return data.get("results", [])
 
     def _with_contacts(self, object_type: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         request = BatchInputPublicFetchAssociationsBatchRequest(
             inputs=[PublicFetchAssociationsBatchRequest(id=r["id"]) for r in records])
-        data = self._json(lambda **kw: self._assoc.get_page(object_type, "contacts", request, **kw))
+        data = self._json(f"the contacts of {object_type}",
+                          lambda **kw: self._assoc.get_page(object_type, "contacts", request, **kw))
         linked: dict[str, list[dict[str, str]]] = {}
         for row in data.get("results", []):
             linked[str(row["from"]["id"])] = [{"id": str(to["toObjectId"])} for to in row.get("to", [])]
@@ -354,13 +384,14 @@ class HubSpotConnector(Connector):
         return EMAIL_KINDS.get(props.get("hs_email_direction") or "", ActivityKind.OTHER)
 
     def status_order(self) -> Sequence[str] | None:
-        data = self._json(lambda **kw: self._props.get_by_name("contacts", "lifecyclestage", **kw))
+        data = self._json("the lifecyclestage property",
+                          lambda **kw: self._props.get_by_name("contacts", "lifecyclestage", **kw))
         options = sorted(data.get("options", []), key=lambda o: o.get("displayOrder", 0))
         return [o["value"] for o in options] or None
 
     def owners(self) -> Mapping[str, str]:
         def fetch(after: str | None) -> Batch[dict[str, Any]]:
-            data = self._json(lambda **kw: self._owners.get_page(limit=PAGE_SIZE, after=after, **kw))
+            data = self._json("the owners list", lambda **kw: self._owners.get_page(limit=PAGE_SIZE, after=after, **kw))
             return Batch(data.get("results", []), data.get("paging", {}).get("next", {}).get("after"))
 
         found: dict[str, str] = {}
@@ -373,39 +404,75 @@ class HubSpotConnector(Connector):
     # -- push -----------------------------------------------------------------------------------------------
 
     def ensure_properties(self, specs: Sequence[PropertySpec]) -> None:
-        groups = self._json(lambda **kw: self._groups.get_all("contacts", **kw)).get("results", [])
+        groups = self._json("the contact property groups",
+                            lambda **kw: self._groups.get_all("contacts", **kw)).get("results", [])
         if PROPERTY_GROUP not in {g.get("name") for g in groups}:
             group = PropertyGroupCreate(name=PROPERTY_GROUP, label="leadpulse", display_order=-1)
-            self._json(lambda **kw: self._groups.create("contacts", group, **kw))
-        existing = {p.get("name") for p in self._json(lambda **kw: self._props.get_all("contacts", **kw))
+            self._create_schema(f"property group {PROPERTY_GROUP!r}",
+                                lambda **kw: self._groups.create("contacts", group, **kw))
+        existing = {p.get("name"): p for p in self._json("the contact properties",
+                                                         lambda **kw: self._props.get_all("contacts", **kw))
                     .get("results", [])}
         for spec in specs:
             if spec.name not in existing:
                 self._create_property(spec)
+            else:
+                self._add_options(spec, existing[spec.name])
 
     def _create_property(self, spec: PropertySpec) -> None:
         field_type = {"number": "number", "enumeration": "select"}.get(spec.type, "text")
         options = [OptionInput(label=o, value=o, display_order=i, hidden=False) for i, o in enumerate(spec.options)]
         create = PropertyCreate(name=spec.name, label=spec.label, type=spec.type, field_type=field_type,
                                 group_name=PROPERTY_GROUP, options=options or None)
+        self._create_schema(f"contact property {spec.name!r}", lambda **kw: self._props.create("contacts", create, **kw))
+
+    def _add_options(self, spec: PropertySpec, prop: Mapping[str, Any]) -> None:
+        """Give an existing enumeration the options leadpulse will write that it lacks (a band or grade added or
+        renamed in the rules): HubSpot refuses a whole batch naming an unknown option. Its own options are kept,
+        as HubSpot replaces the list on update, so values written before stay valid."""
+        if prop.get("type") != "enumeration" or prop.get("externalOptions"):
+            return
+        have = list(prop.get("options") or [])
+        known = {o.get("value") for o in have}
+        missing = [value for value in spec.options if value not in known]
+        if not missing:
+            return
+        first = max((o.get("displayOrder", -1) for o in have), default=-1) + 1
+        options = [OptionInput(label=o.get("label") or o["value"], value=o["value"], hidden=bool(o.get("hidden")),
+                               display_order=o.get("displayOrder"), description=o.get("description"))
+                   for o in have]
+        options += [OptionInput(label=v, value=v, hidden=False, display_order=first + n) for n, v in enumerate(missing)]
+        update = PropertyUpdate(options=options)
+        self._schema_call(f"adding options {missing} to contact property {spec.name!r}",
+                          lambda **kw: self._props.update("contacts", spec.name, update, **kw))
+
+    def _create_schema(self, what: str, send: Callable[..., Any]) -> None:
+        """Create a property or group; a 409 means a try whose answer was lost created it already."""
         try:
-            self._json(lambda **kw: self._props.create("contacts", create, **kw))
-        except Exception as exc:  # a record-level refusal: say which property and why
-            if getattr(exc, "status", None) == 409:
-                return  # created by a try whose answer was lost
-            if getattr(exc, "status", None) == 400:
-                raise SchemaError(self.context.tenant, f"HubSpot refused to create contact property "
-                                  f"{spec.name!r}: {_error_body(getattr(exc, 'body', None)).get('message')}") from exc
-            raise
+            self._schema_call(what, send)
+        except SchemaError as exc:
+            if getattr(exc.__cause__, "status", None) != 409:
+                raise
+
+    def _schema_call(self, what: str, send: Callable[..., Any]) -> None:
+        try:
+            self._call(send)
+        except Exception as exc:
+            refusal = _refusal(exc)
+            if refusal is None:
+                raise
+            raise SchemaError(self.context.tenant, f"HubSpot refused {what}: {refusal}; nothing is written until "
+                              "HubSpot takes it: fix what HubSpot names (in its Settings > Properties, or in the tenant "
+                              "file's bands and grades), then run again") from exc
 
     def write_properties(self, writes: Sequence[PropertyWrite]) -> list[WriteResult]:
+        return self._in_halves(writes, self._update_contacts, key=lambda w: w.key)
+
+    def _update_contacts(self, writes: Sequence[PropertyWrite]) -> list[WriteResult]:
         batch = BatchInputSimplePublicObjectBatchInput(inputs=[
             SimplePublicObjectBatchInput(id=w.contact_id, properties={k: wire_value(v) for k, v in w.values.items()})
             for w in writes])
-        try:
-            data = self._json(lambda **kw: self._batch.update("contacts", batch, **kw))
-        except Exception as exc:
-            return self._all_failed(exc, [w.key for w in writes])
+        data = self._call(lambda **kw: self._batch.update("contacts", batch, **kw))
         failed = _failed_ids(data.get("errors", []))
         done = {str(r.get("id")) for r in data.get("results", [])}
         return [
@@ -415,25 +482,35 @@ class HubSpotConnector(Connector):
             for w in writes
         ]
 
-    def _all_failed(self, exc: Exception, keys: list[str]) -> list[WriteResult]:
-        failure = classify(exc)
-        if failure.kind is not FailureKind.RECORD or failure.status < 0:
-            raise exc
-        return [WriteResult(k, ok=False, error=failure.message) for k in keys]
+    def _in_halves(self, items: Sequence[T], send: Callable[[Sequence[T]], list[WriteResult]],
+                   key: Callable[[T], str]) -> list[WriteResult]:
+        """Send `items` as one batch. HubSpot answers 400 for a whole batch when one input is bad, and applies none
+        of it; so the halves are sent again, down to single inputs, and only those it refuses fail, with its reason."""
+        try:
+            return send(items)
+        except Exception as exc:
+            failure = classify(exc)
+            if failure.kind is not FailureKind.RECORD or failure.status < 0:
+                raise
+            if failure.status != 400 or len(items) == 1:
+                return [WriteResult(key(item), ok=False, error=failure.message) for item in items]
+        half = len(items) // 2
+        return self._in_halves(items[:half], send, key) + self._in_halves(items[half:], send, key)
 
     def create_tasks(self, tasks: Sequence[TaskRequest]) -> list[WriteResult]:
+        return self._in_halves(tasks, self._create_task_batch, key=lambda t: t.key)
+
+    def _create_task_batch(self, tasks: Sequence[TaskRequest]) -> list[WriteResult]:
         batch = BatchInputSimplePublicObjectBatchInputForCreate(inputs=[self._task_input(t) for t in tasks])
-        try:
-            data = self._json(lambda **kw: self._batch.create("tasks", batch, **kw), idempotent=False)
-        except Exception as exc:
-            return self._all_failed(exc, [t.key for t in tasks])
+        data = self._call(lambda **kw: self._batch.create("tasks", batch, **kw), idempotent=False)
         by_token = {}
         for row in data.get("results", []):
             for token in re.findall(r"lpk[0-9a-f]{24}", row.get("properties", {}).get("hs_task_body") or ""):
                 by_token[token] = str(row["id"])
         return [
             WriteResult(t.key, ok=True, remote_id=by_token[task_token(t.key)]) if task_token(t.key) in by_token
-            else WriteResult(t.key, ok=False, error="HubSpot did not confirm this task")
+            else WriteResult(t.key, ok=False, error="HubSpot's answer did not confirm this task; it is looked up by "
+                             "its key before it is sent again", outcome_unknown=True)
             for t in tasks
         ]
 
@@ -460,7 +537,8 @@ class HubSpotConnector(Connector):
             filter_groups=[FilterGroup(filters=[Filter(property_name="hs_task_body", operator="CONTAINS_TOKEN",
                                                        value=token)])],
             properties=["hs_task_body"], limit=10)
-        data = self._json(lambda **kw: self._search.do_search("tasks", request, **kw), scope="search")
+        data = self._json(f"the search for task {key!r}", lambda **kw: self._search.do_search("tasks", request, **kw),
+                          scope="search")
         for row in data.get("results", []):
             if token in (row.get("properties", {}).get("hs_task_body") or ""):
                 return str(row["id"])

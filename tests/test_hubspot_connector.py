@@ -10,9 +10,11 @@ import pytest
 from connectors.base import (
     AuthError,
     ConnectorContext,
+    ConnectorError,
     OutcomeUnknown,
     PropertySpec,
     PropertyWrite,
+    SchemaError,
     TaskPriority,
     TaskRequest,
 )
@@ -176,6 +178,34 @@ def test_missing_properties_and_their_group_are_created_once(hubspot_sandbox):
     assert hubspot_sandbox.stats.count("groups.create") == 1
 
 
+def band_options(sb) -> list[str]:
+    return [o["value"] for o in sb.vendor.catalogue.properties["contacts"]["leadpulse_band"]["options"]]
+
+
+def test_a_band_added_or_renamed_in_the_rules_is_added_to_the_options_and_the_old_ones_stay(hubspot_sandbox):
+    connector = connect(hubspot_sandbox)
+    connector.ensure_properties(SPECS)
+    renamed = PropertySpec("leadpulse_band", "Lead band", "enumeration", ("cold", "warm", "scorching", "blazing"))
+    connector.ensure_properties([SPECS[0], renamed])
+    assert band_options(hubspot_sandbox) == ["cold", "warm", "hot", "scorching", "blazing"]
+    results = connector.write_properties([PropertyWrite("k1", "3", ContactKind.CONTACT, {"leadpulse_band": "blazing"})])
+    assert [r.ok for r in results] == [True]
+    connector.ensure_properties([SPECS[0], renamed])
+    assert hubspot_sandbox.stats.count("properties.update") == 1
+
+
+def test_a_batch_refused_whole_with_a_400_is_split_so_only_the_refused_write_fails(hubspot_sandbox):
+    connector = connect(hubspot_sandbox)
+    connector.ensure_properties(SPECS)
+    writes = [PropertyWrite(f"k{i}", str(i), ContactKind.CONTACT, {"leadpulse_score": i, "leadpulse_band": "warm"})
+              for i in range(3, 8)]
+    writes[3] = PropertyWrite("k6", "6", ContactKind.CONTACT, {"leadpulse_score": 6, "leadpulse_band": "lukewarm"})
+    results = connector.write_properties(writes)
+    assert [r.ok for r in results] == [True, True, True, False, True]
+    assert "400" in results[3].error and "lukewarm" in results[3].error
+    assert [hubspot_sandbox.crm.contact(str(i)).get("leadpulse_score") for i in (3, 4, 5, 7)] == ["3", "4", "5", "7"]
+
+
 def test_batch_update_writes_string_values(hubspot_sandbox):
     connector = connect(hubspot_sandbox)
     connector.ensure_properties(SPECS)
@@ -212,6 +242,24 @@ def test_tasks_are_created_on_the_contact_and_found_again_by_their_key(hubspot_s
     assert any(task_token("lp-acme-7-band-hot-1") in str(t.attributes) for t in created)
 
 
+def test_a_task_batch_refused_whole_with_a_400_is_split_so_only_the_refused_task_fails(hubspot_sandbox):
+    connector = connect(hubspot_sandbox)
+    tasks = [task("lp-acme-6-band-hot-1"), task("lp-acme-999999-band-hot-1", "999999"), task("lp-acme-7-band-hot-1", "7")]
+    results = connector.create_tasks(tasks)
+    assert [r.ok for r in results] == [True, False, True]
+    assert "400" in results[1].error and "999999" in results[1].error and not results[1].outcome_unknown
+    assert sorted(t["contacts"] for t in hubspot_sandbox.vendor.created_tasks()) == [["6"], ["7"]]
+
+
+def test_a_task_the_answer_does_not_confirm_comes_back_with_its_outcome_unknown(hubspot_sandbox):
+    connector = connect(hubspot_sandbox)
+    answer = {"status": "COMPLETE", "results": [], "startedAt": "2026-01-01T00:00:00Z",
+              "completedAt": "2026-01-01T00:00:01Z"}
+    hubspot_sandbox.faults.fail_next("tasks.batch_create", status=201, body=answer)
+    [result] = connector.create_tasks([task("lp-acme-6-band-hot-1")])
+    assert not result.ok and result.outcome_unknown and "looked up by its key" in result.error
+
+
 def test_a_task_create_that_lost_its_answer_is_not_repeated(hubspot_sandbox):
     connector = connect(hubspot_sandbox)
     hubspot_sandbox.faults.drop_next("tasks.batch_create", applied=True)
@@ -222,6 +270,37 @@ def test_a_task_create_that_lost_its_answer_is_not_repeated(hubspot_sandbox):
 
 
 # failures and limits -------------------------------------------------------------------------------------
+
+
+def test_a_property_group_create_that_lost_its_answer_counts_as_created(hubspot_sandbox):
+    hubspot_sandbox.faults.drop_next("groups.create", applied=True)
+    connector = connect(hubspot_sandbox, clock=ScaledClock(1000))
+    connector.ensure_properties(SPECS)
+    assert hubspot_sandbox.stats.count("groups.create", 409) == 1
+    assert hubspot_sandbox.stats.count("properties.create") == 2
+
+
+def test_a_refused_property_group_create_is_a_schema_error_naming_the_tenant_and_the_group(hubspot_sandbox):
+    hubspot_sandbox.faults.fail_next("groups.create", 400)
+    with pytest.raises(SchemaError) as caught:
+        connect(hubspot_sandbox).ensure_properties(SPECS)
+    message = str(caught.value)
+    assert "'acme'" in message and "property group 'leadpulse'" in message and "400" in message
+    assert "run again" in message
+
+
+@pytest.mark.parametrize(("route", "call"), [
+    ("owners.list", lambda connector: connector.owners()),
+    ("contacts.list", lambda connector: list(connector.pull("contacts", None, started_at=now()))),
+    ("tasks.search", lambda connector: connector.find_task("lp-acme-6-band-hot-1")),
+])
+def test_a_refused_read_ends_with_a_connector_error_naming_the_tenant_and_what_to_do(hubspot_sandbox, route, call):
+    hubspot_sandbox.faults.fail_next(route, 404)
+    with pytest.raises(ConnectorError) as caught:
+        call(connect(hubspot_sandbox))
+    message = str(caught.value)
+    assert "'acme'" in message and "HubSpot refused" in message and "404" in message and "tenant file" in message
+    assert hubspot_sandbox.credentials["access_token"] not in message and "header" not in message.lower()
 
 
 def test_401_stops_with_a_message_naming_the_tenant_and_what_to_check(hubspot_sandbox):

@@ -8,10 +8,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+import yaml
 
 from connectors.hubspot import HubSpotConnector, task_token, wire_value
 from core import pipeline
 from core.clock import ManualClock, ScaledClock
+from core.config import validate_tenant
 from core.demo import DEMO_TENANT_FILE, TOKEN_VARIABLE, sandbox_tenant
 from core.outbox import Outbox
 from core.pipeline import RunOutcome, sync_tenant
@@ -203,6 +205,51 @@ def test_a_task_batch_whose_answer_was_lost_is_settled_by_its_key_not_created_ag
     assert second.outcome is RunOutcome.SUCCEEDED
     assert crm_state(portal) == reference
     assert portal.stats.count("tasks.search") >= 1
+
+
+def test_a_task_hubspot_did_not_confirm_is_settled_by_its_key_on_the_next_run_not_created_again(portal, tmp_path,
+                                                                                             reference):
+    run(portal, tmp_path, dry_run=True)
+    queued = sum(reference[1].values())
+    unconfirming = {"status": "COMPLETE", "results": [], "startedAt": "2026-01-01T00:00:00Z",
+                    "completedAt": "2026-01-01T00:00:01Z"}
+    portal.faults.fail_next("tasks.batch_create", status=201, body=unconfirming, times=-(-queued // 100))
+    first = run(portal, tmp_path)
+    assert first.outcome is RunOutcome.SUCCEEDED and first.tasks == 0
+    tenant = tenant_for(portal)
+    with Store.open(tenant.store_path(tmp_path)) as store:
+        assert store.outbox.counts()[("task", "sending")] == queued
+        created_anyway = store.outbox.sending_tasks()[0]  # HubSpot had created it, its answer did not say so
+    pipeline.open_connector(tenant, {"access_token": portal.credentials["access_token"]},
+                            ManualClock(AS_OF)).create_tasks([created_anyway])
+    second = run(portal, tmp_path)
+    assert second.outcome is RunOutcome.SUCCEEDED and second.tasks == queued - 1
+    assert crm_state(portal) == reference
+    tokens = task_tokens(portal)
+    assert len(tokens) == len(set(tokens)) == queued
+
+
+def tenant_with_bands(sb: Sandbox, bands: list[dict]):
+    data = yaml.safe_load(DEMO_TENANT_FILE.read_text())
+    data["crm"]["connection"].update(base_url=sb.base_url, lookback_seconds=0)
+    data["scoring"]["bands"] = bands
+    return validate_tenant(data, DEMO_TENANT_FILE)
+
+
+def test_a_band_added_to_the_rules_is_added_to_the_portal_options_and_every_contact_gets_its_band(portal, tmp_path):
+    clock = ManualClock(AS_OF)
+    run(portal, tmp_path, clock)
+    bands = yaml.safe_load(DEMO_TENANT_FILE.read_text())["scoring"]["bands"]
+    tenant = tenant_with_bands(portal, [*bands, {"name": "hot", "min": 14}])
+    clock.advance(60)
+    summary = sync_tenant(tenant, state_dir=tmp_path, clock=clock,
+                          environ={TOKEN_VARIABLE: portal.credentials["access_token"]})
+    assert summary.outcome is RunOutcome.SUCCEEDED and summary.written > 0
+    with Store.open(tenant.store_path(tmp_path)) as store:
+        assert store.outbox.failures() == [] and store.band_counts().get("hot")
+        for index in range(CONTACTS):
+            contact_id = portal.crm.id_of(index)
+            assert portal.vendor.properties_of(contact_id)["leadpulse_band"] == store.score(contact_id).band
 
 
 def test_a_207_writes_the_good_records_and_retries_the_bad_on_the_next_run(portal, tmp_path, reference):
