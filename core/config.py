@@ -317,6 +317,8 @@ def _check_fields_read(tenant: TenantConfig) -> None:
 def _check_writeback(tenant: TenantConfig) -> None:
     if tenant.writeback.write_status and tenant.scoring.lifecycle is None:
         raise refuse("a scoring.lifecycle section when writeback.write_status is true", "none", ("writeback", "write_status"))
+    if Output.GRADE in tenant.writeback.properties and not tenant.scoring.grades:
+        raise refuse("a scoring.grades section to write a grade from", "none", ("writeback", "properties", "grade"))
 
 
 def _check_tasks(tenant: TenantConfig) -> None:

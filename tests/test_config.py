@@ -161,6 +161,10 @@ def test_a_literal_token_is_refused_without_repeating_it(tmp_path: Path) -> None
 
 
 MALFORMED = {
+    "a grade to write with no grades": (
+        MINIMAL + "writeback:\n  properties: {score: lead_score, grade: lead_grade}\n",
+        "FILE: writeback.properties.grade: expected a scoring.grades section to write a grade from, found none",
+    ),
     "unknown top-level key": (
         MINIMAL + "schedul:\n  every: 15m\n",
         "FILE: schedul: expected one of crm, description, fields, schedule, scoring, store, tasks, tenant, "
