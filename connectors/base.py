@@ -173,7 +173,8 @@ class ConnectorContext:
 
     `settings` is the tenant file's ``crm.connection`` block, already validated against the connector's
     `settings_model`; `secrets` holds the resolved values of the secrets it names (never log them);
-    `field_map` maps neutral field names (title, employees, ...) to the CRM's property names to read.
+    `field_map` maps neutral field names (title, employees, ...) to the CRM's property names to read. A connector
+    makes no call beyond `call_allowance` (its `ApiCaller` raises `QuotaExhausted`).
     """
 
     tenant: str
@@ -182,6 +183,9 @@ class ConnectorContext:
     field_map: Mapping[str, str] = field(default_factory=dict)
     clock: Clock = field(default_factory=SystemClock)
     stats: CallStats = field(default_factory=CallStats)
+    #: API calls this run may make before the tenant's own daily limit (``daily_limit``) is reached: what the
+    #: limit leaves of the last 24 hours. None when the tenant sets no such limit.
+    call_allowance: int | None = None
 
 
 class Connector(abc.ABC):

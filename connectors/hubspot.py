@@ -206,7 +206,8 @@ class HubSpotConnector(Connector):
         self.budget = shared_budget(
             account_key(self.name, settings.base_url, context.secrets["access_token"]),
             [Window(calls, 10.0), Window(SEARCH_PER_SECOND, 1.0, scope="search")], context.clock)
-        self.caller = ApiCaller(context.tenant, classify, self.budget, context.stats, crm=self.name)
+        self.caller = ApiCaller(context.tenant, classify, self.budget, context.stats, crm=self.name,
+                                allowance=context.call_allowance)
         self.daily_remaining: int | None = None
         self._timeout = (min(5.0, settings.timeout_seconds), settings.timeout_seconds)
         self._fields = {**DEFAULT_FIELDS, **context.field_map}

@@ -64,6 +64,8 @@ class ApiCaller:
     settings: RetrySettings = RetrySettings()
     #: the CRM's name, for the API-call metrics
     crm: str = ""
+    #: calls this run may make in all (see `ConnectorContext.call_allowance`); None: no limit of the tenant's own
+    allowance: int | None = None
 
     def call(
         self,
@@ -80,7 +82,7 @@ class ApiCaller:
         a lost answer or a 5xx leaves its outcome unknown, which the caller must settle, not repeat.
 
         :raises AuthError: the credentials were refused.
-        :raises QuotaExhausted: the daily allowance is spent.
+        :raises QuotaExhausted: the CRM's daily allowance, or the tenant's own `allowance`, is spent.
         :raises TransientError: retries ran out.
         :raises Exception: the SDK's own exception, unchanged, when the failure is the record's.
         """
@@ -106,6 +108,10 @@ class ApiCaller:
             ) from exhausted.cause
 
     def _attempt(self, fn: Callable[[], T], scope: str, ok_status: int | Callable[[T], int], idempotent: bool) -> T:
+        if self.allowance is not None and self.stats.total >= self.allowance:
+            raise QuotaExhausted(self.tenant, f"the tenant's daily_limit leaves {self.allowance} calls for this run "
+                                 "and they are made; everything stored is kept, and a later run carries on as calls "
+                                 "older than 24 hours stop counting")
         try:
             with self.budget.call(scope):
                 result = fn()

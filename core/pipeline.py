@@ -23,7 +23,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from itertools import islice
 from pathlib import Path
@@ -169,7 +169,7 @@ def sync_tenant(
     logs.register_secrets(secrets.values())
     with Store.open(tenant.store_path(state_dir)) as store, store.lock(tenant.name):
         with recorded_run(store, tenant, clock, full=full, dry_run=dry_run) as run:
-            connector = open_connector(tenant, secrets, clock)
+            connector = open_connector(tenant, secrets, clock, call_allowance=daily_allowance(tenant, store, run))
             try:
                 with run.step("pull"):
                     pull(connector, store, run, full=full, stop=stop, progress=progress)
@@ -299,7 +299,17 @@ def recorded_run(store: Store, tenant: TenantConfig, clock: Clock, *, full: bool
                     f"; {run.error}" if run.error else "")
 
 
-def open_connector(tenant: TenantConfig, secrets: Mapping[str, str], clock: Clock) -> Connector:
+def daily_allowance(tenant: TenantConfig, store: Store, run: Run) -> int | None:
+    """The calls this run may make under the tenant's ``daily_limit``: what the runs of the last 24 hours left."""
+    limit = getattr(tenant.crm.connection, "daily_limit", None)
+    if limit is None:
+        return None
+    return max(0, limit - store.api_calls_since(run.started_at - timedelta(days=1)))
+
+
+def open_connector(
+    tenant: TenantConfig, secrets: Mapping[str, str], clock: Clock, *, call_allowance: int | None = None
+) -> Connector:
     """The tenant's connector, found by its CRM kind in the connector registry."""
     try:
         connector_class = load_connector(tenant.crm.kind)
@@ -308,7 +318,8 @@ def open_connector(tenant: TenantConfig, secrets: Mapping[str, str], clock: Cloc
                              f"installed here ({exc}); install a package that registers one under that name in the "
                              "'leadpulse.connectors' entry points, or sync this tenant elsewhere") from None
     context = ConnectorContext(
-        tenant=tenant.name, settings=tenant.crm.connection, secrets=secrets, field_map=dict(tenant.fields), clock=clock
+        tenant=tenant.name, settings=tenant.crm.connection, secrets=secrets, field_map=dict(tenant.fields), clock=clock,
+        call_allowance=call_allowance,
     )
     return connector_class(context)
 

@@ -688,6 +688,11 @@ class Store:
                 {"at": iso(finished_at), "outcome": outcome, "error": error, "id": run_id, **counts},
             )
 
+    def api_calls_since(self, moment: datetime) -> int:
+        """API calls made by the runs that started at or after `moment`."""
+        row = self.db.execute("SELECT coalesce(sum(api_calls), 0) FROM runs WHERE started_at >= ?", (iso(moment),))
+        return row.fetchone()[0]
+
     def runs(self, limit: int = 20) -> list[RunRecord]:
         """The latest runs, newest first."""
         rows = self.db.execute(

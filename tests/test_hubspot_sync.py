@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -280,6 +280,31 @@ def test_a_record_refused_again_and_again_is_parked_and_no_longer_sent(portal, t
     assert later.written == 0 and portal.stats.count("contacts.batch_update") == 0
     with Store.open(tenant_for(portal).store_path(tmp_path)) as store:
         assert store.outbox.counts()[("write", "parked")] == 1
+
+
+def test_the_tenants_daily_limit_ends_a_run_as_quota_exhausted_and_a_later_run_carries_on(portal, tmp_path, reference):
+    environ = {TOKEN_VARIABLE: portal.credentials["access_token"]}
+    capped = tenant_for(portal, daily_limit=20)
+    first = sync_tenant(capped, state_dir=tmp_path, clock=ManualClock(AS_OF), environ=environ)
+    assert (first.outcome, first.api_calls) == (RunOutcome.QUOTA_EXHAUSTED, 20)
+    assert "daily_limit" in first.error and "'demo-hubspot'" in first.error
+    again = sync_tenant(capped, state_dir=tmp_path, clock=ManualClock(AS_OF), environ=environ)
+    assert (again.outcome, again.api_calls) == (RunOutcome.QUOTA_EXHAUSTED, 0)
+    assert portal.stats.count() == 20
+    raised = sync_tenant(tenant_for(portal, daily_limit=100_000), state_dir=tmp_path, clock=ManualClock(AS_OF),
+                         environ=environ)
+    assert raised.outcome is RunOutcome.SUCCEEDED
+    assert crm_state(portal) == reference
+
+
+def test_calls_older_than_a_day_no_longer_count_against_the_daily_limit(tmp_path):
+    tenant = sandbox_tenant(DEMO_TENANT_FILE, "http://127.0.0.1:9", daily_limit=100)
+    with Store.open(tmp_path / "t.sqlite") as store:
+        for hours_ago, calls in ((25, 70), (23, 30)):
+            run_id = store.start_run(tenant.name, AS_OF - timedelta(hours=hours_ago))
+            store.finish_run(run_id, AS_OF - timedelta(hours=hours_ago), "succeeded", {"api_calls": calls})
+        current = pipeline.Run(tenant.name, store.start_run(tenant.name, AS_OF), AS_OF, 0.0)
+        assert pipeline.daily_allowance(tenant, store, current) == 70
 
 
 def test_a_401_ends_the_run_with_a_message_that_names_the_tenant_and_what_to_check(portal, tmp_path):

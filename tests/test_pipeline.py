@@ -145,7 +145,7 @@ def test_a_new_write_back_mapping_reaches_every_contact_at_the_next_sync(tmp_pat
     tenant = hot_and_cold(tmp_path)
     sync(tenant, tmp_path, clock)
     path = tmp_path / "acme.yaml"
-    path.write_text(path.read_text().replace("band: lp_band}", "band: lp_band, grade: lp_grade, quadrant: lp_quadrant}"))
+    path.write_text(path.read_text().replace("band: lp_band}", "band: lp_band, quadrant: lp_quadrant}"))
     summary = sync(load_tenant(path), tmp_path, clock)
     assert (summary.scored, summary.changed) == (2, 2)
     assert (results(tmp_path)["c1"]["lp_quadrant"], results(tmp_path)["c2"]["lp_quadrant"]) == ("follow_up_now", "leave")
@@ -218,7 +218,7 @@ def test_a_run_that_fails_keeps_its_error_with_the_tenants_secret_masked(tmp_pat
 
     from core import logs, pipeline
 
-    def quoting_the_token(tenant, secrets, clock):
+    def quoting_the_token(tenant, secrets, clock, **options):
         raise ValueError(f"Invalid header value b'{secrets['access_token']}'")
 
     monkeypatch.setattr(pipeline, "open_connector", quoting_the_token)
