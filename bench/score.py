@@ -9,11 +9,11 @@ in child processes, so the figures below are the rescore's own. Then it times:
 - a plain scan: every contact and activity row the rescore reads (the store's own SELECTs), iterated through
   Python's sqlite3 and dropped;
 - a full rescore with the current rules: every contact read and scored again, and what changed saved (scores,
-  history, the writes and tasks queued for the CRM), exactly what ``leadpulse rescore`` does after a rule change.
+  history, the writes and tasks queued for the CRM), exactly what ``leadpulse score`` does after a rule change.
   A contact whose card comes out as saved, with nothing about it or the write-back changed since, is not decided
   again (see `core.store.PriorScore.settled`).
   With ``--first``, the store is not scored beforehand and the timed run is a first scoring, which saves
-  everything. Like ``leadpulse rescore``, it reads and scores in one worker process per core (see
+  everything. Like ``leadpulse score``, it reads and scores in one worker process per core (see
   `core.pipeline.scoring_workers`) while this one saves.
 
 It prints contacts per second, the peak RSS of this process, and last ``rescore/scan ratio: X``.
