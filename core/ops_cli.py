@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,10 @@ def daemon_command(ctx: click.Context, config_dir: Path, state_dir: Path, max_pa
 @_state_dir
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per tenant instead of a table.")
 def status_command(config_dir: Path, state_dir: Path, as_json: bool) -> None:
-    """Per tenant: the last run, its outcome and counts, the outbox backlog and the last error."""
+    """Per tenant: the last finished run, its outcome and counts, the outbox backlog and the last error.
+
+    A run started since and not finished (going now, or killed) is shown apart, with when it started.
+    """
     from core.status import read_statuses
 
     statuses, errors = read_statuses(config_dir, state_dir)
@@ -80,17 +84,30 @@ def _print_table(statuses: list[Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("tenant", "last run", "outcome", "pulled", "written", "tasks", "backlog", "last error")
+    table = Table("tenant", "last run", "outcome", "pulled", "written", "tasks", "backlog", "unfinished run",
+                  "last error")
     for s in statuses:
         table.add_row(
-            s.tenant, _when(s.last_run_at), s.outcome or "never run", _num(s.pulled), _num(s.written),
-            _num(s.tasks), _num(s.backlog), s.last_error or "",
+            s.tenant, _when(s.last_run_at), s.outcome or _never(s), _num(s.pulled), _num(s.written),
+            _num(s.tasks), _num(s.backlog), _unfinished(s), s.last_error or "",
         )
-    Console(width=160).print(table)
+    Console(width=200).print(table)
 
 
-def _when(moment: Any) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S") if hasattr(moment, "strftime") else (moment or "-")
+def _never(status: Any) -> str:
+    return "none finished" if status.unfinished_run_id else "never run"
+
+
+def _unfinished(status: Any) -> str:
+    """A run going now, or killed: its row was never closed, so it is told apart from the last finished run."""
+    if status.unfinished_run_id is None:
+        return "-"
+    return f"run {status.unfinished_run_id} started at {_when(status.unfinished_since)}, not finished"
+
+
+def _when(moment: str | None) -> str:
+    """A store timestamp (ISO 8601, UTC) to the second, as a table shows it."""
+    return datetime.fromisoformat(moment).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "-"
 
 
 def _num(value: int | None) -> str:

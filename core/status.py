@@ -1,4 +1,5 @@
-"""What `leadpulse status` shows: per tenant, the last run, its outcome and counts, the backlog, the last error.
+"""What `leadpulse status` shows: per tenant, the last finished run, its outcome and counts, a run started since
+and not finished (going now, or killed), the backlog, the last error.
 
 Stores are opened read-only (SQLite ``mode=ro``): looking never creates a store, never migrates one, and
 never waits on a daemon writing to it (WAL lets readers through).
@@ -28,6 +29,9 @@ class TenantStatus:
     backlog: int | None = None
     parked: int | None = None
     last_error: str | None = None
+    #: a run started after the last finished one and not finished: going now, or killed before it could record an end
+    unfinished_run_id: int | None = None
+    unfinished_since: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
@@ -48,11 +52,12 @@ def read_status(tenant: Any, state_dir: Path) -> TenantStatus:
         return TenantStatus(tenant=tenant.name, store=path)
     with _read_only(path) as db:
         run = _last_run(db)
+        unfinished = _unfinished_run(db)
         error = _last_error(db)
         backlog, parked = _outbox(db)
     return TenantStatus(
         tenant=tenant.name, store=path, backlog=backlog, parked=parked, last_error=error,
-        **(run or {}),
+        **(run or {}), **(unfinished or {}),
     )
 
 
@@ -88,16 +93,31 @@ def _has_table(db: sqlite3.Connection, name: str) -> bool:
     return db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
 
 
+#: a run row `Store.finish_run` has closed; one still open is going, or its process was killed
+_FINISHED = "finished_at IS NOT NULL"
+
+
 def _last_run(db: sqlite3.Connection) -> dict[str, Any] | None:
     if not _has_table(db, "runs"):
         return None
     row = db.execute(
-        "SELECT id, started_at, outcome, pulled, written, tasks FROM runs ORDER BY id DESC LIMIT 1"
+        f"SELECT id, started_at, outcome, pulled, written, tasks FROM runs WHERE {_FINISHED} ORDER BY id DESC LIMIT 1"
     ).fetchone()
     if row is None:
         return None
     keys = ("last_run_id", "last_run_at", "outcome", "pulled", "written", "tasks")
     return dict(zip(keys, row, strict=True))
+
+
+def _unfinished_run(db: sqlite3.Connection) -> dict[str, Any] | None:
+    if not _has_table(db, "runs"):
+        return None
+    row = db.execute(
+        f"""SELECT id, started_at FROM runs
+            WHERE NOT ({_FINISHED}) AND id > (SELECT coalesce(max(id), 0) FROM runs WHERE {_FINISHED})
+            ORDER BY id DESC LIMIT 1"""
+    ).fetchone()
+    return dict(zip(("unfinished_run_id", "unfinished_since"), row, strict=True)) if row else None
 
 
 def _last_error(db: sqlite3.Connection) -> str | None:

@@ -1,0 +1,77 @@
+"""`leadpulse status`: what each tenant's store says about its runs, read without writing."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from core import cli
+from core.status import read_status
+from core.store import Store
+from file_tenant import contact, file_tenant
+
+STARTED = datetime(2025, 6, 2, 9, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def tenant(tmp_path):
+    return file_tenant(tmp_path / "config", [contact("c1")], [])
+
+
+@pytest.fixture
+def state(tmp_path) -> Path:
+    return tmp_path / "state"
+
+
+def record_run(store: Store, tenant_name: str, minute: int, *, outcome: str | None = "succeeded",
+               dry_run: bool = False, pulled: int = 0) -> int:
+    """A runs row started `minute` minutes after STARTED; `outcome` None leaves it unfinished, as a killed run does."""
+    run_id = store.start_run(tenant_name, STARTED + timedelta(minutes=minute), dry_run=dry_run)
+    if outcome is not None:
+        store.finish_run(run_id, STARTED + timedelta(minutes=minute, seconds=30), outcome, {"pulled": pulled})
+    return run_id
+
+
+def status_rows(config: Path, state: Path, *extra: str) -> list[list[str]]:
+    result = CliRunner().invoke(cli.main, ["status", "--config-dir", str(config), "--state-dir", str(state), *extra],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return [[cell.strip() for cell in line.split("│")[1:-1]] for line in result.output.splitlines()
+            if line.startswith("│")]
+
+
+def test_a_run_in_progress_leaves_the_last_finished_run_as_the_last_run(tenant, state):
+    with Store.open(tenant.store_path(state)) as store:
+        finished = record_run(store, tenant.name, 0, pulled=4400)
+        going = record_run(store, tenant.name, 60, outcome=None)
+    status = read_status(tenant, state)
+    assert (status.last_run_id, status.outcome, status.pulled) == (finished, "succeeded", 4400)
+    assert (status.unfinished_run_id, status.unfinished_since) == (going, "2025-06-02T10:00:00.000+00:00")
+
+
+def test_an_unfinished_run_older_than_the_last_finished_one_is_not_shown(tenant, state):
+    with Store.open(tenant.store_path(state)) as store:
+        record_run(store, tenant.name, 0, outcome=None)
+        record_run(store, tenant.name, 60)
+    assert read_status(tenant, state).unfinished_run_id is None
+
+
+def test_status_table_shows_the_last_finished_run_and_the_unfinished_one_apart(tenant, state):
+    with Store.open(tenant.store_path(state)) as store:
+        record_run(store, tenant.name, 0, pulled=4400)
+        going = record_run(store, tenant.name, 60, outcome=None)
+    [row] = status_rows(tenant.source_path.parent, state)
+    assert row[:4] == ["acme", "2025-06-02 09:00:00 UTC", "succeeded", "4400"]
+    assert row[7] == f"run {going} started at 2025-06-02 10:00:00 UTC, not finished"
+
+
+def test_status_table_of_a_first_run_still_going_says_none_finished(tenant, state):
+    with Store.open(tenant.store_path(state)) as store:
+        record_run(store, tenant.name, 0, outcome=None)
+    [row] = status_rows(tenant.source_path.parent, state)
+    assert row[1:3] == ["-", "none finished"]
+    assert row[7].endswith("not finished")
