@@ -62,9 +62,11 @@ def daemon_command(ctx: click.Context, config_dir: Path, state_dir: Path, max_pa
 @_state_dir
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per tenant instead of a table.")
 def status_command(config_dir: Path, state_dir: Path, as_json: bool) -> None:
-    """Per tenant: the last finished run, its outcome and counts, the outbox backlog and the last error.
+    """Per tenant: the last finished sync, its outcome and counts, the outbox backlog and the last error.
 
-    A run started since and not finished (going now, or killed) is shown apart, with when it started.
+    Dry runs (`sync --dry-run`) and offline rescores (`leadpulse score`) send nothing to the CRM, so they are not
+    shown as the last sync. A run started since it and not finished (going now, or killed) is shown apart, with
+    when it started.
     """
     from core.status import read_statuses
 
@@ -84,7 +86,7 @@ def _print_table(statuses: list[Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("tenant", "last run", "outcome", "pulled", "written", "tasks", "backlog", "unfinished run",
+    table = Table("tenant", "last sync", "outcome", "pulled", "written", "tasks", "backlog", "unfinished run",
                   "last error")
     for s in statuses:
         table.add_row(
@@ -95,7 +97,7 @@ def _print_table(statuses: list[Any]) -> None:
 
 
 def _never(status: Any) -> str:
-    return "none finished" if status.unfinished_run_id else "never run"
+    return "none finished" if status.unfinished_run_id else "never synced"
 
 
 def _unfinished(status: Any) -> str:

@@ -1,5 +1,8 @@
-"""What `leadpulse status` shows: per tenant, the last finished run, its outcome and counts, a run started since
+"""What `leadpulse status` shows: per tenant, the last finished sync, its outcome and counts, a run started since
 and not finished (going now, or killed), the backlog, the last error.
+
+A run recorded with ``dry_run`` (``sync --dry-run``, and the offline rescore of ``leadpulse score``) sent nothing
+to the CRM, so it is never taken for the last sync.
 
 Stores are opened read-only (SQLite ``mode=ro``): looking never creates a store, never migrates one, and
 never waits on a daemon writing to it (WAL lets readers through).
@@ -18,6 +21,8 @@ BACKLOG_STATES = ("pending", "sending")
 
 @dataclass(frozen=True)
 class TenantStatus:
+    """One tenant's status; the ``last_run_*`` fields and counts are those of its last finished sync (not a dry run)."""
+
     tenant: str
     store: Path
     last_run_id: int | None = None
@@ -29,7 +34,7 @@ class TenantStatus:
     backlog: int | None = None
     parked: int | None = None
     last_error: str | None = None
-    #: a run started after the last finished one and not finished: going now, or killed before it could record an end
+    #: a run started after the last finished sync and not finished: going now, or killed before it could record an end
     unfinished_run_id: int | None = None
     unfinished_since: str | None = None
 
@@ -95,13 +100,15 @@ def _has_table(db: sqlite3.Connection, name: str) -> bool:
 
 #: a run row `Store.finish_run` has closed; one still open is going, or its process was killed
 _FINISHED = "finished_at IS NOT NULL"
+#: a finished run that talked to the CRM's write side: dry runs and offline rescores sent nothing
+_SYNC = f"{_FINISHED} AND dry_run = 0"
 
 
 def _last_run(db: sqlite3.Connection) -> dict[str, Any] | None:
     if not _has_table(db, "runs"):
         return None
     row = db.execute(
-        f"SELECT id, started_at, outcome, pulled, written, tasks FROM runs WHERE {_FINISHED} ORDER BY id DESC LIMIT 1"
+        f"SELECT id, started_at, outcome, pulled, written, tasks FROM runs WHERE {_SYNC} ORDER BY id DESC LIMIT 1"
     ).fetchone()
     if row is None:
         return None
@@ -114,7 +121,7 @@ def _unfinished_run(db: sqlite3.Connection) -> dict[str, Any] | None:
         return None
     row = db.execute(
         f"""SELECT id, started_at FROM runs
-            WHERE NOT ({_FINISHED}) AND id > (SELECT coalesce(max(id), 0) FROM runs WHERE {_FINISHED})
+            WHERE NOT ({_FINISHED}) AND id > (SELECT coalesce(max(id), 0) FROM runs WHERE {_SYNC})
             ORDER BY id DESC LIMIT 1"""
     ).fetchone()
     return dict(zip(("unfinished_run_id", "unfinished_since"), row, strict=True)) if row else None

@@ -75,3 +75,26 @@ def test_status_table_of_a_first_run_still_going_says_none_finished(tenant, stat
     [row] = status_rows(tenant.source_path.parent, state)
     assert row[1:3] == ["-", "none finished"]
     assert row[7].endswith("not finished")
+
+
+def test_an_offline_rescore_is_not_taken_for_the_last_sync(tenant, state):
+    from core.pipeline import rescore_tenant, sync_tenant
+
+    synced = sync_tenant(tenant, state_dir=state)
+    rescore_tenant(tenant, state_dir=state)
+    status = read_status(tenant, state)
+    assert (status.last_run_id, status.pulled) == (synced.run_id, synced.pulled)
+
+
+def test_a_dry_run_sync_is_not_taken_for_the_last_sync(tenant, state):
+    with Store.open(tenant.store_path(state)) as store:
+        synced = record_run(store, tenant.name, 0, pulled=4400)
+        record_run(store, tenant.name, 60, dry_run=True, pulled=7)
+    assert read_status(tenant, state).last_run_id == synced
+
+
+def test_status_table_of_a_tenant_with_only_dry_runs_says_never_synced(tenant, state):
+    with Store.open(tenant.store_path(state)) as store:
+        record_run(store, tenant.name, 0, dry_run=True)
+    [row] = status_rows(tenant.source_path.parent, state)
+    assert row[1:3] == ["-", "never synced"]
