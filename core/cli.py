@@ -39,14 +39,8 @@ DEMO_AS_OF = datetime(2025, 6, 2, tzinfo=timezone.utc)
 log = logging.getLogger("leadpulse.cli")
 console = Console() if sys.stdout.isatty() else Console(width=120)
 
-config_dir_option = click.option(
-    "--config-dir", type=click.Path(file_okay=False, path_type=Path), envvar=CONFIG_DIR_ENV, default=Path("config"),
-    show_default=True, help=f"Folder of tenant files (*.yaml), one per tenant. Env: {CONFIG_DIR_ENV}.",
-)
-state_dir_option = click.option(
-    "--state-dir", type=click.Path(file_okay=False, path_type=Path), envvar=STATE_DIR_ENV, default=Path("var"),
-    show_default=True, help=f"Folder of the per-tenant SQLite stores. Env: {STATE_DIR_ENV}.",
-)
+config_dir_option = ops_cli.config_dir_option
+state_dir_option = ops_cli.state_dir_option
 tenant_option = click.option(
     "--tenant", "tenant_name", metavar="NAME", help="The tenant (its name in its file); optional when there is only one."
 )

@@ -18,19 +18,21 @@ from core import k8s
 CONFIG_DIR_ENV = "LEADPULSE_CONFIG_DIR"
 STATE_DIR_ENV = "LEADPULSE_STATE_DIR"
 
-_config_dir = click.option(
-    "--config-dir", type=click.Path(file_okay=False, path_type=Path), envvar=CONFIG_DIR_ENV, required=True,
-    help=f"Folder of tenant files (*.yaml), one per tenant. Env: {CONFIG_DIR_ENV}.",
+# The folder options of every leadpulse command, the offline ones of core.cli included: defined here because
+# core.cli imports this module.
+config_dir_option = click.option(
+    "--config-dir", type=click.Path(file_okay=False, path_type=Path), envvar=CONFIG_DIR_ENV, default=Path("config"),
+    show_default=True, help=f"Folder of tenant files (*.yaml), one per tenant. Env: {CONFIG_DIR_ENV}.",
 )
-_state_dir = click.option(
+state_dir_option = click.option(
     "--state-dir", type=click.Path(file_okay=False, path_type=Path), envvar=STATE_DIR_ENV, default=Path("var"),
     show_default=True, help=f"Folder of the per-tenant SQLite stores. Env: {STATE_DIR_ENV}.",
 )
 
 
 @click.command("daemon")
-@_config_dir
-@_state_dir
+@config_dir_option
+@state_dir_option
 @click.option("--max-parallel", type=click.IntRange(min=1), default=4, show_default=True,
               help="Tenants synced at the same time.")
 @click.option("--grace", "grace_seconds", type=click.FloatRange(min=0), default=30.0, show_default=True,
@@ -58,8 +60,8 @@ def daemon_command(ctx: click.Context, config_dir: Path, state_dir: Path, max_pa
 
 
 @click.command("status")
-@_config_dir
-@_state_dir
+@config_dir_option
+@state_dir_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per tenant instead of a table.")
 def status_command(config_dir: Path, state_dir: Path, as_json: bool) -> None:
     """Per tenant: the last finished sync, its outcome and counts, the outbox backlog and the last error.
@@ -122,7 +124,7 @@ def deploy_group() -> None:
 
 
 @deploy_group.command("k8s")
-@_config_dir
+@config_dir_option
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to write the manifests into (created if missing).")
 @click.option("--image", default=k8s.DEFAULT_IMAGE, show_default=True, help="Container image to run.")

@@ -33,6 +33,19 @@ def test_every_option_of_the_offline_commands_has_help_text(name):
     assert [p.name for p in options if not p.help] == []
 
 
+def folder_options(name: str) -> list[tuple[str, click.Command, click.Option]]:
+    return [(command_name, command, param) for command_name, command in all_commands(cli.main)
+            for param in command.params if param.name == name]
+
+
+@pytest.mark.parametrize("name,default,envvar", [("config_dir", Path("config"), cli.CONFIG_DIR_ENV),
+                                                  ("state_dir", Path("var"), cli.STATE_DIR_ENV)])
+def test_every_command_defaults_its_folders_alike(name, default, envvar):
+    found = folder_options(name)
+    assert {"leadpulse status", "leadpulse daemon", "leadpulse sync"} <= {n for n, *_ in found}
+    assert [(n, p.required, p.default, p.envvar) for n, _, p in found] == [(n, False, default, envvar) for n, *_ in found]
+
+
 @pytest.fixture
 def env(tmp_path, monkeypatch):
     """A config folder with one file tenant, and the state folder, passed through the environment."""

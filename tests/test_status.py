@@ -98,3 +98,10 @@ def test_status_table_of_a_tenant_with_only_dry_runs_says_never_synced(tenant, s
         record_run(store, tenant.name, 0, dry_run=True)
     [row] = status_rows(tenant.source_path.parent, state)
     assert row[1:3] == ["-", "never synced"]
+
+
+def test_status_reads_the_config_folder_in_the_working_directory_by_default(tenant, state, monkeypatch):
+    monkeypatch.chdir(tenant.source_path.parent.parent)
+    result = CliRunner().invoke(cli.main, ["status", "--state-dir", str(state), "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["tenant"] for line in result.output.splitlines()] == ["acme"]
