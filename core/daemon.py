@@ -117,6 +117,8 @@ class Daemon:
         )
         self._scheduler.add_listener(self._on_overlap, EVENT_JOB_MAX_INSTANCES)
         self._tenants: dict[str, Any] = {}
+        #: held while the tenants change and while a run reports, so a removed tenant's gauges stay removed
+        self._roster = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
         self._active: set[str] = set()
         self._idle = threading.Condition()
@@ -237,17 +239,19 @@ class Daemon:
 
     def _apply(self, report: ReloadReport, fresh: dict[str, Any]) -> None:
         for name in report.removed:
-            self._tenants.pop(name, None)
+            with self._roster:
+                self._tenants.pop(name, None)
+                metrics.forget_tenant(name)
             if self._scheduler.get_job(name):
                 self._scheduler.remove_job(name)
-            metrics.forget_tenant(name)
         for name in report.added + report.changed:
             try:
                 self._schedule(fresh[name])
             except ValueError as exc:
                 log.error("tenant %s not scheduled: %s; fix its schedule in %s", name, exc, fresh[name].source_path)
                 continue
-            self._tenants[name] = fresh[name]
+            with self._roster:
+                self._tenants[name] = fresh[name]
 
     def _schedule(self, tenant: Any) -> None:
         trigger = trigger_for(tenant.schedule, scale=self.settings.schedule_scale)
@@ -277,17 +281,17 @@ class Daemon:
             self._refuse(name, "its previous run is still going")
             return
         try:
-            with self._tracking(name):
-                self.sync_once(tenant)
+            with self._tracking(name), logs.run_context(tenant=name):
+                self._sync_and_report(tenant, scheduled=True)
         finally:
             lock.release()
 
     def sync_once(self, tenant: Any) -> Any:
         """Run one sync of `tenant` now, count it, and return its summary (None if it raised)."""
         with logs.run_context(tenant=tenant.name):
-            return self._sync_and_report(tenant)
+            return self._sync_and_report(tenant, scheduled=False)
 
-    def _sync_and_report(self, tenant: Any) -> Any:
+    def _sync_and_report(self, tenant: Any, *, scheduled: bool) -> Any:
         try:
             logs.register_secrets(tenant.resolve_secrets().values())
         except Exception:  # a missing secret fails the run inside the pipeline, with its own message
@@ -303,20 +307,28 @@ class Daemon:
             log.error("run failed: %s", exc, exc_info=not own)
             metrics.RUNS.labels(tenant.name, "error").inc()
             return None
-        self._report(tenant, summary)
+        self._report(tenant, summary, scheduled=scheduled)
         return summary
 
-    def _report(self, tenant: Any, summary: RunSummary) -> None:
-        metrics.record_run(summary)
+    def _report(self, tenant: Any, summary: RunSummary, *, scheduled: bool) -> None:
         backlog = self._backlog(tenant)
-        if backlog is not None:
-            metrics.record_backlog(tenant.name, backlog)
+        with self._roster:
+            # A SIGHUP may have removed or replaced a scheduled tenant while it ran: its gauges were dropped (or
+            # now belong to the new config) and must not come back from a run of the config that is gone.
+            current = not scheduled or self._tenants.get(tenant.name) is tenant
+            if current:
+                metrics.record_run(summary)
+                if backlog is not None:
+                    metrics.record_backlog(tenant.name, backlog)
+        self._log_run(summary, "" if current else "; not counted: the tenant was removed or changed meanwhile")
+
+    def _log_run(self, summary: RunSummary, note: str = "") -> None:
         outcome = summary.outcome.value
         log.log(
             logging.WARNING if summary.error else logging.INFO,
             "run %s: pulled %s, scored %s, written %s, tasks %s in %.2fs%s",
             outcome, summary.pulled, summary.scored, summary.written, summary.tasks, summary.seconds,
-            f"; error: {summary.error}" if summary.error else "",
+            (f"; error: {summary.error}" if summary.error else "") + note,
             extra={"run_id": summary.run_id, "outcome": outcome},
         )
 

@@ -254,3 +254,22 @@ def test_a_run_that_used_secrets_leaves_none_of_them_in_the_logs(make_daemon, tm
     assert "login refused" in text and "logging in as bot" in text
     assert token not in text and password not in text
     assert all(json.loads(line)["tenant"] == "u-secret" for line in text.splitlines())
+
+
+def test_a_tenant_removed_during_its_run_gets_no_gauges_back_when_the_run_ends(make_daemon, tmp_path):
+    started, finish = threading.Event(), threading.Event()
+
+    def slow(tenant, *, state_dir, stop):
+        started.set()
+        finish.wait(5)
+        return RunSummary(tenant.name, 1, RunOutcome.SUCCEEDED, pulled=1)
+
+    daemon = make_daemon([tenant(tmp_path, "u-gone", every=0.05)], slow)
+    daemon.start()
+    assert started.wait(5)
+    daemon.config["tenants"] = []
+    assert daemon.reload().removed == ("u-gone",)
+    finish.set()
+    assert wait_for(lambda: not daemon._active)
+    assert metrics.REGISTRY.get_sample_value("leadpulse_last_success_timestamp_seconds", {"tenant": "u-gone"}) is None
+    assert metrics.REGISTRY.get_sample_value("leadpulse_outbox_backlog", {"tenant": "u-gone"}) is None
