@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from connectors.base import PropertySpec, TaskPriority, UnknownConnector, load_settings_model
@@ -116,11 +115,14 @@ class Schedule(Strict):
 
 
 def _check_cron(line: str) -> None:
+    # the daemon's own reading of the line, so a file loads exactly when the daemon can run its schedule
+    from core.daemon import cron_trigger
+
     expected = "a cron line with five fields (minute hour day month weekday)"
     if len(line.split()) != 5:
         raise refuse(expected, show(line), ("cron",))
     try:
-        CronTrigger.from_crontab(line)
+        cron_trigger(line)
     except ValueError as exc:
         raise refuse(expected, f"{show(line)} ({exc})", ("cron",)) from None
 

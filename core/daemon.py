@@ -39,6 +39,7 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -417,21 +418,78 @@ def trigger_for(schedule: Any, *, scale: float = 1.0) -> BaseTrigger:
     jitter = seconds(getattr(schedule, "jitter", None)) / scale or None
     cron = getattr(schedule, "cron", None)
     if cron:
-        return _cron(str(cron), jitter)
+        return cron_trigger(str(cron), jitter)
     every = interval_seconds(schedule) / scale
     if every <= 0:
         raise ValueError(f"schedule needs an interval or a cron expression, found {schedule!r}")
     return IntervalTrigger(seconds=every, jitter=jitter, timezone=timezone.utc)
 
 
-def _cron(expression: str, jitter: float | None) -> CronTrigger:
+def cron_trigger(expression: str, jitter: float | None = None) -> BaseTrigger:
+    """The trigger of a standard five-field cron line, as crontab(5) and Kubernetes CronJobs read it.
+
+    APScheduler 3 counts weekdays from Monday (0) and needs day of month AND day of week to match; cron counts
+    from Sunday (0 and 7) and runs when either matches if both are restricted.
+
+    :raises ValueError: if the line is not five fields of numbers, ranges, lists and steps (month and weekday
+        names too) within each field's bounds.
+    """
     fields = expression.split()
     if len(fields) != 5:
         raise ValueError(f"expected a 5-field cron expression like '*/15 * * * *', found {expression!r}")
-    minute, hour, day, month, day_of_week = fields
-    return CronTrigger(
-        minute=minute, hour=hour, day=day, month=month, day_of_week=day_of_week, jitter=jitter, timezone=timezone.utc
-    )
+    for field, pattern in zip(fields, _CRON_FIELDS, strict=True):
+        if not re.fullmatch(rf"{pattern}(,{pattern})*", field.lower()):
+            raise ValueError(f"expected numbers, ranges, lists and steps in each field, found {field!r}")
+    minute, hour, day, month, weekday = fields
+    days = _weekdays(weekday)
+
+    def on(day: str, day_of_week: str, jitter: float | None = None) -> CronTrigger:
+        return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=day_of_week,
+                           jitter=jitter, timezone=timezone.utc)
+
+    if day in _ANY or weekday in _ANY:
+        return on(day, days, jitter)
+    return OrTrigger([on(day, "*"), on("*", days)], jitter=jitter)
+
+
+#: a field counts as unrestricted only as "*" (a step over it restricts it, as in Kubernetes)
+_ANY = frozenset({"*", "*/1"})
+_NUMBERS = r"(\*|\d+(-\d+)?)(/\d+)?"
+_NAMES = r"(\*|\w+(-\w+)?)(/\d+)?"
+_CRON_FIELDS = (_NUMBERS, _NUMBERS, _NUMBERS, _NAMES, _NAMES)
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _weekdays(field: str) -> str:
+    """A cron weekday field as APScheduler's day names: cron's 0 and 7 are Sunday, APScheduler's 0 is Monday."""
+    if field in _ANY:
+        return "*"
+    days: set[int] = set()
+    for item in field.lower().split(","):
+        days |= _weekday_item(item)
+    return ",".join(_WEEKDAYS[d] for d in sorted(days))
+
+
+def _weekday_item(item: str) -> set[int]:
+    span, _, step = item.partition("/")
+    if span == "*":
+        first, last = 0, 6
+    else:
+        low, _, high = span.partition("-")
+        first = _weekday(low)
+        # "N/step" runs from N to the end of the week, as Kubernetes reads it
+        last = _weekday(high) if high else (6 if step else first)
+    if first > last or (step and int(step) < 1):
+        raise ValueError(f"expected a weekday range low-high with a step of 1 or more, found {item!r}")
+    return {day % 7 for day in range(first, last + 1, int(step or 1))}
+
+
+def _weekday(token: str) -> int:
+    if token.isdigit() and int(token) <= 7:
+        return int(token)
+    if token in _WEEKDAYS:
+        return _WEEKDAYS.index(token)
+    raise ValueError(f"expected a weekday 0-7 (0 and 7 are Sunday) or sun-sat, found {token!r}")
 
 
 def first_run_time(trigger: BaseTrigger) -> datetime | None:

@@ -288,6 +288,22 @@ def test_malformed_file_is_refused_with_its_exact_message(tmp_path: Path, case: 
     assert refusal(tmp_path, text) == message
 
 
+@pytest.mark.parametrize("line", ["*/30 6-20 * * 1-5", "0 9 * * 7", "0 9 * * 5-7", "0 9 1,15 * 0,6", "0 9 * jan-jun sun"])
+def test_a_standard_cron_line_loads(tmp_path: Path, line: str) -> None:
+    assert load_tenant(write(tmp_path, MINIMAL + f"schedule:\n  cron: '{line}'\n")).schedule.cron == line
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    ("0 9 * * 8", "expected a weekday 0-7 (0 and 7 are Sunday) or sun-sat, found '8'"),
+    ("0 9 last * *", "expected numbers, ranges, lists and steps in each field, found 'last'"),
+    ("0 9 * * fri-mon", "expected a weekday range low-high with a step of 1 or more, found 'fri-mon'"),
+])
+def test_a_cron_line_the_daemon_cannot_run_as_cron_would_is_refused(tmp_path: Path, line: str, why: str) -> None:
+    assert refusal(tmp_path, MINIMAL + f"schedule:\n  cron: '{line}'\n") == (
+        "FILE: schedule.cron: expected a cron line with five fields (minute hour day month weekday), "
+        f"found {line!r} ({why})")
+
+
 def test_several_faults_are_reported_together_one_per_line(tmp_path: Path) -> None:
     text = edited("points: 5", "points: five").replace("tier: starter", "tier: gold").replace("{fit: 5,", "{fit: x,")
     path = write(tmp_path, text)

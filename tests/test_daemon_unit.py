@@ -6,7 +6,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -273,3 +273,48 @@ def test_a_tenant_removed_during_its_run_gets_no_gauges_back_when_the_run_ends(m
     assert wait_for(lambda: not daemon._active)
     assert metrics.REGISTRY.get_sample_value("leadpulse_last_success_timestamp_seconds", {"tenant": "u-gone"}) is None
     assert metrics.REGISTRY.get_sample_value("leadpulse_outbox_backlog", {"tenant": "u-gone"}) is None
+
+
+def fire_days(line: str, start: datetime, end: datetime) -> list[int]:
+    """Days of the month on which the cron `line` fires from `start` (included) to `end` (excluded)."""
+    trigger, days, previous, now = trigger_for(Schedule(cron=line)), [], None, start
+    while (fire := trigger.get_next_fire_time(previous, now)) is not None and fire < end:
+        days.append(fire.day)
+        previous, now = fire, fire + timedelta(seconds=1)
+    return days
+
+
+# Sunday 1 June 2025 to Sunday 15 June 2025 (excluded): Mondays are the 2nd and 9th, Saturdays the 7th and 14th
+FORTNIGHT = (datetime(2025, 6, 1, tzinfo=timezone.utc), datetime(2025, 6, 15, tzinfo=timezone.utc))
+
+
+@pytest.mark.parametrize(
+    ("line", "days"),
+    [
+        ("0 9 * * 1-5", [2, 3, 4, 5, 6, 9, 10, 11, 12, 13]),
+        ("0 9 * * mon-fri", [2, 3, 4, 5, 6, 9, 10, 11, 12, 13]),
+        ("0 9 * * 0", [1, 8]),
+        ("0 9 * * 7", [1, 8]),
+        ("0 9 * * 0,6", [1, 7, 8, 14]),
+        ("0 9 * * 5-7", [1, 6, 7, 8, 13, 14]),
+        ("0 9 * * */2", [1, 3, 5, 7, 8, 10, 12, 14]),
+        ("0 9 * * 1-5/2", [2, 4, 6, 9, 11, 13]),
+    ],
+)
+def test_cron_weekdays_count_from_sunday_as_standard_cron_does(line, days):
+    assert fire_days(line, *FORTNIGHT) == days
+
+
+def test_a_cron_line_restricting_day_of_month_and_weekday_fires_when_either_matches():
+    assert fire_days("0 9 1,10 * 1", *FORTNIGHT) == [1, 2, 9, 10]
+
+
+def test_a_cron_line_restricting_only_one_of_the_two_day_fields_fires_on_that_one():
+    assert fire_days("0 9 * 6 1", *FORTNIGHT) == [2, 9]
+    assert fire_days("0 9 10 * *", *FORTNIGHT) == [10]
+
+
+@pytest.mark.parametrize("line", ["0 9 * * 8", "0 9 * * fri-mon", "0 9 L * *", "0 9 * * 1#2", "0 9 last * *"])
+def test_a_cron_line_standard_cron_would_not_read_the_same_is_refused(line):
+    with pytest.raises(ValueError, match="expected"):
+        trigger_for(Schedule(cron=line))
