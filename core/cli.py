@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from core import logs, ops_cli
+from core.ops_cli import data_table, literal
 from core.clock import ManualClock, SystemClock
 from core.config import ConfigError, TenantConfig, load_config_dir, load_tenant
 from core.demo import run_demo
@@ -102,9 +103,9 @@ def validate(files: Sequence[Path], config_dir: Path) -> None:
     else:
         tenants, errors = load_config_dir(config_dir)
     for tenant in tenants:
-        console.print(f"[green]ok[/green] {tenant.summary()}", highlight=False, soft_wrap=True)
+        console.print(f"[green]ok[/green] {literal(tenant.summary())}", highlight=False, soft_wrap=True)
     for error in errors:
-        console.print(f"[red]error[/red] {error}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error[/red] {literal(error)}", highlight=False, soft_wrap=True)
     if errors:
         raise SystemExit(1)
     if not tenants:
@@ -123,7 +124,7 @@ def sync(tenant_name: str | None, all_tenants: bool, dry_run: bool, full: bool, 
     if all_tenants:
         tenants, errors = load_config_dir(config_dir)
         for error in errors:
-            console.print(f"[red]error[/red] {error}", highlight=False, soft_wrap=True)
+            console.print(f"[red]error[/red] {literal(error)}", highlight=False, soft_wrap=True)
     else:
         tenants, errors = [load_named(config_dir, tenant_name)], []
     logs.configure()
@@ -193,7 +194,7 @@ def score(tenant_name: str | None, due: bool, config_dir: Path, state_dir: Path)
         summary = rescore_tenant(tenant, state_dir=state_dir, full=not due)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
-    console.print(f"{tenant.name}: scored {summary.scored} contacts, {summary.changed} changed, in {summary.seconds:.2f}s")
+    console.print(f"{literal(tenant.name)}: scored {summary.scored} contacts, {summary.changed} changed, in {summary.seconds:.2f}s")
     with open_store(tenant, state_dir) as store:
         console.print(band_table(store.band_counts(), Engine(tenant.scoring).band_names))
 
@@ -225,13 +226,13 @@ def history(contact_id: str, tenant_name: str | None, config_dir: Path, state_di
         entries = store.history(contact_id)
     if not entries:
         raise click.ClickException(f"tenant {tenant.name!r}: no history for contact {contact_id!r}")
-    table = Table("when", "run", "score", "band", "status", title=f"{tenant.name}: history of {contact_id}")
-    for entry in entries:
-        table.add_row(
-            entry.at.strftime("%Y-%m-%d %H:%M"), str(entry.run_id or "-"), _move(entry.old_total, entry.new_total),
-            _move(entry.old_band, entry.new_band), _move(entry.old_status, entry.new_status),
-        )
-    console.print(table)
+    rows = [
+        (entry.at.strftime("%Y-%m-%d %H:%M"), entry.run_id or "-", _move(entry.old_total, entry.new_total),
+         _move(entry.old_band, entry.new_band), _move(entry.old_status, entry.new_status))
+        for entry in entries
+    ]
+    console.print(data_table(("when", "run", "score", "band", "status"), rows,
+                             title=f"{tenant.name}: history of {contact_id}"))
 
 
 @main.command()
@@ -291,14 +292,15 @@ def _demo_from_export(tenant: TenantConfig, state_dir: Path) -> TenantConfig:
 
 def summary_table(summaries: Sequence[RunSummary], title: str = "sync", *,
                   unfinished: Sequence[Unfinished] = ()) -> Table:
-    table = Table("tenant", "run", "outcome", "pulled", "scored", "changed", "written", "tasks", "API calls", "429s",
-                  "seconds", title=title)
-    for s in summaries:
-        counts = (s.pulled, s.scored, s.changed, s.written, s.tasks, s.api_calls, s.rate_limited)
-        table.add_row(s.tenant, str(s.run_id), s.outcome.value, *(str(n) for n in counts), f"{s.seconds:.2f}")
-    for n in unfinished:
-        table.add_row(n.tenant, "-", n.outcome, *["-"] * 8)
-    return table
+    headers = ("tenant", "run", "outcome", "pulled", "scored", "changed", "written", "tasks", "API calls", "429s",
+               "seconds")
+    rows = [
+        (s.tenant, s.run_id, s.outcome.value, s.pulled, s.scored, s.changed, s.written, s.tasks, s.api_calls,
+         s.rate_limited, f"{s.seconds:.2f}")
+        for s in summaries
+    ]
+    rows += [(n.tenant, "-", n.outcome, *["-"] * 8) for n in unfinished]
+    return data_table(headers, rows, title=title)
 
 
 def print_summaries(summaries: Sequence[RunSummary], title: str = "sync", *,
@@ -308,9 +310,9 @@ def print_summaries(summaries: Sequence[RunSummary], title: str = "sync", *,
     console.print(summary_table(summaries, title, unfinished=unfinished))
     for s in summaries:
         if s.error:
-            console.print(f"[red]{s.outcome.value}[/red] {s.error}", highlight=False, soft_wrap=True)
+            console.print(f"[red]{s.outcome.value}[/red] {literal(s.error)}", highlight=False, soft_wrap=True)
     for n in unfinished:
-        console.print(f"[red]{n.outcome}[/red] {n.reason}", highlight=False, soft_wrap=True)
+        console.print(f"[red]{n.outcome}[/red] {literal(n.reason)}", highlight=False, soft_wrap=True)
 
 
 def pending_table(store: Store, tenant: TenantConfig, *, run_id: int, shown: int = 15) -> Table:
@@ -321,12 +323,12 @@ def pending_table(store: Store, tenant: TenantConfig, *, run_id: int, shown: int
     """
     counts = store.outbox.counts()
     writes, tasks = counts.get(("write", "pending"), 0), counts.get(("task", "pending"), 0)
-    table = Table("contact", "would write", title=f"{tenant.name}: dry run, {writes} writes and {tasks} tasks not sent")
-    for write in store.outbox.pending_writes(shown, run_id=run_id):
-        table.add_row(write.contact_id, ", ".join(f"{name}={value}" for name, value in write.values.items()))
-    for task in store.outbox.pending_tasks(shown, run_id=run_id):
-        table.add_row(task.contact_id, f"task for owner {task.owner_id or '-'}: {task.subject}")
-    return table
+    rows = [(write.contact_id, ", ".join(f"{name}={value}" for name, value in write.values.items()))
+            for write in store.outbox.pending_writes(shown, run_id=run_id)]
+    rows += [(task.contact_id, f"task for owner {task.owner_id or '-'}: {task.subject}")
+             for task in store.outbox.pending_tasks(shown, run_id=run_id)]
+    return data_table(("contact", "would write"), rows,
+                      title=f"{tenant.name}: dry run, {writes} writes and {tasks} tasks not sent")
 
 
 def open_leads(store: Store, tenant: TenantConfig, n: int) -> list[tuple[StoredScore, Contact | None]]:
@@ -337,20 +339,23 @@ def open_leads(store: Store, tenant: TenantConfig, n: int) -> list[tuple[StoredS
 
 
 def hottest_table(leads: Sequence[tuple[StoredScore, Contact | None]]) -> Table:
-    table = Table("contact", "name", "score", "band", "grade", "status", "why", title="hottest open leads")
-    for stored, contact in leads:
-        reasons = "; ".join(c["detail"] for c in sorted(stored.contributions, key=lambda c: -abs(c["points"]))[:3])
-        table.add_row(stored.contact_id, getattr(contact, "name", None) or "-", f"{stored.total:g}", stored.band,
-                      stored.grade or "-", getattr(contact, "status", None) or "-", reasons)
-    return table
+    rows = [
+        (stored.contact_id, getattr(contact, "name", None) or "-", f"{stored.total:g}", stored.band,
+         stored.grade or "-", getattr(contact, "status", None) or "-", _top_reasons(stored))
+        for stored, contact in leads
+    ]
+    return data_table(("contact", "name", "score", "band", "grade", "status", "why"), rows, title="hottest open leads")
+
+
+def _top_reasons(stored: StoredScore) -> str:
+    return "; ".join(c["detail"] for c in sorted(stored.contributions, key=lambda c: -abs(c["points"]))[:3])
 
 
 def band_table(counts: dict[str, int], band_names: Sequence[str]) -> Table:
     total = sum(counts.values()) or 1
-    table = Table("band", "contacts", "share", title="band distribution")
-    for band in reversed([*band_names, *sorted(set(counts) - set(band_names))]):
-        table.add_row(band, str(counts.get(band, 0)), f"{100 * counts.get(band, 0) / total:.1f}%")
-    return table
+    rows = [(band, counts.get(band, 0), f"{100 * counts.get(band, 0) / total:.1f}%")
+            for band in reversed([*band_names, *sorted(set(counts) - set(band_names))])]
+    return data_table(("band", "contacts", "share"), rows, title="band distribution")
 
 
 def print_explanation(stored: StoredScore, contact: object) -> None:
@@ -358,17 +363,13 @@ def print_explanation(stored: StoredScore, contact: object) -> None:
     axes = ", ".join(f"{name} {value:g}" for name, value in stored.axes.items())
     title = (f"{who} ({stored.contact_id}): {stored.total:g} {stored.band}, grade {stored.grade or '-'}, "
              f"{(stored.quadrant or '-').replace('_', ' ')} [{axes}]")
-    table = Table("rule", "axis", "points", "times", "why", title=title)
-    for c in stored.contributions:
-        table.add_row(c["rule_id"], c["axis"], f"{c['points']:+g}", str(c["occurrences"]), c["detail"])
-    console.print(table)
+    rows = [(c["rule_id"], c["axis"], f"{c['points']:+g}", c["occurrences"], c["detail"]) for c in stored.contributions]
+    console.print(data_table(("rule", "axis", "points", "times", "why"), rows, title=title))
 
 
 def move_table(moves: Counter[tuple[str, str]], before: Sequence[str], after: Sequence[str]) -> Table:
-    table = Table("now \\ proposed", *after, title="band moves")
-    for band in before:
-        table.add_row(band, *(str(moves.get((band, new), 0)) for new in after))
-    return table
+    rows = [(band, *(moves.get((band, new), 0) for new in after)) for band in before]
+    return data_table(("now \\ proposed", *after), rows, title="band moves")
 
 
 def _move(old: object, new: object) -> str:

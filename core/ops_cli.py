@@ -7,19 +7,23 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from core import k8s
 
+if TYPE_CHECKING:  # rich is imported when a table is drawn: the daemon never draws one
+    from rich.table import Table
+
 CONFIG_DIR_ENV = "LEADPULSE_CONFIG_DIR"
 STATE_DIR_ENV = "LEADPULSE_STATE_DIR"
 
-# The folder options of every leadpulse command, the offline ones of core.cli included: defined here because
-# core.cli imports this module.
+# The folder options of every leadpulse command, the offline ones of core.cli included, and `literal` and
+# `data_table` below, which draw all of their output: defined here because core.cli imports this module.
 config_dir_option = click.option(
     "--config-dir", type=click.Path(file_okay=False, path_type=Path), envvar=CONFIG_DIR_ENV, default=Path("config"),
     show_default=True, help=f"Folder of tenant files (*.yaml), one per tenant. Env: {CONFIG_DIR_ENV}.",
@@ -86,16 +90,14 @@ def status_command(config_dir: Path, state_dir: Path, as_json: bool) -> None:
 
 def _print_table(statuses: list[Any]) -> None:
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table("tenant", "last sync", "outcome", "pulled", "written", "tasks", "backlog", "unfinished run",
-                  "last error")
-    for s in statuses:
-        table.add_row(
-            s.tenant, _when(s.last_run_at), s.outcome or _never(s), _num(s.pulled), _num(s.written),
-            _num(s.tasks), _num(s.backlog), _unfinished(s), s.last_error or "",
-        )
-    Console(width=200).print(table)
+    rows = [
+        (s.tenant, _when(s.last_run_at), s.outcome or _never(s), _num(s.pulled), _num(s.written), _num(s.tasks),
+         _num(s.backlog), _unfinished(s), s.last_error or "")
+        for s in statuses
+    ]
+    headers = ("tenant", "last sync", "outcome", "pulled", "written", "tasks", "backlog", "unfinished run", "last error")
+    Console(width=200).print(data_table(headers, rows))
 
 
 def _never(status: Any) -> str:
@@ -107,6 +109,24 @@ def _unfinished(status: Any) -> str:
     if status.unfinished_run_id is None:
         return "-"
     return f"run {status.unfinished_run_id} started at {_when(status.unfinished_since)}, not finished"
+
+
+def literal(value: object) -> str:
+    """`value` as rich markup that shows it as is: data and error text (a name with "[/b]", a pattern with
+    "[a-z]") are never read as markup, while the styling written around them ("[red]...[/red]") still applies."""
+    from rich.markup import escape
+
+    return escape(str(value))
+
+
+def data_table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, title: str | None = None) -> Table:
+    """A rich table of data: its headers, title and cells are shown as given (see `literal`)."""
+    from rich.table import Table
+
+    table = Table(*map(literal, headers), title=None if title is None else literal(title))
+    for row in rows:
+        table.add_row(*map(literal, row))
+    return table
 
 
 def _when(moment: str | None) -> str:

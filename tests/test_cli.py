@@ -238,3 +238,62 @@ def test_sync_dry_run_lists_the_pending_writes_and_tasks(env):
         ["c2", "lifecycle=lead, lp_band=cold, lp_score=3.0"],
         ["c1", "task for owner o1: Call Person c1: 13"],
     ]
+
+
+def test_validate_shows_an_error_with_brackets_as_written(env):
+    bad = env / "bad.yaml"
+    bad.write_text((env / "acme.yaml").read_text().replace("tenant: acme", "tenant: Acme Corp"))
+    result = run("validate", str(bad))
+    assert "expected text matching ^[a-z0-9][a-z0-9_-]*$, found 'Acme Corp'" in result.output
+
+
+def test_explain_title_keeps_the_axes_in_brackets(env):
+    run("sync")
+    assert "[fit 4, engagement 9]" in " ".join(run("explain", "c1").output.split())
+
+
+@pytest.fixture
+def bracketed_name(env):
+    """The tenant's c1 is called "Ann [/b] Lee": text that reads as a closing markup tag."""
+    file_tenant(env, [contact("c1", "VP Sales", "lead") | {"name": "Ann [/b] Lee"}, contact("c2", status="lead")],
+                [page_view(f"a{i}", "c1") for i in range(3)])
+    return "Ann [/b] Lee"
+
+
+def test_explain_shows_a_name_that_reads_as_markup_as_written(bracketed_name):
+    run("sync")
+    result = run("explain", "c1")
+    assert result.exit_code == 0
+    assert f"{bracketed_name} (c1)" in result.output
+
+
+def test_hottest_leads_show_a_name_that_reads_as_markup_as_written(bracketed_name, tmp_path):
+    from core.config import load_tenant
+
+    run("sync")
+    tenant = load_tenant(next(tmp_path.glob("config/acme.yaml")))
+    with Store.open(tenant.store_path(tmp_path / "state")) as store:
+        table = cli.hottest_table(cli.open_leads(store, tenant, 5))
+    output = render(table)
+    assert [row[:2] for row in table_rows(output)][:1] == [["c1", bracketed_name]], output
+
+
+def render(renderable) -> str:
+    from io import StringIO
+
+    from rich.console import Console
+
+    console = Console(width=200, file=StringIO())
+    console.print(renderable)
+    return console.file.getvalue()
+
+
+def test_status_shows_a_last_error_that_reads_as_markup_as_written(env, tmp_path):
+    from datetime import datetime, timezone
+
+    with Store.open(tmp_path / "state" / "acme.sqlite") as store:
+        run_id = store.start_run("acme", datetime(2025, 6, 2, tzinfo=timezone.utc))
+        store.finish_run(run_id, datetime(2025, 6, 2, tzinfo=timezone.utc), "failed", {}, "bad header [/b] seen")
+    result = run("status")
+    assert result.exit_code == 0
+    assert "bad header [/b] seen" in result.output
