@@ -263,7 +263,6 @@ class Daemon:
             id=tenant.name,
             name=f"sync {tenant.name}",
             replace_existing=True,
-            next_run_time=first_run_time(trigger),
         )
 
     # -- runs --------------------------------------------------------------------------------------------
@@ -422,7 +421,30 @@ def trigger_for(schedule: Any, *, scale: float = 1.0) -> BaseTrigger:
     every = interval_seconds(schedule) / scale
     if every <= 0:
         raise ValueError(f"schedule needs an interval or a cron expression, found {schedule!r}")
-    return IntervalTrigger(seconds=every, jitter=jitter, timezone=timezone.utc)
+    # The grid starts at a random point of the first interval, so a restart does not stampede the CRMs (or the
+    # thread pool) with every interval tenant at once; cron tenants keep their cron times.
+    start = datetime.now(timezone.utc) + timedelta(seconds=random.uniform(0, every))
+    jitter = min(jitter, every) if jitter else None  # more would let a run pass the next one's grid point
+    return GridIntervalTrigger(seconds=every, jitter=jitter, start_date=start, timezone=timezone.utc)
+
+
+class GridIntervalTrigger(IntervalTrigger):
+    """Runs at ``start_date + n * interval``, each run moved later by a random part of `jitter` (no more than
+    the interval), so runs come once an interval on average.
+
+    APScheduler 3's own interval trigger adds the jitter to the previous, already moved, run time, so the
+    runs drift: every 1m with 30s of jitter ran every 75s on average.
+    """
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+        if previous_fire_time is None:
+            return super().get_next_fire_time(None, now)
+        # the scheduler hands back the moved time: step on from the grid point it was moved from
+        passed = (previous_fire_time - self.start_date) // self.interval
+        grid = self.start_date + self.interval * (passed + 1)
+        if self.end_date and grid > self.end_date:
+            return None
+        return grid + timedelta(seconds=random.uniform(0, self.jitter or 0))
 
 
 def cron_trigger(expression: str, jitter: float | None = None) -> BaseTrigger:
@@ -490,15 +512,6 @@ def _weekday(token: str) -> int:
     if token in _WEEKDAYS:
         return _WEEKDAYS.index(token)
     raise ValueError(f"expected a weekday 0-7 (0 and 7 are Sunday) or sun-sat, found {token!r}")
-
-
-def first_run_time(trigger: BaseTrigger) -> datetime | None:
-    """Interval tenants start at a random point of their first interval, so a restart does not stampede the
-    CRMs (or the thread pool) with every tenant at once; cron tenants keep their cron times."""
-    now = datetime.now(timezone.utc)
-    if isinstance(trigger, IntervalTrigger):
-        return now + timedelta(seconds=random.uniform(0, trigger.interval_length))
-    return trigger.get_next_fire_time(None, now)
 
 
 # -- defaults ------------------------------------------------------------------------------------------------

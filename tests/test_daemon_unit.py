@@ -318,3 +318,21 @@ def test_a_cron_line_restricting_only_one_of_the_two_day_fields_fires_on_that_on
 def test_a_cron_line_standard_cron_would_not_read_the_same_is_refused(line):
     with pytest.raises(ValueError, match="expected"):
         trigger_for(Schedule(cron=line))
+
+
+def test_jittered_interval_runs_stay_on_their_grid_so_they_come_once_an_interval_on_average():
+    trigger = trigger_for(Schedule(interval=timedelta(minutes=1), jitter=timedelta(seconds=30)))
+    first = previous = trigger.get_next_fire_time(None, datetime.now(timezone.utc))
+    late = []
+    for n in range(1, 601):
+        previous = trigger.get_next_fire_time(previous, previous)
+        late.append((previous - trigger.start_date).total_seconds() - 60 * n)
+    assert all(0 <= seconds_late <= 30 for seconds_late in late)
+    assert (previous - first).total_seconds() / 600 == pytest.approx(60, abs=0.1)
+
+
+def test_an_interval_tenant_first_runs_at_a_random_point_of_its_first_interval():
+    now = datetime.now(timezone.utc)
+    firsts = [trigger_for(Schedule(interval=timedelta(minutes=10))).get_next_fire_time(None, now) for _ in range(20)]
+    assert all(now <= first <= now + timedelta(minutes=10, seconds=1) for first in firsts)
+    assert max(firsts) - min(firsts) > timedelta(minutes=3)  # spread, not all at once
