@@ -276,8 +276,8 @@ def demo(contacts: int, from_export: bool, config_dir: Path) -> None:
             console.print(band_table(store.band_counts(), Engine(tenant.scoring).band_names))
             leads = open_leads(store, tenant, 5)
             console.print(hottest_table(leads))
-            for stored, contact in leads[:1]:
-                print_explanation(stored, contact)
+            for lead in leads[:1]:
+                print_explanation(lead.score, lead.contact)
 
 
 def _demo_from_export(tenant: TenantConfig, state_dir: Path) -> TenantConfig:
@@ -331,18 +331,40 @@ def pending_table(store: Store, tenant: TenantConfig, *, run_id: int, shown: int
                       title=f"{tenant.name}: dry run, {writes} writes and {tasks} tasks not sent")
 
 
-def open_leads(store: Store, tenant: TenantConfig, n: int) -> list[tuple[StoredScore, Contact | None]]:
+@dataclass(frozen=True)
+class OpenLead:
+    """A well-scored contact that is not a customer yet, and its lifecycle status in the CRM's words: the one
+    leadpulse set when it set one (the CRM may not have it yet: a dry run, a backlog), else the CRM's as last pulled."""
+
+    score: StoredScore
+    contact: Contact | None
+    status: str | None
+
+
+def open_leads(store: Store, tenant: TenantConfig, n: int) -> list[OpenLead]:
     """The `n` best-scored contacts that are not customers yet."""
     customer = tenant.scoring.lifecycle.values.get(Lifecycle.CUSTOMER)
-    leads = ((s, store.contact(s.contact_id)) for s in store.top_scores(n * 20))
-    return list(islice(((s, c) for s, c in leads if getattr(c, "status", None) != customer), n))
+    leads = (_lead(tenant, s, store.contact(s.contact_id)) for s in store.top_scores(n * 20))
+    return list(islice((lead for lead in leads if not _is_customer(lead, customer)), n))
 
 
-def hottest_table(leads: Sequence[tuple[StoredScore, Contact | None]]) -> Table:
+def _is_customer(lead: OpenLead, customer: str | None) -> bool:
+    # The CRM's status counts too: a customer there may still carry the stage leadpulse set before the deal closed.
+    return customer is not None and customer in (lead.status, getattr(lead.contact, "status", None))
+
+
+def _lead(tenant: TenantConfig, stored: StoredScore, contact: Contact | None) -> OpenLead:
+    values = tenant.scoring.lifecycle.values
+    # The store keeps the neutral stage leadpulse set; the table speaks the CRM's values, as the CRM's status does.
+    status = values.get(Lifecycle(stored.status), stored.status) if stored.status else getattr(contact, "status", None)
+    return OpenLead(stored, contact, status)
+
+
+def hottest_table(leads: Sequence[OpenLead]) -> Table:
     rows = [
-        (stored.contact_id, getattr(contact, "name", None) or "-", f"{stored.total:g}", stored.band,
-         stored.grade or "-", getattr(contact, "status", None) or "-", _top_reasons(stored))
-        for stored, contact in leads
+        (lead.score.contact_id, getattr(lead.contact, "name", None) or "-", f"{lead.score.total:g}", lead.score.band,
+         lead.score.grade or "-", lead.status or "-", _top_reasons(lead.score))
+        for lead in leads
     ]
     return data_table(("contact", "name", "score", "band", "grade", "status", "why"), rows, title="hottest open leads")
 

@@ -273,8 +273,7 @@ def test_hottest_leads_show_a_name_that_reads_as_markup_as_written(bracketed_nam
     run("sync")
     tenant = load_tenant(next(tmp_path.glob("config/acme.yaml")))
     with Store.open(tenant.store_path(tmp_path / "state")) as store:
-        table = cli.hottest_table(cli.open_leads(store, tenant, 5))
-    output = render(table)
+        output = render(cli.hottest_table(cli.open_leads(store, tenant, 5)))
     assert [row[:2] for row in table_rows(output)][:1] == [["c1", bracketed_name]], output
 
 
@@ -297,3 +296,24 @@ def test_status_shows_a_last_error_that_reads_as_markup_as_written(env, tmp_path
     result = run("status")
     assert result.exit_code == 0
     assert "bad header [/b] seen" in result.output
+
+
+def hottest_rows(tmp_path, config: Path) -> list[list[str]]:
+    """The rows of the hottest open leads table of the tenant in `config`, synced into tmp_path/state."""
+    from core.config import load_tenant
+
+    tenant = load_tenant(config / "acme.yaml")
+    with Store.open(tenant.store_path(tmp_path / "state")) as store:
+        return table_rows(render(cli.hottest_table(cli.open_leads(store, tenant, 5))))
+
+
+def test_hottest_leads_show_the_status_leadpulse_set_else_the_crms(env, tmp_path):
+    file_tenant(env, [contact("c1", "VP Sales", "lead"), contact("c2", status="opportunity")],
+                [page_view(f"a{i}", "c1") for i in range(3)])
+    run("sync", "--dry-run")
+    assert [(row[0], row[5]) for row in hottest_rows(tmp_path, env)] == [("c1", "mql"), ("c2", "opportunity")]
+
+
+def test_hottest_leads_list_contacts_without_a_status_when_the_tenant_maps_no_customer(env, tmp_path):
+    run("sync")
+    assert [row[0] for row in hottest_rows(tmp_path, env)] == ["c1", "c2"]
