@@ -26,6 +26,7 @@ from core.config import ConfigError, TenantConfig, load_config_dir, load_tenant
 from core.demo import run_demo
 from core.pipeline import RunOutcome, RunSummary, compare_bands, rescore_tenant, sync_tenant
 from core.progress import terminal_progress
+from core.rules import ScoringConfig
 from core.model import Contact, Lifecycle
 from core.scoring import Engine
 from core.store import StoredScore, Store, StoreError
@@ -237,22 +238,43 @@ def history(contact_id: str, tenant_name: str | None, config_dir: Path, state_di
 
 @main.command()
 @click.option("--rules", "rules_file", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="A tenant file holding the proposed scoring section.")
+              help="A copy of the tenant's file (same tenant name and fields map) with the proposed scoring section.")
 @tenant_option
 @config_dir_option
 @state_dir_option
 def compare(rules_file: Path, tenant_name: str | None, config_dir: Path, state_dir: Path) -> None:
     """Count how many stored contacts would move from each band to each other band under the --rules file."""
     tenant = load_named(config_dir, tenant_name)
-    try:
-        proposed = load_tenant(rules_file).scoring
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    proposed = proposed_scoring(tenant, rules_file)
     with open_store(tenant, state_dir) as store:
         moves = compare_bands(store, tenant.scoring, proposed, SystemClock().now())
     console.print(move_table(moves, Engine(tenant.scoring).band_names, Engine(proposed).band_names))
     moved = sum(n for (before, after), n in moves.items() if before != after)
     console.print(f"{moved} of {sum(moves.values())} contacts would change band")
+
+
+def proposed_scoring(tenant: TenantConfig, rules_file: Path) -> ScoringConfig:
+    """The scoring section of `rules_file`, if that file is a version of `tenant`'s own: the same tenant name and the
+    same ``fields`` map, without which its rules would read the stored contacts differently from how they were pulled.
+    """
+    try:
+        proposed = load_tenant(rules_file)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if proposed.name != tenant.name:
+        raise click.ClickException(
+            f"{rules_file} is a file of tenant {proposed.name!r}, not of tenant {tenant.name!r} ({tenant.source_path}); "
+            f"to try new rules on {tenant.name!r}, copy {tenant.source_path} and change its scoring section"
+        )
+    changed = sorted(name for name in {*proposed.fields, *tenant.fields}
+                     if proposed.fields.get(name) != tenant.fields.get(name))
+    if changed:
+        raise click.ClickException(
+            f"{rules_file} maps fields {', '.join(changed)} differently from {tenant.source_path} (tenant "
+            f"{tenant.name!r}), whose map the stored contacts were pulled with; give {rules_file} the fields section "
+            f"of {tenant.source_path} and change only its scoring section"
+        )
+    return proposed.scoring
 
 
 @main.command()

@@ -129,10 +129,30 @@ def test_history_lists_changes(env):
 
 def test_compare_counts_band_moves(env, tmp_path):
     run("sync")
-    proposal = file_tenant(tmp_path / "proposal", [], [], name="proposal", pricing_points=5)
+    proposal = file_tenant(tmp_path / "proposal", [], [], pricing_points=5)
     result = run("compare", "--rules", str(proposal.source_path))
     assert result.exit_code == 0
     assert "1 of 2 contacts would change band" in result.output
+
+
+def test_compare_refuses_rules_of_another_tenant(env, tmp_path):
+    run("sync")
+    proposal = file_tenant(tmp_path / "proposal", [], [], name="beta", pricing_points=5)
+    result = run("compare", "--rules", str(proposal.source_path), "--tenant", "acme")
+    assert result.exit_code == 1
+    assert (f"{proposal.source_path} is a file of tenant 'beta', not of tenant 'acme' ({env / 'acme.yaml'})"
+            in result.output)
+    assert "would change band" not in result.output
+
+
+def test_compare_refuses_rules_over_another_fields_map(env, tmp_path):
+    run("sync")
+    proposal = file_tenant(tmp_path / "proposal", [], [], pricing_points=5)
+    proposal.source_path.write_text(proposal.source_path.read_text().replace("title: job_title", "title: headline"))
+    result = run("compare", "--rules", str(proposal.source_path))
+    assert result.exit_code == 1
+    assert f"{proposal.source_path} maps fields title differently from {env / 'acme.yaml'}" in result.output
+    assert "would change band" not in result.output
 
 
 def test_demo_syncs_the_sandbox_twice_and_shows_the_hottest_open_leads():
