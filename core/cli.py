@@ -23,7 +23,7 @@ from core import logs, ops_cli
 from core.ops_cli import data_table, literal
 from core.clock import ManualClock, SystemClock
 from core.config import ConfigError, TenantConfig, load_config_dir, load_tenant
-from core.demo import run_demo
+from core.demo import export_tenant, run_demo
 from core.pipeline import RunOutcome, RunSummary, compare_bands, rescore_tenant, sync_tenant
 from core.progress import terminal_progress
 from core.rules import ScoringConfig
@@ -33,7 +33,6 @@ from core.store import StoredScore, Store, StoreError
 
 CONFIG_DIR_ENV = ops_cli.CONFIG_DIR_ENV
 STATE_DIR_ENV = ops_cli.STATE_DIR_ENV
-DEMO_TENANT = "demo-file"
 #: when config/sample was exported (bench/synthetic.py EXPORT_AT): the demo scores as of then, so its output stays put
 DEMO_AS_OF = datetime(2025, 6, 2, tzinfo=timezone.utc)
 
@@ -280,13 +279,16 @@ def proposed_scoring(tenant: TenantConfig, rules_file: Path) -> ScoringConfig:
 @main.command()
 @click.option("--contacts", type=click.IntRange(min=100), default=3000, show_default=True,
               help="How many contacts the sandbox portal holds.")
-@click.option("--from-export", is_flag=True, help="Score the sample export in config/sample instead (no API at all).")
-@config_dir_option
-def demo(contacts: int, from_export: bool, config_dir: Path) -> None:
-    """Sync a HubSpot portal played by the local sandbox: a full run, fresh activity, an incremental run."""
+@click.option("--from-export", is_flag=True,
+              help="Score the sample export shipped in config/sample instead (no API at all).")
+def demo(contacts: int, from_export: bool) -> None:
+    """Sync a HubSpot portal played by the local sandbox: a full run, fresh activity, an incremental run.
+
+    The demos use the tenant files shipped with leadpulse, wherever the command runs from.
+    """
     with tempfile.TemporaryDirectory(prefix="leadpulse-demo-") as folder:
         if from_export:
-            tenant = _demo_from_export(load_named(config_dir, DEMO_TENANT), Path(folder))
+            tenant = _demo_from_export(Path(folder))
         else:
             console.print(f"Starting a HubSpot sandbox with {contacts} contacts on 127.0.0.1 ...")
             result = run_demo(Path(folder), contacts=contacts,
@@ -302,9 +304,8 @@ def demo(contacts: int, from_export: bool, config_dir: Path) -> None:
                 print_explanation(lead.score, lead.contact)
 
 
-def _demo_from_export(tenant: TenantConfig, state_dir: Path) -> TenantConfig:
-    settings = tenant.crm.connection.model_copy(update={"results": state_dir / "results.csv"})
-    tenant = tenant.model_copy(update={"crm": tenant.crm.model_copy(update={"connection": settings})})
+def _demo_from_export(state_dir: Path) -> TenantConfig:
+    tenant = export_tenant(state_dir)
     print_summaries([sync_tenant(tenant, state_dir=state_dir, clock=ManualClock(DEMO_AS_OF))])
     return tenant
 

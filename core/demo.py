@@ -3,7 +3,8 @@
 `run_demo` starts the HubSpot sandbox with a few thousand synthetic contacts and real rate limits, runs a full
 sync of the demo tenant (config/demo/hubspot-sandbox.yaml), lets the portal's people do things (meetings,
 replies, answered calls, a new job title), runs an incremental sync that picks up just those changes, and
-hands both summaries back for the CLI to print with the hottest leads.
+hands both summaries back for the CLI to print with the hottest leads. `export_tenant` is the tenant of the other
+demo, which scores the sample CRM export in config/sample with no API at all.
 """
 
 from __future__ import annotations
@@ -17,10 +18,14 @@ from typing import Any
 import yaml
 
 from core.clock import Clock, ScaledClock
-from core.config import TenantConfig, validate_tenant
+from core.config import TenantConfig, load_tenant, validate_tenant
 from core.pipeline import RunSummary, sync_tenant
 
-DEMO_TENANT_FILE = Path(__file__).resolve().parent.parent / "config" / "demo" / "hubspot-sandbox.yaml"
+# The demos' tenant files ship with leadpulse, beside its code: a demo runs the same from any working directory.
+SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "config"
+DEMO_TENANT_FILE = SHIPPED_CONFIG / "demo" / "hubspot-sandbox.yaml"
+#: the tenant of the sample CRM export in config/sample, scored by ``leadpulse demo --from-export``
+EXPORT_TENANT_FILE = SHIPPED_CONFIG / "demo-file.yaml"
 TOKEN_VARIABLE = "DEMO_HUBSPOT_TOKEN"
 
 
@@ -29,6 +34,13 @@ def sandbox_tenant(path: Path, base_url: str, **connection: Any) -> TenantConfig
     data = yaml.safe_load(path.read_text())
     data["crm"]["connection"].update(base_url=base_url, **connection)
     return validate_tenant(data, path)
+
+
+def export_tenant(state_dir: Path) -> TenantConfig:
+    """The sample export's tenant, writing its results into `state_dir` instead of beside the shipped files."""
+    tenant = load_tenant(EXPORT_TENANT_FILE)
+    connection = tenant.crm.connection.model_copy(update={"results": state_dir / "results.csv"})
+    return tenant.model_copy(update={"crm": tenant.crm.model_copy(update={"connection": connection})})
 
 
 @dataclass(frozen=True)

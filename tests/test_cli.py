@@ -155,8 +155,9 @@ def test_compare_refuses_rules_over_another_fields_map(env, tmp_path):
     assert "would change band" not in result.output
 
 
-def test_demo_syncs_the_sandbox_twice_and_shows_the_hottest_open_leads():
-    result = run("demo", "--contacts", "300", "--config-dir", str(REPO_CONFIG))
+def test_demo_syncs_the_sandbox_twice_and_shows_the_hottest_open_leads(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("demo", "--contacts", "300")
     assert result.exit_code == 0, result.output
     assert "full sync" in result.output and "incremental sync" in result.output
     assert "band distribution" in result.output and "hottest open leads" in result.output
@@ -165,10 +166,18 @@ def test_demo_syncs_the_sandbox_twice_and_shows_the_hottest_open_leads():
 
 
 def test_demo_from_export_scores_the_sample_without_any_api():
-    result = run("demo", "--from-export", "--config-dir", str(REPO_CONFIG))
+    result = run("demo", "--from-export")
     assert result.exit_code == 0, result.output
     assert "demo-file" in result.output and "band distribution" in result.output
     assert result.output.count("┃ rule") == 1
+
+
+def test_demo_from_export_runs_from_outside_the_checkout_and_writes_nothing_there(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("demo", "--from-export")
+    assert result.exit_code == 0, result.output
+    assert "demo-file" in result.output and "hottest open leads" in result.output
+    assert list(tmp_path.iterdir()) == []
 
 def test_sync_of_a_crm_with_no_connector_installed_fails_clearly_without_a_traceback(tmp_path, monkeypatch):
     config = tmp_path / "config"
