@@ -4,6 +4,9 @@ Each tenant gets a CronJob with ``concurrencyPolicy: Forbid`` (Kubernetes then r
 the daemon does) running ``leadpulse sync --tenant NAME``, and its own volume claim, so its SQLite store
 lives on its own volume. The tenant files travel as one ConfigMap; their ``{env: NAME}`` secrets come from
 one Secret through ``envFrom``.
+
+A tenant the CronJobs cannot run as its file says (an interval cron cannot step evenly, a ``store:`` off the
+state volume) is refused with a `DeployError` naming its file, and nothing is written.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
 import yaml
 
 DEFAULT_IMAGE = "ghcr.io/leadpulse/leadpulse:latest"
@@ -25,6 +29,10 @@ STATE_MOUNT = "/var/lib/leadpulse"
 UID = 10001
 #: Kubernetes appends an 11-character suffix to a CronJob's Job names, and Job names stop at 63
 _MAX_CRONJOB_NAME = 52
+
+
+class DeployError(click.ClickException):
+    """A tenant file asks for what its CronJob cannot do; `leadpulse deploy k8s` prints it and exits 1."""
 
 
 @dataclass(frozen=True)
@@ -42,25 +50,36 @@ def sync_command(tenant: str) -> list[str]:
 
 
 def cron_schedule(schedule: Any, tenant: str) -> str:
-    """A tenant's schedule as a 5-field cron line: cron as written, intervals rounded to what cron can say.
+    """A tenant's schedule as a 5-field cron line: cron as written, intervals as steps of the hour or the day.
 
     Hourly and longer intervals start at a minute derived from the tenant's name, so tenants sharing an
     interval do not all start at :00. CronJobs have no jitter; it is dropped.
+
+    :raises ValueError: for an interval cron cannot step evenly: minutes that do not divide the hour, hours that
+        do not divide the day, or more than a day (a step restarts each hour, day or month: ``*/45`` runs at
+        :00 and :45).
     """
     from core.daemon import interval_seconds
 
     cron = getattr(schedule, "cron", None)
     if cron:
         return str(cron)
-    minutes = max(1, round(interval_seconds(schedule) / 60))
+    every = round(interval_seconds(schedule))
     offset = int(hashlib.sha256(tenant.encode()).hexdigest(), 16) % 60
-    if minutes < 60:
-        return "* * * * *" if minutes == 1 else f"*/{minutes} * * * *"
-    hours = round(minutes / 60)
-    if hours < 24:
-        return f"{offset} * * * *" if hours == 1 else f"{offset} */{hours} * * *"
-    days = round(hours / 24)
-    return f"{offset} 0 * * *" if days == 1 else f"{offset} 0 */{days} * *"
+    minutes, hours = every // 60, every // 3600
+    if every <= 60:  # cron's finest step; tenant files refuse less than a minute
+        return "* * * * *"
+    if every % 60 == 0 and minutes < 60 and 60 % minutes == 0:
+        return f"*/{minutes} * * * *"
+    if every % 3600 == 0 and hours <= 24 and 24 % hours == 0:
+        return {1: f"{offset} * * * *", 24: f"{offset} 0 * * *"}.get(hours, f"{offset} */{hours} * * *")
+    raise ValueError(f"expected an interval that divides the hour or the day, found {_duration(every)}")
+
+
+def _duration(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 60}m" if seconds % 60 == 0 else f"{seconds}s"
 
 
 def resource_name(tenant: str, *, prefix: str = "leadpulse-") -> str:
@@ -97,6 +116,8 @@ def volume_claim(tenant: str, plan: Plan) -> dict[str, Any]:
 def cronjob(tenant: Any, plan: Plan) -> dict[str, Any]:
     """The CronJob of one tenant: Forbid overlaps, never retry a failed Job (the next run resumes anyway)."""
     name = tenant.name
+    if lines := refusals(tenant):
+        raise DeployError("\n".join(lines))
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
@@ -111,6 +132,40 @@ def cronjob(tenant: Any, plan: Plan) -> dict[str, Any]:
             "jobTemplate": {"spec": {"backoffLimit": 0, "template": _pod(name, plan)}},
         },
     }
+
+
+def refusals(tenant: Any) -> list[str]:
+    """Why `tenant` cannot run as a CronJob as its file says, one line per reason (none when it can)."""
+    return [line for line in (_schedule_refusal(tenant), _store_refusal(tenant)) if line]
+
+
+def _schedule_refusal(tenant: Any) -> str | None:
+    try:
+        cron_schedule(tenant.schedule, tenant.name)
+    except ValueError as exc:
+        return (
+            f"{_file(tenant)}: schedule.every: {exc}; a CronJob would run it unevenly: pick an interval that "
+            "divides the hour (such as 10m, 15m, 20m or 30m) or the day (such as 2h, 3h, 6h or 24h), or write "
+            "schedule.cron instead"
+        )
+    return None
+
+
+def _store_refusal(tenant: Any) -> str | None:
+    store = getattr(tenant, "store", None)
+    if store is None or Path(store).is_relative_to(STATE_MOUNT):
+        return None
+    return (
+        f"{_file(tenant)}: store: expected none, or a path under {STATE_MOUNT} (the tenant's state volume), found "
+        f"{str(store)!r}; in Kubernetes the store lives on the state volume: remove store: from the file (the store "
+        f"is then {STATE_MOUNT}/{tenant.name}.sqlite) or set it to a path under {STATE_MOUNT}"
+    )
+
+
+def _file(tenant: Any) -> str:
+    """The tenant file, as a refusal names it."""
+    path = getattr(tenant, "source_path", None)
+    return f"{path} (tenant {tenant.name})" if path else f"tenant {tenant.name}"
 
 
 def _pod(tenant: str, plan: Plan) -> dict[str, Any]:
@@ -150,7 +205,13 @@ def _labels(tenant: str | None = None) -> dict[str, str]:
 
 
 def write_cronjobs(tenants: Sequence[Any], config_dir: Path, out_dir: Path, plan: Plan) -> list[Path]:
-    """Write ``configmap.yaml`` and one ``cronjob-<tenant>.yaml`` (claim + CronJob) per tenant into `out_dir`."""
+    """Write ``configmap.yaml`` and one ``cronjob-<tenant>.yaml`` (claim + CronJob) per tenant into `out_dir`.
+
+    :raises DeployError: naming every tenant a CronJob cannot run as its file says; nothing is written then.
+    """
+    refused = [line for tenant in tenants for line in refusals(tenant)]
+    if refused:
+        raise DeployError("\n".join(refused))
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [_dump(out_dir / "configmap.yaml", [configmap(config_dir, plan)])]
     for tenant in sorted(tenants, key=lambda t: t.name):

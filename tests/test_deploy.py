@@ -94,6 +94,8 @@ class Schedule:
 class Tenant:
     name: str
     schedule: Schedule
+    source_path: Path | None = None
+    store: Path | None = None
 
 
 # -- Kubernetes ------------------------------------------------------------------------------------------------
@@ -173,6 +175,59 @@ def test_hourly_intervals_start_at_a_minute_of_their_own_per_tenant():
     assert re.fullmatch(r"\d{1,2} \*/6 \* \* \*", a)
     minutes = {k8s.cron_schedule(Schedule(every=timedelta(hours=1)), f"t{i}").split()[0] for i in range(20)}
     assert len(minutes) > 5
+
+
+@pytest.mark.parametrize(("every", "pattern"), [(timedelta(minutes=30), r"\*/30 \* \* \* \*"),
+                                              (timedelta(hours=8), r"\d+ \*/8 \* \* \*"),
+                                              (timedelta(hours=24), r"\d+ 0 \* \* \*")])
+def test_intervals_that_divide_the_hour_or_the_day_become_even_steps(every, pattern):
+    assert re.fullmatch(pattern, k8s.cron_schedule(Schedule(every=every), "acme"))
+
+
+@pytest.mark.parametrize("every", [timedelta(minutes=45), timedelta(minutes=90), timedelta(hours=5),
+                                   timedelta(hours=36), timedelta(days=2), timedelta(seconds=150)])
+def test_an_interval_cron_cannot_step_evenly_is_refused(every):
+    with pytest.raises(ValueError, match="expected an interval that divides the hour or the day"):
+        k8s.cron_schedule(Schedule(every=every), "acme")
+
+
+def test_deploy_k8s_refuses_an_uneven_interval_naming_the_file_and_what_to_do_and_writes_nothing(tmp_path):
+    tenant = Tenant("acme", Schedule(every=timedelta(minutes=45)), source_path=tmp_path / "acme.yaml")
+    with pytest.raises(k8s.DeployError) as refused:
+        k8s.write_cronjobs([tenant], tmp_path, tmp_path / "out", k8s.Plan())
+    assert refused.value.message.startswith(f"{tmp_path / 'acme.yaml'} (tenant acme): schedule.every: ")
+    assert "found 45m" in refused.value.message and "divides the hour" in refused.value.message
+    assert "schedule.cron" in refused.value.message
+    assert not (tmp_path / "out").exists()
+
+
+def test_deploy_k8s_refuses_a_store_off_the_state_volume_naming_the_file_and_what_to_do(tmp_path):
+    tenant = Tenant("acme", Schedule(every=timedelta(minutes=15)), source_path=tmp_path / "acme.yaml",
+                    store=Path("state/acme.sqlite"))
+    with pytest.raises(k8s.DeployError) as refused:
+        k8s.cronjob(tenant, k8s.Plan())
+    assert refused.value.message.startswith(f"{tmp_path / 'acme.yaml'} (tenant acme): store: ")
+    assert "'state/acme.sqlite'" in refused.value.message and "remove store: from the file" in refused.value.message
+    assert k8s.STATE_MOUNT in refused.value.message
+
+
+def test_a_store_on_the_state_volume_is_deployed(tmp_path):
+    tenant = Tenant("acme", Schedule(every=timedelta(minutes=15)), store=Path(k8s.STATE_MOUNT) / "acme-crm.sqlite")
+    assert k8s.cronjob(tenant, k8s.Plan())["kind"] == "CronJob"
+
+
+def test_deploy_k8s_command_refuses_the_example_file_with_its_store_key_set(tmp_path):
+    from click.testing import CliRunner
+
+    config = tmp_path / "config"
+    config.mkdir()
+    example = (ROOT / "config" / "hubspot.yaml").read_text()
+    (config / "hubspot.yaml").write_text(example.replace("# store: state/", "store: state/"))
+    result = CliRunner().invoke(leadpulse_group(), ["deploy", "k8s", "--config-dir", str(config), "--out",
+                                                    str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert f"{config / 'hubspot.yaml'} (tenant acme-hubspot): store: " in result.output
+    assert not (tmp_path / "out").exists()
 
 
 def test_resource_names_are_dns_safe_and_short_enough_for_a_cronjob():
