@@ -293,8 +293,11 @@ def demo(contacts: int, from_export: bool) -> None:
             console.print(f"Starting a HubSpot sandbox with {contacts} contacts on 127.0.0.1 ...")
             result = run_demo(Path(folder), contacts=contacts,
                               on_run=lambda name, summary: print_summaries([summary], title=name))
-            console.print(f"Between the runs, {len(result.livened)} contacts took meetings, replied and answered calls; "
-                          "the incremental run picked up just those changes.")
+            incremental = result.incremental
+            console.print(f"Between the runs, {len(result.livened)} contacts held a meeting and replied (half of them "
+                          "also took a call). The incremental run read what changed since the full one, the contacts "
+                          f"its own write-back touched included, rescored the {incremental.scored} whose data changed or "
+                          f"whose score had expired, and wrote the {incremental.changed} whose values moved.")
             tenant = result.tenant
         with Store.open(tenant.store_path(Path(folder))) as store:
             console.print(band_table(store.band_counts(), Engine(tenant.scoring).band_names))

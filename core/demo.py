@@ -2,8 +2,8 @@
 
 `run_demo` starts the HubSpot sandbox with a few thousand synthetic contacts and real rate limits, runs a full
 sync of the demo tenant (config/demo/hubspot-sandbox.yaml), lets the portal's people do things (meetings,
-replies, answered calls, a new job title), runs an incremental sync that picks up just those changes, and
-hands both summaries back for the CLI to print with the hottest leads. `export_tenant` is the tenant of the other
+replies, answered calls, a new job title), runs an incremental sync that reads what changed and rescores the
+contacts it touches, and hands both summaries back for the CLI to print with the hottest leads. `export_tenant` is the tenant of the other
 demo, which scores the sample CRM export in config/sample with no API at all.
 """
 
