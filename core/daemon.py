@@ -316,11 +316,10 @@ class Daemon:
             # A SIGHUP may have removed or replaced a scheduled tenant while it ran: its gauges were dropped (or
             # now belong to the new config) and must not come back from a run of the config that is gone.
             current = not scheduled or self._tenants.get(tenant.name) is tenant
-            if current:
-                metrics.record_run(summary)
-                if backlog is not None:
-                    metrics.record_backlog(tenant.name, backlog)
-        self._log_run(summary, "" if current else "; not counted: the tenant was removed or changed meanwhile")
+            metrics.record_run(summary, gauges=current)
+            if current and backlog is not None:
+                metrics.record_backlog(tenant.name, backlog)
+        self._log_run(summary, "" if current else "; its tenant was removed or changed meanwhile: its gauges are left alone")
 
     def _log_run(self, summary: RunSummary, note: str = "") -> None:
         outcome = summary.outcome.value

@@ -64,8 +64,11 @@ SCHEDULE_DELAY = Histogram(
 TENANTS = Gauge("leadpulse_tenants", "Tenant files in the config directory by state.", ["state"], registry=REGISTRY)
 
 
-def record_run(summary: Any) -> None:
-    """Count one finished run from its `RunSummary` (tenant, outcome, pulled, written, tasks, seconds)."""
+def record_run(summary: Any, *, gauges: bool = True) -> None:
+    """Count one finished run from its `RunSummary` (tenant, outcome, pulled, written, tasks, seconds).
+
+    Without `gauges`, the run is counted but the tenant's last-success time is left alone (a run of a tenant
+    removed meanwhile must not bring its gauge back)."""
     tenant = summary.tenant
     outcome = _text(summary.outcome)
     RUNS.labels(tenant, outcome).inc()
@@ -73,7 +76,7 @@ def record_run(summary: Any) -> None:
     WRITTEN.labels(tenant).inc(_count(summary, "written"))
     TASKS.labels(tenant).inc(_count(summary, "tasks"))
     DURATION.labels(tenant).observe(float(getattr(summary, "seconds", 0) or 0))
-    if outcome in SUCCESS_OUTCOMES:
+    if gauges and outcome in SUCCESS_OUTCOMES:
         LAST_SUCCESS.labels(tenant).set(time.time())
 
 

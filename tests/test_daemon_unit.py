@@ -273,6 +273,8 @@ def test_a_tenant_removed_during_its_run_gets_no_gauges_back_when_the_run_ends(m
     assert wait_for(lambda: not daemon._active)
     assert metrics.REGISTRY.get_sample_value("leadpulse_last_success_timestamp_seconds", {"tenant": "u-gone"}) is None
     assert metrics.REGISTRY.get_sample_value("leadpulse_outbox_backlog", {"tenant": "u-gone"}) is None
+    # the run happened, so it is counted
+    assert metrics.REGISTRY.get_sample_value("leadpulse_runs_total", {"tenant": "u-gone", "outcome": "succeeded"}) >= 1
 
 
 def fire_days(line: str, start: datetime, end: datetime) -> list[int]:
