@@ -23,7 +23,7 @@ from core import logs, ops_cli
 from core.ops_cli import data_table, literal
 from core.clock import ManualClock, SystemClock
 from core.config import ConfigError, TenantConfig, load_config_dir, load_tenant
-from core.demo import export_tenant, run_demo
+from core.demo import DemoUnavailable, export_tenant, run_demo
 from core.pipeline import RunOutcome, RunSummary, compare_bands, rescore_tenant, sync_tenant
 from core.progress import terminal_progress
 from core.rules import ScoringConfig
@@ -284,8 +284,16 @@ def proposed_scoring(tenant: TenantConfig, rules_file: Path) -> ScoringConfig:
 def demo(contacts: int, from_export: bool) -> None:
     """Sync a HubSpot portal played by the local sandbox: a full run, fresh activity, an incremental run.
 
-    The demos use the tenant files shipped with leadpulse, wherever the command runs from.
+    The demos use the tenant files in leadpulse's checkout (config/demo, config/demo-file.yaml), wherever the
+    command runs from.
     """
+    try:
+        _demo(contacts, from_export)
+    except DemoUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _demo(contacts: int, from_export: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="leadpulse-demo-") as folder:
         if from_export:
             tenant = _demo_from_export(Path(folder))

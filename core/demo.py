@@ -3,8 +3,11 @@
 `run_demo` starts the HubSpot sandbox with a few thousand synthetic contacts and real rate limits, runs a full
 sync of the demo tenant (config/demo/hubspot-sandbox.yaml), lets the portal's people do things (meetings,
 replies, answered calls, a new job title), runs an incremental sync that reads what changed and rescores the
-contacts it touches, and hands both summaries back for the CLI to print with the hottest leads. `export_tenant` is the tenant of the other
-demo, which scores the sample CRM export in config/sample with no API at all.
+contacts it touches, and hands both summaries back for the CLI to print with the hottest leads. `export_tenant` is
+the tenant of the other demo, which scores the sample CRM export in config/sample with no API at all.
+
+The demos' files (config/demo, config/demo-file.yaml, config/sample) belong to the source checkout, beside the
+code: an installed wheel carries the program, not the demo data (see `require_demo_file`).
 """
 
 from __future__ import annotations
@@ -21,12 +24,27 @@ from core.clock import Clock, ScaledClock
 from core.config import TenantConfig, load_tenant, validate_tenant
 from core.pipeline import RunSummary, sync_tenant
 
-# The demos' tenant files ship with leadpulse, beside its code: a demo runs the same from any working directory.
+# The demos' tenant files live in the checkout beside the code: a demo runs the same from any working directory.
 SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "config"
 DEMO_TENANT_FILE = SHIPPED_CONFIG / "demo" / "hubspot-sandbox.yaml"
 #: the tenant of the sample CRM export in config/sample, scored by ``leadpulse demo --from-export``
 EXPORT_TENANT_FILE = SHIPPED_CONFIG / "demo-file.yaml"
 TOKEN_VARIABLE = "DEMO_HUBSPOT_TOKEN"
+
+
+class DemoUnavailable(Exception):
+    """The demo's files are not here (leadpulse was installed from a wheel, not run from its checkout)."""
+
+
+def require_demo_file(path: Path) -> Path:
+    """`path`, one of the demos' files.
+
+    :raises DemoUnavailable: naming the file and what to do, if it is missing.
+    """
+    if not path.exists():
+        raise DemoUnavailable(f"{path}: the demo's files come with a checkout of leadpulse's source, not with an "
+                              "installed package; run the demo from a checkout (`make demo` there)")
+    return path
 
 
 def sandbox_tenant(path: Path, base_url: str, **connection: Any) -> TenantConfig:
@@ -38,7 +56,7 @@ def sandbox_tenant(path: Path, base_url: str, **connection: Any) -> TenantConfig
 
 def export_tenant(state_dir: Path) -> TenantConfig:
     """The sample export's tenant, writing its results into `state_dir` instead of beside the shipped files."""
-    tenant = load_tenant(EXPORT_TENANT_FILE)
+    tenant = load_tenant(require_demo_file(EXPORT_TENANT_FILE))
     connection = tenant.crm.connection.model_copy(update={"results": state_dir / "results.csv"})
     return tenant.model_copy(update={"crm": tenant.crm.model_copy(update={"connection": connection})})
 
@@ -72,8 +90,13 @@ def run_demo(
     time_scale: float = 4.0,
     on_run: Callable[[str, RunSummary], None] = lambda name, summary: None,
 ) -> DemoRun:
-    """Full sync, fresh activity, incremental sync, against a HubSpot sandbox with its rate limits on."""
+    """Full sync, fresh activity, incremental sync, against a HubSpot sandbox with its rate limits on.
+
+    :raises DemoUnavailable: if the demo's tenant file is not here.
+    """
     from sandbox import Sandbox  # the sandbox is only needed for the demo and tests
+
+    require_demo_file(DEMO_TENANT_FILE)
 
     with Sandbox.start("hubspot", contacts, seed, tier="professional", time_scale=time_scale) as sb:
         tenant = sandbox_tenant(DEMO_TENANT_FILE, sb.base_url)

@@ -346,3 +346,15 @@ def test_hottest_leads_show_the_status_leadpulse_set_else_the_crms(env, tmp_path
 def test_hottest_leads_list_contacts_without_a_status_when_the_tenant_maps_no_customer(env, tmp_path):
     run("sync")
     assert [row[0] for row in hottest_rows(tmp_path, env)] == ["c1", "c2"]
+
+
+def test_the_demos_say_what_to_do_when_their_files_are_not_here(tmp_path, monkeypatch):
+    from core import demo
+
+    monkeypatch.setattr(demo, "DEMO_TENANT_FILE", tmp_path / "gone" / "hubspot-sandbox.yaml")
+    monkeypatch.setattr(demo, "EXPORT_TENANT_FILE", tmp_path / "gone" / "demo-file.yaml")
+    for args in (["demo"], ["demo", "--from-export"]):
+        result = run(*args)
+        assert result.exit_code == 1
+        assert f"Error: {tmp_path / 'gone'}" in result.output and "run the demo from a checkout" in result.output
+        assert "Traceback" not in result.output
