@@ -7,7 +7,8 @@ add the next one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -101,19 +102,45 @@ def applied(db: sqlite_utils.Database) -> list[str]:
 
 
 def migrate(db: sqlite_utils.Database, migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:
-    """Apply the migrations `db` lacks, each in its own transaction; return the names applied now."""
-    if not db["migrations"].exists():
-        db["migrations"].create({"id": int, "name": str, "applied_at": str}, pk="id")
-    done = set(applied(db))
+    """Apply the migrations `db` lacks, each in its own transaction; return the names applied now.
+
+    Several processes may open one store at once: each migration takes the write lock first (``BEGIN IMMEDIATE``)
+    and then reads what is applied, so a second opener waits for the first and finds nothing left to do.
+    """
+    if _lacks_none(db, migrations):
+        return []
     now_applied = []
     for migration in migrations:
-        if migration.name in done:
-            continue
-        with db.atomic():
+        with _writing(db):
+            db.execute(_MIGRATIONS_TABLE)
+            if migration.name in applied(db):
+                continue
             for statement in migration.statements:
                 db.execute(statement)
-            db["migrations"].insert(
-                {"name": migration.name, "applied_at": datetime.now(timezone.utc).isoformat()}
+            db.execute(
+                "INSERT INTO migrations (name, applied_at) VALUES (?, ?)",
+                (migration.name, datetime.now(timezone.utc).isoformat()),
             )
         now_applied.append(migration.name)
     return now_applied
+
+
+_MIGRATIONS_TABLE = "CREATE TABLE IF NOT EXISTS migrations (id INTEGER PRIMARY KEY, name TEXT, applied_at TEXT)"
+
+
+def _lacks_none(db: sqlite_utils.Database, migrations: Sequence[Migration]) -> bool:
+    # Migrations are never taken back, so a store seen to have them all needs no write lock to be sure.
+    return {migration.name for migration in migrations} <= set(applied(db))
+
+
+@contextlib.contextmanager
+def _writing(db: sqlite_utils.Database) -> Iterator[None]:
+    # A deferred BEGIN would read first and fail at its first write if another opener wrote meanwhile (WAL gives
+    # no retry for that); IMMEDIATE waits (busy_timeout) for the write lock before reading.
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.conn.rollback()
+        raise
+    db.conn.commit()

@@ -16,6 +16,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -294,6 +295,86 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+#: how long an opener waits for another process's write (a migration, a page being applied) before giving up
+_BUSY_MS = 5000
+#: SQLite's primary result codes that say the file is not a database, or a damaged one
+_DAMAGED = {sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT}
+#: ... that say the file or its folder cannot be written or opened
+_NOT_WRITABLE = {sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN}
+_BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+#: what a lost store costs, said wherever moving one aside is offered
+_AFRESH = (
+    "restore it from a backup; only if there is none, move it aside and run `leadpulse sync --full`, knowing that "
+    "follow-up tasks already created in the CRM may be created again"
+)
+
+
+def _create(path: Path) -> None:
+    # Built aside and linked into place, so no other opener ever sees a half-made store: an existing file without
+    # the schema is refused as emptied or overwritten (see `_refuse_foreign`).
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=".new")
+    os.close(handle)
+    fresh = Path(name)
+    try:
+        db = sqlite_utils.Database(fresh)
+        try:
+            migrate(db)
+        finally:
+            db.close()
+        with contextlib.suppress(FileExistsError):  # another opener created it first: open theirs
+            os.link(fresh, path)
+    finally:
+        fresh.unlink(missing_ok=True)
+
+
+def _connect(path: Path) -> sqlite_utils.Database:
+    db = sqlite_utils.Database(path)
+    try:
+        # First, so that switching to WAL and migrating wait for another opener instead of failing.
+        db.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
+        _refuse_foreign(db, path)
+        db.enable_wal()
+        db.execute("PRAGMA synchronous = NORMAL")
+        # Temporary files (statement journals, sorting) in memory: on disk, saving a scoring chunk wrote three
+        # times the pages it changed.
+        db.execute("PRAGMA temp_store = MEMORY")
+        migrate(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _refuse_foreign(db: sqlite_utils.Database, path: Path) -> None:
+    """Refuse a file that exists but is no leadpulse store: treated as new, it would pull everything again and
+    create every follow-up task a second time."""
+    tables = sorted(row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+    if "migrations" in tables:
+        return
+    found = f"holds tables {', '.join(tables)} but no migrations table" if tables else "is empty"
+    raise StoreError(
+        f"{path} is not a leadpulse checkpoint store: it {found} (it may have been emptied or overwritten); {_AFRESH}"
+    )
+
+
+def _open_failure(path: Path, exc: sqlite3.Error | OSError) -> str:
+    """What went wrong opening `path`, and what to do about it."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = None if code is None else code & 0xFF
+    if primary in _DAMAGED:
+        return f"{path} is damaged or not an SQLite database ({exc}); {_AFRESH}"
+    if primary in _BUSY:
+        return f"{path}: another process holds the checkpoint store locked ({exc}); try again once it is done"
+    if primary in _NOT_WRITABLE or isinstance(exc, PermissionError):
+        where = Path(getattr(exc, "filename", None) or path)
+        return (
+            f"{where}: cannot be written ({exc}); make {path.parent} and the files in it writable by the user "
+            f"leadpulse runs as (uid {os.getuid()})"
+        )
+    return f"{path}: cannot open the checkpoint store ({exc}); check the disk (space, errors) and try again"
+
+
 class Store:
     """One tenant's checkpoint store. Open it with `Store.open`; it is not shared between threads."""
 
@@ -304,20 +385,19 @@ class Store:
 
     @classmethod
     def open(cls, path: Path | str) -> Store:
-        """Open (creating it and its folder if needed) the store at `path`, in WAL mode, migrated to the latest schema."""
+        """Open the store at `path`, in WAL mode, migrated to the latest schema; a path that does not exist yet
+        becomes a new store, its folder created if needed.
+
+        :raises StoreError: if the file is not a leadpulse store (emptied, overwritten, damaged), cannot be written,
+            or stays locked by another process; the message names the file and what to do.
+        """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            db = sqlite_utils.Database(path)
-            db.enable_wal()
-            db.execute("PRAGMA synchronous = NORMAL")
-            # Temporary files (statement journals, sorting) in memory: on disk, saving a scoring chunk wrote three
-            # times the pages it changed.
-            db.execute("PRAGMA temp_store = MEMORY")
-            db.execute("PRAGMA busy_timeout = 5000")
-            migrate(db)
-        except Exception as exc:
-            raise StoreError(f"{path}: cannot open the checkpoint store ({exc}); move the file aside to start afresh") from exc
+            if not path.exists():
+                _create(path)
+            db = _connect(path)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(_open_failure(path, exc)) from exc
         return cls(db, path)
 
     def close(self) -> None:
@@ -340,7 +420,11 @@ class Store:
         :raises RunLocked: if another run of `tenant` holds it.
         """
         lock_path = self.path.with_name(self.path.name + ".lock")
-        with open(lock_path, "a+") as handle:
+        try:
+            handle = open(lock_path, "a+")
+        except OSError as exc:
+            raise StoreError(f"tenant {tenant!r}: {_open_failure(lock_path, exc)}") from exc
+        with handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
