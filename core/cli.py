@@ -82,7 +82,12 @@ def existing_store(tenant: TenantConfig, state_dir: Path) -> Path:
 
 
 def open_store(tenant: TenantConfig, state_dir: Path) -> Store:
-    return Store.open(existing_store(tenant, state_dir))
+    """The tenant's existing store, opened; one that cannot be opened is an error naming it and what to do."""
+    path = existing_store(tenant, state_dir)
+    try:
+        return Store.open(path)
+    except StoreError as exc:
+        raise click.ClickException(f"tenant {tenant.name!r}: {exc}") from None
 
 
 # commands ----------------------------------------------------------------------------------------------

@@ -82,9 +82,10 @@ def status_command(config_dir: Path, state_dir: Path, as_json: bool) -> None:
             click.echo(json.dumps(status.as_dict(), default=str))
     else:
         _print_table(statuses)
-    for error in errors:
+    unreadable = [f"tenant {s.tenant!r}: {s.store_error}" for s in statuses if s.store_error]
+    for error in [*errors, *unreadable]:
         click.echo(f"error: {error}", err=True)
-    if errors:
+    if errors or unreadable:
         sys.exit(1)
 
 
@@ -93,7 +94,7 @@ def _print_table(statuses: list[Any]) -> None:
 
     rows = [
         (s.tenant, _when(s.last_run_at), s.outcome or _never(s), _num(s.pulled), _num(s.written), _num(s.tasks),
-         _num(s.backlog), _unfinished(s), s.last_error or "")
+         _num(s.backlog), _unfinished(s), s.store_error or s.last_error or "")
         for s in statuses
     ]
     headers = ("tenant", "last sync", "outcome", "pulled", "written", "tasks", "backlog", "unfinished run", "last error")
@@ -101,6 +102,8 @@ def _print_table(statuses: list[Any]) -> None:
 
 
 def _never(status: Any) -> str:
+    if status.store_error:
+        return "store unreadable"
     return "none finished" if status.unfinished_run_id else "never synced"
 
 

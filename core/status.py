@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from core.store import not_a_store, open_failure
+
 #: outbox states still waiting to reach the CRM
 BACKLOG_STATES = ("pending", "sending")
 
@@ -37,6 +39,8 @@ class TenantStatus:
     #: a run started after the last finished sync and not finished: going now, or killed before it could record an end
     unfinished_run_id: int | None = None
     unfinished_since: str | None = None
+    #: why the store could not be read (damaged, not a leadpulse store, unreadable), naming it and what to do
+    store_error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
@@ -55,13 +59,23 @@ def read_status(tenant: Any, state_dir: Path) -> TenantStatus:
     path = store_path(tenant, state_dir)
     if not path.exists():
         return TenantStatus(tenant=tenant.name, store=path)
-    with _read_only(path) as db:
-        run = _last_run(db)
-        unfinished = _unfinished_run(db)
-        error = _last_error(db)
-        backlog, parked = _outbox(db)
+    try:
+        with _read_only(path) as db:
+            return _tenant_status(tenant.name, path, db)
+    except sqlite3.Error as exc:
+        return TenantStatus(tenant=tenant.name, store=path, store_error=open_failure(path, exc))
+
+
+def _tenant_status(name: str, path: Path, db: sqlite3.Connection) -> TenantStatus:
+    if not _has_table(db, "migrations"):
+        tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+        return TenantStatus(tenant=name, store=path, store_error=not_a_store(path, tables))
+    run = _last_run(db)
+    unfinished = _unfinished_run(db)
+    error = _last_error(db)
+    backlog, parked = _outbox(db)
     return TenantStatus(
-        tenant=tenant.name, store=path, backlog=backlog, parked=parked, last_error=error,
+        tenant=name, store=path, backlog=backlog, parked=parked, last_error=error,
         **(run or {}), **(unfinished or {}),
     )
 

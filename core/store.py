@@ -350,15 +350,17 @@ def _refuse_foreign(db: sqlite_utils.Database, path: Path) -> None:
     """Refuse a file that exists but is no leadpulse store: treated as new, it would pull everything again and
     create every follow-up task a second time."""
     tables = sorted(row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
-    if "migrations" in tables:
-        return
+    if "migrations" not in tables:
+        raise StoreError(not_a_store(path, tables))
+
+
+def not_a_store(path: Path, tables: Sequence[str]) -> str:
+    """Why the existing file at `path`, holding `tables` and no ``migrations`` table, is refused, and what to do."""
     found = f"holds tables {', '.join(tables)} but no migrations table" if tables else "is empty"
-    raise StoreError(
-        f"{path} is not a leadpulse checkpoint store: it {found} (it may have been emptied or overwritten); {_AFRESH}"
-    )
+    return f"{path} is not a leadpulse checkpoint store: it {found} (it may have been emptied or overwritten); {_AFRESH}"
 
 
-def _open_failure(path: Path, exc: sqlite3.Error | OSError) -> str:
+def open_failure(path: Path, exc: sqlite3.Error | OSError) -> str:
     """What went wrong opening `path`, and what to do about it."""
     code = getattr(exc, "sqlite_errorcode", None)
     primary = None if code is None else code & 0xFF
@@ -397,7 +399,7 @@ class Store:
                 _create(path)
             db = _connect(path)
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError(_open_failure(path, exc)) from exc
+            raise StoreError(open_failure(path, exc)) from exc
         return cls(db, path)
 
     def close(self) -> None:
@@ -423,7 +425,7 @@ class Store:
         try:
             handle = open(lock_path, "a+")
         except OSError as exc:
-            raise StoreError(f"tenant {tenant!r}: {_open_failure(lock_path, exc)}") from exc
+            raise StoreError(f"tenant {tenant!r}: {open_failure(lock_path, exc)}") from exc
         with handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -358,3 +358,12 @@ def test_the_demos_say_what_to_do_when_their_files_are_not_here(tmp_path, monkey
         assert result.exit_code == 1
         assert f"Error: {tmp_path / 'gone'}" in result.output and "run the demo from a checkout" in result.output
         assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", [("explain", "c1"), ("history", "c1"), ("score",)])
+def test_an_offline_command_on_a_damaged_store_fails_with_a_clean_error(env, tmp_path, command):
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "acme.sqlite").write_bytes(b"not a database\n" * 100)
+    result = CliRunner().invoke(cli.main, list(command))
+    assert result.exit_code == 1 and not isinstance(result.exception, cli.StoreError), result.exception
+    assert result.output.startswith("Error: ") and "acme.sqlite is damaged" in result.output

@@ -105,3 +105,21 @@ def test_status_reads_the_config_folder_in_the_working_directory_by_default(tena
     result = CliRunner().invoke(cli.main, ["status", "--state-dir", str(state), "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert [json.loads(line)["tenant"] for line in result.output.splitlines()] == ["acme"]
+
+
+def test_status_reports_a_damaged_store_in_its_row_and_still_shows_the_other_tenants(tenant, state, tmp_path):
+    other = file_tenant(tmp_path / "config", [contact("c1")], [], name="beta")
+    with Store.open(other.store_path(state)) as store:
+        record_run(store, other.name, 0, pulled=7)
+    tenant.store_path(state).write_bytes(b"not a database\n" * 100)
+    result = CliRunner().invoke(cli.main, ["status", "--config-dir", str(tmp_path / "config"),
+                                           "--state-dir", str(state)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+    assert "store unreadable" in result.output and "beta" in result.output
+    assert f"error: tenant 'acme': {tenant.store_path(state)} is damaged" in result.output
+
+
+def test_status_of_an_emptied_store_says_it_is_not_a_leadpulse_store(tenant, state):
+    state.mkdir()
+    tenant.store_path(state).write_bytes(b"")
+    assert "is not a leadpulse checkpoint store: it is empty" in read_status(tenant, state).store_error
