@@ -322,8 +322,13 @@ def _create(path: Path) -> None:
             migrate(db)
         finally:
             db.close()
-        with contextlib.suppress(FileExistsError):  # another opener created it first: open theirs
+        try:
             os.link(fresh, path)
+        except FileExistsError:  # another opener created it first: open theirs
+            pass
+        except OSError:  # a filesystem without hard links: a rename, racing only with another first opener
+            if not path.exists():
+                os.replace(fresh, path)
     finally:
         fresh.unlink(missing_ok=True)
 

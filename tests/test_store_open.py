@@ -135,3 +135,15 @@ def test_two_processes_opening_one_store_at_once_both_succeed(tmp_path, schema):
         with Store.open(path) as store:
             assert applied(store.db) == ALL
     assert set(outcomes) == {"ok"}
+
+
+def test_a_store_is_created_on_a_filesystem_without_hard_links(tmp_path, monkeypatch):
+    import os
+
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    with Store.open(tmp_path / "state" / "acme.sqlite") as store:
+        assert store.runs() == []
+    assert sorted(p.name for p in (tmp_path / "state").iterdir() if p.suffix == ".sqlite") == ["acme.sqlite"]
