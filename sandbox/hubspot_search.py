@@ -62,9 +62,14 @@ def _filter(raw: dict) -> Filter:
 
 
 def _sort(raw) -> tuple[str, bool]:
-    if isinstance(raw, str):  # HubSpot also takes "-prop" / "prop"
-        return raw.lstrip("-"), raw.startswith("-")
-    return raw["propertyName"], raw.get("direction", "ASCENDING").upper() == "DESCENDING"
+    # HubSpot documents a sort as {propertyName, direction}; a bare property name, though the SDK's model types it
+    # so, is reported as not applied. Refusing it here keeps a client from relying on an order it may not get.
+    if not isinstance(raw, dict) or not raw.get("propertyName"):
+        raise SearchError(f"Invalid sort {raw!r}: expected an object {{propertyName, direction}}")
+    direction = str(raw.get("direction", "ASCENDING")).upper()
+    if direction not in ("ASCENDING", "DESCENDING"):
+        raise SearchError(f"Invalid sort direction {direction!r}: expected ASCENDING or DESCENDING")
+    return raw["propertyName"], direction == "DESCENDING"
 
 
 def comparable(prop: str, value):

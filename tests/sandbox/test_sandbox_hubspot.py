@@ -98,9 +98,16 @@ def test_search_past_10000_results_answers_400():
 
 
 def test_two_sorts_are_refused(client):
+    sorts = [{"propertyName": "hs_object_id", "direction": "ASCENDING"}, {"propertyName": "createdate"}]
     with pytest.raises(ApiException) as refused:
-        client.crm.contacts.search_api.do_search(PublicObjectSearchRequest(sorts=["hs_object_id", "createdate"]))
+        client.crm.contacts.search_api.do_search(PublicObjectSearchRequest(sorts=sorts))
     assert refused.value.status == 400
+
+
+def test_a_sort_given_as_a_bare_property_name_is_refused(client):
+    with pytest.raises(ApiException) as refused:
+        client.crm.contacts.search_api.do_search(PublicObjectSearchRequest(sorts=["hs_object_id"]))
+    assert refused.value.status == 400 and "propertyName" in refused.value.body
 
 
 def test_batch_update_answers_207_with_per_item_errors_and_applies_the_rest(client, sb):
