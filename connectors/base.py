@@ -27,7 +27,7 @@ import abc
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
@@ -251,6 +251,11 @@ class Connector(abc.ABC):
     @abc.abstractmethod
     def find_task(self, key: str) -> str | None:
         """The CRM id of a task whose body carries idempotency key `key`, or None: settles an unknown outcome."""
+
+    def lookup_lag(self) -> timedelta:
+        """How long after a task is created `find_task` may still miss it (a CRM search indexes writes late): a task
+        handed over more recently and not found is looked up again later, not created again."""
+        return timedelta(0)
 
     def close(self) -> None:
         """Release sessions and pools."""

@@ -18,7 +18,7 @@ import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 import urllib3
@@ -534,6 +534,10 @@ class HubSpotConnector(Connector):
             to=PublicObjectId(id=task.contact_id),
             types=[AssociationSpec(association_category="HUBSPOT_DEFINED", association_type_id=TASK_TO_CONTACT)])
         return SimplePublicObjectInputForCreate(properties=properties, associations=[link])
+
+    def lookup_lag(self) -> timedelta:
+        # the search's lag behind writes, which the pull's look-back also covers
+        return timedelta(seconds=self.settings.lookback_seconds)
 
     def find_task(self, key: str) -> str | None:
         token = task_token(key)

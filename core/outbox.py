@@ -125,6 +125,11 @@ class Outbox:
         """Up to `limit` pending tasks not yet tried in run `run_id`, oldest first."""
         return [_task(*row) for row in self._due(OutboxKind.TASK, OutboxState.PENDING, limit, run_id)]
 
+    def handed_over_in(self, key: str) -> int | None:
+        """The run that last handed the row with `key` to the CRM (or tried to), if any."""
+        row = self.db.execute("SELECT last_run FROM outbox WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
     def sending_tasks(self) -> list[TaskRequest]:
         """Tasks handed to the CRM whose outcome never came back: look each up by key before creating it again."""
         rows = self.db.execute(

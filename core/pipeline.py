@@ -594,7 +594,7 @@ def push(
 ) -> None:
     """Send the outbox: settle tasks whose outcome is unknown, make sure properties exist, then drain."""
     progress = progress or NO_PROGRESS
-    settle_unknown_tasks(connector, store, run.id)
+    settle_unknown_tasks(connector, store, run)
     if store.outbox.pending_writes(1, run.id):
         connector.ensure_properties(tenant.property_specs())
     progress.step("push writes")
@@ -610,15 +610,31 @@ def push(
     )
 
 
-def settle_unknown_tasks(connector: Connector, store: Store, run_id: int | None) -> None:
-    """Tasks handed over in a run that never heard back: done if the CRM has them (found by key), else pending."""
+def settle_unknown_tasks(connector: Connector, store: Store, run: Run) -> None:
+    """Tasks handed over in a run that never heard back: done if the CRM has them (found by key), else pending.
+
+    One handed over within the connector's `lookup_lag` of this run and not found stays unsettled: the CRM may not
+    show it yet, so it is looked up again by a later run rather than created a second time.
+    """
     found, missing = [], []
+    settled_before = run.started_at - connector.lookup_lag()
     for task in store.outbox.sending_tasks():
         remote_id = connector.find_task(task.key)
-        (found if remote_id else missing).append(WriteResult(task.key, True, remote_id=remote_id))
+        if remote_id:
+            found.append(WriteResult(task.key, True, remote_id=remote_id))
+        elif _handed_over_before(store, task.key, settled_before):
+            missing.append(task.key)
+        else:
+            log.info("task %s is not in the CRM yet; handed over moments ago, it is looked up again next run", task.key)
     with store.transaction():
-        store.outbox.settle(found, run_id)
-        store.outbox.release([result.key for result in missing])
+        store.outbox.settle(found, run.id)
+        store.outbox.release(missing)
+
+
+def _handed_over_before(store: Store, key: str, moment: datetime) -> bool:
+    run_id = store.outbox.handed_over_in(key)
+    ended = store.run_ended_at(run_id) if run_id is not None else None
+    return ended is None or ended <= moment
 
 
 def drain(

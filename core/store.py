@@ -779,6 +779,11 @@ class Store:
                 {"at": iso(finished_at), "outcome": outcome, "error": error, "id": run_id, **counts},
             )
 
+    def run_ended_at(self, run_id: int) -> datetime | None:
+        """When run `run_id` finished (when it started, if it never finished), or None if there is no such run."""
+        row = self.db.execute("SELECT coalesce(finished_at, started_at) FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return _fromiso(row[0]) if row else None
+
     def api_calls_since(self, moment: datetime) -> int:
         """API calls made by the runs that started at or after `moment`."""
         row = self.db.execute("SELECT coalesce(sum(api_calls), 0) FROM runs WHERE started_at >= ?", (iso(moment),))

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from datetime import timedelta
 
 import pytest
 
@@ -89,6 +90,38 @@ def test_a_status_move_the_crm_has_not_taken_yet_gets_no_second_task(tmp_path, c
     summary = sync(tenant, tmp_path, clock, full=True)
     assert summary.scored == 2
     assert [t["key"] for t in tasks(tmp_path)] == ["lp-acme-c1-status-mql-1"]
+
+
+def test_a_task_handed_over_moments_ago_and_not_found_yet_is_looked_up_again_not_created_twice(tmp_path, clock,
+                                                                                                monkeypatch):
+
+    from core import pipeline
+
+    class Lagging(FileConnector):
+        """Loses the answer of its first task create, and its lookup misses tasks for ten minutes."""
+
+        creates: list[str] = []
+
+        def create_tasks(self, tasks):
+            Lagging.creates += [task.key for task in tasks]
+            if len(Lagging.creates) == len(tasks):
+                return [WriteResult(task.key, False, error="no answer", outcome_unknown=True) for task in tasks]
+            return super().create_tasks(tasks)
+
+        def find_task(self, key):
+            return None
+
+        def lookup_lag(self):
+            return timedelta(minutes=10)
+
+    monkeypatch.setattr(pipeline, "load_connector", lambda kind: Lagging)
+    tenant = hot_and_cold(tmp_path)
+    sync(tenant, tmp_path, clock)
+    sync(tenant, tmp_path, clock)
+    assert Lagging.creates == ["lp-acme-c1-band-hot-1"]
+    clock.advance(11 * 60)
+    sync(tenant, tmp_path, clock)
+    assert Lagging.creates == ["lp-acme-c1-band-hot-1"] * 2
 
 
 def test_dry_run_sends_nothing_and_the_next_run_sends_it(tmp_path, clock):
