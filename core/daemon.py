@@ -462,7 +462,7 @@ def cron_trigger(expression: str, jitter: float | None = None) -> BaseTrigger:
         if not re.fullmatch(rf"{pattern}(,{pattern})*", field.lower()):
             raise ValueError(f"expected numbers, ranges, lists and steps in each field, found {field!r}")
     minute, hour, day, month, weekday = fields
-    days = _weekdays(weekday)
+    days = weekday_names(weekday)
 
     def on(day: str, day_of_week: str, jitter: float | None = None) -> CronTrigger:
         return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=day_of_week,
@@ -481,7 +481,7 @@ _CRON_FIELDS = (_NUMBERS, _NUMBERS, _NUMBERS, _NAMES, _NAMES)
 _WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 
 
-def _weekdays(field: str) -> str:
+def weekday_names(field: str) -> str:
     """A cron weekday field as APScheduler's day names: cron's 0 and 7 are Sunday, APScheduler's 0 is Monday."""
     if field in _ANY:
         return "*"

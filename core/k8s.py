@@ -59,11 +59,15 @@ def cron_schedule(schedule: Any, tenant: str) -> str:
         do not divide the day, or more than a day (a step restarts each hour, day or month: ``*/45`` runs at
         :00 and :45).
     """
-    from core.daemon import interval_seconds
+    from core.daemon import interval_seconds, weekday_names
 
     cron = getattr(schedule, "cron", None)
     if cron:
-        return str(cron)
+        *rest, weekday = str(cron).split()
+        # Kubernetes reads weekdays 0-6 only: a 7 (Sunday, as cron and tenant files allow) goes in by name
+        if re.search(r"(?<!\d)7(?!\d)", weekday):
+            weekday = weekday_names(weekday)
+        return " ".join([*rest, weekday])
     every = round(interval_seconds(schedule))
     offset = int(hashlib.sha256(tenant.encode()).hexdigest(), 16) % 60
     minutes, hours = every // 60, every // 3600

@@ -170,6 +170,12 @@ def test_intervals_under_an_hour_become_minute_steps(every, cron):
     assert k8s.cron_schedule(Schedule(every=every), "acme") == cron
 
 
+@pytest.mark.parametrize(("line", "cron"), [("*/30 6-20 * * 1-5", "*/30 6-20 * * 1-5"),
+                                          ("0 9 * * 7", "0 9 * * sun"), ("0 9 * * 5-7", "0 9 * * sun,fri,sat")])
+def test_cron_lines_pass_through_with_a_sunday_7_given_by_name(line, cron):
+    assert k8s.cron_schedule(Schedule(cron=line), "acme") == cron
+
+
 def test_hourly_intervals_start_at_a_minute_of_their_own_per_tenant():
     a = k8s.cron_schedule(Schedule(every=timedelta(hours=6)), "acme")
     assert re.fullmatch(r"\d{1,2} \*/6 \* \* \*", a)
