@@ -567,11 +567,10 @@ class Store:
         `PriorScore.settled`) are selected too. Only contacts with an id above `after` and, when given, at or
         below `through` (see `scoring_bounds`).
         """
-        where = self._selection(all, as_of, fingerprint, decisions)
+        where, selected = self._selection(all, as_of, fingerprint, decisions)
         upto = " AND c.id <= :through" if through is not None else ""
         while True:
-            params = {"after": after, "through": through, "n": chunk_size, "as_of": iso(as_of) if as_of else None,
-                      "fp": fingerprint, "decisions": decisions}
+            params = {**selected, "after": after, "through": through, "n": chunk_size}
             rows = self.db.execute(
                 f"""SELECT {_CONTACT_COLUMNS}, {_PRIOR_COLUMNS} FROM contacts c LEFT JOIN scores s ON s.contact_id = c.id
                     WHERE c.id > :after{upto} AND ({where}) ORDER BY c.id LIMIT :n""",
@@ -595,10 +594,10 @@ class Store:
         """The `scoring_chunks` selection cut into id ranges ``(after, through]`` of `chunk_size` contacts each, so
         separate readers can share it out. Only ids are read, one at a time.
         """
-        where = self._selection(all, as_of, fingerprint, decisions)
-        params = {"as_of": iso(as_of) if as_of else None, "fp": fingerprint, "decisions": decisions}
+        where, selected = self._selection(all, as_of, fingerprint, decisions)
         found = self.db.execute(
-            f"SELECT c.id FROM contacts c LEFT JOIN scores s ON s.contact_id = c.id WHERE {where} ORDER BY c.id", params
+            f"SELECT c.id FROM contacts c LEFT JOIN scores s ON s.contact_id = c.id WHERE {where} ORDER BY c.id",
+            selected,
         )
         after, n, last = "", 0, None
         for (last,) in found:
@@ -610,9 +609,13 @@ class Store:
             yield after, last
 
     @staticmethod
-    def _selection(all: bool, as_of: datetime | None, fingerprint: str | None, decisions: str | None = None) -> str:
+    def _selection(
+        all: bool, as_of: datetime | None, fingerprint: str | None, decisions: str | None
+    ) -> tuple[str, dict[str, Any]]:
+        """The WHERE clause that picks the contacts due for scoring, and the parameters it names."""
+        params = {"as_of": iso(as_of) if as_of else None, "fp": fingerprint, "decisions": decisions}
         if all:
-            return "1"
+            return "1", params
         terms = ["c.dirty = 1", "s.contact_id IS NULL"]
         if fingerprint is not None:
             terms.append("s.fingerprint != :fp")
@@ -620,7 +623,7 @@ class Store:
             terms.append("s.decided_under IS NOT :decisions")
         if as_of is not None:
             terms.append("s.valid_until <= :as_of")
-        return " OR ".join(terms)
+        return " OR ".join(terms), params
 
     def _activities_of(self, contact_rows: Sequence[tuple], *, contiguous: bool) -> dict[str, list[tuple]]:
         """The chunk's activity rows, a list per contact, in id order."""
