@@ -8,7 +8,7 @@ value (a multi-select) matches when any of its items does.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from operator import attrgetter
 from typing import Any
 
@@ -25,8 +25,15 @@ def contact_getter(name: str) -> Getter:
         return lambda contact: contact.raw.get(key)
     if name in CONTACT_ATTRIBUTES:
         return attrgetter(name)
-    key = name.removeprefix("fields.")
+    key = contact_field_key(name)
     return lambda contact: contact.fields.get(key)
+
+
+def contact_field_key(name: str) -> str | None:
+    """The key of `Contact.fields` that field `name` reads, or None if it reads the contact or its raw properties."""
+    if name.startswith("raw.") or name in CONTACT_ATTRIBUTES:
+        return None
+    return name.removeprefix("fields.")
 
 
 #: Where an activity row (see `core.scoring.ActivityRow`) keeps the attributes a ``where`` condition may name.
@@ -35,36 +42,71 @@ _ROW_POSITIONS = {"id": 1, "kind": 2, "vendor_type": 4}
 
 def activity_row_getter(name: str) -> Getter:
     """How a ``where`` condition reads field `name` off ``(activity row, parsed attributes)``."""
-    if name in ACTIVITY_ATTRIBUTES:
+    key = attribute_key(name)
+    if key is None:
         position = _ROW_POSITIONS[name]
         return lambda view: view[0][position]
-    key = name.removeprefix("attributes.")
     return lambda view: view[1].get(key)
 
 
-def compile_condition(condition: Any, getter: Callable[[str], Getter]) -> Predicate:
-    if isinstance(condition, AllOf):
-        parts = [compile_condition(child, getter) for child in condition.all]
-        return lambda item: all(part(item) for part in parts)
-    if isinstance(condition, AnyOf):
-        parts = [compile_condition(child, getter) for child in condition.any]
+def attribute_key(name: str) -> str | None:
+    """The key of an activity's attributes that field `name` reads, or None if it reads the activity itself."""
+    return None if name in ACTIVITY_ATTRIBUTES else name.removeprefix("attributes.")
+
+
+def keyed_test(condition: Any, key_of: Callable[[str], str | None]) -> tuple[str, Predicate] | None:
+    """For a condition whose fields all read one value by key from a mapping (``key_of`` says which key a field
+    name reads, if any): that key and the condition as a test of the value, so a hot loop reads it itself. None
+    for any other condition."""
+    keys = {key_of(name) for name in _fields(condition)}
+    if len(keys) != 1 or None in keys:
+        return None
+    return keys.pop(), compile_condition(condition, None)  # type: ignore[return-value]
+
+
+def _fields(condition: Any) -> Iterator[str]:
+    if isinstance(condition, AllOf | AnyOf):
+        for child in condition.all if isinstance(condition, AllOf) else condition.any:
+            yield from _fields(child)
+    elif isinstance(condition, NotOf):
+        yield from _fields(condition.not_)
+    else:
+        yield condition.field
+
+
+def compile_condition(condition: Any, getter: Callable[[str], Getter] | None) -> Predicate:
+    """`condition` as a predicate of what `getter` reads fields off, or (no getter) of the one value its fields
+    all read."""
+    if isinstance(condition, AllOf | AnyOf):
+        every = isinstance(condition, AllOf)
+        parts = [compile_condition(child, getter) for child in (condition.all if every else condition.any)]
+        if len(parts) == 2:  # the usual size, without a generator per call
+            first, second = parts
+            if every:
+                return lambda item: first(item) and second(item)
+            return lambda item: first(item) or second(item)
+        if every:
+            return lambda item: all(part(item) for part in parts)
         return lambda item: any(part(item) for part in parts)
     if isinstance(condition, NotOf):
         inner = compile_condition(condition.not_, getter)
         return lambda item: not inner(item)
+    test = value_test(condition)
+    if getter is None:
+        return test
     read = getter(condition.field)
-    test = _value_test(condition)
     return lambda item: test(read(item))
 
 
-def _value_test(leaf: Leaf) -> Callable[[Any], bool]:
+def value_test(leaf: Leaf) -> Callable[[Any], bool]:
+    """What `leaf` asks of the value it reads."""
     op = leaf.operator()
     if op == "exists":
         return _present
     if op == "missing":
         return lambda value: not _present(value)
     if op == "range":
-        return _range_test(leaf.range.min, leaf.range.below, leaf.range.max)  # type: ignore[union-attr]
+        return _text_memo(_range_test(leaf.range.min, leaf.range.below, leaf.range.max))  # type: ignore[union-attr]
     if op == "regex":
         pattern = re.compile(leaf.regex, 0 if leaf.case_sensitive else re.IGNORECASE)  # type: ignore[arg-type]
         return _each(lambda item: pattern.search(item) is not None)
@@ -98,6 +140,23 @@ def _each(test: Callable[[Any], bool]) -> Callable[[Any], bool]:
         if isinstance(value, list | tuple | set | frozenset):
             return any(test(_text(item)) for item in value)
         return test(_text(value))
+
+    return check
+
+
+def _text_memo(test: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    """`test`, remembering its answer per text (it must be a pure function of the value)."""
+    memo: dict[str, bool] = {}
+
+    def check(value: Any) -> bool:
+        if value.__class__ is not str:
+            return test(value)
+        known = memo.get(value)
+        if known is None:
+            known = test(value)
+            if len(memo) < _MEMO_LIMIT:
+                memo[value] = known
+        return known
 
     return check
 

@@ -155,8 +155,14 @@ class WritebackConfig(Strict):
 
     def values_for(self, card: ScoreCard) -> dict[str, Any]:
         """CRM property name -> value for one score card (status is separate: see `Engine.decide_status`)."""
-        # Called for every contact a rescore reads: only the outputs the tenant maps are worked out.
-        return {crm_name: _OUTPUTS[output](card, self.reasons) for output, crm_name in self.properties.items()}
+        return self.reader()(card)
+
+    def reader(self) -> Callable[[ScoreCard], dict[str, Any]]:
+        """`values_for`, worked out once for a pass over many cards: only the outputs the tenant maps are read,
+        without looking each up by its enum member (which hashes in Python) per card."""
+        readers = [(crm_name, _OUTPUTS[output]) for output, crm_name in self.properties.items()]
+        n = self.reasons
+        return lambda card: {crm_name: read(card, n) for crm_name, read in readers}
 
 
 #: How each output is read off a score card, given how many reasons the tenant writes.
@@ -166,7 +172,7 @@ _OUTPUTS: dict[Output, Callable[[ScoreCard, int], Any]] = {
     Output.ENGAGEMENT: lambda card, _: card.axes.get("engagement"),
     Output.GRADE: lambda card, _: card.grade,
     Output.BAND: lambda card, _: card.band,
-    Output.QUADRANT: lambda card, _: card.quadrant.value,
+    Output.QUADRANT: lambda card, _: card.quadrant._value_,
     Output.REASONS: lambda card, n: "; ".join(card.reasons(n)),
 }
 

@@ -28,7 +28,7 @@ from enum import StrEnum
 from itertools import islice
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from connectors.base import (
     Connector,
@@ -99,8 +99,7 @@ class RunCounts:
         return dict(vars(self))
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """What scoring one contact decided: its card, a status move, the CRM values that changed, a task."""
 
     card: ScoreCard
@@ -420,6 +419,11 @@ class ScoringJob:
     chunk_size: int
 
     @functools.cached_property
+    def values_for(self) -> Callable[[ScoreCard], dict[str, Any]]:
+        """The tenant's write-back values of a card (see `WritebackConfig.reader`)."""
+        return self.tenant.writeback.reader()
+
+    @functools.cached_property
     def decisions(self) -> str:
         """The fingerprint of what turns these scores into writes, statuses and tasks (see `PriorScore.settled`)."""
         return decisions_fingerprint(self.tenant, self.engine)
@@ -440,7 +444,8 @@ class ScoringJob:
                                    decisions=self.decisions, chunk_size=self.chunk_size, after=after, through=through)
         for chunk in due:
             decided = [
-                (contact, decide(self.tenant, self.engine, contact, activities, before, self.as_of, self.decisions))
+                (contact, decide(self.tenant, self.engine, contact, activities, before, self.as_of, self.decisions,
+                                 self.values_for))
                 for contact, activities, before in chunk
             ]
             last = decided[-1][0].id
@@ -515,6 +520,7 @@ def decide(
     before: PriorScore | None,
     as_of: datetime,
     decisions: str,
+    values_for: Callable[[ScoreCard], dict[str, Any]] | None = None,
 ) -> Decision:
     """Score one contact and decide, against what was saved and last written, what the CRM must be told.
 
@@ -526,7 +532,7 @@ def decide(
         return Decision(card, None, _NOTHING, _NOTHING, None, unchanged=True)
     last_set = Lifecycle(before.status) if before is not None and before.status else None
     status = engine.decide_status(contact, card, last_set)
-    values = tenant.writeback.values_for(card)
+    values = values_for(card) if values_for is not None else tenant.writeback.values_for(card)
     if status is not None and tenant.writeback.write_status:
         values[tenant.writeback.status_property] = status.crm_value
     written = before.written_values() if before is not None else {}

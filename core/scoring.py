@@ -18,11 +18,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
-from core.conditions import Predicate, activity_row_getter, compile_condition, contact_getter
+from core.conditions import (
+    Predicate,
+    activity_row_getter,
+    attribute_key,
+    compile_condition,
+    contact_field_key,
+    contact_getter,
+    keyed_test,
+)
 from core.model import Activity, ActivityKind, Contact, Lifecycle, utc
 from core.rules import (
     AllOf,
@@ -45,9 +53,12 @@ __all__ = ["Contribution", "Engine", "Quadrant", "ScoreCard", "StatusChange"]
 _SEMANTICS = "1"
 
 
-@dataclass(frozen=True, slots=True)
-class Contribution:
-    """What one rule added to one contact's score (negative points take away)."""
+class Contribution(NamedTuple):
+    """What one rule added to one contact's score (negative points take away).
+
+    Tuples, as are score cards: a rescore makes several per contact, and a frozen dataclass costs a call per
+    field to build.
+    """
 
     rule_id: str
     axis: str
@@ -56,8 +67,7 @@ class Contribution:
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
-class ScoreCard:
+class ScoreCard(NamedTuple):
     """One contact's score at `as_of`, with the contribution of every rule that fired, in rule order."""
 
     contact_id: str
@@ -92,8 +102,19 @@ def _weight(contribution: Contribution) -> float:
 
 
 def _reason(contribution: Contribution) -> str:
-    times = f" x{contribution.occurrences}" if contribution.occurrences > 1 else ""
-    return f"{contribution.points:+g} {contribution.detail}{times}"
+    text = _REASONS.get(contribution)
+    if text is None:
+        times = f" x{contribution.occurrences}" if contribution.occurrences > 1 else ""
+        text = f"{contribution.points:+g} {contribution.detail}{times}"
+        if contribution.points and len(_REASONS) < _REASONS_LIMIT:  # 0.0 and -0.0: equal keys, other text
+            _REASONS[contribution] = text
+    return text
+
+
+#: Reasons as text, remembered per contribution: writing back reasons for every card a rescore changes meets the
+#: same few contributions over and over. (``+g`` prints equal points alike, 12 and 12.0, except zeros.)
+_REASONS: dict[Contribution, str] = {}
+_REASONS_LIMIT = 100_000
 
 
 class Engine:
@@ -104,7 +125,10 @@ class Engine:
         self.fingerprint = _fingerprint(config)
         ids = config.rule_ids()
         self._rules = [_compile(rule, i, ids[i], config) for i, rule in enumerate(config.rules)]
-        self._fit = [(i, rule) for i, rule in enumerate(self._rules) if isinstance(rule, _Fit)]
+        fit = [(i, rule) for i, rule in enumerate(self._rules) if isinstance(rule, _Fit)]
+        # A rule testing one of the contact's fields reads it in the scoring loop; any other tests the contact.
+        self._fit_keyed = [(i, rule.keyed[0], rule.keyed[1], rule) for i, rule in fit if rule.keyed]
+        self._fit_other = [(i, rule) for i, rule in fit if not rule.keyed]
         self._engagement = [(i, rule) for i, rule in enumerate(self._rules) if isinstance(rule, _Engagement)]
         self._inactivity = [(i, rule) for i, rule in enumerate(self._rules) if isinstance(rule, _Inactivity)]
         self._by_vendor: dict[str, list[tuple[int, _Engagement]]] = {}
@@ -135,27 +159,42 @@ class Engine:
 
     def score_rows(self, contact: Contact, rows: Sequence[ActivityRow], as_of: datetime) -> ScoreCard:
         """`score` from activity rows as the store holds them, so a rescore builds no `Activity` per row."""
-        moment = self._moment(as_of)
+        moment = self._last_moment
+        if moment is None or moment.given is not as_of:
+            moment = self._moment(as_of)
         as_of = moment.as_of
         fired: list[tuple[int, Contribution]] = []
         sums = self._no_points.copy()
-        for index, rule in self._fit:
+        fields = contact.fields
+        for index, key, test, rule in self._fit_keyed:
+            if test(fields.get(key)):
+                fired.append((index, rule.contribution))
+                sums[rule.axis] += rule.points
+        for index, rule in self._fit_other:
             if rule.test(contact):
                 fired.append((index, rule.contribution))
                 sums[rule.axis] += rule.points
         matched, last, upcoming = self._match(rows, as_of)
-        timed = [(index, self._rules[index].apply(times, moment)) for index, times in matched.items()]
-        if self._inactivity:
-            timed += [(i, rule.apply(last[n], upcoming[n], as_of)) for n, (i, rule) in enumerate(self._inactivity)]
         valid_until: datetime | None = None
-        for index, (points, occurrences, changes_at) in timed:
+        timed = False
+        for index, times in matched.items():
+            rule = self._rules[index]
+            points, occurrences, changes_at = rule.apply(times, moment)
             if occurrences:
-                rule = self._rules[index]
                 fired.append((index, Contribution(rule.id, rule.axis, points, occurrences, rule.detail)))
                 sums[rule.axis] += points
+                timed = True
             if changes_at is not None and (valid_until is None or changes_at < valid_until):
                 valid_until = changes_at
-        if timed:
+        for n, (index, rule) in enumerate(self._inactivity):
+            points, occurrences, changes_at = rule.apply(last[n], upcoming[n], as_of)
+            if occurrences:
+                fired.append((index, rule.contribution))
+                sums[rule.axis] += points
+                timed = True
+            if changes_at is not None and (valid_until is None or changes_at < valid_until):
+                valid_until = changes_at
+        if timed or self._fit_other:
             fired.sort(key=_first)
         axes = {name: _bounded(sums[name], low, high) for name, low, high in self._bounds} if self._bounds else {
             name: round(points, 2) for name, points in sums.items()}
@@ -187,7 +226,9 @@ class Engine:
         # A run scores every contact at one as-of: what the rules derive from it is worked out once.
         moment = self._last_moment
         if moment is None or moment.as_of != as_of or moment.as_of.tzinfo is not utc(as_of).tzinfo:
-            moment = self._last_moment = _Moment(utc(as_of), self.config.decay_recheck, self._engagement)
+            moment = _Moment(utc(as_of), self.config.decay_recheck, self._engagement)
+        moment.given = as_of  # the next call with this very object needs no comparison
+        self._last_moment = moment
         return moment
 
     def _match(
@@ -199,32 +240,36 @@ class Engine:
         upcoming: list[datetime | None] = [None] * len(self._inactivity)
         plans, any_kind, by_vendor = self._plans, self._any_kind, self._by_vendor
         for row in rows:
-            engagement, inactivity = plans.get(row[2], any_kind)
+            plan = plans.get(row[2], any_kind)
             if by_vendor and row[4] in by_vendor:
-                engagement = [*engagement, *[(i, r.where) for i, r in by_vendor[row[4]] if row[2] not in r.kinds]]
-            if not (engagement or inactivity):
+                plan = _with_vendor_rules(plan, row, by_vendor[row[4]])
+            if plan is None:
                 continue
+            engagement, inactivity = plan
             at = row[3]
             if at.__class__ is str:
                 at = _fromiso(at)
-            view = None
-            for index, where in engagement:
-                if where is not None:
-                    if view is None:
-                        view = (row, _attributes(row[5]))
-                    if not where(view):
+            attributes = None
+            for index, key, test in engagement:
+                if test is not None:
+                    if attributes is None:
+                        attributes = _attributes(row[5])
+                    if not (test(attributes.get(key)) if key is not None else test((row, attributes))):
                         continue
                 found = matched.get(index)
                 if found is None:
                     matched[index] = [at]
                 else:
                     found.append(at)
-            for n in inactivity:
+            if inactivity:
                 if at > as_of:
-                    if upcoming[n] is None or at < upcoming[n]:
-                        upcoming[n] = at
-                elif last[n] is None or at > last[n]:
-                    last[n] = at
+                    for n in inactivity:
+                        if upcoming[n] is None or at < upcoming[n]:
+                            upcoming[n] = at
+                else:
+                    for n in inactivity:
+                        if last[n] is None or at > last[n]:
+                            last[n] = at
         return matched, last, upcoming
 
 
@@ -232,25 +277,36 @@ class Engine:
 #: `occurred_at` is a datetime or the store's ISO text and `attributes` a mapping or JSON text.
 ActivityRow = tuple[str, str, str, "datetime | str", "str | None", "Mapping[str, Any] | str"]
 
-#: Per activity kind: the engagement rules it may count for (index, ``where``) and the inactivity rules it keeps
-#: awake (positions in the engine's inactivity list).
-_Plan = tuple[list[tuple[int, "Predicate | None"]], list[int]]
+#: Per activity kind: the engagement rules it may count for and the inactivity rules it keeps awake (positions in
+#: the engine's inactivity list). An engagement rule is (index, attribute key, test): with a key, the test is of
+#: that attribute's value; without, of ``(row, attributes)``; no test, no ``where``.
+_Plan = tuple[list[tuple[int, "str | None", "Predicate | None"]], list[int]]
 
 _fromiso = datetime.fromisoformat
 
 
 def _plans(
     engagement: list[tuple[int, _Engagement]], inactivity: list[tuple[int, _Inactivity]]
-) -> tuple[dict[str, _Plan], _Plan]:
-    """Rules grouped by the activity kind that feeds them, so each activity row is looked at once."""
-    any_kind: _Plan = ([], [n for n, (_, rule) in enumerate(inactivity) if rule.kinds is None])
-    plans: dict[str, _Plan] = {}
+) -> tuple[dict[str, _Plan | None], _Plan | None]:
+    """Rules grouped by the activity kind that feeds them, so each activity row is looked at once; None for a kind
+    that feeds none, and as the plan of a kind outside the vocabulary when no rule takes every kind."""
+    everyone = [n for n, (_, rule) in enumerate(inactivity) if rule.kinds is None]
+    plans: dict[str, _Plan | None] = {}
     for kind in ActivityKind:
-        plans[kind.value] = (
-            [(i, rule.where) for i, rule in engagement if kind in rule.kinds],
+        plan = (
+            [rule.matcher(i) for i, rule in engagement if kind in rule.kinds],
             [n for n, (_, rule) in enumerate(inactivity) if rule.kinds is None or kind in rule.kinds],
         )
-    return plans, any_kind
+        plans[kind.value] = plan if plan[0] or plan[1] else None
+    return plans, (([], everyone) if everyone else None)
+
+
+def _with_vendor_rules(plan: _Plan | None, row: ActivityRow, rules: list[tuple[int, _Engagement]]) -> _Plan | None:
+    """`plan` plus the engagement rules that name the row's vendor type and not already its kind."""
+    extra = [rule.matcher(i) for i, rule in rules if row[2] not in rule.kinds]
+    if not extra:
+        return plan
+    return ([*plan[0], *extra], plan[1]) if plan is not None else (extra, [])
 
 
 def _attributes(value: Mapping[str, Any] | str) -> Mapping[str, Any]:
@@ -270,10 +326,12 @@ _NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
 class _Moment:
     """What the rules derive from one as-of: when each windowed rule's occurrences stop counting."""
 
-    __slots__ = ("as_of", "recheck_at", "cutoffs")
+    __slots__ = ("as_of", "given", "recheck_at", "cutoffs")
 
     def __init__(self, as_of: datetime, recheck: timedelta, engagement: list[tuple[int, _Engagement]]) -> None:
         self.as_of = as_of
+        #: the as-of object last asked for, which this moment is
+        self.given: datetime | None = None
         self.recheck_at = as_of + recheck
         self.cutoffs: dict[int, datetime | None] = {}
         for index, rule in engagement:
@@ -307,18 +365,20 @@ Applied = tuple[float, int, "datetime | None"]
 
 
 class _Fit:
-    __slots__ = ("id", "axis", "points", "detail", "test", "contribution")
+    __slots__ = ("id", "axis", "points", "detail", "test", "keyed", "contribution")
 
     def __init__(self, rule: FitRule, rule_id: str, axis: str) -> None:
         self.id, self.axis, self.points = rule_id, axis, rule.points
         self.detail = rule.label or describe(rule.when)
         self.test: Predicate = compile_condition(rule.when, contact_getter)
+        #: (field key, test of its value) when the rule tests one of the contact's fields
+        self.keyed = keyed_test(rule.when, contact_field_key)
         self.contribution = Contribution(rule_id, axis, rule.points, 1, self.detail)
 
 
 class _Engagement:
-    __slots__ = ("index", "id", "axis", "points", "detail", "kinds", "vendor_types", "where", "horizon", "half_life",
-                 "max_points", "max_occurrences")
+    __slots__ = ("index", "id", "axis", "points", "detail", "kinds", "vendor_types", "where", "keyed", "horizon",
+                 "half_life", "max_points", "max_occurrences")
 
     def __init__(self, rule: EngagementRule, index: int, rule_id: str, axis: str) -> None:
         self.index, self.id, self.axis, self.points = index, rule_id, axis, rule.points
@@ -326,14 +386,23 @@ class _Engagement:
         self.vendor_types = frozenset(rule.vendor_types())
         self.detail = rule.label or " or ".join([*rule.kinds(), *rule.vendor_types()])
         self.where = compile_condition(rule.where, activity_row_getter) if rule.where is not None else None
+        self.keyed = keyed_test(rule.where, attribute_key) if rule.where is not None else None
         horizon = rule.horizon_days()
         self.horizon = timedelta(days=horizon) if horizon is not None else None
         self.half_life = rule.half_life_days * 86400.0 if rule.half_life_days else None
         self.max_points, self.max_occurrences = rule.max_points, rule.max_occurrences
 
+    def matcher(self, index: int) -> tuple[int, str | None, Predicate | None]:
+        """This rule as a plan lists it (see `_Plan`)."""
+        return (index, *self.keyed) if self.keyed else (index, None, self.where)
+
     def apply(self, times: list[datetime], moment: _Moment) -> Applied:
         as_of = moment.as_of
-        counted, changes_at = self._in_window(times, as_of, moment.cutoffs.get(self.index))
+        if self.horizon is None and max(times) <= as_of:  # the common case: all count, for good
+            counted: list[datetime] = times
+            changes_at: datetime | None = None
+        else:
+            counted, changes_at = self._in_window(times, as_of, moment.cutoffs.get(self.index))
         if not counted:
             return 0.0, 0, changes_at
         if self.max_occurrences is not None and len(counted) > self.max_occurrences:
@@ -341,7 +410,8 @@ class _Engagement:
         if self.half_life is None:
             points = self.points * len(counted)
         else:
-            points = self.points * sum(0.5 ** ((as_of - t).total_seconds() / self.half_life) for t in counted)
+            half_life = self.half_life
+            points = self.points * sum([0.5 ** ((as_of - t).total_seconds() / half_life) for t in counted])
         if self.max_points is not None and abs(points) > self.max_points:
             points = self.max_points if points > 0 else -self.max_points
         points = round(points, 2)
@@ -372,7 +442,7 @@ class _Engagement:
 
 
 class _Inactivity:
-    __slots__ = ("id", "axis", "points", "detail", "kinds", "after", "count_never_active")
+    __slots__ = ("id", "axis", "points", "detail", "kinds", "after", "count_never_active", "contribution")
 
     def __init__(self, rule: InactivityRule, rule_id: str, axis: str) -> None:
         self.id, self.axis, self.points = rule_id, axis, rule.points
@@ -381,6 +451,7 @@ class _Inactivity:
         self.count_never_active = rule.count_never_active
         what = " or ".join(rule.kinds()) or "activity"
         self.detail = rule.label or f"no {what} for {rule.inactive_days:g} days"
+        self.contribution = Contribution(rule_id, axis, rule.points, 1, self.detail)
 
     def apply(self, last: datetime | None, upcoming: datetime | None, as_of: datetime) -> Applied:
         """Given the last matching activity at or before `as_of` and the first one after it."""

@@ -100,7 +100,7 @@ class PriorScore(NamedTuple):
         """Whether `card` would be saved exactly as this score is (the rule fingerprint and as-of aside)."""
         return (
             self.total == card.total and self.band == card.band and self.grade == card.grade
-            and self.quadrant == _enum_value(card.quadrant) and self.valid_until == _iso_or_none(card.valid_until)
+            and self.quadrant == _enum_value(card.quadrant) and _same_moment(self.valid_until, card.valid_until)
             and self.axes == encode_axes(card) and self.contributions == encode_contributions(card)
         )
 
@@ -188,11 +188,44 @@ def encode_axes(card: Card) -> str:
 
 def encode_contributions(card: Card) -> str:
     """A card's contributions, one JSON object per rule that fired, as the store saves them."""
-    return _fast_dumps([_contribution(c) for c in card.contributions])
+    return "[" + ",".join([_encoded_contribution(c) for c in card.contributions]) + "]"
+
+
+#: Each contribution's JSON, remembered: a rescore meets the same few (a fit rule's is always the same) over and
+#: over, for every card it compares with the saved one and saves.
+_ENCODED: dict[Any, str] = {}
+_ENCODED_LIMIT = 100_000
+
+
+def _encoded_contribution(contribution: Any) -> str:
+    """`contribution` as the JSON object `_fast_dumps` writes for it."""
+    points = contribution.points
+    # Remembered only with float points other than zero and int occurrences, as the engine makes them: 12 and
+    # 12.0, 0.0 and -0.0, 1 and 1.0 are equal keys but other text.
+    if points.__class__ is not float or not points or contribution.occurrences.__class__ is not int:
+        return _fast_dumps(_contribution(contribution))
+    try:
+        text = _ENCODED.get(contribution)
+    except TypeError:  # an unhashable contribution (not the engine's)
+        return _fast_dumps(_contribution(contribution))
+    if text is None:
+        text = _fast_dumps(_contribution(contribution))
+        if len(_ENCODED) < _ENCODED_LIMIT:
+            _ENCODED[contribution] = text
+    return text
 
 
 def _iso_or_none(moment: datetime | None) -> str | None:
     return iso(moment) if moment is not None else None
+
+
+def _same_moment(text: str | None, moment: datetime | None) -> bool:
+    """Whether `moment` would be saved as `text` (a moment as `iso` writes it, or None)."""
+    if text is None or moment is None:
+        return text is moment
+    if moment.tzinfo is None or moment.microsecond % 1000:  # what saving would change: compare as saved
+        return text == iso(moment)
+    return _fromiso(text) == moment  # the same instant (reading is cheaper than writing)
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})

@@ -93,6 +93,41 @@ def test_all_any_not_combine_conditions() -> None:
     assert points(rule, fields={"title": "Engineer", "country": "DE"}) == 0
 
 
+@pytest.mark.parametrize(
+    ("condition", "fires_for"),
+    [
+        ({"any": [{"field": "title", "contains": "head"}, {"field": "title", "contains": "director"}]},
+         {"Head of IT", "Director"}),
+        ({"any": [{"field": "title", "contains": "head"}, {"field": "title", "contains": "director"},
+                  {"field": "title", "equals": "cto"}]}, {"Head of IT", "Director", "CTO"}),
+        ({"all": [{"field": "title", "contains": "head"}, {"field": "fields.title", "contains": "it"}]}, {"Head of IT"}),
+        ({"not": {"field": "title", "contains": "head"}}, {"Director", "CTO", None}),
+        ({"all": [{"field": "title", "contains": "head"}, {"not": {"field": "country", "in": ["RU"]}}]}, {"Head of IT"}),
+        ({"any": [{"field": "title", "equals": "cto"}, {"field": "email", "regex": "^ann@"}]},
+         {"Head of IT", "Director", "CTO", None}),
+    ],
+)
+def test_conditions_on_one_field_or_several_fire_alike(condition: dict[str, Any], fires_for: set[str | None]) -> None:
+    # One field read once for the whole condition, or each part reading its own: the same answers.
+    for title in ("Head of IT", "Director", "CTO", None):
+        fields = {"country": "DE"} if title is None else {"title": title, "country": "DE"}
+        assert points({"when": condition, "points": 3}, fields=fields) == (3 if title in fires_for else 0), title
+
+
+def test_where_conditions_on_one_attribute_or_the_activity_itself() -> None:
+    views = [act("page_view", 1, url="/pricing"), act("page_view", 2, url="/plans"), act("page_view", 3, url="/blog"),
+             act("page_view", 4), Activity("a9", "c1", ActivityKind.OTHER, NOW - timedelta(days=1), vendor_type="visit",
+                                          attributes={"url": "/plans"})]
+    either = {"any": [{"field": "url", "contains": "/pricing"}, {"field": "attributes.url", "contains": "/plans"}]}
+    assert points({"activity": "page_view", "where": either, "points": 1}, activities=views) == 2
+    assert points({"activity": "page_view", "where": {"not": {"field": "url", "contains": "/p"}}, "points": 1},
+                  activities=views) == 2
+    mixed = {"all": [{"field": "url", "contains": "/p"}, {"field": "id", "regex": "-[12]$"}]}
+    assert points({"activity": "page_view", "where": mixed, "points": 1}, activities=views) == 2
+    by_vendor = {"vendor_type": "visit", "where": {"field": "url", "contains": "/plans"}, "points": 4}
+    assert points(by_vendor, {"activity": "page_view", "where": either, "points": 1}, activities=views) == 6
+
+
 def test_rules_read_contact_attributes_and_raw_vendor_properties() -> None:
     rule = {"when": {"all": [{"field": "email", "regex": "@acme\\."}, {"field": "raw.hs_persona", "equals": "persona_1"}]}, "points": 2}
     person = Contact("c1", ContactKind.CONTACT, NOW, email="ann@acme.io", raw={"hs_persona": "persona_1"})

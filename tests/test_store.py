@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 from connectors.base import Page, PropertyWrite, SkippedRecord, TaskPriority, TaskRequest, WriteResult
 from core.migrations import applied
 from core.model import Activity, ActivityKind, Contact, ContactKind, Outcome
-from core.store import RunLocked, Store, score_rows
+from core.store import RunLocked, Store, encode_contributions, score_rows
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -165,6 +166,39 @@ def test_saved_score_keeps_contributions(store):
     assert saved.contributions == (
         {"rule_id": "pricing", "axis": "engagement", "points": 10, "occurrences": 2, "detail": "visited pricing x2"},
     )
+
+
+def test_contributions_are_saved_as_json_whatever_was_encoded_before():
+    from core.scoring import Contribution as Engines
+
+    def plain(card):
+        return json.dumps([{"rule_id": c.rule_id, "axis": c.axis, "points": c.points, "occurrences": c.occurrences,
+                            "detail": c.detail} for c in card.contributions], separators=(",", ":"))
+
+    # Equal as keys, not as text: each must still be written as itself, in any order.
+    contributions = [Engines("r", "fit", 12.0, 1, "d"), Engines("r", "fit", 12, 1, "d"),
+                     Engines("r", "fit", 0.0, 1, "d"), Engines("r", "fit", -0.0, 1, "d"),
+                     Engines("r", "fit", 2.5, 1.0, "d"), Engines("r", "fit", 2.5, 1, "d"),
+                     Contribution("r", "fit", 2.5, 1, "d")]
+    for order in (contributions, contributions[::-1]):
+        for one in order:
+            card = Card("c1", 1, "cold", contributions=(one,))
+            assert encode_contributions(card) == plain(card)
+    card = Card("c1", 1, "cold", contributions=tuple(contributions))
+    assert encode_contributions(card) == plain(card)
+
+
+def test_a_saved_valid_until_reads_as_the_same_card_as_saving_would_write_it(store):
+    seed(store, "c1")
+    saved_at = T0 + timedelta(days=3, microseconds=1500)
+    store.save_scores([Card("c1", 5, "cold", valid_until=saved_at)], run_id=1, fingerprint="fp1")
+    [[(_, _, prior)]] = list(store.scoring_chunks(True))
+    assert prior.valid_until == "2025-03-04T12:00:00.001+00:00"
+    for same in (saved_at, saved_at - timedelta(microseconds=500), (T0 + timedelta(days=3, milliseconds=1)).replace(tzinfo=None),
+                 saved_at.astimezone(timezone(timedelta(hours=2)))):
+        assert prior.same_card(Card("c1", 5, "cold", valid_until=same))
+    for other in (saved_at + timedelta(milliseconds=1), None, (saved_at + timedelta(hours=2)).replace(tzinfo=None)):
+        assert not prior.same_card(Card("c1", 5, "cold", valid_until=other))
 
 
 def test_history_records_only_changes(store):
