@@ -24,7 +24,7 @@ from core.ops_cli import data_table, literal
 from core.clock import ManualClock, SystemClock
 from core.config import ConfigError, TenantConfig, load_config_dir, load_tenant
 from core.demo import DemoUnavailable, export_tenant, run_demo
-from core.pipeline import RunOutcome, RunSummary, compare_bands, rescore_tenant, sync_tenant
+from core.pipeline import RunOutcome, RunSummary, ScoringFailed, compare_bands, rescore_tenant, sync_tenant
 from core.progress import terminal_progress
 from core.rules import ScoringConfig
 from core.model import Contact, Lifecycle
@@ -199,6 +199,8 @@ def score(tenant_name: str | None, due: bool, config_dir: Path, state_dir: Path)
         summary = rescore_tenant(tenant, state_dir=state_dir, full=not due)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
+    except ScoringFailed as exc:
+        raise click.ClickException(f"tenant {tenant.name!r}: {exc}") from None
     console.print(f"{literal(tenant.name)}: scored {summary.scored} contacts, {summary.changed} changed, in {summary.seconds:.2f}s")
     with open_store(tenant, state_dir) as store:
         console.print(band_table(store.band_counts(), Engine(tenant.scoring).band_names))

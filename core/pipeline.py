@@ -17,7 +17,10 @@ import hashlib
 import json
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
+import pickle
+import signal
 import threading
 import time
 from collections import Counter, deque
@@ -479,34 +482,124 @@ class ScoringJob:
             store.outbox.put_tasks(tasks, self.run_id)
 
     def _in_workers(self, path: Path, bounds: Sequence[tuple[str, str]], workers: int) -> Iterator[ChunkVerdict]:
-        # A few chunks in flight per worker keeps them busy while saving catches up, and memory flat when it lags.
+        # Each worker gets chunks over its own pipe and answers over it; this process waits on the pipes and the
+        # workers' exits at once, so a worker that dies (killed, out of memory) ends the pass with an error
+        # instead of a wait for an answer that never comes. No helper thread competes here with saving.
+        # A few chunks in flight per worker keep them busy while saving catches up, and memory flat when it lags.
         context = multiprocessing.get_context("fork")
-        with context.Pool(workers, initializer=_open_worker, initargs=(self, path)) as pool:
-            pending: deque[Any] = deque()
-            for bound in bounds:
-                pending.append(pool.apply_async(_worker_chunk, bound))
-                if len(pending) > 2 * workers:
-                    yield from pending.popleft().get()
-            while pending:
-                yield from pending.popleft().get()
+        started: list[tuple[Any, Any]] = []
+        done = False
+        try:
+            for _ in range(workers):
+                ours, theirs = context.Pipe()
+                process = context.Process(target=_serve, args=(self, path, theirs), daemon=True)
+                process.start()
+                theirs.close()
+                started.append((process, ours))
+            yield from _shared_out(started, bounds, in_flight=2)
+            done = True
+        finally:
+            for process, pipe in started:
+                if done:  # idle, waiting for the next chunk: told to stop
+                    with contextlib.suppress(OSError):
+                        pipe.send(None)
+                else:  # stopped early or failed: what the workers are scoring is not wanted (they only read)
+                    process.kill()
+                process.join()
+                pipe.close()
 
 
-_worker: tuple[ScoringJob, Store] | None = None
+class ScoringFailed(Exception):
+    """A scoring worker process died or failed; the chunks saved before stay saved."""
 
 
-def _open_worker(job: ScoringJob, path: Path) -> None:
-    global _worker
-    _worker = (job, Store.open(path))
+def _shared_out(started: Sequence[tuple[Any, Any]], bounds: Sequence[tuple[str, str]],
+                in_flight: int) -> Iterator[ChunkVerdict]:
+    """Hand `bounds` out to the (process, pipe) pairs in `started`, up to `in_flight` each, and yield the verdicts
+    in the order of `bounds`."""
+    by_pipe = {pipe: (process, deque()) for process, pipe in started}
+    exits = {process.sentinel: process for process, _ in started}
+    answered: dict[int, list[ChunkVerdict]] = {}
+    sent = first = 0
+
+    def feed(pipe: Any) -> None:
+        nonlocal sent
+        # bounded by what is still unsaved, so a slow worker cannot make the others' verdicts pile up here
+        most = first + in_flight * len(by_pipe) + 1
+        while len(by_pipe[pipe][1]) < in_flight and sent < min(len(bounds), most):
+            try:
+                pipe.send((sent, *bounds[sent]))
+            except OSError:
+                raise ScoringFailed(_died(by_pipe[pipe][0], bounds[first][0])) from None
+            by_pipe[pipe][1].append(sent)
+            sent += 1
+
+    for pipe in by_pipe:
+        feed(pipe)
+    while first < len(bounds):
+        while first not in answered:
+            for ready in multiprocessing.connection.wait([*by_pipe, *exits]):
+                if ready in exits:  # a worker stops only when told to, after the last chunk
+                    raise ScoringFailed(_died(exits[ready], bounds[first][0]))
+                try:
+                    number, outcome = ready.recv()
+                except (EOFError, OSError):
+                    raise ScoringFailed(_died(by_pipe[ready][0], bounds[first][0])) from None
+                by_pipe[ready][1].popleft()
+                if isinstance(outcome, BaseException):
+                    raise ScoringFailed(f"a scoring worker failed: {type(outcome).__name__}: {outcome}") from outcome
+                answered[number] = outcome
+        yield from answered.pop(first)
+        first += 1
+        for pipe in by_pipe:
+            feed(pipe)
+
+
+def _died(process: Any, after: str) -> str:
+    process.join(timeout=1)
+    code = process.exitcode
+    if code is None:
+        how = "stopped answering"
+    else:
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with {code}"
+    return (
+        f"a scoring worker (pid {process.pid}) {how} while contacts after id {after!r} were being scored, perhaps out "
+        "of memory; the scores saved before stay saved and the rest stay due: run again"
+    )
+
+
+def _serve(job: ScoringJob, path: Path, pipe: Any) -> None:
+    """A scoring worker: score each chunk asked for over `pipe` and send back its verdicts, until told to stop."""
     # A chunk makes and drops some 100,000 objects with no cycles among them; at the default threshold the cycle
     # collector walks them over and over (8% of a worker's time). What the fork inherited is never collected.
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which then stops the workers
+    with Store.open(path) as store:
+        while True:
+            try:
+                task = pipe.recv()
+            except EOFError:  # the parent is gone
+                return
+            if task is None:
+                return
+            number, after, through = task
+            try:
+                outcome: Any = list(job.read(store, after, through))
+            except Exception as exc:  # sent back to be raised where the pass was asked for
+                outcome = exc if _picklable(exc) else RuntimeError(f"{type(exc).__name__}: {exc}")
+            try:
+                pipe.send((number, outcome))
+            except OSError:  # the parent is gone
+                return
 
 
-def _worker_chunk(after: str, through: str) -> list[ChunkVerdict]:
-    assert _worker is not None, "a scoring worker runs only in a pool started by ScoringJob"
-    job, store = _worker
-    return list(job.read(store, after, through))
+def _picklable(value: Any) -> bool:
+    try:
+        pickle.dumps(value)
+    except Exception:
+        return False
+    return True
 
 
 _UNSET = object()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
@@ -12,7 +13,7 @@ from bench.synthetic import EXPORT_AT, records
 from connectors.base import Page
 from connectors.file import parse_activity, parse_contact
 from core.config import load_tenant
-from core.pipeline import score_contacts
+from core.pipeline import ScoringFailed, ScoringJob, score_contacts
 from core.scoring import Engine
 from core.store import Store
 
@@ -69,3 +70,39 @@ def test_rescore_in_two_workers_saves_what_one_process_saves(tmp_path, tenant):
     assert len(one["history"]) > CONTACTS and len(one["outbox"]) > CONTACTS / 10
     for name in SAVED:
         assert two[name] == one[name], name
+
+
+def test_a_worker_that_dies_ends_the_rescore_with_an_error_and_the_chunks_saved_before_stay(tmp_path, tenant,
+                                                                                           monkeypatch):
+    path = scored_store(tmp_path / "s.sqlite", tenant)
+    with sqlite3.connect(path) as db:
+        ids = [row[0] for row in db.execute("SELECT id FROM contacts ORDER BY id")]
+    fatal = ids[CONTACTS // 2]
+    read = ScoringJob.read
+
+    def dies_at_the_middle(job, store, after="", through=None):
+        if through is not None and after <= fatal <= through:
+            os._exit(3)  # as a worker killed for memory would, without a word
+        return read(job, store, after, through)
+
+    monkeypatch.setattr(ScoringJob, "read", dies_at_the_middle)  # before the workers are forked
+    with Store.open(path) as store, pytest.raises(ScoringFailed) as caught:
+        score_contacts(store, tenant, Engine(tenant.scoring), run_id=2, as_of=EXPORT_AT, full=True, chunk_size=CHUNK,
+                       workers=2)
+    assert "exited with 3" in str(caught.value) and "run again" in str(caught.value)
+    with sqlite3.connect(path) as db:
+        saved = [row[0] for row in db.execute("SELECT contact_id FROM scores WHERE run_id = 2 ORDER BY contact_id")]
+    # every chunk before the fatal one was saved, in order; none after it
+    assert saved == ids[: len(saved)] and CONTACTS // 4 <= len(saved) <= CONTACTS // 2
+
+
+def test_an_error_in_a_worker_is_raised_where_the_rescore_was_asked_for(tmp_path, tenant, monkeypatch):
+    path = scored_store(tmp_path / "s.sqlite", tenant)
+
+    def fails(job, store, after="", through=None):
+        raise ValueError(f"cannot score after {after!r}")
+
+    monkeypatch.setattr(ScoringJob, "read", fails)
+    with Store.open(path) as store, pytest.raises(ScoringFailed, match="ValueError: cannot score after"):
+        score_contacts(store, tenant, Engine(tenant.scoring), run_id=2, as_of=EXPORT_AT, full=True, chunk_size=CHUNK,
+                       workers=2)
