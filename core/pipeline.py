@@ -50,7 +50,7 @@ from core.config import TenantConfig
 from core.model import Contact, ContactKind, Lifecycle
 from core.rules import ScoringConfig
 from core.scoring import ActivityRow, Engine, ScoreCard, StatusChange
-from core.store import PriorScore, Store, score_rows
+from core.store import PriorScore, Store, iso, score_rows
 
 SCORE_CHUNK = 1000
 
@@ -400,7 +400,7 @@ class ChunkVerdict:
     scored: int
     #: the new scores, as `Store.save_scored` takes them
     scores: list[tuple]
-    #: the contacts scored again to the very result saved before
+    #: the contacts scored again to the very result saved before (left out with a `span`, which implies them)
     unchanged: list[str]
     #: (contact id, contact kind, the CRM values that changed)
     writes: list[tuple[str, ContactKind, Mapping[str, Any]]]
@@ -408,6 +408,8 @@ class ChunkVerdict:
     tasks: list[tuple[Contact, Decision]]
     #: ``(after, through)`` when the chunk is every contact with an id in that range (a full rescore)
     span: tuple[str, str] | None = None
+    #: the history rows the new scores add, as `Store.save_scored` takes them
+    history: list[tuple] | None = None
 
 
 @dataclass(frozen=True)
@@ -448,25 +450,49 @@ class ScoringJob:
         for chunk in due:
             decided = [
                 (contact, decide(self.tenant, self.engine, contact, activities, before, self.as_of, self.decisions,
-                                 self.values_for))
+                                 self.values_for), before)
                 for contact, activities, before in chunk
             ]
             last = decided[-1][0].id
             yield self._verdict(decided, (after, last) if self.full else None)
             after = last
 
-    def _verdict(self, decided: list[tuple[Contact, Decision]], span: tuple[str, str] | None) -> ChunkVerdict:
-        fresh = [d for _, d in decided if not d.unchanged]
-        scores = score_rows(
-            [d.card for d in fresh], self.run_id, self.engine.fingerprint,
-            statuses={d.card.contact_id: d.status.to.value for d in fresh if d.status},
-            written={d.card.contact_id: d.written for d in fresh if d.changed}, decided_under=self.decisions,
-        )
-        return ChunkVerdict(
-            len(decided), scores, [c.id for c, d in decided if d.unchanged],
-            [(c.id, c.kind, d.changed) for c, d in decided if d.changed],
-            [(c, d) for c, d in decided if d.task_event], span,
-        )
+    def _verdict(self, decided: list[tuple[Contact, Decision, PriorScore | None]],
+                 span: tuple[str, str] | None) -> ChunkVerdict:
+        cards: list[ScoreCard] = []
+        statuses: dict[str, str] = {}
+        written: dict[str, Mapping[str, Any]] = {}
+        unchanged: list[str] = []
+        writes: list[tuple[str, ContactKind, Mapping[str, Any]]] = []
+        tasks: list[tuple[Contact, Decision]] = []
+        history: list[tuple] = []
+        as_of = iso(self.as_of)
+        for contact, decision, before in decided:
+            if decision.changed:
+                writes.append((contact.id, contact.kind, decision.changed))
+            if decision.task_event:
+                tasks.append((contact, decision))
+            if decision.unchanged:
+                if span is None:
+                    unchanged.append(contact.id)
+                continue
+            card = decision.card
+            cards.append(card)
+            status = decision.status.to.value if decision.status else None
+            if status:
+                statuses[contact.id] = status
+            if decision.changed:
+                written[contact.id] = decision.written
+            # What `Store.save_scored` would find against the saved score: `before` is that score, read in this
+            # pass, and no other writer touches it (the run lock).
+            if before is None:
+                history.append((contact.id, self.run_id, as_of, None, card.total, None, card.band, None, status))
+            elif card.total != before.total or card.band != before.band or (status and status != before.status):
+                history.append((contact.id, self.run_id, as_of, before.total, card.total, before.band, card.band,
+                                before.status, status or before.status))
+        scores = score_rows(cards, self.run_id, self.engine.fingerprint, statuses=statuses, written=written,
+                            decided_under=self.decisions)
+        return ChunkVerdict(len(decided), scores, unchanged, writes, tasks, span, history)
 
     def save(self, store: Store, verdict: ChunkVerdict) -> None:
         """Save a chunk's cards and queue the writes and tasks they call for, in one transaction.
@@ -476,7 +502,8 @@ class ScoringJob:
         """
         with store.transaction():
             store.save_scored(verdict.scores, verdict.unchanged, run_id=self.run_id, fingerprint=self.engine.fingerprint,
-                              as_of=self.as_of, decided_under=self.decisions, span=verdict.span)
+                              as_of=self.as_of, decided_under=self.decisions, span=verdict.span,
+                              history=verdict.history)
             store.outbox.put_writes([property_write(self.tenant, *write) for write in verdict.writes], self.run_id)
             tasks = [task_request(store, self.tenant, contact, decision) for contact, decision in verdict.tasks]
             store.outbox.put_tasks(tasks, self.run_id)

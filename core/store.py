@@ -710,6 +710,7 @@ class Store:
         as_of: datetime | None = None,
         decided_under: str | None = None,
         span: tuple[str, str] | None = None,
+        history: Sequence[tuple] | None = None,
     ) -> None:
         """Save one scored chunk in one transaction: `rows` (as `score_rows` builds them) replace their contacts'
         scores; the `unchanged` contacts, scored again under `fingerprint` at `as_of` to the very result saved
@@ -718,9 +719,20 @@ class Store:
 
         With `span` ``(after, through)``, the chunk is every contact with an id in that range, so the unchanged
         ones and the dirty marks are set with one statement over the range instead of one per contact.
+
+        `history`, when given, is the history rows the caller worked out against the scores it read (contact,
+        run, at, old and new total, band and status, for each score whose total, band or status changes); else
+        they are worked out here against the saved scores.
         """
         with self.transaction():
-            self._append_history([(row[0], row[1], row[3], row[4], row[5], row[11]) for row in rows])
+            if history is None:
+                self._append_history([(row[0], row[1], row[3], row[4], row[5], row[11]) for row in rows])
+            else:
+                self.db.conn.executemany(
+                    """INSERT INTO history (contact_id, run_id, at, old_total, new_total, old_band, new_band, old_status,
+                                            new_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    history,
+                )
             self._upsert_scores(rows)
             marks = {"run": run_id, "fp": fingerprint, "as_of": iso(as_of) if as_of is not None else None,
                      "decided": decided_under}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -106,3 +107,40 @@ def test_an_error_in_a_worker_is_raised_where_the_rescore_was_asked_for(tmp_path
     with Store.open(path) as store, pytest.raises(ScoringFailed, match="ValueError: cannot score after"):
         score_contacts(store, tenant, Engine(tenant.scoring), run_id=2, as_of=EXPORT_AT, full=True, chunk_size=CHUNK,
                        workers=2)
+
+
+@pytest.mark.slow
+def test_history_worked_out_while_scoring_is_what_the_store_works_out_against_saved_scores(tmp_path, tenant,
+                                                                                          monkeypatch):
+    found = rescored(scored_store(tmp_path / "found.sqlite", tenant), tenant, workers=1)
+    verdict = ScoringJob._verdict
+    monkeypatch.setattr(ScoringJob, "_verdict", lambda job, *args: replace(verdict(job, *args), history=None))
+    stored = rescored(scored_store(tmp_path / "stored.sqlite", tenant), tenant, workers=1)
+    assert len(found["history"]) > CONTACTS
+    for name in SAVED:
+        assert found[name] == stored[name], name
+
+
+@pytest.mark.slow
+def test_a_status_move_alone_is_history_worked_out_while_scoring_as_against_saved_scores(tmp_path, tenant,
+                                                                                        monkeypatch):
+    # The same rules, so the same cards; MQL now from the intermediate band, so statuses move on their own.
+    scoring = older_rules(tenant)
+    lifecycle = scoring.lifecycle
+    transitions = tuple(t.model_copy(update={"min_band": "intermediate"}) if t.to.value == "mql" else t
+                        for t in lifecycle.transitions)
+    earlier = scoring.model_copy(update={"lifecycle": lifecycle.model_copy(update={"transitions": transitions})})
+
+    def moved(path: Path) -> list[tuple]:
+        with Store.open(path) as store:
+            score_contacts(store, tenant, Engine(earlier), run_id=2, as_of=EXPORT_AT, chunk_size=CHUNK)
+        with sqlite3.connect(path) as db:
+            return db.execute("SELECT contact_id, old_total, new_total, old_status, new_status FROM history "
+                              "WHERE run_id = 2 ORDER BY id").fetchall()
+
+    found = moved(scored_store(tmp_path / "found.sqlite", tenant))
+    verdict = ScoringJob._verdict
+    monkeypatch.setattr(ScoringJob, "_verdict", lambda job, *args: replace(verdict(job, *args), history=None))
+    stored = moved(scored_store(tmp_path / "stored.sqlite", tenant))
+    assert found == stored
+    assert found and all(old == new and status == "mql" for _, old, new, _, status in found)
