@@ -124,24 +124,17 @@ def value_test(leaf: Leaf) -> Callable[[Any], bool]:
 _MEMO_LIMIT = 50_000
 
 
-def _each(test: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    memo: dict[str, bool] = {}  # `test` is a pure function of the text
+def _each(test: Callable[[str], bool]) -> Callable[[Any], bool]:
+    """`test` of a text applied to a value: a list (a multi-select) matches when any item does, None never."""
 
-    def check(value: Any) -> bool:
-        if value.__class__ is str:  # the common case, first
-            known = memo.get(value)
-            if known is None:
-                known = test(value)
-                if len(memo) < _MEMO_LIMIT:
-                    memo[value] = known
-            return known
+    def each(value: Any) -> bool:
         if value is None:
             return False
         if isinstance(value, list | tuple | set | frozenset):
             return any(test(_text(item)) for item in value)
         return test(_text(value))
 
-    return check
+    return _text_memo(each)
 
 
 def _text_memo(test: Callable[[Any], bool]) -> Callable[[Any], bool]:

@@ -19,10 +19,10 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
-import pickle
 import signal
 import threading
 import time
+import traceback
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -31,7 +31,7 @@ from enum import StrEnum
 from itertools import islice
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from connectors.base import (
     Connector,
@@ -50,7 +50,7 @@ from core.config import TenantConfig
 from core.model import Contact, ContactKind, Lifecycle
 from core.rules import ScoringConfig
 from core.scoring import ActivityRow, Engine, ScoreCard, StatusChange
-from core.store import PriorScore, Store, iso, score_rows
+from core.store import PriorScore, Store, history_row, iso, score_rows
 
 SCORE_CHUNK = 1000
 
@@ -102,7 +102,8 @@ class RunCounts:
         return dict(vars(self))
 
 
-class Decision(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Decision:
     """What scoring one contact decided: its card, a status move, the CRM values that changed, a task."""
 
     card: ScoreCard
@@ -483,13 +484,11 @@ class ScoringJob:
                 statuses[contact.id] = status
             if decision.changed:
                 written[contact.id] = decision.written
-            # What `Store.save_scored` would find against the saved score: `before` is that score, read in this
-            # pass, and no other writer touches it (the run lock).
-            if before is None:
-                history.append((contact.id, self.run_id, as_of, None, card.total, None, card.band, None, status))
-            elif card.total != before.total or card.band != before.band or (status and status != before.status):
-                history.append((contact.id, self.run_id, as_of, before.total, card.total, before.band, card.band,
-                                before.status, status or before.status))
+            # Against `before`, the saved score as this pass read it: no other writer touches it (the run lock).
+            entry = history_row(contact.id, self.run_id, as_of, card.total, card.band, status,
+                                (before.total, before.band, before.status) if before is not None else None)
+            if entry is not None:
+                history.append(entry)
         scores = score_rows(cards, self.run_id, self.engine.fingerprint, statuses=statuses, written=written,
                             decided_under=self.decisions)
         return ChunkVerdict(len(decided), scores, unchanged, writes, tasks, span, history)
@@ -544,55 +543,83 @@ def _shared_out(started: Sequence[tuple[Any, Any]], bounds: Sequence[tuple[str, 
                 in_flight: int) -> Iterator[ChunkVerdict]:
     """Hand `bounds` out to the (process, pipe) pairs in `started`, up to `in_flight` each, and yield the verdicts
     in the order of `bounds`."""
-    by_pipe = {pipe: (process, deque()) for process, pipe in started}
-    exits = {process.sentinel: process for process, _ in started}
-    answered: dict[int, list[ChunkVerdict]] = {}
+    workers = [_Worker(process, pipe) for process, pipe in started]
+    by_pipe = {worker.pipe: worker for worker in workers}
+    exits = {worker.process.sentinel: worker for worker in workers}
+    answered: dict[int, list[ChunkVerdict] | _WorkerError] = {}
     sent = first = 0
 
-    def feed(pipe: Any) -> None:
+    def feed(worker: _Worker) -> None:
         nonlocal sent
         # bounded by what is still unsaved, so a slow worker cannot make the others' verdicts pile up here
-        most = first + in_flight * len(by_pipe) + 1
-        while len(by_pipe[pipe][1]) < in_flight and sent < min(len(bounds), most):
+        most = first + in_flight * len(workers) + 1
+        while len(worker.chunks) < in_flight and sent < min(len(bounds), most):
+            worker.chunks.append(sent)
             try:
-                pipe.send((sent, *bounds[sent]))
+                worker.pipe.send((sent, *bounds[sent]))
             except OSError:
-                raise ScoringFailed(_died(by_pipe[pipe][0], bounds[first][0])) from None
-            by_pipe[pipe][1].append(sent)
+                raise ScoringFailed(worker.died(bounds)) from None
             sent += 1
 
-    for pipe in by_pipe:
-        feed(pipe)
+    for worker in workers:
+        feed(worker)
     while first < len(bounds):
         while first not in answered:
             for ready in multiprocessing.connection.wait([*by_pipe, *exits]):
                 if ready in exits:  # a worker stops only when told to, after the last chunk
-                    raise ScoringFailed(_died(exits[ready], bounds[first][0]))
+                    raise ScoringFailed(exits[ready].died(bounds))
+                worker = by_pipe[ready]
                 try:
                     number, outcome = ready.recv()
                 except (EOFError, OSError):
-                    raise ScoringFailed(_died(by_pipe[ready][0], bounds[first][0])) from None
-                by_pipe[ready][1].popleft()
-                if isinstance(outcome, BaseException):
-                    raise ScoringFailed(f"a scoring worker failed: {type(outcome).__name__}: {outcome}") from outcome
+                    raise ScoringFailed(worker.died(bounds)) from None
+                worker.chunks.popleft()
                 answered[number] = outcome
-        yield from answered.pop(first)
+        outcome = answered.pop(first)
+        if isinstance(outcome, _WorkerError):  # in order, so the chunks before it are saved
+            log.error("a scoring worker failed:\n%s", outcome.trace)
+            raise ScoringFailed(f"a scoring worker failed on contacts after id {bounds[first][0]!r}: {outcome.error}")
+        yield from outcome
         first += 1
-        for pipe in by_pipe:
-            feed(pipe)
+        for worker in workers:
+            feed(worker)
 
 
-def _died(process: Any, after: str) -> str:
-    process.join(timeout=1)
-    code = process.exitcode
-    if code is None:
-        how = "stopped answering"
-    else:
-        how = f"was killed by signal {-code}" if code < 0 else f"exited with {code}"
-    return (
-        f"a scoring worker (pid {process.pid}) {how} while contacts after id {after!r} were being scored, perhaps out "
-        "of memory; the scores saved before stay saved and the rest stay due: run again"
-    )
+@dataclass
+class _Worker:
+    """A scoring worker process, its pipe, and the chunks (positions in the pass's bounds) it was given and has
+    not answered yet, oldest first."""
+
+    process: Any
+    pipe: Any
+    chunks: deque[int] = field(default_factory=deque)
+
+    def died(self, bounds: Sequence[tuple[str, str]]) -> str:
+        """What to say of this worker, gone without a word."""
+        self.process.join(timeout=1)
+        code = self.process.exitcode
+        if code is None:
+            how = "stopped answering"
+        else:
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with {code}"
+        doing = f"while scoring contacts after id {bounds[self.chunks[0]][0]!r}" if self.chunks else "while idle"
+        return (
+            f"a scoring worker (pid {self.process.pid}) {how} {doing}, perhaps out of memory; the scores saved before "
+            "stay saved and the rest stay due: run again"
+        )
+
+
+@dataclass(frozen=True)
+class _WorkerError:
+    """An exception in a scoring worker, as text: any exception's text crosses between processes, not every
+    exception does."""
+
+    error: str
+    trace: str
+
+    @classmethod
+    def of(cls, exc: BaseException) -> _WorkerError:
+        return cls(f"{type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc)))
 
 
 def _serve(job: ScoringJob, path: Path, pipe: Any) -> None:
@@ -602,31 +629,38 @@ def _serve(job: ScoringJob, path: Path, pipe: Any) -> None:
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which then stops the workers
-    with Store.open(path) as store:
-        while True:
-            try:
-                task = pipe.recv()
-            except EOFError:  # the parent is gone
-                return
-            if task is None:
-                return
+    store: Store | None = None
+    failure: _WorkerError | None = None
+    try:
+        store = Store.open(path)
+    except Exception as exc:  # the answer to every chunk asked for
+        failure = _WorkerError.of(exc)
+    try:
+        while (task := _next_task(pipe)) is not None:
             number, after, through = task
-            try:
-                outcome: Any = list(job.read(store, after, through))
-            except Exception as exc:  # sent back to be raised where the pass was asked for
-                outcome = exc if _picklable(exc) else RuntimeError(f"{type(exc).__name__}: {exc}")
+            outcome: Any = failure
+            if store is not None:
+                try:
+                    outcome = list(job.read(store, after, through))
+                except Exception as exc:  # raised where the pass was asked for
+                    outcome = _WorkerError.of(exc)
             try:
                 pipe.send((number, outcome))
             except OSError:  # the parent is gone
                 return
+            except Exception as exc:  # a verdict that cannot cross to the parent
+                pipe.send((number, _WorkerError.of(exc)))
+    finally:
+        if store is not None:
+            store.close()
 
 
-def _picklable(value: Any) -> bool:
+def _next_task(pipe: Any) -> tuple[int, str, str] | None:
+    """The next chunk asked for, or None when told to stop or the parent is gone."""
     try:
-        pickle.dumps(value)
-    except Exception:
-        return False
-    return True
+        return pipe.recv()
+    except EOFError:
+        return None
 
 
 _UNSET = object()

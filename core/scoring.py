@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
@@ -53,12 +53,9 @@ __all__ = ["Contribution", "Engine", "Quadrant", "ScoreCard", "StatusChange"]
 _SEMANTICS = "1"
 
 
-class Contribution(NamedTuple):
-    """What one rule added to one contact's score (negative points take away).
-
-    Tuples, as are score cards: a rescore makes several per contact, and a frozen dataclass costs a call per
-    field to build.
-    """
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    """What one rule added to one contact's score (negative points take away)."""
 
     rule_id: str
     axis: str
@@ -67,7 +64,8 @@ class Contribution(NamedTuple):
     detail: str
 
 
-class ScoreCard(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class ScoreCard:
     """One contact's score at `as_of`, with the contribution of every rule that fired, in rule order."""
 
     contact_id: str
@@ -102,17 +100,20 @@ def _weight(contribution: Contribution) -> float:
 
 
 def _reason(contribution: Contribution) -> str:
-    text = _REASONS.get(contribution)
+    # Only as the engine makes them: equal points or counts of other types (2 and 2.0, 1.5 and Decimal("1.50"))
+    # read otherwise.
+    plain = contribution.points.__class__ is float and contribution.occurrences.__class__ is int
+    text = _REASONS.get(contribution) if plain else None
     if text is None:
         times = f" x{contribution.occurrences}" if contribution.occurrences > 1 else ""
         text = f"{contribution.points:+g} {contribution.detail}{times}"
-        if contribution.points and len(_REASONS) < _REASONS_LIMIT:  # 0.0 and -0.0: equal keys, other text
+        if plain and len(_REASONS) < _REASONS_LIMIT:
             _REASONS[contribution] = text
     return text
 
 
 #: Reasons as text, remembered per contribution: writing back reasons for every card a rescore changes meets the
-#: same few contributions over and over. (``+g`` prints equal points alike, 12 and 12.0, except zeros.)
+#: same few contributions over and over.
 _REASONS: dict[Contribution, str] = {}
 _REASONS_LIMIT = 100_000
 
@@ -125,10 +126,10 @@ class Engine:
         self.fingerprint = _fingerprint(config)
         ids = config.rule_ids()
         self._rules = [_compile(rule, i, ids[i], config) for i, rule in enumerate(config.rules)]
-        fit = [(i, rule) for i, rule in enumerate(self._rules) if isinstance(rule, _Fit)]
-        # A rule testing one of the contact's fields reads it in the scoring loop; any other tests the contact.
-        self._fit_keyed = [(i, rule.keyed[0], rule.keyed[1], rule) for i, rule in fit if rule.keyed]
-        self._fit_other = [(i, rule) for i, rule in fit if not rule.keyed]
+        # In rule order (points add up in it): (index, field key, test of its value, rule) for a rule testing one of
+        # the contact's fields, read in the scoring loop; (index, None, test of the contact, rule) for any other.
+        self._fit = [(i, *(rule.keyed or (None, rule.test)), rule) for i, rule in enumerate(self._rules)
+                     if isinstance(rule, _Fit)]
         self._engagement = [(i, rule) for i, rule in enumerate(self._rules) if isinstance(rule, _Engagement)]
         self._inactivity = [(i, rule) for i, rule in enumerate(self._rules) if isinstance(rule, _Inactivity)]
         self._by_vendor: dict[str, list[tuple[int, _Engagement]]] = {}
@@ -166,12 +167,8 @@ class Engine:
         fired: list[tuple[int, Contribution]] = []
         sums = self._no_points.copy()
         fields = contact.fields
-        for index, key, test, rule in self._fit_keyed:
-            if test(fields.get(key)):
-                fired.append((index, rule.contribution))
-                sums[rule.axis] += rule.points
-        for index, rule in self._fit_other:
-            if rule.test(contact):
+        for index, key, test, rule in self._fit:
+            if test(fields.get(key)) if key is not None else test(contact):
                 fired.append((index, rule.contribution))
                 sums[rule.axis] += rule.points
         matched, last, upcoming = self._match(rows, as_of)
@@ -194,7 +191,7 @@ class Engine:
                 timed = True
             if changes_at is not None and (valid_until is None or changes_at < valid_until):
                 valid_until = changes_at
-        if timed or self._fit_other:
+        if timed:
             fired.sort(key=_first)
         axes = {name: _bounded(sums[name], low, high) for name, low, high in self._bounds} if self._bounds else {
             name: round(points, 2) for name, points in sums.items()}

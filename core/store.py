@@ -19,7 +19,7 @@ import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
@@ -100,7 +100,7 @@ class PriorScore(NamedTuple):
         """Whether `card` would be saved exactly as this score is (the rule fingerprint and as-of aside)."""
         return (
             self.total == card.total and self.band == card.band and self.grade == card.grade
-            and self.quadrant == _enum_value(card.quadrant) and _same_moment(self.valid_until, card.valid_until)
+            and self.quadrant == _enum_value(card.quadrant) and self.valid_until == _iso_or_none(card.valid_until)
             and self.axes == encode_axes(card) and self.contributions == encode_contributions(card)
         )
 
@@ -156,6 +156,8 @@ RUN_COUNTS = ("pulled", "scored", "changed", "written", "tasks", "api_calls", "r
 
 def iso(moment: datetime) -> str:
     """The store's one timestamp format: UTC, millisecond precision, so text order is time order."""
+    if moment.tzinfo is timezone.utc:  # what the store and the engine make: nothing to convert
+        return moment.isoformat(timespec="milliseconds")
     return utc(moment).isoformat(timespec="milliseconds")
 
 
@@ -199,10 +201,7 @@ _ENCODED_LIMIT = 100_000
 
 def _encoded_contribution(contribution: Any) -> str:
     """`contribution` as the JSON object `_fast_dumps` writes for it."""
-    points = contribution.points
-    # Remembered only with float points other than zero and int occurrences, as the engine makes them: 12 and
-    # 12.0, 0.0 and -0.0, 1 and 1.0 are equal keys but other text.
-    if points.__class__ is not float or not points or contribution.occurrences.__class__ is not int:
+    if not _plain(contribution):
         return _fast_dumps(_contribution(contribution))
     try:
         text = _ENCODED.get(contribution)
@@ -215,17 +214,19 @@ def _encoded_contribution(contribution: Any) -> str:
     return text
 
 
+def _plain(contribution: Any) -> bool:
+    """Whether `contribution` holds what the engine puts in one (text, float points other than zero, an int count):
+    only then do equal contributions read the same (12 and 12.0, 0.0 and -0.0, 1 and True are equal, not alike)."""
+    points = contribution.points
+    return (
+        points.__class__ is float and points != 0.0 and contribution.occurrences.__class__ is int
+        and contribution.rule_id.__class__ is str and contribution.axis.__class__ is str
+        and contribution.detail.__class__ is str
+    )
+
+
 def _iso_or_none(moment: datetime | None) -> str | None:
     return iso(moment) if moment is not None else None
-
-
-def _same_moment(text: str | None, moment: datetime | None) -> bool:
-    """Whether `moment` would be saved as `text` (a moment as `iso` writes it, or None)."""
-    if text is None or moment is None:
-        return text is moment
-    if moment.tzinfo is None or moment.microsecond % 1000:  # what saving would change: compare as saved
-        return text == iso(moment)
-    return _fromiso(text) == moment  # the same instant (reading is cheaper than writing)
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -720,19 +721,17 @@ class Store:
         With `span` ``(after, through)``, the chunk is every contact with an id in that range, so the unchanged
         ones and the dirty marks are set with one statement over the range instead of one per contact.
 
-        `history`, when given, is the history rows the caller worked out against the scores it read (contact,
-        run, at, old and new total, band and status, for each score whose total, band or status changes); else
-        they are worked out here against the saved scores.
+        `history`, when given, is the history rows (see `history_row`) the caller worked out against the saved
+        scores it read; else they are worked out here.
         """
         with self.transaction():
             if history is None:
-                self._append_history([(row[0], row[1], row[3], row[4], row[5], row[11]) for row in rows])
-            else:
-                self.db.conn.executemany(
-                    """INSERT INTO history (contact_id, run_id, at, old_total, new_total, old_band, new_band, old_status,
-                                            new_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    history,
-                )
+                history = self._history_of(rows)
+            self.db.conn.executemany(
+                """INSERT INTO history (contact_id, run_id, at, old_total, new_total, old_band, new_band, old_status,
+                                        new_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                history,
+            )
             self._upsert_scores(rows)
             marks = {"run": run_id, "fp": fingerprint, "as_of": iso(as_of) if as_of is not None else None,
                      "decided": decided_under}
@@ -761,15 +760,17 @@ class Store:
         )
         self.db.execute("UPDATE contacts SET dirty = 0 WHERE id > :after AND id <= :through AND dirty = 1", params)
 
-    def _append_history(self, rows: list[tuple]) -> None:
-        # Compared inside SQLite against the row about to be replaced, so saving needs no read-back in Python.
-        self.db.conn.executemany(
-            """INSERT INTO history (contact_id, run_id, at, old_total, new_total, old_band, new_band, old_status, new_status)
-               SELECT ?1, ?2, ?3, s.total, ?4, s.band, ?5, s.status, coalesce(?6, s.status)
-               FROM (SELECT 1) LEFT JOIN scores s ON s.contact_id = ?1
-               WHERE s.contact_id IS NULL OR s.total != ?4 OR s.band != ?5 OR (?6 IS NOT NULL AND s.status IS NOT ?6)""",
-            rows,
-        )
+    def _history_of(self, rows: Sequence[tuple]) -> list[tuple]:
+        """The history rows saving `rows` (as `score_rows` builds them) adds, against the saved scores."""
+        saved: dict[str, tuple] = {}
+        for chunk in _chunks([row[0] for row in rows], 900):
+            found = self.db.execute(
+                f"SELECT contact_id, total, band, status FROM scores WHERE contact_id IN ({','.join('?' * len(chunk))})",
+                list(chunk),
+            )
+            saved.update((row[0], row[1:]) for row in found)
+        history = (history_row(row[0], row[1], row[3], row[4], row[5], row[11], saved.get(row[0])) for row in rows)
+        return [entry for entry in history if entry is not None]
 
     def _upsert_scores(self, rows: list[tuple]) -> None:
         self.db.conn.executemany(
@@ -845,6 +846,20 @@ class Store:
             (limit,),
         )
         return [_run_record(row) for row in rows]
+
+
+def history_row(contact_id: str, run_id: int | None, at: str, total: float, band: str, status: str | None,
+                saved: tuple[float, str, str | None] | None) -> tuple | None:
+    """The history row that saving a score of `total` and `band` adds, with `status` if set now, over the `saved`
+    (total, band, status) the contact had, if any: (contact, run, at, old and new total, band and status). None
+    when total, band and status all stay."""
+    if saved is None:
+        return (contact_id, run_id, at, None, total, None, band, None, status)
+    old_total, old_band, old_status = saved
+    if total == old_total and band == old_band and (status is None or status == old_status):
+        return None
+    return (contact_id, run_id, at, old_total, total, old_band, band, old_status,
+            old_status if status is None else status)
 
 
 def score_rows(

@@ -90,21 +90,39 @@ def test_a_worker_that_dies_ends_the_rescore_with_an_error_and_the_chunks_saved_
     with Store.open(path) as store, pytest.raises(ScoringFailed) as caught:
         score_contacts(store, tenant, Engine(tenant.scoring), run_id=2, as_of=EXPORT_AT, full=True, chunk_size=CHUNK,
                        workers=2)
-    assert "exited with 3" in str(caught.value) and "run again" in str(caught.value)
+    assert f"exited with 3 while scoring contacts after id {ids[CONTACTS // 2 - 1]!r}" in str(caught.value)
+    assert "run again" in str(caught.value)
     with sqlite3.connect(path) as db:
         saved = [row[0] for row in db.execute("SELECT contact_id FROM scores WHERE run_id = 2 ORDER BY contact_id")]
     # every chunk before the fatal one was saved, in order; none after it
     assert saved == ids[: len(saved)] and CONTACTS // 4 <= len(saved) <= CONTACTS // 2
 
 
-def test_an_error_in_a_worker_is_raised_where_the_rescore_was_asked_for(tmp_path, tenant, monkeypatch):
+class Awkward(Exception):
+    """An exception that pickles but cannot be rebuilt from its pickle (its constructor wants two arguments)."""
+
+    def __init__(self, what: str, where: str) -> None:
+        super().__init__(f"{what} after {where!r}")
+
+
+@pytest.mark.parametrize("error", [ValueError("cannot score"), Awkward("cannot score", "x")], ids=["plain", "awkward"])
+def test_an_error_in_a_worker_is_raised_where_the_rescore_was_asked_for(tmp_path, tenant, monkeypatch, error):
     path = scored_store(tmp_path / "s.sqlite", tenant)
 
     def fails(job, store, after="", through=None):
-        raise ValueError(f"cannot score after {after!r}")
+        raise error
 
     monkeypatch.setattr(ScoringJob, "read", fails)
-    with Store.open(path) as store, pytest.raises(ScoringFailed, match="ValueError: cannot score after"):
+    with Store.open(path) as store, pytest.raises(ScoringFailed) as caught:
+        score_contacts(store, tenant, Engine(tenant.scoring), run_id=2, as_of=EXPORT_AT, full=True, chunk_size=CHUNK,
+                       workers=2)
+    assert f"a scoring worker failed on contacts after id '': {type(error).__name__}: cannot score" in str(caught.value)
+
+
+def test_a_verdict_that_cannot_reach_the_parent_is_an_error_not_a_dead_worker(tmp_path, tenant, monkeypatch):
+    path = scored_store(tmp_path / "s.sqlite", tenant)
+    monkeypatch.setattr(ScoringJob, "read", lambda job, store, after="", through=None: [lambda: "not picklable"])
+    with Store.open(path) as store, pytest.raises(ScoringFailed, match="failed on contacts after id '': .*Can't pickle"):
         score_contacts(store, tenant, Engine(tenant.scoring), run_id=2, as_of=EXPORT_AT, full=True, chunk_size=CHUNK,
                        workers=2)
 

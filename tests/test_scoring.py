@@ -128,6 +128,14 @@ def test_where_conditions_on_one_attribute_or_the_activity_itself() -> None:
     assert points(by_vendor, {"activity": "page_view", "where": either, "points": 1}, activities=views) == 6
 
 
+def test_fit_points_add_up_in_rule_order_whatever_each_rule_reads() -> None:
+    # 0.1 + 0.2 + 0.375 rounds to 0.68; in another order (0.2 + 0.375 + 0.1) to 0.67.
+    rules = [{"when": {"field": "email", "exists": True}, "points": 0.1},
+             {"when": {"field": "title", "exists": True}, "points": 0.2},
+             {"when": {"field": "company", "exists": True}, "points": 0.375}]
+    assert points(*rules, fields={"title": "CTO", "company": "Acme"}) == 0.68
+
+
 def test_rules_read_contact_attributes_and_raw_vendor_properties() -> None:
     rule = {"when": {"all": [{"field": "email", "regex": "@acme\\."}, {"field": "raw.hs_persona", "equals": "persona_1"}]}, "points": 2}
     person = Contact("c1", ContactKind.CONTACT, NOW, email="ann@acme.io", raw={"hs_persona": "persona_1"})

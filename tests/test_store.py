@@ -179,7 +179,8 @@ def test_contributions_are_saved_as_json_whatever_was_encoded_before():
     contributions = [Engines("r", "fit", 12.0, 1, "d"), Engines("r", "fit", 12, 1, "d"),
                      Engines("r", "fit", 0.0, 1, "d"), Engines("r", "fit", -0.0, 1, "d"),
                      Engines("r", "fit", 2.5, 1.0, "d"), Engines("r", "fit", 2.5, 1, "d"),
-                     Contribution("r", "fit", 2.5, 1, "d")]
+                     Contribution("r", "fit", 2.5, 1, "d"), Engines(1.0, "fit", 2.5, 1, "d"),
+                     Engines(True, "fit", 2.5, 1, "d")]
     for order in (contributions, contributions[::-1]):
         for one in order:
             card = Card("c1", 1, "cold", contributions=(one,))
