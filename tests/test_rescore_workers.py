@@ -162,3 +162,24 @@ def test_a_status_move_alone_is_history_worked_out_while_scoring_as_against_save
     stored = moved(scored_store(tmp_path / "stored.sqlite", tenant))
     assert found == stored
     assert found and all(old == new and status == "mql" for _, old, new, _, status in found)
+
+
+def test_a_rescore_stopped_early_leaves_no_worker_behind(tmp_path, tenant):
+    import multiprocessing
+    import threading
+
+    stop = threading.Event()
+
+    class StopAfterFirstChunk:
+        def step(self, name: str) -> None:
+            pass
+
+        def advance(self, n: int) -> None:
+            stop.set()
+
+    path = scored_store(tmp_path / "s.sqlite", tenant)
+    with Store.open(path) as store:
+        counts = score_contacts(store, tenant, Engine(tenant.scoring), run_id=2, as_of=EXPORT_AT, full=True,
+                                chunk_size=CHUNK, workers=2, stop=stop, progress=StopAfterFirstChunk())
+    assert counts.scored == CHUNK
+    assert multiprocessing.active_children() == []
