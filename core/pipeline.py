@@ -13,8 +13,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
-import hashlib
-import json
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -49,7 +47,7 @@ from core.clock import Clock, SystemClock
 from core.config import TenantConfig
 from core.model import Contact, ContactKind, Lifecycle
 from core.rules import ScoringConfig
-from core.scoring import ActivityRow, Engine, ScoreCard, StatusChange
+from core.scoring import ActivityRow, Engine, ScoreCard, StatusChange, fingerprint_of
 from core.store import PriorScore, Store, history_row, iso, score_rows
 
 SCORE_CHUNK = 1000
@@ -513,7 +511,7 @@ class ScoringJob:
         # instead of a wait for an answer that never comes. No helper thread competes here with saving.
         # A few chunks in flight per worker keep them busy while saving catches up, and memory flat when it lags.
         context = multiprocessing.get_context("fork")
-        started: list[tuple[Any, Any]] = []
+        started: list[_Worker] = []
         done = False
         try:
             for _ in range(workers):
@@ -521,29 +519,27 @@ class ScoringJob:
                 process = context.Process(target=_serve, args=(self, path, theirs), daemon=True)
                 process.start()
                 theirs.close()
-                started.append((process, ours))
+                started.append(_Worker(process, ours))
             yield from _shared_out(started, bounds, in_flight=2)
             done = True
         finally:
-            for process, pipe in started:
+            for worker in started:
                 if done:  # idle, waiting for the next chunk: told to stop
                     with contextlib.suppress(OSError):
-                        pipe.send(None)
+                        worker.pipe.send(None)
                 else:  # stopped early or failed: what the workers are scoring is not wanted (they only read)
-                    process.kill()
-                process.join()
-                pipe.close()
+                    worker.process.kill()
+                worker.process.join()
+                worker.pipe.close()
 
 
 class ScoringFailed(Exception):
     """A scoring worker process died or failed; the chunks saved before stay saved."""
 
 
-def _shared_out(started: Sequence[tuple[Any, Any]], bounds: Sequence[tuple[str, str]],
+def _shared_out(workers: Sequence[_Worker], bounds: Sequence[tuple[str, str]],
                 in_flight: int) -> Iterator[ChunkVerdict]:
-    """Hand `bounds` out to the (process, pipe) pairs in `started`, up to `in_flight` each, and yield the verdicts
-    in the order of `bounds`."""
-    workers = [_Worker(process, pipe) for process, pipe in started]
+    """Hand `bounds` out to `workers`, up to `in_flight` each, and yield the verdicts in the order of `bounds`."""
     by_pipe = {worker.pipe: worker for worker in workers}
     exits = {worker.process.sentinel: worker for worker in workers}
     answered: dict[int, list[ChunkVerdict] | _WorkerError] = {}
@@ -713,7 +709,7 @@ def decisions_fingerprint(tenant: TenantConfig, engine: Engine) -> str:
         # what a task says and when it is due are set when it is queued: they call for no new decision
         "tasks": tenant.tasks.model_dump(mode="json", include={"enabled", "on_bands", "on_statuses"}),
     }
-    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
+    return fingerprint_of(document)
 
 
 def property_write(tenant: TenantConfig, contact_id: str, kind: ContactKind, values: Mapping[str, Any]) -> PropertyWrite:

@@ -353,6 +353,11 @@ def _bounded(value: float, low: float | None, high: float | None) -> float:
 
 def _fingerprint(config: ScoringConfig) -> str:
     document = {"semantics": _SEMANTICS, "ids": config.rule_ids(), "config": config.model_dump(mode="json", by_alias=True)}
+    return fingerprint_of(document)
+
+
+def fingerprint_of(document: Any) -> str:
+    """A short digest of a JSON-able `document`, the same for equal documents whatever their key order."""
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -284,6 +284,8 @@ _SCORE_COLUMNS = (
 )
 #: What saving a score writes: `_SCORE_COLUMNS` and the decisions fingerprint (see `PriorScore.settled`).
 _SAVED_COLUMNS = f"{_SCORE_COLUMNS}, decided_under"
+#: What a score scored again to the same result records of that pass (named parameters run, fp, as_of, decided).
+_MARKS = "run_id = :run, fingerprint = :fp, as_of = :as_of, decided_under = :decided"
 
 
 def _contact(row: tuple) -> Contact:
@@ -739,8 +741,7 @@ class Store:
                 self._mark_span(span, marks)
                 return
             self.db.conn.executemany(
-                "UPDATE scores SET run_id = :run, fingerprint = :fp, as_of = :as_of, decided_under = :decided "
-                "WHERE contact_id = :id",
+                f"UPDATE scores SET {_MARKS} WHERE contact_id = :id",
                 [{**marks, "id": cid} for cid in unchanged],
             )
             self.db.conn.executemany(
@@ -752,7 +753,7 @@ class Store:
         # The rows just saved already carry these marks: only the unchanged ones are rewritten.
         params = {"after": span[0], "through": span[1], **marks}
         self.db.execute(
-            """UPDATE scores SET run_id = :run, fingerprint = :fp, as_of = :as_of, decided_under = :decided
+            f"""UPDATE scores SET {_MARKS}
                WHERE contact_id > :after AND contact_id <= :through
                  AND (fingerprint != :fp OR as_of IS NOT :as_of OR run_id IS NOT :run
                       OR decided_under IS NOT :decided)""",
