@@ -70,6 +70,9 @@ ID_ORDER: Any = {"propertyName": "hs_object_id", "direction": "ASCENDING"}
 #: what to do about a request HubSpot refuses as sent (a 4xx other than auth, quota and rate limits)
 REFUSED_ADVICE = ("retrying will not help; check crm.connection.base_url and the fields map in the tenant file, "
                   "then run again; if it keeps happening, report it with this message")
+#: ... and when what it refuses is a property or group leadpulse writes to
+SCHEMA_ADVICE = ("nothing is written until HubSpot takes it: fix what HubSpot names (in its Settings > Properties, or "
+                 "in the tenant file's bands and grades), then run again")
 
 T = TypeVar("T")
 
@@ -240,13 +243,18 @@ class HubSpotConnector(Connector):
 
         :raises ConnectorError: HubSpot refused the request as sent (a 4xx other than auth and limits).
         """
+        return self._or_refused(what, send, ConnectorError, REFUSED_ADVICE, scope=scope)
+
+    def _or_refused(self, what: str, send: Callable[..., Any], error: type[ConnectorError], advice: str,
+                    **call: Any) -> Any:
+        """`_call`, a refusal of the request as sent raised as `error`, saying what was asked, why and `advice`."""
         try:
-            return self._call(send, scope=scope)
+            return self._call(send, **call)
         except Exception as exc:
             refusal = _refusal(exc)
             if refusal is None:
                 raise
-            raise ConnectorError(self.context.tenant, f"HubSpot refused {what}: {refusal}; {REFUSED_ADVICE}") from exc
+            raise error(self.context.tenant, f"HubSpot refused {what}: {refusal}; {advice}") from exc
 
     def _note_headers(self, headers: Mapping[str, str]) -> None:
         daily = headers.get("X-HubSpot-RateLimit-Daily-Remaining")
@@ -459,15 +467,7 @@ class HubSpotConnector(Connector):
                 raise
 
     def _schema_call(self, what: str, send: Callable[..., Any]) -> None:
-        try:
-            self._call(send)
-        except Exception as exc:
-            refusal = _refusal(exc)
-            if refusal is None:
-                raise
-            raise SchemaError(self.context.tenant, f"HubSpot refused {what}: {refusal}; nothing is written until "
-                              "HubSpot takes it: fix what HubSpot names (in its Settings > Properties, or in the tenant "
-                              "file's bands and grades), then run again") from exc
+        self._or_refused(what, send, SchemaError, SCHEMA_ADVICE)
 
     def write_properties(self, writes: Sequence[PropertyWrite]) -> list[WriteResult]:
         return self._in_halves(writes, self._update_contacts, key=lambda w: w.key)

@@ -108,9 +108,9 @@ def validate(files: Sequence[Path], config_dir: Path) -> None:
     else:
         tenants, errors = load_config_dir(config_dir)
     for tenant in tenants:
-        console.print(f"[green]ok[/green] {literal(tenant.summary())}", highlight=False, soft_wrap=True)
+        say("green", "ok", tenant.summary())
     for error in errors:
-        console.print(f"[red]error[/red] {literal(error)}", highlight=False, soft_wrap=True)
+        say("red", "error", error)
     if errors:
         raise SystemExit(1)
     if not tenants:
@@ -129,7 +129,7 @@ def sync(tenant_name: str | None, all_tenants: bool, dry_run: bool, full: bool, 
     if all_tenants:
         tenants, errors = load_config_dir(config_dir)
         for error in errors:
-            console.print(f"[red]error[/red] {literal(error)}", highlight=False, soft_wrap=True)
+            say("red", "error", error)
     else:
         tenants, errors = [load_named(config_dir, tenant_name)], []
     logs.configure()
@@ -344,6 +344,11 @@ def summary_table(summaries: Sequence[RunSummary], title: str = "sync", *,
     return data_table(headers, rows, title=title)
 
 
+def say(style: str, label: str, text: str) -> None:
+    """One line: `label` in `style`, then `text` as it is (rich markup in it is shown, not applied), unwrapped."""
+    console.print(f"[{style}]{label}[/{style}] {literal(text)}", highlight=False, soft_wrap=True)
+
+
 def print_summaries(summaries: Sequence[RunSummary], title: str = "sync", *,
                     unfinished: Sequence[Unfinished] = ()) -> None:
     """The runs' table, then each run's error in full (a table cell would cut it), and why any tenant's run did
@@ -351,9 +356,9 @@ def print_summaries(summaries: Sequence[RunSummary], title: str = "sync", *,
     console.print(summary_table(summaries, title, unfinished=unfinished))
     for s in summaries:
         if s.error:
-            console.print(f"[red]{s.outcome.value}[/red] {literal(s.error)}", highlight=False, soft_wrap=True)
+            say("red", s.outcome.value, s.error)
     for n in unfinished:
-        console.print(f"[red]{n.outcome}[/red] {literal(n.reason)}", highlight=False, soft_wrap=True)
+        say("red", n.outcome, n.reason)
 
 
 def pending_table(store: Store, tenant: TenantConfig, *, run_id: int, shown: int = 15) -> Table:
