@@ -8,7 +8,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/leadpulse demo
 
 test: $(VENV)/.installed
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/pytest -q
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/score.py --contacts 100000

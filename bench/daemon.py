@@ -24,8 +24,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as a script, this folder comes first on the path, where bench/sandbox.py would hide the sandbox package.
-sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse
 import json
@@ -43,8 +41,8 @@ from dataclasses import dataclass
 import psutil
 import yaml
 
-from core.daemon import SCHEDULE_SCALE_ENV
-from core.demo import DEMO_TENANT_FILE
+from leadpulse.core.runtime.daemon import SCHEDULE_SCALE_ENV
+from leadpulse.core.cli.demo import DEMO_TENANT_FILE
 
 
 @dataclass(frozen=True)
@@ -55,7 +53,7 @@ class Portal:
 
 def serve_sandboxes(count: int, contacts: int) -> None:
     """The helper process: `count` HubSpot sandboxes, one JSON line each on stdout, served until stdin closes."""
-    from sandbox import Sandbox
+    from leadpulse.sandbox import Sandbox
 
     started = [Sandbox.start("hubspot", contacts, seed, tier="professional", rate_limits=True)
                for seed in range(1, count + 1)]
@@ -97,7 +95,7 @@ def write_tenant(config_dir: Path, name: str, portal: Portal) -> None:
 
 def start_daemon(root: Path, config: Path, env: dict[str, str], max_parallel: int) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "core.daemon", "--config-dir", str(config), "--state-dir",
+        [sys.executable, "-m", "leadpulse.core.cli", "daemon", "--config-dir", str(config), "--state-dir",
          str(root / f"{config.name}-state"), "--port", "0", "--max-parallel", str(max_parallel), "--log-level",
          "DEBUG"],
         stdout=subprocess.DEVNULL, stderr=open(root / f"{config.name}.log", "w"), env=env,

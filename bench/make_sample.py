@@ -8,15 +8,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as a script, this folder comes first on the path, where bench/sandbox.py would hide the sandbox package.
-sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse
 import csv
 import json
 
 
-from bench.synthetic import records
+from synthetic import records
 
 SAMPLE = Path(__file__).resolve().parent.parent / "config" / "sample"
 

@@ -23,10 +23,9 @@ import threading
 
 import psutil
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sandbox import Sandbox  # noqa: E402
-from sandbox.synth import ACTIVITY_SLOTS  # noqa: E402
+from leadpulse.sandbox import Sandbox  # noqa: E402
+from leadpulse.sandbox.synth import ACTIVITY_SLOTS  # noqa: E402
 
 PROPERTIES = "email,firstname,lastname,jobtitle,company,industry,lifecyclestage,hubspot_owner_id,lastmodifieddate,hs_email_optout"
 ENGAGEMENTS = ("calls", "emails", "meetings", "notes", "tasks")

@@ -24,8 +24,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as a script, this folder comes first on the path, where bench/sandbox.py would hide the sandbox package.
-sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse
 import multiprocessing
@@ -36,14 +34,15 @@ import tempfile
 import time
 
 
-from bench.synthetic import EXPORT_AT, records
-from connectors.base import Page
-from connectors.file import parse_activity, parse_contact
-from core.config import TenantConfig, load_tenant
-from core.pipeline import score_contacts, scoring_workers
-from core.scoring import Engine
-from core.rules import ScoringConfig
-from core.store import ACTIVITY_SCAN, CONTACT_SCAN, Store
+from synthetic import EXPORT_AT, records
+from leadpulse.core.contract import Page
+from leadpulse.connectors.file import parse_activity, parse_contact
+from leadpulse.core.config.tenant import TenantConfig
+from leadpulse.core.config.files import load_tenant
+from leadpulse.core.runtime.scoring_pass import score_contacts, scoring_workers
+from leadpulse.core.engine.scoring import Engine
+from leadpulse.core.engine.rules import ScoringConfig
+from leadpulse.core.store.store import ACTIVITY_SCAN, CONTACT_SCAN, Store
 
 REPO = Path(__file__).resolve().parent.parent
 TENANT_FILE = REPO / "config" / "demo-file.yaml"

@@ -25,18 +25,17 @@ import time
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.clock import ScaledClock  # noqa: E402
-from core.demo import DEMO_TENANT_FILE, TOKEN_VARIABLE, sandbox_tenant  # noqa: E402
-from core.pipeline import sync_tenant  # noqa: E402
+from leadpulse.core.clock import ScaledClock  # noqa: E402
+from leadpulse.core.cli.demo import DEMO_TENANT_FILE, TOKEN_VARIABLE, sandbox_tenant  # noqa: E402
+from leadpulse.core.runtime.pipeline import sync_tenant  # noqa: E402
 
 CALLS_PER_10S = {"starter": 100, "professional": 190, "enterprise": 190}
 PAGE = 100
 
 
 def start_sandbox(args: argparse.Namespace) -> tuple[subprocess.Popen, str, str]:
-    command = [sys.executable, "-m", "sandbox", "serve", "--crm", "hubspot", "--contacts", str(args.contacts),
+    command = [sys.executable, "-m", "leadpulse.sandbox", "serve", "--crm", "hubspot", "--contacts", str(args.contacts),
                "--seed", str(args.seed), "--tier", args.tier, "--time-scale", str(args.time_scale)]
     if args.activities_per_contact:
         command += ["--activities-per-contact", str(args.activities_per_contact)]

@@ -21,7 +21,7 @@ from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from core.clock import Clock, SystemClock
+from leadpulse.core.clock import Clock, SystemClock
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,9 +34,9 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from connectors.base import (
+from leadpulse.connectors.settings import FileSettings
+from leadpulse.core.contract import (
     Connector,
-    ConnectorError,
     Page,
     PropertySpec,
     PropertyWrite,
@@ -44,8 +44,8 @@ from connectors.base import (
     TaskRequest,
     WriteResult,
 )
-from connectors.settings import FileSettings
-from core.model import Activity, ActivityKind, Contact, ContactKind, Outcome, utc
+from leadpulse.core.errors import ConnectorError
+from leadpulse.core.model import Activity, ActivityKind, Contact, ContactKind, Outcome, utc
 
 PAGE_SIZE = 500
 _ACTIVITY_COLUMNS = ("id", "contact_id", "kind", "occurred_at", "vendor_type", "attributes")

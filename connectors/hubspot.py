@@ -23,7 +23,10 @@ from typing import Any, TypeVar
 
 import urllib3
 from hubspot import HubSpot
-from hubspot.crm.associations.v4 import BatchInputPublicFetchAssociationsBatchRequest, PublicFetchAssociationsBatchRequest
+from hubspot.crm.associations.v4 import (
+    BatchInputPublicFetchAssociationsBatchRequest,
+    PublicFetchAssociationsBatchRequest,
+)
 from hubspot.crm.objects import (
     AssociationSpec,
     BatchInputSimplePublicObjectBatchInput,
@@ -39,24 +42,22 @@ from hubspot.crm.objects import (
 from hubspot.crm.properties import OptionInput, PropertyCreate, PropertyGroupCreate, PropertyUpdate
 from urllib3.util.retry import Retry
 
-from connectors.base import (
+from leadpulse.connectors.budget import Window, account_key, shared_budget
+from leadpulse.connectors.paging import Batch, dump_cursor, follow, load_cursor
+from leadpulse.connectors.retry import ApiCaller, Failure, FailureKind, retry_after_seconds
+from leadpulse.connectors.settings import HubSpotSettings
+from leadpulse.core.contract import (
     Connector,
     ConnectorContext,
-    ConnectorError,
     Page,
     PropertySpec,
     PropertyWrite,
-    QuotaExhausted,
-    SchemaError,
     SkippedRecord,
     TaskRequest,
     WriteResult,
 )
-from connectors.budget import Window, account_key, shared_budget
-from connectors.paging import Batch, dump_cursor, follow, load_cursor
-from connectors.retry import ApiCaller, Failure, FailureKind, retry_after_seconds
-from connectors.settings import HubSpotSettings
-from core.model import Activity, ActivityKind, Contact, ContactKind, Outcome
+from leadpulse.core.errors import ConnectorError, QuotaExhausted, SchemaError
+from leadpulse.core.model import Activity, ActivityKind, Contact, ContactKind, Outcome
 
 PAGE_SIZE = 100
 SEARCH_PER_SECOND = 4  # the docs say four or five a second; the stricter figure is kept
@@ -212,7 +213,7 @@ class HubSpotConnector(Connector):
         self.budget = shared_budget(
             account_key(self.name, settings.base_url, context.secrets["access_token"]),
             [Window(calls, 10.0), Window(SEARCH_PER_SECOND, 1.0, scope="search")], context.clock)
-        self.caller = ApiCaller(context.tenant, classify, self.budget, context.stats, crm=self.name,
+        self.caller = ApiCaller(context.tenant, classify, self.budget, context.stats,
                                 allowance=context.call_allowance)
         self.daily_remaining: int | None = None
         self._timeout = (min(5.0, settings.timeout_seconds), settings.timeout_seconds)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from connectors.base import TransientError
+from leadpulse.core.errors import TransientError
 
 T = TypeVar("T")
 

@@ -15,9 +15,9 @@ from typing import TypeVar
 
 import tenacity
 
-from connectors.base import AuthError, CallStats, OutcomeUnknown, QuotaExhausted, TransientError
-from connectors.budget import RateBudget
-from core import metrics
+from leadpulse.connectors.budget import RateBudget
+from leadpulse.core.contract import CallStats
+from leadpulse.core.errors import AuthError, OutcomeUnknown, QuotaExhausted, TransientError
 
 T = TypeVar("T")
 
@@ -62,8 +62,6 @@ class ApiCaller:
     budget: RateBudget
     stats: CallStats
     settings: RetrySettings = RetrySettings()
-    #: the CRM's name, for the API-call metrics
-    crm: str = ""
     #: calls this run may make in all (see `ConnectorContext.call_allowance`); None: no limit of the tenant's own
     allowance: int | None = None
 
@@ -126,7 +124,6 @@ class ApiCaller:
 
     def _count(self, status: int) -> None:
         self.stats.record(status)
-        metrics.record_call(self.crm, status, tenant=self.tenant)
 
     def _raise(self, failure: Failure, exc: Exception) -> None:
         if failure.kind is FailureKind.RETRY:

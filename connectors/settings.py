@@ -16,22 +16,8 @@ from typing import ClassVar
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from core.strict import Strict, refuse
-
-
-class CrmSettings(Strict):
-    """What every connection block shares: the secrets it needs and may use, and a request timeout."""
-
-    #: secrets the connector cannot work without
-    required_secrets: ClassVar[tuple[str, ...]] = ()
-    #: every secret name the connector understands; any other name in ``crm.secrets`` is refused
-    known_secrets: ClassVar[tuple[str, ...]] = ()
-
-    timeout_seconds: float = Field(30.0, gt=0)
-
-    def needed_secrets(self) -> tuple[str, ...]:
-        """The secrets these particular settings need (some depend on the chosen auth flow)."""
-        return self.required_secrets
+from leadpulse.core.contract import CrmSettings
+from leadpulse.core.strict import refuse
 
 
 def _resolve(value: Path | None, info: ValidationInfo) -> Path | None:

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any
 
+
 class ContactKind(StrEnum):
     """What the CRM calls the person: a Salesforce Lead or Contact, a HubSpot contact, a Pipedrive person."""
 

@@ -24,9 +24,9 @@ def vendor_class(crm: str | type[Vendor]) -> type[Vendor]:
     if isinstance(crm, type):
         return crm
     try:
-        module = importlib.import_module(f"sandbox.{crm}")
+        module = importlib.import_module(f"{__package__}.{crm}")
     except ModuleNotFoundError as exc:
-        if exc.name != f"sandbox.{crm}":
+        if exc.name != f"{__package__}.{crm}":
             raise
         raise ValueError(f"unknown CRM {crm!r}: no module sandbox/{crm}.py (known: {', '.join(CRMS)})") from None
     return module.VENDOR

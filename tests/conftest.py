@@ -1,1 +1,1 @@
-pytest_plugins = ["sandbox.pytest_plugin"]
+pytest_plugins = ["leadpulse.sandbox.pytest_plugin"]

@@ -7,7 +7,8 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from core.config import TenantConfig, load_tenant
+from leadpulse.core.config.tenant import TenantConfig
+from leadpulse.core.config.files import load_tenant
 
 NOW = datetime(2025, 6, 2, tzinfo=timezone.utc)
 

@@ -7,10 +7,10 @@ import requests
 from pipedrive.client import Client
 from pipedrive.exceptions import TooManyRequestsError, UnauthorizedError
 
-from sandbox import Sandbox
-from sandbox.limits import ManualClock
-from sandbox.pipedrive import ERROR_INFO, parse_rfc3339, rfc3339
-from sandbox.synth import ActivityKind
+from leadpulse.sandbox import Sandbox
+from leadpulse.sandbox.limits import ManualClock
+from leadpulse.sandbox.pipedrive import ERROR_INFO, parse_rfc3339, rfc3339
+from leadpulse.sandbox.synth import ActivityKind
 
 ANCHOR_MS = parse_rfc3339("2025-06-01T00:00:00Z")
 """A tenant "now" in the past, so anything written during a test is newer than every generated record."""

@@ -10,9 +10,9 @@ from simple_salesforce.exceptions import (SalesforceAuthenticationFailed, Salesf
                                           SalesforceRefusedRequest)
 from simple_salesforce.login import token_login
 
-from sandbox import Sandbox
-from sandbox.limits import ManualClock
-from sandbox.salesforce import LEAD_STATUSES, is_deleted, is_lead, parse_datetime, sf_id
+from leadpulse.sandbox import Sandbox
+from leadpulse.sandbox.limits import ManualClock
+from leadpulse.sandbox.salesforce import LEAD_STATUSES, is_deleted, is_lead, parse_datetime, sf_id
 
 SF_DATETIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000$")
 

@@ -10,8 +10,8 @@ from hubspot.crm.contacts import (ApiException, BatchInputSimplePublicObjectBatc
 from hubspot.crm.objects.tasks import BatchInputSimplePublicObjectBatchInputForCreate, SimplePublicObjectInputForCreate
 from hubspot.crm.properties import OptionInput, PropertyCreate, PropertyGroupCreate, PropertyUpdate
 
-from sandbox import Sandbox
-from sandbox.limits import ManualClock
+from leadpulse.sandbox import Sandbox
+from leadpulse.sandbox.limits import ManualClock
 from openapi_check import check
 
 ANCHOR = 1_750_000_000_000

@@ -1,5 +1,5 @@
 """Rate-limit windows on injected clocks."""
-from sandbox.limits import Limits, ManualClock, ScaledClock, Window
+from leadpulse.sandbox.limits import Limits, ManualClock, ScaledClock, Window
 
 
 def test_window_refuses_then_frees_as_calls_age_out():

@@ -7,7 +7,7 @@ import psutil
 import pytest
 import requests
 
-from sandbox import Sandbox
+from leadpulse.sandbox import Sandbox
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -35,7 +35,7 @@ def test_living_crm_edits_show_on_the_wire(hubspot_sandbox):
 
 
 def test_serve_command_prints_base_url_and_credentials():
-    process = subprocess.Popen([sys.executable, "-m", "sandbox", "serve", "--crm", "hubspot", "--contacts", "10"],
+    process = subprocess.Popen([sys.executable, "-m", "leadpulse.sandbox", "serve", "--crm", "hubspot", "--contacts", "10"],
                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         base_url = process.stdout.readline().split(": ", 1)[1].strip()
@@ -61,7 +61,7 @@ def test_factory_passes_activities_per_contact_to_the_tenant(sandbox_factory):
 
 
 def test_serve_command_takes_activities_per_contact():
-    process = subprocess.Popen([sys.executable, "-m", "sandbox", "serve", "--crm", "hubspot", "--contacts", "30",
+    process = subprocess.Popen([sys.executable, "-m", "leadpulse.sandbox", "serve", "--crm", "hubspot", "--contacts", "30",
                                 "--activities-per-contact", "0"],
                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:

@@ -2,9 +2,9 @@
 import requests
 import pytest
 
-from sandbox import Sandbox
-from sandbox.limits import ManualClock, Window
-from sandbox.server import Response, Vendor, VendorError, route
+from leadpulse.sandbox import Sandbox
+from leadpulse.sandbox.limits import ManualClock, Window
+from leadpulse.sandbox.server import Response, Vendor, VendorError, route
 
 
 class Toy(Vendor):

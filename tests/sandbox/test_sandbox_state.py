@@ -1,6 +1,6 @@
 """The living CRM: writes, additions and time queries over a synthetic tenant."""
-from sandbox.state import Crm
-from sandbox.synth import ActivityKind, Tenant
+from leadpulse.sandbox.state import Crm
+from leadpulse.sandbox.synth import ActivityKind, Tenant
 
 ANCHOR = 1_750_000_000_000
 

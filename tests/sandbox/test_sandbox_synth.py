@@ -3,7 +3,7 @@ from collections import Counter
 
 import pytest
 
-from sandbox.synth import ACTIVITY_SLOTS, YEAR_MS, ActivityKind, Tenant
+from leadpulse.sandbox.synth import ACTIVITY_SLOTS, YEAR_MS, ActivityKind, Tenant
 
 ANCHOR = 1_750_000_000_000
 

@@ -1,0 +1,123 @@
+"""The offline commands, which read a tenant's store and call no CRM: ``score``, ``explain``, ``history`` and
+``compare``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from leadpulse.core.cli.render import band_table, console, data_table, literal, move, move_table, print_explanation
+from leadpulse.core.cli.tenants import (
+    config_dir_option,
+    existing_store,
+    load_named,
+    open_store,
+    state_dir_option,
+    tenant_option,
+)
+from leadpulse.core.clock import SystemClock
+from leadpulse.core.config.files import load_tenant
+from leadpulse.core.config.tenant import TenantConfig
+from leadpulse.core.engine.rules import ScoringConfig
+from leadpulse.core.engine.scoring import Engine
+from leadpulse.core.errors import ConfigError, ScoringFailed, StoreError
+from leadpulse.core.runtime.pipeline import rescore_tenant
+from leadpulse.core.runtime.scoring_pass import compare_bands
+
+
+@click.command()
+@tenant_option
+@click.option("--due", is_flag=True, help="Only contacts whose data changed or whose score expired (default: all).")
+@config_dir_option
+@state_dir_option
+def score(tenant_name: str | None, due: bool, config_dir: Path, state_dir: Path) -> None:
+    """Rescore the stored contacts with the current rules and print the band distribution."""
+    tenant = load_named(config_dir, tenant_name)
+    existing_store(tenant, state_dir)
+    try:
+        summary = rescore_tenant(tenant, state_dir=state_dir, full=not due)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    except ScoringFailed as exc:
+        raise click.ClickException(f"tenant {tenant.name!r}: {exc}") from None
+    console.print(f"{literal(tenant.name)}: scored {summary.scored} contacts, {summary.changed} changed, in {summary.seconds:.2f}s")
+    with open_store(tenant, state_dir) as store:
+        console.print(band_table(store.band_counts(), Engine(tenant.scoring).band_names))
+
+
+@click.command()
+@click.argument("contact_id", metavar="CONTACT")
+@tenant_option
+@config_dir_option
+@state_dir_option
+def explain(contact_id: str, tenant_name: str | None, config_dir: Path, state_dir: Path) -> None:
+    """Show CONTACT's current score rule by rule: which rules fired, how often, for how many points."""
+    tenant = load_named(config_dir, tenant_name)
+    with open_store(tenant, state_dir) as store:
+        stored = store.score(contact_id)
+        if stored is None:
+            raise click.ClickException(f"tenant {tenant.name!r}: contact {contact_id!r} has no score in {store.path}")
+        print_explanation(stored, store.contact(contact_id))
+
+
+@click.command()
+@click.argument("contact_id", metavar="CONTACT")
+@tenant_option
+@config_dir_option
+@state_dir_option
+def history(contact_id: str, tenant_name: str | None, config_dir: Path, state_dir: Path) -> None:
+    """List CONTACT's score, band and status changes, oldest first."""
+    tenant = load_named(config_dir, tenant_name)
+    with open_store(tenant, state_dir) as store:
+        entries = store.history(contact_id)
+    if not entries:
+        raise click.ClickException(f"tenant {tenant.name!r}: no history for contact {contact_id!r}")
+    rows = [
+        (entry.at.strftime("%Y-%m-%d %H:%M"), entry.run_id or "-", move(entry.old_total, entry.new_total),
+         move(entry.old_band, entry.new_band), move(entry.old_status, entry.new_status))
+        for entry in entries
+    ]
+    console.print(data_table(("when", "run", "score", "band", "status"), rows,
+                             title=f"{tenant.name}: history of {contact_id}"))
+
+
+@click.command()
+@click.option("--rules", "rules_file", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="A copy of the tenant's file (same tenant name and fields map) with the proposed scoring section.")
+@tenant_option
+@config_dir_option
+@state_dir_option
+def compare(rules_file: Path, tenant_name: str | None, config_dir: Path, state_dir: Path) -> None:
+    """Count how many stored contacts would move from each band to each other band under the --rules file."""
+    tenant = load_named(config_dir, tenant_name)
+    proposed = proposed_scoring(tenant, rules_file)
+    with open_store(tenant, state_dir) as store:
+        moves = compare_bands(store, tenant.scoring, proposed, SystemClock().now())
+    console.print(move_table(moves, Engine(tenant.scoring).band_names, Engine(proposed).band_names))
+    moved = sum(n for (before, after), n in moves.items() if before != after)
+    console.print(f"{moved} of {sum(moves.values())} contacts would change band")
+
+
+def proposed_scoring(tenant: TenantConfig, rules_file: Path) -> ScoringConfig:
+    """The scoring section of `rules_file`, if that file is a version of `tenant`'s own: the same tenant name and the
+    same ``fields`` map, without which its rules would read the stored contacts differently from how they were pulled.
+    """
+    try:
+        proposed = load_tenant(rules_file)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if proposed.name != tenant.name:
+        raise click.ClickException(
+            f"{rules_file} is a file of tenant {proposed.name!r}, not of tenant {tenant.name!r} ({tenant.source_path}); "
+            f"to try new rules on {tenant.name!r}, copy {tenant.source_path} and change its scoring section"
+        )
+    changed = sorted(name for name in {*proposed.fields, *tenant.fields}
+                     if proposed.fields.get(name) != tenant.fields.get(name))
+    if changed:
+        raise click.ClickException(
+            f"{rules_file} maps fields {', '.join(changed)} differently from {tenant.source_path} (tenant "
+            f"{tenant.name!r}), whose map the stored contacts were pulled with; give {rules_file} the fields section "
+            f"of {tenant.source_path} and change only its scoring section"
+        )
+    return proposed.scoring

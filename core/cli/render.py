@@ -1,0 +1,171 @@
+"""How the commands draw their output: rich tables and styled lines, data always shown as it is (a name with
+"[/b]", a pattern with "[a-z]" is never read as markup)."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from itertools import islice
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from leadpulse.core.config.tenant import TenantConfig
+from leadpulse.core.model import Contact, Lifecycle
+from leadpulse.core.runtime.run import RunSummary
+from leadpulse.core.store.runs import RunCounts
+from leadpulse.core.store.store import Store, StoredScore
+
+# Piped output (CI logs, the README) gets room for the explanation tables instead of 80 columns.
+console = Console() if sys.stdout.isatty() else Console(width=120)
+
+
+def literal(value: object) -> str:
+    """`value` as rich markup that shows it as is: data and error text (a name with "[/b]", a pattern with
+    "[a-z]") are never read as markup, while the styling written around them ("[red]...[/red]") still applies."""
+    return escape(str(value))
+
+
+def data_table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, title: str | None = None) -> Table:
+    """A rich table of data: its headers, title and cells are shown as given (see `literal`)."""
+    table = Table(*map(literal, headers), title=None if title is None else literal(title))
+    for row in rows:
+        table.add_row(*map(literal, row))
+    return table
+
+
+#: how a table heads each of a run's counts
+COUNT_HEADERS = {name: {"api_calls": "API calls", "rate_limited": "429s"}.get(name, name) for name in RunCounts.names()}
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A tenant whose run could not begin (`outcome` "not started") or broke off on a fault in leadpulse or a
+    library ("failed"), and why: the error, which names the tenant and what to do, with secrets masked."""
+
+    tenant: str
+    outcome: str
+    reason: str
+
+
+NOT_STARTED = "not started"
+
+
+def summary_table(summaries: Sequence[RunSummary], title: str = "sync", *,
+                  unfinished: Sequence[Unfinished] = ()) -> Table:
+    headers = ("tenant", "run", "outcome", *COUNT_HEADERS.values(), "seconds")
+    rows: list[tuple[object, ...]] = [
+        (s.tenant, s.run_id, s.outcome.value, *s.as_dict().values(), f"{s.seconds:.2f}") for s in summaries
+    ]
+    rows += [(n.tenant, "-", n.outcome, *["-"] * (len(COUNT_HEADERS) + 1)) for n in unfinished]
+    return data_table(headers, rows, title=title)
+
+
+def say(style: str, label: str, text: str) -> None:
+    """One line: `label` in `style`, then `text` as it is (rich markup in it is shown, not applied), unwrapped."""
+    console.print(f"[{style}]{label}[/{style}] {literal(text)}", highlight=False, soft_wrap=True)
+
+
+def print_summaries(summaries: Sequence[RunSummary], title: str = "sync", *,
+                    unfinished: Sequence[Unfinished] = ()) -> None:
+    """The runs' table, then each run's error in full (a table cell would cut it), and why any tenant's run did
+    not start or broke off."""
+    console.print(summary_table(summaries, title, unfinished=unfinished))
+    for s in summaries:
+        if s.error:
+            say("red", s.outcome.value, s.error)
+    for n in unfinished:
+        say("red", n.outcome, n.reason)
+
+
+def pending_table(store: Store, tenant: TenantConfig, *, run_id: int, shown: int = 15) -> Table:
+    """What the CRM would be sent: the first pending writes and tasks, and how many there are in all.
+
+    `run_id` is the dry run's: the outbox lists the pending rows not tried in a given run, and a dry run tries
+    none, so every pending row is listed, the ones never tried included.
+    """
+    counts = store.outbox.counts()
+    writes, tasks = counts.get(("write", "pending"), 0), counts.get(("task", "pending"), 0)
+    rows = [(write.contact_id, ", ".join(f"{name}={value}" for name, value in write.values.items()))
+            for write in store.outbox.pending_writes(shown, run_id=run_id)]
+    rows += [(task.contact_id, f"task for owner {task.owner_id or '-'}: {task.subject}")
+             for task in store.outbox.pending_tasks(shown, run_id=run_id)]
+    return data_table(("contact", "would write"), rows,
+                      title=f"{tenant.name}: dry run, {writes} writes and {tasks} tasks not sent")
+
+
+@dataclass(frozen=True)
+class OpenLead:
+    """A well-scored contact that is not a customer yet, and its lifecycle status in the CRM's words: the one
+    leadpulse set when it set one (the CRM may not have it yet: a dry run, a backlog), else the CRM's as last pulled."""
+
+    score: StoredScore
+    contact: Contact | None
+    status: str | None
+
+
+def open_leads(store: Store, tenant: TenantConfig, n: int) -> list[OpenLead]:
+    """The `n` best-scored contacts that are not customers yet."""
+    customer = tenant.scoring.lifecycle.values.get(Lifecycle.CUSTOMER)
+    leads = (_lead(tenant, s, store.contact(s.contact_id)) for s in store.top_scores(n * 20))
+    return list(islice((lead for lead in leads if not _is_customer(lead, customer)), n))
+
+
+def _is_customer(lead: OpenLead, customer: str | None) -> bool:
+    # The CRM's status counts too: a customer there may still carry the stage leadpulse set before the deal closed.
+    return customer is not None and customer in (lead.status, getattr(lead.contact, "status", None))
+
+
+def _lead(tenant: TenantConfig, stored: StoredScore, contact: Contact | None) -> OpenLead:
+    values = tenant.scoring.lifecycle.values
+    # The store keeps the neutral stage leadpulse set; the table speaks the CRM's values, as the CRM's status does.
+    status = values.get(Lifecycle(stored.status), stored.status) if stored.status else getattr(contact, "status", None)
+    return OpenLead(stored, contact, status)
+
+
+def hottest_table(leads: Sequence[OpenLead]) -> Table:
+    rows = [
+        (lead.score.contact_id, getattr(lead.contact, "name", None) or "-", f"{lead.score.total:g}", lead.score.band,
+         lead.score.grade or "-", lead.status or "-", _top_reasons(lead.score))
+        for lead in leads
+    ]
+    return data_table(("contact", "name", "score", "band", "grade", "status", "why"), rows, title="hottest open leads")
+
+
+def _top_reasons(stored: StoredScore) -> str:
+    return "; ".join(c["detail"] for c in sorted(stored.contributions, key=lambda c: -abs(c["points"]))[:3])
+
+
+def band_table(counts: dict[str, int], band_names: Sequence[str]) -> Table:
+    total = sum(counts.values()) or 1
+    rows = [(band, counts.get(band, 0), f"{100 * counts.get(band, 0) / total:.1f}%")
+            for band in reversed([*band_names, *sorted(set(counts) - set(band_names))])]
+    return data_table(("band", "contacts", "share"), rows, title="band distribution")
+
+
+def print_explanation(stored: StoredScore, contact: object) -> None:
+    who = getattr(contact, "name", None) or getattr(contact, "email", None) or stored.contact_id
+    axes = ", ".join(f"{name} {value:g}" for name, value in stored.axes.items())
+    title = (f"{who} ({stored.contact_id}): {stored.total:g} {stored.band}, grade {stored.grade or '-'}, "
+             f"{(stored.quadrant or '-').replace('_', ' ')} [{axes}]")
+    rows = [(c["rule_id"], c["axis"], f"{c['points']:+g}", c["occurrences"], c["detail"]) for c in stored.contributions]
+    console.print(data_table(("rule", "axis", "points", "times", "why"), rows, title=title))
+
+
+def move_table(moves: Counter[tuple[str, str]], before: Sequence[str], after: Sequence[str]) -> Table:
+    rows = [(band, *(moves.get((band, new), 0) for new in after)) for band in before]
+    return data_table(("now \\ proposed", *after), rows, title="band moves")
+
+
+def move(old: object, new: object) -> str:
+    """A value that may have changed, as a history row shows it: `new` alone, or ``old -> new``."""
+    if old == new or old is None:
+        return "-" if new is None else _text(new)
+    return f"{_text(old)} -> {_text(new)}"
+
+
+def _text(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)

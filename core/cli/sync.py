@@ -1,0 +1,112 @@
+"""``leadpulse validate`` and ``leadpulse sync``: check tenant files, and run one-shot syncs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import click
+
+from leadpulse.core.cli.progress import terminal_progress
+from leadpulse.core.cli.render import NOT_STARTED, Unfinished, console, pending_table, print_summaries, say
+from leadpulse.core.cli.tenants import (
+    config_dir_option,
+    load_named,
+    open_store,
+    services,
+    state_dir_option,
+    tenant_option,
+)
+from leadpulse.core.config.files import load_config_dir, load_tenant
+from leadpulse.core.config.tenant import TenantConfig
+from leadpulse.core.contract import ConnectorFactory
+from leadpulse.core.errors import ConfigError, StoreError
+from leadpulse.core.runtime import logs
+from leadpulse.core.runtime.pipeline import sync_tenant
+from leadpulse.core.runtime.run import RunSummary
+from leadpulse.core.store.runs import RunOutcome
+
+log = logging.getLogger("leadpulse.cli")
+
+
+@click.command()
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@config_dir_option
+def validate(files: Sequence[Path], config_dir: Path) -> None:
+    """Check tenant FILES (default: every file in --config-dir) and say what each one sets up."""
+    if files:
+        tenants, errors = [], []
+        for path in files:
+            try:
+                tenants.append(load_tenant(path))
+            except ConfigError as exc:
+                errors.extend(exc.errors)
+    else:
+        tenants, errors = load_config_dir(config_dir)
+    for tenant in tenants:
+        say("green", "ok", tenant.summary())
+    for error in errors:
+        say("red", "error", error)
+    if errors:
+        raise SystemExit(1)
+    if not tenants:
+        raise click.UsageError(f"no tenant files (*.yaml, *.yml) in {config_dir}")
+
+
+@click.command()
+@tenant_option
+@click.option("--all", "all_tenants", is_flag=True, help="Sync every tenant in --config-dir, one after another.")
+@click.option("--dry-run", is_flag=True, help="Pull and score, but send nothing to the CRM (the outbox keeps it).")
+@click.option("--full", is_flag=True, help="Pull every stream from the beginning and rescore every contact.")
+@config_dir_option
+@state_dir_option
+def sync(tenant_name: str | None, all_tenants: bool, dry_run: bool, full: bool, config_dir: Path, state_dir: Path) -> None:
+    """Pull a tenant's CRM changes, score them and write the results back (one-shot)."""
+    if all_tenants:
+        tenants, errors = load_config_dir(config_dir)
+        for error in errors:
+            say("red", "error", error)
+    else:
+        tenants, errors = [load_named(config_dir, tenant_name)], []
+    logs.configure()
+    summaries, unfinished = _sync_each(tenants, state_dir, dry_run=dry_run, full=full, connectors=services().connectors)
+    if unfinished and not all_tenants:
+        raise click.ClickException(unfinished[0].reason)
+    print_summaries(summaries, unfinished=unfinished)
+    if errors or unfinished or any(summary.outcome == RunOutcome.FAILED for summary in summaries):
+        raise SystemExit(1)
+
+
+#: what stops a tenant's run before it begins: a secret missing, its run lock held, its store unreadable
+_CANNOT_START = (StoreError, ConfigError)
+
+
+def _sync_each(tenants: Sequence[TenantConfig], state_dir: Path, *, dry_run: bool, full: bool,
+               connectors: Callable[[str], ConnectorFactory]) -> tuple[list[RunSummary], list[Unfinished]]:
+    """Sync the tenants one after another; one that cannot start or breaks off is noted and the others still run."""
+    summaries: list[RunSummary] = []
+    unfinished: list[Unfinished] = []
+    for tenant in tenants:
+        try:
+            summaries.append(_sync_one(tenant, state_dir, dry_run=dry_run, full=full, connectors=connectors))
+        except _CANNOT_START as exc:
+            unfinished.append(Unfinished(tenant.name, NOT_STARTED, str(exc)))
+        except Exception as exc:
+            # The run is recorded as failed in the store; its traceback goes to the log, which masks secrets.
+            log.exception("tenant %s: the run broke off", tenant.name)
+            reason = logs.redact(f"tenant {tenant.name!r}: {type(exc).__name__}: {exc}")
+            unfinished.append(Unfinished(tenant.name, RunOutcome.FAILED.value, reason))
+    return summaries, unfinished
+
+
+def _sync_one(tenant: TenantConfig, state_dir: Path, *, dry_run: bool, full: bool,
+              connectors: Callable[[str], ConnectorFactory]) -> RunSummary:
+    logs.register_secrets(tenant.resolve_secrets().values())
+    with terminal_progress(console, tenant.name) as progress:
+        summary = sync_tenant(tenant, state_dir=state_dir, dry_run=dry_run, full=full, progress=progress,
+                              connectors=connectors)
+    if dry_run:
+        with open_store(tenant, state_dir) as store:
+            console.print(pending_table(store, tenant, run_id=summary.run_id))
+    return summary

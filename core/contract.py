@@ -1,0 +1,278 @@
+"""The connector contract: everything the core knows about a CRM, and everything a connector may rely on.
+
+A connector translates between one CRM's API (through that CRM's SDK) and the vendor-neutral model
+(`leadpulse.core.model`). It never scores and never touches the store: the pipeline calls it to pull pages and
+to push outbox batches. Its failures are the `ConnectorError` tree of `leadpulse.core.errors`; a bad *record* is
+never an exception: a malformed pulled record goes into `Page.skipped`, a refused write comes back as a failed
+`WriteResult`.
+
+Connectors are found by name through the ``leadpulse.connectors`` entry-point group, and the models of their
+``crm.connection`` blocks through ``leadpulse.settings`` (see `connector_class`, `settings_model`), so a third
+party can ship one and the core never imports a connector module.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from leadpulse.core.clock import Clock, SystemClock
+from leadpulse.core.errors import UnknownConnector
+from leadpulse.core.model import Activity, Contact, ContactKind, Outcome
+from leadpulse.core.strict import Strict
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedRecord:
+    """A pulled record that could not be understood; it is stored for the operator and the run goes on."""
+
+    stream: str
+    record_id: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of one stream, stored in one transaction together with `cursor`.
+
+    `cursor` is opaque to core: the connector's own encoding of where the next run (or the next page after a
+    crash) should resume. A connector never lets it pass the run's start time.
+    """
+
+    stream: str
+    cursor: str | None
+    contacts: Sequence[Contact] = ()
+    activities: Sequence[Activity] = ()
+    outcomes: Sequence[Outcome] = ()
+    skipped: Sequence[SkippedRecord] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PropertySpec:
+    """A property leadpulse owns in the CRM: its CRM name, label and type (string, number, enumeration)."""
+
+    name: str
+    label: str
+    type: str
+    options: Sequence[str] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PropertyWrite:
+    """Values to set on one contact, keyed by the CRM's property names. `key` is the outbox row's key."""
+
+    key: str
+    contact_id: str
+    contact_kind: ContactKind
+    values: Mapping[str, Any]
+
+
+class TaskPriority(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRequest:
+    """A follow-up task for a contact's owner. `key` is the idempotency key, carried inside the task's body."""
+
+    key: str
+    contact_id: str
+    contact_kind: ContactKind
+    owner_id: str | None
+    subject: str
+    body: str
+    priority: TaskPriority
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What became of one write or task: `remote_id` on success, else the CRM's reason.
+
+    `outcome_unknown` marks a failed result the CRM neither confirmed nor refused: a task so marked may exist, and
+    is looked up by its idempotency key (`Connector.find_task`) before it is ever sent again.
+    """
+
+    key: str
+    ok: bool
+    remote_id: str | None = None
+    error: str | None = None
+    outcome_unknown: bool = False
+
+
+def _unobserved(status: int) -> None:
+    pass
+
+
+@dataclass
+class CallStats:
+    """API calls made by one connector in one run, by status code (0 for a dropped connection).
+
+    `observe` hears of every answer as it is counted (the runtime feeds its metrics from it).
+    """
+
+    by_status: Counter[int] = field(default_factory=Counter)
+    rate_limited: int = 0
+    observe: Callable[[int], None] = _unobserved
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_status.values())
+
+    def record(self, status: int) -> None:
+        self.by_status[status] += 1
+        if status == 429:
+            self.rate_limited += 1
+        self.observe(status)
+
+
+class CrmSettings(Strict):
+    """The ``crm.connection`` block of a tenant file, as every CRM's settings model extends it: the secrets it
+    needs and may use, and a request timeout. Models import no SDK, so a tenant file is validated anywhere."""
+
+    #: secrets the connector cannot work without
+    required_secrets: ClassVar[tuple[str, ...]] = ()
+    #: every secret name the connector understands; any other name in ``crm.secrets`` is refused
+    known_secrets: ClassVar[tuple[str, ...]] = ()
+
+    timeout_seconds: float = Field(30.0, gt=0)
+
+    def needed_secrets(self) -> tuple[str, ...]:
+        """The secrets these particular settings need (some depend on the chosen auth flow)."""
+        return self.required_secrets
+
+
+@dataclass(frozen=True)
+class ConnectorContext:
+    """Everything a connector is given for one tenant.
+
+    `settings` is the tenant file's ``crm.connection`` block, already validated against the connector's
+    `settings_model`; `secrets` holds the resolved values of the secrets it names (never log them);
+    `field_map` maps neutral field names (title, employees, ...) to the CRM's property names to read. A connector
+    makes no call beyond `call_allowance` (its `ApiCaller` raises `QuotaExhausted`).
+    """
+
+    tenant: str
+    settings: CrmSettings
+    secrets: Mapping[str, str]
+    field_map: Mapping[str, str] = field(default_factory=dict)
+    clock: Clock = field(default_factory=SystemClock)
+    stats: CallStats = field(default_factory=CallStats)
+    #: API calls this run may make before the tenant's own daily limit (``daily_limit``) is reached: what the
+    #: limit leaves of the last 24 hours. None when the tenant sets no such limit.
+    call_allowance: int | None = None
+
+
+class Connector(abc.ABC):
+    """One CRM behind the contract. Instances serve one tenant for one run."""
+
+    #: the name tenant files use in ``crm.kind`` and the entry point is registered under
+    name: ClassVar[str]
+    #: pydantic model of the ``crm.connection`` block; unknown keys must be refused (``extra="forbid"``)
+    settings_model: ClassVar[type[CrmSettings]]
+    #: largest batch `write_properties` and `create_tasks` accept in one call
+    write_batch_size: ClassVar[int] = 1
+    task_batch_size: ClassVar[int] = 1
+
+    def __init__(self, context: ConnectorContext) -> None:
+        self.context = context
+
+    @abc.abstractmethod
+    def streams(self) -> Sequence[str]:
+        """The streams to pull, contacts first, e.g. ``("contacts", "calls", "emails")``."""
+
+    @abc.abstractmethod
+    def pull(self, stream: str, cursor: str | None, *, started_at: datetime) -> Iterator[Page]:
+        """Yield the records of `stream` changed since `cursor` (everything when it is None), a page at a time.
+
+        Each page carries the cursor to resume from once that page is stored. Records at the cursor boundary
+        may come again (a look-back overlap); the store de-duplicates them.
+
+        :raises AuthError: if the credentials are refused.
+        :raises QuotaExhausted: if the daily allowance runs out; pages already yielded stay valid.
+        :raises TransientError: if retries run out.
+        """
+
+    def status_order(self) -> Sequence[str] | None:
+        """The CRM's lifecycle values in ascending order as the account defines them, or None to use the tenant's."""
+        return None
+
+    def owners(self) -> Mapping[str, str]:
+        """Owner id -> display name, for task assignment and reports."""
+        return {}
+
+    @abc.abstractmethod
+    def ensure_properties(self, specs: Sequence[PropertySpec]) -> None:
+        """Make sure every property in `specs` exists, creating the missing ones where the CRM allows it.
+
+        :raises SchemaError: naming every missing property by its exact API name if they cannot be created.
+        """
+
+    @abc.abstractmethod
+    def write_properties(self, writes: Sequence[PropertyWrite]) -> list[WriteResult]:
+        """Set the given values, at most `write_batch_size` writes a call; one result per write, in order.
+
+        A write the CRM refuses comes back failed; it never fails the others.
+        """
+
+    @abc.abstractmethod
+    def create_tasks(self, tasks: Sequence[TaskRequest]) -> list[WriteResult]:
+        """Create the tasks (at most `task_batch_size`), each associated with its contact; one result each.
+
+        A task the CRM refused comes back failed, and never fails the others; one whose answer did not say
+        whether it was created comes back failed with `WriteResult.outcome_unknown`.
+        """
+
+    @abc.abstractmethod
+    def find_task(self, key: str) -> str | None:
+        """The CRM id of a task whose body carries idempotency key `key`, or None: settles an unknown outcome."""
+
+    def lookup_lag(self) -> timedelta:
+        """How long after a task is created `find_task` may still miss it (a CRM search indexes writes late): a task
+        handed over more recently and not found is looked up again later, not created again."""
+        return timedelta(0)
+
+    def close(self) -> None:
+        """Release sessions and pools."""
+
+
+def _entry_point(group: str, name: str) -> Any:
+    found = {ep.name: ep for ep in entry_points(group=group)}
+    if name not in found:
+        known = ", ".join(sorted(found)) or "none"
+        raise UnknownConnector(f"no {group} entry named {name!r} (installed: {known})")
+    return found[name].load()
+
+
+#: Makes the connector of one run from its context: a `Connector` class, or anything called like one.
+ConnectorFactory = Callable[[ConnectorContext], Connector]
+
+
+def connector_class(kind: str) -> ConnectorFactory:
+    """The connector registered under `kind` in the ``leadpulse.connectors`` entry-point group.
+
+    :raises UnknownConnector: naming the kinds that are installed, if none is registered under `kind`.
+    """
+    found: ConnectorFactory = _entry_point("leadpulse.connectors", kind)
+    return found
+
+
+def settings_model(kind: str) -> type[CrmSettings]:
+    """The model of a CRM's ``crm.connection`` block, from the ``leadpulse.settings`` entry-point group.
+
+    Kept apart from the connector class so a tenant file can be validated without importing a CRM's SDK.
+
+    :raises UnknownConnector: naming the kinds that are installed, if none is registered under `kind`.
+    """
+    found: type[CrmSettings] = _entry_point("leadpulse.settings", kind)
+    return found

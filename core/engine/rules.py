@@ -1,0 +1,428 @@
+"""The ``scoring`` section of a tenant file: axes, rules, bands, grades, quadrant and lifecycle, validated once.
+
+The condition language (fit rules' ``when`` and engagement rules' ``where``)::
+
+    {field: title, equals: CEO}            text compares case-insensitively unless case_sensitive: true
+    {field: country, in: [US, GB, DE]}
+    {field: title, contains: student}
+    {field: title, regex: "\\b(vp|head|chief)\\b"}
+    {field: employees, range: {min: 50, below: 1000}}    min inclusive; below exclusive (or max, inclusive)
+    {field: phone, exists: true}           present and not empty
+    {field: company, missing: true}
+    {all: [...]}  {any: [...]}  {not: {...}}
+
+A field is a neutral name from the tenant's ``fields`` map (``title``), a contact attribute (``email``,
+``opted_out``, ``status``, ``owner_id``, ``name``, ``kind``) or a vendor property as pulled (``raw.hs_analytics_source``).
+In ``where``, a field is an activity attribute (``url``), or ``vendor_type``.
+
+A rule is one of three shapes, told apart by its keys: a fit rule has ``when``; an engagement rule has
+``activity`` or ``vendor_type``; an inactivity rule has ``inactive_days``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Union
+
+from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator, model_validator
+
+from leadpulse.core.model import ActivityKind, Lifecycle
+from leadpulse.core.schedule import Duration
+from leadpulse.core.strict import Strict, refuse, show
+
+
+def _scalar(value: Any) -> Any:
+    if value is not None and not isinstance(value, str | int | float | bool):
+        raise refuse("text, a number, true or false", show(value))
+    return value
+
+
+def _listed(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+Scalar = Annotated[Any, BeforeValidator(_scalar)]
+#: one value or a list of them, read as a tuple
+Kinds = Annotated[tuple[ActivityKind, ...], BeforeValidator(_listed)]
+Names = Annotated[tuple[str, ...], BeforeValidator(_listed)]
+_ID = r"^[A-Za-z0-9_.:-]+$"
+CONTACT_ATTRIBUTES = frozenset({"id", "email", "name", "owner_id", "status", "opted_out", "kind"})
+ACTIVITY_ATTRIBUTES = frozenset({"id", "kind", "vendor_type"})
+
+
+class Quadrant(StrEnum):
+    """Where fit x engagement puts a contact, and what to do about it."""
+
+    FOLLOW_UP_NOW = "follow_up_now"  # fits and is interested
+    NURTURE = "nurture"  # fits, no interest yet
+    QUALIFY = "qualify"  # interested, fit unknown or poor
+    LEAVE = "leave"  # neither
+
+
+class Range(Strict):
+    min: float | None = None
+    below: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _one_upper_bound(self) -> Range:
+        if self.below is not None and self.max is not None:
+            raise refuse("either below (exclusive) or max (inclusive)", "both")
+        if self.min is None and self.below is None and self.max is None:
+            raise refuse("min, below or max", "none of them")
+        return self
+
+
+_OPERATORS = ("equals", "in", "contains", "regex", "range", "exists", "missing")
+
+
+class Leaf(Strict):
+    field: str = Field(min_length=1)
+    equals: Scalar | None = None
+    in_: tuple[Scalar, ...] | None = Field(None, alias="in", min_length=1)
+    contains: str | None = None
+    regex: str | None = None
+    range: Range | None = None
+    exists: bool | None = None
+    missing: bool | None = None
+    case_sensitive: bool = False
+
+    @model_validator(mode="after")
+    def _one_operator(self) -> Leaf:
+        given = [op for op in _OPERATORS if getattr(self, "in_" if op == "in" else op) is not None]
+        if len(given) != 1:
+            raise refuse(f"exactly one of {', '.join(_OPERATORS)}", ", ".join(given) or "none")
+        if self.exists is False or self.missing is False:
+            raise refuse("exists: true or missing: true (use the other one to negate)", "false")
+        return self
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise refuse("a valid regular expression", f"{show(value)} ({exc})") from None
+        return value
+
+    def operator(self) -> str:
+        return next(op for op in _OPERATORS if getattr(self, "in_" if op == "in" else op) is not None)
+
+
+class AllOf(Strict):
+    all: tuple[Condition, ...] = Field(min_length=1)
+
+
+class AnyOf(Strict):
+    any: tuple[Condition, ...] = Field(min_length=1)
+
+
+class NotOf(Strict):
+    not_: Condition = Field(alias="not")
+
+
+def _condition_shape(value: Any) -> str:
+    if isinstance(value, dict):
+        for key in ("all", "any", "not"):
+            if key in value:
+                return "@" + key
+    for tag, model in (("@all", AllOf), ("@any", AnyOf), ("@not", NotOf)):
+        if isinstance(value, model):
+            return tag
+    return "@leaf"
+
+
+Condition = Annotated[
+    Union[
+        Annotated[Leaf, Tag("@leaf")],
+        Annotated[AllOf, Tag("@all")],
+        Annotated[AnyOf, Tag("@any")],
+        Annotated[NotOf, Tag("@not")],
+    ],
+    Discriminator(_condition_shape),
+]
+for _model in (AllOf, AnyOf, NotOf):
+    _model.model_rebuild()
+
+
+def leaves(condition: Any) -> list[Leaf]:
+    """Every leaf of a condition tree, left to right."""
+    return [leaf for _, leaf in placed_leaves(condition)]
+
+
+def placed_leaves(condition: Any, at: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], Leaf]]:
+    """Every leaf of a condition tree with its key path below the tree's root (``("all", 1)``)."""
+    if isinstance(condition, Leaf):
+        return [(at, condition)]
+    if isinstance(condition, NotOf):
+        return placed_leaves(condition.not_, (*at, "not"))
+    key = "all" if isinstance(condition, AllOf) else "any"
+    children = getattr(condition, key)
+    return [pair for i, child in enumerate(children) for pair in placed_leaves(child, (*at, key, i))]
+
+
+class RuleBase(Strict):
+    id: str | None = Field(None, pattern=_ID)
+    axis: str | None = None
+    label: str | None = None
+    points: float
+
+
+class FitRule(RuleBase):
+    """Points when the contact's fields meet a condition (counted once)."""
+
+    when: Condition
+
+
+class EngagementRule(RuleBase):
+    """Points per matching activity, within caps, a window and decay.
+
+    `within_days` and `expires_after_days` both drop an occurrence once it is that many days old (an activity
+    exactly N days old no longer counts); `half_life_days` halves an occurrence's points every N days. With
+    `max_occurrences` the newest occurrences count. `max_points` caps the size of the rule's total, whichever
+    its sign.
+    """
+
+    activity: Kinds | None = None
+    vendor_type: Names | None = None
+    where: Condition | None = None
+    max_points: float | None = Field(None, gt=0)
+    max_occurrences: int | None = Field(None, ge=1)
+    within_days: float | None = Field(None, gt=0)
+    expires_after_days: float | None = Field(None, gt=0)
+    half_life_days: float | None = Field(None, gt=0)
+
+    def kinds(self) -> tuple[ActivityKind, ...]:
+        return _as_tuple(self.activity)
+
+    def vendor_types(self) -> tuple[str, ...]:
+        return _as_tuple(self.vendor_type)
+
+    def horizon_days(self) -> float | None:
+        limits = [days for days in (self.within_days, self.expires_after_days) if days is not None]
+        return min(limits) if limits else None
+
+
+class InactivityRule(RuleBase):
+    """Points (usually negative) once a contact has had no matching activity for `inactive_days` days or more.
+
+    A contact with no matching activity at all counts as inactive unless `count_never_active` is false.
+    """
+
+    inactive_days: float = Field(gt=0)
+    activity: Kinds | None = None
+    count_never_active: bool = True
+
+    def kinds(self) -> tuple[ActivityKind, ...]:
+        return _as_tuple(self.activity)
+
+
+def _as_tuple(value: tuple[Any, ...] | None) -> tuple[Any, ...]:
+    return value or ()
+
+
+def _rule_shape(value: Any) -> str:
+    if isinstance(value, dict):
+        if "inactive_days" in value:
+            return "@inactivity"
+        return "@engagement" if "activity" in value or "vendor_type" in value else "@fit"
+    return {InactivityRule: "@inactivity", EngagementRule: "@engagement"}.get(type(value), "@fit")
+
+
+Rule = Annotated[
+    Union[
+        Annotated[FitRule, Tag("@fit")],
+        Annotated[EngagementRule, Tag("@engagement")],
+        Annotated[InactivityRule, Tag("@inactivity")],
+    ],
+    Discriminator(_rule_shape),
+]
+
+
+class Axis(Strict):
+    """A named score axis: its weight in the total and, only if the tenant wants one, a floor and a cap."""
+
+    weight: float = 1.0
+    min: float | None = None
+    max: float | None = None
+
+
+class Step(Strict):
+    """One rung of a band or grade ladder: scores from `min` (inclusive) up to the next rung's min."""
+
+    name: str = Field(min_length=1)
+    min: float | None = None
+    below: float | None = None
+
+
+class QuadrantThresholds(Strict):
+    """Inclusive minimums on the fit and engagement axes that count as 'fits' and 'is interested'."""
+
+    fit: float
+    engagement: float
+
+
+class Transition(Strict):
+    """A lifecycle stage a contact qualifies for when every given condition holds."""
+
+    to: Lifecycle
+    min_total: float | None = None
+    min_band: str | None = None
+    bands: tuple[str, ...] | None = None
+    grades: tuple[str, ...] | None = None
+    quadrants: tuple[Quadrant, ...] | None = None
+    min_axis: dict[str, float] | None = None
+
+
+class LifecycleConfig(Strict):
+    """The neutral lifecycle mapped onto the CRM's values, and the transitions the score drives.
+
+    `status_order` lists the CRM's values lowest first, so a value outside `values` (HubSpot's ``opportunity``)
+    still ranks; a CRM value that ranks nowhere is left alone.
+    """
+
+    values: dict[Lifecycle, str]
+    status_order: tuple[str, ...] | None = None
+    allow_demotion: bool = False
+    transitions: tuple[Transition, ...] = ()
+
+
+def _default_axes() -> dict[str, Axis]:
+    return {"fit": Axis(), "engagement": Axis()}
+
+
+class ScoringConfig(Strict):
+    """Everything that decides a score; the engine's fingerprint is a hash of this model."""
+
+    axes: dict[str, Axis] = Field(default_factory=_default_axes)
+    rules: tuple[Rule, ...] = Field(min_length=1)
+    bands: tuple[Step, ...] = Field(min_length=1)
+    grades: tuple[Step, ...] | None = None
+    quadrant: QuadrantThresholds
+    lifecycle: LifecycleConfig | None = None
+    #: how often a score with decaying points is rechecked (decay moves it a little all the time)
+    decay_recheck: Duration = timedelta(days=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScoringConfig:
+        _check_axes(self)
+        _check_rule_ids(self.rules)
+        _check_ladder(self.bands, "bands", "band")
+        if self.grades is not None:
+            _check_ladder(self.grades, "grades", "grade")
+        if self.lifecycle is not None:
+            _check_lifecycle(self.lifecycle, self)
+        return self
+
+    def rule_ids(self) -> tuple[str, ...]:
+        """Each rule's id: the one given, or one derived from what the rule reads, unique within the file."""
+        taken = {rule.id for rule in self.rules if rule.id}
+        ids: list[str] = []
+        for rule in self.rules:
+            if rule.id:
+                ids.append(rule.id)
+                continue
+            base, n = _derived_id(rule), 1
+            candidate = base
+            while candidate in taken:
+                n += 1
+                candidate = f"{base}-{n}"
+            taken.add(candidate)
+            ids.append(candidate)
+        return tuple(ids)
+
+    def rule_axis(self, rule: FitRule | EngagementRule | InactivityRule) -> str:
+        return rule.axis or ("fit" if isinstance(rule, FitRule) else "engagement")
+
+    def fields_read(self) -> set[str]:
+        """Every contact field the fit rules read (``raw.`` names included)."""
+        return {leaf.field for rule in self.rules if isinstance(rule, FitRule) for leaf in leaves(rule.when)}
+
+
+def _derived_id(rule: FitRule | EngagementRule | InactivityRule) -> str:
+    if isinstance(rule, FitRule):
+        first = leaves(rule.when)[0]
+        return f"{first.field}-{first.operator()}"
+    if isinstance(rule, InactivityRule):
+        return f"inactive-{rule.inactive_days:g}d"
+    return "+".join([*rule.kinds(), *rule.vendor_types()])
+
+
+def _check_axes(config: ScoringConfig) -> None:
+    for needed in ("fit", "engagement"):
+        if needed not in config.axes:
+            raise refuse(f"an axis named {needed} (grades and the quadrant read it)", "none", ("axes",))
+    for index, rule in enumerate(config.rules):
+        axis = config.rule_axis(rule)
+        if axis not in config.axes:
+            raise refuse(f"one of the axes {', '.join(config.axes)}", show(axis), ("rules", index, "axis"))
+
+
+def _check_rule_ids(rules: tuple[Any, ...]) -> None:
+    seen: set[str] = set()
+    for index, rule in enumerate(rules):
+        if rule.id in seen:
+            raise refuse("an id no other rule uses", show(rule.id), ("rules", index, "id"))
+        if rule.id:
+            seen.add(rule.id)
+
+
+def _check_ladder(steps: tuple[Step, ...], key: str, noun: str) -> None:
+    """Inclusive lower bounds, lowest first, every score in exactly one step: no gap, no overlap."""
+    names: set[str] = set()
+    for index, step in enumerate(steps):
+        if step.name in names:
+            raise refuse(f"a {noun} name used once", show(step.name), (key, index, "name"))
+        names.add(step.name)
+        if index == 0:
+            if step.min is not None:
+                raise refuse(f"no min on the first {noun} (it takes every score below the next one)", show(step.min), (key, 0, "min"))
+        else:
+            _check_rung(steps[index - 1], step, (key, index), noun)
+    if steps[-1].below is not None:
+        raise refuse(f"no below on the last {noun} (it takes every score from its min up)", show(steps[-1].below), (key, len(steps) - 1, "below"))
+
+
+def _check_rung(previous: Step, step: Step, at: tuple[str | int, ...], noun: str) -> None:
+    if step.min is None:
+        raise refuse(f"a min (only the first {noun} has none)", "nothing", (*at, "min"))
+    if previous.min is not None and step.min <= previous.min:
+        raise refuse(f"a min above {previous.min:g} ({noun}s go from lowest to highest)", show(step.min), (*at, "min"))
+    if previous.below is not None and step.min != previous.below:
+        trouble = "a gap" if step.min > previous.below else "an overlap"
+        expected = f"{previous.below:g}, where {noun} {previous.name!r} ends"
+        raise refuse(expected, f"{step.min:g} ({trouble})", (*at, "min"))
+
+
+def _check_lifecycle(lifecycle: LifecycleConfig, config: ScoringConfig) -> None:
+    bands = [step.name for step in config.bands]
+    grades = [step.name for step in config.grades or ()]
+    for index, transition in enumerate(lifecycle.transitions):
+        at = ("lifecycle", "transitions", index)
+        if transition.to not in lifecycle.values:
+            raise refuse(f"a stage mapped under lifecycle.values ({', '.join(lifecycle.values)})", show(transition.to.value), (*at, "to"))
+        for name in [transition.min_band, *(transition.bands or ())]:
+            if name is not None and name not in bands:
+                raise refuse(f"one of the bands {', '.join(bands)}", show(name), (*at, "bands" if transition.bands else "min_band"))
+        for name in transition.grades or ():
+            if name not in grades:
+                raise refuse(f"one of the grades {', '.join(grades) or '(no grades configured)'}", show(name), (*at, "grades"))
+        for axis in transition.min_axis or {}:
+            if axis not in config.axes:
+                raise refuse(f"one of the axes {', '.join(config.axes)}", show(axis), (*at, "min_axis"))
+    _check_status_order(lifecycle)
+
+
+def _check_status_order(lifecycle: LifecycleConfig) -> None:
+    if lifecycle.status_order is None:
+        return
+    positions = []
+    for stage, value in sorted(lifecycle.values.items(), key=lambda item: item[0].rank):
+        if value not in lifecycle.status_order:
+            raise refuse(f"every mapped value in status_order, {value!r} included", "it absent", ("lifecycle", "status_order"))
+        positions.append(lifecycle.status_order.index(value))
+    if positions != sorted(positions):
+        raise refuse("the mapped values in lifecycle order (subscriber, lead, mql, sql, customer)", "another order", ("lifecycle", "status_order"))

@@ -1,0 +1,604 @@
+"""The scoring engine: a tenant's rules, compiled once, applied to one contact and its activities at a moment.
+
+A score is a pure function of (rules, contact, activities, as_of): nothing reads the clock or the store. Every
+rule that fires leaves a `Contribution`, so each score can be explained; `ScoreCard.valid_until` says when time
+alone could next change the score, so the pipeline only rescores contacts whose inputs changed or whose card
+expired.
+
+Rounding: each contribution is rounded to 2 decimals, an axis is the sum of its rounded contributions (then its
+floor and cap, if the tenant set any), and the total is the weighted sum of the axes, rounded again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Any
+
+import orjson
+
+from leadpulse.core.engine.conditions import (
+    Predicate,
+    activity_row_getter,
+    attribute_key,
+    compile_condition,
+    contact_field_key,
+    contact_getter,
+    keyed_test,
+)
+from leadpulse.core.engine.rules import (
+    AllOf,
+    AnyOf,
+    EngagementRule,
+    FitRule,
+    InactivityRule,
+    Leaf,
+    LifecycleConfig,
+    NotOf,
+    Quadrant,
+    ScoringConfig,
+    Step,
+    Transition,
+)
+from leadpulse.core.model import Activity, ActivityKind, Contact, Lifecycle, utc
+
+__all__ = ["Contribution", "Engine", "Quadrant", "ScoreCard", "StatusChange"]
+
+#: bump when the meaning of a rule changes, so every stored score is recomputed
+_SEMANTICS = "1"
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    """What one rule added to one contact's score (negative points take away)."""
+
+    rule_id: str
+    axis: str
+    points: float
+    occurrences: int
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreCard:
+    """One contact's score at `as_of`, with the contribution of every rule that fired, in rule order."""
+
+    contact_id: str
+    as_of: datetime
+    total: float
+    axes: Mapping[str, float]
+    band: str
+    grade: str | None
+    quadrant: Quadrant
+    contributions: tuple[Contribution, ...]
+    valid_until: datetime | None
+
+    def reasons(self, n: int = 3) -> list[str]:
+        """The `n` largest contributions as short text, e.g. ``"+10 visited pricing page x2"``."""
+        # reverse keeps equal weights in rule order, as a stable sort does; a zero ranks last, so it can only be
+        # among the first `n` when fewer than `n` count
+        ranked = sorted(self.contributions, key=_weight, reverse=True)
+        return [_reason(c) for c in ranked[:n] if c.points]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """A lifecycle move the engine asks for: from the contact's current stage (None if unset or unmapped)."""
+
+    frm: Lifecycle | None
+    to: Lifecycle
+    crm_value: str
+
+
+def _weight(contribution: Contribution) -> float:
+    return abs(contribution.points)
+
+
+def _reason(contribution: Contribution) -> str:
+    # Only as the engine makes them: equal points or counts of other types (2 and 2.0, 1.5 and Decimal("1.50"))
+    # read otherwise.
+    plain = contribution.points.__class__ is float and contribution.occurrences.__class__ is int
+    text = _REASONS.get(contribution) if plain else None
+    if text is None:
+        times = f" x{contribution.occurrences}" if contribution.occurrences > 1 else ""
+        text = f"{contribution.points:+g} {contribution.detail}{times}"
+        if plain and len(_REASONS) < _REASONS_LIMIT:
+            _REASONS[contribution] = text
+    return text
+
+
+#: Reasons as text, remembered per contribution: writing back reasons for every card a rescore changes meets the
+#: same few contributions over and over.
+_REASONS: dict[Contribution, str] = {}
+_REASONS_LIMIT = 100_000
+
+
+class Engine:
+    """A tenant's scoring rules, compiled. Build one per rule set and reuse it for every contact."""
+
+    def __init__(self, config: ScoringConfig) -> None:
+        self.config = config
+        self.fingerprint = _fingerprint(config)
+        ids = config.rule_ids()
+        self._rules = [_compile(rule, i, ids[i], config) for i, rule in enumerate(config.rules)]
+        # In rule order (points add up in it): (index, field key, test of its value, rule) for a rule testing one of
+        # the contact's fields, read in the scoring loop; (index, None, test of the contact, rule) for any other.
+        self._fit = [(i, *(rule.keyed or (None, rule.test)), rule) for i, rule in enumerate(self._rules)
+                     if isinstance(rule, _Fit)]
+        self._engagement = [(i, rule) for i, rule in enumerate(self._rules) if isinstance(rule, _Engagement)]
+        self._inactivity = [(i, rule) for i, rule in enumerate(self._rules) if isinstance(rule, _Inactivity)]
+        self._by_vendor: dict[str, list[tuple[int, _Engagement]]] = {}
+        for index, rule in self._engagement:
+            for vendor_type in rule.vendor_types:
+                self._by_vendor.setdefault(vendor_type, []).append((index, rule))
+        self._plans, self._any_kind = _plans(self._engagement, self._inactivity)
+        self._last_moment: _Moment | None = None
+        self._no_points = dict.fromkeys(config.axes, 0.0)
+        self._weights = [(name, axis.weight) for name, axis in config.axes.items()]
+        #: the axes with a floor or cap, if any has one (each axis is rounded either way)
+        bounded = any(axis.min is not None or axis.max is not None for axis in config.axes.values())
+        self._bounds = [(name, axis.min, axis.max) for name, axis in config.axes.items()] if bounded else []
+        self._bands = _Ladder(config.bands)
+        self._grades = _Ladder(config.grades) if config.grades else None
+        self._quadrant = (config.quadrant.fit, config.quadrant.engagement)
+        self._lifecycle = _Lifecycle(config.lifecycle, self._bands) if config.lifecycle else None
+
+    @property
+    def band_names(self) -> list[str]:
+        """Band names from lowest to highest."""
+        return list(self._bands.names)
+
+    def score(self, contact: Contact, activities: Sequence[Activity], as_of: datetime) -> ScoreCard:
+        """Score `contact` at `as_of` from its `activities` (any order; those after `as_of` do not count yet)."""
+        rows = [(a.contact_id, a.id, a.kind, a.occurred_at, a.vendor_type, a.attributes) for a in activities]
+        return self.score_rows(contact, rows, as_of)
+
+    def score_rows(self, contact: Contact, rows: Sequence[ActivityRow], as_of: datetime) -> ScoreCard:
+        """`score` from activity rows as the store holds them, so a rescore builds no `Activity` per row."""
+        moment = self._last_moment
+        if moment is None or moment.given is not as_of:
+            moment = self._moment(as_of)
+        as_of = moment.as_of
+        fired: list[tuple[int, Contribution]] = []
+        sums = self._no_points.copy()
+        fields = contact.fields
+        for index, key, test, rule in self._fit:
+            if test(fields.get(key)) if key is not None else test(contact):
+                fired.append((index, rule.contribution))
+                sums[rule.axis] += rule.points
+        matched, last, upcoming = self._match(rows, as_of)
+        valid_until: datetime | None = None
+        timed = False
+        for index, times in matched.items():
+            rule = self._rules[index]
+            points, occurrences, changes_at = rule.apply(times, moment)
+            if occurrences:
+                fired.append((index, Contribution(rule.id, rule.axis, points, occurrences, rule.detail)))
+                sums[rule.axis] += points
+                timed = True
+            if changes_at is not None and (valid_until is None or changes_at < valid_until):
+                valid_until = changes_at
+        for n, (index, rule) in enumerate(self._inactivity):
+            points, occurrences, changes_at = rule.apply(last[n], upcoming[n], as_of)
+            if occurrences:
+                fired.append((index, rule.contribution))
+                sums[rule.axis] += points
+                timed = True
+            if changes_at is not None and (valid_until is None or changes_at < valid_until):
+                valid_until = changes_at
+        if timed:
+            fired.sort(key=_first)
+        axes = {name: _bounded(sums[name], low, high) for name, low, high in self._bounds} if self._bounds else {
+            name: round(points, 2) for name, points in sums.items()}
+        total = 0.0
+        for name, weight in self._weights:
+            total += axes[name] * weight
+        total = round(total, 2)
+        fit, engagement = axes["fit"], axes["engagement"]
+        if fit >= self._quadrant[0]:
+            quadrant = Quadrant.FOLLOW_UP_NOW if engagement >= self._quadrant[1] else Quadrant.NURTURE
+        else:
+            quadrant = Quadrant.QUALIFY if engagement >= self._quadrant[1] else Quadrant.LEAVE
+        return ScoreCard(
+            contact.id, as_of, total, axes, self._bands.place(total), self._grades.place(fit) if self._grades else None,
+            quadrant, tuple([contribution for _, contribution in fired]), valid_until,
+        )
+
+    def decide_status(self, contact: Contact, card: ScoreCard, last_set: Lifecycle | None) -> StatusChange | None:
+        """The lifecycle move this score calls for, or None.
+
+        Moves only forward, past both the CRM's status and the one leadpulse set last (`last_set`), unless the
+        tenant allows demotion and the CRM still holds `last_set`: a status a person set in the CRM is never
+        replaced by a lower one, and a move leadpulse made is not made again. A CRM value the tenant's map and
+        status order cannot rank is left alone.
+        """
+        return self._lifecycle.decide(contact.status, card, last_set) if self._lifecycle else None
+
+    def _moment(self, as_of: datetime) -> _Moment:
+        # A run scores every contact at one as-of: what the rules derive from it is worked out once.
+        moment = self._last_moment
+        if moment is None or moment.as_of != as_of or moment.as_of.tzinfo is not utc(as_of).tzinfo:
+            moment = _Moment(utc(as_of), self.config.decay_recheck, self._engagement)
+        moment.given = as_of  # the next call with this very object needs no comparison
+        self._last_moment = moment
+        return moment
+
+    def _match(
+        self, rows: Sequence[ActivityRow], as_of: datetime
+    ) -> tuple[dict[int, list[datetime]], list[datetime | None], list[datetime | None]]:
+        """Each engagement rule's matching moments (in row order), and each inactivity rule's last and next one."""
+        matched: dict[int, list[datetime]] = {}
+        last: list[datetime | None] = [None] * len(self._inactivity)
+        upcoming: list[datetime | None] = [None] * len(self._inactivity)
+        plans, any_kind, by_vendor = self._plans, self._any_kind, self._by_vendor
+        for row in rows:
+            plan = plans.get(row[2], any_kind)
+            if by_vendor and row[4] in by_vendor:
+                plan = _with_vendor_rules(plan, row, by_vendor[row[4]])
+            if plan is None:
+                continue
+            engagement, inactivity = plan
+            at = row[3]
+            if at.__class__ is str:
+                at = _fromiso(at)
+            attributes = None
+            for index, key, test in engagement:
+                if test is not None:
+                    if attributes is None:
+                        attributes = _attributes(row[5])
+                    if not (test(attributes.get(key)) if key is not None else test((row, attributes))):
+                        continue
+                found = matched.get(index)
+                if found is None:
+                    matched[index] = [at]
+                else:
+                    found.append(at)
+            if inactivity:
+                if at > as_of:
+                    for n in inactivity:
+                        if upcoming[n] is None or at < upcoming[n]:
+                            upcoming[n] = at
+                else:
+                    for n in inactivity:
+                        if last[n] is None or at > last[n]:
+                            last[n] = at
+        return matched, last, upcoming
+
+
+#: An activity as the store holds it: (contact_id, id, kind, occurred_at, vendor_type, attributes), where
+#: `occurred_at` is a datetime or the store's ISO text and `attributes` a mapping or JSON text.
+ActivityRow = tuple[str, str, str, "datetime | str", "str | None", "Mapping[str, Any] | str"]
+
+#: Per activity kind: the engagement rules it may count for and the inactivity rules it keeps awake (positions in
+#: the engine's inactivity list). An engagement rule is (index, attribute key, test): with a key, the test is of
+#: that attribute's value; without, of ``(row, attributes)``; no test, no ``where``.
+_Plan = tuple[list[tuple[int, "str | None", "Predicate | None"]], list[int]]
+
+_fromiso = datetime.fromisoformat
+
+
+def _plans(
+    engagement: list[tuple[int, _Engagement]], inactivity: list[tuple[int, _Inactivity]]
+) -> tuple[dict[str, _Plan | None], _Plan | None]:
+    """Rules grouped by the activity kind that feeds them, so each activity row is looked at once; None for a kind
+    that feeds none, and as the plan of a kind outside the vocabulary when no rule takes every kind."""
+    everyone = [n for n, (_, rule) in enumerate(inactivity) if rule.kinds is None]
+    plans: dict[str, _Plan | None] = {}
+    for kind in ActivityKind:
+        plan = (
+            [rule.matcher(i) for i, rule in engagement if kind in rule.kinds],
+            [n for n, (_, rule) in enumerate(inactivity) if rule.kinds is None or kind in rule.kinds],
+        )
+        plans[kind.value] = plan if plan[0] or plan[1] else None
+    return plans, (([], everyone) if everyone else None)
+
+
+def _with_vendor_rules(plan: _Plan | None, row: ActivityRow, rules: list[tuple[int, _Engagement]]) -> _Plan | None:
+    """`plan` plus the engagement rules that name the row's vendor type and not already its kind."""
+    extra = [rule.matcher(i) for i, rule in rules if row[2] not in rule.kinds]
+    if not extra:
+        return plan
+    return ([*plan[0], *extra], plan[1]) if plan is not None else (extra, [])
+
+
+def _attributes(value: Mapping[str, Any] | str) -> Mapping[str, Any]:
+    if value.__class__ is not str:
+        return value  # type: ignore[return-value]
+    if value == "{}":
+        return _NO_ATTRIBUTES
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:  # what orjson refuses and json accepts (NaN, lone surrogates)
+        return json.loads(value)
+
+
+_NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
+
+
+class _Moment:
+    """What the rules derive from one as-of: when each windowed rule's occurrences stop counting."""
+
+    __slots__ = ("as_of", "given", "recheck_at", "cutoffs")
+
+    def __init__(self, as_of: datetime, recheck: timedelta, engagement: list[tuple[int, _Engagement]]) -> None:
+        self.as_of = as_of
+        #: the as-of object last asked for, which this moment is
+        self.given: datetime | None = None
+        self.recheck_at = as_of + recheck
+        self.cutoffs: dict[int, datetime | None] = {}
+        for index, rule in engagement:
+            if rule.horizon is not None:
+                try:
+                    self.cutoffs[index] = as_of - rule.horizon
+                except OverflowError:  # a horizon reaching before year 1: nothing has aged out
+                    self.cutoffs[index] = None
+
+
+def _first(pair: tuple[int, Any]) -> int:
+    return pair[0]
+
+
+def _bounded(value: float, low: float | None, high: float | None) -> float:
+    if low is not None and value < low:
+        value = low
+    if high is not None and value > high:
+        value = high
+    return round(value, 2)
+
+
+def _fingerprint(config: ScoringConfig) -> str:
+    document = {"semantics": _SEMANTICS, "ids": config.rule_ids(), "config": config.model_dump(mode="json", by_alias=True)}
+    return fingerprint_of(document)
+
+
+def fingerprint_of(document: Any) -> str:
+    """A short digest of a JSON-able `document`, the same for equal documents whatever their key order."""
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- compiled rules
+
+Applied = tuple[float, int, "datetime | None"]
+
+
+class _Fit:
+    __slots__ = ("id", "axis", "points", "detail", "test", "keyed", "contribution")
+
+    def __init__(self, rule: FitRule, rule_id: str, axis: str) -> None:
+        self.id, self.axis, self.points = rule_id, axis, rule.points
+        self.detail = rule.label or describe(rule.when)
+        self.test: Predicate = compile_condition(rule.when, contact_getter)
+        #: (field key, test of its value) when the rule tests one of the contact's fields
+        self.keyed = keyed_test(rule.when, contact_field_key)
+        self.contribution = Contribution(rule_id, axis, rule.points, 1, self.detail)
+
+
+class _Engagement:
+    __slots__ = ("index", "id", "axis", "points", "detail", "kinds", "vendor_types", "where", "keyed", "horizon",
+                 "half_life", "max_points", "max_occurrences")
+
+    def __init__(self, rule: EngagementRule, index: int, rule_id: str, axis: str) -> None:
+        self.index, self.id, self.axis, self.points = index, rule_id, axis, rule.points
+        self.kinds = frozenset(rule.kinds())
+        self.vendor_types = frozenset(rule.vendor_types())
+        self.detail = rule.label or " or ".join([*rule.kinds(), *rule.vendor_types()])
+        self.where = compile_condition(rule.where, activity_row_getter) if rule.where is not None else None
+        self.keyed = keyed_test(rule.where, attribute_key) if rule.where is not None else None
+        horizon = rule.horizon_days()
+        self.horizon = timedelta(days=horizon) if horizon is not None else None
+        self.half_life = rule.half_life_days * 86400.0 if rule.half_life_days else None
+        self.max_points, self.max_occurrences = rule.max_points, rule.max_occurrences
+
+    def matcher(self, index: int) -> tuple[int, str | None, Predicate | None]:
+        """This rule as a plan lists it (see `_Plan`)."""
+        return (index, *self.keyed) if self.keyed else (index, None, self.where)
+
+    def apply(self, times: list[datetime], moment: _Moment) -> Applied:
+        as_of = moment.as_of
+        if self.horizon is None and max(times) <= as_of:  # the common case: all count, for good
+            counted: list[datetime] = times
+            changes_at: datetime | None = None
+        else:
+            counted, changes_at = self._in_window(times, as_of, moment.cutoffs.get(self.index))
+        if not counted:
+            return 0.0, 0, changes_at
+        if self.max_occurrences is not None and len(counted) > self.max_occurrences:
+            counted = sorted(counted, reverse=True)[: self.max_occurrences]
+        if self.half_life is None:
+            points = self.points * len(counted)
+        else:
+            half_life = self.half_life
+            points = self.points * sum([0.5 ** ((as_of - t).total_seconds() / half_life) for t in counted])
+        if self.max_points is not None and abs(points) > self.max_points:
+            points = self.max_points if points > 0 else -self.max_points
+        points = round(points, 2)
+        if self.half_life is not None and points:
+            changes_at = _earliest(changes_at, moment.recheck_at)
+        return points, len(counted), changes_at
+
+    def _in_window(
+        self, times: list[datetime], as_of: datetime, cutoff: datetime | None
+    ) -> tuple[list[datetime], datetime | None]:
+        """The occurrences that count at `as_of`, and the next moment one starts or stops counting.
+
+        `cutoff` is ``as_of - horizon``: an occurrence at or before it has aged out.
+        """
+        counted: list[datetime] = []
+        changes_at: datetime | None = None
+        horizon = self.horizon
+        for moment in times:
+            if moment > as_of:
+                changes_at = _earliest(changes_at, moment)
+                continue
+            if horizon is not None:
+                if cutoff is not None and moment <= cutoff:
+                    continue
+                changes_at = _earliest(changes_at, moment + horizon)
+            counted.append(moment)
+        return counted, changes_at
+
+
+class _Inactivity:
+    __slots__ = ("id", "axis", "points", "detail", "kinds", "after", "count_never_active", "contribution")
+
+    def __init__(self, rule: InactivityRule, rule_id: str, axis: str) -> None:
+        self.id, self.axis, self.points = rule_id, axis, rule.points
+        self.kinds = frozenset(rule.kinds()) or None
+        self.after = timedelta(days=rule.inactive_days)
+        self.count_never_active = rule.count_never_active
+        what = " or ".join(rule.kinds()) or "activity"
+        self.detail = rule.label or f"no {what} for {rule.inactive_days:g} days"
+        self.contribution = Contribution(rule_id, axis, rule.points, 1, self.detail)
+
+    def apply(self, last: datetime | None, upcoming: datetime | None, as_of: datetime) -> Applied:
+        """Given the last matching activity at or before `as_of` and the first one after it."""
+        if last is None:
+            applies = self.count_never_active
+        else:
+            applies = as_of - last >= self.after
+        changes_at = upcoming if applies else _earliest(upcoming, last + self.after if last else None)
+        return (self.points, 1, changes_at) if applies else (0.0, 0, changes_at)
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if a <= b else b
+
+
+def _compile(rule: Any, index: int, rule_id: str, config: ScoringConfig) -> _Fit | _Engagement | _Inactivity:
+    axis = config.rule_axis(rule)
+    if isinstance(rule, FitRule):
+        return _Fit(rule, rule_id, axis)
+    if isinstance(rule, EngagementRule):
+        return _Engagement(rule, index, rule_id, axis)
+    return _Inactivity(rule, rule_id, axis)
+
+
+def describe(condition: Any) -> str:
+    """A condition as short text for reasons: ``title contains 'student'``."""
+    if isinstance(condition, AllOf | AnyOf):
+        parts = condition.all if isinstance(condition, AllOf) else condition.any
+        text = (" and " if isinstance(condition, AllOf) else " or ").join(describe(part) for part in parts)
+    elif isinstance(condition, NotOf):
+        text = f"not ({describe(condition.not_)})"
+    else:
+        text = _describe_leaf(condition)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _describe_leaf(leaf: Leaf) -> str:
+    op = leaf.operator()
+    if op == "range":
+        bounds = leaf.range
+        upper = f"<{bounds.below:g}" if bounds.below is not None else (f"<={bounds.max:g}" if bounds.max is not None else "")
+        lower = f">={bounds.min:g}" if bounds.min is not None else ""
+        return f"{leaf.field} {' '.join(filter(None, [lower, upper]))}"
+    words = {"equals": "is", "in": "in", "contains": "contains", "regex": "matches"}
+    if op in ("exists", "missing"):
+        return f"{leaf.field} {'present' if op == 'exists' else 'missing'}"
+    value = {"equals": leaf.equals, "in": leaf.in_, "contains": leaf.contains, "regex": leaf.regex}[op]
+    shown = ", ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+    return f"{leaf.field} {words[op]} {shown}"
+
+
+# ---------------------------------------------------------------- bands, grades, lifecycle
+
+
+class _Ladder:
+    """Steps with inclusive lower bounds (validated at load: sorted, no gap, no overlap)."""
+
+    def __init__(self, steps: Sequence[Step]) -> None:
+        self.names = tuple(step.name for step in steps)
+        self._mins = [float("-inf"), *(step.min for step in steps[1:])]
+        self._ranks = {name: rank for rank, name in enumerate(self.names)}
+
+    def place(self, value: float) -> str:
+        return self.names[bisect_right(self._mins, value) - 1]
+
+    def rank(self, name: str) -> int:
+        return self._ranks[name]
+
+
+class _Lifecycle:
+    def __init__(self, config: LifecycleConfig, bands: _Ladder) -> None:
+        self.config, self.bands = config, bands
+        self._ranks: dict[str, tuple[float, Lifecycle | None]] = {
+            value: (float(stage.rank), stage) for stage, value in config.values.items()
+        }
+        mapped_positions: list[tuple[int, float]] = []
+        order = config.status_order or ()
+        for value, (rank, _) in self._ranks.items():
+            if value in order:
+                mapped_positions.append((order.index(value), rank))
+        for position, value in enumerate(order):
+            if value not in self._ranks:
+                below = [rank for at, rank in mapped_positions if at < position]
+                # between two mapped stages: above the lower one, below the next
+                self._ranks[value] = ((max(below) if below else -1.0) + 0.5, None)
+        # Highest stage first, so the first transition that holds is the target; among equal ranks the first
+        # listed wins (a stable sort), as max() over the transitions would keep.
+        self._transitions = sorted((_Gate(t, bands) for t in config.transitions), key=_by_rank_descending)
+
+    def decide(self, status: str | None, card: ScoreCard, last_set: Lifecycle | None) -> StatusChange | None:
+        target = self._target(card)
+        if target is None:
+            return None
+        if last_set is not None and target.rank <= last_set.rank and not self.config.allow_demotion:
+            # Forward only, from where leadpulse itself last moved the contact, whatever the CRM shows now: the
+            # write may not have landed yet (or is off), or a person set the contact back, which is theirs to do.
+            return None
+        if not status:
+            return StatusChange(None, target, self.config.values[target])
+        if status not in self._ranks:
+            return None
+        rank, current = self._ranks[status]
+        if target.rank == rank:
+            return None
+        if target.rank < rank and not (self.config.allow_demotion and current is not None and current == last_set):
+            return None
+        return StatusChange(current, target, self.config.values[target])
+
+    def _target(self, card: ScoreCard) -> Lifecycle | None:
+        band = self.bands.rank(card.band)
+        for gate in self._transitions:
+            if gate.holds(card, band):
+                return gate.to
+        return None
+
+
+class _Gate:
+    """A lifecycle transition compiled once, its lowest band as a rank."""
+
+    __slots__ = ("to", "rank", "min_total", "min_band", "bands", "grades", "quadrants", "min_axis")
+
+    def __init__(self, transition: Transition, bands: _Ladder) -> None:
+        self.to, self.rank = transition.to, transition.to.rank
+        self.min_total = transition.min_total
+        self.min_band = bands.rank(transition.min_band) if transition.min_band is not None else None
+        self.bands, self.grades, self.quadrants = transition.bands, transition.grades, transition.quadrants
+        self.min_axis = tuple((transition.min_axis or {}).items())
+
+    def holds(self, card: ScoreCard, band: int) -> bool:
+        if self.min_total is not None and card.total < self.min_total:
+            return False
+        if self.min_band is not None and band < self.min_band:
+            return False
+        if self.bands is not None and card.band not in self.bands:
+            return False
+        if self.grades is not None and card.grade not in self.grades:
+            return False
+        if self.quadrants is not None and card.quadrant not in self.quadrants:
+            return False
+        return all(card.axes[axis] >= least for axis, least in self.min_axis)
+
+
+def _by_rank_descending(gate: _Gate) -> int:
+    return -gate.rank

@@ -1,0 +1,107 @@
+"""What scoring one contact decides against what was saved and last written: its card, a status move, the CRM
+values that changed and a task, and the outbox rows that carry them to the CRM."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+from leadpulse.core.config.tenant import TenantConfig
+from leadpulse.core.contract import PropertyWrite, TaskRequest
+from leadpulse.core.engine.scoring import ActivityRow, Engine, ScoreCard, StatusChange, fingerprint_of
+from leadpulse.core.model import Contact, ContactKind, Lifecycle
+from leadpulse.core.store.store import PriorScore, Store
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What scoring one contact decided: its card, a status move, the CRM values that changed, a task."""
+
+    card: ScoreCard
+    status: StatusChange | None
+    changed: Mapping[str, Any]
+    written: Mapping[str, Any]
+    task_event: str | None
+    #: the card equals the saved score and nothing new is owed to the CRM
+    unchanged: bool = False
+
+
+_UNSET = object()
+
+
+def decide(
+    tenant: TenantConfig,
+    engine: Engine,
+    contact: Contact,
+    activities: Sequence[ActivityRow],
+    before: PriorScore | None,
+    as_of: datetime,
+    decisions: str,
+    values_for: Callable[[ScoreCard], dict[str, Any]] | None = None,
+) -> Decision:
+    """Score one contact and decide, against what was saved and last written, what the CRM must be told.
+
+    A contact whose inputs, card and `decisions` fingerprint (see `decisions_fingerprint`) are all as when its
+    score was saved is known to call for nothing new, without deciding again.
+    """
+    card = engine.score_rows(contact, activities, as_of)
+    if before is not None and before.settled(decisions) and before.same_card(card):
+        return Decision(card, None, _NOTHING, _NOTHING, None, unchanged=True)
+    last_set = Lifecycle(before.status) if before is not None and before.status else None
+    status = engine.decide_status(contact, card, last_set)
+    values = values_for(card) if values_for is not None else tenant.writeback.values_for(card)
+    if status is not None and tenant.writeback.write_status:
+        values[tenant.writeback.status_property] = status.crm_value
+    written = before.written_values() if before is not None else {}
+    changed = {name: value for name, value in values.items() if written.get(name, _UNSET) != value}
+    event = tenant.tasks.trigger(engine.band_names, before.band if before else None, card, status,
+                                 before.status if before else None)
+    same = (
+        before is not None and not changed and (status is None or status.to.value == before.status)
+        and before.same_card(card)
+    )
+    return Decision(card, status, changed, {**written, **values} if changed else written, event, same)
+
+
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
+
+
+def decisions_fingerprint(tenant: TenantConfig, engine: Engine) -> str:
+    """A digest of everything that turns a score card into CRM writes, a status move and a task: the lifecycle
+    and bands the engine ranks with, the tenant's write-back mapping and task policy."""
+    document = {
+        "lifecycle": engine.config.lifecycle.model_dump(mode="json") if engine.config.lifecycle else None,
+        "bands": engine.band_names,
+        "writeback": tenant.writeback.model_dump(mode="json"),
+        # what a task says and when it is due are set when it is queued: they call for no new decision
+        "tasks": tenant.tasks.model_dump(mode="json", include={"enabled", "on_bands", "on_statuses"}),
+    }
+    return fingerprint_of(document)
+
+
+def property_write(tenant: TenantConfig, contact_id: str, kind: ContactKind, values: Mapping[str, Any]) -> PropertyWrite:
+    """The write of a contact's changed values, keyed per contact so a newer write merges into a pending one."""
+    return PropertyWrite(f"lp-{tenant.name}-{contact_id}-props", contact_id, kind, dict(values))
+
+
+def task_request(store: Store, tenant: TenantConfig, contact: Contact, decision: Decision) -> TaskRequest:
+    """The task for a decision's event, keyed ``lp-<tenant>-<contact>-<event>-<n>`` (n counts the contact's entries)."""
+    event = (decision.task_event or "").replace(":", "-")
+    prefix = f"lp-{tenant.name}-{contact.id}-{event}-"
+    key = f"{prefix}{store.outbox.task_count(prefix) + 1}"
+    status = decision.status.crm_value if decision.status else None
+    subject, body = tenant.tasks.render(contact, decision.card, status)
+    return TaskRequest(
+        key=key,
+        contact_id=contact.id,
+        contact_kind=contact.kind,
+        owner_id=contact.owner_id,
+        subject=subject,
+        body=body,
+        priority=tenant.tasks.priority,
+        due_at=decision.card.as_of + tenant.tasks.due_in,
+    )
+

@@ -1,0 +1,276 @@
+"""One tenant's sync, as named steps over any `Connector`:
+
+    pull      each stream from its cursor; every page stored with its cursor in one transaction
+    score     the contacts whose inputs changed (all of them with ``full``, or when the rules changed, or when
+              a score's `valid_until` passed): a scoring pass (`leadpulse.core.runtime.scoring_pass`)
+    push      the outbox drained in the connector's batch sizes; rows settled with the CRM's ids or errors
+
+Every run holds the tenant's run lock and leaves a row in the store's ``runs`` table, however it ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from leadpulse.core.clock import Clock, SystemClock
+from leadpulse.core.config.tenant import TenantConfig
+from leadpulse.core.contract import (
+    Connector,
+    ConnectorContext,
+    ConnectorFactory,
+    TaskRequest,
+    WriteResult,
+    connector_class,
+)
+from leadpulse.core.engine.rules import ScoringConfig
+from leadpulse.core.engine.scoring import Engine
+from leadpulse.core.errors import ConnectorError, UnknownConnector
+from leadpulse.core.runtime import logs, metrics
+from leadpulse.core.runtime.run import NO_PROGRESS, Progress, Run, RunSummary, recorded_run, stopping
+from leadpulse.core.runtime.scoring_pass import score_contacts, scoring_workers
+from leadpulse.core.store.runs import RunCounts, RunOutcome
+from leadpulse.core.store.store import Store
+
+log = logging.getLogger("leadpulse.pipeline")
+
+
+def sync_tenant(
+    tenant: TenantConfig,
+    *,
+    state_dir: Path,
+    dry_run: bool = False,
+    full: bool = False,
+    clock: Clock = SystemClock(),
+    stop: threading.Event | None = None,
+    environ: Mapping[str, str] = os.environ,
+    progress: Progress = NO_PROGRESS,
+    connectors: Callable[[str], ConnectorFactory] = connector_class,
+) -> RunSummary:
+    """Pull, score and push one tenant, holding its run lock.
+
+    With `dry_run`, nothing is sent to the CRM: what would be written stays in the outbox. With `full`, every
+    stream is pulled from the beginning and every contact rescored. `connectors` finds the connector of the
+    tenant's CRM kind: the one its entry point registers, unless a caller (a test) passes its own.
+
+    :raises RunLocked: if another run of the tenant holds the lock.
+    :raises ConfigError: if a secret the tenant references is missing.
+    """
+    secrets = tenant.resolve_secrets(environ)
+    logs.register_secrets(secrets.values())
+    with Store.open(tenant.store_path(state_dir)) as store, store.lock(tenant.name):
+        with recorded_run(store, tenant, clock, full=full, dry_run=dry_run) as run:
+            connector = open_connector(tenant, secrets, clock, call_allowance=daily_allowance(tenant, store, run),
+                                       connectors=connectors)
+            try:
+                with run.step("pull"):
+                    pull(connector, store, run, full=full, stop=stop, progress=progress)
+                if not stopping(stop):
+                    with run.step("score"):
+                        engine = Engine(scoring_in_crm_order(tenant, crm_status_order(connector, store, run)))
+                        score_contacts(store, tenant, engine, run_id=run.id, as_of=run.started_at,
+                                       full=full, stop=stop, on_chunk=run.count, progress=progress)
+                if not (dry_run or stopping(stop)):
+                    with run.step("push"):
+                        push(connector, store, tenant, run, stop=stop, progress=progress)
+            finally:
+                stats = connector.context.stats
+                run.count(RunCounts(api_calls=stats.total, rate_limited=stats.rate_limited))
+                connector.close()
+            if stopping(stop):
+                run.outcome = RunOutcome.STOPPED
+    return run.summary()
+
+
+#: the names of the facts a CRM account tells about itself, kept in the store (see `Store.crm_fact`)
+STATUS_ORDER = "status_order"
+OWNERS = "owners"
+
+
+def crm_status_order(connector: Connector, store: Store, run: Run) -> Sequence[str] | None:
+    """The CRM account's own lifecycle values in order (and its owners, kept alongside): asked again when this run
+    pulled anything, else kept from before, so a run with nothing new makes no call for them."""
+    if run.counts.pulled or store.crm_fact(STATUS_ORDER) is None:
+        order = connector.status_order()
+        if order:
+            store.set_crm_fact(STATUS_ORDER, list(order))
+        store.set_crm_fact(OWNERS, dict(connector.owners()))
+    return store.crm_fact(STATUS_ORDER)
+
+
+def with_known_owners(tasks: Sequence[TaskRequest], owners: Mapping[str, str] | None) -> list[TaskRequest]:
+    """The tasks, those for an owner the CRM no longer has left unassigned (the CRM would refuse them forever)."""
+    if not owners:
+        return list(tasks)
+    unknown = [t for t in tasks if t.owner_id and t.owner_id not in owners]
+    for task in unknown:
+        log.warning("contact %s: owner %s is not among the CRM's owners; its task is created unassigned",
+                    task.contact_id, task.owner_id)
+    return [replace(t, owner_id=None) if t in unknown else t for t in tasks]
+
+
+def scoring_in_crm_order(tenant: TenantConfig, order: Sequence[str] | None) -> ScoringConfig:
+    """The tenant's scoring rules, ranking lifecycle values as the CRM account orders them (read, not assumed)."""
+    if not order or tenant.scoring.lifecycle is None:
+        return tenant.scoring
+    lifecycle = tenant.scoring.lifecycle.model_copy(update={"status_order": tuple(order)})
+    return tenant.scoring.model_copy(update={"lifecycle": lifecycle})
+
+
+def rescore_tenant(tenant: TenantConfig, *, state_dir: Path, clock: Clock = SystemClock(), full: bool = True) -> RunSummary:
+    """Score the stored contacts again with the tenant's current rules, offline; the outbox gets what changed."""
+    with Store.open(tenant.store_path(state_dir)) as store, store.lock(tenant.name):
+        # The CRM's status order as the last sync read it: the same rules, so the same fingerprint, as a sync.
+        engine = Engine(scoring_in_crm_order(tenant, store.crm_fact(STATUS_ORDER)))
+        with recorded_run(store, tenant, clock, full=full, dry_run=True) as run:
+            score_contacts(store, tenant, engine, run_id=run.id, as_of=run.started_at, full=full,
+                           on_chunk=run.count, workers=scoring_workers())
+    return run.summary()
+
+
+def daily_allowance(tenant: TenantConfig, store: Store, run: Run) -> int | None:
+    """The calls this run may make under the tenant's ``daily_limit``: what the runs of the last 24 hours left."""
+    limit = getattr(tenant.crm.connection, "daily_limit", None)
+    if limit is None:
+        return None
+    return max(0, limit - store.api_calls_since(run.started_at - timedelta(days=1)))
+
+
+def open_connector(
+    tenant: TenantConfig, secrets: Mapping[str, str], clock: Clock, *, call_allowance: int | None = None,
+    connectors: Callable[[str], ConnectorFactory] = connector_class,
+) -> Connector:
+    """The tenant's connector, found by its CRM kind with `connectors` (the entry points, by default); its API
+    calls are counted in the run's stats and the process's metrics."""
+    try:
+        factory = connectors(tenant.crm.kind)
+    except UnknownConnector as exc:
+        raise ConnectorError(tenant.name, f"{tenant.source_path}: crm.kind {tenant.crm.kind!r} has no connector "
+                             f"installed here ({exc}); install a package that registers one under that name in the "
+                             "'leadpulse.connectors' entry points, or sync this tenant elsewhere") from None
+    context = ConnectorContext(
+        tenant=tenant.name, settings=tenant.crm.connection, secrets=secrets, field_map=dict(tenant.fields), clock=clock,
+        stats=metrics.call_stats(tenant.crm.kind, tenant.name), call_allowance=call_allowance,
+    )
+    return factory(context)
+
+
+def pull(
+    connector: Connector,
+    store: Store,
+    run: Run,
+    *,
+    full: bool = False,
+    stop: threading.Event | None = None,
+    progress: Progress = NO_PROGRESS,
+) -> None:
+    """Pull every stream from its cursor (from the start with `full`), storing each page with its cursor."""
+    for stream in connector.streams():
+        cursor = None if full else store.cursor(stream)
+        progress.step(f"pull {stream}")
+        for page in connector.pull(stream, cursor, started_at=run.started_at):
+            store.apply_page(page, run.id)
+            records = len(page.contacts) + len(page.activities)
+            run.count(RunCounts(pulled=records))
+            progress.advance(records)
+            if stopping(stop):
+                return
+
+
+def push(
+    connector: Connector,
+    store: Store,
+    tenant: TenantConfig,
+    run: Run,
+    *,
+    stop: threading.Event | None = None,
+    progress: Progress = NO_PROGRESS,
+) -> None:
+    """Send the outbox: settle tasks whose outcome is unknown, make sure properties exist, then drain."""
+    settle_unknown_tasks(connector, store, run)
+    if store.outbox.pending_writes(1, run.id):
+        connector.ensure_properties(tenant.property_specs())
+    progress.step("push writes")
+    written = drain(
+        lambda n: store.outbox.pending_writes(n, run.id), connector.write_properties, connector.write_batch_size,
+        store, run.id, stop, progress=progress,
+    )
+    run.count(RunCounts(written=written))
+    progress.step("push tasks")
+    tasks = drain(
+        lambda n: with_known_owners(store.outbox.pending_tasks(n, run.id), store.crm_fact(OWNERS)),
+        connector.create_tasks, connector.task_batch_size,
+        store, run.id, stop, mark_sending=True, progress=progress,
+    )
+    run.count(RunCounts(tasks=tasks))
+
+
+def settle_unknown_tasks(connector: Connector, store: Store, run: Run) -> None:
+    """Tasks handed over in a run that never heard back: done if the CRM has them (found by key), else pending.
+
+    One handed over within the connector's `lookup_lag` of this run and not found stays unsettled: the CRM may not
+    show it yet, so it is looked up again by a later run rather than created a second time.
+    """
+    found, missing = [], []
+    settled_before = run.started_at - connector.lookup_lag()
+    for task in store.outbox.sending_tasks():
+        remote_id = connector.find_task(task.key)
+        if remote_id:
+            found.append(WriteResult(task.key, True, remote_id=remote_id))
+        elif _handed_over_before(store, task.key, settled_before):
+            missing.append(task.key)
+        else:
+            log.info("task %s is not in the CRM yet; handed over moments ago, it is looked up again next run", task.key)
+    with store.transaction():
+        store.outbox.settle(found, run.id)
+        store.outbox.release(missing)
+
+
+def _handed_over_before(store: Store, key: str, moment: datetime) -> bool:
+    run_id = store.outbox.handed_over_in(key)
+    ended = store.run_ended_at(run_id) if run_id is not None else None
+    return ended is None or ended <= moment
+
+
+def drain(
+    fetch: Callable[[int], Sequence[Any]],
+    send: Callable[[Sequence[Any]], list[WriteResult]],
+    batch_size: int,
+    store: Store,
+    run_id: int | None,
+    stop: threading.Event | None,
+    *,
+    mark_sending: bool = False,
+    progress: Progress = NO_PROGRESS,
+) -> int:
+    """Send batches until nothing is due this run; return how many the CRM accepted."""
+    accepted = 0
+    while not stopping(stop):
+        batch = fetch(batch_size)
+        if not batch:
+            break
+        keys = [item.key for item in batch]
+        if mark_sending:
+            with store.transaction():
+                store.outbox.mark_sending(keys, run_id)
+        results = complete(keys, send(batch))
+        with store.transaction():
+            store.outbox.settle(results, run_id)
+        accepted += sum(1 for result in results if result.ok)
+        progress.advance(len(batch))
+    return accepted
+
+
+def complete(keys: Sequence[str], results: Sequence[WriteResult]) -> list[WriteResult]:
+    """One result per key: a key the connector gave no result for counts as failed, so it is never lost, with
+    its outcome unknown, since the CRM may have carried it out (a task is then looked up before it is resent)."""
+    by_key = {result.key: result for result in results}
+    return [by_key.get(key) or WriteResult(key, False, error="the connector returned no result for it",
+                                           outcome_unknown=True) for key in keys]
+

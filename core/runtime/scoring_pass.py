@@ -1,0 +1,193 @@
+"""A scoring pass: the contacts that are due (or all of them) scored and decided a chunk at a time, each chunk's
+scores, history, writes and tasks saved in one transaction, in id order; shared out among scoring workers when
+the pass is large (see `leadpulse.core.runtime.workers`)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from leadpulse.core.config.tenant import TenantConfig
+from leadpulse.core.engine.rules import ScoringConfig
+from leadpulse.core.engine.scoring import Engine, ScoreCard
+from leadpulse.core.model import Contact, ContactKind
+from leadpulse.core.runtime.decisions import Decision, decide, decisions_fingerprint, property_write, task_request
+from leadpulse.core.runtime.run import NO_PROGRESS, Progress, stopping
+from leadpulse.core.runtime.workers import in_workers
+from leadpulse.core.store.runs import RunCounts
+from leadpulse.core.store.store import PriorScore, Store, history_row, iso, score_rows
+
+SCORE_CHUNK = 1000
+
+
+def scoring_workers() -> int:
+    """How many processes a rescore from the command line shares its work among: one per core, up to four."""
+    return min(os.cpu_count() or 1, 4)
+
+
+def score_contacts(
+    store: Store,
+    tenant: TenantConfig,
+    engine: Engine,
+    *,
+    run_id: int | None,
+    as_of: datetime,
+    full: bool = False,
+    stop: threading.Event | None = None,
+    on_chunk: Callable[[RunCounts], None] = lambda counts: None,
+    chunk_size: int = SCORE_CHUNK,
+    progress: Progress = NO_PROGRESS,
+    workers: int = 1,
+) -> RunCounts:
+    """Score the contacts that are due (all with `full`), queue what changed, and return the counts.
+
+    `on_chunk` hears the counts of each chunk as it is saved (a run counts them as it goes, so a pass that breaks
+    off still leaves what it did in the run's record). With more than one of `workers`, a large selection is read,
+    scored and decided in that many forked processes, a chunk each at a time, while this one saves the chunks in id
+    order: the same result, sooner. Only for a process with no other threads at work (a fork copies none of them).
+    """
+    total = RunCounts()
+    progress.step("score")
+    job = ScoringJob(tenant, engine, run_id, as_of, full, chunk_size)
+    for verdict in job.verdicts(store, workers):
+        job.save(store, verdict)
+        counts = RunCounts(scored=verdict.scored, changed=len(verdict.writes))
+        on_chunk(counts)
+        total += counts
+        progress.advance(verdict.scored)
+        if stopping(stop):
+            break
+    return total
+
+
+#: Fewer chunks than this are scored in the calling process: starting workers would cost more than they save.
+PARALLEL_MIN_CHUNKS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkVerdict:
+    """What scoring one chunk decided, as saving needs it, mostly plain tuples (cheap to pass between processes)."""
+
+    scored: int
+    #: the new scores, as `Store.save_scored` takes them
+    scores: list[tuple]
+    #: the contacts scored again to the very result saved before (left out with a `span`, which implies them)
+    unchanged: list[str]
+    #: (contact id, contact kind, the CRM values that changed)
+    writes: list[tuple[str, ContactKind, Mapping[str, Any]]]
+    #: the decisions that call for a task, with their contacts
+    tasks: list[tuple[Contact, Decision]]
+    #: ``(after, through)`` when the chunk is every contact with an id in that range (a full rescore)
+    span: tuple[str, str] | None = None
+    #: the history rows the new scores add, as `Store.save_scored` takes them
+    history: list[tuple] | None = None
+
+
+@dataclass(frozen=True)
+class ScoringJob:
+    """One scoring pass: what to score with, at what moment, and which contacts (all, or those due)."""
+
+    tenant: TenantConfig
+    engine: Engine
+    run_id: int | None
+    as_of: datetime
+    full: bool
+    chunk_size: int
+
+    @functools.cached_property
+    def values_for(self) -> Callable[[ScoreCard], dict[str, Any]]:
+        """The tenant's write-back values of a card (see `WritebackConfig.reader`)."""
+        return self.tenant.writeback.reader()
+
+    @functools.cached_property
+    def decisions(self) -> str:
+        """The fingerprint of what turns these scores into writes, statuses and tasks (see `PriorScore.settled`)."""
+        return decisions_fingerprint(self.tenant, self.engine)
+
+    def verdicts(self, store: Store, workers: int = 1) -> Iterator[ChunkVerdict]:
+        """Each chunk's verdict, in id order; with several `workers` for a large selection (see `score_contacts`)."""
+        if workers > 1:
+            bounds = list(store.scoring_bounds(self.full, as_of=self.as_of, fingerprint=self.engine.fingerprint,
+                                               decisions=self.decisions, chunk_size=self.chunk_size))
+            if len(bounds) >= PARALLEL_MIN_CHUNKS:
+                yield from in_workers(self, store.path, bounds, workers)
+                return
+        yield from self.read(store)
+
+    def read(self, store: Store, after: str = "", through: str | None = None) -> Iterator[ChunkVerdict]:
+        """Score and decide the due contacts with ids in ``(after, through]``, a chunk at a time."""
+        due = store.scoring_chunks(self.full, as_of=self.as_of, fingerprint=self.engine.fingerprint,
+                                   decisions=self.decisions, chunk_size=self.chunk_size, after=after, through=through)
+        for chunk in due:
+            decided = [
+                (contact, decide(self.tenant, self.engine, contact, activities, before, self.as_of, self.decisions,
+                                 self.values_for), before)
+                for contact, activities, before in chunk
+            ]
+            last = decided[-1][0].id
+            yield self._verdict(decided, (after, last) if self.full else None)
+            after = last
+
+    def _verdict(self, decided: list[tuple[Contact, Decision, PriorScore | None]],
+                 span: tuple[str, str] | None) -> ChunkVerdict:
+        cards: list[ScoreCard] = []
+        statuses: dict[str, str] = {}
+        written: dict[str, Mapping[str, Any]] = {}
+        unchanged: list[str] = []
+        writes: list[tuple[str, ContactKind, Mapping[str, Any]]] = []
+        tasks: list[tuple[Contact, Decision]] = []
+        history: list[tuple] = []
+        as_of = iso(self.as_of)
+        for contact, decision, before in decided:
+            if decision.changed:
+                writes.append((contact.id, contact.kind, decision.changed))
+            if decision.task_event:
+                tasks.append((contact, decision))
+            if decision.unchanged:
+                if span is None:
+                    unchanged.append(contact.id)
+                continue
+            card = decision.card
+            cards.append(card)
+            status = decision.status.to.value if decision.status else None
+            if status:
+                statuses[contact.id] = status
+            if decision.changed:
+                written[contact.id] = decision.written
+            # Against `before`, the saved score as this pass read it: no other writer touches it (the run lock).
+            entry = history_row(contact.id, self.run_id, as_of, card.total, card.band, status,
+                                (before.total, before.band, before.status) if before is not None else None)
+            if entry is not None:
+                history.append(entry)
+        scores = score_rows(cards, self.run_id, self.engine.fingerprint, statuses=statuses, written=written,
+                            decided_under=self.decisions)
+        return ChunkVerdict(len(decided), scores, unchanged, writes, tasks, span, history)
+
+    def save(self, store: Store, verdict: ChunkVerdict) -> None:
+        """Save a chunk's cards and queue the writes and tasks they call for, in one transaction.
+
+        A card equal to the saved one is not written again: its score only records this run, rules, as-of and
+        decisions.
+        """
+        with store.transaction():
+            store.save_scored(verdict.scores, verdict.unchanged, run_id=self.run_id, fingerprint=self.engine.fingerprint,
+                              as_of=self.as_of, decided_under=self.decisions, span=verdict.span,
+                              history=verdict.history)
+            store.outbox.put_writes([property_write(self.tenant, *write) for write in verdict.writes], self.run_id)
+            tasks = [task_request(store, self.tenant, contact, decision) for contact, decision in verdict.tasks]
+            store.outbox.put_tasks(tasks, self.run_id)
+
+
+def compare_bands(store: Store, current: ScoringConfig, proposed: ScoringConfig, as_of: datetime) -> Counter[tuple[str, str]]:
+    """How many stored contacts would move from each band (current rules) to each band (proposed rules)."""
+    now, new = Engine(current), Engine(proposed)
+    moves: Counter[tuple[str, str]] = Counter()
+    for contact, activities in store.contacts_to_score(all=True):
+        moves[now.score(contact, activities, as_of).band, new.score(contact, activities, as_of).band] += 1
+    return moves

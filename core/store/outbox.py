@@ -1,0 +1,224 @@
+"""The write-back outbox: what leadpulse still owes the CRM, kept in the tenant's store until the CRM confirms it.
+
+A row is queued in the same transaction as the scores it comes from, so a crash never loses a write nor
+queues one twice. Property writes are keyed per contact: a newer write for a contact whose previous one is
+still pending is merged into it, so the CRM gets the latest values once. Tasks are keyed by their idempotency
+key and queued at most once. A row that keeps failing is parked after `max_attempts` and left for an operator.
+
+States::
+
+    pending  --push ok-->  done (with the CRM's id)
+       |  \\--push failed--> pending (attempts + 1, error kept) --max_attempts--> parked
+       \\--task handed to the CRM, answer lost or unconfirmed--> sending --found by key / not found--> done / pending
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from enum import StrEnum
+
+import orjson
+import sqlite_utils
+
+from leadpulse.core.contract import PropertyWrite, TaskPriority, TaskRequest, WriteResult
+from leadpulse.core.model import ContactKind
+
+
+class OutboxKind(StrEnum):
+    WRITE = "write"
+    TASK = "task"
+
+
+class OutboxState(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    DONE = "done"
+    PARKED = "parked"
+
+
+DEFAULT_MAX_ATTEMPTS = 5
+
+
+def _encode(payload: dict) -> str:
+    """A row's payload as JSON text with sorted keys (a full rescore queues a row per contact: orjson, not json)."""
+    return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Outbox:
+    """The outbox table of one store. Callers group several calls in one `Store.transaction()`."""
+
+    def __init__(self, db: sqlite_utils.Database, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> None:
+        self.db = db
+        self.max_attempts = max_attempts
+
+    # queueing -------------------------------------------------------------------------------------------
+
+    def put_writes(self, writes: Sequence[PropertyWrite], run_id: int | None) -> None:
+        """Queue property writes, merging each into its key's row if that one was never delivered (pending or
+        parked): the values it still owes the CRM go out with the new ones."""
+        if not writes:
+            return
+        pending = self._undelivered_payloads([w.key for w in writes])
+        rows = []
+        now = _now()
+        for write in writes:
+            values = dict(pending.get(write.key, {}).get("values", {}))
+            values.update(write.values)
+            payload = {"contact_kind": write.contact_kind.value, "values": values}
+            rows.append((write.key, write.contact_id, _encode(payload), run_id, now))
+        # A merged pending row keeps its attempts (the CRM refused part of it already); a done or parked row starts
+        # over.
+        self.db.conn.executemany(
+            """INSERT INTO outbox (key, kind, contact_id, payload, state, attempts, created_run, updated_at)
+               VALUES (?, 'write', ?, ?, 'pending', 0, ?, ?)
+               ON CONFLICT (key) DO UPDATE SET
+                 payload = excluded.payload, updated_at = excluded.updated_at,
+                 attempts = CASE WHEN outbox.state = 'pending' THEN outbox.attempts ELSE 0 END,
+                 state = 'pending', error = CASE WHEN outbox.state = 'pending' THEN outbox.error END,
+                 last_run = CASE WHEN outbox.state = 'pending' THEN outbox.last_run END""",
+            rows,
+        )
+
+    def put_tasks(self, tasks: Sequence[TaskRequest], run_id: int | None) -> None:
+        """Queue tasks; a task whose idempotency key is already queued (in any state) is not queued again."""
+        now = _now()
+        self.db.conn.executemany(
+            """INSERT OR IGNORE INTO outbox (key, kind, contact_id, payload, state, created_run, updated_at)
+               VALUES (?, 'task', ?, ?, 'pending', ?, ?)""",
+            [(t.key, t.contact_id, _encode(_task_payload(t)), run_id, now) for t in tasks],
+        )
+
+    def task_count(self, key_prefix: str) -> int:
+        """How many tasks were ever queued under keys starting with `key_prefix` (for numbering events)."""
+        # `+kind` keeps SQLite on the primary key's range instead of walking every task row through the kind index.
+        row = self.db.execute(
+            "SELECT count(*) FROM outbox WHERE key >= ? AND key < ? AND +kind = 'task'",
+            (key_prefix, key_prefix + "\U0010ffff"),
+        ).fetchone()
+        return row[0]
+
+    def _undelivered_payloads(self, keys: Sequence[str]) -> dict[str, dict]:
+        found: dict[str, dict] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, payload in self.db.execute(
+                f"SELECT key, payload FROM outbox WHERE state IN ('pending', 'parked') AND key IN ({marks})", chunk
+            ):
+                found[key] = orjson.loads(payload)
+        return found
+
+    # draining -------------------------------------------------------------------------------------------
+
+    def pending_writes(self, limit: int, run_id: int | None) -> list[PropertyWrite]:
+        """Up to `limit` pending writes not yet tried in run `run_id`, oldest first."""
+        return [_write(*row) for row in self._due(OutboxKind.WRITE, OutboxState.PENDING, limit, run_id)]
+
+    def pending_tasks(self, limit: int, run_id: int | None) -> list[TaskRequest]:
+        """Up to `limit` pending tasks not yet tried in run `run_id`, oldest first."""
+        return [_task(*row) for row in self._due(OutboxKind.TASK, OutboxState.PENDING, limit, run_id)]
+
+    def handed_over_in(self, key: str) -> int | None:
+        """The run that last handed the row with `key` to the CRM (or tried to), if any."""
+        row = self.db.execute("SELECT last_run FROM outbox WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def sending_tasks(self) -> list[TaskRequest]:
+        """Tasks handed to the CRM whose outcome never came back: look each up by key before creating it again."""
+        rows = self.db.execute(
+            "SELECT key, contact_id, payload FROM outbox WHERE kind = 'task' AND state = 'sending' ORDER BY rowid"
+        )
+        return [_task(*row) for row in rows]
+
+    def _due(self, kind: OutboxKind, state: OutboxState, limit: int, run_id: int | None) -> Iterable[tuple]:
+        return self.db.execute(
+            """SELECT key, contact_id, payload FROM outbox
+               WHERE kind = ? AND state = ? AND last_run IS NOT ? ORDER BY rowid LIMIT ?""",
+            (kind.value, state.value, run_id, limit),
+        ).fetchall()
+
+    def mark_sending(self, keys: Sequence[str], run_id: int | None) -> None:
+        """Record that these rows are being handed to the CRM now, before the call whose answer may be lost."""
+        self.db.conn.executemany(
+            "UPDATE outbox SET state = 'sending', last_run = ?, updated_at = ? WHERE key = ?",
+            [(run_id, _now(), key) for key in keys],
+        )
+
+    def settle(self, results: Sequence[WriteResult], run_id: int | None) -> None:
+        """Mark each result's row done with the CRM's id, or count the failure and park it at the limit.
+
+        A task handed to the CRM (`sending`) whose result says its outcome is unknown stays `sending`, so the next
+        run looks it up by key instead of creating it again.
+        """
+        now = _now()
+        self.db.conn.executemany(
+            """UPDATE outbox SET state = 'done', remote_id = ?, error = NULL, attempts = attempts + 1,
+                 last_run = ?, updated_at = ? WHERE key = ?""",
+            [(r.remote_id, run_id, now, r.key) for r in results if r.ok],
+        )
+        self.db.conn.executemany(
+            """UPDATE outbox SET error = ?, attempts = attempts + 1, last_run = ?, updated_at = ?,
+                 state = CASE WHEN attempts + 1 >= ? THEN 'parked'
+                              WHEN ? AND state = 'sending' THEN 'sending' ELSE 'pending' END WHERE key = ?""",
+            [(r.error or "refused without a reason", run_id, now, self.max_attempts, r.outcome_unknown, r.key)
+             for r in results if not r.ok],
+        )
+
+    def release(self, keys: Sequence[str]) -> None:
+        """Put rows back to pending without counting an attempt (a task the CRM turned out not to have)."""
+        self.db.conn.executemany(
+            "UPDATE outbox SET state = 'pending', updated_at = ? WHERE key = ?", [(_now(), key) for key in keys]
+        )
+
+    # reading --------------------------------------------------------------------------------------------
+
+    def counts(self) -> Counter[tuple[str, str]]:
+        """Rows by (kind, state)."""
+        rows = self.db.execute("SELECT kind, state, count(*) FROM outbox GROUP BY kind, state")
+        return Counter({(kind, state): n for kind, state, n in rows})
+
+    def failures(self, limit: int = 20) -> list[dict]:
+        """The most recent rows that failed at least once and are not done: key, state, attempts and error."""
+        rows = self.db.execute(
+            """SELECT key, state, attempts, error FROM outbox WHERE error IS NOT NULL AND state != 'done'
+               ORDER BY updated_at DESC LIMIT ?""",
+            (limit,),
+        )
+        return [dict(zip(("key", "state", "attempts", "error"), row)) for row in rows]
+
+
+def _task_payload(task: TaskRequest) -> dict:
+    return {
+        "contact_kind": task.contact_kind.value,
+        "owner_id": task.owner_id,
+        "subject": task.subject,
+        "body": task.body,
+        "priority": task.priority.value,
+        "due_at": task.due_at.isoformat(),
+    }
+
+
+def _write(key: str, contact_id: str, payload: str) -> PropertyWrite:
+    data = json.loads(payload)
+    return PropertyWrite(key, contact_id, ContactKind(data["contact_kind"]), data["values"])
+
+
+def _task(key: str, contact_id: str, payload: str) -> TaskRequest:
+    data = json.loads(payload)
+    return TaskRequest(
+        key=key,
+        contact_id=contact_id,
+        contact_kind=ContactKind(data["contact_kind"]),
+        owner_id=data["owner_id"],
+        subject=data["subject"],
+        body=data["body"],
+        priority=TaskPriority(data["priority"]),
+        due_at=datetime.fromisoformat(data["due_at"]),
+    )

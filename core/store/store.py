@@ -1,0 +1,875 @@
+"""The checkpoint store: one SQLite file per tenant, so every run is incremental and a crash loses nothing.
+
+It holds what was pulled (contacts, activities, outcomes, skipped records, one cursor per stream), what was
+computed (current scores with each rule's contribution, and a history of score, band and status changes),
+what is owed to the CRM (the outbox, see `leadpulse.core.store.outbox`) and one row per run (see
+`leadpulse.core.store.runs`).
+
+Pages are applied in one transaction each, cursor included, so a cursor never runs ahead of the data it
+covers. Reading for a rescore streams contacts in id order, a chunk at a time, with their activities, so a
+million contacts never sit in memory at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from itertools import groupby
+from operator import itemgetter
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, NamedTuple, Protocol
+
+import orjson
+import sqlite_utils
+
+from leadpulse.core.contract import Page
+from leadpulse.core.errors import RunLocked, StoreError
+from leadpulse.core.model import Activity, ActivityKind, Contact, ContactKind, utc
+from leadpulse.core.store.opening import connect, create, open_failure, refuse_foreign
+from leadpulse.core.store.outbox import Outbox
+from leadpulse.core.store.runs import RunCounts, RunOutcome, RunRecord
+
+
+class Card(Protocol):
+    """What the store keeps of a score card (`leadpulse.core.engine.scoring.ScoreCard` satisfies it)."""
+
+    contact_id: str
+    as_of: datetime
+    total: float
+    axes: Mapping[str, float]
+    band: str
+    grade: str | None
+    valid_until: datetime | None
+
+    @property
+    def quadrant(self) -> Any: ...
+
+    @property
+    def contributions(self) -> Sequence[Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredScore:
+    """A contact's current score as last saved, with each rule's contribution and what was last queued for the CRM."""
+
+    contact_id: str
+    run_id: int | None
+    fingerprint: str
+    as_of: datetime
+    total: float
+    band: str
+    grade: str | None
+    quadrant: str | None
+    axes: Mapping[str, float]
+    contributions: tuple[Mapping[str, Any], ...]
+    valid_until: datetime | None
+    status: str | None
+    written: Mapping[str, Any]
+
+
+class PriorScore(NamedTuple):
+    """A contact's saved score as a rescore compares against it: the columns as stored, JSON left as text."""
+
+    total: float
+    band: str
+    grade: str | None
+    quadrant: str | None
+    axes: str
+    contributions: str
+    valid_until: str | None
+    status: str | None
+    written: str
+    decided_under: str | None
+    #: the contact's inputs changed after this score was saved (it is dirty)
+    inputs_changed: int
+
+    def same_card(self, card: Card) -> bool:
+        """Whether `card` would be saved exactly as this score is (the rule fingerprint and as-of aside)."""
+        return (
+            self.total == card.total and self.band == card.band and self.grade == card.grade
+            and self.quadrant == _enum_value(card.quadrant) and self.valid_until == _iso_or_none(card.valid_until)
+            and self.axes == encode_axes(card) and self.contributions == encode_contributions(card)
+        )
+
+    def settled(self, decisions: str) -> bool:
+        """Whether what this score led to (writes, status, tasks) still stands for an equal card: the contact's
+        inputs are as they were when it was saved, and so is everything that turns a score into decisions, whose
+        fingerprint is `decisions`."""
+        return not self.inputs_changed and self.decided_under == decisions
+
+    def written_values(self) -> Mapping[str, Any]:
+        return _EMPTY if self.written == "{}" else _loads(self.written)
+
+
+#: One contact to score: the contact, its activity rows (see `leadpulse.core.engine.scoring.ActivityRow`) and its saved score.
+ScoringInput = tuple[Contact, list[tuple], "PriorScore | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One change of a contact's score, band or lifecycle status."""
+
+    at: datetime
+    run_id: int | None
+    old_total: float | None
+    new_total: float
+    old_band: str | None
+    new_band: str
+    old_status: str | None
+    new_status: str | None
+
+
+def iso(moment: datetime) -> str:
+    """The store's one timestamp format: UTC, millisecond precision, so text order is time order."""
+    if moment.tzinfo is timezone.utc:  # what the store and the engine make: nothing to convert
+        return moment.isoformat(timespec="milliseconds")
+    return utc(moment).isoformat(timespec="milliseconds")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value)
+    raise TypeError(f"cannot store a {type(value).__name__} as JSON: {value!r}")
+
+
+# One encoder for the store: json.dumps with options builds a new encoder per call, a cost paid per contact.
+_dumps = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
+
+
+def _fast_dumps(value: Any) -> str:
+    """Compact JSON for what a rescore saves per contact; datetimes in the store's format, as `_dumps` writes."""
+    return orjson.dumps(value, default=_json_default, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
+
+
+def _loads(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # what orjson refuses and json accepts (NaN, lone surrogates)
+        return json.loads(text)
+
+
+def encode_axes(card: Card) -> str:
+    """A card's axes as the store saves them."""
+    return _fast_dumps(card.axes)
+
+
+def encode_contributions(card: Card) -> str:
+    """A card's contributions, one JSON object per rule that fired, as the store saves them."""
+    return "[" + ",".join([_encoded_contribution(c) for c in card.contributions]) + "]"
+
+
+#: Each contribution's JSON, remembered: a rescore meets the same few (a fit rule's is always the same) over and
+#: over, for every card it compares with the saved one and saves.
+_ENCODED: dict[Any, str] = {}
+_ENCODED_LIMIT = 100_000
+
+
+def _encoded_contribution(contribution: Any) -> str:
+    """`contribution` as the JSON object `_fast_dumps` writes for it."""
+    if not _plain(contribution):
+        return _fast_dumps(_contribution(contribution))
+    try:
+        text = _ENCODED.get(contribution)
+    except TypeError:  # an unhashable contribution (not the engine's)
+        return _fast_dumps(_contribution(contribution))
+    if text is None:
+        text = _fast_dumps(_contribution(contribution))
+        if len(_ENCODED) < _ENCODED_LIMIT:
+            _ENCODED[contribution] = text
+    return text
+
+
+def _plain(contribution: Any) -> bool:
+    """Whether `contribution` holds what the engine puts in one (text, float points other than zero, an int count):
+    only then do equal contributions read the same (12 and 12.0, 0.0 and -0.0, 1 and True are equal, not alike)."""
+    points = contribution.points
+    return (
+        points.__class__ is float and points != 0.0 and contribution.occurrences.__class__ is int
+        and contribution.rule_id.__class__ is str and contribution.axis.__class__ is str
+        and contribution.detail.__class__ is str
+    )
+
+
+def _iso_or_none(moment: datetime | None) -> str | None:
+    return iso(moment) if moment is not None else None
+
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class LazyJson(Mapping[str, Any]):
+    """A JSON object parsed on first access: a rescore reads attributes only for the rules that need them."""
+
+    __slots__ = ("_text", "_data")
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._data: dict[str, Any] | None = None
+
+    def _load(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = _loads(self._text)
+        return self._data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._load()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def __repr__(self) -> str:
+        return repr(self._load())
+
+
+def _lazy(text: str) -> Mapping[str, Any]:
+    return _EMPTY if text == "{}" else LazyJson(text)
+
+
+_KINDS = {kind.value: kind for kind in ActivityKind}
+_CONTACT_KINDS = {kind.value: kind for kind in ContactKind}
+_fromiso = datetime.fromisoformat
+
+_CONTACT_COLUMNS = "c.id, c.kind, c.updated_at, c.email, c.name, c.owner_id, c.status, c.opted_out, c.fields, c.raw"
+_ACTIVITY_COLUMNS = "contact_id, id, kind, occurred_at, vendor_type, attributes"
+#: What a rescore reads: contacts in id order, activities in (contact, id) order. The benchmark's plain scan
+#: iterates exactly these rows and columns.
+CONTACT_SCAN = "SELECT id, kind, updated_at, email, name, owner_id, status, opted_out, fields, raw FROM contacts"
+ACTIVITY_SCAN = f"SELECT {_ACTIVITY_COLUMNS} FROM activities"
+#: A contact's saved score as `PriorScore` reads it (NULLs when it has none), after its contact columns.
+_PRIOR_COLUMNS = (
+    "s.contact_id, s.total, s.band, s.grade, s.quadrant, s.axes, s.contributions, s.valid_until, s.status, s.written, "
+    "s.decided_under, c.dirty"
+)
+_SCORE_COLUMNS = (
+    "contact_id, run_id, fingerprint, as_of, total, band, grade, quadrant, axes, contributions, valid_until, "
+    "status, written"
+)
+#: What saving a score writes: `_SCORE_COLUMNS` and the decisions fingerprint (see `PriorScore.settled`).
+_SAVED_COLUMNS = f"{_SCORE_COLUMNS}, decided_under"
+#: What a score scored again to the same result records of that pass (named parameters run, fp, as_of, decided).
+_MARKS = "run_id = :run, fingerprint = :fp, as_of = :as_of, decided_under = :decided"
+
+
+def _contact(row: tuple) -> Contact:
+    """The contact in a row that starts with `_CONTACT_COLUMNS`."""
+    return Contact(
+        row[0], _CONTACT_KINDS[row[1]], _fromiso(row[2]), row[3], row[4], row[5], row[6], bool(row[7]),
+        _loads(row[8]), _lazy(row[9]),
+    )
+
+
+_FIRST = itemgetter(0)
+
+
+_PRIOR_AT = _CONTACT_COLUMNS.count(",") + 1
+
+
+def _prior(row: tuple) -> PriorScore | None:
+    """The saved score in a row of `_CONTACT_COLUMNS` then `_PRIOR_COLUMNS`, if the contact has one."""
+    return PriorScore._make(row[_PRIOR_AT + 1:]) if row[_PRIOR_AT] is not None else None
+
+
+def _stored_score(row: tuple) -> StoredScore:
+    cid, run_id, fp, as_of, total, band, grade, quadrant, axes, contributions, valid_until, status, written = row
+    return StoredScore(
+        cid, run_id, fp, _fromiso(as_of), total, band, grade, quadrant, json.loads(axes),
+        tuple(json.loads(contributions)), _fromiso(valid_until) if valid_until else None, status,
+        json.loads(written),
+    )
+
+
+def _contribution(contribution: Any) -> dict[str, Any]:
+    return {
+        "rule_id": contribution.rule_id,
+        "axis": contribution.axis,
+        "points": contribution.points,
+        "occurrences": contribution.occurrences,
+        "detail": contribution.detail,
+    }
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Store:
+    """One tenant's checkpoint store. Open it with `Store.open`; it is not shared between threads."""
+
+    def __init__(self, db: sqlite_utils.Database, path: Path) -> None:
+        self.db = db
+        self.path = path
+        self.outbox = Outbox(db)
+
+    @classmethod
+    def open(cls, path: Path | str) -> Store:
+        """Open the store at `path`, in WAL mode, migrated to the latest schema; a path that does not exist yet
+        becomes a new store, its folder created if needed.
+
+        :raises StoreError: if the file is not a leadpulse store (emptied, overwritten, damaged), cannot be written,
+            or stays locked by another process; the message names the file and what to do.
+        """
+        path = Path(path)
+        try:
+            if not path.exists():
+                create(path)
+            db = connect(path)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(open_failure(path, exc)) from exc
+        return cls(db, path)
+
+    @classmethod
+    @contextlib.contextmanager
+    def reading(cls, path: Path | str) -> Iterator[Store]:
+        """The existing store at `path`, opened read-only for the block: looking never creates a store, never
+        migrates one and never waits on a daemon writing to it (WAL lets readers through).
+
+        :raises StoreError: if it cannot be read, in the block too (damaged, not a leadpulse store, unreadable);
+            the message names the file and what to do.
+        """
+        path = Path(path)
+        try:
+            db = sqlite_utils.Database(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5))
+        except sqlite3.Error as exc:
+            raise StoreError(open_failure(path, exc)) from exc
+        try:
+            refuse_foreign(db, path)
+            yield cls(db, path)
+        except sqlite3.Error as exc:
+            raise StoreError(open_failure(path, exc)) from exc
+        finally:
+            db.close()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite_utils.Database]:
+        """One transaction around several calls; nested ones become savepoints."""
+        return self.db.atomic()
+
+    @contextlib.contextmanager
+    def lock(self, tenant: str) -> Iterator[None]:
+        """Hold the tenant's run lock (a file lock beside the store, freed by the OS if the process dies).
+
+        :raises RunLocked: if another run of `tenant` holds it.
+        """
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            handle = open(lock_path, "a+")
+        except OSError as exc:
+            raise StoreError(f"tenant {tenant!r}: {open_failure(lock_path, exc)}") from exc
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                raise RunLocked(
+                    f"tenant {tenant!r}: another run holds {lock_path} (pid {holder}); "
+                    "wait for it to finish, or stop it, then run again"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # pulled data ----------------------------------------------------------------------------------------
+
+    def cursor(self, stream: str) -> str | None:
+        """Where `stream` resumes, or None if it was never pulled."""
+        row = self.db.execute("SELECT cursor FROM cursors WHERE stream = ?", (stream,)).fetchone()
+        return row[0] if row else None
+
+    def cursors(self) -> dict[str, str | None]:
+        return dict(self.db.execute("SELECT stream, cursor FROM cursors ORDER BY stream").fetchall())
+
+    def reset_cursors(self) -> None:
+        """Forget every stream's cursor, so the next pull starts from the beginning."""
+        with self.transaction():
+            self.db.execute("DELETE FROM cursors")
+
+    def apply_page(self, page: Page, run_id: int | None = None) -> None:
+        """Store a page's records and its stream's cursor in one transaction.
+
+        A contact becomes due for scoring only when what scoring reads changed: the contact's own values
+        (not merely its modification time, which the CRM also moves when leadpulse's own writes land) or one of
+        its activities, new or edited. Records seen again at a cursor's overlap change nothing.
+        """
+        with self.transaction():
+            conn = self.db.conn
+            contacts = [_contact_row(c) for c in page.contacts]
+            activities = [_activity_row(a) for a in page.activities]
+            due = {key[0] for key in _changed(conn, "contacts", _CONTACT_INPUTS, (0,), contacts, _contact_inputs)}
+            due |= {key[0] for key in _changed(conn, "activities", _ACTIVITY_COLUMNS, (0, 1), activities, tuple)}
+            conn.executemany(
+                """INSERT INTO contacts (id, kind, updated_at, email, name, owner_id, status, opted_out, fields, raw, dirty)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
+                   ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, updated_at = excluded.updated_at,
+                     email = excluded.email, name = excluded.name, owner_id = excluded.owner_id,
+                     status = excluded.status, opted_out = excluded.opted_out, fields = excluded.fields,
+                     raw = excluded.raw""",
+                contacts,
+            )
+            conn.executemany(f"INSERT OR REPLACE INTO activities ({_ACTIVITY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", activities)
+            conn.executemany(
+                "INSERT OR REPLACE INTO outcomes (contact_id, converted, converted_at) VALUES (?, ?, ?)",
+                [(o.contact_id, int(o.converted), iso(o.converted_at) if o.converted_at else None) for o in page.outcomes],
+            )
+            conn.executemany("UPDATE contacts SET dirty = 1 WHERE id = ? AND dirty = 0", [(cid,) for cid in sorted(due)])
+            now = iso(datetime.now().astimezone())
+            conn.executemany(
+                "INSERT INTO skipped (run_id, stream, record_id, reason, at) VALUES (?, ?, ?, ?, ?)",
+                [(run_id, s.stream, s.record_id, s.reason, now) for s in page.skipped],
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO cursors (stream, cursor, updated_at) VALUES (?, ?, ?)",
+                (page.stream, page.cursor, now),
+            )
+
+    def crm_fact(self, name: str) -> Any:
+        """A fact the CRM account told about itself (see `set_crm_fact`), or None."""
+        row = self.db.execute("SELECT value FROM crm_facts WHERE name = ?", (name,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_crm_fact(self, name: str, value: Any) -> None:
+        with self.transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO crm_facts (name, value, updated_at) VALUES (?, ?, ?)",
+                (name, json.dumps(value), iso(datetime.now().astimezone())),
+            )
+
+    def contact(self, contact_id: str) -> Contact | None:
+        row = self.db.execute(f"SELECT {_CONTACT_COLUMNS} FROM contacts c WHERE c.id = ?", (contact_id,)).fetchone()
+        return _contact(row) if row else None
+
+    def activities(self, contact_id: str) -> list[Activity]:
+        rows = self.db.execute(f"SELECT {_ACTIVITY_COLUMNS} FROM activities WHERE contact_id = ?", (contact_id,))
+        return [_activity(row) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table, for status displays."""
+        tables = ("contacts", "activities", "outcomes", "skipped", "scores", "history", "outbox", "runs")
+        return {table: self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in tables}
+
+    # scoring --------------------------------------------------------------------------------------------
+
+    def contacts_to_score(
+        self,
+        all: bool = False,
+        *,
+        as_of: datetime | None = None,
+        fingerprint: str | None = None,
+        chunk_size: int = 1000,
+    ) -> Iterator[tuple[Contact, list[Activity]]]:
+        """Stream contacts in id order, each with its activities (in id order).
+
+        With `all`, every contact; otherwise the dirty ones, the never scored, those scored under another
+        `fingerprint` (when given) and those whose score's `valid_until` is at or before `as_of` (when given).
+        Each chunk is read in full before it is yielded, so saving scores between items is safe.
+        """
+        for chunk in self.scoring_chunks(all, as_of=as_of, fingerprint=fingerprint, chunk_size=chunk_size, priors=False):
+            for contact, rows, _ in chunk:
+                yield contact, [_activity(row) for row in rows]
+
+    def scoring_chunks(
+        self,
+        all: bool = False,
+        *,
+        as_of: datetime | None = None,
+        fingerprint: str | None = None,
+        decisions: str | None = None,
+        chunk_size: int = 1000,
+        priors: bool = True,
+        after: str = "",
+        through: str | None = None,
+    ) -> Iterator[list[ScoringInput]]:
+        """What `contacts_to_score` selects, a chunk at a time: each contact with its activity rows (in id order)
+        and, with `priors`, its saved score. What a rescore reads, without building an `Activity` per row.
+
+        With `decisions`, contacts whose score was decided under another decisions fingerprint (see
+        `PriorScore.settled`) are selected too. Only contacts with an id above `after` and, when given, at or
+        below `through` (see `scoring_bounds`).
+        """
+        where, selected = self._selection(all, as_of, fingerprint, decisions)
+        upto = " AND c.id <= :through" if through is not None else ""
+        while True:
+            params = {**selected, "after": after, "through": through, "n": chunk_size}
+            rows = self.db.execute(
+                f"""SELECT {_CONTACT_COLUMNS}, {_PRIOR_COLUMNS} FROM contacts c LEFT JOIN scores s ON s.contact_id = c.id
+                    WHERE c.id > :after{upto} AND ({where}) ORDER BY c.id LIMIT :n""",
+                params,
+            ).fetchall()
+            if not rows:
+                return
+            activities = self._activities_of(rows, contiguous=all)
+            yield [(_contact(row), activities.get(row[0], []), _prior(row) if priors else None) for row in rows]
+            after = rows[-1][0]
+
+    def scoring_bounds(
+        self,
+        all: bool = False,
+        *,
+        as_of: datetime | None = None,
+        fingerprint: str | None = None,
+        decisions: str | None = None,
+        chunk_size: int = 1000,
+    ) -> Iterator[tuple[str, str]]:
+        """The `scoring_chunks` selection cut into id ranges ``(after, through]`` of `chunk_size` contacts each, so
+        separate readers can share it out. Only ids are read, one at a time.
+        """
+        where, selected = self._selection(all, as_of, fingerprint, decisions)
+        found = self.db.execute(
+            f"SELECT c.id FROM contacts c LEFT JOIN scores s ON s.contact_id = c.id WHERE {where} ORDER BY c.id",
+            selected,
+        )
+        after, n, last = "", 0, None
+        for (last,) in found:
+            n += 1
+            if n == chunk_size:
+                yield after, last
+                after, n = last, 0
+        if n:
+            yield after, last
+
+    @staticmethod
+    def _selection(
+        all: bool, as_of: datetime | None, fingerprint: str | None, decisions: str | None
+    ) -> tuple[str, dict[str, Any]]:
+        """The WHERE clause that picks the contacts due for scoring, and the parameters it names."""
+        params = {"as_of": iso(as_of) if as_of else None, "fp": fingerprint, "decisions": decisions}
+        if all:
+            return "1", params
+        terms = ["c.dirty = 1", "s.contact_id IS NULL"]
+        if fingerprint is not None:
+            terms.append("s.fingerprint != :fp")
+        if decisions is not None:
+            terms.append("s.decided_under IS NOT :decisions")
+        if as_of is not None:
+            terms.append("s.valid_until <= :as_of")
+        return " OR ".join(terms), params
+
+    def _activities_of(self, contact_rows: Sequence[tuple], *, contiguous: bool) -> dict[str, list[tuple]]:
+        """The chunk's activity rows, a list per contact, in id order."""
+        if contiguous:
+            # Every contact in the id range is in the chunk, so one range scan of the clustered table serves it.
+            where, params = "contact_id BETWEEN ? AND ?", [contact_rows[0][0], contact_rows[-1][0]]
+        else:
+            params = [row[0] for row in contact_rows]
+            where = f"contact_id IN ({','.join('?' * len(params))})"
+        found = self.db.execute(f"{ACTIVITY_SCAN} WHERE {where} ORDER BY contact_id, id", params)
+        return {cid: list(group) for cid, group in groupby(found, _FIRST)}
+
+    def current_scores(self, contact_ids: Sequence[str]) -> dict[str, StoredScore]:
+        """The saved score of each of `contact_ids` that has one."""
+        found: dict[str, StoredScore] = {}
+        for chunk in _chunks(contact_ids, 900):
+            rows = self.db.execute(
+                f"SELECT {_SCORE_COLUMNS} FROM scores WHERE contact_id IN ({','.join('?' * len(chunk))})", list(chunk)
+            )
+            for row in rows:
+                found[row[0]] = _stored_score(row)
+        return found
+
+    def score(self, contact_id: str) -> StoredScore | None:
+        return self.current_scores([contact_id]).get(contact_id)
+
+    def save_scores(
+        self,
+        cards: Sequence[Card],
+        run_id: int | None,
+        fingerprint: str,
+        *,
+        statuses: Mapping[str, str] | None = None,
+        written: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Keep `cards` as the contacts' current scores and clear their dirty mark, in one transaction.
+
+        `statuses` holds the lifecycle set for a contact in this run, `written` the CRM values queued for it;
+        contacts absent from them keep their previous ones. A history row is added for each contact whose
+        total, band or status changed (or that had no score before).
+        """
+        self.save_scored(score_rows(cards, run_id, fingerprint, statuses=statuses, written=written))
+
+    def save_scored(
+        self,
+        rows: Sequence[tuple],
+        unchanged: Sequence[str] = (),
+        *,
+        run_id: int | None = None,
+        fingerprint: str = "",
+        as_of: datetime | None = None,
+        decided_under: str | None = None,
+        span: tuple[str, str] | None = None,
+        history: Sequence[tuple] | None = None,
+    ) -> None:
+        """Save one scored chunk in one transaction: `rows` (as `score_rows` builds them) replace their contacts'
+        scores; the `unchanged` contacts, scored again under `fingerprint` at `as_of` to the very result saved
+        before, keep their scores and only record that run, rules, as-of and `decided_under` (the decisions
+        fingerprint, see `PriorScore.settled`). No contact saved stays dirty.
+
+        With `span` ``(after, through)``, the chunk is every contact with an id in that range, so the unchanged
+        ones and the dirty marks are set with one statement over the range instead of one per contact.
+
+        `history`, when given, is the history rows (see `history_row`) the caller worked out against the saved
+        scores it read; else they are worked out here.
+        """
+        with self.transaction():
+            if history is None:
+                history = self._history_of(rows)
+            self.db.conn.executemany(
+                """INSERT INTO history (contact_id, run_id, at, old_total, new_total, old_band, new_band, old_status,
+                                        new_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                history,
+            )
+            self._upsert_scores(rows)
+            marks = {"run": run_id, "fp": fingerprint, "as_of": iso(as_of) if as_of is not None else None,
+                     "decided": decided_under}
+            if span is not None:
+                self._mark_span(span, marks)
+                return
+            self.db.conn.executemany(
+                f"UPDATE scores SET {_MARKS} WHERE contact_id = :id",
+                [{**marks, "id": cid} for cid in unchanged],
+            )
+            self.db.conn.executemany(
+                "UPDATE contacts SET dirty = 0 WHERE id = ? AND dirty = 1",
+                [(row[0],) for row in rows] + [(cid,) for cid in unchanged],
+            )
+
+    def _mark_span(self, span: tuple[str, str], marks: dict[str, Any]) -> None:
+        # The rows just saved already carry these marks: only the unchanged ones are rewritten.
+        params = {"after": span[0], "through": span[1], **marks}
+        self.db.execute(
+            f"""UPDATE scores SET {_MARKS}
+               WHERE contact_id > :after AND contact_id <= :through
+                 AND (fingerprint != :fp OR as_of IS NOT :as_of OR run_id IS NOT :run
+                      OR decided_under IS NOT :decided)""",
+            params,
+        )
+        self.db.execute("UPDATE contacts SET dirty = 0 WHERE id > :after AND id <= :through AND dirty = 1", params)
+
+    def _history_of(self, rows: Sequence[tuple]) -> list[tuple]:
+        """The history rows saving `rows` (as `score_rows` builds them) adds, against the saved scores."""
+        saved: dict[str, tuple] = {}
+        for chunk in _chunks([row[0] for row in rows], 900):
+            found = self.db.execute(
+                f"SELECT contact_id, total, band, status FROM scores WHERE contact_id IN ({','.join('?' * len(chunk))})",
+                list(chunk),
+            )
+            saved.update((row[0], row[1:]) for row in found)
+        history = (history_row(row[0], row[1], row[3], row[4], row[5], row[11], saved.get(row[0])) for row in rows)
+        return [entry for entry in history if entry is not None]
+
+    def _upsert_scores(self, rows: list[tuple]) -> None:
+        self.db.conn.executemany(
+            f"""INSERT INTO scores ({_SAVED_COLUMNS})
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, coalesce(?13, '{{}}'), ?14)
+                ON CONFLICT (contact_id) DO UPDATE SET run_id = excluded.run_id, fingerprint = excluded.fingerprint,
+                  as_of = excluded.as_of, total = excluded.total, band = excluded.band, grade = excluded.grade,
+                  quadrant = excluded.quadrant, axes = excluded.axes, contributions = excluded.contributions,
+                  valid_until = excluded.valid_until, status = coalesce(excluded.status, scores.status),
+                  written = CASE WHEN ?13 IS NULL THEN scores.written ELSE excluded.written END,
+                  decided_under = excluded.decided_under""",
+            rows,
+        )
+
+    def history(self, contact_id: str) -> list[HistoryEntry]:
+        """A contact's score, band and status changes, oldest first."""
+        rows = self.db.execute(
+            """SELECT at, run_id, old_total, new_total, old_band, new_band, old_status, new_status
+               FROM history WHERE contact_id = ? ORDER BY id""",
+            (contact_id,),
+        )
+        return [HistoryEntry(_fromiso(row[0]), *row[1:]) for row in rows]
+
+    def band_counts(self) -> dict[str, int]:
+        """Scored contacts per band."""
+        return dict(self.db.execute("SELECT band, count(*) FROM scores GROUP BY band").fetchall())
+
+    def top_scores(self, n: int) -> list[StoredScore]:
+        """The `n` highest scores, ties by contact id."""
+        rows = self.db.execute(f"SELECT {_SCORE_COLUMNS} FROM scores ORDER BY total DESC, contact_id LIMIT ?", (n,))
+        return [_stored_score(row) for row in rows]
+
+    # runs -----------------------------------------------------------------------------------------------
+
+    def start_run(self, tenant: str, started_at: datetime, *, full: bool = False, dry_run: bool = False) -> int:
+        """Record the start of a run; returns its id."""
+        with self.transaction():
+            cursor = self.db.execute(
+                "INSERT INTO runs (tenant, started_at, full, dry_run) VALUES (?, ?, ?, ?)",
+                (tenant, iso(started_at), int(full), int(dry_run)),
+            )
+        run_id: int = cursor.lastrowid
+        return run_id
+
+    def finish_run(
+        self, run_id: int, finished_at: datetime, outcome: RunOutcome, counts: RunCounts, error: str | None = None
+    ) -> None:
+        """Record how a run ended: its outcome, its counts and its error, if any."""
+        with self.transaction():
+            self.db.execute(
+                f"UPDATE runs SET finished_at = :at, outcome = :outcome, error = :error, {_RUN_COUNTS_SET} WHERE id = :id",
+                {"at": iso(finished_at), "outcome": outcome.value, "error": error, "id": run_id, **counts.as_dict()},
+            )
+
+    def run_ended_at(self, run_id: int) -> datetime | None:
+        """When run `run_id` finished (when it started, if it never finished), or None if there is no such run."""
+        row = self.db.execute("SELECT coalesce(finished_at, started_at) FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return _fromiso(row[0]) if row else None
+
+    def api_calls_since(self, moment: datetime) -> int:
+        """API calls made by the runs that started at or after `moment`."""
+        row = self.db.execute("SELECT coalesce(sum(api_calls), 0) FROM runs WHERE started_at >= ?", (iso(moment),))
+        calls: int = row.fetchone()[0]
+        return calls
+
+    def runs(self, limit: int = 20) -> list[RunRecord]:
+        """The latest runs, newest first."""
+        return self._runs("1", limit)
+
+    def last_sync(self) -> RunRecord | None:
+        """The last finished run that talked to the CRM's write side: dry runs and offline rescores sent nothing."""
+        return next(iter(self._runs(_SYNC, 1)), None)
+
+    def unfinished_run(self) -> RunRecord | None:
+        """A run started after the last sync and not finished: going now, or killed before it could record its end."""
+        later = f"NOT ({_FINISHED}) AND id > (SELECT coalesce(max(id), 0) FROM runs WHERE {_SYNC})"
+        return next(iter(self._runs(later, 1)), None)
+
+    def last_error(self) -> str | None:
+        """The error the latest run that failed (or stopped on one) recorded."""
+        row = self.db.execute("SELECT error FROM runs WHERE error IS NOT NULL AND error != '' ORDER BY id DESC LIMIT 1")
+        found = row.fetchone()
+        return found[0] if found else None
+
+    def _runs(self, where: str, limit: int) -> list[RunRecord]:
+        rows = self.db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE {where} ORDER BY id DESC LIMIT ?", (limit,))
+        return [_run_record(row) for row in rows]
+
+
+#: a run row `Store.finish_run` has closed; one still open is going, or its process was killed
+_FINISHED = "finished_at IS NOT NULL"
+#: a finished run that talked to the CRM's write side: dry runs and offline rescores sent nothing
+_SYNC = f"{_FINISHED} AND dry_run = 0"
+_RUN_COLUMNS = f"id, tenant, started_at, finished_at, outcome, full, dry_run, error, {', '.join(RunCounts.names())}"
+_RUN_COUNTS_SET = ", ".join(f"{name} = :{name}" for name in RunCounts.names())
+
+
+def _run_record(row: tuple[Any, ...]) -> RunRecord:
+    rid, tenant, started, finished, outcome, full, dry_run, error, *counts = row
+    return RunRecord(
+        id=rid, tenant=tenant, started_at=_fromiso(started), finished_at=_fromiso(finished) if finished else None,
+        outcome=RunOutcome(outcome) if outcome else None, full=bool(full), dry_run=bool(dry_run), error=error,
+        **dict(zip(RunCounts.names(), counts, strict=True)),
+    )
+
+
+def history_row(contact_id: str, run_id: int | None, at: str, total: float, band: str, status: str | None,
+                saved: tuple[float, str, str | None] | None) -> tuple | None:
+    """The history row that saving a score of `total` and `band` adds, with `status` if set now, over the `saved`
+    (total, band, status) the contact had, if any: (contact, run, at, old and new total, band and status). None
+    when total, band and status all stay."""
+    if saved is None:
+        return (contact_id, run_id, at, None, total, None, band, None, status)
+    old_total, old_band, old_status = saved
+    if total == old_total and band == old_band and (status is None or status == old_status):
+        return None
+    return (contact_id, run_id, at, old_total, total, old_band, band, old_status,
+            old_status if status is None else status)
+
+
+def score_rows(
+    cards: Sequence[Card],
+    run_id: int | None,
+    fingerprint: str,
+    *,
+    statuses: Mapping[str, str] | None = None,
+    written: Mapping[str, Mapping[str, Any]] | None = None,
+    decided_under: str | None = None,
+) -> list[tuple]:
+    """The `scores` rows `Store.save_scores` saves for `cards`: plain tuples, cheap to hand between processes.
+
+    `decided_under` is the decisions fingerprint the cards' writes and tasks were decided under, if they were.
+    """
+    statuses = statuses or {}
+    written = written or {}
+    rows = []
+    as_of_text: dict[datetime, str] = {}  # one as-of per run: format it once, not per card
+    for card in cards:
+        cid = card.contact_id
+        as_of = as_of_text.get(card.as_of) or as_of_text.setdefault(card.as_of, iso(card.as_of))
+        rows.append((
+            cid, run_id, fingerprint, as_of, card.total, card.band, card.grade, _enum_value(card.quadrant),
+            encode_axes(card), encode_contributions(card), _iso_or_none(card.valid_until), statuses.get(cid),
+            _fast_dumps(written[cid]) if cid in written else None, decided_under,
+        ))
+    return rows
+
+
+def _enum_value(value: Any) -> Any:
+    return getattr(value, "value", value)
+
+
+#: what scoring reads of a stored contact: every column but the modification time
+_CONTACT_INPUTS = "id, kind, email, name, owner_id, status, opted_out, fields, raw"
+
+
+def _contact_inputs(row: tuple) -> tuple:
+    return row[:2] + row[3:]
+
+
+def _changed(conn: sqlite3.Connection, table: str, columns: str, keys: Sequence[int], rows: Sequence[tuple],
+             inputs: Callable[[tuple], tuple]) -> set[tuple]:
+    """The keys of `rows` that are new to `table` or differ from its stored row in `columns`.
+
+    `keys` are the positions, in both `rows` and `columns`, of the table's primary key.
+    """
+    if not rows:
+        return set()
+    names = [columns.split(", ")[k] for k in keys]
+    # One primary-key search per row: SQLite scans the whole table for a row-value IN (VALUES ...), but
+    # answers an OR of key equalities with one index search each.
+    one = "(" + " AND ".join(f"{name} = ?" for name in names) + ")"
+    stored: dict[tuple, tuple] = {}
+    for chunk in _chunks(rows, 200):
+        query = f"SELECT {columns} FROM {table} WHERE {' OR '.join([one] * len(chunk))}"
+        for found in conn.execute(query, [row[k] for row in chunk for k in keys]):
+            stored[tuple(found[k] for k in keys)] = tuple(found)
+    return {key for row in rows if stored.get(key := tuple(row[k] for k in keys)) != inputs(row)}
+
+
+def _contact_row(c: Contact) -> tuple:
+    return (
+        c.id, c.kind.value, iso(c.updated_at), c.email, c.name, c.owner_id, c.status, int(c.opted_out),
+        _dumps(dict(c.fields)), _dumps(dict(c.raw)),
+    )
+
+
+def _activity_row(a: Activity) -> tuple:
+    return (a.contact_id, a.id, a.kind.value, iso(a.occurred_at), a.vendor_type, _dumps(dict(a.attributes)))
+
+
+def _activity(row: tuple) -> Activity:
+    contact_id, aid, kind, occurred_at, vendor_type, attributes = row
+    return Activity(aid, contact_id, _KINDS[kind], _fromiso(occurred_at), vendor_type, _lazy(attributes))

@@ -1,0 +1,373 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from leadpulse.core.cli import render as views
+from leadpulse.core.cli.main import main
+from leadpulse.core.cli.tenants import CONFIG_DIR_ENV, STATE_DIR_ENV, Services
+from leadpulse.core.errors import StoreError
+from leadpulse.core.store.runs import RunCounts, RunOutcome
+from leadpulse.core.store.store import Store
+from file_tenant import contact, file_tenant, page_view
+
+REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
+
+
+def all_commands(group: click.Group, prefix: str = "leadpulse") -> list[tuple[str, click.Command]]:
+    found = []
+    for name, command in group.commands.items():
+        found.append((f"{prefix} {name}", command))
+        if isinstance(command, click.Group):
+            found += all_commands(command, f"{prefix} {name}")
+    return found
+
+
+@pytest.mark.parametrize("name,command", all_commands(main), ids=lambda item: item if isinstance(item, str) else "")
+def test_every_command_has_help_text(name, command):
+    assert (command.help or "").strip(), f"{name} has no help text: give its function a docstring"
+
+
+@pytest.mark.parametrize("name,command", all_commands(main), ids=lambda item: item if isinstance(item, str) else "")
+def test_every_option_of_every_command_has_help_text(name, command):
+    options = [p for p in command.params if isinstance(p, click.Option)]
+    assert [p.name for p in options if not p.help] == []
+
+
+def folder_options(name: str) -> list[tuple[str, click.Command, click.Option]]:
+    return [(command_name, command, param) for command_name, command in all_commands(main)
+            for param in command.params if param.name == name]
+
+
+@pytest.mark.parametrize("name,default,envvar", [("config_dir", Path("config"), CONFIG_DIR_ENV),
+                                                  ("state_dir", Path("var"), STATE_DIR_ENV)])
+def test_every_command_defaults_its_folders_alike(name, default, envvar):
+    found = folder_options(name)
+    assert {"leadpulse status", "leadpulse daemon", "leadpulse sync"} <= {n for n, *_ in found}
+    assert [(n, p.required, p.default, p.envvar) for n, _, p in found] == [(n, False, default, envvar) for n, *_ in found]
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """A config folder with one file tenant, and the state folder, passed through the environment."""
+    config = tmp_path / "config"
+    views = [page_view(f"a{i}", "c1") for i in range(3)] + [page_view("b1", "c2")]
+    file_tenant(config, [contact("c1", "VP Sales"), contact("c2")], views)
+    monkeypatch.setenv(CONFIG_DIR_ENV, str(config))
+    monkeypatch.setenv(STATE_DIR_ENV, str(tmp_path / "state"))
+    return config
+
+
+def run(*args: str) -> click.testing.Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_validate_summarises_each_good_file(env):
+    result = run("validate")
+    assert result.exit_code == 0
+    assert "ok acme" in result.output and "bands: cold < 5 <= warm < 10 <= hot" in result.output
+
+
+def test_validate_reports_a_bad_file_with_its_key_and_fails(env):
+    bad = env / "bad.yaml"
+    bad.write_text((env / "acme.yaml").read_text().replace("tenant: acme", "tenant: other").replace("points: 4", "points: four"))
+    result = run("validate", str(bad))
+    assert result.exit_code == 1
+    assert f"{bad}: scoring.rules[0].points: expected a number, found 'four'" in result.output
+
+
+def test_validate_checks_the_shipped_config_folder():
+    assert run("validate", "--config-dir", str(REPO_CONFIG)).exit_code == 0
+
+
+def test_sync_prints_the_run(env):
+    result = run("sync", "--tenant", "acme")
+    assert result.exit_code == 0
+    assert "succeeded" in result.output
+
+
+def test_sync_of_an_unknown_tenant_names_the_known_ones(env):
+    result = run("sync", "--tenant", "nope")
+    assert result.exit_code == 2
+    assert "no valid tenant named 'nope'" in result.output and "(tenants: acme)" in result.output
+
+
+def test_score_prints_the_band_distribution(env):
+    run("sync")
+    result = run("score")
+    assert result.exit_code == 0
+    assert "scored 2 contacts" in result.output
+    assert "hot" in result.output and "50.0%" in result.output
+
+
+def test_score_before_any_sync_says_what_to_do(env):
+    result = run("score")
+    assert result.exit_code == 1
+    assert "run `leadpulse sync --tenant acme` first" in result.output
+
+
+def test_explain_shows_each_rule(env):
+    run("sync")
+    result = run("explain", "c1")
+    assert result.exit_code == 0
+    assert "13 hot" in result.output
+    assert "senior" in result.output and "pricing" in result.output and "+9" in result.output
+
+
+def test_explain_of_an_unknown_contact_fails_clearly(env):
+    run("sync")
+    result = run("explain", "c404")
+    assert result.exit_code == 1
+    assert "contact 'c404' has no score" in result.output
+
+
+def test_history_lists_changes(env):
+    run("sync")
+    result = run("history", "c1")
+    assert result.exit_code == 0
+    assert "hot" in result.output and "mql" in result.output
+
+
+def test_compare_counts_band_moves(env, tmp_path):
+    run("sync")
+    proposal = file_tenant(tmp_path / "proposal", [], [], pricing_points=5)
+    result = run("compare", "--rules", str(proposal.source_path))
+    assert result.exit_code == 0
+    assert "1 of 2 contacts would change band" in result.output
+
+
+def test_compare_refuses_rules_of_another_tenant(env, tmp_path):
+    run("sync")
+    proposal = file_tenant(tmp_path / "proposal", [], [], name="beta", pricing_points=5)
+    result = run("compare", "--rules", str(proposal.source_path), "--tenant", "acme")
+    assert result.exit_code == 1
+    assert (f"{proposal.source_path} is a file of tenant 'beta', not of tenant 'acme' ({env / 'acme.yaml'})"
+            in result.output)
+    assert "would change band" not in result.output
+
+
+def test_compare_refuses_rules_over_another_fields_map(env, tmp_path):
+    run("sync")
+    proposal = file_tenant(tmp_path / "proposal", [], [], pricing_points=5)
+    proposal.source_path.write_text(proposal.source_path.read_text().replace("title: job_title", "title: headline"))
+    result = run("compare", "--rules", str(proposal.source_path))
+    assert result.exit_code == 1
+    assert f"{proposal.source_path} maps fields title differently from {env / 'acme.yaml'}" in result.output
+    assert "would change band" not in result.output
+
+
+def test_demo_syncs_the_sandbox_twice_and_shows_the_hottest_open_leads(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("demo", "--contacts", "300")
+    assert result.exit_code == 0, result.output
+    assert "full sync" in result.output and "incremental sync" in result.output
+    assert "band distribution" in result.output and "hottest open leads" in result.output
+    assert result.output.count("┃ rule") == 1
+    assert "customer " not in result.output.split("hottest open leads")[1].split("┃ rule")[0]
+
+
+def test_demo_from_export_scores_the_sample_without_any_api():
+    result = run("demo", "--from-export")
+    assert result.exit_code == 0, result.output
+    assert "demo-file" in result.output and "band distribution" in result.output
+    assert result.output.count("┃ rule") == 1
+
+
+def test_demo_from_export_runs_from_outside_the_checkout_and_writes_nothing_there(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("demo", "--from-export")
+    assert result.exit_code == 0, result.output
+    assert "demo-file" in result.output and "hottest open leads" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+def test_sync_of_a_crm_with_no_connector_installed_fails_clearly_without_a_traceback(tmp_path, monkeypatch):
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "salesforce.yaml").write_text((REPO_CONFIG / "salesforce.yaml").read_text())
+    monkeypatch.setenv("GLOBEX_SF_PASSWORD", "pw-123456")
+    monkeypatch.setenv("GLOBEX_SF_TOKEN", "tok-123456")
+    from leadpulse.core import contract
+
+    installed = contract.entry_points
+    monkeypatch.setattr(contract, "entry_points",
+                        lambda group: [] if group == "leadpulse.connectors" else installed(group=group))
+    result = run("sync", "--tenant", "globex-salesforce", "--config-dir", str(config), "--state-dir", str(tmp_path / "var"))
+    assert result.exit_code == 1
+    assert "tenant 'globex-salesforce'" in result.output and "crm.kind 'salesforce' has no connector" in result.output
+    assert "Traceback" not in result.output and "pw-123456" not in result.output
+
+
+def table_rows(output: str) -> list[list[str]]:
+    """The cells of every row of the tables in `output`, stripped."""
+    return [[cell.strip() for cell in line.split("│")[1:-1]] for line in output.splitlines() if line.startswith("│")]
+
+
+@pytest.fixture
+def unset_token_tenant(env, monkeypatch):
+    """A HubSpot tenant, first in name order, whose token's environment variable is unset."""
+    monkeypatch.delenv("ACME_HUBSPOT_TOKEN", raising=False)
+    (env / "0-hubspot.yaml").write_text((REPO_CONFIG / "hubspot.yaml").read_text())
+    return "acme-hubspot"
+
+
+def test_sync_all_reports_a_tenant_whose_secret_is_missing_and_syncs_the_others(env, unset_token_tenant, tmp_path):
+    result = run("sync", "--all")
+    assert result.exit_code == 1
+    assert (tmp_path / "state" / "acme.sqlite").exists()
+    rows = table_rows(result.output)
+    assert ["acme-hubspot", "-", "not started", *["-"] * 8] in rows
+    assert [row[:3] for row in rows if row[0] == "acme"] == [["acme", "1", "succeeded"]]
+    assert "\nnot started " in result.output and "for tenant 'acme-hubspot'" in result.output
+    assert "expected environment variable ACME_HUBSPOT_TOKEN set" in result.output
+
+
+def test_sync_all_reports_a_tenant_whose_run_lock_is_held_and_syncs_the_others(env, tmp_path):
+    file_tenant(env, [contact("c1")], [], name="beta")
+    store_path = tmp_path / "state" / "acme.sqlite"
+    store_path.parent.mkdir()
+    with Store.open(store_path) as store, store.lock("acme"):
+        result = run("sync", "--all")
+    assert result.exit_code == 1
+    rows = table_rows(result.output)
+    assert [row[:3] for row in rows] == [["beta", "1", "succeeded"], ["acme", "-", "not started"]]
+    assert "\nnot started tenant 'acme': another run holds" in result.output
+
+
+def test_sync_all_reports_a_run_that_breaks_off_masked_and_syncs_the_others(env, tmp_path):
+    from leadpulse.connectors.file import FileConnector
+
+    class Breaking(FileConnector):
+        def pull(self, stream, cursor, *, started_at):
+            if self.context.tenant == "acme":
+                raise ValueError("Invalid header value b'Bearer abcdefgh12345678'")
+            return super().pull(stream, cursor, started_at=started_at)
+
+    file_tenant(env, [contact("c1")], [], name="beta")
+    result = CliRunner().invoke(main, ["sync", "--all"], obj=Services(connectors=lambda kind: Breaking),
+                                catch_exceptions=False)
+    assert result.exit_code == 1
+    assert [row[:3] for row in table_rows(result.output)] == [["beta", "1", "succeeded"], ["acme", "-", "failed"]]
+    assert "\nfailed tenant 'acme': ValueError: Invalid header value b'***'" in result.output
+    assert "abcdefgh12345678" not in result.output
+
+
+def test_sync_of_one_tenant_whose_secret_is_missing_fails_with_its_error_alone(env, unset_token_tenant):
+    result = run("sync", "--tenant", "acme-hubspot")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and "ACME_HUBSPOT_TOKEN" in result.output
+    assert "not started" not in result.output
+
+
+def test_sync_dry_run_lists_the_pending_writes_and_tasks(env):
+    result = run("sync", "--dry-run")
+    assert result.exit_code == 0
+    assert "acme: dry run, 2 writes and 1 tasks not sent" in result.output
+    assert table_rows(result.output)[:3] == [
+        ["c1", "lifecycle=mql, lp_band=hot, lp_score=13.0"],
+        ["c2", "lifecycle=lead, lp_band=cold, lp_score=3.0"],
+        ["c1", "task for owner o1: Call Person c1: 13"],
+    ]
+
+
+def test_validate_shows_an_error_with_brackets_as_written(env):
+    bad = env / "bad.yaml"
+    bad.write_text((env / "acme.yaml").read_text().replace("tenant: acme", "tenant: Acme Corp"))
+    result = run("validate", str(bad))
+    assert "expected text matching ^[a-z0-9][a-z0-9_-]*$, found 'Acme Corp'" in result.output
+
+
+def test_explain_title_keeps_the_axes_in_brackets(env):
+    run("sync")
+    assert "[fit 4, engagement 9]" in " ".join(run("explain", "c1").output.split())
+
+
+@pytest.fixture
+def bracketed_name(env):
+    """The tenant's c1 is called "Ann [/b] Lee": text that reads as a closing markup tag."""
+    file_tenant(env, [contact("c1", "VP Sales", "lead") | {"name": "Ann [/b] Lee"}, contact("c2", status="lead")],
+                [page_view(f"a{i}", "c1") for i in range(3)])
+    return "Ann [/b] Lee"
+
+
+def test_explain_shows_a_name_that_reads_as_markup_as_written(bracketed_name):
+    run("sync")
+    result = run("explain", "c1")
+    assert result.exit_code == 0
+    assert f"{bracketed_name} (c1)" in result.output
+
+
+def test_hottest_leads_show_a_name_that_reads_as_markup_as_written(bracketed_name, tmp_path):
+    from leadpulse.core.config.files import load_tenant
+
+    run("sync")
+    tenant = load_tenant(next(tmp_path.glob("config/acme.yaml")))
+    with Store.open(tenant.store_path(tmp_path / "state")) as store:
+        output = render(views.hottest_table(views.open_leads(store, tenant, 5)))
+    assert [row[:2] for row in table_rows(output)][:1] == [["c1", bracketed_name]], output
+
+
+def render(renderable) -> str:
+    from io import StringIO
+
+    from rich.console import Console
+
+    console = Console(width=200, file=StringIO())
+    console.print(renderable)
+    return console.file.getvalue()
+
+
+def test_status_shows_a_last_error_that_reads_as_markup_as_written(env, tmp_path):
+    from datetime import datetime, timezone
+
+    with Store.open(tmp_path / "state" / "acme.sqlite") as store:
+        run_id = store.start_run("acme", datetime(2025, 6, 2, tzinfo=timezone.utc))
+        store.finish_run(run_id, datetime(2025, 6, 2, tzinfo=timezone.utc), RunOutcome.FAILED, RunCounts(),
+                         "bad header [/b] seen")
+    result = run("status")
+    assert result.exit_code == 0
+    assert "bad header [/b] seen" in result.output
+
+
+def hottest_rows(tmp_path, config: Path) -> list[list[str]]:
+    """The rows of the hottest open leads table of the tenant in `config`, synced into tmp_path/state."""
+    from leadpulse.core.config.files import load_tenant
+
+    tenant = load_tenant(config / "acme.yaml")
+    with Store.open(tenant.store_path(tmp_path / "state")) as store:
+        return table_rows(render(views.hottest_table(views.open_leads(store, tenant, 5))))
+
+
+def test_hottest_leads_show_the_status_leadpulse_set_else_the_crms(env, tmp_path):
+    file_tenant(env, [contact("c1", "VP Sales", "lead"), contact("c2", status="opportunity")],
+                [page_view(f"a{i}", "c1") for i in range(3)])
+    run("sync", "--dry-run")
+    assert [(row[0], row[5]) for row in hottest_rows(tmp_path, env)] == [("c1", "mql"), ("c2", "opportunity")]
+
+
+def test_hottest_leads_list_contacts_without_a_status_when_the_tenant_maps_no_customer(env, tmp_path):
+    run("sync")
+    assert [row[0] for row in hottest_rows(tmp_path, env)] == ["c1", "c2"]
+
+
+def test_the_demos_say_what_to_do_when_their_files_are_not_here(tmp_path, monkeypatch):
+    from leadpulse.core.cli import demo
+
+    monkeypatch.setattr(demo, "DEMO_TENANT_FILE", tmp_path / "gone" / "hubspot-sandbox.yaml")
+    monkeypatch.setattr(demo, "EXPORT_TENANT_FILE", tmp_path / "gone" / "demo-file.yaml")
+    for args in (["demo"], ["demo", "--from-export"]):
+        result = run(*args)
+        assert result.exit_code == 1
+        assert f"Error: {tmp_path / 'gone'}" in result.output and "run the demo from a checkout" in result.output
+        assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", [("explain", "c1"), ("history", "c1"), ("score",)])
+def test_an_offline_command_on_a_damaged_store_fails_with_a_clean_error(env, tmp_path, command):
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "acme.sqlite").write_bytes(b"not a database\n" * 100)
+    result = CliRunner().invoke(main, list(command))
+    assert result.exit_code == 1 and not isinstance(result.exception, StoreError), result.exception
+    assert result.output.startswith("Error: ") and "acme.sqlite is damaged" in result.output

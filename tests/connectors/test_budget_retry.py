@@ -1,0 +1,162 @@
+from datetime import datetime, timezone
+
+import pytest
+
+from leadpulse.core.errors import AuthError, QuotaExhausted, TransientError
+from leadpulse.core.contract import CallStats
+from leadpulse.connectors.budget import RateBudget, Window
+from leadpulse.connectors.retry import ApiCaller, Failure, FailureKind, RetrySettings, retry_after_seconds
+from leadpulse.core.clock import ManualClock
+from support import metric
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def make_budget(*windows):
+    return RateBudget(list(windows), clock=ManualClock(T0))
+
+
+def test_budget_lets_a_window_full_of_calls_through_without_waiting():
+    budget = make_budget(Window(5, 10))
+    for _ in range(5):
+        with budget.call():
+            pass
+    assert budget.clock.slept == []
+
+
+def test_budget_waits_until_the_oldest_call_leaves_the_window():
+    budget = make_budget(Window(2, 10))
+    for _ in range(2):
+        with budget.call():
+            budget.clock.advance(1)
+    with budget.call():
+        pass
+    # the first call ended at t=1, so its slot frees at t=11; the third call starts at t=2
+    assert budget.clock.slept == [9]
+
+
+def test_budget_never_exceeds_the_window_over_many_calls():
+    budget = make_budget(Window(10, 10))
+    starts = []
+    for _ in range(55):
+        with budget.call():
+            starts.append(budget.clock.monotonic())
+            budget.clock.advance(0.05)
+    for i in range(len(starts) - 10):
+        assert starts[i + 10] - starts[i] >= 10
+
+
+def test_scoped_window_counts_only_its_scope():
+    budget = make_budget(Window(100, 10), Window(1, 1, scope="search"))
+    with budget.call("search"):
+        pass
+    with budget.call("default"):
+        pass
+    assert budget.clock.slept == []
+    with budget.call("search"):
+        pass
+    assert budget.clock.slept == [1]
+
+
+def test_pause_holds_every_call_for_the_given_time():
+    budget = make_budget(Window(100, 10))
+    budget.pause(3)
+    with budget.call():
+        pass
+    assert budget.clock.slept == [3]
+
+
+class Boom(Exception):
+    def __init__(self, status, retry_after=None):
+        super().__init__(f"status {status}")
+        self.status = status
+        self.retry_after = retry_after
+
+
+def classify(exc):
+    status = exc.status
+    if status == 429 or status >= 500 or status == 0:
+        return Failure(FailureKind.RETRY, status, str(exc), exc.retry_after)
+    if status == 401:
+        return Failure(FailureKind.AUTH, status, "token refused: check ACME_TOKEN")
+    if status == 403:
+        return Failure(FailureKind.QUOTA, status, "daily allowance spent")
+    return Failure(FailureKind.RECORD, status, str(exc))
+
+
+def make_caller(attempts=4):
+    return ApiCaller("acme", classify, make_budget(Window(100, 10)), CallStats(), RetrySettings(attempts=attempts))
+
+
+def failing(*statuses, result="ok"):
+    queue = list(statuses)
+
+    def fn():
+        if queue:
+            raise queue.pop(0)
+        return result
+
+    return fn
+
+
+def test_caller_retries_429_honouring_retry_after_then_succeeds():
+    caller = make_caller()
+    assert caller.call(failing(Boom(429, retry_after=7), Boom(503))) == "ok"
+    assert caller.budget.clock.slept[0] == 7
+    assert caller.stats.by_status == {429: 1, 503: 1, 200: 1}
+    assert caller.stats.rate_limited == 1
+
+
+def test_caller_gives_up_with_transient_error_after_its_attempts():
+    caller = make_caller(attempts=3)
+    with pytest.raises(TransientError, match="tenant 'acme': gave up after 3 attempts"):
+        caller.call(failing(Boom(500), Boom(500), Boom(500)))
+    assert caller.stats.total == 3
+
+
+def test_caller_stops_at_once_on_auth_and_quota():
+    with pytest.raises(AuthError, match="check ACME_TOKEN"):
+        make_caller().call(failing(Boom(401)))
+    with pytest.raises(QuotaExhausted):
+        make_caller().call(failing(Boom(403)))
+
+
+def test_caller_hands_a_record_error_back_unchanged_without_retrying():
+    caller = make_caller()
+    with pytest.raises(Boom):
+        caller.call(failing(Boom(400)))
+    assert caller.stats.total == 1
+
+
+def test_retry_after_reads_numeric_header_only():
+    assert retry_after_seconds({"Retry-After": "3"}) == 3.0
+    assert retry_after_seconds({"retry-after": "x"}) is None
+    assert retry_after_seconds(None) is None
+
+
+def test_a_create_that_lost_its_answer_is_not_repeated():
+    from leadpulse.core.errors import OutcomeUnknown
+
+    caller = make_caller()
+    with pytest.raises(OutcomeUnknown, match="unknown"):
+        caller.call(failing(Boom(0)), idempotent=False)
+    assert caller.stats.total == 1
+
+
+def test_a_create_refused_with_429_is_retried():
+    caller = make_caller()
+    assert caller.call(failing(Boom(429)), idempotent=False) == "ok"
+    assert caller.stats.by_status == {429: 1, 200: 1}
+
+
+def test_every_answer_is_counted_in_the_api_call_metrics():
+    from leadpulse.core.runtime import metrics
+
+    def sample(status):
+        return metric("leadpulse_api_calls_total", tenant="acme", crm="acme-crm", status=status)
+
+    before = {s: sample(s) for s in ("429", "200")}
+    stats = metrics.call_stats("acme-crm", "acme")
+    caller = ApiCaller("acme", classify, make_budget(Window(100, 10)), stats, RetrySettings())
+    caller.call(failing(Boom(429)))
+    assert sample("429") == before["429"] + 1 and sample("200") == before["200"] + 1

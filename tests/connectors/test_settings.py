@@ -1,0 +1,61 @@
+"""The crm.connection models: each CRM's settings and the secrets they call for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from leadpulse.core.errors import ConfigError
+from leadpulse.core.config.files import load_tenant
+
+SALESFORCE = """\
+tenant: globex
+crm:
+  kind: salesforce
+  connection:
+    domain: test
+{connection}
+  secrets:
+{secrets}
+scoring:
+  rules: [{{when: {{field: email, exists: true}}, points: 1}}]
+  bands: [{{name: all}}]
+  quadrant: {{fit: 1, engagement: 1}}
+"""
+
+
+def load(tmp_path: Path, connection: str, secrets: str) -> str:
+    path = tmp_path / "globex.yaml"
+    path.write_text(SALESFORCE.format(connection=connection, secrets=secrets))
+    try:
+        load_tenant(path)
+    except ConfigError as exc:
+        return str(exc).replace(str(path), "FILE")
+    return "ok"
+
+
+def test_salesforce_password_login_needs_a_username_and_a_password(tmp_path: Path) -> None:
+    assert load(tmp_path, "    username: api@globex.example", "    password: {env: SF_PASSWORD}") == "ok"
+    assert load(tmp_path, "    auth: password", "    password: {env: SF_PASSWORD}") == (
+        "FILE: crm.connection: expected a username for auth password, found none"
+    )
+
+
+def test_salesforce_client_credentials_need_a_client_secret(tmp_path: Path) -> None:
+    connection = "    auth: client_credentials\n    client_id: 3MVG9"
+    assert load(tmp_path, connection, "    client_secret: {env: SF_SECRET}") == "ok"
+    assert load(tmp_path, connection, "    password: {env: SF_PASSWORD}") == (
+        "FILE: crm.secrets.client_secret: expected a reference {env: NAME} or {file: PATH} "
+        "(salesforce needs client_secret), found nothing"
+    )
+
+
+def test_salesforce_api_version_is_checked(tmp_path: Path) -> None:
+    message = load(tmp_path, "    username: u\n    api_version: v62", "    password: {env: SF_PASSWORD}")
+    assert message == r"FILE: crm.connection.api_version: expected text matching ^\d+\.\d$, found 'v62'"
+
+
+@pytest.mark.parametrize("secret", ["{env: 1BAD}", "{env: A, file: b}"])
+def test_a_malformed_secret_reference_is_refused(tmp_path: Path, secret: str) -> None:
+    assert load(tmp_path, "    username: u", f"    password: {secret}").startswith("FILE: crm.secrets.password")

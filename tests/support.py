@@ -1,0 +1,29 @@
+"""Helpers the tests share (fixtures live in the conftest.py files)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+
+from leadpulse.core.runtime import metrics
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 30.0) -> object:
+    """What `condition` returns once it is truthy, or None after `timeout` seconds; while what it reads is not there
+    yet (a file, a store, a port), its errors count as not yet."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = condition()
+        except (OSError, ValueError, sqlite3.Error):
+            result = None
+        if result:
+            return result
+        time.sleep(0.02)
+    return None
+
+
+def metric(name: str, **labels: str) -> float:
+    """The current value of one sample of leadpulse's metrics in this process (0 when it has none yet)."""
+    return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
