@@ -12,7 +12,7 @@ from simple_salesforce.login import token_login
 
 from leadpulse.sandbox import Sandbox
 from leadpulse.sandbox.limits import ManualClock
-from leadpulse.sandbox.salesforce import LEAD_STATUSES, is_deleted, is_lead, parse_datetime, sf_id
+from leadpulse.sandbox.salesforce_records import LEAD_STATUSES, is_deleted, is_lead, parse_datetime, sf_id
 
 SF_DATETIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000$")
 
