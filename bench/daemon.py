@@ -4,8 +4,8 @@
 
 Starts one helper process that serves a HubSpot sandbox per tenant (``--contacts`` synthetic contacts each,
 rate limits on at the professional tier's real figures) and prints their addresses and tokens; writes one tenant
-file per sandbox (the demo tenant's rules, ``every: 1m``, its own token variable); runs ``python -m
-core.daemon`` over them, with the schedule-scale hook when one minute should last ``--interval`` seconds rather
+file per sandbox (the demo tenant's rules, ``every: 1m``, its own token variable); runs ``leadpulse daemon``
+(``python -m leadpulse.core.cli daemon``) over them, with the schedule-scale hook when one minute should last ``--interval`` seconds rather
 than 60; lets every tenant sync ``--cycles`` times after its first run, then stops it with SIGTERM. It prints:
 
 - the scheduling delay (p50, p99, max): how long after its due time each run started, from the daemon's own

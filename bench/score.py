@@ -11,10 +11,10 @@ in child processes, so the figures below are the rescore's own. Then it times:
 - a full rescore with the current rules: every contact read and scored again, and what changed saved (scores,
   history, the writes and tasks queued for the CRM), exactly what ``leadpulse score`` does after a rule change.
   A contact whose card comes out as saved, with nothing about it or the write-back changed since, is not decided
-  again (see `core.store.PriorScore.settled`).
+  again (see `leadpulse.core.store.store.PriorScore.settled`).
   With ``--first``, the store is not scored beforehand and the timed run is a first scoring, which saves
   everything. Like ``leadpulse score``, it reads and scores in one worker process per core (see
-  `core.pipeline.scoring_workers`) while this one saves.
+  `leadpulse.core.runtime.scoring_pass.scoring_workers`) while this one saves.
 
 It prints contacts per second, the peak RSS of this process, and last ``rescore/scan ratio: X``.
 """

@@ -1,6 +1,6 @@
 """The base of every model that validates a file a person wrote: unknown keys refused, errors said plainly.
 
-Each refusal carries what was expected and what was found, so `core.config` can turn pydantic's errors into
+Each refusal carries what was expected and what was found, so `leadpulse.core.config.files` can turn pydantic's errors into
 ``"{path}: {key_path}: expected {expected}, found {found}"`` lines without guessing.
 """
 

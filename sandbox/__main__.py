@@ -1,4 +1,4 @@
-"""``python -m sandbox serve --crm hubspot --contacts 5000 --seed 7``: serve a tenant until Ctrl-C.
+"""``python -m leadpulse.sandbox serve --crm hubspot --contacts 5000 --seed 7``: serve a tenant until Ctrl-C.
 
 ``--activities-per-contact 10`` sets how many activities a contact holds on average.
 """

@@ -35,9 +35,9 @@ def vendor_class(crm: str | type[Vendor]) -> type[Vendor]:
 class Sandbox:
     """A CRM imitation on 127.0.0.1. Use :meth:`start`, ideally as a context manager.
 
-    Attributes: ``base_url``, ``credentials`` (dict), ``crm`` (:class:`sandbox.state.Crm`),
-    ``faults`` (:class:`sandbox.faults.Faults`), ``stats`` (:class:`sandbox.stats.Stats`),
-    ``limits`` (:class:`sandbox.limits.Limits`), ``tokens``, ``vendor``, and ``ca_cert_path``
+    Attributes: ``base_url``, ``credentials`` (dict), ``crm`` (:class:`leadpulse.sandbox.state.Crm`),
+    ``faults`` (:class:`leadpulse.sandbox.faults.Faults`), ``stats`` (:class:`leadpulse.sandbox.stats.Stats`),
+    ``limits`` (:class:`leadpulse.sandbox.limits.Limits`), ``tokens``, ``vendor``, and ``ca_cert_path``
     (PEM of the CA that signed the server certificate, when served over TLS; else None).
     """
 
@@ -69,7 +69,7 @@ class Sandbox:
         Options: ``tier`` (vendor plan, sets rate-limit figures), ``time_scale`` (rate-limit
         clock speed-up), ``rate_limits`` (enforce them; default True), ``port`` (0: free port),
         ``anchor_ms`` (the tenant's "now"; default today 00:00 UTC), ``clock`` (a rate-limit
-        clock, e.g. :class:`sandbox.limits.ManualClock`), ``activities_per_contact`` (mean
+        clock, e.g. :class:`leadpulse.sandbox.limits.ManualClock`), ``activities_per_contact`` (mean
         activities per person, up to 20; default about 8.7: 100,000 contacts with 10 carry about
         a million engagements).
         """

@@ -7,7 +7,7 @@ objects (calls, emails, meetings, notes, tasks: list with ``associations=contact
 create, batch create, search), properties (list, get, create, update: ``options`` replaces the
 whole list, as HubSpot does) and property groups (list, get, create), associations v4 (batch
 read, list), and owners. Contact ids are ``index + 1``; engagement ids are
-those of :mod:`sandbox.synth` (derivable from the contact, so listing pages without storing).
+those of :mod:`leadpulse.sandbox.synth` (derivable from the contact, so listing pages without storing).
 
 Behaviour worth knowing:
 

@@ -1,8 +1,8 @@
-"""pytest fixtures that run sandboxes: enabled by ``pytest_plugins = ["sandbox.pytest_plugin"]``.
+"""pytest fixtures that run sandboxes: enabled by ``pytest_plugins = ["leadpulse.sandbox.pytest_plugin"]``.
 
 - ``sandbox_factory``: ``sandbox_factory("hubspot", contacts=500, seed=3, rate_limits=True)``
   starts a sandbox (rate limits off unless asked) and stops it after the test; it takes every
-  option of :meth:`sandbox.Sandbox.start` (``activities_per_contact=10``, ``tier=``...).
+  option of :meth:`leadpulse.sandbox.Sandbox.start` (``activities_per_contact=10``, ``tier=``...).
 - ``hubspot_sandbox``: a 300-contact HubSpot tenant, seed 7, rate limits off.
 """
 from __future__ import annotations

@@ -6,12 +6,22 @@ import calendar
 import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
+from .state import Crm
 from .synth import DAY_MS, Activity, ActivityKind, mix
 
-if TYPE_CHECKING:
-    from .salesforce import Salesforce
+
+class Records(Protocol):
+    """What a row reads of the imitation behind it (the `Salesforce` vendor): the synthetic CRM, and the values
+    written over REST since."""
+
+    crm: Crm
+
+    def edits_of(self, record_id: str) -> dict: ...
+
+    def edited_ms(self, record_id: str) -> int: ...
+
 
 # -- ids ----------------------------------------------------------------------------------------
 
@@ -144,7 +154,7 @@ class Row:
     __slots__ = ("vendor", "key", "_cache")
     prefix = ""
 
-    def __init__(self, vendor: "Salesforce", key: int):
+    def __init__(self, vendor: Records, key: int):
         self.vendor, self.key, self._cache = vendor, key, None
 
     @property
@@ -177,7 +187,7 @@ class PersonRow(Row):
 
     __slots__ = ("_company",)
 
-    def __init__(self, vendor: "Salesforce", key: int):
+    def __init__(self, vendor: Records, key: int):
         super().__init__(vendor, key)
         self._company = None
 
@@ -223,7 +233,7 @@ class ActivityRow(Row):
 
     __slots__ = ("activity",)
 
-    def __init__(self, vendor: "Salesforce", activity: Activity):
+    def __init__(self, vendor: Records, activity: Activity):
         super().__init__(vendor, activity.id)
         self.activity = activity
 
@@ -327,7 +337,7 @@ class MemberRow(Row):
         return self.person.deleted
 
 
-def members_of(vendor: "Salesforce", index: int) -> list[int]:
+def members_of(vendor: Records, index: int) -> list[int]:
     """CampaignMember keys of one person: one per form submission (up to 7), and a newsletter send for some."""
     record = vendor.crm.record(index)
     slots = list(range(min(record["form_submissions"], MEMBER_SLOTS - 1)))

@@ -105,7 +105,7 @@ class Query:
 
 
 class Parser:
-    """Recursive descent over the SOQL subset described in the :mod:`sandbox.salesforce` docstring."""
+    """Recursive descent over the SOQL subset described in the :mod:`leadpulse.sandbox.salesforce` docstring."""
 
     def __init__(self, soql: str, now_ms: int):
         self.soql, self.now_ms = soql, now_ms

@@ -21,8 +21,8 @@ Writing a vendor module
 Create ``sandbox/<crm>.py`` (the name given to ``Sandbox.start(<crm>)`` and ``--crm``) with a
 subclass of :class:`Vendor` bound to the module-level name ``VENDOR``::
 
-    from sandbox.server import Request, Response, Vendor, VendorError, route
-    from sandbox.limits import Window
+    from leadpulse.sandbox.server import Request, Response, Vendor, VendorError, route
+    from leadpulse.sandbox.limits import Window
 
     class Acme(Vendor):
         name = "acme"
@@ -57,7 +57,7 @@ subclass of :class:`Vendor` bound to the module-level name ``VENDOR``::
 
 What a vendor module gets (attributes set before any call):
 
-- ``self.crm`` (:class:`sandbox.state.Crm`): ``crm.size``; ``crm.record(index)`` gives the
+- ``self.crm`` (:class:`leadpulse.sandbox.state.Crm`): ``crm.size``; ``crm.record(index)`` gives the
   contact's current fields as a flat vendor-neutral dict (``state.CONTACT_FIELDS``: first_name,
   title, company, industry, employees, lifecycle, owner_id, opted_out, created_ms, updated_ms,
   converted, converted_ms, email_opens, page_views...) plus anything written under a vendor name;
@@ -71,7 +71,7 @@ What a vendor module gets (attributes set before any call):
   ``crm.log_activity(index, kind, occurred_ms, owner_id, attributes, by_api=True)`` creates an
   activity (tasks created this way are what ``crm.tasks()`` lists).
 - ``self.faults``: call ``self.faults.record_fault(record_id)`` for each record of a batch write;
-  a :class:`sandbox.faults.RecordFault` (status, message, code) means that record must fail in
+  a :class:`leadpulse.sandbox.faults.RecordFault` (status, message, code) means that record must fail in
   the vendor's per-record error shape while the others succeed.
 - ``self.tokens``: ``tokens.issue()`` for a login/OAuth route (declare it ``auth=False``),
   ``tokens.is_valid(token)``.

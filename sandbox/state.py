@@ -1,6 +1,6 @@
 """The living CRM: a synthetic tenant plus everything that happened to it since.
 
-The base data is :class:`sandbox.synth.Tenant` (computed, never stored). On top of it this
+The base data is :class:`leadpulse.sandbox.synth.Tenant` (computed, never stored). On top of it this
 module keeps only what changed: field overrides per contact, moved ``updated_ms`` stamps,
 contacts and activities added later. Vendor routes apply their writes here, and tests use the
 same methods between two syncs, as a real tenant's users would.

@@ -36,7 +36,7 @@ def contact_field_key(name: str) -> str | None:
     return name.removeprefix("fields.")
 
 
-#: Where an activity row (see `core.scoring.ActivityRow`) keeps the attributes a ``where`` condition may name.
+#: Where an activity row (see `leadpulse.core.engine.scoring.ActivityRow`) keeps the attributes a ``where`` condition may name.
 _ROW_POSITIONS = {"id": 1, "kind": 2, "vendor_type": 4}
 
 

@@ -1,0 +1,2 @@
+"""The SQLite checkpoint store: schema migrations, pulled records, scores and history, the outbox, run records.
+May import the foundation (model, contract values, errors) only."""
