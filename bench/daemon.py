@@ -5,7 +5,8 @@
 Starts one helper process that serves a HubSpot sandbox per tenant (``--contacts`` synthetic contacts each,
 rate limits on at the professional tier's real figures) and prints their addresses and tokens; writes one tenant
 file per sandbox (the demo tenant's rules, ``every: 1m``, its own token variable); runs ``leadpulse daemon``
-(``python -m leadpulse.core.cli daemon``) over them, with the schedule-scale hook when one minute should last ``--interval`` seconds rather
+(``python -m leadpulse.core.cli daemon``) over them, with the schedule-scale hook when one minute should last
+``--interval`` seconds rather
 than 60; lets every tenant sync ``--cycles`` times after its first run, then stops it with SIGTERM. It prints:
 
 - the scheduling delay (p50, p99, max): how long after its due time each run started, from the daemon's own
@@ -21,10 +22,6 @@ core, which is why the default runs more workers than the daemon's default of 4.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-
 import argparse
 import json
 import os
@@ -32,17 +29,19 @@ import re
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 import yaml
 
-from leadpulse.core.runtime.daemon import SCHEDULE_SCALE_ENV
 from leadpulse.core.cli.demo import DEMO_TENANT_FILE
+from leadpulse.core.runtime.daemon import SCHEDULE_SCALE_ENV
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,8 @@ def start_sandboxes(count: int, contacts: int) -> tuple[subprocess.Popen, list[P
         [sys.executable, __file__, "--serve-sandboxes", str(count), "--contacts", str(contacts)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
-    portals = []
+    portals: list[Portal] = []
+    assert helper.stdout is not None
     for _ in range(count):
         line = helper.stdout.readline()
         if not line:
@@ -135,7 +135,9 @@ def wait_for_lines(log: Path, text: str, count: int, timeout: float = 120) -> No
 
 def api_calls(log: Path) -> Counter[str]:
     """API answers by status, summed over tenants, from the daemon's /metrics."""
-    port = re.search(r'"port": (\d+)', log.read_text()).group(1)
+    found = re.search(r'"port": (\d+)', log.read_text())
+    assert found, f"the daemon never served its port:\n{log.read_text()}"
+    port = found.group(1)
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
         text = answer.read().decode()
     calls: Counter[str] = Counter()
@@ -221,7 +223,8 @@ def main() -> None:
             figures = measure(args, root, portals[:-1], psutil.Process(helper.pid))
         report(args, figures, idle, one)
     finally:
-        helper.stdin.close()
+        if helper.stdin:
+            helper.stdin.close()
         helper.wait(timeout=60)
 
 

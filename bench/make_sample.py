@@ -5,14 +5,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-
 import argparse
 import csv
 import json
-
+from pathlib import Path
 
 from synthetic import records
 

@@ -16,23 +16,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import threading
 
 import psutil
 
+from leadpulse.sandbox import Sandbox
+from leadpulse.sandbox.synth import ACTIVITY_SLOTS
 
-from leadpulse.sandbox import Sandbox  # noqa: E402
-from leadpulse.sandbox.synth import ACTIVITY_SLOTS  # noqa: E402
-
-PROPERTIES = "email,firstname,lastname,jobtitle,company,industry,lifecyclestage,hubspot_owner_id,lastmodifieddate,hs_email_optout"
+PROPERTIES = (
+    "email,firstname,lastname,jobtitle,company,industry,lifecyclestage,hubspot_owner_id,lastmodifieddate,hs_email_optout"
+)
 ENGAGEMENTS = ("calls", "emails", "meetings", "notes", "tasks")
 
 CLIENT = r"""
 import http.client, json, sys, time, urllib.parse
-base, token, seconds, start_after, once = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4], sys.argv[5] == "once"
+base, token, start_after = sys.argv[1], sys.argv[2], sys.argv[4]
+seconds, once = float(sys.argv[3]), sys.argv[5] == "once"
 paths = sys.argv[6:]
 host, port = urllib.parse.urlsplit(base).hostname, urllib.parse.urlsplit(base).port
 connection = http.client.HTTPConnection(host, port)  # one keep-alive connection, as a sync client holds

@@ -21,27 +21,25 @@ It prints contacts per second, the peak RSS of this process, and last ``rescore/
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-
 import argparse
 import multiprocessing
 import os
 import resource
 import sqlite3
+import sys
 import tempfile
 import time
-
+from pathlib import Path
 
 from synthetic import EXPORT_AT, records
-from leadpulse.core.contract import Page
+
 from leadpulse.connectors.file import parse_activity, parse_contact
-from leadpulse.core.config.tenant import TenantConfig
 from leadpulse.core.config.files import load_tenant
-from leadpulse.core.runtime.scoring_pass import score_contacts, scoring_workers
-from leadpulse.core.engine.scoring import Engine
+from leadpulse.core.config.tenant import TenantConfig
+from leadpulse.core.contract import Page
 from leadpulse.core.engine.rules import ScoringConfig
+from leadpulse.core.engine.scoring import Engine
+from leadpulse.core.runtime.scoring_pass import score_contacts, scoring_workers
 from leadpulse.core.store.store import ACTIVITY_SCAN, CONTACT_SCAN, Store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -103,7 +101,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--contacts", type=int, default=10_000, help="contacts to generate (default 10000)")
     parser.add_argument("--keep", type=Path, help="build the store at this path and keep it")
-    parser.add_argument("--first", action="store_true", help="time a first scoring instead of a rescore after a rule change")
+    parser.add_argument("--first", action="store_true",
+                        help="time a first scoring instead of a rescore after a rule change")
     args = parser.parse_args()
     tenant = load_tenant(TENANT_FILE)
     with tempfile.TemporaryDirectory(prefix="leadpulse-bench-") as folder:
@@ -112,7 +111,8 @@ def main() -> None:
         in_child(generate, path, args.contacts, tenant)
         with sqlite3.connect(path) as db:
             activities = db.execute("SELECT count(*) FROM activities").fetchone()[0]
-        print(f"contacts: {args.contacts}, activities: {activities} (generated in {time.perf_counter() - started:.1f}s)")
+        took = time.perf_counter() - started
+        print(f"contacts: {args.contacts}, activities: {activities} (generated in {took:.1f}s)")
         if not args.first:
             in_child(score_with, path, tenant, previous_rules(tenant.scoring), 1)
         os.sync()  # what generating wrote reaches the disk now, not during the timed runs

@@ -25,10 +25,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-
-from leadpulse.core.clock import ScaledClock  # noqa: E402
-from leadpulse.core.cli.demo import DEMO_TENANT_FILE, TOKEN_VARIABLE, sandbox_tenant  # noqa: E402
-from leadpulse.core.runtime.pipeline import sync_tenant  # noqa: E402
+from leadpulse.core.cli.demo import DEMO_TENANT_FILE, TOKEN_VARIABLE, sandbox_tenant
+from leadpulse.core.clock import ScaledClock
+from leadpulse.core.runtime.pipeline import sync_tenant
 
 CALLS_PER_10S = {"starter": 100, "professional": 190, "enterprise": 190}
 PAGE = 100
@@ -40,6 +39,7 @@ def start_sandbox(args: argparse.Namespace) -> tuple[subprocess.Popen, str, str]
     if args.activities_per_contact:
         command += ["--activities-per-contact", str(args.activities_per_contact)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
     base_url = process.stdout.readline().split(": ", 1)[1].strip()
     token = json.loads(process.stdout.readline().split(": ", 1)[1])["access_token"]
     return process, base_url, token
@@ -53,7 +53,7 @@ def sandbox_stats(base_url: str) -> dict:
 def engagements_by_type(store_path: Path) -> dict[str, int]:
     with sqlite3.connect(store_path) as db:
         rows = db.execute("SELECT vendor_type, count(*) FROM activities GROUP BY vendor_type").fetchall()
-    return {kind: n for kind, n in rows}
+    return dict(rows)
 
 
 def main() -> None:
@@ -90,7 +90,8 @@ def main() -> None:
     print(f"contacts: {args.contacts}  engagements: {sum(by_type.values())} {by_type}")
     print(f"pulled: {summary.pulled}  scored: {summary.scored}  written: {summary.written}  tasks: {summary.tasks}")
     print(f"API calls: {stats['total']} (client counted {summary.api_calls}); floor: {floor} "
-          f"({pages} list pages, {math.ceil(summary.written / PAGE)} write and {math.ceil(summary.tasks / PAGE)} task batches)")
+          f"({pages} list pages, {math.ceil(summary.written / PAGE)} write and {math.ceil(summary.tasks / PAGE)} "
+          "task batches)")
     print(f"wall: {wall:.1f} s in CRM time ({real:.1f} s real at time scale {args.time_scale}); "
           f"rate-limit floor: {wall_floor:.1f} s at {rate:g} calls/s")
     print("steps: " + ", ".join(f"{name} {sec * args.time_scale:.1f} s" for name, sec in summary.steps.items())

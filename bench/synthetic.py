@@ -12,17 +12,18 @@ import hashlib
 import math
 import random
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 #: the moment the sample export was taken; the demo scores as of this time so its output never drifts
-EXPORT_AT = datetime(2025, 6, 2, tzinfo=timezone.utc)
+EXPORT_AT = datetime(2025, 6, 2, tzinfo=UTC)
 
 # (value, weight, fit): students and interns are common and fit badly, on purpose.
 TITLES = [
     ("Chief Executive Officer", 2, 1.0), ("Chief Technology Officer", 2, 1.0), ("VP of Sales", 3, 0.9),
     ("VP of Marketing", 3, 0.9), ("Head of Operations", 3, 0.8), ("Director of Engineering", 4, 0.8),
     ("Marketing Manager", 8, 0.6), ("Sales Manager", 8, 0.6), ("IT Manager", 6, 0.6), ("Software Engineer", 10, 0.4),
-    ("Data Analyst", 6, 0.35), ("Consultant", 5, 0.3), ("Freelancer", 3, 0.15), ("Intern", 3, 0.05), ("Student", 5, 0.0),
+    ("Data Analyst", 6, 0.35), ("Consultant", 5, 0.3), ("Freelancer", 3, 0.15), ("Intern", 3, 0.05),
+    ("Student", 5, 0.0),
 ]
 INDUSTRIES = [
     ("Software", 14, 1.0), ("Financial Services", 9, 0.8), ("Healthcare", 8, 0.6), ("Manufacturing", 8, 0.6),
@@ -31,14 +32,23 @@ INDUSTRIES = [
 SIZES = [((1, 10), 20, 0.1), ((11, 50), 22, 0.4), ((51, 200), 22, 0.7), ((201, 1000), 17, 1.0), ((1001, 5000), 11, 0.9),
          ((5001, 50000), 8, 0.7)]
 COUNTRIES = [
-    ("United States", 30, 1.0), ("United Kingdom", 10, 0.9), ("Germany", 9, 0.9), ("France", 6, 0.8), ("Canada", 6, 0.9),
+    ("United States", 30, 1.0), ("United Kingdom", 10, 0.9), ("Germany", 9, 0.9), ("France", 6, 0.8),
+    ("Canada", 6, 0.9),
     ("Netherlands", 4, 0.8), ("Spain", 4, 0.6), ("India", 10, 0.4), ("Brazil", 6, 0.4), ("Japan", 4, 0.6),
 ]
 SOURCES = ["organic_search", "paid_search", "social_media", "email_marketing", "referrals", "direct_traffic"]
 STAGES = [(0.75, "opportunity"), (0.62, "sql"), (0.5, "mql"), (0.25, "lead")]
-FIRST_NAMES = "Ada Alan Amir Ana Ben Carla Chen Dan Diego Elena Emma Femi Grace Hugo Ines Ivan Julia Kai Lara Leo Maya Noah Omar Priya Rosa Sam Sofia Tom Wei Zoe".split()
-LAST_NAMES = "Adams Ahmed Baker Becker Brown Chen Costa Evans Fischer Garcia Gupta Kim Lee Lopez Martin Meyer Nguyen Okafor Patel Rossi Sato Schmidt Singh Smith Taylor Wang Weber Wilson".split()
-COMPANY_STEMS = "Acme Bright Cor Dex Nova Orbit Pix Quanta Sol Terra Vox Zen".split()
+FIRST_NAMES = [
+    "Ada", "Alan", "Amir", "Ana", "Ben", "Carla", "Chen", "Dan", "Diego", "Elena", "Emma", "Femi", "Grace", "Hugo",
+    "Ines", "Ivan", "Julia", "Kai", "Lara", "Leo", "Maya", "Noah", "Omar", "Priya", "Rosa", "Sam", "Sofia", "Tom",
+    "Wei", "Zoe",
+]
+LAST_NAMES = [
+    "Adams", "Ahmed", "Baker", "Becker", "Brown", "Chen", "Costa", "Evans", "Fischer", "Garcia", "Gupta", "Kim",
+    "Lee", "Lopez", "Martin", "Meyer", "Nguyen", "Okafor", "Patel", "Rossi", "Sato", "Schmidt", "Singh", "Smith",
+    "Taylor", "Wang", "Weber", "Wilson",
+]
+COMPANY_STEMS = ["Acme", "Bright", "Cor", "Dex", "Nova", "Orbit", "Pix", "Quanta", "Sol", "Terra", "Vox", "Zen"]
 _KINDS = [  # (kind, weight for an uninterested person, extra weight per unit of interest)
     ("email_sent", 30, 0), ("email_open", 20, 20), ("email_click", 3, 12), ("email_reply", 1, 6),
     ("page_view", 15, 25), ("form_submit", 1, 6), ("meeting", 0, 4), ("call", 4, 4), ("webinar", 1, 3),
@@ -58,7 +68,7 @@ def records(count: int, *, seed: int = 7, at: datetime = EXPORT_AT) -> Iterator[
 
 
 class _Person:
-    __slots__ = ("contact", "interest", "fit")
+    __slots__ = ("contact", "fit", "interest")
 
     def __init__(self, contact: dict, fit: float, interest: float) -> None:
         self.contact, self.fit, self.interest = contact, fit, interest

@@ -68,18 +68,21 @@ class FileConnector(Connector):
 
     @property
     def settings(self) -> FileSettings:
-        return self.context.settings  # type: ignore[return-value]
+        return self.context.settings_of(FileSettings)
 
     def streams(self) -> Sequence[str]:
-        files = {"contacts": self.settings.contacts, "activities": self.settings.activities, "outcomes": self.settings.outcomes}
+        files = {"contacts": self.settings.contacts, "activities": self.settings.activities,
+                 "outcomes": self.settings.outcomes}
         return [stream for stream, path in files.items() if path is not None]
 
     def _path(self, stream: str) -> Path:
-        path = getattr(self.settings, stream, None)
+        path: Path | None = getattr(self.settings, stream, None)
         if stream not in self.streams() or path is None:
-            raise ConnectorError(self.context.tenant, f"no {stream} file in crm.connection (streams: {', '.join(self.streams())})")
+            streams = ", ".join(self.streams())
+            raise ConnectorError(self.context.tenant, f"no {stream} file in crm.connection (streams: {streams})")
         if not path.is_file():
-            raise ConnectorError(self.context.tenant, f"{stream} file {path} does not exist; check crm.connection.{stream}")
+            raise ConnectorError(self.context.tenant,
+                                 f"{stream} file {path} does not exist; check crm.connection.{stream}")
         return path
 
     def pull(self, stream: str, cursor: str | None, *, started_at: datetime) -> Iterator[Page]:
@@ -95,7 +98,8 @@ class FileConnector(Connector):
             yield self._page(stream, f"{digest}:{done}", batch, parse, started_at)
         yield Page(stream, f"{digest}:end")
 
-    def _page(self, stream: str, cursor: str, batch: list, parse: Callable, started_at: datetime) -> Page:
+    def _page(self, stream: str, cursor: str, batch: list[tuple[str, dict[str, Any]]], parse: Parser,
+              started_at: datetime) -> Page:
         items, skipped = [], []
         for where, record in batch:
             try:
@@ -103,7 +107,8 @@ class FileConnector(Connector):
             except BadRecord as exc:
                 record_id = record.get("id") if isinstance(record, dict) else None
                 skipped.append(SkippedRecord(stream, _id_text(record_id) or where, f"{where}: {exc}"))
-        return Page(stream, cursor, **{stream: items}, skipped=skipped)
+        # the parser of `stream` makes that stream's records, which the Page field of the same name holds
+        return Page(stream, cursor, **{stream: items}, skipped=skipped)  # type: ignore[arg-type]
 
     def ensure_properties(self, specs: Sequence[PropertySpec]) -> None:
         """A results file takes any column: nothing to create."""
@@ -326,7 +331,9 @@ def parse_outcome(record: Any, field_map: Mapping[str, str], started_at: datetim
     )
 
 
-_PARSERS = {"contacts": parse_contact, "activities": parse_activity, "outcomes": parse_outcome}
+#: reads one record of a stream (a CSV row or a JSON object) into the model, or raises BadRecord
+Parser = Callable[[Any, Mapping[str, str], datetime], Contact | Activity | Outcome]
+_PARSERS: dict[str, Parser] = {"contacts": parse_contact, "activities": parse_activity, "outcomes": parse_outcome}
 
 
 # writing ---------------------------------------------------------------------------------------------
@@ -349,7 +356,8 @@ def _read_results(path: Path) -> dict[str, dict[str, str]]:
 
 def _write_csv(path: Path, rows: list[dict[str, str]]) -> None:
     # Written beside the target and renamed over it, so a crash never leaves half a results file.
-    columns = ["contact_id", "contact_kind", *sorted({key for row in rows for key in row} - {"contact_id", "contact_kind"})]
+    first = ["contact_id", "contact_kind"]
+    columns = [*first, *sorted({key for row in rows for key in row} - set(first))]
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     with open(partial, "w", newline="", encoding="utf-8") as handle:

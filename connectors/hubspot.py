@@ -18,7 +18,7 @@ import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import urllib3
@@ -128,8 +128,8 @@ def _parse_time(value: Any) -> datetime:
         raise ValueError("missing timestamp")
     text = str(value)
     if text.isdigit():
-        return datetime.fromtimestamp(int(text) / 1000, tz=timezone.utc)
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+        return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
 def _coerce(value: Any) -> Any:
@@ -196,8 +196,7 @@ class HubSpotConnector(Connector):
 
     def __init__(self, context: ConnectorContext) -> None:
         super().__init__(context)
-        settings: HubSpotSettings = context.settings  # type: ignore[assignment]
-        self.settings = settings
+        self.settings = settings = context.settings_of(HubSpotSettings)
         client = HubSpot(
             access_token=context.secrets["access_token"], host=settings.base_url.rstrip("/"), retry=Retry(total=False)
         )
@@ -324,7 +323,8 @@ class HubSpotConnector(Connector):
             sorts=[ID_ORDER], limit=PAGE_SIZE)  # keyset paging: every page restarts below the cap
         data = self._json(f"the {spec.name} search", lambda **kw: self._search.do_search(spec.name, request, **kw),
                           scope="search")
-        return data.get("results", [])
+        results: list[dict[str, Any]] = data.get("results", [])
+        return results
 
     def _with_contacts(self, object_type: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         request = BatchInputPublicFetchAssociationsBatchRequest(
@@ -437,7 +437,8 @@ class HubSpotConnector(Connector):
         options = [OptionInput(label=o, value=o, display_order=i, hidden=False) for i, o in enumerate(spec.options)]
         create = PropertyCreate(name=spec.name, label=spec.label, type=spec.type, field_type=field_type,
                                 group_name=PROPERTY_GROUP, options=options or None)
-        self._create_schema(f"contact property {spec.name!r}", lambda **kw: self._props.create("contacts", create, **kw))
+        self._create_schema(f"contact property {spec.name!r}",
+                            lambda **kw: self._props.create("contacts", create, **kw))
 
     def _add_options(self, spec: PropertySpec, prop: Mapping[str, Any]) -> None:
         """Give an existing enumeration the options leadpulse will write that it lacks (a band or grade added or

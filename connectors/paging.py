@@ -20,7 +20,9 @@ class Batch(Generic[T]):
     next_token: str | None
 
 
-def follow(tenant: str, what: str, fetch: Callable[[str | None], Batch[T]], start: str | None = None) -> Iterator[Batch[T]]:
+def follow(
+    tenant: str, what: str, fetch: Callable[[str | None], Batch[T]], start: str | None = None
+) -> Iterator[Batch[T]]:
     """Yield pages from `fetch(token)` until the CRM stops giving a next token.
 
     A token that comes back twice would loop forever on a misbehaving API; it is refused instead.

@@ -92,7 +92,8 @@ class ApiCaller:
             reraise=True,
         )
         try:
-            return retrying(self._attempt, fn, scope, ok_status, idempotent)
+            result: T = retrying(self._attempt, fn, scope, ok_status, idempotent)
+            return result
         except _Retriable as exhausted:
             failure = exhausted.failure
             if failure.outcome_unknown:

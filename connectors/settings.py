@@ -112,7 +112,8 @@ class PipedrivePlan(StrEnum):
 
 
 class PipedriveSettings(CrmSettings):
-    """A Pipedrive company: `base_url` (``https://{company}.pipedrive.com``); `plan` and `seats` set the token budget."""
+    """A Pipedrive company: `base_url` (``https://{company}.pipedrive.com``); `plan` and `seats` set the token
+    budget."""
 
     required_secrets: ClassVar[tuple[str, ...]] = ("api_token",)
     known_secrets: ClassVar[tuple[str, ...]] = ("api_token",)

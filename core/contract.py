@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from importlib.metadata import entry_points
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import Field
 
@@ -152,6 +152,9 @@ class CrmSettings(Strict):
         return self.required_secrets
 
 
+S = TypeVar("S", bound=CrmSettings)
+
+
 @dataclass(frozen=True)
 class ConnectorContext:
     """Everything a connector is given for one tenant.
@@ -171,6 +174,16 @@ class ConnectorContext:
     #: API calls this run may make before the tenant's own daily limit (``daily_limit``) is reached: what the
     #: limit leaves of the last 24 hours. None when the tenant sets no such limit.
     call_allowance: int | None = None
+
+    def settings_of(self, model: type[S]) -> S:
+        """`settings` as the connector's own model, which validated them when the tenant file was read.
+
+        :raises TypeError: if they are another CRM's settings (the registry paired the wrong connector).
+        """
+        if not isinstance(self.settings, model):
+            raise TypeError(f"tenant {self.tenant!r}: connection settings are {type(self.settings).__name__}, "
+                            f"not {model.__name__}")
+        return self.settings
 
 
 class Connector(abc.ABC):
@@ -242,7 +255,7 @@ class Connector(abc.ABC):
         handed over more recently and not found is looked up again later, not created again."""
         return timedelta(0)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: a connector holding no session has nothing to release
         """Release sessions and pools."""
 
 

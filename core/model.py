@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -62,8 +62,8 @@ _LIFECYCLE_RANKS = {stage: rank for rank, stage in enumerate(Lifecycle)}
 def utc(moment: datetime) -> datetime:
     """Return `moment` as an aware UTC datetime; a naive one is taken to be UTC already."""
     if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from apscheduler.triggers.base import BaseTrigger
@@ -107,12 +107,12 @@ def trigger_for(schedule: Schedule, *, scale: float = 1.0) -> BaseTrigger:
         raise ValueError(f"schedule needs an interval or a cron expression, found {schedule!r}")
     # The grid starts at a random point of the first interval, so a restart does not stampede the CRMs (or the
     # thread pool) with every interval tenant at once; cron tenants keep their cron times.
-    start = datetime.now(timezone.utc) + timedelta(seconds=random.uniform(0, every))
+    start = datetime.now(UTC) + timedelta(seconds=random.uniform(0, every))
     jitter = min(jitter, every) if jitter else None  # more would let a run pass the next one's grid point
-    return GridIntervalTrigger(seconds=every, jitter=jitter, start_date=start, timezone=timezone.utc)
+    return GridIntervalTrigger(seconds=every, jitter=jitter, start_date=start, timezone=UTC)
 
 
-class GridIntervalTrigger(IntervalTrigger):
+class GridIntervalTrigger(IntervalTrigger):  # type: ignore[misc]  # APScheduler 3 ships no type hints
     """Runs at ``start_date + n * interval``, each run moved later by a random part of `jitter` (no more than
     the interval), so runs come once an interval on average.
 
@@ -122,10 +122,11 @@ class GridIntervalTrigger(IntervalTrigger):
 
     def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
         if previous_fire_time is None:
-            return super().get_next_fire_time(None, now)
+            first: datetime | None = super().get_next_fire_time(None, now)
+            return first
         # the scheduler hands back the moved time: step on from the grid point it was moved from
         passed = (previous_fire_time - self.start_date) // self.interval
-        grid = self.start_date + self.interval * (passed + 1)
+        grid: datetime = self.start_date + self.interval * (passed + 1)
         if self.end_date and grid > self.end_date:
             return None
         return grid + timedelta(seconds=random.uniform(0, self.jitter or 0))
@@ -151,7 +152,7 @@ def cron_trigger(expression: str, jitter: float | None = None) -> BaseTrigger:
 
     def on(day: str, day_of_week: str, jitter: float | None = None) -> CronTrigger:
         return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=day_of_week,
-                           jitter=jitter, timezone=timezone.utc)
+                           jitter=jitter, timezone=UTC)
 
     if day in _ANY or weekday in _ANY:
         return on(day, days, jitter)

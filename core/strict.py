@@ -1,7 +1,7 @@
 """The base of every model that validates a file a person wrote: unknown keys refused, errors said plainly.
 
-Each refusal carries what was expected and what was found, so `leadpulse.core.config.files` can turn pydantic's errors into
-``"{path}: {key_path}: expected {expected}, found {found}"`` lines without guessing.
+Each refusal carries what was expected and what was found, so `leadpulse.core.config.files` can turn pydantic's
+errors into ``"{path}: {key_path}: expected {expected}, found {found}"`` lines without guessing.
 """
 
 from __future__ import annotations

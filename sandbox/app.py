@@ -7,6 +7,7 @@ import ssl
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
 from .auth import Tokens
 from .faults import Faults
@@ -51,7 +52,8 @@ class Sandbox:
         self.crm = Crm(tenant, ids=vendor_cls.ids)
         self.faults = Faults(self.tokens)
         self.stats = Stats()
-        self.vendor = vendor_cls(self.crm, self.faults, self.tokens, tier)
+        # typed as any Vendor subclass: tests use the helpers each CRM's imitation adds (properties_of ...)
+        self.vendor: Any = vendor_cls(self.crm, self.faults, self.tokens, tier)
         self.limits = Limits(self.vendor.windows(), clock or ScaledClock(time_scale), enabled=rate_limits)
         self.vendor.limits = self.limits
         self._stopping = threading.Event()
@@ -63,7 +65,7 @@ class Sandbox:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def start(cls, crm: str | type[Vendor], contacts: int = 1000, seed: int = 0, **options) -> "Sandbox":
+    def start(cls, crm: str | type[Vendor], contacts: int = 1000, seed: int = 0, **options) -> Sandbox:
         """Build a tenant of ``contacts`` people from ``seed`` and serve it on a free loopback port.
 
         Options: ``tier`` (vendor plan, sets rate-limit figures), ``time_scale`` (rate-limit
@@ -120,7 +122,7 @@ class Sandbox:
         while not self._stopping.wait(0.5):
             pass
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self
 
     def __exit__(self, *exc) -> None:

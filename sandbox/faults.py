@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import fnmatch
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Iterable
 
 from .auth import Tokens
 

@@ -28,13 +28,27 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import islice
+from typing import Any
 
-from .hubspot_catalog import (ASSOCIATION_FROM_CONTACT, ASSOCIATION_TO_CONTACT, DEFAULT_CONTACT_PROPERTIES,
-                              DEFAULT_ENGAGEMENT_PROPERTIES, ENGAGEMENT_TYPES, OBJECT_OF_KIND, PROPERTY_TYPES,
-                              Catalogue, contact_properties, contact_renderer, contact_write, definition,
-                              engagement_properties, engagement_write, iso)
+from .hubspot_catalog import (
+    ASSOCIATION_FROM_CONTACT,
+    ASSOCIATION_TO_CONTACT,
+    DEFAULT_CONTACT_PROPERTIES,
+    DEFAULT_ENGAGEMENT_PROPERTIES,
+    ENGAGEMENT_TYPES,
+    OBJECT_OF_KIND,
+    PROPERTY_TYPES,
+    Catalogue,
+    contact_properties,
+    contact_renderer,
+    contact_write,
+    definition,
+    engagement_properties,
+    engagement_write,
+    iso,
+)
 from .hubspot_search import RESULT_CAP, CapReached, Search, SearchError, bounds, holds, parse_search, run
 from .limits import Verdict, Window
 from .server import Request, Response, Vendor, VendorError, route
@@ -56,7 +70,7 @@ LIST_LIMIT, BATCH_LIMIT, ASSOCIATION_BATCH_LIMIT = 100, 100, 1000
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def standard_error(record_id: str, status: int, message: str, category: str) -> dict:
@@ -169,7 +183,8 @@ class HubSpot(Vendor):
 
     def _batch(self, results: list, errors: list, status: int = 200) -> Response:
         started = now_iso()
-        body = {"status": "COMPLETE", "results": results, "startedAt": started, "completedAt": now_iso()}
+        body: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": started,
+                                "completedAt": now_iso()}
         if errors:
             body.update({"numErrors": len(errors), "errors": errors})
         return Response(207 if errors else status, body)
@@ -184,7 +199,7 @@ class HubSpot(Vendor):
         names = request.args("properties") or DEFAULT_CONTACT_PROPERTIES
         stop = min(start + limit, self.crm.size)
         render = contact_renderer(tuple(names))
-        body = {"results": [self._contact(i, names, render) for i in range(start, stop)]}
+        body: dict[str, Any] = {"results": [self._contact(i, names, render) for i in range(start, stop)]}
         if stop < self.crm.size:
             body["paging"] = self._next(request, str(stop + 1))
         return body
@@ -212,8 +227,8 @@ class HubSpot(Vendor):
             try:
                 results.append(self._contact(self.crm.index_of(contact_id), names))
             except UnknownContact:
-                errors.append(standard_error(contact_id, 404, f"Could not get some CONTACT objects, they may be "
-                                                              f"deleted or not exist. Check that ids are valid.",
+                errors.append(standard_error(contact_id, 404, "Could not get some CONTACT objects, they may be "
+                                                              "deleted or not exist. Check that ids are valid.",
                                              "OBJECT_NOT_FOUND"))
         return self._batch(results, errors)
 
@@ -225,7 +240,7 @@ class HubSpot(Vendor):
             raise self.error(400, "Duplicate IDs found in batch input: each id may appear once")
         self._check_write("contacts", [item.get("properties") or {} for item in inputs])
         results, errors = [], []
-        for contact_id, item in zip(ids, inputs):
+        for contact_id, item in zip(ids, inputs, strict=True):
             failure = self._write_failure(contact_id)
             if failure:
                 errors.append(failure)
@@ -238,7 +253,8 @@ class HubSpot(Vendor):
     def _write_failure(self, contact_id: str) -> dict | None:
         fault = self.faults.record_fault(contact_id)
         if fault:
-            return standard_error(contact_id, fault.status, fault.message, fault.code or CATEGORIES.get(fault.status, "ERROR"))
+            code = fault.code or CATEGORIES.get(fault.status, "ERROR")
+            return standard_error(contact_id, fault.status, fault.message, code)
         try:
             self.crm.index_of(contact_id)
         except UnknownContact:
@@ -316,12 +332,13 @@ class HubSpot(Vendor):
 
     def _contact_candidates(self, group) -> list[int] | range:
         first, last = bounds(group, "hs_object_id")
-        start = max(0, int(math.ceil(first)) - 1) if first is not None else 0
-        stop = min(self.crm.size, int(math.floor(last))) if last is not None else self.crm.size
+        start = max(0, math.ceil(first) - 1) if first is not None else 0
+        stop = min(self.crm.size, math.floor(last)) if last is not None else self.crm.size
         low, high = bounds(group, "lastmodifieddate")
         if low is None and high is None:
             return range(start, stop)
-        moved = self.crm.updated_between(int(low if low is not None else -2**62), int(high if high is not None else 2**62))
+        moved = self.crm.updated_between(int(low if low is not None else -2**62),
+                                         int(high if high is not None else 2**62))
         return [i for i in moved if start <= i < stop]
 
     def _contact_value(self, index: int, prop: str):
@@ -338,7 +355,7 @@ class HubSpot(Vendor):
         names = request.args("properties") or DEFAULT_ENGAGEMENT_PROPERTIES
         with_contacts = "contacts" in request.args("associations")
         page = list(islice(self.crm.iter_activities(kind, after_id=max(0, after - 1)), limit + 1))
-        body = {"results": [self._engagement(a, names, with_contacts) for a in page[:limit]]}
+        body: dict[str, Any] = {"results": [self._engagement(a, names, with_contacts) for a in page[:limit]]}
         if len(page) > limit:
             body["paging"] = self._next(request, str(page[limit].id))
         return body
@@ -393,7 +410,8 @@ class HubSpot(Vendor):
                 index = None
             if index is None or type_ids != {ASSOCIATION_TO_CONTACT[kind]}:
                 raise self.error(400, f"One or more associations are invalid: {object_type} to {to_id} with "
-                                      f"type ids {sorted(map(str, type_ids))} (expected {ASSOCIATION_TO_CONTACT[kind]})")
+                                      f"type ids {sorted(map(str, type_ids))} "
+                                      f"(expected {ASSOCIATION_TO_CONTACT[kind]})")
             contacts.append(index)
         return contacts[0] if contacts else -1
 
@@ -454,7 +472,8 @@ class HubSpot(Vendor):
             raise self.error(400, f"Property group {body['groupName']} does not exist")
         if body["name"] in existing:
             raise self.error(409, f"Property named '{body['name']}' already exists.", category="OBJECT_ALREADY_EXISTS")
-        options = [{"hidden": False, "description": "", "displayOrder": n, **o} for n, o in enumerate(body.get("options") or [])]
+        options = [{"hidden": False, "description": "", "displayOrder": n, **o}
+                   for n, o in enumerate(body.get("options") or [])]
         prop = definition(body["name"], body["label"], body["type"], body["fieldType"], body["groupName"], options,
                           description=body.get("description", ""), hubspotDefined=False)
         return Response(201, self.catalogue.add_property(object_type, prop))
@@ -527,7 +546,8 @@ class HubSpot(Vendor):
                 index = self.crm.index_of(object_id)
             except UnknownContact:
                 return None
-            return [self._link(str(a.id), ASSOCIATION_FROM_CONTACT[kind]) for a in self.crm.activities(index) if a.kind is kind]
+            return [self._link(str(a.id), ASSOCIATION_FROM_CONTACT[kind])
+                    for a in self.crm.activities(index) if a.kind is kind]
         kind = self._kind(from_type)
         if to_type != "contacts":
             raise self.error(400, f"Associations from {from_type} to {to_type} are not served here")
@@ -547,7 +567,7 @@ class HubSpot(Vendor):
         if request.arg("email"):
             owners = [o for o in owners if o.email == request.arg("email").lower()]
         limit, start = self._limit(request, 500, default=100), self._after(request)
-        body = {"results": [self._owner(o) for o in owners[start:start + limit]]}
+        body: dict[str, Any] = {"results": [self._owner(o) for o in owners[start:start + limit]]}
         if start + limit < len(owners):
             body["paging"] = self._next(request, str(start + limit))
         return body
@@ -562,7 +582,8 @@ class HubSpot(Vendor):
     def _owner(self, owner) -> dict:
         stamp = iso(self.crm.tenant.anchor_ms - 400 * 86_400_000)
         return {"id": str(owner.id), "email": owner.email, "firstName": owner.first_name, "lastName": owner.last_name,
-                "userId": owner.id + 90_000, "type": "PERSON", "createdAt": stamp, "updatedAt": stamp, "archived": False}
+                "userId": owner.id + 90_000, "type": "PERSON", "createdAt": stamp, "updatedAt": stamp,
+                "archived": False}
 
     # -- what the tenant holds, in HubSpot's words (for tests) -------------------------------------
 

@@ -10,7 +10,7 @@ import functools
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .synth import ActivityKind
 
@@ -51,7 +51,7 @@ def iso(ms: int | None) -> str | None:
 @functools.lru_cache(maxsize=4096)  # timestamps crowd into the last two years: a few hundred days
 def _date(day: int) -> str:
     t = time.gmtime(day * 86_400)
-    return "%04d-%02d-%02dT" % (t[0], t[1], t[2])
+    return f"{t[0]:04d}-{t[1]:02d}-{t[2]:02d}T"
 
 
 _MINUTES = tuple(f"{hour:02d}:{minute:02d}:" for hour in range(24) for minute in range(60))
@@ -66,7 +66,7 @@ def to_ms(value: str | int) -> int:
         return int(text)
     parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return int(parsed.timestamp() * 1000)
 
 
@@ -150,8 +150,10 @@ _CONTACT_GETTERS = {
     "lifecyclestage": lambda index, record: STAGE_TO_HUBSPOT.get(record["lifecycle"], record["lifecycle"]),
     "hs_lead_status": _upper("lead_status"),
     "hs_analytics_source": _upper("source"),
-    "hs_lifecyclestage_customer_date": lambda index, record: iso(record["converted_ms"]) if record.get("converted") else None,
-    "recent_conversion_date": lambda index, record: iso(record["updated_ms"]) if record.get("form_submissions") else None,
+    "hs_lifecyclestage_customer_date":
+        lambda index, record: iso(record["converted_ms"]) if record.get("converted") else None,
+    "recent_conversion_date":
+        lambda index, record: iso(record["updated_ms"]) if record.get("form_submissions") else None,
 }
 
 
@@ -186,7 +188,8 @@ class EngagementField:
 
 
 ENGAGEMENT_FIELDS = {
-    ActivityKind.CALL: [EngagementField("hs_call_title", "title"), EngagementField("hs_call_direction", "direction", True),
+    ActivityKind.CALL: [EngagementField("hs_call_title", "title"),
+                        EngagementField("hs_call_direction", "direction", True),
                         EngagementField("hs_call_status", "status", True),
                         EngagementField("hs_call_duration", "duration_ms")],
     ActivityKind.EMAIL: [EngagementField("hs_email_subject", "subject"),
@@ -268,7 +271,8 @@ def _contact_catalogue() -> list[dict]:
          "DIRECT_TRAFFIC", "OFFLINE", "PAID_SOCIAL"])]
     info, analytics = "contactinformation", "analyticsinformation"
     return [
-        definition("email", "Email", "string", "text", info), definition("firstname", "First Name", "string", "text", info),
+        definition("email", "Email", "string", "text", info),
+        definition("firstname", "First Name", "string", "text", info),
         definition("lastname", "Last Name", "string", "text", info),
         definition("jobtitle", "Job Title", "string", "text", info),
         definition("company", "Company Name", "string", "text", info),
@@ -301,7 +305,8 @@ def _engagement_catalogue(kind: ActivityKind) -> list[dict]:
               definition("hs_createdate", "Create date", "datetime", "date", group),
               definition("hs_lastmodifieddate", "Last modified date", "datetime", "date", group),
               definition("hs_object_id", "Record ID", "number", "number", group)]
-    own = [definition(f.prop, f.prop.replace("_", " ").title(), "string", "text", group) for f in ENGAGEMENT_FIELDS[kind]]
+    own = [definition(f.prop, f.prop.replace("_", " ").title(), "string", "text", group)
+           for f in ENGAGEMENT_FIELDS[kind]]
     if kind is ActivityKind.EMAIL:
         own.append(definition("hs_email_direction", "Email direction", "enumeration", "select", group,
                               [option(v, v.title(), n) for n, v in enumerate(EMAIL_DIRECTIONS.values())]))
@@ -325,7 +330,8 @@ class Catalogue:
         self.groups: dict[str, dict[str, dict]] = {}
         for object_type, props in self.properties.items():
             names = sorted({p["groupName"] for p in props.values()})
-            self.groups[object_type] = {g: self._group(g, _GROUP_LABELS.get(g, g.title()), n) for n, g in enumerate(names)}
+            self.groups[object_type] = {g: self._group(g, _GROUP_LABELS.get(g, g.title()), n)
+                                        for n, g in enumerate(names)}
 
     @staticmethod
     def _group(name: str, label: str, order: int) -> dict:

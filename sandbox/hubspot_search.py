@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
 
 from .hubspot_catalog import DATETIME_PROPERTIES, NUMBER_PROPERTIES, to_ms
 

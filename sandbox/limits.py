@@ -18,8 +18,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Mapping, Protocol
+from typing import Protocol
 
 
 class Clock(Protocol):

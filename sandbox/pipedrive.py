@@ -52,10 +52,11 @@ import json
 import math
 import threading
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 from urllib.parse import parse_qs
 
 from .limits import Verdict, Window
@@ -100,20 +101,20 @@ def rfc3339(ms: int | None) -> str | None:
     """v2 timestamps: whole seconds, UTC, ``Z``."""
     if ms is None:
         return None
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def v1_time(ms: int | None) -> str | None:
     if ms is None:
         return None
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def parse_rfc3339(text: str) -> int:
     """Milliseconds since the epoch; a time without a zone is UTC. ValueError when malformed."""
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
 
 
@@ -637,7 +638,7 @@ class Pipedrive(Vendor):
         """One activity in the v2 shape."""
         attributes = activity.attributes
         person_id = int(self.crm.id_of(activity.contact_index))
-        due = datetime.fromtimestamp(activity.occurred_ms / 1000, timezone.utc)
+        due = datetime.fromtimestamp(activity.occurred_ms / 1000, UTC)
         done = activity_done(activity)
         return {
             "id": activity.id, "subject": activity_subject(activity),

@@ -58,8 +58,9 @@ import re
 import threading
 from array import array
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 from urllib.parse import parse_qs
 
 from .limits import Verdict, Window
@@ -285,6 +286,7 @@ class Salesforce(Vendor):
 
     def _people(self, sobject: SObject, narrow: Narrowing) -> Iterator[Row]:
         want_lead = sobject.prefix == "00Q"
+        indexes: Iterable[int]
         if narrow.ids is not None:
             indexes = sorted({i for i in map(person_index, narrow.ids) if i is not None})
         elif narrow.since_ms is not None or narrow.until_ms is not None:
@@ -567,7 +569,7 @@ class Salesforce(Vendor):
         if len(records) > _COLLECTION_MAX:
             raise self.error(400, f"record limit reached. cannot submit more than {_COLLECTION_MAX} records into "
                              "this call", code="EXCEEDED_ID_LIMIT")
-        outcomes = []
+        outcomes: list[Prepared | RecordError] = []
         for record in records:
             try:
                 outcomes.append(prepare(None, record))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import calendar
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from .state import Crm
 from .synth import DAY_MS, Activity, ActivityKind, mix
@@ -21,6 +22,8 @@ class Records(Protocol):
     def edits_of(self, record_id: str) -> dict: ...
 
     def edited_ms(self, record_id: str) -> int: ...
+
+    def row_by_id(self, sobject: SObject, record_id: str) -> Row | None: ...
 
 
 # -- ids ----------------------------------------------------------------------------------------
@@ -151,17 +154,18 @@ MEMBER_SLOTS = 8  # CampaignMember numbers are index * 8 + j + 1
 class Row:
     """A record as the query engine and the renderer see it."""
 
-    __slots__ = ("vendor", "key", "_cache")
+    __slots__ = ("_cache", "key", "vendor")
     prefix = ""
 
     def __init__(self, vendor: Records, key: int):
-        self.vendor, self.key, self._cache = vendor, key, None
+        self.vendor, self.key = vendor, key
+        self._cache: Any = None  # what the row computes on first use, if it needs anything
 
     @property
     def id(self) -> str:
         return sf_id(self.prefix, self.key)
 
-    def value(self, spec: "Field") -> Any:
+    def value(self, spec: Field) -> Any:
         if spec.updateable or spec.custom:
             edits = self.edits()
             if spec.name in edits:
@@ -172,6 +176,11 @@ class Row:
 
     def edits(self) -> dict:
         return self.vendor.edits_of(self.id)
+
+    @property
+    def base_modified_ms(self) -> int:
+        """When the record last changed before the edits written over REST; each kind of row knows."""
+        raise NotImplementedError
 
     @property
     def modified_ms(self) -> int:
@@ -189,7 +198,7 @@ class PersonRow(Row):
 
     def __init__(self, vendor: Records, key: int):
         super().__init__(vendor, key)
-        self._company = None
+        self._company: int | None = None
 
     @property
     def index(self) -> int:
@@ -378,7 +387,7 @@ class Field:
 
     name: str
     type: str
-    read: Callable[[Row], Any] = lambda row: None
+    read: Callable[[Any], Any] = lambda row: None  # takes the row class of its sObject
     updateable: bool = False
     createable: bool | None = None
     picklist: tuple[str, ...] = ()
@@ -468,7 +477,8 @@ def user_id(owner_id: int | None) -> str | None:
 
 def _person_fields() -> list[Field]:
     rec = lambda name: (lambda r: r.record[name])  # noqa: E731
-    return _system_fields() + [
+    return [
+        *_system_fields(),
         Field("FirstName", "string", rec("first_name"), updateable=True, neutral="first_name"),
         Field("LastName", "string", rec("last_name"), updateable=True, neutral="last_name"),
         Field("Name", "string", lambda r: f"{r.record['first_name']} {r.record['last_name']}".strip(),
@@ -512,7 +522,8 @@ def _contact() -> SObject:
         Field("AccountId", "reference", lambda r: r.account_id,
               updateable=True, reference_to=("Account",), relationship="Account", label="Account ID"),
         Field("MailingCountry", "string", lambda r: r.record["country"], updateable=True, neutral="country"),
-    ]), parents={"account": ("Account", "AccountId", "Account"), "owner": ("Owner", "OwnerId", "User")}, plural="Contacts")
+    ]), parents={"account": ("Account", "AccountId", "Account"), "owner": ("Owner", "OwnerId", "User")},
+        plural="Contacts")
 
 
 def _account() -> SObject:

@@ -3,8 +3,9 @@ catalogue, evaluating conditions, narrowing candidates and ordering rows."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .salesforce_records import NUMBERS, TEXT, Field, Row, SObject, fmt_date, full_id, parse_datetime
 from .synth import DAY_MS
@@ -121,7 +122,7 @@ class Parser:
         limit = self.integer() if self.accept("limit") else None
         offset = self.integer() if self.accept("offset") else 0
         if self.peek():
-            self.fail(f"unexpected token: '{self.peek().text}'")
+            raise self.error(f"unexpected token: '{self.peek().text}'")
         return Query(sobject, fields, where, order, limit, offset, count_only)
 
     # -- token helpers --
@@ -139,23 +140,23 @@ class Parser:
     def expect(self, word: str) -> None:
         if not self.accept(word):
             token = self.peek()
-            self.fail(f"unexpected token: '{token.text}'" if token else f"expecting '{word.upper()}', found end")
+            raise self.error(f"unexpected token: '{token.text}'" if token else f"expecting '{word.upper()}', found end")
 
-    def fail(self, message: str):
+    def error(self, message: str) -> SoqlError:
         token = self.peek()
-        raise SoqlError(_at(self.soql, token.at if token else len(self.soql), message))
+        return SoqlError(_at(self.soql, token.at if token else len(self.soql), message))
 
     def take_name(self, what: str) -> str:
         token = self.peek()
         if token is None or token.kind != "name" or token.word in _KEYWORDS:
-            self.fail(f"expecting {what}, found '{token.text if token else 'end'}'")
+            raise self.error(f"expecting {what}, found '{token.text if token else 'end'}'")
         self.pos += 1
         return token.text
 
     def integer(self) -> int:
         token = self.peek()
         if token is None or token.kind != "number" or not token.text.isdigit():
-            self.fail("expecting a non-negative integer")
+            raise self.error("expecting a non-negative integer")
         self.pos += 1
         return int(token.text)
 
@@ -194,7 +195,7 @@ class Parser:
         parts, joiner = [self.factor()], None
         while (token := self.peek()) and token.word in ("and", "or"):
             if joiner and token.word != joiner:
-                self.fail(f"unexpected token: '{token.text}' (use parentheses to mix AND and OR)")
+                raise self.error(f"unexpected token: '{token.text}' (use parentheses to mix AND and OR)")
             joiner = token.word
             self.pos += 1
             parts.append(self.factor())
@@ -220,7 +221,7 @@ class Parser:
         negated = self.accept("not")
         if self.accept("in"):
             return Comparison(path, "NOT IN" if negated else "IN", self.literal_list())
-        self.fail(f"unexpected token: '{token.text}'" if token else "expecting an operator, found end")
+        raise self.error(f"unexpected token: '{token.text}'" if token else "expecting an operator, found end")
 
     def literal_list(self) -> tuple[Literal, ...]:
         self.expect("(")
@@ -233,7 +234,7 @@ class Parser:
     def literal(self) -> Literal:
         token = self.peek()
         if token is None:
-            self.fail("expecting a value, found end")
+            raise self.error("expecting a value, found end")
         self.pos += 1
         if token.kind == "string":
             return Literal("string", re.sub(r"\\(.)", r"\1", token.text[1:-1]))
@@ -246,7 +247,7 @@ class Parser:
         if token.kind == "name":
             return self.word_literal(token)
         self.pos -= 1
-        self.fail(f"unexpected token: '{token.text}'")
+        raise self.error(f"unexpected token: '{token.text}'")
 
     def word_literal(self, token: Token) -> Literal:
         word = token.word
@@ -262,7 +263,7 @@ class Parser:
         if days:
             return Literal("range", (today - int(days[1]) * DAY_MS, today + DAY_MS))
         self.pos -= 1
-        self.fail(f"unexpected token: '{token.text}'")
+        raise self.error(f"unexpected token: '{token.text}'")
 
 
 def parse_soql(soql: str, now_ms: int) -> Query:
@@ -439,7 +440,7 @@ class Narrowing:
     until_ms: int | None = None  # modified at or before
 
     @classmethod
-    def of(cls, where, ref_fields: tuple[str, ...] = ()) -> "Narrowing":
+    def of(cls, where, ref_fields: tuple[str, ...] = ()) -> Narrowing:
         found: dict[str, Any] = {}
         for term in hints(where):
             name, op, value = term.path.lower(), term.op, term.value
@@ -448,7 +449,7 @@ class Narrowing:
                 continue
             if name == "id" and op in ("=", "IN"):
                 found["ids"] = tuple(full_id(v.value) for v in values)
-            elif name == "id" and op in (">", ">="):
+            elif name == "id" and op in (">", ">=") and isinstance(value, Literal):
                 found["after"] = full_id(value.value)
             elif name in ref_fields and op in ("=", "IN"):
                 found["refs"] = tuple(full_id(v.value) for v in values)

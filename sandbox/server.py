@@ -118,9 +118,10 @@ import socket
 import ssl
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -225,8 +226,9 @@ class Route:
 def route(method: str, pattern: str, name: str | None = None, auth: bool = True, limited: bool = True):
     """Declare a vendor method as the handler of ``method pattern``."""
     def mark(handler: Callable) -> Callable:
-        handler.__sandbox_route__ = Route(method.upper(), pattern, name or f"{method.upper()} {pattern}",
-                                          handler.__name__, auth, limited)
+        # the mark `Vendor` builds its route table from
+        handler.__sandbox_route__ = Route(  # type: ignore[attr-defined]
+            method.upper(), pattern, name or f"{method.upper()} {pattern}", handler.__name__, auth, limited)
         return handler
     return mark
 
@@ -329,7 +331,7 @@ class Outcome:
 class Dispatcher:
     """Runs one call through faults, authentication, rate limits and the vendor's handler."""
 
-    def __init__(self, vendor: Vendor, limits: Limits, stats: Stats, admin: "Admin", stopping: threading.Event):
+    def __init__(self, vendor: Vendor, limits: Limits, stats: Stats, admin: Admin, stopping: threading.Event):
         self.vendor, self.limits, self.stats, self.admin = vendor, limits, stats, admin
         self.router = Router(vendor.routes())
         self.stopping = stopping
@@ -440,7 +442,7 @@ class Admin:
 class _Connection(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 120  # an idle keep-alive connection releases its thread after this
-    server: "SandboxHTTPServer"
+    server: SandboxHTTPServer
 
     def setup(self) -> None:
         super().setup()

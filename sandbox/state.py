@@ -23,8 +23,8 @@ import random
 import threading
 import time
 from array import array
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable, Iterator
 
 from .synth import ACTIVITY_SLOTS, Activity, ActivityKind, Tenant
 

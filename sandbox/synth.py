@@ -83,16 +83,26 @@ COUNTRIES = [
 SOURCES = [("organic_search", 25), ("paid_search", 15), ("social_media", 12), ("email_marketing", 10),
            ("referrals", 10), ("direct_traffic", 14), ("offline", 8), ("other_campaigns", 6)]
 LEAD_STATUSES = ["new", "open", "in_progress", "attempted_to_contact", "connected", "unqualified", "bad_timing"]
-FIRST_NAMES = ("Ada Alan Alice Amir Ana Anna Ben Carla Chen Chloe Dan David Diego Elena Emma Eva Femi Grace Hana "
-               "Hugo Ines Ivan Jack Jana Jonas Julia Kai Kenji Lara Leo Lina Lucas Maria Mark Maya Mia Nadia Noah "
-               "Nora Olga Omar Paul Priya Rafael Rosa Ruth Sam Sara Sofia Tom Uma Victor Wei Yara Yusuf Zoe").split()
-LAST_NAMES = ("Adams Ahmed Alvarez Baker Becker Brown Chen Costa Da Silva Dubois Evans Fischer Garcia Gupta Hansen "
-              "Hoffmann Ito Jensen Johnson Kim Kowalski Lee Lopez Martin Meyer Moreau Muller Nakamura Nguyen "
-              "Novak Okafor Olsen Patel Perez Rossi Sato Schmidt Singh Smith Suzuki Taylor Thomas Walker Wang "
-              "Weber Williams Wilson Wright Yamamoto Young Zhang").split()
+FIRST_NAMES = [
+    "Ada", "Alan", "Alice", "Amir", "Ana", "Anna", "Ben", "Carla", "Chen", "Chloe", "Dan", "David", "Diego",
+    "Elena", "Emma", "Eva", "Femi", "Grace", "Hana", "Hugo", "Ines", "Ivan", "Jack", "Jana", "Jonas", "Julia",
+    "Kai", "Kenji", "Lara", "Leo", "Lina", "Lucas", "Maria", "Mark", "Maya", "Mia", "Nadia", "Noah", "Nora", "Olga",
+    "Omar", "Paul", "Priya", "Rafael", "Rosa", "Ruth", "Sam", "Sara", "Sofia", "Tom", "Uma", "Victor", "Wei",
+    "Yara", "Yusuf", "Zoe",
+]
+LAST_NAMES = [
+    "Adams", "Ahmed", "Alvarez", "Baker", "Becker", "Brown", "Chen", "Costa", "Da", "Silva", "Dubois", "Evans",
+    "Fischer", "Garcia", "Gupta", "Hansen", "Hoffmann", "Ito", "Jensen", "Johnson", "Kim", "Kowalski", "Lee",
+    "Lopez", "Martin", "Meyer", "Moreau", "Muller", "Nakamura", "Nguyen", "Novak", "Okafor", "Olsen", "Patel",
+    "Perez", "Rossi", "Sato", "Schmidt", "Singh", "Smith", "Suzuki", "Taylor", "Thomas", "Walker", "Wang", "Weber",
+    "Williams", "Wilson", "Wright", "Yamamoto", "Young", "Zhang",
+]
 _EMAIL_FIRST = [name.lower() for name in FIRST_NAMES]
 _EMAIL_LAST = [name.lower().replace(" ", "") for name in LAST_NAMES]
-_SYLLABLES = "ac al an ar bel bri cor dex el fin gen ix jo kin lum mar nex nov or pix qua ra sol tan ver vo zen".split()
+_SYLLABLES = [
+    "ac", "al", "an", "ar", "bel", "bri", "cor", "dex", "el", "fin", "gen", "ix", "jo", "kin", "lum", "mar", "nex",
+    "nov", "or", "pix", "qua", "ra", "sol", "tan", "ver", "vo", "zen",
+]
 _COMPANY_SUFFIXES = ["Labs", "Systems", "Group", "Technologies", "Partners", "Solutions", "Inc", "GmbH", "Ltd", "Co"]
 
 
@@ -417,7 +427,7 @@ _KIND_ORDER = (ActivityKind.EMAIL, ActivityKind.CALL, ActivityKind.MEETING, Acti
 @functools.lru_cache(maxsize=128)
 def _kinds(interest_percent: int) -> WeightedTable:
     """Kind weights 40/15/(4 + 10 * interest)/17/20: engaged people take more meetings."""
-    return WeightedTable(zip(_KIND_ORDER, (40, 15, 4 + interest_percent / 10, 17, 20)))
+    return WeightedTable(zip(_KIND_ORDER, (40, 15, 4 + interest_percent / 10, 17, 20), strict=True))
 
 
 _EMAIL_DIRECTIONS = WeightedTable([("outbound", 80), ("inbound", 17), ("forwarded", 3)])

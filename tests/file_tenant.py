@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from leadpulse.core.config.tenant import TenantConfig
 from leadpulse.core.config.files import load_tenant
+from leadpulse.core.config.tenant import TenantConfig
 
-NOW = datetime(2025, 6, 2, tzinfo=timezone.utc)
+NOW = datetime(2025, 6, 2, tzinfo=UTC)
 
 TENANT_YAML = """\
 tenant: {name}

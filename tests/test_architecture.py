@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FOUNDATION = tuple(f"leadpulse.core.{name}" for name in ("errors", "model", "clock", "strict", "schedule", "contract"))
 #: each layer (a module prefix) and the prefixes it may import; the most specific prefix applies
 LAYERS: dict[str, tuple[str, ...]] = {
-    **{module: FOUNDATION for module in FOUNDATION},
+    **dict.fromkeys(FOUNDATION, FOUNDATION),
     "leadpulse.core.engine": ("leadpulse.core.engine", *(m for m in FOUNDATION if not m.endswith(".contract"))),
     "leadpulse.core.config": ("leadpulse.core.config", "leadpulse.core.engine", *FOUNDATION),
     "leadpulse.core.store": ("leadpulse.core.store", *FOUNDATION),

@@ -16,7 +16,7 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ DEMO_TENANT_FILE = SHIPPED_CONFIG / "demo" / "hubspot-sandbox.yaml"
 EXPORT_TENANT_FILE = SHIPPED_CONFIG / "demo-file.yaml"
 TOKEN_VARIABLE = "DEMO_HUBSPOT_TOKEN"
 #: when config/sample was exported (bench/synthetic.py EXPORT_AT): the demo scores as of then, so its output stays put
-DEMO_AS_OF = datetime(2025, 6, 2, tzinfo=timezone.utc)
+DEMO_AS_OF = datetime(2025, 6, 2, tzinfo=UTC)
 
 
 def require_demo_file(path: Path) -> Path:
@@ -145,7 +145,8 @@ def _demo(contacts: int, from_export: bool) -> None:
             incremental = result.incremental
             console.print(f"Between the runs, {len(result.livened)} contacts held a meeting and replied (half of them "
                           "also took a call). The incremental run read what changed since the full one, the contacts "
-                          f"its own write-back touched included, rescored the {incremental.scored} whose data changed or "
+                          f"its own write-back touched included, rescored the {incremental.scored} whose data "
+                          "changed or "
                           f"whose score had expired, and wrote the {incremental.changed} whose values moved.")
             tenant = result.tenant
         with Store.open(tenant.store_path(Path(folder))) as store:

@@ -41,7 +41,8 @@ def score(tenant_name: str | None, due: bool, config_dir: Path, state_dir: Path)
         raise click.ClickException(str(exc)) from None
     except ScoringFailed as exc:
         raise click.ClickException(f"tenant {tenant.name!r}: {exc}") from None
-    console.print(f"{literal(tenant.name)}: scored {summary.scored} contacts, {summary.changed} changed, in {summary.seconds:.2f}s")
+    console.print(f"{literal(tenant.name)}: scored {summary.scored} contacts, {summary.changed} changed, "
+                  f"in {summary.seconds:.2f}s")
     with open_store(tenant, state_dir) as store:
         console.print(band_table(store.band_counts(), Engine(tenant.scoring).band_names))
 
@@ -109,7 +110,8 @@ def proposed_scoring(tenant: TenantConfig, rules_file: Path) -> ScoringConfig:
         raise click.ClickException(str(exc)) from None
     if proposed.name != tenant.name:
         raise click.ClickException(
-            f"{rules_file} is a file of tenant {proposed.name!r}, not of tenant {tenant.name!r} ({tenant.source_path}); "
+            f"{rules_file} is a file of tenant {proposed.name!r}, not of tenant {tenant.name!r} "
+            f"({tenant.source_path}); "
             f"to try new rules on {tenant.name!r}, copy {tenant.source_path} and change its scoring section"
         )
     changed = sorted(name for name in {*proposed.fields, *tenant.fields}

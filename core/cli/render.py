@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
 
@@ -109,7 +109,7 @@ class OpenLead:
 
 def open_leads(store: Store, tenant: TenantConfig, n: int) -> list[OpenLead]:
     """The `n` best-scored contacts that are not customers yet."""
-    customer = tenant.scoring.lifecycle.values.get(Lifecycle.CUSTOMER)
+    customer = _crm_values(tenant).get(Lifecycle.CUSTOMER)
     leads = (_lead(tenant, s, store.contact(s.contact_id)) for s in store.top_scores(n * 20))
     return list(islice((lead for lead in leads if not _is_customer(lead, customer)), n))
 
@@ -119,8 +119,13 @@ def _is_customer(lead: OpenLead, customer: str | None) -> bool:
     return customer is not None and customer in (lead.status, getattr(lead.contact, "status", None))
 
 
+def _crm_values(tenant: TenantConfig) -> Mapping[Lifecycle, str]:
+    """The CRM's value of each lifecycle stage, as the tenant maps them (none without a lifecycle section)."""
+    return tenant.scoring.lifecycle.values if tenant.scoring.lifecycle else {}
+
+
 def _lead(tenant: TenantConfig, stored: StoredScore, contact: Contact | None) -> OpenLead:
-    values = tenant.scoring.lifecycle.values
+    values = _crm_values(tenant)
     # The store keeps the neutral stage leadpulse set; the table speaks the CRM's values, as the CRM's status does.
     status = values.get(Lifecycle(stored.status), stored.status) if stored.status else getattr(contact, "status", None)
     return OpenLead(stored, contact, status)

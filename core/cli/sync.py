@@ -47,7 +47,7 @@ def validate(files: Sequence[Path], config_dir: Path) -> None:
     for tenant in tenants:
         say("green", "ok", tenant.summary())
     for error in errors:
-        say("red", "error", error)
+        say("red", "error", str(error))
     if errors:
         raise SystemExit(1)
     if not tenants:
@@ -61,12 +61,14 @@ def validate(files: Sequence[Path], config_dir: Path) -> None:
 @click.option("--full", is_flag=True, help="Pull every stream from the beginning and rescore every contact.")
 @config_dir_option
 @state_dir_option
-def sync(tenant_name: str | None, all_tenants: bool, dry_run: bool, full: bool, config_dir: Path, state_dir: Path) -> None:
+def sync(
+    tenant_name: str | None, all_tenants: bool, dry_run: bool, full: bool, config_dir: Path, state_dir: Path
+) -> None:
     """Pull a tenant's CRM changes, score them and write the results back (one-shot)."""
     if all_tenants:
         tenants, errors = load_config_dir(config_dir)
         for error in errors:
-            say("red", "error", error)
+            say("red", "error", str(error))
     else:
         tenants, errors = [load_named(config_dir, tenant_name)], []
     logs.configure()

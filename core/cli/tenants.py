@@ -27,7 +27,8 @@ state_dir_option = click.option(
     show_default=True, help=f"Folder of the per-tenant SQLite stores. Env: {STATE_DIR_ENV}.",
 )
 tenant_option = click.option(
-    "--tenant", "tenant_name", metavar="NAME", help="The tenant (its name in its file); optional when there is only one."
+    "--tenant", "tenant_name", metavar="NAME",
+    help="The tenant (its name in its file); optional when there is only one.",
 )
 
 

@@ -83,7 +83,8 @@ def key_path(loc: tuple[str | int, ...]) -> str:
 _EXPECTED = {
     "missing": "a value",
     "int_type": "a whole number", "int_parsing": "a whole number", "int_from_float": "a whole number",
-    "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false", "bool_parsing": "true or false",
+    "float_type": "a number", "float_parsing": "a number",
+    "bool_type": "true or false", "bool_parsing": "true or false",
     "string_type": "text", "list_type": "a list", "tuple_type": "a list", "dict_type": "a mapping",
     "model_type": "a mapping", "model_attributes_type": "a mapping", "path_type": "a file path",
     "enum": "one of {expected}", "literal_error": "one of {expected}",
@@ -101,9 +102,11 @@ def _translate(exc: ValidationError, path: Path, prefix: tuple[str | int, ...] =
         context = error.get("ctx") or {}
         if error["type"] == UNKNOWN_KEY:
             allowed = "one of " + ", ".join(context["allowed"])
-            errors += [ConfigError(path, key_path((*loc, key)), allowed, f"unknown key {key!r}") for key in context["keys"]]
+            errors += [ConfigError(path, key_path((*loc, key)), allowed, f"unknown key {key!r}")
+                       for key in context["keys"]]
         elif error["type"] == REFUSED:
-            errors.append(ConfigError(path, key_path(loc + tuple(context["at"])), context["expected"], context["found"]))
+            at = key_path(loc + tuple(context["at"]))
+            errors.append(ConfigError(path, at, context["expected"], context["found"]))
         else:
             errors.append(_translate_builtin(error, loc, context, path))
     return errors
@@ -118,7 +121,10 @@ def _translate_builtin(error: Any, loc: tuple[str | int, ...], context: dict[str
     if is_key:
         expected = "a key that is " + expected
     secret = loc[:2] == ("crm", "secrets")
-    found = (type(error["input"]).__name__ if secret else show(error["input"])) if error["type"] != "missing" else "nothing"
+    if error["type"] == "missing":
+        found = "nothing"
+    else:  # a secret's value is never shown, only its type
+        found = type(error["input"]).__name__ if secret else show(error["input"])
     return ConfigError(path, key_path(loc), expected, found)
 
 

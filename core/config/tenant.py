@@ -254,13 +254,15 @@ def _check_fields_read(tenant: TenantConfig) -> None:
         for at, leaf in placed_leaves(rule.when):
             name = leaf.field.removeprefix("fields.")
             if name not in known and not (leaf.field.startswith("raw.") and len(leaf.field) > 4):
-                expected = "a name from fields (" + ", ".join(sorted(tenant.fields)) + "), a contact attribute or raw.<property>"
+                names = ", ".join(sorted(tenant.fields))
+                expected = f"a name from fields ({names}), a contact attribute or raw.<property>"
                 raise refuse(expected, show(leaf.field), ("scoring", "rules", index, "when", *at, "field"))
 
 
 def _check_writeback(tenant: TenantConfig) -> None:
     if tenant.writeback.write_status and tenant.scoring.lifecycle is None:
-        raise refuse("a scoring.lifecycle section when writeback.write_status is true", "none", ("writeback", "write_status"))
+        raise refuse("a scoring.lifecycle section when writeback.write_status is true", "none",
+                     ("writeback", "write_status"))
     if Output.GRADE in tenant.writeback.properties and not tenant.scoring.grades:
         raise refuse("a scoring.grades section to write a grade from", "none", ("writeback", "properties", "grade"))
 
@@ -308,7 +310,7 @@ def _one_line(tenant: TenantConfig, key_path: str, where: str, value: str) -> st
 
 def _summary_lines(tenant: TenantConfig) -> list[str]:
     scoring = tenant.scoring
-    ladder = " < ".join(f"{step.name}" if step.min is None else f"{step.min:g} <= {step.name}" for step in scoring.bands)
+    ladder = " < ".join(step.name if step.min is None else f"{step.min:g} <= {step.name}" for step in scoring.bands)
     secrets = ", ".join(f"{name} from {ref.describe()}" for name, ref in tenant.crm.secrets.items()) or "none"
     axes = ", ".join(f"{name} x{axis.weight:g}" for name, axis in scoring.axes.items())
     lines = [
@@ -330,8 +332,10 @@ def _summary_lines(tenant: TenantConfig) -> list[str]:
     status = f"; status -> {tenant.writeback.status_property}" if tenant.writeback.write_status else ""
     lines.append(f"  writeback: {written}{status}")
     if tenant.tasks.enabled:
-        events = [*(f"band {b}" for b in tenant.tasks.on_bands), *(f"status {s.value}" for s in tenant.tasks.on_statuses)]
-        lines.append(f"  tasks: on {', '.join(events) or 'nothing'}; {tenant.tasks.priority.value} priority, due in {format_duration(tenant.tasks.due_in)}")
+        events = [*(f"band {b}" for b in tenant.tasks.on_bands),
+                  *(f"status {s.value}" for s in tenant.tasks.on_statuses)]
+        due, priority = format_duration(tenant.tasks.due_in), tenant.tasks.priority.value
+        lines.append(f"  tasks: on {', '.join(events) or 'nothing'}; {priority} priority, due in {due}")
     else:
         lines.append("  tasks: off")
     return lines

@@ -25,8 +25,8 @@ def contact_getter(name: str) -> Getter:
         return lambda contact: contact.raw.get(key)
     if name in CONTACT_ATTRIBUTES:
         return attrgetter(name)
-    key = contact_field_key(name)
-    return lambda contact: contact.fields.get(key)
+    field = name.removeprefix("fields.")
+    return lambda contact: contact.fields.get(field)
 
 
 def contact_field_key(name: str) -> str | None:
@@ -36,7 +36,8 @@ def contact_field_key(name: str) -> str | None:
     return name.removeprefix("fields.")
 
 
-#: Where an activity row (see `leadpulse.core.engine.scoring.ActivityRow`) keeps the attributes a ``where`` condition may name.
+#: Where an activity row (see `leadpulse.core.engine.scoring.ActivityRow`) keeps the attributes a ``where``
+#: condition may name.
 _ROW_POSITIONS = {"id": 1, "kind": 2, "vendor_type": 4}
 
 
@@ -59,9 +60,8 @@ def keyed_test(condition: Any, key_of: Callable[[str], str | None]) -> tuple[str
     name reads, if any): that key and the condition as a test of the value, so a hot loop reads it itself. None
     for any other condition."""
     keys = {key_of(name) for name in _fields(condition)}
-    if len(keys) != 1 or None in keys:
-        return None
-    return keys.pop(), compile_condition(condition, None)  # type: ignore[return-value]
+    key = keys.pop() if len(keys) == 1 else None
+    return None if key is None else (key, compile_condition(condition, None))
 
 
 def _fields(condition: Any) -> Iterator[str]:
@@ -79,7 +79,8 @@ def compile_condition(condition: Any, getter: Callable[[str], Getter] | None) ->
     all read."""
     if isinstance(condition, AllOf | AnyOf):
         every = isinstance(condition, AllOf)
-        parts = [compile_condition(child, getter) for child in (condition.all if every else condition.any)]
+        children = condition.all if isinstance(condition, AllOf) else condition.any
+        parts = [compile_condition(child, getter) for child in children]
         if len(parts) == 2:  # the usual size, without a generator per call
             first, second = parts
             if every:
@@ -105,16 +106,16 @@ def value_test(leaf: Leaf) -> Callable[[Any], bool]:
         return _present
     if op == "missing":
         return lambda value: not _present(value)
-    if op == "range":
-        return _text_memo(_range_test(leaf.range.min, leaf.range.below, leaf.range.max))  # type: ignore[union-attr]
-    if op == "regex":
-        pattern = re.compile(leaf.regex, 0 if leaf.case_sensitive else re.IGNORECASE)  # type: ignore[arg-type]
+    if leaf.range is not None:
+        return _text_memo(_range_test(leaf.range.min, leaf.range.below, leaf.range.max))
+    if leaf.regex is not None:
+        pattern = re.compile(leaf.regex, 0 if leaf.case_sensitive else re.IGNORECASE)
         return _each(lambda item: pattern.search(item) is not None)
-    if op == "contains":
+    if leaf.contains is not None:
+        needle = leaf.contains
         if leaf.case_sensitive:
-            needle = leaf.contains
             return _each(lambda item: needle in item)
-        folded = _fold(leaf.contains, False)
+        folded = _fold(needle, False)
         return _each(lambda item: folded in item.casefold())
     wanted = (leaf.equals,) if op == "equals" else leaf.in_
     return _each(_member_test(wanted or (), leaf.case_sensitive))

@@ -12,7 +12,8 @@ The condition language (fit rules' ``when`` and engagement rules' ``where``)::
     {all: [...]}  {any: [...]}  {not: {...}}
 
 A field is a neutral name from the tenant's ``fields`` map (``title``), a contact attribute (``email``,
-``opted_out``, ``status``, ``owner_id``, ``name``, ``kind``) or a vendor property as pulled (``raw.hs_analytics_source``).
+``opted_out``, ``status``, ``owner_id``, ``name``, ``kind``) or a vendor property as pulled
+(``raw.hs_analytics_source``).
 In ``where``, a field is an activity attribute (``url``), or ``vendor_type``.
 
 A rule is one of three shapes, told apart by its keys: a fit rule has ``when``; an engagement rule has
@@ -24,7 +25,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator, model_validator
 
@@ -136,12 +137,8 @@ def _condition_shape(value: Any) -> str:
 
 
 Condition = Annotated[
-    Union[
-        Annotated[Leaf, Tag("@leaf")],
-        Annotated[AllOf, Tag("@all")],
-        Annotated[AnyOf, Tag("@any")],
-        Annotated[NotOf, Tag("@not")],
-    ],
+    Annotated[Leaf, Tag("@leaf")] | Annotated[AllOf, Tag("@all")] | Annotated[AnyOf, Tag("@any")]
+    | Annotated[NotOf, Tag("@not")],
     Discriminator(_condition_shape),
 ]
 for _model in (AllOf, AnyOf, NotOf):
@@ -229,15 +226,14 @@ def _rule_shape(value: Any) -> str:
         if "inactive_days" in value:
             return "@inactivity"
         return "@engagement" if "activity" in value or "vendor_type" in value else "@fit"
-    return {InactivityRule: "@inactivity", EngagementRule: "@engagement"}.get(type(value), "@fit")
+    if isinstance(value, InactivityRule):
+        return "@inactivity"
+    return "@engagement" if isinstance(value, EngagementRule) else "@fit"
 
 
 Rule = Annotated[
-    Union[
-        Annotated[FitRule, Tag("@fit")],
-        Annotated[EngagementRule, Tag("@engagement")],
-        Annotated[InactivityRule, Tag("@inactivity")],
-    ],
+    Annotated[FitRule, Tag("@fit")] | Annotated[EngagementRule, Tag("@engagement")]
+    | Annotated[InactivityRule, Tag("@inactivity")],
     Discriminator(_rule_shape),
 ]
 
@@ -379,11 +375,13 @@ def _check_ladder(steps: tuple[Step, ...], key: str, noun: str) -> None:
         names.add(step.name)
         if index == 0:
             if step.min is not None:
-                raise refuse(f"no min on the first {noun} (it takes every score below the next one)", show(step.min), (key, 0, "min"))
+                raise refuse(f"no min on the first {noun} (it takes every score below the next one)",
+                             show(step.min), (key, 0, "min"))
         else:
             _check_rung(steps[index - 1], step, (key, index), noun)
     if steps[-1].below is not None:
-        raise refuse(f"no below on the last {noun} (it takes every score from its min up)", show(steps[-1].below), (key, len(steps) - 1, "below"))
+        raise refuse(f"no below on the last {noun} (it takes every score from its min up)", show(steps[-1].below),
+                     (key, len(steps) - 1, "below"))
 
 
 def _check_rung(previous: Step, step: Step, at: tuple[str | int, ...], noun: str) -> None:
@@ -403,13 +401,16 @@ def _check_lifecycle(lifecycle: LifecycleConfig, config: ScoringConfig) -> None:
     for index, transition in enumerate(lifecycle.transitions):
         at = ("lifecycle", "transitions", index)
         if transition.to not in lifecycle.values:
-            raise refuse(f"a stage mapped under lifecycle.values ({', '.join(lifecycle.values)})", show(transition.to.value), (*at, "to"))
+            raise refuse(f"a stage mapped under lifecycle.values ({', '.join(lifecycle.values)})",
+                         show(transition.to.value), (*at, "to"))
         for name in [transition.min_band, *(transition.bands or ())]:
             if name is not None and name not in bands:
-                raise refuse(f"one of the bands {', '.join(bands)}", show(name), (*at, "bands" if transition.bands else "min_band"))
+                raise refuse(f"one of the bands {', '.join(bands)}", show(name),
+                             (*at, "bands" if transition.bands else "min_band"))
         for name in transition.grades or ():
             if name not in grades:
-                raise refuse(f"one of the grades {', '.join(grades) or '(no grades configured)'}", show(name), (*at, "grades"))
+                raise refuse(f"one of the grades {', '.join(grades) or '(no grades configured)'}", show(name),
+                             (*at, "grades"))
         for axis in transition.min_axis or {}:
             if axis not in config.axes:
                 raise refuse(f"one of the axes {', '.join(config.axes)}", show(axis), (*at, "min_axis"))
@@ -420,9 +421,11 @@ def _check_status_order(lifecycle: LifecycleConfig) -> None:
     if lifecycle.status_order is None:
         return
     positions = []
-    for stage, value in sorted(lifecycle.values.items(), key=lambda item: item[0].rank):
+    for _, value in sorted(lifecycle.values.items(), key=lambda item: item[0].rank):
         if value not in lifecycle.status_order:
-            raise refuse(f"every mapped value in status_order, {value!r} included", "it absent", ("lifecycle", "status_order"))
+            raise refuse(f"every mapped value in status_order, {value!r} included", "it absent",
+                         ("lifecycle", "status_order"))
         positions.append(lifecycle.status_order.index(value))
     if positions != sorted(positions):
-        raise refuse("the mapped values in lifecycle order (subscriber, lead, mql, sql, customer)", "another order", ("lifecycle", "status_order"))
+        raise refuse("the mapped values in lifecycle order (subscriber, lead, mql, sql, customer)", "another order",
+                     ("lifecycle", "status_order"))

@@ -131,6 +131,7 @@ class Engine:
         self._fit = [(i, *(rule.keyed or (None, rule.test)), rule) for i, rule in enumerate(self._rules)
                      if isinstance(rule, _Fit)]
         self._engagement = [(i, rule) for i, rule in enumerate(self._rules) if isinstance(rule, _Engagement)]
+        self._engagement_at = dict(self._engagement)
         self._inactivity = [(i, rule) for i, rule in enumerate(self._rules) if isinstance(rule, _Inactivity)]
         self._by_vendor: dict[str, list[tuple[int, _Engagement]]] = {}
         for index, rule in self._engagement:
@@ -175,7 +176,7 @@ class Engine:
         valid_until: datetime | None = None
         timed = False
         for index, times in matched.items():
-            rule = self._rules[index]
+            rule = self._engagement_at[index]
             points, occurrences, changes_at = rule.apply(times, moment)
             if occurrences:
                 fired.append((index, Contribution(rule.id, rule.axis, points, occurrences, rule.detail)))
@@ -243,7 +244,7 @@ class Engine:
             if plan is None:
                 continue
             engagement, inactivity = plan
-            at = row[3]
+            at: Any = row[3]  # a datetime, or the store's text of one
             if at.__class__ is str:
                 at = _fromiso(at)
             attributes = None
@@ -261,11 +262,13 @@ class Engine:
             if inactivity:
                 if at > as_of:
                     for n in inactivity:
-                        if upcoming[n] is None or at < upcoming[n]:
+                        seen = upcoming[n]
+                        if seen is None or at < seen:
                             upcoming[n] = at
                 else:
                     for n in inactivity:
-                        if last[n] is None or at > last[n]:
+                        seen = last[n]
+                        if seen is None or at > seen:
                             last[n] = at
         return matched, last, upcoming
 
@@ -307,14 +310,16 @@ def _with_vendor_rules(plan: _Plan | None, row: ActivityRow, rules: list[tuple[i
 
 
 def _attributes(value: Mapping[str, Any] | str) -> Mapping[str, Any]:
-    if value.__class__ is not str:
-        return value  # type: ignore[return-value]
+    if not isinstance(value, str):
+        return value
     if value == "{}":
         return _NO_ATTRIBUTES
+    parsed: Mapping[str, Any]
     try:
-        return orjson.loads(value)
+        parsed = orjson.loads(value)
     except orjson.JSONDecodeError:  # what orjson refuses and json accepts (NaN, lone surrogates)
-        return json.loads(value)
+        parsed = json.loads(value)
+    return parsed
 
 
 _NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
@@ -323,7 +328,7 @@ _NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
 class _Moment:
     """What the rules derive from one as-of: when each windowed rule's occurrences stop counting."""
 
-    __slots__ = ("as_of", "given", "recheck_at", "cutoffs")
+    __slots__ = ("as_of", "cutoffs", "given", "recheck_at")
 
     def __init__(self, as_of: datetime, recheck: timedelta, engagement: list[tuple[int, _Engagement]]) -> None:
         self.as_of = as_of
@@ -352,7 +357,8 @@ def _bounded(value: float, low: float | None, high: float | None) -> float:
 
 
 def _fingerprint(config: ScoringConfig) -> str:
-    document = {"semantics": _SEMANTICS, "ids": config.rule_ids(), "config": config.model_dump(mode="json", by_alias=True)}
+    document = {"semantics": _SEMANTICS, "ids": config.rule_ids(),
+                "config": config.model_dump(mode="json", by_alias=True)}
     return fingerprint_of(document)
 
 
@@ -367,7 +373,7 @@ Applied = tuple[float, int, "datetime | None"]
 
 
 class _Fit:
-    __slots__ = ("id", "axis", "points", "detail", "test", "keyed", "contribution")
+    __slots__ = ("axis", "contribution", "detail", "id", "keyed", "points", "test")
 
     def __init__(self, rule: FitRule, rule_id: str, axis: str) -> None:
         self.id, self.axis, self.points = rule_id, axis, rule.points
@@ -379,8 +385,21 @@ class _Fit:
 
 
 class _Engagement:
-    __slots__ = ("index", "id", "axis", "points", "detail", "kinds", "vendor_types", "where", "keyed", "horizon",
-                 "half_life", "max_points", "max_occurrences")
+    __slots__ = (
+        "axis",
+        "detail",
+        "half_life",
+        "horizon",
+        "id",
+        "index",
+        "keyed",
+        "kinds",
+        "max_occurrences",
+        "max_points",
+        "points",
+        "vendor_types",
+        "where",
+    )
 
     def __init__(self, rule: EngagementRule, index: int, rule_id: str, axis: str) -> None:
         self.index, self.id, self.axis, self.points = index, rule_id, axis, rule.points
@@ -444,7 +463,7 @@ class _Engagement:
 
 
 class _Inactivity:
-    __slots__ = ("id", "axis", "points", "detail", "kinds", "after", "count_never_active", "contribution")
+    __slots__ = ("after", "axis", "contribution", "count_never_active", "detail", "id", "kinds", "points")
 
     def __init__(self, rule: InactivityRule, rule_id: str, axis: str) -> None:
         self.id, self.axis, self.points = rule_id, axis, rule.points
@@ -457,10 +476,7 @@ class _Inactivity:
 
     def apply(self, last: datetime | None, upcoming: datetime | None, as_of: datetime) -> Applied:
         """Given the last matching activity at or before `as_of` and the first one after it."""
-        if last is None:
-            applies = self.count_never_active
-        else:
-            applies = as_of - last >= self.after
+        applies = self.count_never_active if last is None else as_of - last >= self.after
         changes_at = upcoming if applies else _earliest(upcoming, last + self.after if last else None)
         return (self.points, 1, changes_at) if applies else (0.0, 0, changes_at)
 
@@ -496,9 +512,10 @@ def describe(condition: Any) -> str:
 
 def _describe_leaf(leaf: Leaf) -> str:
     op = leaf.operator()
-    if op == "range":
-        bounds = leaf.range
-        upper = f"<{bounds.below:g}" if bounds.below is not None else (f"<={bounds.max:g}" if bounds.max is not None else "")
+    bounds = leaf.range
+    if bounds is not None:
+        upper = f"<={bounds.max:g}" if bounds.max is not None else ""
+        upper = f"<{bounds.below:g}" if bounds.below is not None else upper
         lower = f">={bounds.min:g}" if bounds.min is not None else ""
         return f"{leaf.field} {' '.join(filter(None, [lower, upper]))}"
     words = {"equals": "is", "in": "in", "contains": "contains", "regex": "matches"}
@@ -517,7 +534,8 @@ class _Ladder:
 
     def __init__(self, steps: Sequence[Step]) -> None:
         self.names = tuple(step.name for step in steps)
-        self._mins = [float("-inf"), *(step.min for step in steps[1:])]
+        # every step above the first has a min (validated at load)
+        self._mins = [float("-inf"), *(step.min or 0.0 for step in steps[1:])]
         self._ranks = {name: rank for rank, name in enumerate(self.names)}
 
     def place(self, value: float) -> str:
@@ -577,7 +595,7 @@ class _Lifecycle:
 class _Gate:
     """A lifecycle transition compiled once, its lowest band as a rank."""
 
-    __slots__ = ("to", "rank", "min_total", "min_band", "bands", "grades", "quadrants", "min_axis")
+    __slots__ = ("bands", "grades", "min_axis", "min_band", "min_total", "quadrants", "rank", "to")
 
     def __init__(self, transition: Transition, bands: _Ladder) -> None:
         self.to, self.rank = transition.to, transition.to.rank

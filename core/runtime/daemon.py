@@ -19,6 +19,7 @@ Signals (taken synchronously by the main thread, never in a handler):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -28,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -88,7 +89,7 @@ class ReloadReport:
     errors: tuple[str, ...] = ()
 
 
-class _DueTimeExecutor(ThreadPoolExecutor):
+class _DueTimeExecutor(ThreadPoolExecutor):  # type: ignore[misc]  # APScheduler 3 ships no type hints
     """A thread pool that remembers when each submitted run was due, so the run can measure its lateness."""
 
     def __init__(self, max_workers: int) -> None:
@@ -111,7 +112,7 @@ class Daemon:
         self._scheduler = BackgroundScheduler(
             executors={"default": self._executor},
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
-            timezone=timezone.utc,
+            timezone=UTC,
         )
         self._scheduler.add_listener(self._on_overlap, EVENT_JOB_MAX_INSTANCES)
         self._tenants: dict[str, TenantConfig] = {}
@@ -136,16 +137,16 @@ class Daemon:
             )
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         if self.settings.port is not None:
-            self._health = self._start_health()
+            self._health = self._start_health(self.settings.port)
         report = self.reload()
         self._scheduler.start()
         self._loaded.set()
         log.info("daemon started: %d tenants, %d workers", len(self._tenants), self.settings.max_parallel)
         return report
 
-    def _start_health(self) -> HealthServer:
+    def _start_health(self, port: int) -> HealthServer:
         try:
-            server = HealthServer(Probe(self._alive, self._ready), host=self.settings.host, port=self.settings.port)
+            server = HealthServer(Probe(self._alive, self._ready), host=self.settings.host, port=port)
         except OSError as exc:
             raise DaemonError(
                 f"cannot serve health and metrics on {self.settings.host}:{self.settings.port}: {exc}; "
@@ -267,7 +268,7 @@ class Daemon:
     def _run_tenant(self, name: str) -> None:
         due = self._executor.due.pop(name, None)
         if due is not None:
-            late = (datetime.now(timezone.utc) - due).total_seconds()
+            late = (datetime.now(UTC) - due).total_seconds()
             metrics.record_schedule_delay(late)
             log.debug("run due %.3fs ago starts", late, extra={"tenant": name, "schedule_delay": late})
         tenant = self._tenants.get(name)
@@ -289,10 +290,9 @@ class Daemon:
             return self._sync_and_report(tenant, scheduled=False)
 
     def _sync_and_report(self, tenant: TenantConfig, *, scheduled: bool) -> RunSummary | None:
-        try:
+        # a missing secret fails the run inside the pipeline, with its own message
+        with contextlib.suppress(ConfigError):
             logs.register_secrets(tenant.resolve_secrets().values())
-        except ConfigError:  # a missing secret fails the run inside the pipeline, with its own message
-            pass
         try:
             summary = self._sync(tenant, state_dir=self.settings.state_dir, stop=self.stop_event)
         except RunLocked as exc:
@@ -315,7 +315,8 @@ class Daemon:
             metrics.record_run(summary, gauges=current)
             if current and backlog is not None:
                 metrics.record_backlog(tenant.name, backlog)
-        self._log_run(summary, "" if current else "; its tenant was removed or changed meanwhile: its gauges are left alone")
+        note = "" if current else "; its tenant was removed or changed meanwhile: its gauges are left alone"
+        self._log_run(summary, note)
 
     def _log_run(self, summary: RunSummary, note: str = "") -> None:
         outcome = summary.outcome.value
@@ -388,7 +389,7 @@ def _error_paths(errors: Iterable[Exception]) -> Iterable[Path]:
             yield Path(path)
 
 
-def _count_files(errors: list[Exception]) -> int:
+def _count_files(errors: Sequence[Exception]) -> int:
     """Tenant files that did not load: a file with several errors counts once."""
     paths = {str(getattr(e, "path", "")) for e in errors if getattr(e, "path", None)}
     return len(paths) + sum(1 for e in errors if not getattr(e, "path", None))

@@ -53,7 +53,7 @@ def decide(
     last_set = Lifecycle(before.status) if before is not None and before.status else None
     status = engine.decide_status(contact, card, last_set)
     values = values_for(card) if values_for is not None else tenant.writeback.values_for(card)
-    if status is not None and tenant.writeback.write_status:
+    if status is not None and tenant.writeback.status_property and tenant.writeback.write_status:
         values[tenant.writeback.status_property] = status.crm_value
     written = before.written_values() if before is not None else {}
     changed = {name: value for name, value in values.items() if written.get(name, _UNSET) != value}
@@ -82,7 +82,9 @@ def decisions_fingerprint(tenant: TenantConfig, engine: Engine) -> str:
     return fingerprint_of(document)
 
 
-def property_write(tenant: TenantConfig, contact_id: str, kind: ContactKind, values: Mapping[str, Any]) -> PropertyWrite:
+def property_write(
+    tenant: TenantConfig, contact_id: str, kind: ContactKind, values: Mapping[str, Any]
+) -> PropertyWrite:
     """The write of a contact's changed values, keyed per contact so a newer write merges into a pending one."""
     return PropertyWrite(f"lp-{tenant.name}-{contact_id}-props", contact_id, kind, dict(values))
 

@@ -59,7 +59,7 @@ class HealthServer:
 class _Handler(BaseHTTPRequestHandler):
     probe: Probe
 
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
+    def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
             self._send(200, metrics.render(), metrics.CONTENT_TYPE)
@@ -81,7 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         # probes hit this every few seconds: their access lines would drown the sync logs
         pass
 

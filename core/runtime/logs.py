@@ -24,7 +24,7 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import IO
 
 MASK = "***"
@@ -89,10 +89,7 @@ def redact(text: str) -> str:
         if value in text:
             text = text.replace(value, MASK)
     for shape in _TOKEN_SHAPES:
-        if shape.groups >= 2:
-            text = shape.sub(lambda m: m.group(1) + MASK, text)
-        else:
-            text = shape.sub(MASK, text)
+        text = shape.sub(lambda m: m.group(1) + MASK, text) if shape.groups >= 2 else shape.sub(MASK, text)
     return text
 
 
@@ -150,7 +147,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

@@ -18,6 +18,7 @@ prometheus-client default one, so importing a library that registers its own met
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from typing import Any
@@ -124,10 +125,8 @@ def set_tenants(configured: int, broken: int) -> None:
 def forget_tenant(tenant: str) -> None:
     """Drop a removed tenant's gauges, so a dashboard stops showing its stale backlog."""
     for gauge in (BACKLOG, LAST_SUCCESS):
-        try:
+        with contextlib.suppress(KeyError):
             gauge.remove(tenant)
-        except KeyError:
-            pass
 
 
 def render() -> bytes:

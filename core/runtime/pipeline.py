@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from leadpulse.core.clock import Clock, SystemClock
+from leadpulse.core.clock import SYSTEM_CLOCK, Clock
 from leadpulse.core.config.tenant import TenantConfig
 from leadpulse.core.contract import (
     Connector,
@@ -47,7 +47,7 @@ def sync_tenant(
     state_dir: Path,
     dry_run: bool = False,
     full: bool = False,
-    clock: Clock = SystemClock(),
+    clock: Clock = SYSTEM_CLOCK,
     stop: threading.Event | None = None,
     environ: Mapping[str, str] = os.environ,
     progress: Progress = NO_PROGRESS,
@@ -64,27 +64,30 @@ def sync_tenant(
     """
     secrets = tenant.resolve_secrets(environ)
     logs.register_secrets(secrets.values())
-    with Store.open(tenant.store_path(state_dir)) as store, store.lock(tenant.name):
-        with recorded_run(store, tenant, clock, full=full, dry_run=dry_run) as run:
-            connector = open_connector(tenant, secrets, clock, call_allowance=daily_allowance(tenant, store, run),
-                                       connectors=connectors)
-            try:
-                with run.step("pull"):
-                    pull(connector, store, run, full=full, stop=stop, progress=progress)
-                if not stopping(stop):
-                    with run.step("score"):
-                        engine = Engine(scoring_in_crm_order(tenant, crm_status_order(connector, store, run)))
-                        score_contacts(store, tenant, engine, run_id=run.id, as_of=run.started_at,
-                                       full=full, stop=stop, on_chunk=run.count, progress=progress)
-                if not (dry_run or stopping(stop)):
-                    with run.step("push"):
-                        push(connector, store, tenant, run, stop=stop, progress=progress)
-            finally:
-                stats = connector.context.stats
-                run.count(RunCounts(api_calls=stats.total, rate_limited=stats.rate_limited))
-                connector.close()
-            if stopping(stop):
-                run.outcome = RunOutcome.STOPPED
+    with (
+        Store.open(tenant.store_path(state_dir)) as store,
+        store.lock(tenant.name),
+        recorded_run(store, tenant, clock, full=full, dry_run=dry_run) as run,
+    ):
+        connector = open_connector(tenant, secrets, clock, call_allowance=daily_allowance(tenant, store, run),
+                                   connectors=connectors)
+        try:
+            with run.step("pull"):
+                pull(connector, store, run, full=full, stop=stop, progress=progress)
+            if not stopping(stop):
+                with run.step("score"):
+                    engine = Engine(scoring_in_crm_order(tenant, crm_status_order(connector, store, run)))
+                    score_contacts(store, tenant, engine, run_id=run.id, as_of=run.started_at,
+                                   full=full, stop=stop, on_chunk=run.count, progress=progress)
+            if not (dry_run or stopping(stop)):
+                with run.step("push"):
+                    push(connector, store, tenant, run, stop=stop, progress=progress)
+        finally:
+            stats = connector.context.stats
+            run.count(RunCounts(api_calls=stats.total, rate_limited=stats.rate_limited))
+            connector.close()
+        if stopping(stop):
+            run.outcome = RunOutcome.STOPPED
     return run.summary()
 
 
@@ -101,7 +104,8 @@ def crm_status_order(connector: Connector, store: Store, run: Run) -> Sequence[s
         if order:
             store.set_crm_fact(STATUS_ORDER, list(order))
         store.set_crm_fact(OWNERS, dict(connector.owners()))
-    return store.crm_fact(STATUS_ORDER)
+    known: Sequence[str] | None = store.crm_fact(STATUS_ORDER)
+    return known
 
 
 def with_known_owners(tasks: Sequence[TaskRequest], owners: Mapping[str, str] | None) -> list[TaskRequest]:
@@ -123,7 +127,9 @@ def scoring_in_crm_order(tenant: TenantConfig, order: Sequence[str] | None) -> S
     return tenant.scoring.model_copy(update={"lifecycle": lifecycle})
 
 
-def rescore_tenant(tenant: TenantConfig, *, state_dir: Path, clock: Clock = SystemClock(), full: bool = True) -> RunSummary:
+def rescore_tenant(
+    tenant: TenantConfig, *, state_dir: Path, clock: Clock = SYSTEM_CLOCK, full: bool = True
+) -> RunSummary:
     """Score the stored contacts again with the tenant's current rules, offline; the outbox gets what changed."""
     with Store.open(tenant.store_path(state_dir)) as store, store.lock(tenant.name):
         # The CRM's status order as the last sync read it: the same rules, so the same fingerprint, as a sync.
@@ -136,7 +142,7 @@ def rescore_tenant(tenant: TenantConfig, *, state_dir: Path, clock: Clock = Syst
 
 def daily_allowance(tenant: TenantConfig, store: Store, run: Run) -> int | None:
     """The calls this run may make under the tenant's ``daily_limit``: what the runs of the last 24 hours left."""
-    limit = getattr(tenant.crm.connection, "daily_limit", None)
+    limit: int | None = getattr(tenant.crm.connection, "daily_limit", None)
     if limit is None:
         return None
     return max(0, limit - store.api_calls_since(run.started_at - timedelta(days=1)))

@@ -92,7 +92,8 @@ class Run:
 
     def summary(self) -> RunSummary:
         seconds = round(time.perf_counter() - self.started_real, 3)
-        return RunSummary(self.tenant, self.id, self.outcome, seconds, self.error, dict(self.steps), **self.counts.as_dict())
+        return RunSummary(self.tenant, self.id, self.outcome, seconds, self.error, dict(self.steps),
+                          **self.counts.as_dict())
 
 
 @contextlib.contextmanager
@@ -103,7 +104,8 @@ def recorded_run(store: Store, tenant: TenantConfig, clock: Clock, *, full: bool
     is recorded as failed and raised again.
     """
     started = clock.now()
-    run = Run(tenant.name, store.start_run(tenant.name, started, full=full, dry_run=dry_run), started, time.perf_counter())
+    run_id = store.start_run(tenant.name, started, full=full, dry_run=dry_run)
+    run = Run(tenant.name, run_id, started, time.perf_counter())
     with logs.run_context(tenant=tenant.name, run_id=str(run.id)):
         log.info("run started%s%s", " (full)" if full else "", " (dry run: nothing is sent)" if dry_run else "")
         try:

@@ -76,7 +76,7 @@ class ChunkVerdict:
 
     scored: int
     #: the new scores, as `Store.save_scored` takes them
-    scores: list[tuple]
+    scores: list[tuple[Any, ...]]
     #: the contacts scored again to the very result saved before (left out with a `span`, which implies them)
     unchanged: list[str]
     #: (contact id, contact kind, the CRM values that changed)
@@ -86,7 +86,7 @@ class ChunkVerdict:
     #: ``(after, through)`` when the chunk is every contact with an id in that range (a full rescore)
     span: tuple[str, str] | None = None
     #: the history rows the new scores add, as `Store.save_scored` takes them
-    history: list[tuple] | None = None
+    history: list[tuple[Any, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ class ScoringJob:
         unchanged: list[str] = []
         writes: list[tuple[str, ContactKind, Mapping[str, Any]]] = []
         tasks: list[tuple[Contact, Decision]] = []
-        history: list[tuple] = []
+        history: list[tuple[Any, ...]] = []
         as_of = iso(self.as_of)
         for contact, decision, before in decided:
             if decision.changed:
@@ -176,7 +176,8 @@ class ScoringJob:
         decisions.
         """
         with store.transaction():
-            store.save_scored(verdict.scores, verdict.unchanged, run_id=self.run_id, fingerprint=self.engine.fingerprint,
+            store.save_scored(verdict.scores, verdict.unchanged, run_id=self.run_id,
+                              fingerprint=self.engine.fingerprint,
                               as_of=self.as_of, decided_under=self.decisions, span=verdict.span,
                               history=verdict.history)
             store.outbox.put_writes([property_write(self.tenant, *write) for write in verdict.writes], self.run_id)
@@ -184,7 +185,9 @@ class ScoringJob:
             store.outbox.put_tasks(tasks, self.run_id)
 
 
-def compare_bands(store: Store, current: ScoringConfig, proposed: ScoringConfig, as_of: datetime) -> Counter[tuple[str, str]]:
+def compare_bands(
+    store: Store, current: ScoringConfig, proposed: ScoringConfig, as_of: datetime
+) -> Counter[tuple[str, str]]:
     """How many stored contacts would move from each band (current rules) to each band (proposed rules)."""
     now, new = Engine(current), Engine(proposed)
     moves: Counter[tuple[str, str]] = Counter()

@@ -98,7 +98,7 @@ def _shared_out(workers: Sequence[_Worker], bounds: Sequence[tuple[str, str]],
                     raise ScoringFailed(exits[ready].died(bounds))
                 worker = by_pipe[ready]
                 try:
-                    number, outcome = ready.recv()
+                    number, outcome = worker.pipe.recv()
                 except (EOFError, OSError):
                     raise ScoringFailed(worker.died(bounds)) from None
                 worker.chunks.popleft()
@@ -186,7 +186,8 @@ def _serve(job: ChunkReader[Any], path: Path, pipe: Any) -> None:
 def _next_task(pipe: Any) -> tuple[int, str, str] | None:
     """The next chunk asked for, or None when told to stop or the parent is gone."""
     try:
-        return pipe.recv()
+        task: tuple[int, str, str] | None = pipe.recv()
+        return task
     except EOFError:
         return None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlite_utils
 
@@ -119,7 +119,7 @@ def migrate(db: sqlite_utils.Database, migrations: Sequence[Migration] = MIGRATI
                 db.execute(statement)
             db.execute(
                 "INSERT INTO migrations (name, applied_at) VALUES (?, ?)",
-                (migration.name, datetime.now(timezone.utc).isoformat()),
+                (migration.name, datetime.now(UTC).isoformat()),
             )
         now_applied.append(migration.name)
     return now_applied

@@ -84,7 +84,8 @@ def refuse_foreign(db: sqlite_utils.Database, path: Path) -> None:
 def not_a_store(path: Path, tables: Sequence[str]) -> str:
     """Why the existing file at `path`, holding `tables` and no ``migrations`` table, is refused, and what to do."""
     found = f"holds tables {', '.join(tables)} but no migrations table" if tables else "is empty"
-    return f"{path} is not a leadpulse checkpoint store: it {found} (it may have been emptied or overwritten); {_AFRESH}"
+    return (f"{path} is not a leadpulse checkpoint store: it {found} (it may have been emptied or overwritten); "
+            f"{_AFRESH}")
 
 
 def open_failure(path: Path, exc: sqlite3.Error | OSError) -> str:

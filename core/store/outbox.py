@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 import orjson
 import sqlite_utils
@@ -42,13 +43,13 @@ class OutboxState(StrEnum):
 DEFAULT_MAX_ATTEMPTS = 5
 
 
-def _encode(payload: dict) -> str:
+def _encode(payload: dict[str, Any]) -> str:
     """A row's payload as JSON text with sorted keys (a full rescore queues a row per contact: orjson, not json)."""
     return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class Outbox:
@@ -102,10 +103,11 @@ class Outbox:
             "SELECT count(*) FROM outbox WHERE key >= ? AND key < ? AND +kind = 'task'",
             (key_prefix, key_prefix + "\U0010ffff"),
         ).fetchone()
-        return row[0]
+        count: int = row[0]
+        return count
 
-    def _undelivered_payloads(self, keys: Sequence[str]) -> dict[str, dict]:
-        found: dict[str, dict] = {}
+    def _undelivered_payloads(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
@@ -137,7 +139,7 @@ class Outbox:
         )
         return [_task(*row) for row in rows]
 
-    def _due(self, kind: OutboxKind, state: OutboxState, limit: int, run_id: int | None) -> Iterable[tuple]:
+    def _due(self, kind: OutboxKind, state: OutboxState, limit: int, run_id: int | None) -> Iterable[tuple[Any, ...]]:
         return self.db.execute(
             """SELECT key, contact_id, payload FROM outbox
                WHERE kind = ? AND state = ? AND last_run IS NOT ? ORDER BY rowid LIMIT ?""",
@@ -184,17 +186,17 @@ class Outbox:
         rows = self.db.execute("SELECT kind, state, count(*) FROM outbox GROUP BY kind, state")
         return Counter({(kind, state): n for kind, state, n in rows})
 
-    def failures(self, limit: int = 20) -> list[dict]:
+    def failures(self, limit: int = 20) -> list[dict[str, Any]]:
         """The most recent rows that failed at least once and are not done: key, state, attempts and error."""
         rows = self.db.execute(
             """SELECT key, state, attempts, error FROM outbox WHERE error IS NOT NULL AND state != 'done'
                ORDER BY updated_at DESC LIMIT ?""",
             (limit,),
         )
-        return [dict(zip(("key", "state", "attempts", "error"), row)) for row in rows]
+        return [dict(zip(("key", "state", "attempts", "error"), row, strict=True)) for row in rows]
 
 
-def _task_payload(task: TaskRequest) -> dict:
+def _task_payload(task: TaskRequest) -> dict[str, Any]:
     return {
         "contact_kind": task.contact_kind.value,
         "owner_id": task.owner_id,

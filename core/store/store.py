@@ -19,7 +19,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
@@ -36,17 +36,33 @@ from leadpulse.core.store.opening import connect, create, open_failure, refuse_f
 from leadpulse.core.store.outbox import Outbox
 from leadpulse.core.store.runs import RunCounts, RunOutcome, RunRecord
 
+#: a row as SQLite gives it or takes it
+Row = tuple[Any, ...]
+
 
 class Card(Protocol):
     """What the store keeps of a score card (`leadpulse.core.engine.scoring.ScoreCard` satisfies it)."""
 
-    contact_id: str
-    as_of: datetime
-    total: float
-    axes: Mapping[str, float]
-    band: str
-    grade: str | None
-    valid_until: datetime | None
+    @property
+    def contact_id(self) -> str: ...
+
+    @property
+    def as_of(self) -> datetime: ...
+
+    @property
+    def total(self) -> float: ...
+
+    @property
+    def axes(self) -> Mapping[str, float]: ...
+
+    @property
+    def band(self) -> str: ...
+
+    @property
+    def grade(self) -> str | None: ...
+
+    @property
+    def valid_until(self) -> datetime | None: ...
 
     @property
     def quadrant(self) -> Any: ...
@@ -108,8 +124,9 @@ class PriorScore(NamedTuple):
         return _EMPTY if self.written == "{}" else _loads(self.written)
 
 
-#: One contact to score: the contact, its activity rows (see `leadpulse.core.engine.scoring.ActivityRow`) and its saved score.
-ScoringInput = tuple[Contact, list[tuple], "PriorScore | None"]
+#: One contact to score: the contact, its activity rows (see `leadpulse.core.engine.scoring.ActivityRow`) and its
+#: saved score.
+ScoringInput = tuple[Contact, list[Row], "PriorScore | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +145,7 @@ class HistoryEntry:
 
 def iso(moment: datetime) -> str:
     """The store's one timestamp format: UTC, millisecond precision, so text order is time order."""
-    if moment.tzinfo is timezone.utc:  # what the store and the engine make: nothing to convert
+    if moment.tzinfo is UTC:  # what the store and the engine make: nothing to convert
         return moment.isoformat(timespec="milliseconds")
     return utc(moment).isoformat(timespec="milliseconds")
 
@@ -207,7 +224,7 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 class LazyJson(Mapping[str, Any]):
     """A JSON object parsed on first access: a rescore reads attributes only for the rules that need them."""
 
-    __slots__ = ("_text", "_data")
+    __slots__ = ("_data", "_text")
 
     def __init__(self, text: str) -> None:
         self._text = text
@@ -260,7 +277,7 @@ _SAVED_COLUMNS = f"{_SCORE_COLUMNS}, decided_under"
 _MARKS = "run_id = :run, fingerprint = :fp, as_of = :as_of, decided_under = :decided"
 
 
-def _contact(row: tuple) -> Contact:
+def _contact(row: Row) -> Contact:
     """The contact in a row that starts with `_CONTACT_COLUMNS`."""
     return Contact(
         row[0], _CONTACT_KINDS[row[1]], _fromiso(row[2]), row[3], row[4], row[5], row[6], bool(row[7]),
@@ -274,12 +291,12 @@ _FIRST = itemgetter(0)
 _PRIOR_AT = _CONTACT_COLUMNS.count(",") + 1
 
 
-def _prior(row: tuple) -> PriorScore | None:
+def _prior(row: Row) -> PriorScore | None:
     """The saved score in a row of `_CONTACT_COLUMNS` then `_PRIOR_COLUMNS`, if the contact has one."""
     return PriorScore._make(row[_PRIOR_AT + 1:]) if row[_PRIOR_AT] is not None else None
 
 
-def _stored_score(row: tuple) -> StoredScore:
+def _stored_score(row: Row) -> StoredScore:
     cid, run_id, fp, as_of, total, band, grade, quadrant, axes, contributions, valid_until, status, written = row
     return StoredScore(
         cid, run_id, fp, _fromiso(as_of), total, band, grade, quadrant, json.loads(axes),
@@ -371,7 +388,7 @@ class Store:
         """
         lock_path = self.path.with_name(self.path.name + ".lock")
         try:
-            handle = open(lock_path, "a+")
+            handle = open(lock_path, "a+")  # noqa: SIM115 - held open by the `with` below, once it opened
         except OSError as exc:
             raise StoreError(f"tenant {tenant!r}: {open_failure(lock_path, exc)}") from exc
         with handle:
@@ -422,7 +439,8 @@ class Store:
             due = {key[0] for key in _changed(conn, "contacts", _CONTACT_INPUTS, (0,), contacts, _contact_inputs)}
             due |= {key[0] for key in _changed(conn, "activities", _ACTIVITY_COLUMNS, (0, 1), activities, tuple)}
             conn.executemany(
-                """INSERT INTO contacts (id, kind, updated_at, email, name, owner_id, status, opted_out, fields, raw, dirty)
+                """INSERT INTO contacts
+                     (id, kind, updated_at, email, name, owner_id, status, opted_out, fields, raw, dirty)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
                    ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, updated_at = excluded.updated_at,
                      email = excluded.email, name = excluded.name, owner_id = excluded.owner_id,
@@ -430,12 +448,15 @@ class Store:
                      raw = excluded.raw""",
                 contacts,
             )
-            conn.executemany(f"INSERT OR REPLACE INTO activities ({_ACTIVITY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", activities)
+            conn.executemany(f"INSERT OR REPLACE INTO activities ({_ACTIVITY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                             activities)
             conn.executemany(
                 "INSERT OR REPLACE INTO outcomes (contact_id, converted, converted_at) VALUES (?, ?, ?)",
-                [(o.contact_id, int(o.converted), iso(o.converted_at) if o.converted_at else None) for o in page.outcomes],
+                [(o.contact_id, int(o.converted), iso(o.converted_at) if o.converted_at else None)
+                 for o in page.outcomes],
             )
-            conn.executemany("UPDATE contacts SET dirty = 1 WHERE id = ? AND dirty = 0", [(cid,) for cid in sorted(due)])
+            conn.executemany("UPDATE contacts SET dirty = 1 WHERE id = ? AND dirty = 0",
+                             [(cid,) for cid in sorted(due)])
             now = iso(datetime.now().astimezone())
             conn.executemany(
                 "INSERT INTO skipped (run_id, stream, record_id, reason, at) VALUES (?, ?, ?, ?, ?)",
@@ -487,7 +508,8 @@ class Store:
         `fingerprint` (when given) and those whose score's `valid_until` is at or before `as_of` (when given).
         Each chunk is read in full before it is yielded, so saving scores between items is safe.
         """
-        for chunk in self.scoring_chunks(all, as_of=as_of, fingerprint=fingerprint, chunk_size=chunk_size, priors=False):
+        chunks = self.scoring_chunks(all, as_of=as_of, fingerprint=fingerprint, chunk_size=chunk_size, priors=False)
+        for chunk in chunks:
             for contact, rows, _ in chunk:
                 yield contact, [_activity(row) for row in rows]
 
@@ -515,7 +537,8 @@ class Store:
         while True:
             params = {**selected, "after": after, "through": through, "n": chunk_size}
             rows = self.db.execute(
-                f"""SELECT {_CONTACT_COLUMNS}, {_PRIOR_COLUMNS} FROM contacts c LEFT JOIN scores s ON s.contact_id = c.id
+                f"""SELECT {_CONTACT_COLUMNS}, {_PRIOR_COLUMNS}
+                    FROM contacts c LEFT JOIN scores s ON s.contact_id = c.id
                     WHERE c.id > :after{upto} AND ({where}) ORDER BY c.id LIMIT :n""",
                 params,
             ).fetchall()
@@ -542,7 +565,7 @@ class Store:
             f"SELECT c.id FROM contacts c LEFT JOIN scores s ON s.contact_id = c.id WHERE {where} ORDER BY c.id",
             selected,
         )
-        after, n, last = "", 0, None
+        after, n, last = "", 0, ""
         for (last,) in found:
             n += 1
             if n == chunk_size:
@@ -568,7 +591,7 @@ class Store:
             terms.append("s.valid_until <= :as_of")
         return " OR ".join(terms), params
 
-    def _activities_of(self, contact_rows: Sequence[tuple], *, contiguous: bool) -> dict[str, list[tuple]]:
+    def _activities_of(self, contact_rows: Sequence[Row], *, contiguous: bool) -> dict[str, list[Row]]:
         """The chunk's activity rows, a list per contact, in id order."""
         if contiguous:
             # Every contact in the id range is in the chunk, so one range scan of the clustered table serves it.
@@ -612,7 +635,7 @@ class Store:
 
     def save_scored(
         self,
-        rows: Sequence[tuple],
+        rows: Sequence[Row],
         unchanged: Sequence[str] = (),
         *,
         run_id: int | None = None,
@@ -620,7 +643,7 @@ class Store:
         as_of: datetime | None = None,
         decided_under: str | None = None,
         span: tuple[str, str] | None = None,
-        history: Sequence[tuple] | None = None,
+        history: Sequence[Row] | None = None,
     ) -> None:
         """Save one scored chunk in one transaction: `rows` (as `score_rows` builds them) replace their contacts'
         scores; the `unchanged` contacts, scored again under `fingerprint` at `as_of` to the very result saved
@@ -668,19 +691,20 @@ class Store:
         )
         self.db.execute("UPDATE contacts SET dirty = 0 WHERE id > :after AND id <= :through AND dirty = 1", params)
 
-    def _history_of(self, rows: Sequence[tuple]) -> list[tuple]:
+    def _history_of(self, rows: Sequence[Row]) -> list[Row]:
         """The history rows saving `rows` (as `score_rows` builds them) adds, against the saved scores."""
-        saved: dict[str, tuple] = {}
+        saved: dict[str, Row] = {}
         for chunk in _chunks([row[0] for row in rows], 900):
             found = self.db.execute(
-                f"SELECT contact_id, total, band, status FROM scores WHERE contact_id IN ({','.join('?' * len(chunk))})",
+                "SELECT contact_id, total, band, status FROM scores "
+                f"WHERE contact_id IN ({','.join('?' * len(chunk))})",
                 list(chunk),
             )
             saved.update((row[0], row[1:]) for row in found)
         history = (history_row(row[0], row[1], row[3], row[4], row[5], row[11], saved.get(row[0])) for row in rows)
         return [entry for entry in history if entry is not None]
 
-    def _upsert_scores(self, rows: list[tuple]) -> None:
+    def _upsert_scores(self, rows: Sequence[Row]) -> None:
         self.db.conn.executemany(
             f"""INSERT INTO scores ({_SAVED_COLUMNS})
                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, coalesce(?13, '{{}}'), ?14)
@@ -720,8 +744,8 @@ class Store:
                 "INSERT INTO runs (tenant, started_at, full, dry_run) VALUES (?, ?, ?, ?)",
                 (tenant, iso(started_at), int(full), int(dry_run)),
             )
-        run_id: int = cursor.lastrowid
-        return run_id
+        assert cursor.lastrowid is not None  # an INSERT always has one
+        return cursor.lastrowid
 
     def finish_run(
         self, run_id: int, finished_at: datetime, outcome: RunOutcome, counts: RunCounts, error: str | None = None
@@ -729,7 +753,8 @@ class Store:
         """Record how a run ended: its outcome, its counts and its error, if any."""
         with self.transaction():
             self.db.execute(
-                f"UPDATE runs SET finished_at = :at, outcome = :outcome, error = :error, {_RUN_COUNTS_SET} WHERE id = :id",
+                "UPDATE runs SET finished_at = :at, outcome = :outcome, error = :error, "
+                f"{_RUN_COUNTS_SET} WHERE id = :id",
                 {"at": iso(finished_at), "outcome": outcome.value, "error": error, "id": run_id, **counts.as_dict()},
             )
 
@@ -776,7 +801,7 @@ _RUN_COLUMNS = f"id, tenant, started_at, finished_at, outcome, full, dry_run, er
 _RUN_COUNTS_SET = ", ".join(f"{name} = :{name}" for name in RunCounts.names())
 
 
-def _run_record(row: tuple[Any, ...]) -> RunRecord:
+def _run_record(row: Row) -> RunRecord:
     rid, tenant, started, finished, outcome, full, dry_run, error, *counts = row
     return RunRecord(
         id=rid, tenant=tenant, started_at=_fromiso(started), finished_at=_fromiso(finished) if finished else None,
@@ -786,7 +811,7 @@ def _run_record(row: tuple[Any, ...]) -> RunRecord:
 
 
 def history_row(contact_id: str, run_id: int | None, at: str, total: float, band: str, status: str | None,
-                saved: tuple[float, str, str | None] | None) -> tuple | None:
+                saved: tuple[float, str, str | None] | None) -> Row | None:
     """The history row that saving a score of `total` and `band` adds, with `status` if set now, over the `saved`
     (total, band, status) the contact had, if any: (contact, run, at, old and new total, band and status). None
     when total, band and status all stay."""
@@ -807,7 +832,7 @@ def score_rows(
     statuses: Mapping[str, str] | None = None,
     written: Mapping[str, Mapping[str, Any]] | None = None,
     decided_under: str | None = None,
-) -> list[tuple]:
+) -> list[Row]:
     """The `scores` rows `Store.save_scores` saves for `cards`: plain tuples, cheap to hand between processes.
 
     `decided_under` is the decisions fingerprint the cards' writes and tasks were decided under, if they were.
@@ -835,12 +860,12 @@ def _enum_value(value: Any) -> Any:
 _CONTACT_INPUTS = "id, kind, email, name, owner_id, status, opted_out, fields, raw"
 
 
-def _contact_inputs(row: tuple) -> tuple:
+def _contact_inputs(row: Row) -> Row:
     return row[:2] + row[3:]
 
 
-def _changed(conn: sqlite3.Connection, table: str, columns: str, keys: Sequence[int], rows: Sequence[tuple],
-             inputs: Callable[[tuple], tuple]) -> set[tuple]:
+def _changed(conn: sqlite3.Connection, table: str, columns: str, keys: Sequence[int], rows: Sequence[Row],
+             inputs: Callable[[Row], Row]) -> set[Row]:
     """The keys of `rows` that are new to `table` or differ from its stored row in `columns`.
 
     `keys` are the positions, in both `rows` and `columns`, of the table's primary key.
@@ -851,7 +876,7 @@ def _changed(conn: sqlite3.Connection, table: str, columns: str, keys: Sequence[
     # One primary-key search per row: SQLite scans the whole table for a row-value IN (VALUES ...), but
     # answers an OR of key equalities with one index search each.
     one = "(" + " AND ".join(f"{name} = ?" for name in names) + ")"
-    stored: dict[tuple, tuple] = {}
+    stored: dict[Row, Row] = {}
     for chunk in _chunks(rows, 200):
         query = f"SELECT {columns} FROM {table} WHERE {' OR '.join([one] * len(chunk))}"
         for found in conn.execute(query, [row[k] for row in chunk for k in keys]):
@@ -859,17 +884,17 @@ def _changed(conn: sqlite3.Connection, table: str, columns: str, keys: Sequence[
     return {key for row in rows if stored.get(key := tuple(row[k] for k in keys)) != inputs(row)}
 
 
-def _contact_row(c: Contact) -> tuple:
+def _contact_row(c: Contact) -> Row:
     return (
         c.id, c.kind.value, iso(c.updated_at), c.email, c.name, c.owner_id, c.status, int(c.opted_out),
         _dumps(dict(c.fields)), _dumps(dict(c.raw)),
     )
 
 
-def _activity_row(a: Activity) -> tuple:
+def _activity_row(a: Activity) -> Row:
     return (a.contact_id, a.id, a.kind.value, iso(a.occurred_at), a.vendor_type, _dumps(dict(a.attributes)))
 
 
-def _activity(row: tuple) -> Activity:
+def _activity(row: Row) -> Activity:
     contact_id, aid, kind, occurred_at, vendor_type, attributes = row
     return Activity(aid, contact_id, _KINDS[kind], _fromiso(occurred_at), vendor_type, _lazy(attributes))

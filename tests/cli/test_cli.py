@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner
+from file_tenant import contact, file_tenant, page_view
 
 from leadpulse.core.cli import render as views
 from leadpulse.core.cli.main import main
@@ -12,7 +14,6 @@ from leadpulse.core.cli.tenants import CONFIG_DIR_ENV, STATE_DIR_ENV, Services
 from leadpulse.core.errors import StoreError
 from leadpulse.core.store.runs import RunCounts, RunOutcome
 from leadpulse.core.store.store import Store
-from file_tenant import contact, file_tenant, page_view
 
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
 
@@ -26,23 +27,23 @@ def all_commands(group: click.Group, prefix: str = "leadpulse") -> list[tuple[st
     return found
 
 
-@pytest.mark.parametrize("name,command", all_commands(main), ids=lambda item: item if isinstance(item, str) else "")
+@pytest.mark.parametrize(("name", "command"), all_commands(main), ids=lambda item: item if isinstance(item, str) else "")
 def test_every_command_has_help_text(name, command):
     assert (command.help or "").strip(), f"{name} has no help text: give its function a docstring"
 
 
-@pytest.mark.parametrize("name,command", all_commands(main), ids=lambda item: item if isinstance(item, str) else "")
+@pytest.mark.parametrize(("name", "command"), all_commands(main), ids=lambda item: item if isinstance(item, str) else "")
 def test_every_option_of_every_command_has_help_text(name, command):
     options = [p for p in command.params if isinstance(p, click.Option)]
     assert [p.name for p in options if not p.help] == []
 
 
-def folder_options(name: str) -> list[tuple[str, click.Command, click.Option]]:
+def folder_options(name: str) -> list[tuple[str, click.Command, click.Parameter]]:
     return [(command_name, command, param) for command_name, command in all_commands(main)
             for param in command.params if param.name == name]
 
 
-@pytest.mark.parametrize("name,default,envvar", [("config_dir", Path("config"), CONFIG_DIR_ENV),
+@pytest.mark.parametrize(("name", "default", "envvar"), [("config_dir", Path("config"), CONFIG_DIR_ENV),
                                                   ("state_dir", Path("var"), STATE_DIR_ENV)])
 def test_every_command_defaults_its_folders_alike(name, default, envvar):
     found = folder_options(name)
@@ -314,17 +315,17 @@ def render(renderable) -> str:
 
     from rich.console import Console
 
-    console = Console(width=200, file=StringIO())
-    console.print(renderable)
-    return console.file.getvalue()
+    text = StringIO()
+    Console(width=200, file=text).print(renderable)
+    return text.getvalue()
 
 
 def test_status_shows_a_last_error_that_reads_as_markup_as_written(env, tmp_path):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     with Store.open(tmp_path / "state" / "acme.sqlite") as store:
-        run_id = store.start_run("acme", datetime(2025, 6, 2, tzinfo=timezone.utc))
-        store.finish_run(run_id, datetime(2025, 6, 2, tzinfo=timezone.utc), RunOutcome.FAILED, RunCounts(),
+        run_id = store.start_run("acme", datetime(2025, 6, 2, tzinfo=UTC))
+        store.finish_run(run_id, datetime(2025, 6, 2, tzinfo=UTC), RunOutcome.FAILED, RunCounts(),
                          "bad header [/b] seen")
     result = run("status")
     assert result.exit_code == 0
@@ -371,3 +372,14 @@ def test_an_offline_command_on_a_damaged_store_fails_with_a_clean_error(env, tmp
     result = CliRunner().invoke(main, list(command))
     assert result.exit_code == 1 and not isinstance(result.exception, StoreError), result.exception
     assert result.output.startswith("Error: ") and "acme.sqlite is damaged" in result.output
+
+
+def test_hottest_leads_of_a_tenant_without_a_lifecycle_section_list_every_contact(env, tmp_path):
+    from leadpulse.core.config.files import load_tenant
+
+    run("sync")
+    tenant = load_tenant(env / "acme.yaml")
+    plain = tenant.model_copy(update={"scoring": tenant.scoring.model_copy(update={"lifecycle": None})})
+    with Store.open(tenant.store_path(tmp_path / "state")) as store:
+        leads = views.open_leads(store, plain, 5)
+    assert [lead.score.contact_id for lead in leads] == ["c1", "c2"]

@@ -40,9 +40,10 @@ def resolve(argv: list[str]) -> None:
         with warnings.catch_warnings():  # click 8.2 deprecates protected_args; 9.0 folds them into args
             warnings.simplefilter("ignore", DeprecationWarning)
             rest = [*context.protected_args, *context.args]
-        name, command, argv = command.resolve_command(context, rest)
-        if command is None:
+        name, found, argv = command.resolve_command(context, rest)
+        if found is None:
             raise click.UsageError(f"no command {name!r}")
+        command = found
 
 
 def check_command(argv: list[str]) -> None:
@@ -93,7 +94,7 @@ class Tenant:
 def test_every_manifest_in_deploy_k8s_is_valid_against_the_kubernetes_schemas():
     documents = k8s_documents(DEPLOY / "k8s")
     assert {doc["kind"] for _, doc in documents} >= {"Deployment", "ConfigMap", "Secret", "PersistentVolumeClaim"}
-    for path, doc in documents:
+    for _, doc in documents:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
 
 
@@ -234,7 +235,6 @@ def test_resource_names_are_dns_safe_and_short_enough_for_a_cronjob():
 
 def test_deploy_k8s_command_writes_manifests_and_reports_bad_files(tmp_path):
     from click.testing import CliRunner
-
     from file_tenant import contact, file_tenant
 
     file_tenant(tmp_path, [contact("c1")], [])
@@ -250,7 +250,7 @@ def test_deploy_k8s_command_writes_manifests_and_reports_bad_files(tmp_path):
 # -- Docker ----------------------------------------------------------------------------------------------------
 
 
-def dockerfile() -> list[tuple[str, str]]:
+def dockerfile() -> list[tuple[str, ...]]:
     text = (DEPLOY / "Dockerfile").read_text().replace("\\\n", " ")
     return [
         tuple(line.strip().split(None, 1))

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from leadpulse.connectors.settings import FileSettings, HubSpotSettings
-from leadpulse.core.errors import ConfigError, ConfigErrors
 from leadpulse.core.config.files import load_config_dir, load_tenant
+from leadpulse.core.engine.rules import FitRule, Leaf
 from leadpulse.core.engine.scoring import Engine
+from leadpulse.core.errors import ConfigError, ConfigErrors
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "config"
 
@@ -88,7 +89,9 @@ def test_summary_says_what_the_file_sets_up(tmp_path: Path) -> None:
 def test_yes_and_no_stay_text(tmp_path: Path) -> None:
     text = edited("when: {field: title, contains: vp}", "when: {field: country, in: [SE, NO]}")
     tenant = load_tenant(write(tmp_path, text))
-    assert tenant.scoring.rules[0].when.in_ == ("SE", "NO")
+    rule = tenant.scoring.rules[0]
+    assert isinstance(rule, FitRule) and isinstance(rule.when, Leaf)
+    assert rule.when.in_ == ("SE", "NO")
 
 
 def test_store_path_is_relative_to_the_tenant_file(tmp_path: Path) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from leadpulse.core.config.tenant import Output, TaskPolicy, WritebackConfig
-from leadpulse.core.model import Contact, ContactKind, Lifecycle
 from leadpulse.core.engine.scoring import Contribution, Quadrant, ScoreCard, StatusChange
+from leadpulse.core.model import Contact, ContactKind, Lifecycle
 
-NOW = datetime(2025, 6, 1, tzinfo=timezone.utc)
+NOW = datetime(2025, 6, 1, tzinfo=UTC)
 BANDS = ["unqualified", "intermediate", "qualified"]
 CARD = ScoreCard(
     "c1", NOW, 12.5, {"fit": 7.0, "engagement": 5.5}, "qualified", "B", Quadrant.FOLLOW_UP_NOW,

@@ -1,15 +1,15 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
+from support import metric
 
-from leadpulse.core.errors import AuthError, QuotaExhausted, TransientError
-from leadpulse.core.contract import CallStats
 from leadpulse.connectors.budget import RateBudget, Window
 from leadpulse.connectors.retry import ApiCaller, Failure, FailureKind, RetrySettings, retry_after_seconds
 from leadpulse.core.clock import ManualClock
-from support import metric
+from leadpulse.core.contract import CallStats
+from leadpulse.core.errors import AuthError, QuotaExhausted, TransientError
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def make_budget(*windows):

@@ -1,23 +1,23 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from file_tenant import contact, file_tenant, page_view, results, write_exports
 
-from leadpulse.core.contract import ConnectorContext, PropertyWrite, TaskPriority, TaskRequest, connector_class
-from leadpulse.core.errors import ConnectorError
 from leadpulse.connectors.file import FileConnector
 from leadpulse.connectors.settings import FileSettings
 from leadpulse.core.clock import ManualClock
+from leadpulse.core.contract import ConnectorContext, PropertyWrite, TaskPriority, TaskRequest, connector_class
+from leadpulse.core.errors import ConnectorError
 from leadpulse.core.model import ActivityKind, ContactKind
-from leadpulse.core.store.runs import RunOutcome
 from leadpulse.core.runtime.pipeline import sync_tenant
+from leadpulse.core.store.runs import RunOutcome
 from leadpulse.core.store.store import Store
-from file_tenant import contact, file_tenant, page_view, results, write_exports
 
-NOW = datetime(2025, 6, 2, tzinfo=timezone.utc)
+NOW = datetime(2025, 6, 2, tzinfo=UTC)
 
 
 def connector(folder: Path, **files) -> FileConnector:
@@ -46,7 +46,7 @@ def test_contacts_csv_maps_fields_and_keeps_every_column_raw(folder):
     assert (first.id, first.kind, first.email, first.owner_id) == ("c1", ContactKind.CONTACT, "c1@example.com", "o1")
     assert first.fields == {"title": "VP Sales"}
     assert first.raw["job_title"] == "VP Sales"
-    assert first.updated_at == datetime(2025, 5, 1, tzinfo=timezone.utc)
+    assert first.updated_at == datetime(2025, 5, 1, tzinfo=UTC)
 
 
 def test_activities_jsonl_keep_extra_keys_as_attributes(folder):

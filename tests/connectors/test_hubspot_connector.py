@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from leadpulse.core.errors import AuthError, ConnectorError, OutcomeUnknown, SchemaError
-from leadpulse.core.contract import ConnectorContext, PropertySpec, PropertyWrite, TaskPriority, TaskRequest
 from leadpulse.connectors.budget import Window
 from leadpulse.connectors.hubspot import HubSpotConnector, task_token
 from leadpulse.connectors.paging import load_cursor
 from leadpulse.connectors.settings import HubSpotSettings
 from leadpulse.core.clock import ScaledClock
+from leadpulse.core.contract import ConnectorContext, PropertySpec, PropertyWrite, TaskPriority, TaskRequest
+from leadpulse.core.errors import AuthError, ConnectorError, OutcomeUnknown, SchemaError
 from leadpulse.core.model import ActivityKind, ContactKind
 
 
@@ -27,7 +27,7 @@ def connect(sb, *, clock=None, **settings) -> HubSpotConnector:
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def pull_all(connector, stream, cursor=None, started_at=None):

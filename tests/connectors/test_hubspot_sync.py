@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
 from leadpulse.connectors.hubspot import HubSpotConnector, task_token, wire_value
-from leadpulse.core.runtime import pipeline
+from leadpulse.core.cli.demo import DEMO_TENANT_FILE, TOKEN_VARIABLE, sandbox_tenant
 from leadpulse.core.clock import ManualClock, ScaledClock
 from leadpulse.core.config.files import validate_tenant
-from leadpulse.core.cli.demo import DEMO_TENANT_FILE, TOKEN_VARIABLE, sandbox_tenant
-from leadpulse.core.store.outbox import Outbox
-from leadpulse.core.runtime.run import Run
-from leadpulse.core.store.runs import RunCounts, RunOutcome
+from leadpulse.core.runtime import pipeline
 from leadpulse.core.runtime.pipeline import sync_tenant
+from leadpulse.core.runtime.run import Run
+from leadpulse.core.store.outbox import Outbox
+from leadpulse.core.store.runs import RunCounts, RunOutcome
 from leadpulse.core.store.store import Store
 from leadpulse.sandbox import Sandbox
 
@@ -42,7 +42,7 @@ def run(sb: Sandbox, state_dir: Path, clock=None, **options):
                        environ={TOKEN_VARIABLE: sb.credentials["access_token"]}, **options)
 
 
-AS_OF = datetime.now(timezone.utc).replace(microsecond=0)
+AS_OF = datetime.now(UTC).replace(microsecond=0)
 
 
 def crm_state(sb: Sandbox) -> tuple[dict, Counter]:

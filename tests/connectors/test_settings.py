@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from leadpulse.core.errors import ConfigError
 from leadpulse.core.config.files import load_tenant
+from leadpulse.core.errors import ConfigError
 
 SALESFORCE = """\
 tenant: globex

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from leadpulse.core.model import Contact, ContactKind, Lifecycle
 from leadpulse.core.engine.rules import ScoringConfig
 from leadpulse.core.engine.scoring import Engine, Quadrant, ScoreCard, StatusChange
+from leadpulse.core.model import Contact, ContactKind, Lifecycle
 
-NOW = datetime(2025, 6, 1, tzinfo=timezone.utc)
+NOW = datetime(2025, 6, 1, tzinfo=UTC)
 HUBSPOT_VALUES = {
     "subscriber": "subscriber", "lead": "lead", "mql": "marketingqualifiedlead",
     "sql": "salesqualifiedlead", "customer": "customer",

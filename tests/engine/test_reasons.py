@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from leadpulse.core.engine.rules import Quadrant
 from leadpulse.core.engine.scoring import Contribution, ScoreCard
@@ -10,7 +10,7 @@ from leadpulse.core.engine.scoring import Contribution, ScoreCard
 
 def card(*points: float) -> ScoreCard:
     contributions = tuple(Contribution(f"r{i}", "fit", p, 1, f"rule {i}") for i, p in enumerate(points))
-    return ScoreCard("c1", datetime(2025, 1, 1, tzinfo=timezone.utc), sum(points), {"fit": sum(points)}, "cold",
+    return ScoreCard("c1", datetime(2025, 1, 1, tzinfo=UTC), sum(points), {"fit": sum(points)}, "cold",
                      None, next(iter(Quadrant)), contributions, None)
 
 
@@ -24,7 +24,7 @@ def test_a_reason_reads_as_its_own_contribution_says_after_equal_ones_of_other_t
 
     def reason(points, occurrences) -> str:
         one = Contribution("r0", "fit", points, occurrences, "rule 0")
-        return ScoreCard("c1", datetime(2025, 1, 1, tzinfo=timezone.utc), 1.0, {"fit": 1.0}, "cold", None,
+        return ScoreCard("c1", datetime(2025, 1, 1, tzinfo=UTC), 1.0, {"fit": 1.0}, "cold", None,
                          next(iter(Quadrant)), (one,), None).reasons(1)[0]
 
     assert [reason(1.5, 2), reason(Decimal("1.50"), 2), reason(1.5, 2.0), reason(1.5, 2)] == [

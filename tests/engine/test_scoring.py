@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from leadpulse.core.model import Activity, ActivityKind, Contact, ContactKind
 from leadpulse.core.engine.rules import ScoringConfig
 from leadpulse.core.engine.scoring import Engine, Quadrant
+from leadpulse.core.model import Activity, ActivityKind, Contact, ContactKind
 
-NOW = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 CLASSIC_BANDS = [{"name": "unqualified"}, {"name": "intermediate", "min": 6}, {"name": "qualified", "min": 10}]
 
 
@@ -28,7 +29,7 @@ def act(kind: str, days_ago: float, **attributes: Any) -> Activity:
     return Activity(f"a-{kind}-{days_ago}", "c1", ActivityKind(kind), NOW - timedelta(days=days_ago), attributes=attributes)
 
 
-def points(*rules: dict[str, Any], fields: dict[str, Any] | None = None, activities: list[Activity] = ()) -> float:
+def points(*rules: dict[str, Any], fields: dict[str, Any] | None = None, activities: Sequence[Activity] = ()) -> float:
     return engine(*rules).score(contact(**(fields or {})), list(activities), NOW).total
 
 

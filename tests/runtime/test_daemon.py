@@ -9,6 +9,7 @@ long enough to send SIGTERM in its middle.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -19,18 +20,18 @@ import sys
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 import yaml
+from support import wait_for
 
 from leadpulse.connectors.hubspot import task_token, wire_value
-from leadpulse.core.runtime.daemon import SCHEDULE_SCALE_ENV
 from leadpulse.core.cli.demo import DEMO_TENANT_FILE
+from leadpulse.core.runtime.daemon import SCHEDULE_SCALE_ENV
 from leadpulse.core.store.store import Store
 from leadpulse.sandbox import Sandbox
-from support import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -70,10 +71,10 @@ class DaemonProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "leadpulse.core.cli", "daemon", "--config-dir", str(root / "config"), "--state-dir",
              str(root / "state"), "--port", "0", "--grace", "20"],
-            stdout=subprocess.DEVNULL, stderr=open(self.log_path, "w"), env=env,
+            stdout=subprocess.DEVNULL, stderr=open(self.log_path, "w"), env=env,  # noqa: SIM115 - the child keeps it
         )
         found = wait_for(lambda: re.search(r'"port": (\d+)', self.log_path.read_text()), timeout=30)
-        assert found, f"the daemon never served its port:\n{self.log_path.read_text()}"
+        assert isinstance(found, re.Match), f"the daemon never served its port:\n{self.log_path.read_text()}"
         self.port = int(found.group(1))
 
     def lines(self) -> list[dict]:
@@ -137,7 +138,7 @@ def metrics_agree_with_store(samples: dict, root: Path, tenant: str, after_run: 
 
 def calls_agree_with_sandbox(samples: dict, tenant: str, sb: Sandbox) -> bool:
     """The API-call and 429 counters of `tenant` equal what its sandbox answered, status by status."""
-    answered = Counter()
+    answered: Counter[str] = Counter()
     for by_status in sb.stats.by_route().values():
         answered.update({str(status): n for status, n in by_status.items()})
     counted = {dict(labels)["status"]: value for (name, labels), value in samples.items()
@@ -157,6 +158,7 @@ def assert_crm_holds_the_stores_scores(root: Path, tenant: str, sb: Sandbox) -> 
         for index in range(sb.crm.size):
             contact_id = sb.crm.id_of(index)
             stored, values = store.score(contact_id), sb.vendor.properties_of(contact_id)
+            assert stored is not None, (tenant, contact_id)
             assert float(values["leadpulse_score"]) == stored.total, (tenant, contact_id)
             assert float(values["leadpulse_fit"]) == stored.axes["fit"], (tenant, contact_id)
             assert float(values["leadpulse_engagement"]) == stored.axes["engagement"], (tenant, contact_id)
@@ -205,7 +207,7 @@ def test_daemon_schedules_refuses_overlaps_reloads_and_resumes_after_sigterm(roo
         assert any("run refused" in line["message"] and line["tenant"] == "t-c" for line in daemon.lines())
         # /metrics carries the same counts as the stores, and the same API answers as the sandboxes
         for name, sb in portals.items():
-            assert wait_for(lambda: daemon_agrees(daemon, root, name, sb)), name
+            assert wait_for(functools.partial(daemon_agrees, daemon, root, name, sb)), name
         # at least the two injected 429s (back-to-back runs may meet the search limit too, counted alike)
         assert sample(daemon.metrics(), "leadpulse_rate_limited_total", tenant="t-b", crm="hubspot") >= 2
 
@@ -239,7 +241,7 @@ def test_daemon_schedules_refuses_overlaps_reloads_and_resumes_after_sigterm(roo
     try:
         assert wait_for(lambda: any(r["outcome"] == "succeeded" for r in store_runs(root, BIG)), timeout=40)
         for name in ("t-a", BIG):
-            assert wait_for(lambda: daemon_agrees(again, root, name, everyone[name], earlier[name])), name
+            assert wait_for(functools.partial(daemon_agrees, again, root, name, everyone[name], earlier[name])), name
     finally:
         assert again.stop() == 0
         again.kill()

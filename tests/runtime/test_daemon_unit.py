@@ -6,19 +6,20 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from support import metric, wait_for
 
 from leadpulse.core.runtime import metrics
 from leadpulse.core.runtime.daemon import Daemon, DaemonSettings
+from leadpulse.core.runtime.run import RunSummary
 from leadpulse.core.schedule import parse_duration, trigger_for
 from leadpulse.core.store.runs import RunOutcome
-from support import metric, wait_for
-from leadpulse.core.runtime.run import RunSummary
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class FakeSync:
     most_at_once: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def __call__(self, tenant: Tenant, *, state_dir: Path, stop: threading.Event) -> RunSummary:
+    def __call__(self, tenant: Any, *, state_dir: Path, stop: threading.Event) -> RunSummary:  # a stand-in Tenant
         with self.lock:
             self.going[tenant.name] = self.going.get(tenant.name, 0) + 1
             self.most_per_tenant = max(self.most_per_tenant, self.going[tenant.name])
@@ -75,11 +76,12 @@ def tenant(tmp_path: Path, name: str, every: float = 0.2) -> Tenant:
 def make_daemon(tmp_path: Path):
     made: list[Daemon] = []
 
-    def make(tenants: list[Tenant], sync: FakeSync, errors: list[Exception] | None = None, **settings) -> Daemon:
-        state = {"tenants": tenants, "errors": errors or []}
-        options = {"config_dir": tmp_path, "state_dir": tmp_path / "state", "port": 0, "grace_seconds": 5.0}
-        daemon = Daemon(DaemonSettings(**(options | settings)), sync=sync,
-                        load=lambda _dir: (list(state["tenants"]), list(state["errors"])))
+    def make(tenants: list[Tenant], sync: FakeSync, errors: list[Exception] | None = None, **settings: Any) -> Any:
+        state: dict[str, Any] = {"tenants": tenants, "errors": errors or []}
+        options: dict[str, Any] = {"config_dir": tmp_path, "state_dir": tmp_path / "state", "port": 0,
+                                   "grace_seconds": 5.0}
+        daemon: Any = Daemon(DaemonSettings(**(options | settings)), sync=sync,  # stand-in tenants and sync
+                             load=lambda _dir: (list(state["tenants"]), list(state["errors"])))
         daemon.config = state  # the test edits what the next reload sees
         made.append(daemon)
         return daemon
@@ -272,7 +274,7 @@ def test_a_tenant_removed_during_its_run_gets_no_gauges_back_when_the_run_ends(m
 
 def fire_days(line: str, start: datetime, end: datetime) -> list[int]:
     """Days of the month on which the cron `line` fires from `start` (included) to `end` (excluded)."""
-    trigger, days, previous, now = trigger_for(Schedule(cron=line)), [], None, start
+    trigger, days, previous, now = trigger_for(Schedule(cron=line)), [], None, start  # type: ignore[arg-type]  # a stand-in schedule
     while (fire := trigger.get_next_fire_time(previous, now)) is not None and fire < end:
         days.append(fire.day)
         previous, now = fire, fire + timedelta(seconds=1)
@@ -280,7 +282,7 @@ def fire_days(line: str, start: datetime, end: datetime) -> list[int]:
 
 
 # Sunday 1 June 2025 to Sunday 15 June 2025 (excluded): Mondays are the 2nd and 9th, Saturdays the 7th and 14th
-FORTNIGHT = (datetime(2025, 6, 1, tzinfo=timezone.utc), datetime(2025, 6, 15, tzinfo=timezone.utc))
+FORTNIGHT = (datetime(2025, 6, 1, tzinfo=UTC), datetime(2025, 6, 15, tzinfo=UTC))
 
 
 @pytest.mark.parametrize(
@@ -317,7 +319,7 @@ def test_a_cron_line_standard_cron_would_not_read_the_same_is_refused(line):
 
 def test_jittered_interval_runs_stay_on_their_grid_so_they_come_once_an_interval_on_average():
     trigger = trigger_for(Schedule(every=timedelta(minutes=1), jitter=timedelta(seconds=30)))
-    first = previous = trigger.get_next_fire_time(None, datetime.now(timezone.utc))
+    first = previous = trigger.get_next_fire_time(None, datetime.now(UTC))
     late = []
     for n in range(1, 601):
         previous = trigger.get_next_fire_time(previous, previous)
@@ -327,7 +329,7 @@ def test_jittered_interval_runs_stay_on_their_grid_so_they_come_once_an_interval
 
 
 def test_an_interval_tenant_first_runs_at_a_random_point_of_its_first_interval():
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     firsts = [trigger_for(Schedule(every=timedelta(minutes=10))).get_next_fire_time(None, now) for _ in range(20)]
     assert all(now <= first <= now + timedelta(minutes=10, seconds=1) for first in firsts)
     assert max(firsts) - min(firsts) > timedelta(minutes=3)  # spread, not all at once

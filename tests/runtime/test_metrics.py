@@ -10,9 +10,9 @@ import urllib.request
 from dataclasses import dataclass
 
 import pytest
+from support import metric
 
 from leadpulse.core.runtime import logs, metrics
-from support import metric
 from leadpulse.core.runtime.health import HealthServer, Probe
 
 

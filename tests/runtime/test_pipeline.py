@@ -3,21 +3,21 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import ClassVar
 
 import pytest
+from file_tenant import NOW, contact, file_tenant, page_view, results, tasks, write_exports
 
-from leadpulse.core.errors import QuotaExhausted
-from leadpulse.core.contract import WriteResult
 from leadpulse.connectors.file import FileConnector
 from leadpulse.core.clock import ManualClock
 from leadpulse.core.config.files import load_tenant
-from leadpulse.core.store.runs import RunOutcome
-from leadpulse.core.runtime.scoring_pass import compare_bands
-from leadpulse.core.runtime.pipeline import rescore_tenant, sync_tenant
+from leadpulse.core.contract import WriteResult
 from leadpulse.core.engine.scoring import Engine
-from leadpulse.core.errors import RunLocked
+from leadpulse.core.errors import QuotaExhausted, RunLocked
+from leadpulse.core.runtime.pipeline import rescore_tenant, sync_tenant
+from leadpulse.core.runtime.scoring_pass import compare_bands
+from leadpulse.core.store.runs import RunOutcome
 from leadpulse.core.store.store import Store
-from file_tenant import NOW, contact, file_tenant, page_view, results, tasks, write_exports
 
 
 @pytest.fixture
@@ -100,7 +100,7 @@ def test_a_task_handed_over_moments_ago_and_not_found_yet_is_looked_up_again_not
     class Lagging(FileConnector):
         """Loses the answer of its first task create, and its lookup misses tasks for ten minutes."""
 
-        creates: list[str] = []
+        creates: ClassVar[list[str]] = []
 
         def create_tasks(self, tasks):
             Lagging.creates += [task.key for task in tasks]
@@ -142,9 +142,8 @@ def test_each_run_leaves_a_row_with_its_outcome_and_counts(tmp_path, clock):
 
 def test_a_second_run_of_the_same_tenant_is_refused(tmp_path, clock):
     tenant = hot_and_cold(tmp_path)
-    with store_of(tenant, tmp_path) as store, store.lock(tenant.name):
-        with pytest.raises(RunLocked, match="tenant 'acme'"):
-            sync(tenant, tmp_path, clock)
+    with store_of(tenant, tmp_path) as store, store.lock(tenant.name), pytest.raises(RunLocked, match="tenant 'acme'"):
+        sync(tenant, tmp_path, clock)
 
 
 def test_changed_rules_rescore_every_contact(tmp_path, clock):
@@ -253,7 +252,7 @@ def test_a_run_that_fails_keeps_its_error_with_the_tenants_secret_masked(tmp_pat
 
     tenant = load_tenant(Path(__file__).resolve().parents[2] / "config" / "hubspot.yaml")
     try:
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="Invalid header value"):
             sync(tenant, tmp_path, clock, environ={"ACME_HUBSPOT_TOKEN": "not-a-known-shape-4711"},
                  connectors=lambda kind: quoting_the_token)
         with Store.open(tenant.store_path(tmp_path / "state")) as store:

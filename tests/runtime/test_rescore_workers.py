@@ -9,14 +9,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-
 from synthetic import EXPORT_AT, records
-from leadpulse.core.contract import Page
+
 from leadpulse.connectors.file import parse_activity, parse_contact
 from leadpulse.core.config.files import load_tenant
+from leadpulse.core.contract import Page
+from leadpulse.core.engine.scoring import Engine
 from leadpulse.core.errors import ScoringFailed
 from leadpulse.core.runtime.scoring_pass import ScoringJob, score_contacts
-from leadpulse.core.engine.scoring import Engine
 from leadpulse.core.store.store import Store
 
 DEMO = Path(__file__).resolve().parents[2] / "config" / "demo-file.yaml"
@@ -123,7 +123,7 @@ def test_an_error_in_a_worker_is_raised_where_the_rescore_was_asked_for(tmp_path
 def test_a_verdict_that_cannot_reach_the_parent_is_an_error_not_a_dead_worker(tmp_path, tenant, monkeypatch):
     path = scored_store(tmp_path / "s.sqlite", tenant)
     monkeypatch.setattr(ScoringJob, "read", lambda job, store, after="", through=None: [lambda: "not picklable"])
-    with Store.open(path) as store, pytest.raises(ScoringFailed, match="failed on contacts after id '': .*Can't pickle"):
+    with Store.open(path) as store, pytest.raises(ScoringFailed, match=r"failed on contacts after id '': .*Can't pickle"):
         score_contacts(store, tenant, Engine(tenant.scoring), run_id=2, as_of=EXPORT_AT, full=True, chunk_size=CHUNK,
                        workers=2)
 

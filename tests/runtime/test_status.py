@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from file_tenant import contact, file_tenant
 
 from leadpulse.core.cli.main import main
 from leadpulse.core.runtime.status import read_status
 from leadpulse.core.store.runs import RunCounts, RunOutcome
 from leadpulse.core.store.store import Store
-from file_tenant import contact, file_tenant
 
-STARTED = datetime(2025, 6, 2, 9, tzinfo=timezone.utc)
+STARTED = datetime(2025, 6, 2, 9, tzinfo=UTC)
 
 
 @pytest.fixture

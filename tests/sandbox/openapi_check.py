@@ -1,6 +1,7 @@
 """A small OpenAPI schema check (required, type, enum, items, properties, $ref) for sandbox answers."""
 import json
 from pathlib import Path
+from typing import Any
 
 SPECS = Path("/work/shared/specs/hubspot")
 _TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "integer": int, "number": (int, float)}
@@ -20,7 +21,7 @@ def problems(spec: dict, schema: dict, value, where: str = "$") -> list[str]:
             return problems(spec, schema[combined][0], value, where)
     if value is None:
         return [] if schema.get("nullable") else [f"{where}: null"]
-    expected = _TYPES.get(schema.get("type", "object" if "properties" in schema else ""))
+    expected: Any = _TYPES.get(schema.get("type", "object" if "properties" in schema else ""))
     if expected and (not isinstance(value, expected) or (expected is int and isinstance(value, bool))):
         return [f"{where}: expected {schema.get('type')}, got {type(value).__name__}"]
     found = [f"{where}: {value!r} not in enum" for _ in [0] if "enum" in schema and value not in schema["enum"]]

@@ -5,9 +5,13 @@ import time
 import pytest
 import requests
 from simple_salesforce import Salesforce
-from simple_salesforce.exceptions import (SalesforceAuthenticationFailed, SalesforceExpiredSession,
-                                          SalesforceGeneralError, SalesforceMalformedRequest,
-                                          SalesforceRefusedRequest)
+from simple_salesforce.exceptions import (
+    SalesforceAuthenticationFailed,
+    SalesforceExpiredSession,
+    SalesforceGeneralError,
+    SalesforceMalformedRequest,
+    SalesforceRefusedRequest,
+)
 from simple_salesforce.login import token_login
 
 from leadpulse.sandbox import Sandbox

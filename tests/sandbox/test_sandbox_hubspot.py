@@ -5,14 +5,18 @@ import pytest
 import requests
 from hubspot import HubSpot
 from hubspot.crm.associations.v4 import BatchInputPublicFetchAssociationsBatchRequest
-from hubspot.crm.contacts import (ApiException, BatchInputSimplePublicObjectBatchInput,
-                                  BatchReadInputSimplePublicObjectId, PublicObjectSearchRequest)
+from hubspot.crm.contacts import (
+    ApiException,
+    BatchInputSimplePublicObjectBatchInput,
+    BatchReadInputSimplePublicObjectId,
+    PublicObjectSearchRequest,
+)
 from hubspot.crm.objects.tasks import BatchInputSimplePublicObjectBatchInputForCreate, SimplePublicObjectInputForCreate
 from hubspot.crm.properties import OptionInput, PropertyCreate, PropertyGroupCreate, PropertyUpdate
+from openapi_check import check
 
 from leadpulse.sandbox import Sandbox
 from leadpulse.sandbox.limits import ManualClock
-from openapi_check import check
 
 ANCHOR = 1_750_000_000_000
 TASK_LINK = [{"to": {"id": "5"}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 204}]}]

@@ -1,6 +1,6 @@
 """The vendor-neutral server, driven through a toy vendor with plain requests."""
-import requests
 import pytest
+import requests
 
 from leadpulse.sandbox import Sandbox
 from leadpulse.sandbox.limits import ManualClock, Window

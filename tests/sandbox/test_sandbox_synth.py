@@ -32,7 +32,9 @@ def test_conversion_favours_fit_and_engaged_people():
     people = [tenant.person(i) for i in range(4000)]
     hot = [p for p in people if p.fit > 0.6 and p.interest > 0.5]
     cold = [p for p in people if p.fit < 0.4 and p.interest < 0.2]
-    rate = lambda group: sum(p.converted for p in group) / len(group)
+    def rate(group):
+        return sum(p.converted for p in group) / len(group)
+
     assert rate(hot) > 3 * rate(cold) and 0.03 < rate(people) < 0.4
 
 

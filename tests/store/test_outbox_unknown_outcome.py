@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -10,7 +10,7 @@ from leadpulse.core.contract import PropertyWrite, TaskPriority, TaskRequest, Wr
 from leadpulse.core.model import ContactKind
 from leadpulse.core.runtime.pipeline import complete
 
-T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 TASK = TaskRequest("lp-acme-c1-band-hot-1", "c1", ContactKind.CONTACT, "o1", "Call c1", "body", TaskPriority.HIGH, T0)
 WRITE = PropertyWrite("lp-acme-c1-props", "c1", ContactKind.CONTACT, {"lp_score": 5})
 

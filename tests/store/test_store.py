@@ -5,18 +5,18 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from leadpulse.core.contract import Page, PropertyWrite, SkippedRecord, TaskPriority, TaskRequest, WriteResult
-from leadpulse.core.store.migrations import applied
-from leadpulse.core.model import Activity, ActivityKind, Contact, ContactKind, Outcome
 from leadpulse.core.errors import RunLocked
+from leadpulse.core.model import Activity, ActivityKind, Contact, ContactKind, Outcome
+from leadpulse.core.store.migrations import applied
 from leadpulse.core.store.runs import RunCounts, RunOutcome
 from leadpulse.core.store.store import Store, encode_contributions, score_rows
 
-T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def contact(cid: str, **fields) -> Contact:
@@ -235,10 +235,13 @@ def test_runs_record_start_end_outcome_and_counts(store):
 
 
 def test_second_lock_on_the_same_store_is_refused(store, tmp_path):
-    with store.lock("acme"):
-        with Store.open(store.path) as other, pytest.raises(RunLocked, match="tenant 'acme': another run holds"):
-            with other.lock("acme"):
-                pass
+    with (
+        store.lock("acme"),
+        Store.open(store.path) as other,
+        pytest.raises(RunLocked, match="tenant 'acme': another run holds"),
+        other.lock("acme"),
+    ):
+        pass
 
 
 def test_lock_is_refused_to_another_process(store):
@@ -335,7 +338,7 @@ def test_a_record_seen_again_unchanged_leaves_its_contact_alone(tmp_path):
     from leadpulse.core.contract import Page
     from leadpulse.core.model import Activity, ActivityKind, Contact, ContactKind
 
-    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
     person = Contact("c1", ContactKind.CONTACT, at, email="a@example.com", fields={"title": "CEO"}, raw={"x": "1"})
     visit = Activity("a1", "c1", ActivityKind.PAGE_VIEW, at, attributes={"url": "/pricing"})
     with Store.open(tmp_path / "t.sqlite") as store:

@@ -9,11 +9,11 @@ import time
 import pytest
 import sqlite_utils
 
+from leadpulse.core.errors import StoreError
 from leadpulse.core.store import opening
 from leadpulse.core.store import store as store_module
 from leadpulse.core.store.migrations import INITIAL, MIGRATIONS, applied, migrate
 from leadpulse.core.store.store import Store
-from leadpulse.core.errors import StoreError
 
 ALL = [migration.name for migration in MIGRATIONS]
 
@@ -62,7 +62,7 @@ def test_a_database_without_the_migrations_table_is_refused(tmp_path):
 def test_a_file_that_is_not_a_database_is_offered_the_move_aside(tmp_path):
     path = tmp_path / "acme.sqlite"
     path.write_bytes(b"not a database\n" * 100)
-    with pytest.raises(StoreError, match="damaged or not an SQLite database.*move it aside"):
+    with pytest.raises(StoreError, match=r"damaged or not an SQLite database.*move it aside"):
         Store.open(path)
 
 
@@ -81,7 +81,7 @@ def test_a_folder_that_cannot_be_created_is_a_store_error(tmp_path, monkeypatch)
         raise PermissionError(13, "Permission denied", str(tmp_path / "state"))
 
     monkeypatch.setattr(store_module.Path, "mkdir", refuse)
-    with pytest.raises(StoreError, match="state: cannot be written .*writable by the user leadpulse runs as"):
+    with pytest.raises(StoreError, match=r"state: cannot be written .*writable by the user leadpulse runs as"):
         Store.open(tmp_path / "state" / "acme.sqlite")
 
 
@@ -92,7 +92,7 @@ def test_a_store_locked_past_the_wait_says_to_try_again(tmp_path, monkeypatch):
     holder.execute("BEGIN IMMEDIATE")
     monkeypatch.setattr(opening, "_BUSY_MS", 50)
     try:
-        with pytest.raises(StoreError, match="another process holds the checkpoint store locked.*try again") as raised:
+        with pytest.raises(StoreError, match=r"another process holds the checkpoint store locked.*try again") as raised:
             Store.open(path)
         assert "move it aside" not in str(raised.value)
     finally:
@@ -102,9 +102,8 @@ def test_a_store_locked_past_the_wait_says_to_try_again(tmp_path, monkeypatch):
 def test_an_unwritable_run_lock_is_a_store_error_naming_it(tmp_path):
     with Store.open(tmp_path / "acme.sqlite") as store:
         (tmp_path / "acme.sqlite.lock").mkdir()  # a lock file that cannot be opened, even by root
-        with pytest.raises(StoreError, match=r"tenant 'acme': .*acme\.sqlite\.lock"):
-            with store.lock("acme"):
-                pass
+        with pytest.raises(StoreError, match=r"tenant 'acme': .*acme\.sqlite\.lock"), store.lock("acme"):
+            pass
 
 
 def _open_at(path, start_at, results):
