@@ -107,8 +107,8 @@ class FileConnector(Connector):
             except BadRecord as exc:
                 record_id = record.get("id") if isinstance(record, dict) else None
                 skipped.append(SkippedRecord(stream, _id_text(record_id) or where, f"{where}: {exc}"))
-        # the parser of `stream` makes that stream's records, which the Page field of the same name holds
-        return Page(stream, cursor, **{stream: items}, skipped=skipped)  # type: ignore[arg-type]
+        # the parser of `stream` makes the records of the Page field of that name
+        return Page(stream, cursor, **{stream: items}, skipped=skipped)  # type: ignore[arg-type]  # see above
 
     def ensure_properties(self, specs: Sequence[PropertySpec]) -> None:
         """A results file takes any column: nothing to create."""

@@ -476,7 +476,7 @@ def user_id(owner_id: int | None) -> str | None:
 
 
 def _person_fields() -> list[Field]:
-    rec = lambda name: (lambda r: r.record[name])  # noqa: E731
+    rec = lambda name: (lambda r: r.record[name])  # noqa: E731 - a field-reader factory beside the table it serves
     return [
         *_system_fields(),
         Field("FirstName", "string", rec("first_name"), updateable=True, neutral="first_name"),
@@ -500,7 +500,7 @@ def _lead_status(row: PersonRow) -> str:
 
 
 def _lead() -> SObject:
-    rec = lambda name: (lambda r: r.record[name])  # noqa: E731
+    rec = lambda name: (lambda r: r.record[name])  # noqa: E731 - a field-reader factory beside the table it serves
     return SObject("Lead", "00Q", PersonRow, _fields(*_person_fields(), *[
         Field("Company", "string", rec("company"), updateable=True, neutral="company"),
         Field("Industry", "picklist", lambda r: _INDUSTRY.get(r.record["industry"], r.record["industry"]),
@@ -527,7 +527,7 @@ def _contact() -> SObject:
 
 
 def _account() -> SObject:
-    company = lambda name: (lambda r: getattr(r.company, name))  # noqa: E731
+    company = lambda name: (lambda r: getattr(r.company, name))  # noqa: E731 - a field-reader factory beside the table it serves
     return SObject("Account", "001", AccountRow, _fields(*_system_fields(), *[
         Field("Name", "string", company("name"), updateable=True, label="Account Name"),
         Field("Industry", "picklist", lambda r: _INDUSTRY.get(r.company.industry, r.company.industry),
@@ -590,7 +590,7 @@ def _task_status(row: ActivityRow) -> str:
 
 
 def _task() -> SObject:
-    call = lambda fn: (lambda r: fn(r.attrs) if r.activity.kind is ActivityKind.CALL else None)  # noqa: E731
+    call = lambda fn: (lambda r: fn(r.attrs) if r.activity.kind is ActivityKind.CALL else None)  # noqa: E731 - a field-reader factory beside the table it serves
     return SObject("Task", "00T", TaskRow, _fields(*_activity_fields(), *[
         Field("Subject", "string", _task_subject, updateable=True),
         Field("Status", "picklist", _task_status, updateable=True, picklist=TASK_STATUSES),
@@ -608,7 +608,7 @@ def _task() -> SObject:
 
 
 def _event() -> SObject:
-    minutes = lambda r: r.attrs.get("duration_ms", 0) // 60_000  # noqa: E731
+    minutes = lambda r: r.attrs.get("duration_ms", 0) // 60_000  # noqa: E731 - a field-reader factory beside the table it serves
     return SObject("Event", "00U", EventRow, _fields(*_activity_fields(), *[
         Field("Subject", "string", lambda r: r.attrs.get("title"), updateable=True),
         Field("Type", "picklist", lambda r: "Meeting", updateable=True, picklist=("Call", "Email", "Meeting", "Other")),
@@ -622,7 +622,7 @@ def _event() -> SObject:
 
 
 def _member() -> SObject:
-    person = lambda lead: (lambda r: r.person.id if is_lead(r.person.index) == lead else None)  # noqa: E731
+    person = lambda lead: (lambda r: r.person.id if is_lead(r.person.index) == lead else None)  # noqa: E731 - a field-reader factory beside the table it serves
     return SObject("CampaignMember", "00v", MemberRow, _fields(*_system_fields(), *[
         Field("CampaignId", "reference", lambda r: sf_id("701", r.campaign + 1), reference_to=("Campaign",),
               relationship="Campaign", createable=True, label="Campaign ID"),
@@ -650,7 +650,7 @@ def _campaign() -> SObject:
 
 
 def _user() -> SObject:
-    owner = lambda name: (lambda r: getattr(r.owner, name))  # noqa: E731
+    owner = lambda name: (lambda r: getattr(r.owner, name))  # noqa: E731 - a field-reader factory beside the table it serves
     return SObject("User", "005", UserRow, _fields(
         Field("Id", "id", lambda r: r.id), Field("IsActive", "boolean", lambda r: True, updateable=True),
         Field("FirstName", "string", owner("first_name"), updateable=True),

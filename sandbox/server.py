@@ -226,8 +226,7 @@ class Route:
 def route(method: str, pattern: str, name: str | None = None, auth: bool = True, limited: bool = True):
     """Declare a vendor method as the handler of ``method pattern``."""
     def mark(handler: Callable) -> Callable:
-        # the mark `Vendor` builds its route table from
-        handler.__sandbox_route__ = Route(  # type: ignore[attr-defined]
+        handler.__sandbox_route__ = Route(  # type: ignore[attr-defined]  # the mark Vendor builds its routes from
             method.upper(), pattern, name or f"{method.upper()} {pattern}", handler.__name__, auth, limited)
         return handler
     return mark

@@ -19,8 +19,8 @@ import yaml
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
-from leadpulse.core.cli import k8s, ops  # noqa: E402
-from leadpulse.core.cli.main import main  # noqa: E402
+from leadpulse.core.cli import k8s, ops  # noqa: E402 - after the importorskip above
+from leadpulse.core.cli.main import main  # noqa: E402 - after the importorskip above
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
