@@ -5,8 +5,15 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from leadpulse.core.runtime import metrics
+
+#: the checkout's tenant files, read from here rather than beside the code, so the suite also runs against an
+#: installed wheel (which carries no demo files)
+REPO_CONFIG = Path(__file__).resolve().parents[1] / "config"
+#: the demo's HubSpot tenant, which the end-to-end tests point at a sandbox
+DEMO_TENANT = REPO_CONFIG / "demo" / "hubspot-sandbox.yaml"
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 30.0) -> object:

@@ -7,6 +7,7 @@ import click
 import pytest
 from click.testing import CliRunner
 from file_tenant import contact, file_tenant, page_view
+from support import REPO_CONFIG
 
 from leadpulse.core.cli import render as views
 from leadpulse.core.cli.main import main
@@ -14,8 +15,6 @@ from leadpulse.core.cli.tenants import CONFIG_DIR_ENV, STATE_DIR_ENV, Services
 from leadpulse.core.errors import StoreError
 from leadpulse.core.store.runs import RunCounts, RunOutcome
 from leadpulse.core.store.store import Store
-
-REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
 
 
 def all_commands(group: click.Group, prefix: str = "leadpulse") -> list[tuple[str, click.Command]]:

@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support import REPO_CONFIG
 
 from leadpulse.connectors.settings import FileSettings, HubSpotSettings
 from leadpulse.core.config.files import load_config_dir, load_tenant
 from leadpulse.core.engine.rules import FitRule, Leaf
 from leadpulse.core.engine.scoring import Engine
 from leadpulse.core.errors import ConfigError, ConfigErrors
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "config"
 
 MINIMAL = """\
 tenant: acme
@@ -64,9 +63,9 @@ def edited(old: str, new: str) -> str:
 
 @pytest.mark.parametrize("name", ["hubspot.yaml", "salesforce.yaml", "pipedrive.yaml"])
 def test_each_shipped_example_loads_and_compiles(name: str) -> None:
-    tenant = load_tenant(EXAMPLES / name)
+    tenant = load_tenant(REPO_CONFIG / name)
     assert Engine(tenant.scoring).band_names == ["unqualified", "intermediate", "qualified"]
-    assert tenant.summary().startswith(f"{tenant.name} ({EXAMPLES / name})")
+    assert tenant.summary().startswith(f"{tenant.name} ({REPO_CONFIG / name})")
 
 
 def test_minimal_file_loads_with_defaults(tmp_path: Path) -> None:

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import DEMO_TENANT
 
 from leadpulse.connectors.hubspot import HubSpotConnector, task_token, wire_value
-from leadpulse.core.cli.demo import DEMO_TENANT_FILE, TOKEN_VARIABLE, sandbox_tenant
+from leadpulse.core.cli.demo import TOKEN_VARIABLE, sandbox_tenant
 from leadpulse.core.clock import ManualClock, ScaledClock
 from leadpulse.core.config.files import validate_tenant
 from leadpulse.core.runtime import pipeline
@@ -34,7 +35,7 @@ class Crash(BaseException):
 
 def tenant_for(sb: Sandbox, **connection):
     connection.setdefault("lookback_seconds", 0)
-    return sandbox_tenant(DEMO_TENANT_FILE, sb.base_url, **connection)
+    return sandbox_tenant(DEMO_TENANT, sb.base_url, **connection)
 
 
 def run(sb: Sandbox, state_dir: Path, clock=None, **options):
@@ -232,16 +233,16 @@ def test_a_task_hubspot_did_not_confirm_is_settled_by_its_key_on_the_next_run_no
 
 
 def tenant_with_bands(sb: Sandbox, bands: list[dict]):
-    data = yaml.safe_load(DEMO_TENANT_FILE.read_text())
+    data = yaml.safe_load(DEMO_TENANT.read_text())
     data["crm"]["connection"].update(base_url=sb.base_url, lookback_seconds=0)
     data["scoring"]["bands"] = bands
-    return validate_tenant(data, DEMO_TENANT_FILE)
+    return validate_tenant(data, DEMO_TENANT)
 
 
 def test_a_band_added_to_the_rules_is_added_to_the_portal_options_and_every_contact_gets_its_band(portal, tmp_path):
     clock = ManualClock(AS_OF)
     run(portal, tmp_path, clock)
-    bands = yaml.safe_load(DEMO_TENANT_FILE.read_text())["scoring"]["bands"]
+    bands = yaml.safe_load(DEMO_TENANT.read_text())["scoring"]["bands"]
     tenant = tenant_with_bands(portal, [*bands, {"name": "hot", "min": 14}])
     clock.advance(60)
     summary = sync_tenant(tenant, state_dir=tmp_path, clock=clock,
@@ -300,7 +301,7 @@ def test_the_tenants_daily_limit_ends_a_run_as_quota_exhausted_and_a_later_run_c
 
 
 def test_calls_older_than_a_day_no_longer_count_against_the_daily_limit(tmp_path):
-    tenant = sandbox_tenant(DEMO_TENANT_FILE, "http://127.0.0.1:9", daily_limit=100)
+    tenant = sandbox_tenant(DEMO_TENANT, "http://127.0.0.1:9", daily_limit=100)
     with Store.open(tmp_path / "t.sqlite") as store:
         for hours_ago, calls in ((25, 70), (23, 30)):
             run_id = store.start_run(tenant.name, AS_OF - timedelta(hours=hours_ago))

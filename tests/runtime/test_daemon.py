@@ -25,10 +25,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import wait_for
+from support import DEMO_TENANT, wait_for
 
 from leadpulse.connectors.hubspot import task_token, wire_value
-from leadpulse.core.cli.demo import DEMO_TENANT_FILE
 from leadpulse.core.runtime.daemon import SCHEDULE_SCALE_ENV
 from leadpulse.core.store.store import Store
 from leadpulse.sandbox import Sandbox
@@ -49,7 +48,7 @@ def token_variable(tenant: str) -> str:
 
 def write_tenant(config_dir: Path, name: str, sb: Sandbox) -> None:
     """The demo tenant file under another name, pointed at `sb`, with its own token variable."""
-    data = yaml.safe_load(DEMO_TENANT_FILE.read_text())
+    data = yaml.safe_load(DEMO_TENANT.read_text())
     data["tenant"] = name
     data["crm"]["connection"]["base_url"] = sb.base_url
     data["crm"]["secrets"]["access_token"] = {"env": token_variable(name)}

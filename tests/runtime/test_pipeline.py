@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import pytest
 from file_tenant import NOW, contact, file_tenant, page_view, results, tasks, write_exports
+from support import REPO_CONFIG
 
 from leadpulse.connectors.file import FileConnector
 from leadpulse.core.clock import ManualClock
@@ -243,14 +244,13 @@ def test_quota_exhausted_keeps_what_was_pulled_and_ends_the_run_cleanly(tmp_path
 
 
 def test_a_run_that_fails_keeps_its_error_with_the_tenants_secret_masked(tmp_path, clock):
-    from pathlib import Path
 
     from leadpulse.core.runtime import logs
 
     def quoting_the_token(context):
         raise ValueError(f"Invalid header value b'{context.secrets['access_token']}'")
 
-    tenant = load_tenant(Path(__file__).resolve().parents[2] / "config" / "hubspot.yaml")
+    tenant = load_tenant(REPO_CONFIG / "hubspot.yaml")
     try:
         with pytest.raises(ValueError, match="Invalid header value"):
             sync(tenant, tmp_path, clock, environ={"ACME_HUBSPOT_TOKEN": "not-a-known-shape-4711"},

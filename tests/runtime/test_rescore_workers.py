@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from support import REPO_CONFIG
 from synthetic import EXPORT_AT, records
 
 from leadpulse.connectors.file import parse_activity, parse_contact
@@ -19,7 +20,7 @@ from leadpulse.core.errors import ScoringFailed
 from leadpulse.core.runtime.scoring_pass import ScoringJob, score_contacts
 from leadpulse.core.store.store import Store
 
-DEMO = Path(__file__).resolve().parents[2] / "config" / "demo-file.yaml"
+DEMO = REPO_CONFIG / "demo-file.yaml"
 CONTACTS = 3000
 CHUNK = 100  # enough chunks for the workers to share
 
