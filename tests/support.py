@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from leadpulse.core.runtime import metrics
@@ -34,3 +36,13 @@ def wait_for(condition: Callable[[], object], timeout: float = 30.0) -> object:
 def metric(name: str, **labels: str) -> float:
     """The current value of one sample of leadpulse's metrics in this process (0 when it has none yet)."""
     return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A stand-in for a tenant's schedule block, unchecked, so a test can ask for what a file may not hold (an
+    interval of seconds, a cron line the trigger must refuse)."""
+
+    every: timedelta | None = None
+    cron: str | None = None
+    jitter: timedelta = timedelta(0)

@@ -19,6 +19,8 @@ import yaml
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
+from support import Schedule  # noqa: E402 - after the importorskip above
+
 from leadpulse.core.cli import k8s, ops  # noqa: E402 - after the importorskip above
 from leadpulse.core.cli.main import main  # noqa: E402 - after the importorskip above
 
@@ -71,13 +73,6 @@ def containers(doc: dict) -> list[dict]:
     if doc["kind"] == "CronJob":
         spec = spec["jobTemplate"]["spec"]
     return spec.get("template", {}).get("spec", {}).get("containers", [])
-
-
-@dataclass(frozen=True)
-class Schedule:
-    every: timedelta | None = None
-    cron: str | None = None
-    jitter: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True)

@@ -13,20 +13,13 @@ from typing import Any
 import pytest
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from support import metric, wait_for
+from support import Schedule, metric, wait_for
 
 from leadpulse.core.runtime import metrics
 from leadpulse.core.runtime.daemon import Daemon, DaemonSettings
 from leadpulse.core.runtime.run import RunSummary
 from leadpulse.core.schedule import parse_duration, trigger_for
 from leadpulse.core.store.runs import RunOutcome
-
-
-@dataclass(frozen=True)
-class Schedule:
-    every: timedelta | None = None
-    cron: str | None = None
-    jitter: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True)
