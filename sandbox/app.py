@@ -21,7 +21,7 @@ CRMS = ("hubspot", "salesforce", "pipedrive")
 
 
 def vendor_class(crm: str | type[Vendor]) -> type[Vendor]:
-    """The vendor module ``sandbox.<crm>``'s ``VENDOR`` class (a Vendor class is taken as it is)."""
+    """The vendor module ``leadpulse.sandbox.<crm>``'s ``VENDOR`` class (a Vendor class is taken as it is)."""
     if isinstance(crm, type):
         return crm
     try:
