@@ -46,6 +46,7 @@ from leadpulse.core.contract import (
 )
 from leadpulse.core.errors import ConnectorError
 from leadpulse.core.model import Activity, ActivityKind, Contact, ContactKind, Outcome, utc
+from leadpulse.core.textfiles import first_undecodable
 
 PAGE_SIZE = 500
 _ACTIVITY_COLUMNS = ("id", "contact_id", "kind", "occurred_at", "vendor_type", "attributes")
@@ -178,7 +179,7 @@ def _records(path: Path, tenant: str, stream: str) -> Iterator[tuple[str, Any]]:
     try:
         yield from _decoded_records(path)
     except UnicodeDecodeError:
-        raise ConnectorError(tenant, f"{stream} file {path}: {_first_undecodable(path)} is not UTF-8; re-export the "
+        raise ConnectorError(tenant, f"{stream} file {path}: {first_undecodable(path)} is not UTF-8; re-export the "
                              "file as UTF-8 (or convert it, e.g. `iconv -f latin1 -t utf-8`) and sync again") from None
 
 
@@ -191,20 +192,6 @@ def _decoded_records(path: Path) -> Iterator[tuple[str, Any]]:
         for number, line in enumerate(handle, start=1):
             if line.strip():
                 yield f"{path.name}:{number}", _json_line(line)
-
-
-def _first_undecodable(path: Path) -> str:
-    """Where the first byte that is not UTF-8 sits, as ``line N (byte M)``, both counted as an editor does."""
-    offset = 0
-    with open(path, "rb") as handle:
-        # Line by line is exact: a newline byte never occurs inside a multi-byte UTF-8 sequence.
-        for number, line in enumerate(handle, start=1):
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                return f"line {number} (byte {offset + exc.start})"
-            offset += len(line)
-    return "a byte"  # the file changed since it was read
 
 
 def _json_line(line: str) -> Any:

@@ -280,6 +280,11 @@ def connector_class(kind: str) -> ConnectorFactory:
     return found
 
 
+def connector_installed(kind: str) -> bool:
+    """Whether a connector is registered under `kind` (without importing it, or its CRM's SDK)."""
+    return any(ep.name == kind for ep in entry_points(group="leadpulse.connectors"))
+
+
 def settings_model(kind: str) -> type[CrmSettings]:
     """The model of a CRM's ``crm.connection`` block, from the ``leadpulse.settings`` entry-point group.
 

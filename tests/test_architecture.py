@@ -16,7 +16,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-FOUNDATION = tuple(f"leadpulse.core.{name}" for name in ("errors", "model", "clock", "strict", "schedule", "contract"))
+FOUNDATION = tuple(f"leadpulse.core.{name}"
+                   for name in ("errors", "model", "clock", "strict", "schedule", "contract", "textfiles"))
 #: each layer (a module prefix) and the prefixes it may import; the most specific prefix applies
 LAYERS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(FOUNDATION, FOUNDATION),
@@ -28,7 +29,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "leadpulse.core.cli": ("leadpulse.core",),
     "leadpulse.core.cli.demo": ("leadpulse.core", "leadpulse.sandbox"),
     "leadpulse.connectors": ("leadpulse.connectors", "leadpulse.core.contract", "leadpulse.core.model",
-                             "leadpulse.core.errors", "leadpulse.core.clock", "leadpulse.core.strict"),
+                             "leadpulse.core.errors", "leadpulse.core.clock", "leadpulse.core.strict",
+                             "leadpulse.core.textfiles"),
     "leadpulse.sandbox": ("leadpulse.sandbox",),
 }
 #: what the engine may not import: files, databases, the network, processes, and what drives them

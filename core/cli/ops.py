@@ -12,11 +12,16 @@ from rich.console import Console
 
 from leadpulse.core.cli import k8s
 from leadpulse.core.cli.render import data_table
-from leadpulse.core.cli.tenants import config_dir_option, state_dir_option
-from leadpulse.core.config.files import load_config_dir
+from leadpulse.core.cli.tenants import (
+    config_dir_option,
+    load_tenants,
+    log_level_option,
+    state_dir_option,
+    warn_without_connector,
+)
 from leadpulse.core.errors import DeployError
 from leadpulse.core.runtime.daemon import DaemonSettings, run
-from leadpulse.core.runtime.status import TenantStatus, read_statuses
+from leadpulse.core.runtime.status import TenantStatus, read_status
 from leadpulse.core.store.runs import RunRecord
 
 
@@ -31,9 +36,7 @@ from leadpulse.core.store.runs import RunRecord
               help="Address of /healthz, /readyz and /metrics (0.0.0.0 in a container).")
 @click.option("--port", type=click.IntRange(min=0, max=65535), default=9464, show_default=True,
               help="Port of /healthz, /readyz and /metrics.")
-@click.option("--log-level", default="INFO", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-              help="Least severe log lines written (JSON lines on stderr, text on a terminal).")
+@log_level_option
 @click.pass_context
 def daemon_command(ctx: click.Context, config_dir: Path, state_dir: Path, max_parallel: int, grace_seconds: float,
                    host: str, port: int, log_level: str) -> None:
@@ -59,7 +62,8 @@ def status_command(config_dir: Path, state_dir: Path, as_json: bool) -> None:
     shown as the last sync. A run started since it and not finished (going now, or killed) is shown apart, with
     when it started.
     """
-    statuses, errors = read_statuses(config_dir, state_dir)
+    tenants, errors = load_tenants(config_dir)
+    statuses = [read_status(tenant, state_dir) for tenant in sorted(tenants, key=lambda t: t.name)]
     if as_json:
         for status in statuses:
             click.echo(json.dumps(status.as_dict(), default=str))
@@ -129,7 +133,8 @@ def deploy_k8s_command(config_dir: Path, out_dir: Path, image: str, namespace: s
     Also writes the ConfigMap of the tenant files and a volume claim per tenant for its SQLite store.
     Tenant files that do not load are reported and left out.
     """
-    tenants, errors = load_config_dir(config_dir)
+    tenants, errors = load_tenants(config_dir)
+    warn_without_connector(tenants)
     plan = k8s.Plan(image=image, namespace=namespace, secret_name=secret_name)
     try:
         written = k8s.write_cronjobs(tenants, config_dir, out_dir, plan)

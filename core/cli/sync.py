@@ -13,12 +13,15 @@ from leadpulse.core.cli.render import NOT_STARTED, Unfinished, console, pending_
 from leadpulse.core.cli.tenants import (
     config_dir_option,
     load_named,
+    load_tenants,
+    log_level_option,
     open_store,
     services,
     state_dir_option,
     tenant_option,
+    warn_without_connector,
 )
-from leadpulse.core.config.files import load_config_dir, load_tenant
+from leadpulse.core.config.files import load_tenant
 from leadpulse.core.config.tenant import TenantConfig
 from leadpulse.core.contract import ConnectorFactory
 from leadpulse.core.errors import ConfigError, StoreError
@@ -43,15 +46,14 @@ def validate(files: Sequence[Path], config_dir: Path) -> None:
             except ConfigError as exc:
                 errors.extend(exc.errors)
     else:
-        tenants, errors = load_config_dir(config_dir)
+        tenants, errors = load_tenants(config_dir)
     for tenant in tenants:
         say("green", "ok", tenant.summary())
     for error in errors:
         say("red", "error", str(error))
+    warn_without_connector(tenants)
     if errors:
         raise SystemExit(1)
-    if not tenants:
-        raise click.UsageError(f"no tenant files (*.yaml, *.yml) in {config_dir}")
 
 
 @click.command()
@@ -61,17 +63,19 @@ def validate(files: Sequence[Path], config_dir: Path) -> None:
 @click.option("--full", is_flag=True, help="Pull every stream from the beginning and rescore every contact.")
 @config_dir_option
 @state_dir_option
+@log_level_option
 def sync(
-    tenant_name: str | None, all_tenants: bool, dry_run: bool, full: bool, config_dir: Path, state_dir: Path
+    tenant_name: str | None, all_tenants: bool, dry_run: bool, full: bool, config_dir: Path, state_dir: Path,
+    log_level: str,
 ) -> None:
     """Pull a tenant's CRM changes, score them and write the results back (one-shot)."""
     if all_tenants:
-        tenants, errors = load_config_dir(config_dir)
+        tenants, errors = load_tenants(config_dir)
         for error in errors:
             say("red", "error", str(error))
     else:
         tenants, errors = [load_named(config_dir, tenant_name)], []
-    logs.configure()
+    logs.configure(level=log_level.upper())
     summaries, unfinished = _sync_each(tenants, state_dir, dry_run=dry_run, full=full, connectors=services().connectors)
     if unfinished and not all_tenants:
         raise click.ClickException(unfinished[0].reason)

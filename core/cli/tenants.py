@@ -3,7 +3,7 @@ tenant and its store, and what it runs with (`Services`, which tests replace thr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,8 +11,8 @@ import click
 
 from leadpulse.core.config.files import load_config_dir
 from leadpulse.core.config.tenant import TenantConfig
-from leadpulse.core.contract import ConnectorFactory, connector_class
-from leadpulse.core.errors import StoreError
+from leadpulse.core.contract import ConnectorFactory, connector_class, connector_installed
+from leadpulse.core.errors import ConfigError, StoreError
 from leadpulse.core.store.store import Store
 
 CONFIG_DIR_ENV = "LEADPULSE_CONFIG_DIR"
@@ -25,6 +25,11 @@ config_dir_option = click.option(
 state_dir_option = click.option(
     "--state-dir", type=click.Path(file_okay=False, path_type=Path), envvar=STATE_DIR_ENV, default=Path("var"),
     show_default=True, help=f"Folder of the per-tenant SQLite stores. Env: {STATE_DIR_ENV}.",
+)
+log_level_option = click.option(
+    "--log-level", default="INFO", show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Least severe log lines written (JSON lines on stderr, text on a terminal).",
 )
 tenant_option = click.option(
     "--tenant", "tenant_name", metavar="NAME",
@@ -44,9 +49,32 @@ def services() -> Services:
     return click.get_current_context().ensure_object(Services)
 
 
+def load_tenants(config_dir: Path) -> tuple[list[TenantConfig], list[ConfigError]]:
+    """Every tenant file of `config_dir` (see `load_config_dir`), or a usage error when it holds none: a command
+    that ran over nothing would look as if it had succeeded.
+
+    :raises ConfigError: if `config_dir` is not a folder.
+    """
+    tenants, errors = load_config_dir(config_dir)
+    if not tenants and not errors:
+        raise click.UsageError(f"no tenant files (*.yaml, *.yml) in {config_dir}: put the tenants' files there, or "
+                               f"name their folder with --config-dir (or {CONFIG_DIR_ENV})")
+    return tenants, errors
+
+
+def warn_without_connector(tenants: Sequence[TenantConfig]) -> None:
+    """A warning on stderr for each tenant whose CRM kind has no connector installed: its file is valid, but no
+    sync of it can run here."""
+    for tenant in tenants:
+        if not connector_installed(tenant.crm.kind):
+            click.echo(f"warning: tenant {tenant.name!r} ({tenant.source_path}): crm.kind {tenant.crm.kind!r} has no "
+                       "connector installed here; its syncs fail until a package registering one under that name "
+                       "in the 'leadpulse.connectors' entry points is installed", err=True)
+
+
 def load_named(config_dir: Path, name: str | None) -> TenantConfig:
     """The tenant called `name` in `config_dir` (the only one when `name` is None), or a usage error saying why not."""
-    tenants, errors = load_config_dir(config_dir)
+    tenants, errors = load_tenants(config_dir)
     if name is None and len(tenants) == 1 and not errors:
         return tenants[0]
     found = [tenant for tenant in tenants if tenant.name == name]

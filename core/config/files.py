@@ -19,6 +19,7 @@ from leadpulse.core.config.tenant import TenantConfig
 from leadpulse.core.contract import CrmSettings, settings_model
 from leadpulse.core.errors import ConfigError, ConfigErrors, UnknownConnector
 from leadpulse.core.strict import REFUSED, UNKNOWN_KEY, show
+from leadpulse.core.textfiles import first_undecodable
 
 
 class _Loader(yaml.SafeLoader):
@@ -39,6 +40,9 @@ def _read_yaml(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(path, "(file)", "a readable tenant file", exc.strerror or "it unreadable") from None
+    except UnicodeDecodeError:
+        raise ConfigError(path, "(file)", "a UTF-8 text file (save it as UTF-8)",
+                          f"{first_undecodable(path)} not UTF-8") from None
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -204,7 +208,13 @@ def load_config_dir(folder: Path) -> tuple[list[TenantConfig], list[ConfigError]
     """Every ``*.yaml`` / ``*.yml`` tenant file in `folder`; a bad file is reported and never stops the others.
 
     A tenant name used by two files is refused in the second file (in name order).
+
+    :raises ConfigError: if `folder` is not a folder.
     """
+    if not Path(folder).is_dir():
+        found = "a file" if Path(folder).exists() else "no such folder"
+        raise ConfigError(folder, "(folder)", "a folder of tenant files (*.yaml); create it or pass --config-dir",
+                          found)
     tenants: list[TenantConfig] = []
     errors: list[ConfigError] = []
     owners: dict[str, Path] = {}

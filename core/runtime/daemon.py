@@ -124,21 +124,27 @@ class Daemon:
         self.stop_event = threading.Event()
         self._draining = threading.Event()
         self._loaded = threading.Event()
+        #: the tenant files the last (re)load refused, each with why
+        self._refused: tuple[str, ...] = ()
         self._health: HealthServer | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
     def start(self) -> ReloadReport:
         """Load the config directory, start the scheduler and the health server."""
-        if not self.settings.config_dir.is_dir():
+        folder = self.settings.config_dir
+        if not folder.is_dir():
             raise DaemonError(
-                f"config directory {self.settings.config_dir} does not exist: create it and put tenant files "
-                "(*.yaml) in it, or pass --config-dir"
+                f"config directory {folder} does not exist: create it and put tenant files (*.yaml) in it, or pass "
+                "--config-dir"
             )
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        report = self.reload()
+        if not self._tenants and not report.errors:
+            raise DaemonError(f"config directory {folder} holds no tenant files (*.yaml, *.yml): put them there, or "
+                              "pass the folder that holds them with --config-dir")
         if self.settings.port is not None:
             self._health = self._start_health(self.settings.port)
-        report = self.reload()
         self._scheduler.start()
         self._loaded.set()
         log.info("daemon started: %d tenants, %d workers", len(self._tenants), self.settings.max_parallel)
@@ -213,6 +219,7 @@ class Daemon:
             return ReloadReport(errors=(str(exc),))
         report = self._plan(tenants, errors)
         self._apply(report, {t.name: t for t in tenants})
+        self._refused = report.errors
         for error in report.errors:
             log.error("tenant file refused: %s", error)
         for name in report.kept:
@@ -353,11 +360,16 @@ class Daemon:
         return True, f"{len(self._active)} runs going"
 
     def _ready(self) -> tuple[bool, str]:
+        """Ready once the folder is loaded, unless every tenant file in it was refused; the refused files are named
+        either way, so an operator sees a tenant that does not run."""
         if self._draining.is_set():
             return False, "draining: no new runs"
         if not self._loaded.is_set():
             return False, "loading config"
-        return True, f"{len(self._tenants)} tenants scheduled"
+        detail = f"{len(self._tenants)} tenants scheduled"
+        if self._refused:
+            detail += f"; {len(self._refused)} tenant file problems: " + "; ".join(self._refused)
+        return bool(self._tenants) or not self._refused, detail
 
 
 class _Tracking:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from leadpulse.core.config.files import load_config_dir
 from leadpulse.core.config.tenant import TenantConfig
 from leadpulse.core.errors import StoreError
 from leadpulse.core.store.outbox import OutboxState
@@ -85,9 +84,3 @@ def read_backlog(tenant: TenantConfig, state_dir: Path) -> int | None:
 def _count(store: Store, states: Sequence[OutboxState]) -> int:
     """Outbox rows in any of `states`."""
     return sum(n for (_, state), n in store.outbox.counts().items() if state in states)
-
-
-def read_statuses(config_dir: Path, state_dir: Path) -> tuple[list[TenantStatus], Sequence[Exception]]:
-    """Status of every tenant of `config_dir`, and the tenant files that did not load."""
-    tenants, errors = load_config_dir(config_dir)
-    return [read_status(t, state_dir) for t in sorted(tenants, key=lambda t: t.name)], errors

@@ -382,3 +382,61 @@ def test_hottest_leads_of_a_tenant_without_a_lifecycle_section_list_every_contac
     with Store.open(tenant.store_path(tmp_path / "state")) as store:
         leads = views.open_leads(store, plain, 5)
     assert [lead.score.contact_id for lead in leads] == ["c1", "c2"]
+
+
+FOLDER_COMMANDS = [("validate",), ("sync", "--all"), ("sync",), ("score",), ("explain", "c1"), ("history", "c1"),
+                   ("status",), ("deploy", "k8s", "--out", "out")]
+
+
+@pytest.mark.parametrize("command", FOLDER_COMMANDS, ids=lambda c: " ".join(c))
+def test_every_command_refuses_a_config_dir_that_does_not_exist(tmp_path, command):
+    result = CliRunner().invoke(main, [*command, "--config-dir", str(tmp_path / "nothing")])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert f"{tmp_path / 'nothing'}: (folder): expected a folder of tenant files" in result.output
+
+
+@pytest.mark.parametrize("command", FOLDER_COMMANDS, ids=lambda c: " ".join(c))
+def test_every_command_refuses_a_config_dir_without_tenant_files(tmp_path, command):
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(main, [*command, "--config-dir", str(tmp_path / "empty")])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert f"no tenant files (*.yaml, *.yml) in {tmp_path / 'empty'}" in result.output
+
+
+def test_sync_takes_a_log_level(env):
+    import logging
+
+    before = logging.getLogger().level
+    try:
+        assert run("sync", "--log-level", "debug").exit_code == 0
+        assert logging.getLogger().level == logging.DEBUG
+    finally:
+        logging.getLogger().setLevel(before)
+
+
+@pytest.fixture
+def no_connectors(monkeypatch):
+    """No connector installed (the settings models stay, so tenant files still validate)."""
+    from leadpulse.core import contract
+
+    installed = contract.entry_points
+    monkeypatch.setattr(contract, "entry_points",
+                        lambda group: [] if group == "leadpulse.connectors" else installed(group=group))
+
+
+@pytest.mark.parametrize("command", [("validate",), ("deploy", "k8s", "--out", "out")], ids=lambda c: c[0])
+def test_validate_and_deploy_warn_of_a_tenant_whose_crm_has_no_connector_installed(tmp_path, no_connectors, command):
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "salesforce.yaml").write_text((REPO_CONFIG / "salesforce.yaml").read_text())
+    result = CliRunner().invoke(main, [*command, "--config-dir", str(config)])
+    assert result.exit_code == 0, result.output
+    assert (f"warning: tenant 'globex-salesforce' ({config / 'salesforce.yaml'}): crm.kind 'salesforce' has no "
+            "connector installed here") in result.output
+
+
+def test_validate_refuses_a_tenant_file_that_is_not_utf8_without_a_traceback(env):
+    (env / "latin.yaml").write_bytes(b"tenant: latin\ndescription: caf\xe9\n")
+    result = run("validate")
+    assert result.exit_code == 1 and "ok acme" in result.output
+    assert f"error {env / 'latin.yaml'}: (file): expected a UTF-8 text file" in result.output

@@ -345,3 +345,26 @@ def test_a_tenant_name_used_twice_is_refused_in_the_second_file(tmp_path: Path) 
         f"{tmp_path / 'b.yaml'}: tenant: expected a tenant name no other file uses ({tmp_path / 'a.yaml'} uses it), "
         "found 'acme'"
     ]
+
+
+def test_a_tenant_file_that_is_not_utf8_is_refused_naming_the_line(tmp_path):
+    path = tmp_path / "acme.yaml"
+    path.write_bytes(MINIMAL.replace("tenant: acme", "tenant: acme\ndescription: Caf\xe9 leads").encode("latin-1"))
+    with pytest.raises(ConfigError) as refused:
+        load_tenant(path)
+    assert str(refused.value) == (f"{path}: (file): expected a UTF-8 text file (save it as UTF-8), "
+                                  "found line 2 (byte 29) not UTF-8")
+
+
+def test_a_bad_tenant_file_never_stops_the_others_in_its_folder(tmp_path):
+    write(tmp_path, MINIMAL)
+    (tmp_path / "b.yaml").write_bytes("tenant: b\ndescription: \xe9\n".encode("latin-1"))
+    (tmp_path / "c.yaml").write_text("tenant: [c\n")
+    tenants, errors = load_config_dir(tmp_path)
+    assert [t.name for t in tenants] == ["acme"]
+    assert [(e.path.name, e.key_path) for e in errors] == [("b.yaml", "(file)"), ("c.yaml", "(document)")]
+
+
+def test_a_config_folder_that_does_not_exist_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"nothing: \(folder\): expected a folder of tenant files .*no such folder"):
+        load_config_dir(tmp_path / "nothing")

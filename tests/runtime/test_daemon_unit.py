@@ -15,6 +15,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from support import Schedule, metric, wait_for
 
+from leadpulse.core.errors import DaemonError
 from leadpulse.core.runtime import metrics
 from leadpulse.core.runtime.daemon import Daemon, DaemonSettings
 from leadpulse.core.runtime.run import RunSummary
@@ -326,3 +327,54 @@ def test_an_interval_tenant_first_runs_at_a_random_point_of_its_first_interval()
     firsts = [trigger_for(Schedule(every=timedelta(minutes=10))).get_next_fire_time(None, now) for _ in range(20)]
     assert all(now <= first <= now + timedelta(minutes=10, seconds=1) for first in firsts)
     assert max(firsts) - min(firsts) > timedelta(minutes=3)  # spread, not all at once
+
+
+def readyz(daemon: Daemon) -> tuple[int, dict[str, Any]]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{daemon.health_port}/readyz", timeout=5) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())
+
+
+def test_a_tenant_file_that_is_not_utf8_is_refused_and_the_good_tenant_beside_it_runs(tmp_path):
+    from file_tenant import contact, file_tenant
+
+    config = tmp_path / "config"
+    file_tenant(config, [contact("c1")], [])
+    (config / "broken.yaml").write_bytes((config / "acme.yaml").read_text().replace("tenant: acme", "tenant: b\n# caf\xe9")
+                                         .encode("latin-1"))
+    sync = FakeSync()
+    daemon = Daemon(DaemonSettings(config_dir=config, state_dir=tmp_path / "state", port=0), sync=sync)
+    try:
+        report = daemon.start()
+        assert report.added == ("acme",) and "broken.yaml: (file): expected a UTF-8 text file" in report.errors[0]
+        assert daemon.sync_once(daemon._tenants["acme"]) is not None and sync.runs == {"acme": 1}
+        status, body = readyz(daemon)
+        assert status == 200 and "1 tenants scheduled" in body["detail"] and "broken.yaml" in body["detail"]
+    finally:
+        daemon.drain()
+
+
+def test_readyz_fails_when_every_tenant_file_was_refused(tmp_path):
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "broken.yaml").write_bytes(b"tenant: b\n# caf\xe9\n")
+    daemon = Daemon(DaemonSettings(config_dir=config, state_dir=tmp_path / "state", port=0), sync=FakeSync())
+    try:
+        daemon.start()
+        status, body = readyz(daemon)
+        assert status == 503 and "0 tenants scheduled" in body["detail"] and "broken.yaml" in body["detail"]
+    finally:
+        daemon.drain()
+
+
+def test_an_empty_config_dir_stops_the_start_with_a_message_saying_what_to_do(tmp_path):
+    (tmp_path / "config").mkdir()
+    daemon = Daemon(DaemonSettings(config_dir=tmp_path / "config", state_dir=tmp_path / "state", port=None),
+                    sync=FakeSync())
+    with pytest.raises(DaemonError, match="holds no tenant files"):
+        daemon.start()
