@@ -24,6 +24,8 @@ from leadpulse.core.engine.scoring import Engine
 from leadpulse.core.errors import ConfigError, ScoringFailed, StoreError
 from leadpulse.core.runtime.pipeline import rescore_tenant
 from leadpulse.core.runtime.scoring_pass import compare_bands
+from leadpulse.core.store.opening import damaged
+from leadpulse.core.store.store import Store
 
 
 @click.command()
@@ -123,3 +125,21 @@ def proposed_scoring(tenant: TenantConfig, rules_file: Path) -> ScoringConfig:
             f"of {tenant.source_path} and change only its scoring section"
         )
     return proposed.scoring
+
+
+@click.command()
+@tenant_option
+@config_dir_option
+@state_dir_option
+def check(tenant_name: str | None, config_dir: Path, state_dir: Path) -> None:
+    """Check the tenant's store as SQLite can (every page, every index) and say whether it is sound."""
+    tenant = load_named(config_dir, tenant_name)
+    path = existing_store(tenant, state_dir)
+    try:
+        with Store.reading(path) as store:
+            problems = store.verify(thorough=True)
+    except StoreError as exc:
+        raise click.ClickException(f"tenant {tenant.name!r}: {exc}") from None
+    if problems:
+        raise click.ClickException(f"tenant {tenant.name!r}: {damaged(path, '; '.join(problems))}")
+    console.print(f"{literal(tenant.name)}: {literal(path)} is sound (SQLite's integrity check finds nothing wrong)")

@@ -96,9 +96,16 @@ def existing_store(tenant: TenantConfig, state_dir: Path) -> Path:
 
 
 def open_store(tenant: TenantConfig, state_dir: Path) -> Store:
-    """The tenant's existing store, opened; one that cannot be opened is an error naming it and what to do."""
+    """The tenant's existing store, opened and found sound; one that cannot be opened, or that SQLite finds damaged,
+    is an error naming it and what to do."""
     path = existing_store(tenant, state_dir)
     try:
-        return Store.open(path)
+        store = Store.open(path)
     except StoreError as exc:
         raise click.ClickException(f"tenant {tenant.name!r}: {exc}") from None
+    try:
+        store.require_sound()
+    except StoreError as exc:
+        store.close()
+        raise click.ClickException(f"tenant {tenant.name!r}: {exc}") from None
+    return store

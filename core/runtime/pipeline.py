@@ -60,34 +60,33 @@ def sync_tenant(
     tenant's CRM kind: the one its entry point registers, unless a caller (a test) passes its own.
 
     :raises RunLocked: if another run of the tenant holds the lock.
+    :raises StoreError: if the store cannot be opened or SQLite finds it damaged; nothing is pulled then.
     :raises ConfigError: if a secret the tenant references is missing.
     """
     secrets = tenant.resolve_secrets(environ)
     logs.register_secrets(secrets.values())
-    with (
-        Store.open(tenant.store_path(state_dir)) as store,
-        store.lock(tenant.name),
-        recorded_run(store, tenant, clock, full=full, dry_run=dry_run) as run,
-    ):
-        connector = open_connector(tenant, secrets, clock, call_allowance=daily_allowance(tenant, store, run),
-                                   connectors=connectors)
-        try:
-            with run.step("pull"):
-                pull(connector, store, run, full=full, stop=stop, progress=progress)
-            if not stopping(stop):
-                with run.step("score"):
-                    engine = Engine(scoring_in_crm_order(tenant, crm_status_order(connector, store, run)))
-                    score_contacts(store, tenant, engine, run_id=run.id, as_of=run.started_at,
-                                   full=full, stop=stop, on_chunk=run.count, progress=progress)
-            if not (dry_run or stopping(stop)):
-                with run.step("push"):
-                    push(connector, store, tenant, run, stop=stop, progress=progress)
-        finally:
-            stats = connector.context.stats
-            run.count(RunCounts(api_calls=stats.total, rate_limited=stats.rate_limited))
-            connector.close()
-        if stopping(stop):
-            run.outcome = RunOutcome.STOPPED
+    with Store.open(tenant.store_path(state_dir)) as store, store.lock(tenant.name):
+        store.require_sound()  # before anything is pulled into it
+        with recorded_run(store, tenant, clock, full=full, dry_run=dry_run) as run:
+            connector = open_connector(tenant, secrets, clock, call_allowance=daily_allowance(tenant, store, run),
+                                       connectors=connectors)
+            try:
+                with run.step("pull"):
+                    pull(connector, store, run, full=full, stop=stop, progress=progress)
+                if not stopping(stop):
+                    with run.step("score"):
+                        engine = Engine(scoring_in_crm_order(tenant, crm_status_order(connector, store, run)))
+                        score_contacts(store, tenant, engine, run_id=run.id, as_of=run.started_at,
+                                       full=full, stop=stop, on_chunk=run.count, progress=progress)
+                if not (dry_run or stopping(stop)):
+                    with run.step("push"):
+                        push(connector, store, tenant, run, stop=stop, progress=progress)
+            finally:
+                stats = connector.context.stats
+                run.count(RunCounts(api_calls=stats.total, rate_limited=stats.rate_limited))
+                connector.close()
+            if stopping(stop):
+                run.outcome = RunOutcome.STOPPED
     return run.summary()
 
 
@@ -132,6 +131,7 @@ def rescore_tenant(
 ) -> RunSummary:
     """Score the stored contacts again with the tenant's current rules, offline; the outbox gets what changed."""
     with Store.open(tenant.store_path(state_dir)) as store, store.lock(tenant.name):
+        store.require_sound()
         # The CRM's status order as the last sync read it: the same rules, so the same fingerprint, as a sync.
         engine = Engine(scoring_in_crm_order(tenant, store.crm_fact(STATUS_ORDER)))
         with recorded_run(store, tenant, clock, full=full, dry_run=True) as run:

@@ -88,12 +88,24 @@ def not_a_store(path: Path, tables: Sequence[str]) -> str:
             f"{_AFRESH}")
 
 
+def damaged(path: Path, found: str) -> str:
+    """Why the store at `path`, which SQLite finds damaged (`found`), cannot be used, and the way out."""
+    return (f"{path} is damaged or not an SQLite database ({found}); `leadpulse check` lists what SQLite finds "
+            f"wrong in it; {_AFRESH}")
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether `exc` is SQLite saying a file is damaged or no database at all."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.DatabaseError) and code is not None and code & 0xFF in _DAMAGED
+
+
 def open_failure(path: Path, exc: sqlite3.Error | OSError) -> str:
     """What went wrong opening `path`, and what to do about it."""
     code = getattr(exc, "sqlite_errorcode", None)
     primary = None if code is None else code & 0xFF
     if primary in _DAMAGED:
-        return f"{path} is damaged or not an SQLite database ({exc}); {_AFRESH}"
+        return damaged(path, str(exc))
     if primary in _BUSY:
         return f"{path}: another process holds the checkpoint store locked ({exc}); try again once it is done"
     if primary in _NOT_WRITABLE or isinstance(exc, PermissionError):

@@ -32,7 +32,7 @@ import sqlite_utils
 from leadpulse.core.contract import Page
 from leadpulse.core.errors import RunLocked, StoreError
 from leadpulse.core.model import Activity, ActivityKind, Contact, ContactKind, utc
-from leadpulse.core.store.opening import connect, create, open_failure, refuse_foreign
+from leadpulse.core.store.opening import connect, create, damaged, is_damage, open_failure, refuse_foreign
 from leadpulse.core.store.outbox import Outbox
 from leadpulse.core.store.runs import RunCounts, RunOutcome, RunRecord
 
@@ -373,8 +373,26 @@ class Store:
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, trace: object) -> None:
+        """Close the store; SQLite finding it damaged in the block is said as a `StoreError` naming it."""
         self.close()
+        if isinstance(exc, sqlite3.DatabaseError) and is_damage(exc):
+            raise StoreError(open_failure(self.path, exc)) from exc
+
+    def verify(self, *, thorough: bool = False) -> list[str]:
+        """What SQLite finds wrong in the store (empty when nothing): ``quick_check``, which reads every page once,
+        or with `thorough` ``integrity_check``, which also checks each index against its table."""
+        check = "integrity_check" if thorough else "quick_check"
+        try:
+            found = [row[0] for row in self.db.execute(f"PRAGMA {check}(20)")]
+        except sqlite3.DatabaseError as exc:
+            return [str(exc)]
+        return [] if found == ["ok"] else found
+
+    def require_sound(self) -> None:
+        """:raises StoreError: naming the file and the way out, if SQLite finds it damaged (`verify`)."""
+        if problems := self.verify():
+            raise StoreError(damaged(self.path, "; ".join(problems)))
 
     def transaction(self) -> contextlib.AbstractContextManager[sqlite_utils.Database]:
         """One transaction around several calls; nested ones become savepoints."""

@@ -440,3 +440,63 @@ def test_validate_refuses_a_tenant_file_that_is_not_utf8_without_a_traceback(env
     result = run("validate")
     assert result.exit_code == 1 and "ok acme" in result.output
     assert f"error {env / 'latin.yaml'}: (file): expected a UTF-8 text file" in result.output
+
+
+def damage(store_path: Path, table: str = "contacts") -> None:
+    """Overwrite the head of `table`'s root page, as a bad disk sector would."""
+    import sqlite3
+
+    with sqlite3.connect(store_path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        [(root,)] = db.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)).fetchall()
+        [(size,)] = db.execute("PRAGMA page_size").fetchall()
+    with open(store_path, "r+b") as handle:
+        handle.seek((root - 1) * size)
+        handle.write(b"\xff" * 64)
+
+
+@pytest.fixture
+def damaged_store(env, tmp_path) -> Path:
+    assert run("sync").exit_code == 0
+    path = tmp_path / "state" / "acme.sqlite"
+    damage(path)
+    return path
+
+
+def test_a_sync_on_a_damaged_store_stops_before_pulling_anything_naming_the_file_and_the_way_out(damaged_store):
+    from leadpulse.connectors.file import FileConnector
+
+    pulled = []
+
+    class Watched(FileConnector):
+        def pull(self, stream, cursor, *, started_at):
+            pulled.append(stream)
+            return super().pull(stream, cursor, started_at=started_at)
+
+    result = CliRunner().invoke(main, ["sync"], obj=Services(connectors=lambda kind: Watched))
+    assert result.exit_code == 1 and "Traceback" not in result.output and pulled == []
+    assert f"{damaged_store} is damaged" in result.output
+    assert "`leadpulse check`" in result.output and "`leadpulse sync --full`" in result.output
+
+
+@pytest.mark.parametrize("command", [("score",), ("explain", "c1"), ("history", "c1"), ("check",),
+                                     ("compare", "--rules", "{rules}")], ids=lambda c: c[0])
+def test_every_offline_command_on_a_damaged_page_names_the_store_without_a_traceback(damaged_store, env, command):
+    args = [arg.format(rules=env / "acme.yaml") for arg in command]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output and f"{damaged_store} is damaged" in result.output, result.output
+
+
+def test_status_names_a_store_whose_runs_sit_on_a_damaged_page_in_its_row(env, tmp_path):
+    assert run("sync").exit_code == 0
+    damage(tmp_path / "state" / "acme.sqlite", "runs")
+    result = CliRunner().invoke(main, ["status"])
+    assert result.exit_code == 1 and "store unreadable" in result.output
+    assert f"error: tenant 'acme': {tmp_path / 'state' / 'acme.sqlite'} is damaged" in result.output
+
+
+def test_check_says_a_sound_store_is_sound(env, tmp_path):
+    assert run("sync").exit_code == 0
+    result = run("check")
+    assert result.exit_code == 0 and "acme.sqlite is sound" in result.output
