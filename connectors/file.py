@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from leadpulse.connectors.settings import FileSettings
 from leadpulse.core.contract import (
@@ -50,6 +50,8 @@ from leadpulse.core.textfiles import first_undecodable
 
 PAGE_SIZE = 500
 _ACTIVITY_COLUMNS = ("id", "contact_id", "kind", "occurred_at", "vendor_type", "attributes")
+#: the columns a CSV header must have, for each stream (contacts also need every column the tenant's fields map)
+_REQUIRED = {"contacts": ("id",), "activities": ("id", "contact_id", "occurred_at"), "outcomes": ("contact_id",)}
 _KINDS = {kind.value: kind for kind in ActivityKind}
 _CONTACT_KINDS = {kind.value for kind in ContactKind}
 _TASK_COLUMNS = ("key", "contact_id", "contact_kind", "owner_id", "subject", "body", "priority", "due_at")
@@ -93,7 +95,8 @@ class FileConnector(Connector):
         if done is None:
             return
         parse = _PARSERS[stream]
-        records = islice(_records(path, self.context.tenant, stream), done, None)
+        required = [*_REQUIRED[stream], *(self.context.field_map.values() if stream == "contacts" else ())]
+        records = islice(_records(path, self.context.tenant, stream, required), done, None)
         while batch := list(islice(records, PAGE_SIZE)):
             done += len(batch)
             yield self._page(stream, f"{digest}:{done}", batch, parse, started_at)
@@ -171,27 +174,47 @@ def _resume_point(cursor: str | None, digest: str) -> int | None:
     return None if position == "end" else int(position)
 
 
-def _records(path: Path, tenant: str, stream: str) -> Iterator[tuple[str, Any]]:
+def _records(path: Path, tenant: str, stream: str, required: Sequence[str]) -> Iterator[tuple[str, Any]]:
     """(``file:line``, record) for each record; a JSONL line that is not an object comes as its text.
 
-    :raises ConnectorError: if the file is not UTF-8, naming the first line and byte that is not.
+    :raises ConnectorError: naming the file, if a CSV header lacks one of the `required` columns (before any row is
+        read); naming the line, if the file is not UTF-8 there, or a CSV record there cannot be read (a quote
+        opened and never closed, which would swallow every line after it, or a field past the size limit).
     """
     try:
-        yield from _decoded_records(path)
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            if path.suffix.lower() == ".csv":
+                yield from _csv_records(path, handle, tenant, stream, required)
+                return
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    yield f"{path.name}:{number}", _json_line(line)
     except UnicodeDecodeError:
         raise ConnectorError(tenant, f"{stream} file {path}: {first_undecodable(path)} is not UTF-8; re-export the "
                              "file as UTF-8 (or convert it, e.g. `iconv -f latin1 -t utf-8`) and sync again") from None
 
 
-def _decoded_records(path: Path) -> Iterator[tuple[str, Any]]:
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        if path.suffix.lower() == ".csv":
-            for number, row in enumerate(csv.DictReader(handle), start=2):
-                yield f"{path.name}:{number}", row
+def _csv_records(path: Path, handle: TextIO, tenant: str, stream: str,
+                 required: Sequence[str]) -> Iterator[tuple[str, Any]]:
+    reader = csv.DictReader(handle, strict=True)
+    columns = reader.fieldnames or []
+    wanted = list(dict.fromkeys(required))
+    if missing := [column for column in wanted if column not in columns]:
+        raise ConnectorError(tenant, f"{stream} file {path}: the header has no {', '.join(missing)} column (expected "
+                             f"{', '.join(wanted)}; found {', '.join(columns) or 'no header at all'}); export the "
+                             "file with those columns, or map the tenant's fields to columns it has")
+    while True:
+        line = reader.line_num + 1  # where the next record starts
+        try:
+            row = next(reader)
+        except StopIteration:
             return
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                yield f"{path.name}:{number}", _json_line(line)
+        except csv.Error as exc:
+            raise ConnectorError(tenant, f"{stream} file {path}: the record starting on line {line} cannot be read "
+                                 f"as CSV ({exc}): a quote opened and never closed takes every line after it, and a "
+                                 f"field may hold at most {csv.field_size_limit():,} characters; fix the export there "
+                                 "and sync again") from None
+        yield f"{path.name}:{line}", row
 
 
 def _json_line(line: str) -> Any:

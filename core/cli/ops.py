@@ -55,7 +55,9 @@ def daemon_command(ctx: click.Context, config_dir: Path, state_dir: Path, max_pa
 @config_dir_option
 @state_dir_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per tenant instead of a table.")
-def status_command(config_dir: Path, state_dir: Path, as_json: bool) -> None:
+@click.option("--parked", "parked", is_flag=True,
+              help="Also list the writes and tasks given up on after repeated refusals, with the CRM's reasons.")
+def status_command(config_dir: Path, state_dir: Path, as_json: bool, parked: bool) -> None:
     """Per tenant: the last finished sync, its outcome and counts, the outbox backlog and the last error.
 
     Dry runs (`sync --dry-run`) and offline rescores (`leadpulse score`) send nothing to the CRM, so they are not
@@ -63,12 +65,15 @@ def status_command(config_dir: Path, state_dir: Path, as_json: bool) -> None:
     when it started.
     """
     tenants, errors = load_tenants(config_dir)
-    statuses = [read_status(tenant, state_dir) for tenant in sorted(tenants, key=lambda t: t.name)]
+    shown = PARKED_SHOWN if parked else 0
+    statuses = [read_status(tenant, state_dir, parked=shown) for tenant in sorted(tenants, key=lambda t: t.name)]
     if as_json:
         for status in statuses:
             click.echo(json.dumps(status.as_dict(), default=str))
     else:
         _print_table(statuses)
+        for status in statuses if parked else ():
+            _print_parked(status)
     unreadable = [f"tenant {s.tenant!r}: {s.store_error}" for s in statuses if s.store_error]
     for error in [*errors, *unreadable]:
         click.echo(f"error: {error}", err=True)
@@ -87,7 +92,18 @@ def _print_table(statuses: Sequence[TenantStatus]) -> None:
 
 
 #: the counts of the last sync the status table shows
-_STATUS_COUNTS = ("pulled", "written", "tasks")
+_STATUS_COUNTS = ("pulled", "skipped", "written", "tasks", "refused")
+#: how many parked rows `status --parked` lists per tenant
+PARKED_SHOWN = 50
+
+
+def _print_parked(status: TenantStatus) -> None:
+    if not status.parked:
+        return
+    rows = [(row.key, row.kind, row.contact_id, row.attempts, row.error) for row in status.parked_rows]
+    title = (f"{status.tenant}: {status.parked} parked (newest {len(rows)} shown); each is tried again when its "
+             "values change")
+    Console(width=200).print(data_table(("key", "kind", "contact", "attempts", "reason"), rows, title=title))
 
 
 def _outcome(status: TenantStatus) -> str:

@@ -20,7 +20,7 @@ from leadpulse.core.store.runs import RunCounts
 from leadpulse.core.store.store import Store, StoredScore
 
 # Piped output (CI logs, the README) gets room for the explanation tables instead of 80 columns.
-console = Console() if sys.stdout.isatty() else Console(width=120)
+console = Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def literal(value: object) -> str:
@@ -77,6 +77,11 @@ def print_summaries(summaries: Sequence[RunSummary], title: str = "sync", *,
     for s in summaries:
         if s.error:
             say("red", s.outcome.value, s.error)
+        for note in s.notes:
+            say("yellow", s.tenant, note)
+        if more := s.skipped + s.refused - len(s.notes):
+            say("yellow", s.tenant, f"... and {more} more skipped or refused (`leadpulse status --parked` lists the "
+                "writes given up on; the store's skipped table has every skipped record)")
     for n in unfinished:
         say("red", n.outcome, n.reason)
 

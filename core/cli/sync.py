@@ -32,6 +32,9 @@ from leadpulse.core.store.runs import RunOutcome
 
 log = logging.getLogger("leadpulse.cli")
 
+#: the exit code of a sync whose runs all finished but one or more skipped or had refused past its tolerance
+EXIT_PARTIAL = 3
+
 
 @click.command()
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
@@ -68,7 +71,11 @@ def sync(
     tenant_name: str | None, all_tenants: bool, dry_run: bool, full: bool, config_dir: Path, state_dir: Path,
     log_level: str,
 ) -> None:
-    """Pull a tenant's CRM changes, score them and write the results back (one-shot)."""
+    """Pull a tenant's CRM changes, score them and write the results back (one-shot).
+
+    Exits 0 when every run succeeded, 3 when one was partial (it skipped more records, or had more writes refused,
+    than its tenant's tolerance), 1 when one failed or could not start.
+    """
     if all_tenants:
         tenants, errors = load_tenants(config_dir)
         for error in errors:
@@ -82,6 +89,8 @@ def sync(
     print_summaries(summaries, unfinished=unfinished)
     if errors or unfinished or any(summary.outcome == RunOutcome.FAILED for summary in summaries):
         raise SystemExit(1)
+    if any(summary.outcome == RunOutcome.PARTIAL for summary in summaries):
+        raise SystemExit(EXIT_PARTIAL)
 
 
 #: what stops a tenant's run before it begins: a secret missing, its run lock held, its store unreadable

@@ -184,6 +184,8 @@ class TenantConfig(Strict):
     crm: CrmConfig
     schedule: Schedule = Schedule(every=timedelta(minutes=15))
     store: Path | None = None
+    #: a run skipping more than this share of what it read, or with more of its writes refused, is partial
+    tolerance: float = Field(0.01, ge=0, le=1)
     fields: dict[str, str] = Field(default_factory=dict)
     scoring: ScoringConfig
     writeback: WritebackConfig = WritebackConfig()
@@ -316,7 +318,7 @@ def _summary_lines(tenant: TenantConfig) -> list[str]:
     lines = [
         f"{tenant.name} ({tenant.source_path})",
         f"  crm: {tenant.crm.kind}; secrets: {secrets}",
-        f"  schedule: {tenant.schedule.describe()}",
+        f"  schedule: {tenant.schedule.describe()}; partial beyond {tenant.tolerance:.0%} skipped or refused",
         f"  fields read: {', '.join(tenant.properties_to_read()) or 'none'}",
         f"  scoring: {len(scoring.rules)} rules on axes {axes}",
         f"  bands: {ladder}",

@@ -46,6 +46,7 @@ from leadpulse.core.runtime.pipeline import sync_tenant
 from leadpulse.core.runtime.run import RunSummary
 from leadpulse.core.runtime.status import read_backlog
 from leadpulse.core.schedule import trigger_for
+from leadpulse.core.store.runs import RunOutcome
 
 log = logging.getLogger("leadpulse.daemon")
 
@@ -327,11 +328,13 @@ class Daemon:
 
     def _log_run(self, summary: RunSummary, note: str = "") -> None:
         outcome = summary.outcome.value
+        counts = ", ".join(f"{name} {n}" for name, n in summary.as_dict().items() if n) or "nothing to do"
+        details = f"; error: {summary.error}" if summary.error else ""
+        if summary.notes:
+            details += "; first skipped or refused: " + " | ".join(summary.notes)
         log.log(
-            logging.WARNING if summary.error else logging.INFO,
-            "run %s: pulled %s, scored %s, written %s, tasks %s in %.2fs%s",
-            outcome, summary.pulled, summary.scored, summary.written, summary.tasks, summary.seconds,
-            (f"; error: {summary.error}" if summary.error else "") + note,
+            logging.WARNING if summary.error or summary.outcome is RunOutcome.PARTIAL else logging.INFO,
+            "run %s: %s in %.2fs%s", outcome, counts, summary.seconds, details + note,
             extra={"run_id": summary.run_id, "outcome": outcome},
         )
 

@@ -3,7 +3,8 @@
 Who calls what::
 
     record_run(summary)              the daemon (and `leadpulse sync`), once per finished run: run count by
-                                     outcome, duration, records pulled / written, tasks, last success time
+                                     outcome, duration, records pulled / skipped / written / refused, tasks,
+                                     last success time
     record_call(crm, status)         once per CRM answer (status 0: no answer), through the `call_stats` a run
                                      gives its connector; the tenant label comes from `logs.run_context`, or
                                      pass `tenant=`
@@ -42,6 +43,9 @@ LAST_SUCCESS = Gauge(
 PULLED = Counter("leadpulse_records_pulled", "Records pulled from the CRM.", ["tenant"], registry=REGISTRY)
 WRITTEN = Counter("leadpulse_records_written", "Contacts whose properties were written.", ["tenant"], registry=REGISTRY)
 TASKS = Counter("leadpulse_tasks_created", "Follow-up tasks created in the CRM.", ["tenant"], registry=REGISTRY)
+SKIPPED = Counter("leadpulse_records_skipped", "Records read from the CRM that could not be understood.", ["tenant"],
+                  registry=REGISTRY)
+REFUSED = Counter("leadpulse_writes_refused", "Writes and tasks the CRM refused.", ["tenant"], registry=REGISTRY)
 API_CALLS = Counter(
     "leadpulse_api_calls", "CRM API calls by answer status (0: no answer).", ["tenant", "crm", "status"],
     registry=REGISTRY,
@@ -79,6 +83,8 @@ def record_run(summary: Any, *, gauges: bool = True) -> None:
     PULLED.labels(tenant).inc(_count(summary, "pulled"))
     WRITTEN.labels(tenant).inc(_count(summary, "written"))
     TASKS.labels(tenant).inc(_count(summary, "tasks"))
+    SKIPPED.labels(tenant).inc(_count(summary, "skipped"))
+    REFUSED.labels(tenant).inc(_count(summary, "refused"))
     DURATION.labels(tenant).observe(float(getattr(summary, "seconds", 0) or 0))
     if gauges and outcome in SUCCESS_OUTCOMES:
         LAST_SUCCESS.labels(tenant).set(time.time())

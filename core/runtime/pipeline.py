@@ -87,7 +87,16 @@ def sync_tenant(
                 connector.close()
             if stopping(stop):
                 run.outcome = RunOutcome.STOPPED
+            elif run.outcome is RunOutcome.SUCCEEDED and beyond_tolerance(run.counts, tenant.tolerance):
+                run.outcome = RunOutcome.PARTIAL
     return run.summary()
+
+
+def beyond_tolerance(counts: RunCounts, tolerance: float) -> bool:
+    """Whether a run skipped more than `tolerance` of the records it read, or had more than `tolerance` of the writes
+    and tasks it sent refused."""
+    read, sent = counts.pulled + counts.skipped, counts.written + counts.tasks + counts.refused
+    return counts.skipped > tolerance * read or counts.refused > tolerance * sent
 
 
 #: the names of the facts a CRM account tells about itself, kept in the store (see `Store.crm_fact`)
@@ -183,7 +192,8 @@ def pull(
         for page in connector.pull(stream, cursor, started_at=run.started_at):
             store.apply_page(page, run.id)
             records = len(page.contacts) + len(page.activities)
-            run.count(RunCounts(pulled=records))
+            run.count(RunCounts(pulled=records, skipped=len(page.skipped)))
+            run.note(f"skipped {s.stream} record {s.record_id or '?'}: {s.reason}" for s in page.skipped)
             progress.advance(records)
             if stopping(stop):
                 return
@@ -203,18 +213,18 @@ def push(
     if store.outbox.pending_writes(1, run.id):
         connector.ensure_properties(tenant.property_specs())
     progress.step("push writes")
-    written = drain(
+    written, refused = drain(
         lambda n: store.outbox.pending_writes(n, run.id), connector.write_properties, connector.write_batch_size,
-        store, run.id, stop, progress=progress,
+        store, run, stop, progress=progress,
     )
-    run.count(RunCounts(written=written))
+    run.count(RunCounts(written=written, refused=refused))
     progress.step("push tasks")
-    tasks = drain(
+    tasks, refused = drain(
         lambda n: with_known_owners(store.outbox.pending_tasks(n, run.id), store.crm_fact(OWNERS)),
         connector.create_tasks, connector.task_batch_size,
-        store, run.id, stop, mark_sending=True, progress=progress,
+        store, run, stop, mark_sending=True, progress=progress,
     )
-    run.count(RunCounts(tasks=tasks))
+    run.count(RunCounts(tasks=tasks, refused=refused))
 
 
 def settle_unknown_tasks(connector: Connector, store: Store, run: Run) -> None:
@@ -249,14 +259,15 @@ def drain(
     send: Callable[[Sequence[Any]], list[WriteResult]],
     batch_size: int,
     store: Store,
-    run_id: int | None,
+    run: Run,
     stop: threading.Event | None,
     *,
     mark_sending: bool = False,
     progress: Progress = NO_PROGRESS,
-) -> int:
-    """Send batches until nothing is due this run; return how many the CRM accepted."""
-    accepted = 0
+) -> tuple[int, int]:
+    """Send batches until nothing is due this run; return how many the CRM accepted, and how many it refused (those
+    whose outcome is unknown aside: they are neither)."""
+    accepted = refused = 0
     while not stopping(stop):
         batch = fetch(batch_size)
         if not batch:
@@ -264,13 +275,17 @@ def drain(
         keys = [item.key for item in batch]
         if mark_sending:
             with store.transaction():
-                store.outbox.mark_sending(keys, run_id)
+                store.outbox.mark_sending(keys, run.id)
         results = complete(keys, send(batch))
         with store.transaction():
-            store.outbox.settle(results, run_id)
+            store.outbox.settle(results, run.id)
         accepted += sum(1 for result in results if result.ok)
+        refusals = [(item, result) for item, result in zip(batch, results, strict=True)
+                    if not (result.ok or result.outcome_unknown)]
+        refused += len(refusals)
+        run.note(f"refused {item.key} for contact {item.contact_id}: {result.error}" for item, result in refusals)
         progress.advance(len(batch))
-    return accepted
+    return accepted, refused
 
 
 def complete(keys: Sequence[str], results: Sequence[WriteResult]) -> list[WriteResult]:

@@ -7,9 +7,10 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from typing import Protocol
 
 from leadpulse.core.clock import Clock
@@ -20,6 +21,9 @@ from leadpulse.core.store.runs import RunCounts, RunOutcome
 from leadpulse.core.store.store import Store
 
 log = logging.getLogger("leadpulse.pipeline")
+
+#: how many skipped and refused records a run keeps in its summary, to show where to look
+NOTES_KEPT = 5
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,8 @@ class RunSummary(RunCounts):
     error: str | None = None
     #: real seconds per step (pull, score, push)
     steps: Mapping[str, float] = field(default_factory=dict)
+    #: the first records the run skipped and the first writes the CRM refused, each with its place and reason
+    notes: tuple[str, ...] = ()
 
 
 def stopping(stop: threading.Event | None) -> bool:
@@ -76,10 +82,16 @@ class Run:
     error: str | None = None
     #: real seconds spent in each step, in the order the steps ran
     steps: dict[str, float] = field(default_factory=dict)
+    #: see `RunSummary.notes`
+    notes: list[str] = field(default_factory=list)
 
     def count(self, counts: RunCounts) -> None:
         """Add `counts` to what the run did so far."""
         self.counts += counts
+
+    def note(self, lines: Iterable[str]) -> None:
+        """Keep the first `NOTES_KEPT` lines about skipped and refused records."""
+        self.notes += islice(lines, max(0, NOTES_KEPT - len(self.notes)))
 
     @contextlib.contextmanager
     def step(self, name: str) -> Iterator[None]:
@@ -93,7 +105,7 @@ class Run:
     def summary(self) -> RunSummary:
         seconds = round(time.perf_counter() - self.started_real, 3)
         return RunSummary(self.tenant, self.id, self.outcome, seconds, self.error, dict(self.steps),
-                          **self.counts.as_dict())
+                          tuple(self.notes), **self.counts.as_dict())
 
 
 @contextlib.contextmanager

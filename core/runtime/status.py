@@ -9,13 +9,13 @@ migrates or waits on a store.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from leadpulse.core.config.tenant import TenantConfig
 from leadpulse.core.errors import StoreError
-from leadpulse.core.store.outbox import OutboxState
+from leadpulse.core.store.outbox import OutboxState, Refusal
 from leadpulse.core.store.runs import RunCounts, RunRecord
 from leadpulse.core.store.store import Store, iso
 
@@ -38,6 +38,8 @@ class TenantStatus:
     last_error: str | None = None
     #: why the store could not be read (damaged, not a leadpulse store, unreadable), naming it and what to do
     store_error: str | None = None
+    #: the outbox rows given up on, newest first, when asked for
+    parked_rows: tuple[Refusal, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """One flat JSON object: the last sync's id, time, outcome and counts, the unfinished run's id and start."""
@@ -50,11 +52,13 @@ class TenantStatus:
             "backlog": self.backlog, "parked": self.parked, "last_error": self.last_error,
             "unfinished_run_id": going.id if going else None,
             "unfinished_since": iso(going.started_at) if going else None, "store_error": self.store_error,
+            **({"parked_rows": [asdict(row) for row in self.parked_rows]} if self.parked_rows else {}),
         }
 
 
-def read_status(tenant: TenantConfig, state_dir: Path) -> TenantStatus:
-    """The status of one tenant from its store; a tenant that never ran has only its name and store path."""
+def read_status(tenant: TenantConfig, state_dir: Path, *, parked: int = 0) -> TenantStatus:
+    """The status of one tenant from its store, with up to `parked` of its parked outbox rows; a tenant that never
+    ran has only its name and store path."""
     path = tenant.store_path(state_dir)
     if not path.exists():
         return TenantStatus(tenant=tenant.name, store=path)
@@ -63,7 +67,7 @@ def read_status(tenant: TenantConfig, state_dir: Path) -> TenantStatus:
             return TenantStatus(
                 tenant=tenant.name, store=path, last_sync=store.last_sync(), unfinished=store.unfinished_run(),
                 backlog=_count(store, BACKLOG_STATES), parked=_count(store, (OutboxState.PARKED,)),
-                last_error=store.last_error(),
+                last_error=store.last_error(), parked_rows=tuple(store.outbox.parked(parked)) if parked else (),
             )
     except StoreError as exc:
         return TenantStatus(tenant=tenant.name, store=path, store_error=str(exc))

@@ -91,7 +91,17 @@ DECIDED_UNDER = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (INITIAL, CRM_FACTS, DECIDED_UNDER)
+RUN_ACCOUNTING = Migration(
+    "run_accounting",
+    (
+        # Every record a run read and could not store, and every write or task the CRM refused, counted beside
+        # what was pulled and written (the records themselves sit in `skipped` and in the outbox).
+        "ALTER TABLE runs ADD COLUMN skipped INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN refused INTEGER NOT NULL DEFAULT 0",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (INITIAL, CRM_FACTS, DECIDED_UNDER, RUN_ACCOUNTING)
 
 
 def applied(db: sqlite_utils.Database) -> list[str]:

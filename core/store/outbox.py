@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -186,14 +187,38 @@ class Outbox:
         rows = self.db.execute("SELECT kind, state, count(*) FROM outbox GROUP BY kind, state")
         return Counter({(kind, state): n for kind, state, n in rows})
 
-    def failures(self, limit: int = 20) -> list[dict[str, Any]]:
-        """The most recent rows that failed at least once and are not done: key, state, attempts and error."""
+    def failures(self, limit: int = 20) -> list[Refusal]:
+        """The most recent rows that failed at least once and are not done."""
+        return self._refusals("state != 'done'", (), limit)
+
+    def refused_in(self, run_id: int, limit: int) -> list[Refusal]:
+        """The first rows run `run_id` sent and the CRM refused (outcomes unknown aside: those are looked up)."""
+        return self._refusals("last_run = ? AND state IN ('pending', 'parked')", (run_id,), limit, newest=False)
+
+    def parked(self, limit: int) -> list[Refusal]:
+        """Rows given up on after `max_attempts` refusals, newest first: they wait for an operator."""
+        return self._refusals("state = 'parked'", (), limit)
+
+    def _refusals(self, where: str, params: tuple[Any, ...], limit: int, *, newest: bool = True) -> list[Refusal]:
+        order = "updated_at DESC, rowid DESC" if newest else "rowid"
         rows = self.db.execute(
-            """SELECT key, state, attempts, error FROM outbox WHERE error IS NOT NULL AND state != 'done'
-               ORDER BY updated_at DESC LIMIT ?""",
-            (limit,),
+            f"""SELECT key, kind, contact_id, state, attempts, error FROM outbox
+                WHERE error IS NOT NULL AND {where} ORDER BY {order} LIMIT ?""",
+            (*params, limit),
         )
-        return [dict(zip(("key", "state", "attempts", "error"), row, strict=True)) for row in rows]
+        return [Refusal(*row) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An outbox row the CRM refused: what it was, how often it was tried, where it stands and the CRM's reason."""
+
+    key: str
+    kind: str
+    contact_id: str
+    state: str
+    attempts: int
+    error: str
 
 
 def _task_payload(task: TaskRequest) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from enum import StrEnum
 
 class RunOutcome(StrEnum):
     SUCCEEDED = "succeeded"
+    #: finished, but skipped or had refused more records than the tenant's `tolerance` allows
+    PARTIAL = "partial"
     #: asked to stop (SIGTERM): the current batch finished, everything done so far is checkpointed
     STOPPED = "stopped"
     #: the CRM's daily allowance ran out: checkpointed, the next run carries on
@@ -20,8 +22,9 @@ class RunOutcome(StrEnum):
 class RunCounts:
     """A run's numbers; the runs table has a column for each (see `names`)."""
 
-    #: records (contacts and activities) pulled from the CRM
+    #: records (contacts and activities) pulled from the CRM, and those read but not understood (skipped)
     pulled: int = 0
+    skipped: int = 0
     #: contacts scored
     scored: int = 0
     #: contacts whose CRM values changed
@@ -30,6 +33,8 @@ class RunCounts:
     written: int = 0
     #: follow-up tasks the CRM created
     tasks: int = 0
+    #: writes and tasks the CRM refused (each kept in the outbox with its reason, and tried again next run)
+    refused: int = 0
     #: API calls made, and how many of them were answered 429
     api_calls: int = 0
     rate_limited: int = 0

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 import sqlite_utils
 
-from leadpulse.core.contract import Page
+from leadpulse.core.contract import Page, SkippedRecord
 from leadpulse.core.errors import RunLocked, StoreError
 from leadpulse.core.model import Activity, ActivityKind, Contact, ContactKind, utc
 from leadpulse.core.store.opening import connect, create, damaged, is_damage, open_failure, refuse_foreign
@@ -807,15 +807,25 @@ class Store:
         return found[0] if found else None
 
     def _runs(self, where: str, limit: int) -> list[RunRecord]:
-        rows = self.db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE {where} ORDER BY id DESC LIMIT ?", (limit,))
+        # A store read (not migrated) by a newer leadpulse may lack the columns of newer counts: those read as 0.
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(runs)")}
+        counts = [name if name in have else "0" for name in RunCounts.names()]
+        rows = self.db.execute(f"SELECT {_RUN_FACTS}, {', '.join(counts)} FROM runs WHERE {where} ORDER BY id DESC "
+                               "LIMIT ?", (limit,))
         return [_run_record(row) for row in rows]
+
+    def skipped_records(self, run_id: int, limit: int) -> list[SkippedRecord]:
+        """The first `limit` records run `run_id` read and could not understand, in the order it met them."""
+        rows = self.db.execute("SELECT stream, record_id, reason FROM skipped WHERE run_id = ? ORDER BY id LIMIT ?",
+                               (run_id, limit))
+        return [SkippedRecord(*row) for row in rows]
 
 
 #: a run row `Store.finish_run` has closed; one still open is going, or its process was killed
 _FINISHED = "finished_at IS NOT NULL"
 #: a finished run that talked to the CRM's write side: dry runs and offline rescores sent nothing
 _SYNC = f"{_FINISHED} AND dry_run = 0"
-_RUN_COLUMNS = f"id, tenant, started_at, finished_at, outcome, full, dry_run, error, {', '.join(RunCounts.names())}"
+_RUN_FACTS = "id, tenant, started_at, finished_at, outcome, full, dry_run, error"
 _RUN_COUNTS_SET = ", ".join(f"{name} = :{name}" for name in RunCounts.names())
 
 

@@ -218,7 +218,7 @@ def test_sync_all_reports_a_tenant_whose_secret_is_missing_and_syncs_the_others(
     assert result.exit_code == 1
     assert (tmp_path / "state" / "acme.sqlite").exists()
     rows = table_rows(result.output)
-    assert ["acme-hubspot", "-", "not started", *["-"] * 8] in rows
+    assert ["acme-hubspot", "-", "not started", *["-"] * (len(RunCounts.names()) + 1)] in rows
     assert [row[:3] for row in rows if row[0] == "acme"] == [["acme", "1", "succeeded"]]
     assert "\nnot started " in result.output and "for tenant 'acme-hubspot'" in result.output
     assert "expected environment variable ACME_HUBSPOT_TOKEN set" in result.output
@@ -500,3 +500,35 @@ def test_check_says_a_sound_store_is_sound(env, tmp_path):
     assert run("sync").exit_code == 0
     result = run("check")
     assert result.exit_code == 0 and "acme.sqlite is sound" in result.output
+
+
+def test_a_partial_sync_exits_3_and_prints_the_first_skipped_records_with_their_place(env):
+    with open(env / "activities.jsonl", "a") as handle:
+        handle.write('{"id": "x1", "contact_id": "c1", "kind": "page_view", "occurred_at": "soon"}\n')
+    result = run("sync")
+    assert result.exit_code == 3, result.output
+    rows = table_rows(result.output)
+    assert rows[0][:5] == ["acme", "1", "partial", "6", "1"]
+    assert ("acme skipped activities record x1: activities.jsonl:5: occurred_at: expected an ISO 8601 time, found "
+            'text "soon"') in result.output
+
+
+def test_writes_the_crm_refuses_past_the_tolerance_make_the_run_partial_and_are_listed_by_status_parked(env):
+    from leadpulse.connectors.file import FileConnector
+    from leadpulse.core.contract import WriteResult
+
+    class Refusing(FileConnector):
+        def write_properties(self, writes):
+            return [WriteResult(w.key, False, error="INVALID_OPTION lp_band") for w in writes]
+
+    refusing = Services(connectors=lambda kind: Refusing)
+    for _ in range(5):  # the outbox parks a row after five refusals
+        result = CliRunner().invoke(main, ["sync"], obj=refusing, catch_exceptions=False)
+        assert result.exit_code == 3, result.output
+    assert "acme refused lp-acme-c1-props for contact c1: INVALID_OPTION lp_band" in result.output
+    status = run("status", "--parked")
+    assert status.exit_code == 0
+    [row] = [r for r in table_rows(status.output) if r[0] == "acme"]
+    assert row[3:8] == ["0", "0", "0", "0", "2"]  # pulled, skipped, written, tasks, refused of the last sync
+    assert "acme: 2 parked" in status.output and "INVALID_OPTION lp_band" in status.output
+    assert "lp-acme-c2-props" in status.output

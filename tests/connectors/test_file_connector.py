@@ -198,7 +198,8 @@ def test_a_bad_value_skips_its_record_and_the_run_imports_and_writes_the_rest(tm
     tenant = file_tenant(tmp_path, [contact("c1", "VP Sales")], [page_view("a1", "c1")])
     append_lines(tmp_path / "activities.jsonl", {**page_view("a2", "c1"), "vendor_type": {"x": 1}}, page_view("a3", "c1"))
     summary = sync_tenant(tenant, state_dir=tmp_path / "state", clock=ManualClock(NOW))
-    assert summary.outcome == RunOutcome.SUCCEEDED
+    # one record skipped of four read: past the tolerance of 1%, so the run is partial
+    assert (summary.outcome, summary.pulled, summary.skipped) == (RunOutcome.PARTIAL, 3, 1)
     assert results(tmp_path)["c1"]["lp_band"] == "hot"
     with Store.open(tenant.store_path(tmp_path / "state")) as store:
         assert store.db.execute("SELECT id FROM activities ORDER BY id").fetchall() == [("a1",), ("a3",)]
@@ -213,7 +214,57 @@ def test_a_bad_record_appended_later_keeps_what_was_stored_and_imports_the_new_g
     sync_tenant(tenant, state_dir=state, clock=ManualClock(NOW))
     append_lines(tmp_path / "activities.jsonl", {**page_view("a2", "c1"), "contact_id": ["c1"]}, page_view("a3", "c1"))
     summary = sync_tenant(tenant, state_dir=state, clock=ManualClock(NOW))
-    assert summary.outcome == RunOutcome.SUCCEEDED
+    assert (summary.outcome, summary.skipped) == (RunOutcome.PARTIAL, 1)
     with Store.open(tenant.store_path(state)) as store:
         assert store.db.execute("SELECT id FROM activities ORDER BY id").fetchall() == [("a1",), ("a3",)]
         assert store.db.execute("SELECT id FROM contacts").fetchall() == [("c1",)]
+
+
+def many_contacts(n: int) -> list[dict]:
+    return [contact(f"c{i:03d}") for i in range(n)]
+
+
+def test_an_unterminated_quote_fails_the_run_naming_the_file_and_the_line_it_starts_on(tmp_path):
+    tenant = file_tenant(tmp_path, many_contacts(400), [])
+    lines = (tmp_path / "contacts.csv").read_text().splitlines(keepends=True)
+    lines[6] = lines[6].replace("c005@example.com", '"c005@example.com', 1)  # the record on line 7
+    (tmp_path / "contacts.csv").write_text("".join(lines))
+    summary = sync_tenant(tenant, state_dir=tmp_path / "state", clock=ManualClock(NOW))
+    assert summary.outcome == RunOutcome.FAILED and summary.scored == 0
+    assert f"contacts file {tmp_path / 'contacts.csv'}: the record starting on line 7 cannot be read as CSV" in (
+        summary.error or "")
+    assert "a quote opened and never closed" in (summary.error or "")
+
+
+def test_a_field_past_the_csv_size_limit_fails_the_run_naming_the_file_and_line(tmp_path):
+    tenant = file_tenant(tmp_path, [contact("c1"), contact("c2", "x" * 200_000)], [])
+    summary = sync_tenant(tenant, state_dir=tmp_path / "state", clock=ManualClock(NOW))
+    assert summary.outcome == RunOutcome.FAILED
+    assert "the record starting on line 3 cannot be read as CSV (field larger than field limit" in (summary.error or "")
+
+
+@pytest.mark.parametrize(("renamed", "missing"), [("id", "id"), ("job_title", "job_title")])
+def test_a_header_without_the_id_or_a_mapped_column_is_refused_before_a_row_is_read(tmp_path, renamed, missing):
+    tenant = file_tenant(tmp_path, many_contacts(10), [])
+    text = (tmp_path / "contacts.csv").read_text()
+    header, rest = text.split("\n", 1)
+    (tmp_path / "contacts.csv").write_text(header.replace(renamed, f"{renamed}_x", 1) + "\n" + rest)
+    summary = sync_tenant(tenant, state_dir=tmp_path / "state", clock=ManualClock(NOW))
+    assert summary.outcome == RunOutcome.FAILED and summary.pulled == 0 and summary.skipped == 0
+    assert (f"contacts file {tmp_path / 'contacts.csv'}: the header has no {missing} column (expected id, job_title; "
+            f"found {header.replace(renamed, f'{renamed}_x', 1).replace(',', ', ')})") in (summary.error or "")
+
+
+def test_skipping_within_the_tolerance_succeeds_and_past_it_is_partial_with_the_first_skipped_noted(tmp_path):
+    tenant = file_tenant(tmp_path, [contact("c1", "VP Sales")], [page_view(f"a{i}", "c1") for i in range(150)])
+    append_lines(tmp_path / "activities.jsonl", {**page_view("bad1", "c1"), "occurred_at": "soon"})
+    first = sync_tenant(tenant, state_dir=tmp_path / "state", clock=ManualClock(NOW))
+    assert (first.outcome, first.skipped) == (RunOutcome.SUCCEEDED, 1)  # 1 of 152 read: under 1%
+    append_lines(tmp_path / "activities.jsonl", *({**page_view(f"bad{i}", "c1"), "occurred_at": "soon"}
+                                                  for i in range(2, 9)))
+    second = sync_tenant(tenant, state_dir=tmp_path / "state", clock=ManualClock(NOW))
+    # the file changed, so it is read again from the top: 8 skipped of 158 read
+    assert (second.outcome, second.skipped) == (RunOutcome.PARTIAL, 8)
+    assert len(second.notes) == 5 and second.notes[0] == (
+        "skipped activities record bad1: activities.jsonl:151: occurred_at: expected an ISO 8601 time, found text "
+        '"soon"')

@@ -263,8 +263,8 @@ def test_a_207_writes_the_good_records_and_retries_the_bad_on_the_next_run(porta
     assert all(portal.vendor.properties_of(b).get("leadpulse_score") is None for b in bad)
     with Store.open(tenant_for(portal).store_path(tmp_path)) as store:
         failures = store.outbox.failures()
-    assert sorted(f["key"] for f in failures) == sorted(f"lp-demo-hubspot-{b}-props" for b in bad)
-    assert all(f["attempts"] == 1 and f["error"] for f in failures)
+    assert sorted(f.key for f in failures) == sorted(f"lp-demo-hubspot-{b}-props" for b in bad)
+    assert all(f.attempts == 1 and f.error for f in failures)
     portal.faults.clear()
     second = run(portal, tmp_path)
     assert second.written == len(bad)

@@ -24,6 +24,8 @@ class Summary:
     written: int = 0
     tasks: int = 0
     seconds: float = 0.0
+    skipped: int = 0
+    refused: int = 0
 
 
 def test_a_run_counts_by_outcome_with_its_records_and_duration():
@@ -114,3 +116,10 @@ def test_the_container_health_check_command_exits_0_when_healthy_and_1_when_not(
     down = subprocess.run([sys.executable, "-m", "leadpulse.core.runtime.health", "--port", str(server.port), "--timeout", "1"],
                           timeout=30, capture_output=True, text=True)
     assert down.returncode == 1 and "not healthy" in down.stderr
+
+
+def test_a_run_counts_its_skipped_records_and_refused_writes():
+    metrics.record_run(Summary("m-partial", "partial", pulled=100, skipped=3, written=10, refused=2))
+    assert metric("leadpulse_runs_total", tenant="m-partial", outcome="partial") == 1
+    assert metric("leadpulse_records_skipped_total", tenant="m-partial") == 3
+    assert metric("leadpulse_writes_refused_total", tenant="m-partial") == 2

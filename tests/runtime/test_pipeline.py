@@ -220,7 +220,7 @@ def test_refused_writes_are_retried_next_run_then_parked(tmp_path, clock):
         sync(tenant, tmp_path, clock, connectors=lambda kind: Refusing)
     with store_of(tenant, tmp_path) as store:
         assert store.outbox.counts()[("write", "parked")] == 2
-        assert store.outbox.failures()[0]["error"] == "INVALID_OPTION lp_band"
+        assert store.outbox.failures()[0].error == "INVALID_OPTION lp_band"
 
 
 class OutOfQuota(FileConnector):

@@ -68,7 +68,7 @@ def test_status_table_shows_the_last_finished_run_and_the_unfinished_one_apart(t
         going = record_run(store, tenant.name, 60, outcome=None)
     [row] = status_rows(tenant.source_path.parent, state)
     assert row[:4] == ["acme", "2025-06-02 09:00:00 UTC", "succeeded", "4400"]
-    assert row[7] == f"run {going} started at 2025-06-02 10:00:00 UTC, not finished"
+    assert row[9] == f"run {going} started at 2025-06-02 10:00:00 UTC, not finished"
 
 
 def test_status_table_of_a_first_run_still_going_says_none_finished(tenant, state):
@@ -76,7 +76,7 @@ def test_status_table_of_a_first_run_still_going_says_none_finished(tenant, stat
         record_run(store, tenant.name, 0, outcome=None)
     [row] = status_rows(tenant.source_path.parent, state)
     assert row[1:3] == ["-", "none finished"]
-    assert row[7].endswith("not finished")
+    assert row[9].endswith("not finished")
 
 
 def test_an_offline_rescore_is_not_taken_for_the_last_sync(tenant, state):

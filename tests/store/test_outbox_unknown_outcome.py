@@ -33,7 +33,7 @@ def test_a_task_handed_over_without_a_result_stays_sending_for_the_next_run_to_l
     store.outbox.settle(complete([TASK.key], []), run_id=1)
     assert [t.key for t in store.outbox.sending_tasks()] == [TASK.key]
     assert store.outbox.pending_tasks(10, run_id=2) == []
-    assert store.outbox.failures()[0]["attempts"] == 1
+    assert store.outbox.failures()[0].attempts == 1
 
 
 def test_a_write_without_a_result_goes_back_to_pending(store):

@@ -55,13 +55,13 @@ def seed(store: Store, *ids: str, activities=()) -> None:
 
 def test_open_creates_wal_store_with_recorded_migrations(store):
     assert store.db.journal_mode == "wal"
-    assert applied(store.db) == ["initial", "crm_facts", "decided_under"]
+    assert applied(store.db) == ["initial", "crm_facts", "decided_under", "run_accounting"]
 
 
 def test_reopening_applies_no_migration_twice(tmp_path):
     Store.open(tmp_path / "s.sqlite").close()
     with Store.open(tmp_path / "s.sqlite") as again:
-        assert applied(again.db) == ["initial", "crm_facts", "decided_under"]
+        assert applied(again.db) == ["initial", "crm_facts", "decided_under", "run_accounting"]
 
 
 def test_apply_page_stores_records_and_cursor_together(store):
@@ -288,7 +288,7 @@ def test_outbox_failure_is_retried_next_run_not_this_one(store):
     store.outbox.settle([WriteResult("lp-acme-c1-props", False, error="INVALID_OPTION")], run_id=1)
     assert store.outbox.pending_writes(10, run_id=1) == []
     assert [w.key for w in store.outbox.pending_writes(10, run_id=2)] == ["lp-acme-c1-props"]
-    assert store.outbox.failures()[0]["error"] == "INVALID_OPTION"
+    assert store.outbox.failures()[0].error == "INVALID_OPTION"
 
 
 def test_outbox_parks_a_row_after_the_attempt_limit(store):
