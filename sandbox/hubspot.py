@@ -4,10 +4,14 @@ Point the SDK here with ``HubSpot(access_token=sb.credentials["access_token"], h
 
 Served: contacts (list, get, update, search, batch read, batch update), the five engagement
 objects (calls, emails, meetings, notes, tasks: list with ``associations=contacts``, get,
-create, batch create, search), properties (list, get, create, update: ``options`` replaces the
-whole list, as HubSpot does) and property groups (list, get, create), associations v4 (batch
-read, list), and owners. Contact ids are ``index + 1``; engagement ids are
-those of :mod:`leadpulse.sandbox.synth` (derivable from the contact, so listing pages without storing).
+create, batch create, search, and batch read by id or by a unique value property, route
+``{object_type}.batch_read``), properties (list, get, create, update: ``options`` replaces the
+whole list, as HubSpot does; ``hasUniqueValue`` on create) and property groups (list, get,
+create), associations v4 (batch read, list), and owners. Custom properties defined on an
+engagement object are kept on the records created with them and read back like any other
+(one named like a neutral field the sandbox keeps, ``status``, ``subject``..., answers 400: a sandbox limit).
+Contact ids are ``index + 1``; engagement ids are those of :mod:`leadpulse.sandbox.synth`
+(derivable from the contact, so listing pages without storing).
 
 Behaviour worth knowing:
 
@@ -18,7 +22,29 @@ Behaviour worth knowing:
   batch, as HubSpot does; ids that do not exist or that ``faults.fail_records`` chose fail alone:
   the answer is 207 with ``numErrors`` and ``errors``.
 - Engagement creation needs ``hs_timestamp`` and valid contact associations (type ids 194, 198,
-  200, 202, 204); tasks created here are listed by ``crm.tasks()`` and by :meth:`HubSpot.created_tasks`.
+  200, 202, 204); tasks created here are listed by ``crm.tasks()`` and by :meth:`HubSpot.created_tasks`
+  (with their custom properties).
+- Unique value properties (``hasUniqueValue: true``) can be created on the engagement objects
+  (:attr:`HubSpot.unique_value_objects`; a test may narrow it). Unconfirmed: HubSpot's changelog names
+  companies, deals, tickets, custom objects and (since 2023) contacts as supporting them; no source
+  seen says tasks do or do not. Contacts are refused here with a 400, because this imitation does
+  not enforce unique values on them. Only at creation (the spec: "Once set, this can't be changed";
+  a PATCH naming ``hasUniqueValue`` answers 400, picked), at most 10 per object type (HubSpot's
+  changelog), and (picked, the stricter reading) only on single-line text or number properties.
+- A create (single or batch) whose unique value another record of that type already holds, or
+  that two inputs of one batch share, answers **400 VALIDATION_ERROR for the whole batch**, naming
+  the property and the value, and creates nothing. Picked, not confirmed: no primary source says
+  whether HubSpot answers 400 or 409 CONFLICT here (one third-party client expects a 400 saying
+  "already has that value"); 400 for the whole batch is the stricter form. Values compare as exact
+  strings; empty values are not unique. A unique value is checked and claimed in one step.
+- Batch read (``POST /crm/v3/objects/{type}/batch/read``): at most 100 inputs; with ``idProperty``
+  the ids are values of that unique property (a property that is not a unique value property of
+  the type: 400 naming it), without it they are record ids. All found: 200; some not: 207 with one
+  ``OBJECT_NOT_FOUND`` error whose ``context.ids`` lists the missing ids as given. Results come
+  once per record and in id order, not in input order: match them by id or by the unique value.
+  It reads the records themselves, so a fresh create is found at once, and it counts against
+  the ordinary rate limits, not search's. ``propertiesWithHistory`` gives each property's one version;
+  ``archived=true`` finds nothing (nothing is archived here).
 - Rate limits per ``tier``: free/starter 100 per 10 s, professional/enterprise 190 (capacity: 250);
   daily 250k / 650k / 1M. Headers ``X-HubSpot-RateLimit-*``; 429 bodies with ``policyName``
   TEN_SECONDLY_ROLLING, SECONDLY or DAILY. ``Retry-After`` (whole wall-clock seconds) is sent
@@ -27,6 +53,7 @@ Behaviour worth knowing:
 from __future__ import annotations
 
 import math
+import threading
 import uuid
 from datetime import UTC, datetime
 from itertools import islice
@@ -38,6 +65,7 @@ from .hubspot_catalog import (
     DEFAULT_CONTACT_PROPERTIES,
     DEFAULT_ENGAGEMENT_PROPERTIES,
     ENGAGEMENT_TYPES,
+    NEUTRAL_ATTRIBUTES,
     OBJECT_OF_KIND,
     PROPERTY_TYPES,
     Catalogue,
@@ -67,25 +95,34 @@ READ_ONLY = {"hs_object_id", "createdate", "lastmodifieddate", "hs_createdate", 
 UPDATABLE = frozenset({"label", "description", "groupName", "type", "fieldType", "options", "displayOrder", "hidden",
                        "formField", "calculationFormula"})
 LIST_LIMIT, BATCH_LIMIT, ASSOCIATION_BATCH_LIMIT = 100, 100, 1000
+#: unique value properties an object type may hold (HubSpot's changelog, "Unique Properties support for contacts")
+UNIQUE_PROPERTIES_PER_OBJECT = 10
+#: (type, fieldType) a unique value property may have: single-line text and numbers (picked: see the docstring)
+UNIQUE_FIELD_TYPES = frozenset({("string", "text"), ("number", "number")})
 
 
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def standard_error(record_id: str, status: int, message: str, category: str) -> dict:
-    """One per-item error of a 207, with every field the SDK insists on."""
-    return {"status": "error", "category": category, "message": message, "context": {"ids": [record_id]},
+def standard_error(record_ids: str | list[str], status: int, message: str, category: str) -> dict:
+    """One per-item error of a 207 (about one id or several), with every field the SDK insists on."""
+    ids = [record_ids] if isinstance(record_ids, str) else list(record_ids)
+    return {"status": "error", "category": category, "message": message, "context": {"ids": ids},
             "errors": [{"message": message, "code": str(status)}], "links": {}}
 
 
 class HubSpot(Vendor):
     name = "hubspot"
     tiers = tuple(TIERS)
+    #: object types on which ``hasUniqueValue: true`` may be created (and is enforced); a test may narrow it
+    unique_value_objects: frozenset[str] = frozenset(ENGAGEMENT_TYPES)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.catalogue = Catalogue()
+        # a unique value is checked and claimed in one step: two concurrent creates cannot both take it
+        self._creating = threading.Lock()
 
     # -- the Vendor contract ---------------------------------------------------------------------
 
@@ -170,11 +207,18 @@ class HubSpot(Vendor):
         return {"id": str(index + 1), "properties": props, "createdAt": iso(record["created_ms"]),
                 "updatedAt": iso(record["updated_ms"]), "archived": False}
 
-    def _engagement(self, activity: Activity, names, with_contacts: bool = False) -> dict:
+    def _engagement(self, activity: Activity, names, with_contacts: bool = False, history=()) -> dict:
         props = engagement_properties(activity)
         known = self.catalogue.properties[OBJECT_OF_KIND[activity.kind]]
-        body = {"id": str(activity.id), "properties": {n: props.get(n) for n in names if n in props or n in known},
-                "createdAt": iso(activity.occurred_ms), "updatedAt": iso(activity.updated_ms), "archived": False}
+        body: dict[str, Any] = {
+            "id": str(activity.id), "properties": {n: props.get(n) for n in names if n in props or n in known},
+            "createdAt": iso(activity.occurred_ms), "updatedAt": iso(activity.updated_ms), "archived": False}
+        if history:
+            # nothing here changes an engagement's properties after it is written, so each has one version
+            stamp = iso(activity.updated_ms)
+            body["propertiesWithHistory"] = {
+                n: [] if props.get(n) is None else [{"value": props[n], "timestamp": stamp, "sourceType": "API"}]
+                for n in history if n in props or n in known}
         if with_contacts and activity.contact_index >= 0:
             kind = OBJECT_OF_KIND[activity.kind][:-1]
             body["associations"] = {"contacts": {"results": [
@@ -376,22 +420,99 @@ class HubSpot(Vendor):
     @route("POST", "/crm/v3/objects/{object_type}", name="{object_type}.create")
     def create_engagement(self, request: Request):
         kind = self._kind(request.params["object_type"])
-        activity = self._create(kind, request.json() or {})
+        activity = self._create(kind, [request.json() or {}])[0]
         return Response(201, self._engagement(activity, engagement_properties(activity)))
 
     @route("POST", "/crm/v3/objects/{object_type}/batch/create", name="{object_type}.batch_create")
     def batch_create_engagements(self, request: Request):
         kind = self._kind(request.params["object_type"])
-        inputs = self._inputs(request, BATCH_LIMIT)
-        for item in inputs:
-            self._check_engagement(kind, item)
-        created = [self._create(kind, item) for item in inputs]
+        created = self._create(kind, self._inputs(request, BATCH_LIMIT))
         return self._batch([self._engagement(a, engagement_properties(a)) for a in created], [], status=201)
 
-    def _create(self, kind: ActivityKind, item: dict) -> Activity:
-        contact_index = self._check_engagement(kind, item)
-        attributes, occurred, owner = engagement_write(kind, item.get("properties") or {})
-        return self.crm.log_activity(contact_index, kind, occurred, owner, attributes, by_api=True)
+    def _unique_properties(self, object_type: str) -> list[str]:
+        return [name for name, prop in self.catalogue.properties[object_type].items() if prop.get("hasUniqueValue")]
+
+    def _check_unique(self, kind: ActivityKind, writes: list[dict]) -> None:
+        """400 for the whole call when a unique property's value is held by another record, or given twice in it.
+
+        Whether HubSpot answers this with 400 or 409 was not confirmed: 400 for the whole batch is the stricter form.
+        """
+        object_type = OBJECT_OF_KIND[kind]
+        problems: list[dict[str, Any]] = []
+        for name in self._unique_properties(object_type):
+            given: set[str] = set()
+            for properties in writes:
+                if properties.get(name) in (None, ""):  # no value: any number of records may lack one
+                    continue
+                value = str(properties[name])
+                if value in given:
+                    where = "is given to more than one input of this batch"
+                elif self.crm.added_with(kind, name, value):
+                    where = f"is already held by another {kind.value}"
+                else:
+                    given.add(value)
+                    continue
+                problems.append({"message": f'The value "{value}" of the unique value property "{name}" {where}',
+                                 "in": name, "context": {"propertyName": [name], "value": [value]}})
+        if problems:
+            raise self.error(400, "Property values were not valid: " + "; ".join(p["message"] for p in problems),
+                             errors=problems, context={"propertyName": sorted({p["in"] for p in problems})})
+
+    @route("POST", "/crm/v3/objects/{object_type}/batch/read", name="{object_type}.batch_read")
+    def batch_read_engagements(self, request: Request):
+        """By record id, or with ``idProperty`` by the values of a unique value property; 207 names the missing."""
+        object_type = request.params["object_type"]
+        kind = self._kind(object_type)
+        inputs = self._inputs(request, BATCH_LIMIT)
+        body = request.json()
+        names = self._names(body, "properties") or DEFAULT_ENGAGEMENT_PROPERTIES
+        history = self._names(body, "propertiesWithHistory")
+        id_property = body.get("idProperty")
+        if id_property is not None and id_property not in self._unique_properties(object_type):
+            raise self.error(400, f"Unable to perform read by non-unique {object_type} property {id_property}: "
+                                  f"idProperty must name a property with hasUniqueValue",
+                             context={"propertyName": [str(id_property)]})
+        found: dict[int, Activity] = {}
+        missing: dict[str, None] = {}
+        for n, item in enumerate(inputs):
+            given = item.get("id") if isinstance(item, dict) else None
+            if given is None or isinstance(given, (bool, dict, list)):
+                raise self.error(400, f"Invalid input JSON: inputs[{n}] needs an id")
+            given = str(given)
+            activity = None if request.arg("archived") == "true" else self._read_one(kind, given, id_property)
+            if activity is None:
+                missing[given] = None
+            else:
+                found[activity.id] = activity
+        results = [self._engagement(found[key], names, history=history) for key in sorted(found)]
+        errors = [standard_error(list(missing), 404, f"Could not get some {kind.value.upper()} objects, they may be "
+                                                     f"deleted or not exist. Check that ids are valid.",
+                                 "OBJECT_NOT_FOUND")] if missing else []
+        return self._batch(results, errors)
+
+    def _names(self, body: dict, key: str) -> list[str]:
+        names = body.get(key) or []
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise self.error(400, f"Invalid input JSON: '{key}' must be a list of property names")
+        return names
+
+    def _read_one(self, kind: ActivityKind, given: str, id_property: str | None) -> Activity | None:
+        if id_property is not None:
+            holders = self.crm.added_with(kind, id_property, given)
+            return holders[0] if holders else None
+        activity = self.crm.activity(int(given)) if given.isdigit() else None
+        return activity if activity is not None and activity.kind is kind else None
+
+    def _create(self, kind: ActivityKind, inputs: list[dict]) -> list[Activity]:
+        """Every input checked, then all created: nothing of a call is created when any input is refused."""
+        with self._creating:  # unique values are checked and claimed in one step
+            contacts = [self._check_engagement(kind, item) for item in inputs]
+            self._check_unique(kind, [item.get("properties") or {} for item in inputs])
+            created = []
+            for contact_index, item in zip(contacts, inputs, strict=True):
+                attributes, occurred, owner = engagement_write(kind, item.get("properties") or {})
+                created.append(self.crm.log_activity(contact_index, kind, occurred, owner, attributes, by_api=True))
+            return created
 
     def _check_engagement(self, kind: ActivityKind, item: dict) -> int:
         """The associated contact's index (-1: none); 400 for what HubSpot would refuse."""
@@ -472,11 +593,32 @@ class HubSpot(Vendor):
             raise self.error(400, f"Property group {body['groupName']} does not exist")
         if body["name"] in existing:
             raise self.error(409, f"Property named '{body['name']}' already exists.", category="OBJECT_ALREADY_EXISTS")
+        if object_type in ENGAGEMENT_TYPES and body["name"] in NEUTRAL_ATTRIBUTES[ENGAGEMENT_TYPES[object_type]]:
+            raise self.error(400, f"A custom {object_type} property named {body['name']!r} is not served by this "
+                                  f"sandbox: it keeps a standard field under that name")
+        unique = body.get("hasUniqueValue", False)
+        if not isinstance(unique, bool):
+            raise self.error(400, f"Invalid input JSON: hasUniqueValue must be true or false, got {unique!r}")
+        if unique:
+            self._check_unique_definition(object_type, body)
         options = [{"hidden": False, "description": "", "displayOrder": n, **o}
                    for n, o in enumerate(body.get("options") or [])]
         prop = definition(body["name"], body["label"], body["type"], body["fieldType"], body["groupName"], options,
-                          description=body.get("description", ""), hubspotDefined=False)
+                          description=body.get("description", ""), hubspotDefined=False, hasUniqueValue=unique)
         return Response(201, self.catalogue.add_property(object_type, prop))
+
+    def _check_unique_definition(self, object_type: str, body: dict) -> None:
+        """What a new unique value property must satisfy: an object type this sandbox enforces it on, a
+        single-line text or number field, and fewer than 10 such properties on the object type already."""
+        if object_type not in self.unique_value_objects:
+            raise self.error(400, f"Unique value properties on {object_type} are not served by this sandbox "
+                                  f"(served on: {', '.join(sorted(self.unique_value_objects)) or 'none'})")
+        if (body["type"], body["fieldType"]) not in UNIQUE_FIELD_TYPES:
+            raise self.error(400, f"Property {body['name']} cannot require unique values: only single-line text "
+                                  f"(string/text) and number (number/number) properties can")
+        if len(self._unique_properties(object_type)) >= UNIQUE_PROPERTIES_PER_OBJECT:
+            raise self.error(400, f"{object_type} already has {UNIQUE_PROPERTIES_PER_OBJECT} unique value "
+                                  f"properties, the most an object type may have")
 
     @route("PATCH", "/crm/v3/properties/{object_type}/{property_name}", name="properties.update")
     def update_property(self, request: Request):
@@ -484,6 +626,9 @@ class HubSpot(Vendor):
         object_type, name, body = request.params["object_type"], request.params["property_name"], request.json() or {}
         if name not in self._catalogue(object_type):
             raise self.error(404, f"Unable to find property {name}")
+        if "hasUniqueValue" in body:
+            raise self.error(400, f"hasUniqueValue of {name} cannot be changed: a property requires unique values "
+                                  f"only when it is created so")
         changes = {k: v for k, v in body.items() if k in UPDATABLE}
         if "options" in changes:
             changes["options"] = [{"hidden": False, "description": "", "displayOrder": n, **o}

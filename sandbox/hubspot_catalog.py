@@ -203,6 +203,10 @@ ENGAGEMENT_FIELDS = {
                         EngagementField("hs_task_type", "type", True)],
 }
 DEFAULT_ENGAGEMENT_PROPERTIES = ("hs_createdate", "hs_lastmodifieddate", "hs_object_id")
+#: the neutral attributes behind each engagement kind's standard properties; anything else an engagement
+#: holds is a custom property under its HubSpot name, so a custom property may not take one of these names
+NEUTRAL_ATTRIBUTES = {kind: frozenset({f.attribute for f in fields} | {"direction", "duration_ms"})
+                      for kind, fields in ENGAGEMENT_FIELDS.items()}
 
 
 def engagement_properties(activity) -> dict[str, str | None]:
@@ -220,7 +224,7 @@ def engagement_properties(activity) -> dict[str, str | None]:
     if activity.kind is ActivityKind.MEETING:
         props["hs_meeting_start_time"] = iso(activity.occurred_ms)
         props["hs_meeting_end_time"] = iso(activity.occurred_ms + int(attributes.get("duration_ms") or 0))
-    known = {f.attribute for f in ENGAGEMENT_FIELDS[activity.kind]} | {"direction", "duration_ms"}
+    known = NEUTRAL_ATTRIBUTES[activity.kind]
     props.update({k: text(v) for k, v in attributes.items() if k not in known})
     return props
 

@@ -72,6 +72,7 @@ class Crm:
         self._activities: dict[int, Activity] = {}
         self._activities_of: dict[int, list[int]] = {}
         self._api_tasks: list[int] = []
+        self._by_attribute: dict[tuple[ActivityKind, str], dict[str, list[int]]] = {}
         self._next_activity_id = ADDED_ACTIVITY_BASE
         self._by_touch: tuple[array, array] | None = None
 
@@ -211,6 +212,7 @@ class Crm:
             self._next_activity_id += 1
             self._activities[activity.id] = activity
             self._activities_of.setdefault(index, []).append(activity.id)
+            self._reindex(None, activity)
             if by_api and kind is ActivityKind.TASK:
                 self._api_tasks.append(activity.id)
             if not by_api:
@@ -224,12 +226,44 @@ class Crm:
             new = replace(old, attributes={**old.attributes, **attributes},
                           updated_ms=max(self.clock_ms(), old.updated_ms + 1))
             self._activities[activity_id] = new
+            self._reindex(old, new)
             return new
 
     def added_activities(self, kind: ActivityKind | None = None) -> list[Activity]:
         """Activities added since generation, oldest id first."""
         with self._lock:
             return [a for a in self._activities.values() if kind is None or a.kind is kind]
+
+    def added_with(self, kind: ActivityKind, attribute: str, value: object) -> list[Activity]:
+        """Added activities of one kind whose ``attribute`` equals ``value`` (compared as text), oldest first.
+
+        Generated activities hold only the neutral attributes, so a vendor's own property (a unique key)
+        can only be on added ones. The index of an attribute is built on its first lookup, then kept.
+        """
+        with self._lock:
+            key = (kind, attribute)
+            index = self._by_attribute.get(key)
+            if index is None:
+                index = self._by_attribute[key] = {}
+                for activity in self._activities.values():
+                    if activity.kind is kind and activity.attributes.get(attribute) is not None:
+                        index.setdefault(str(activity.attributes[attribute]), []).append(activity.id)
+            return [self._activities[a] for a in sorted(index.get(str(value), ()))]
+
+    def _reindex(self, old: Activity | None, new: Activity) -> None:
+        # Only the attributes some lookup asked for are indexed; the caller holds the lock.
+        for (kind, attribute), index in self._by_attribute.items():
+            if kind is not new.kind:
+                continue
+            before = None if old is None else old.attributes.get(attribute)
+            after = new.attributes.get(attribute)
+            if old is not None and before is not None and before != after:
+                holders = index[str(before)]
+                holders.remove(new.id)
+                if not holders:
+                    del index[str(before)]
+            if after is not None and (old is None or before != after):
+                index.setdefault(str(after), []).append(new.id)
 
     def tasks(self) -> list[Activity]:
         """Tasks that clients created through the API, in creation order."""

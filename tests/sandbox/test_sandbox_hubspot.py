@@ -1,9 +1,11 @@
 """Contract tests: the HubSpot sandbox driven through hubspot-api-client, answers checked against HubSpot's specs."""
 import json
+import threading
 
 import pytest
 import requests
 from hubspot import HubSpot
+from hubspot.crm import objects
 from hubspot.crm.associations.v4 import BatchInputPublicFetchAssociationsBatchRequest
 from hubspot.crm.contacts import (
     ApiException,
@@ -11,9 +13,11 @@ from hubspot.crm.contacts import (
     BatchReadInputSimplePublicObjectId,
     PublicObjectSearchRequest,
 )
+from hubspot.crm.objects import tasks
 from hubspot.crm.objects.tasks import BatchInputSimplePublicObjectBatchInputForCreate, SimplePublicObjectInputForCreate
+from hubspot.crm.properties import ApiException as PropertiesApiException
 from hubspot.crm.properties import OptionInput, PropertyCreate, PropertyGroupCreate, PropertyUpdate
-from openapi_check import check
+from openapi_check import check, problems, response_schema
 
 from leadpulse.sandbox import Sandbox
 from leadpulse.sandbox.limits import ManualClock
@@ -179,7 +183,6 @@ def test_lifecycle_options_carry_display_order_and_custom_properties_can_be_crea
 
 
 def test_creating_an_existing_property_answers_409(client):
-    from hubspot.crm.properties import ApiException as PropertiesApiException
     with pytest.raises(PropertiesApiException) as refused:
         client.crm.properties.core_api.create("contacts", PropertyCreate(
             name="email", label="Email", type="string", field_type="text", group_name="contactinformation"))
@@ -339,3 +342,248 @@ def test_stats_count_requests_per_route_and_status(client, sb):
     client.crm.contacts.basic_api.get_page(limit=1)
     client.crm.objects.calls.basic_api.get_page(limit=1)
     assert sb.stats.by_route() == {"contacts.list": {200: 1}, "calls.list": {200: 1}}
+
+
+# -- a unique task key: custom task properties, unique values, batch read by idProperty ---------------------------
+
+KEY = "leadpulse_task_key"
+
+
+def define_task_key(client):
+    client.crm.properties.groups_api.create("tasks", PropertyGroupCreate(name="leadpulse", label="leadpulse"))
+    return client.crm.properties.core_api.create("tasks", PropertyCreate(
+        name=KEY, label="leadpulse task key", type="string", field_type="text", group_name="leadpulse",
+        has_unique_value=True))
+
+
+def keyed_tasks(*keys):
+    return [{"properties": {"hs_timestamp": str(ANCHOR), "hs_task_subject": f"Follow up {key}", KEY: key},
+             "associations": TASK_LINK} for key in keys]
+
+
+def create_tasks(client, *keys):
+    return client.crm.objects.tasks.batch_api.create(BatchInputSimplePublicObjectBatchInputForCreate(
+        inputs=keyed_tasks(*keys)))
+
+
+def read_by_key(*keys, properties=(KEY, "hs_task_subject")):
+    return objects.BatchReadInputSimplePublicObjectId(id_property=KEY, inputs=[{"id": key} for key in keys],
+                                                      properties=list(properties), properties_with_history=[])
+
+
+def test_a_unique_task_property_is_created_in_a_task_group_and_read_back(client, sb):
+    assert client.crm.properties.groups_api.get_by_name("tasks", "taskinformation").name == "taskinformation"
+    created = define_task_key(client)
+    assert created.has_unique_value is True and created.name == KEY
+    assert client.crm.properties.groups_api.get_by_name("tasks", "leadpulse").label == "leadpulse"
+    assert client.crm.properties.core_api.get_by_name("tasks", KEY).has_unique_value is True
+    assert {p.name: p.has_unique_value for p in client.crm.properties.core_api.get_all("tasks").results}[KEY] is True
+    assert client.crm.properties.core_api.get_by_name("tasks", "hs_task_subject").has_unique_value is False
+    answer = raw(sb, "GET", f"/crm/v3/properties/tasks/{KEY}")
+    assert answer.json()["hasUniqueValue"] is True
+    check("properties.json", "/crm/v3/properties/{objectType}/{propertyName}", "get", "200", answer.json())
+    fresh = raw(sb, "POST", "/crm/v3/properties/calls", json={
+        "name": "leadpulse_call_key", "label": "k", "type": "number", "fieldType": "number",
+        "groupName": "callinformation", "hasUniqueValue": True})
+    assert fresh.status_code == 201 and fresh.json()["hasUniqueValue"] is True
+    check("properties.json", "/crm/v3/properties/{objectType}", "post", "201", fresh.json())
+
+
+def test_unique_values_are_set_at_creation_only_on_text_or_number_and_at_most_ten_per_object(client, sb):
+    define_task_key(client)
+    changed = raw(sb, "PATCH", f"/crm/v3/properties/tasks/{KEY}", json={"hasUniqueValue": False})
+    assert changed.status_code == 400 and "hasUniqueValue" in changed.json()["message"]
+    assert client.crm.properties.core_api.get_by_name("tasks", KEY).has_unique_value is True
+    with pytest.raises(PropertiesApiException) as refused:
+        client.crm.properties.core_api.create("tasks", PropertyCreate(
+            name="leadpulse_band", label="band", type="enumeration", field_type="select", group_name="leadpulse",
+            options=[OptionInput(label="hot", value="hot", hidden=False)], has_unique_value=True))
+    assert refused.value.status == 400
+    for n in range(9):
+        client.crm.properties.core_api.create("tasks", PropertyCreate(
+            name=f"key_{n}", label=f"key {n}", type="string", field_type="text", group_name="leadpulse",
+            has_unique_value=True))
+    with pytest.raises(PropertiesApiException) as eleventh:
+        client.crm.properties.core_api.create("tasks", PropertyCreate(
+            name="key_10", label="key 10", type="string", field_type="text", group_name="leadpulse",
+            has_unique_value=True))
+    assert eleventh.value.status == 400 and "10" in json.loads(eleventh.value.body)["message"]
+    clash = raw(sb, "POST", "/crm/v3/properties/tasks", json={
+        "name": "status", "label": "s", "type": "string", "fieldType": "text", "groupName": "leadpulse"})
+    assert clash.status_code == 400 and "sandbox" in clash.json()["message"]
+
+
+def test_unique_values_on_contacts_are_refused_since_they_are_not_enforced_here(sb):
+    answer = raw(sb, "POST", "/crm/v3/properties/contacts", json={
+        "name": "external_id", "label": "External id", "type": "string", "fieldType": "text",
+        "groupName": "contactinformation", "hasUniqueValue": True})
+    assert answer.status_code == 400 and "contacts" in answer.json()["message"]
+    sb.vendor.unique_value_objects = frozenset()  # as if HubSpot refused them on tasks too
+    answer = raw(sb, "POST", "/crm/v3/properties/tasks", json={
+        "name": KEY, "label": "k", "type": "string", "fieldType": "text", "groupName": "taskinformation",
+        "hasUniqueValue": True})
+    assert answer.status_code == 400
+
+
+def test_tasks_keep_their_custom_property_and_every_read_returns_it(client, sb):
+    define_task_key(client)
+    created = create_tasks(client, "k-1", "k-2")
+    assert sorted(t.properties[KEY] for t in created.results) == ["k-1", "k-2"]
+    single = client.crm.objects.tasks.basic_api.create(SimplePublicObjectInputForCreate(
+        properties={"hs_timestamp": str(ANCHOR), KEY: "k-3"}, associations=TASK_LINK))
+    assert single.properties[KEY] == "k-3"
+    assert client.crm.objects.tasks.basic_api.get_by_id(single.id, properties=[KEY]).properties[KEY] == "k-3"
+    found = client.crm.objects.tasks.search_api.do_search(PublicObjectSearchRequest(
+        filter_groups=[{"filters": [{"propertyName": KEY, "operator": "EQ", "value": "k-2"}]}], properties=[KEY]))
+    assert [t.properties[KEY] for t in found.results] == ["k-2"]
+    listed, after = {}, None
+    while True:
+        page = client.crm.objects.tasks.basic_api.get_page(limit=100, after=after, properties=[KEY])
+        listed.update({t.id: t.properties[KEY] for t in page.results})
+        if page.paging is None:
+            break
+        after = page.paging.next.after
+    assert sorted(v for v in listed.values() if v) == ["k-1", "k-2", "k-3"]
+    assert sorted(t["properties"][KEY] for t in sb.vendor.created_tasks()) == ["k-1", "k-2", "k-3"]
+
+
+def test_a_task_property_that_is_not_defined_fails_the_whole_batch(client, sb):
+    inputs = keyed_tasks("k-1")
+    with pytest.raises(tasks.ApiException) as refused:
+        client.crm.objects.tasks.batch_api.create(BatchInputSimplePublicObjectBatchInputForCreate(inputs=inputs))
+    assert refused.value.status == 400 and "PROPERTY_DOESNT_EXIST" in refused.value.body
+    assert sb.crm.tasks() == []
+
+
+def test_batch_read_by_the_unique_key_finds_what_was_just_created_and_reports_the_missing_in_a_207(client, sb):
+    define_task_key(client)
+    created = {t.properties[KEY]: t.id for t in create_tasks(client, "k-1", "k-2", "k-3").results}
+    everything = client.crm.objects.batch_api.read("tasks", read_by_key("k-1", "k-3"))
+    assert type(everything).__name__ == "BatchResponseSimplePublicObject" and not hasattr(everything, "errors")
+    assert {t.id: t.properties[KEY] for t in everything.results} == {created["k-1"]: "k-1", created["k-3"]: "k-3"}
+    some = client.crm.objects.batch_api.read("tasks", read_by_key("k-2", "gone-1", "k-1", "gone-2"))
+    assert type(some).__name__ == "BatchResponseSimplePublicObjectWithErrors"  # the SDK returns a 207, no raise
+    assert sorted(t.properties[KEY] for t in some.results) == ["k-1", "k-2"]
+    assert some.num_errors == 1 and some.errors[0].category == "OBJECT_NOT_FOUND"
+    assert some.errors[0].context == {"ids": ["gone-1", "gone-2"]}
+    assert some.errors[0].message == ("Could not get some TASK objects, they may be deleted or not exist. "
+                                      "Check that ids are valid.")
+    assert sb.stats.count("tasks.batch_read", 200) == 1 and sb.stats.count("tasks.batch_read", 207) == 1
+
+
+def test_batch_read_as_raw_json_has_the_spec_shapes(client):
+    define_task_key(client)
+    created = create_tasks(client, "k-1", "k-2")
+    found = client.crm.objects.batch_api.read("tasks", read_by_key("k-1", "k-2"), _preload_content=False)
+    body = json.loads(found.data)
+    assert found.status == 200 and body["status"] == "COMPLETE" and {"startedAt", "completedAt"} <= set(body)
+    assert "errors" not in body and "numErrors" not in body
+    check("tasks.json", "/crm/v3/objects/tasks/batch/read", "post", "200", body)
+    assert sorted(r["id"] for r in body["results"]) == sorted(t.id for t in created.results)
+    for result in body["results"]:
+        assert set(result) == {"id", "properties", "createdAt", "updatedAt", "archived"}
+        assert set(result["properties"]) == {KEY, "hs_task_subject"}
+    partial = client.crm.objects.batch_api.read("tasks", read_by_key("k-2", "nope"), _preload_content=False)
+    body = json.loads(partial.data)
+    assert partial.status == 207 and body["numErrors"] == 1 and [r["properties"][KEY] for r in body["results"]] == ["k-2"]
+    check("tasks.json", "/crm/v3/objects/tasks/batch/read", "post", "207", body)
+    error = body["errors"][0]
+    assert error["status"] == "error" and error["category"] == "OBJECT_NOT_FOUND" and error["context"] == {"ids": ["nope"]}
+    assert {"errors", "links", "message"} <= set(error)
+
+
+def test_a_create_with_a_key_already_held_is_refused_whole_and_creates_nothing(client, sb):
+    define_task_key(client)
+    create_tasks(client, "k-1")
+    with pytest.raises(tasks.ApiException) as refused:
+        create_tasks(client, "k-2", "k-1")
+    body = json.loads(refused.value.body)
+    assert refused.value.status == 400 and body["category"] == "VALIDATION_ERROR"
+    assert KEY in body["message"] and '"k-1"' in body["message"]
+    spec, _ = response_schema("tasks.json", "/crm/v3/objects/tasks/batch/read", "post", "200")
+    assert not problems(spec, {"$ref": "#/components/schemas/Error"}, body)
+    with pytest.raises(tasks.ApiException) as single:
+        client.crm.objects.tasks.basic_api.create(SimplePublicObjectInputForCreate(
+            properties={"hs_timestamp": str(ANCHOR), KEY: "k-1"}, associations=TASK_LINK))
+    assert single.value.status == 400
+    with pytest.raises(tasks.ApiException) as twice:
+        create_tasks(client, "k-3", "k-3")
+    assert twice.value.status == 400 and '"k-3"' in json.loads(twice.value.body)["message"]
+    assert [t["properties"][KEY] for t in sb.vendor.created_tasks()] == ["k-1"]
+    missing = client.crm.objects.batch_api.read("tasks", read_by_key("k-2", "k-3"))
+    assert missing.results == [] and missing.errors[0].context == {"ids": ["k-2", "k-3"]}
+    assert len(create_tasks(client, "k-2", "k-3", "").results) == 3  # an empty value holds nothing
+
+
+def test_concurrent_creates_of_one_key_make_one_task(client, sb):
+    define_task_key(client)
+    statuses = []
+
+    def attempt():
+        answer = raw(sb, "POST", "/crm/v3/objects/tasks/batch/create", json={"inputs": keyed_tasks("same")})
+        statuses.append(answer.status_code)
+
+    threads = [threading.Thread(target=attempt) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [201] + [400] * 7 and len(sb.crm.tasks()) == 1
+
+
+def test_keys_set_outside_the_api_are_held_and_found_too(client, sb):
+    define_task_key(client)
+    task = sb.crm.add_activity("5", "task", ANCHOR, subject="made in the UI", **{KEY: "ui-1"})
+    assert [r.id for r in client.crm.objects.batch_api.read("tasks", read_by_key("ui-1")).results] == [str(task.id)]
+    with pytest.raises(tasks.ApiException):
+        create_tasks(client, "ui-1")
+    sb.crm.update_activity(task.id, **{KEY: "ui-2"})
+    assert client.crm.objects.batch_api.read("tasks", read_by_key("ui-1")).errors[0].context == {"ids": ["ui-1"]}
+    assert len(create_tasks(client, "ui-1").results) == 1
+
+
+def test_batch_read_by_task_id_and_what_it_refuses(client, sb):
+    define_task_key(client)
+    made = create_tasks(client, "k-1").results[0].id
+    generated = next(str(a.id) for i in range(250) for a in sb.crm.activities(i) if a.kind.value == "task")
+    call = next(str(a.id) for i in range(250) for a in sb.crm.activities(i) if a.kind.value == "call")
+    by_id = client.crm.objects.batch_api.read("tasks", objects.BatchReadInputSimplePublicObjectId(
+        inputs=[{"id": made}, {"id": generated}, {"id": call}, {"id": "999"}], properties=[KEY],
+        properties_with_history=["hs_task_subject"]))
+    assert sorted(r.id for r in by_id.results) == sorted([made, generated])
+    assert by_id.errors[0].context == {"ids": [call, "999"]}
+    assert {r.id: r.properties[KEY] for r in by_id.results}[made] == "k-1"
+    history = {r.id: r.properties_with_history["hs_task_subject"] for r in by_id.results}[made]
+    assert [(h.value, h.source_type) for h in history] == [("Follow up k-1", "API")]
+    for id_property in ("hs_task_subject", "no_such_property"):
+        with pytest.raises(objects.ApiException) as refused:
+            client.crm.objects.batch_api.read("tasks", objects.BatchReadInputSimplePublicObjectId(
+                id_property=id_property, inputs=[{"id": "k-1"}], properties=[], properties_with_history=[]))
+        assert refused.value.status == 400 and id_property in json.loads(refused.value.body)["message"]
+    with pytest.raises(objects.ApiException) as too_many:
+        client.crm.objects.batch_api.read("tasks", read_by_key(*(f"k-{n}" for n in range(101))))
+    assert too_many.value.status == 400
+    notes = raw(sb, "POST", "/crm/v3/objects/notes/batch/read", json={"inputs": [{"id": generated}], "properties": []})
+    assert notes.status_code == 207 and notes.json()["errors"][0]["message"].startswith("Could not get some NOTE")
+
+
+def test_task_batch_read_takes_faults_by_route_name(client, sb):
+    define_task_key(client)
+    create_tasks(client, "k-1")
+    sb.faults.fail_next("tasks.batch_read", status=503)
+    with pytest.raises(objects.ApiException) as failed:
+        client.crm.objects.batch_api.read("tasks", read_by_key("k-1"), _request_timeout=5)
+    assert failed.value.status == 503
+    assert client.crm.objects.batch_api.read("tasks", read_by_key("k-1")).results[0].properties[KEY] == "k-1"
+    assert sb.stats.by_route()["tasks.batch_read"] == {503: 1, 200: 1}
+
+
+def test_task_batch_read_counts_against_the_ordinary_limit_not_search_s():
+    with Sandbox.start("hubspot", contacts=20, clock=ManualClock()) as sb:
+        body = {"inputs": [{"id": "1"}], "properties": [], "propertiesWithHistory": []}
+        codes = [raw(sb, "POST", "/crm/v3/objects/tasks/batch/read", json=body).status_code for _ in range(6)]
+        assert 429 not in codes
+        answer = raw(sb, "POST", "/crm/v3/objects/tasks/batch/read", json=body)
+        assert "X-HubSpot-RateLimit-Secondly" not in answer.headers
+        assert int(answer.headers["X-HubSpot-RateLimit-Remaining"]) == int(answer.headers["X-HubSpot-RateLimit-Max"]) - 7
+        assert sb.stats.count("tasks.batch_read", 207) == 7
