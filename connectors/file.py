@@ -143,11 +143,12 @@ class FileConnector(Connector):
                 })
         return [WriteResult(task.key, True, remote_id=task.key) for task in tasks]
 
-    def find_task(self, key: str) -> str | None:
+    def find_tasks(self, keys: Sequence[str]) -> dict[str, str]:
         if not self.tasks_path.exists():
-            return None
+            return {}
+        wanted = set(keys)
         with open(self.tasks_path, newline="", encoding="utf-8") as handle:
-            return next((row["key"] for row in csv.DictReader(handle) if row["key"] == key), None)
+            return {row["key"]: row["key"] for row in csv.DictReader(handle) if row["key"] in wanted}
 
     @property
     def tasks_path(self) -> Path:

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -31,12 +32,14 @@ from hubspot.crm.objects import (
     AssociationSpec,
     BatchInputSimplePublicObjectBatchInput,
     BatchInputSimplePublicObjectBatchInputForCreate,
+    BatchReadInputSimplePublicObjectId,
     Filter,
     FilterGroup,
     PublicAssociationsForObject,
     PublicObjectId,
     PublicObjectSearchRequest,
     SimplePublicObjectBatchInput,
+    SimplePublicObjectId,
     SimplePublicObjectInputForCreate,
 )
 from hubspot.crm.properties import OptionInput, PropertyCreate, PropertyGroupCreate, PropertyUpdate
@@ -56,7 +59,7 @@ from leadpulse.core.contract import (
     TaskRequest,
     WriteResult,
 )
-from leadpulse.core.errors import ConnectorError, QuotaExhausted, SchemaError
+from leadpulse.core.errors import ConnectorError, OutcomeUnknown, QuotaExhausted, SchemaError
 from leadpulse.core.model import Activity, ActivityKind, Contact, ContactKind, Outcome
 
 PAGE_SIZE = 100
@@ -64,6 +67,10 @@ SEARCH_PER_SECOND = 4  # the docs say four or five a second; the stricter figure
 CALLS_PER_10S = {"free": 100, "starter": 100, "professional": 190, "enterprise": 190}
 CAPACITY_PACK_CALLS_PER_10S = 250
 TASK_TO_CONTACT = 204
+#: the task property holding each task's idempotency key (as `task_token` spells it), unique across tasks
+TASK_KEY = "leadpulse_task_key"
+#: CONTAINS_TOKEN filters one search may OR together (five filter groups)
+TOKENS_PER_SEARCH = 5
 PROPERTY_GROUP = "leadpulse"
 #: search results by id, ascending: the keyset paging of incremental pulls rests on it. HubSpot documents a sort as
 #: this object (the SDK's model types it as a string, a form reported as not applied); the SDK sends it as given.
@@ -76,6 +83,7 @@ SCHEMA_ADVICE = ("nothing is written until HubSpot takes it: fix what HubSpot na
                  "in the tenant file's bands and grades), then run again")
 
 T = TypeVar("T")
+log = logging.getLogger("leadpulse.hubspot")
 
 CONTACT_PROPERTIES = (
     "email", "firstname", "lastname", "hubspot_owner_id", "lifecyclestage", "hs_lead_status",
@@ -215,6 +223,8 @@ class HubSpotConnector(Connector):
         self.caller = ApiCaller(context.tenant, classify, self.budget, context.stats,
                                 allowance=context.call_allowance)
         self.daily_remaining: int | None = None
+        #: whether tasks carry their keys in `TASK_KEY` (None until `ensure_properties` found out)
+        self._keyed: bool | None = None
         self._timeout = (min(5.0, settings.timeout_seconds), settings.timeout_seconds)
         self._fields = {**DEFAULT_FIELDS, **context.field_map}
         self._specs = self._stream_specs()
@@ -417,20 +427,44 @@ class HubSpotConnector(Connector):
     # -- push -----------------------------------------------------------------------------------------------
 
     def ensure_properties(self, specs: Sequence[PropertySpec]) -> None:
-        groups = self._json("the contact property groups",
-                            lambda **kw: self._groups.get_all("contacts", **kw)).get("results", [])
-        if PROPERTY_GROUP not in {g.get("name") for g in groups}:
-            group = PropertyGroupCreate(name=PROPERTY_GROUP, label="leadpulse", display_order=-1)
-            self._create_schema(f"property group {PROPERTY_GROUP!r}",
-                                lambda **kw: self._groups.create("contacts", group, **kw))
-        existing = {p.get("name"): p for p in self._json("the contact properties",
-                                                         lambda **kw: self._props.get_all("contacts", **kw))
-                    .get("results", [])}
+        existing = self._properties_of("contacts")
         for spec in specs:
             if spec.name not in existing:
                 self._create_property(spec)
             else:
                 self._add_options(spec, existing[spec.name])
+        self._ensure_task_key()
+
+    def _properties_of(self, object_type: str) -> dict[str, dict[str, Any]]:
+        """The object type's properties by name, its leadpulse property group made first if it has none."""
+        groups = self._json(f"the {object_type} property groups",
+                            lambda **kw: self._groups.get_all(object_type, **kw)).get("results", [])
+        if PROPERTY_GROUP not in {g.get("name") for g in groups}:
+            group = PropertyGroupCreate(name=PROPERTY_GROUP, label="leadpulse", display_order=-1)
+            self._create_schema(f"{object_type} property group {PROPERTY_GROUP!r}",
+                                lambda **kw: self._groups.create(object_type, group, **kw))
+        found = self._json(f"the {object_type} properties", lambda **kw: self._props.get_all(object_type, **kw))
+        return {p.get("name"): p for p in found.get("results", [])}
+
+    def _ensure_task_key(self) -> None:
+        """Give tasks a property whose values HubSpot keeps unique (`TASK_KEY`), holding each task's key: looking
+        tasks up by it reads the records themselves (no search lag, one call per 100 keys), and HubSpot refuses a
+        second task with the same key. A portal that refuses the property leaves the keys in the task bodies
+        alone, where a search finds them, five a call and only once indexed."""
+        create = PropertyCreate(name=TASK_KEY, label="leadpulse task key", type="string", field_type="text",
+                                group_name=PROPERTY_GROUP, has_unique_value=True,
+                                description="Set by leadpulse: the follow-up's idempotency key. Do not edit.")
+        try:
+            prop = self._properties_of("tasks").get(TASK_KEY)
+            if prop is None:
+                self._schema_call(f"task property {TASK_KEY!r}",
+                                  lambda **kw: self._props.create("tasks", create, **kw))
+        except SchemaError as exc:
+            log.info("HubSpot refused a unique task property (%s); tasks are looked up by searching their bodies",
+                     exc)
+            self._keyed = False
+            return
+        self._keyed = prop is None or bool(prop.get("hasUniqueValue"))
 
     def _create_property(self, spec: PropertySpec) -> None:
         field_type = {"number": "number", "enumeration": "select"}.get(spec.type, "text")
@@ -504,7 +538,12 @@ class HubSpotConnector(Connector):
         return self._in_halves(items[:half], send, key) + self._in_halves(items[half:], send, key)
 
     def create_tasks(self, tasks: Sequence[TaskRequest]) -> list[WriteResult]:
-        return self._in_halves(tasks, self._create_task_batch, key=lambda t: t.key)
+        try:
+            results = self._in_halves(tasks, self._create_task_batch, key=lambda t: t.key)
+        except OutcomeUnknown as exc:  # a 5xx or a lost answer: looked up before anything is sent again
+            return [WriteResult(t.key, ok=False, error=str(exc), outcome_unknown=True) for t in tasks]
+        # HubSpot refuses a task whose key another task holds (`TASK_KEY` is unique): it is there, so it is found
+        return [replace(r, outcome_unknown=True) if not r.ok and TASK_KEY in (r.error or "") else r for r in results]
 
     def _create_task_batch(self, tasks: Sequence[TaskRequest]) -> list[WriteResult]:
         batch = BatchInputSimplePublicObjectBatchInputForCreate(inputs=[self._task_input(t) for t in tasks])
@@ -520,8 +559,7 @@ class HubSpotConnector(Connector):
             for t in tasks
         ]
 
-    @staticmethod
-    def _task_input(task: TaskRequest) -> SimplePublicObjectInputForCreate:
+    def _task_input(self, task: TaskRequest) -> SimplePublicObjectInputForCreate:
         properties = {
             "hs_task_subject": task.subject,
             "hs_task_body": f"{task.body}\n\nleadpulse: {task_token(task.key)}",
@@ -530,6 +568,8 @@ class HubSpotConnector(Connector):
             "hs_task_type": "TODO",
             "hs_timestamp": str(_ms(task.due_at)),
         }
+        if self._keyed:
+            properties[TASK_KEY] = task_token(task.key)
         if task.owner_id:
             properties["hubspot_owner_id"] = task.owner_id
         link = PublicAssociationsForObject(
@@ -538,21 +578,44 @@ class HubSpotConnector(Connector):
         return SimplePublicObjectInputForCreate(properties=properties, associations=[link])
 
     def lookup_lag(self) -> timedelta:
-        # the search's lag behind writes, which the pull's look-back also covers
-        return timedelta(seconds=self.settings.lookback_seconds)
+        # keyed tasks are read themselves; a search trails the writes by as much as the pull's look-back covers
+        return timedelta(0) if self._keyed else timedelta(seconds=self.settings.lookback_seconds)
 
-    def find_task(self, key: str) -> str | None:
-        token = task_token(key)
-        request = PublicObjectSearchRequest(
-            filter_groups=[FilterGroup(filters=[Filter(property_name="hs_task_body", operator="CONTAINS_TOKEN",
-                                                       value=token)])],
-            properties=["hs_task_body"], limit=10)
-        data = self._json(f"the search for task {key!r}", lambda **kw: self._search.do_search("tasks", request, **kw),
-                          scope="search")
-        for row in data.get("results", []):
-            if token in (row.get("properties", {}).get("hs_task_body") or ""):
-                return str(row["id"])
-        return None
+    def find_tasks(self, keys: Sequence[str]) -> dict[str, str]:
+        """One batch read by `TASK_KEY` per 100 keys; without it, one search per five keys."""
+        tokens = {task_token(key): key for key in keys}
+        found: dict[str, str] = {}
+        if self._keyed:
+            for chunk in _chunked(list(tokens), self.task_batch_size):
+                request = BatchReadInputSimplePublicObjectId(
+                    id_property=TASK_KEY, inputs=[SimplePublicObjectId(id=token) for token in chunk],
+                    properties=[TASK_KEY], properties_with_history=[])
+                data = self._json("the look-up of tasks by key",
+                                  lambda request=request, **kw: self._batch.read("tasks", request, **kw))
+                for row in data.get("results", []):
+                    token = (row.get("properties") or {}).get(TASK_KEY)
+                    if token in tokens:
+                        found[tokens[token]] = str(row["id"])
+            return found
+        for chunk in _chunked(list(tokens), TOKENS_PER_SEARCH):
+            request = PublicObjectSearchRequest(
+                filter_groups=[FilterGroup(filters=[Filter(property_name="hs_task_body", operator="CONTAINS_TOKEN",
+                                                           value=token)]) for token in chunk],
+                properties=["hs_task_body"], limit=100)
+            data = self._json("the search for tasks by key",
+                              lambda request=request, **kw: self._search.do_search("tasks", request, **kw),
+                              scope="search")
+            for row in data.get("results", []):
+                body = (row.get("properties") or {}).get("hs_task_body") or ""
+                for token in chunk:
+                    if token in body:
+                        found[tokens[token]] = str(row["id"])
+        return found
+
+
+def _chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def wire_value(value: Any) -> str:

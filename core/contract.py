@@ -100,7 +100,7 @@ class WriteResult:
     """What became of one write or task: `remote_id` on success, else the CRM's reason.
 
     `outcome_unknown` marks a failed result the CRM neither confirmed nor refused: a task so marked may exist, and
-    is looked up by its idempotency key (`Connector.find_task`) before it is ever sent again.
+    is looked up by its idempotency key (`Connector.find_tasks`) before it is ever sent again.
     """
 
     key: str
@@ -226,7 +226,9 @@ class Connector(abc.ABC):
 
     @abc.abstractmethod
     def ensure_properties(self, specs: Sequence[PropertySpec]) -> None:
-        """Make sure every property in `specs` exists, creating the missing ones where the CRM allows it.
+        """Make sure every property in `specs` exists, creating the missing ones where the CRM allows it, and
+        whatever else writes and tasks need (HubSpot: a task property holding each task's key). Called before
+        anything is pushed.
 
         :raises SchemaError: naming every missing property by its exact API name if they cannot be created.
         """
@@ -247,11 +249,17 @@ class Connector(abc.ABC):
         """
 
     @abc.abstractmethod
-    def find_task(self, key: str) -> str | None:
-        """The CRM id of a task whose body carries idempotency key `key`, or None: settles an unknown outcome."""
+    def find_tasks(self, keys: Sequence[str]) -> Mapping[str, str]:
+        """The CRM ids of the tasks among idempotency `keys` (at most `task_batch_size`) the CRM already holds, by
+        key, in as few calls as the CRM allows (one where it can). Every batch of tasks is looked up before it is
+        created, so a task the store forgot (restored from an older copy) is not made twice, and an unknown
+        outcome is settled in the same run.
+
+        :raises TransientError: if retries run out.
+        """
 
     def lookup_lag(self) -> timedelta:
-        """How long after a task is created `find_task` may still miss it (a CRM search indexes writes late): a task
+        """How long after a task is created `find_tasks` may still miss it (a CRM search indexes writes late): a task
         handed over more recently and not found is looked up again later, not created again."""
         return timedelta(0)
 

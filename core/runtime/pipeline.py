@@ -208,10 +208,11 @@ def push(
     stop: threading.Event | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> None:
-    """Send the outbox: settle tasks whose outcome is unknown, make sure properties exist, then drain."""
-    settle_unknown_tasks(connector, store, run)
-    if store.outbox.pending_writes(1, run.id):
+    """Send the outbox: make sure properties exist, settle tasks whose outcome is unknown, then drain."""
+    outbox = store.outbox
+    if outbox.pending_writes(1, run.id) or outbox.pending_tasks(1, run.id) or outbox.sending_tasks():
         connector.ensure_properties(tenant.property_specs())
+    settle_unknown_tasks(connector, store, run)
     progress.step("push writes")
     written, refused = drain(
         lambda n: store.outbox.pending_writes(n, run.id), connector.write_properties, connector.write_batch_size,
@@ -221,7 +222,7 @@ def push(
     progress.step("push tasks")
     tasks, refused = drain(
         lambda n: with_known_owners(store.outbox.pending_tasks(n, run.id), store.crm_fact(OWNERS)),
-        connector.create_tasks, connector.task_batch_size,
+        lambda tasks: create_missing_tasks(connector, tasks), connector.task_batch_size,
         store, run, stop, mark_sending=True, progress=progress,
     )
     run.count(RunCounts(tasks=tasks, refused=refused))
@@ -233,19 +234,43 @@ def settle_unknown_tasks(connector: Connector, store: Store, run: Run) -> None:
     One handed over within the connector's `lookup_lag` of this run and not found stays unsettled: the CRM may not
     show it yet, so it is looked up again by a later run rather than created a second time.
     """
-    found, missing = [], []
+    found: list[WriteResult] = []
+    missing: list[str] = []
     settled_before = run.started_at - connector.lookup_lag()
-    for task in store.outbox.sending_tasks():
-        remote_id = connector.find_task(task.key)
-        if remote_id:
-            found.append(WriteResult(task.key, True, remote_id=remote_id))
-        elif _handed_over_before(store, task.key, settled_before):
-            missing.append(task.key)
-        else:
-            log.info("task %s is not in the CRM yet; handed over moments ago, it is looked up again next run", task.key)
+    sending = [task.key for task in store.outbox.sending_tasks()]
+    for start in range(0, len(sending), connector.task_batch_size):
+        keys = sending[start:start + connector.task_batch_size]
+        held = connector.find_tasks(keys)
+        for key in keys:
+            if key in held:
+                found.append(WriteResult(key, True, remote_id=held[key]))
+            elif _handed_over_before(store, key, settled_before):
+                missing.append(key)
+            else:
+                log.info("task %s is not in the CRM yet; handed over moments ago, it is looked up again next run", key)
     with store.transaction():
         store.outbox.settle(found, run.id)
         store.outbox.release(missing)
+
+
+def create_missing_tasks(connector: Connector, tasks: Sequence[TaskRequest]) -> list[WriteResult]:
+    """Create the tasks the CRM does not hold yet, one result each.
+
+    The batch's keys are looked up first, so a task whose creation the store forgot (a store restored from an older
+    copy) is found, not made twice; an answer lost while creating is settled by a second look-up at once, and what
+    that does not find stays unknown, to be looked up again by the next run.
+    """
+    held = connector.find_tasks([task.key for task in tasks])
+    results = {key: WriteResult(key, True, remote_id=remote_id) for key, remote_id in held.items()}
+    fresh = [task for task in tasks if task.key not in held]
+    if fresh:
+        created = complete([task.key for task in fresh], connector.create_tasks(fresh))
+        unknown = [result.key for result in created if result.outcome_unknown]
+        settled = connector.find_tasks(unknown) if unknown else {}
+        for result in created:
+            found = settled.get(result.key)
+            results[result.key] = WriteResult(result.key, True, remote_id=found) if found else result
+    return [results[task.key] for task in tasks]
 
 
 def _handed_over_before(store: Store, key: str, moment: datetime) -> bool:

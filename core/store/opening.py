@@ -26,8 +26,8 @@ _NOT_WRITABLE = {sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CA
 _BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 #: what a lost store costs, said wherever moving one aside is offered
 _AFRESH = (
-    "restore it from a backup; only if there is none, move it aside and run `leadpulse sync --full`, knowing that "
-    "follow-up tasks already created in the CRM may be created again"
+    "restore it from a backup, or move it aside and run `leadpulse sync --full` to rebuild it from the CRM (follow-up "
+    "tasks the CRM already holds are found by their keys and not created again)"
 )
 
 

@@ -445,8 +445,9 @@ def test_validate_refuses_a_tenant_file_that_is_not_utf8_without_a_traceback(env
 def damage(store_path: Path, table: str = "contacts") -> None:
     """Overwrite the head of `table`'s root page, as a bad disk sector would."""
     import sqlite3
+    from contextlib import closing
 
-    with sqlite3.connect(store_path) as db:
+    with closing(sqlite3.connect(store_path)) as db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         [(root,)] = db.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)).fetchall()
         [(size,)] = db.execute("PRAGMA page_size").fetchall()

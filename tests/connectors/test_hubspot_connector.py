@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from leadpulse.connectors.budget import Window
-from leadpulse.connectors.hubspot import HubSpotConnector, task_token
+from leadpulse.connectors.hubspot import TASK_KEY, HubSpotConnector, task_token
 from leadpulse.connectors.paging import load_cursor
 from leadpulse.connectors.settings import HubSpotSettings
 from leadpulse.core.clock import ScaledClock
 from leadpulse.core.contract import ConnectorContext, PropertySpec, PropertyWrite, TaskPriority, TaskRequest
-from leadpulse.core.errors import AuthError, ConnectorError, OutcomeUnknown, SchemaError
+from leadpulse.core.errors import AuthError, ConnectorError, SchemaError
 from leadpulse.core.model import ActivityKind, ContactKind
 
 
@@ -165,8 +165,9 @@ def test_missing_properties_and_their_group_are_created_once(hubspot_sandbox):
     connector = connect(hubspot_sandbox)
     connector.ensure_properties(SPECS)
     connector.ensure_properties(SPECS)
-    assert hubspot_sandbox.stats.count("properties.create") == 2
-    assert hubspot_sandbox.stats.count("groups.create") == 1
+    # the two contact properties and the task key, in a leadpulse group on contacts and one on tasks
+    assert hubspot_sandbox.stats.count("properties.create") == 3
+    assert hubspot_sandbox.stats.count("groups.create") == 2
 
 
 def band_options(sb) -> list[str]:
@@ -226,8 +227,8 @@ def test_tasks_are_created_on_the_contact_and_found_again_by_their_key(hubspot_s
     connector = connect(hubspot_sandbox)
     results = connector.create_tasks([task("lp-acme-6-band-hot-1"), task("lp-acme-7-band-hot-1", "7")])
     assert all(r.ok and r.remote_id for r in results)
-    assert connector.find_task("lp-acme-6-band-hot-1") == results[0].remote_id
-    assert connector.find_task("lp-acme-6-band-hot-2") is None
+    assert connector.find_tasks(["lp-acme-6-band-hot-1", "lp-acme-6-band-hot-2"]) == {
+        "lp-acme-6-band-hot-1": results[0].remote_id}
     created = hubspot_sandbox.crm.tasks()
     assert len(created) == 2
     assert any(task_token("lp-acme-7-band-hot-1") in str(t.attributes) for t in created)
@@ -251,13 +252,13 @@ def test_a_task_the_answer_does_not_confirm_comes_back_with_its_outcome_unknown(
     assert not result.ok and result.outcome_unknown and "looked up by its key" in result.error
 
 
-def test_a_task_create_that_lost_its_answer_is_not_repeated(hubspot_sandbox):
+def test_a_task_create_that_lost_its_answer_is_not_repeated_and_comes_back_unknown(hubspot_sandbox):
     connector = connect(hubspot_sandbox)
     hubspot_sandbox.faults.drop_next("tasks.batch_create", applied=True)
-    with pytest.raises(OutcomeUnknown):
-        connector.create_tasks([task("lp-acme-6-band-hot-1")])
-    assert len(hubspot_sandbox.crm.tasks()) == 1
-    assert connector.find_task("lp-acme-6-band-hot-1")
+    [result] = connector.create_tasks([task("lp-acme-6-band-hot-1")])
+    assert not result.ok and result.outcome_unknown
+    assert len(hubspot_sandbox.crm.tasks()) == 1 and hubspot_sandbox.stats.count("tasks.batch_create") == 1
+    assert connector.find_tasks(["lp-acme-6-band-hot-1"])
 
 
 # failures and limits -------------------------------------------------------------------------------------
@@ -268,7 +269,7 @@ def test_a_property_group_create_that_lost_its_answer_counts_as_created(hubspot_
     connector = connect(hubspot_sandbox, clock=ScaledClock(1000))
     connector.ensure_properties(SPECS)
     assert hubspot_sandbox.stats.count("groups.create", 409) == 1
-    assert hubspot_sandbox.stats.count("properties.create") == 2
+    assert hubspot_sandbox.stats.count("properties.create") == 3  # the two contact properties and the task key
 
 
 def test_a_refused_property_group_create_is_a_schema_error_naming_the_tenant_and_the_group(hubspot_sandbox):
@@ -283,7 +284,7 @@ def test_a_refused_property_group_create_is_a_schema_error_naming_the_tenant_and
 @pytest.mark.parametrize(("route", "call"), [
     ("owners.list", lambda connector: connector.owners()),
     ("contacts.list", lambda connector: list(connector.pull("contacts", None, started_at=now()))),
-    ("tasks.search", lambda connector: connector.find_task("lp-acme-6-band-hot-1")),
+    ("tasks.search", lambda connector: connector.find_tasks(["lp-acme-6-band-hot-1"])),
 ])
 def test_a_refused_read_ends_with_a_connector_error_naming_the_tenant_and_what_to_do(hubspot_sandbox, route, call):
     hubspot_sandbox.faults.fail_next(route, 404)
@@ -359,3 +360,47 @@ def test_each_crm_account_gets_its_own_budget(hubspot_sandbox):
     other = HubSpotConnector(ConnectorContext(
         "beta", HubSpotSettings(base_url=hubspot_sandbox.base_url), {"access_token": "another-app-token"}, clock=clock))
     assert other.budget is not first.budget
+
+
+# the task key -------------------------------------------------------------------------------------------------
+
+
+def keyed_tasks(n: int) -> list[TaskRequest]:
+    return [task(f"lp-acme-{i + 1}-band-hot-1", str(i + 1)) for i in range(n)]
+
+
+def test_tasks_carry_their_key_in_a_unique_property_and_are_looked_up_one_batch_read_per_hundred(hubspot_sandbox):
+    connector = connect(hubspot_sandbox)
+    connector.ensure_properties(SPECS)
+    prop = hubspot_sandbox.vendor.catalogue.properties["tasks"][TASK_KEY]
+    assert prop["hasUniqueValue"] is True
+    created = connector.create_tasks(keyed_tasks(120)[:100]) + connector.create_tasks(keyed_tasks(120)[100:])
+    assert all(r.ok for r in created)
+    keys = [t.key for t in keyed_tasks(120)] + ["lp-acme-1-band-hot-2"]
+    before = hubspot_sandbox.stats.count("tasks.batch_read")
+    found = connector.find_tasks(keys[:100]) | connector.find_tasks(keys[100:])
+    assert found == {r.key: r.remote_id for r in created}
+    assert hubspot_sandbox.stats.count("tasks.batch_read") - before == 2
+    assert hubspot_sandbox.stats.count("tasks.search") == 0
+    assert connector.lookup_lag() == timedelta(0)  # a read of the records themselves: no search lag
+
+
+def test_a_second_task_with_a_key_hubspot_holds_is_refused_and_comes_back_unknown_to_be_looked_up(hubspot_sandbox):
+    connector = connect(hubspot_sandbox)
+    connector.ensure_properties(SPECS)
+    [first] = connector.create_tasks([task("lp-acme-6-band-hot-1")])
+    [again] = connector.create_tasks([task("lp-acme-6-band-hot-1")])
+    assert first.ok and not again.ok and again.outcome_unknown
+    assert len(hubspot_sandbox.crm.tasks()) == 1
+
+
+def test_a_portal_refusing_unique_task_properties_has_its_tasks_looked_up_by_search_five_keys_a_call(hubspot_sandbox):
+    hubspot_sandbox.vendor.unique_value_objects = frozenset()
+    connector = connect(hubspot_sandbox)
+    connector.ensure_properties(SPECS)
+    assert TASK_KEY not in hubspot_sandbox.vendor.catalogue.properties["tasks"]
+    created = connector.create_tasks(keyed_tasks(12))
+    found = connector.find_tasks([t.key for t in keyed_tasks(12)])
+    assert found == {r.key: r.remote_id for r in created}
+    assert hubspot_sandbox.stats.count("tasks.search") == 3  # 12 keys, five a search
+    assert connector.lookup_lag() == timedelta(seconds=0)  # the lookback of `connect`, which tests set to 0
