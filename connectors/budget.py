@@ -10,6 +10,9 @@ windows as the CRM does.
 A slot is held from the moment a call is sent until the window has passed since its answer came back. The
 server counts a call when it arrives, which is after it was sent and before it was answered, so measuring from
 the answer is always on the safe side of the server's own window, whatever the latency.
+
+A process knows only its own calls; `recall` tells a fresh budget those of the process before it (killed
+mid-run, say), as the tenant's `CallJournal` kept them, so a rerun does not find the window already spent.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import deque
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from leadpulse.core.clock import Clock, SystemClock
+from leadpulse.core.contract import JournaledCall
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +65,33 @@ class RateBudget:
         self._slots = [_Slots(w) for w in windows]
         self._lock = threading.Condition()
         self._paused_until = float("-inf")
+        #: no call made or recalled yet: what another process made may still be told (`recall`)
+        self._fresh = True
 
     @property
     def windows(self) -> list[Window]:
         return [s.window for s in self._slots]
+
+    def longest(self, scope: str = "default") -> float:
+        """The longest window that counts `scope`: the most a wait for room can take."""
+        return max((s.window.seconds for s in self._matching(scope)), default=0.0)
+
+    def recall(self, calls: Iterable[JournaledCall]) -> None:
+        """Count `calls`, made by another process, in the windows they still weigh on, as if answered when they
+        were (a call with no answer noted, now). Only a budget that has neither made nor recalled a call listens:
+        one that has knows its process's calls already."""
+        with self._lock:
+            if not self._fresh:
+                return
+            self._fresh = False
+            now = self.clock.monotonic()
+            for call in calls:
+                done = now - max(0.0, self.clock.since(call.answered_at)) if call.answered_at else now
+                for s in self._matching(call.scope):
+                    if done + s.window.seconds > now:
+                        s.done.append(done)
+            for s in self._slots:
+                s.done = deque(sorted(s.done))
 
     def _matching(self, scope: str) -> list[_Slots]:
         return [s for s in self._slots if s.window.scope in ("*", scope)]
@@ -81,6 +108,7 @@ class RateBudget:
 
     def _acquire(self, slots: list[_Slots]) -> None:
         with self._lock:
+            self._fresh = False
             while True:
                 now = self.clock.monotonic()
                 wait = max([self._paused_until - now, *(s.wait_needed(now) for s in slots)])

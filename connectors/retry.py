@@ -3,13 +3,17 @@
 ``classify(exc) -> Failure`` is the single per-connector function that decides whether a failure is worth
 retrying (429, 5xx, dropped connection, timeout), ends the tenant's run (401 after a refresh, daily allowance),
 or belongs to the record (other 4xx). `call` runs one API call inside the tenant's `RateBudget` and retries
-with tenacity: Retry-After first, else exponential backoff with jitter, all on the injected clock.
+with tenacity: Retry-After first, else exponential backoff with jitter, never longer than the longest rate window
+the call counts against (a 429 that names no wait has waited out the CRM's window by then), all on the injected
+clock. Every call is noted in the run's `CallJournal` as it is sent and answered, and a fresh budget is told the
+calls the journal kept of the last minutes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from enum import Enum
 from typing import TypeVar
 
@@ -46,6 +50,10 @@ class RetrySettings:
     jitter: float = 0.5
 
 
+#: how far back a fresh budget is told of calls another process made: longer than any CRM's burst window
+RECALL = timedelta(minutes=10)
+
+
 class _Retriable(Exception):
     def __init__(self, failure: Failure, cause: Exception) -> None:
         super().__init__(failure.message)
@@ -64,6 +72,10 @@ class ApiCaller:
     settings: RetrySettings = RetrySettings()
     #: calls this run may make in all (see `ConnectorContext.call_allowance`); None: no limit of the tenant's own
     allowance: int | None = None
+
+    def __post_init__(self) -> None:
+        clock = self.budget.clock
+        self.budget.recall(self.stats.journal.since(clock.now() - RECALL))
 
     def call(
         self,
@@ -84,9 +96,10 @@ class ApiCaller:
         :raises TransientError: retries ran out.
         :raises Exception: the SDK's own exception, unchanged, when the failure is the record's.
         """
+        longest = self.budget.longest(scope) or self.settings.max_wait
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.settings.attempts),
-            wait=self._wait,
+            wait=lambda state: self._wait(state, min(self.settings.max_wait, longest)),
             retry=tenacity.retry_if_exception(lambda e: isinstance(e, _Retriable) and not e.failure.outcome_unknown),
             sleep=self.budget.clock.sleep,
             reraise=True,
@@ -111,9 +124,14 @@ class ApiCaller:
             raise QuotaExhausted(self.tenant, f"the tenant's daily_limit leaves {self.allowance} calls for this run "
                                  "and they are made; everything stored is kept, and a later run carries on as calls "
                                  "older than 24 hours stop counting")
+        journal, clock = self.stats.journal, self.budget.clock
         try:
             with self.budget.call(scope):
-                result = fn()
+                mark = journal.sent(scope, clock.now())
+                try:
+                    result = fn()
+                finally:
+                    journal.answered(mark, clock.now())
         except Exception as exc:  # classified below; nothing is swallowed
             failure = self.classify(exc)
             self._count(failure.status)
@@ -137,12 +155,12 @@ class ApiCaller:
             raise QuotaExhausted(self.tenant, failure.message) from exc
         raise exc
 
-    def _wait(self, state: tenacity.RetryCallState) -> float:
+    def _wait(self, state: tenacity.RetryCallState, longest: float) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _Retriable) and exc.failure.retry_after is not None:
             return exc.failure.retry_after
         backoff = tenacity.wait_exponential_jitter(
-            multiplier=self.settings.initial_wait, max=self.settings.max_wait, jitter=self.settings.jitter
+            multiplier=self.settings.initial_wait, max=longest, jitter=self.settings.jitter
         )
         return backoff(state)
 

@@ -17,6 +17,10 @@ class Clock(Protocol):
 
     def sleep(self, seconds: float) -> None: ...
 
+    def since(self, moment: datetime) -> float:
+        """Monotonic seconds since the wall-clock `moment`: how a process reads a time another process stored."""
+        ...
+
 
 class SystemClock:
     def now(self) -> datetime:
@@ -28,6 +32,9 @@ class SystemClock:
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             time.sleep(seconds)
+
+    def since(self, moment: datetime) -> float:
+        return (self.now() - moment).total_seconds()
 
 
 #: the wall clock, for defaults
@@ -58,6 +65,9 @@ class ScaledClock:
         if seconds > 0:
             time.sleep(seconds / self.scale)
 
+    def since(self, moment: datetime) -> float:
+        return (self.now() - moment).total_seconds() * self.scale
+
 
 class ManualClock:
     """A clock that moves only when told; `sleep` advances it at once. For tests."""
@@ -83,3 +93,6 @@ class ManualClock:
         self.slept.append(seconds)
         if seconds > 0:
             self.advance(seconds)
+
+    def since(self, moment: datetime) -> float:
+        return (self._now - moment).total_seconds()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NamedTuple, Protocol, TypeVar
 
 from pydantic import Field
 
@@ -114,16 +114,55 @@ def _unobserved(status: int) -> None:
     pass
 
 
+class JournaledCall(NamedTuple):
+    """One API call as a `CallJournal` kept it: when it was sent, and answered (None: no answer was recorded, the
+    process ended while it was in flight)."""
+
+    scope: str
+    sent_at: datetime
+    answered_at: datetime | None
+
+
+class CallJournal(Protocol):
+    """Where API calls are noted as they are sent and answered, so that a process started after another one was
+    killed knows the part of the CRM's rate window that one spent (the tenant's store keeps them)."""
+
+    def sent(self, scope: str, at: datetime) -> int:
+        """Note a call sent; the mark returned is handed to `answered`."""
+        ...
+
+    def answered(self, mark: int, at: datetime) -> None: ...
+
+    def since(self, moment: datetime) -> Sequence[JournaledCall]:
+        """The calls sent at or after `moment`."""
+        ...
+
+
+class Unjournaled:
+    """A journal that keeps nothing: the budget then knows only the calls of its own process."""
+
+    def sent(self, scope: str, at: datetime) -> int:
+        return 0
+
+    def answered(self, mark: int, at: datetime) -> None:
+        pass
+
+    def since(self, moment: datetime) -> Sequence[JournaledCall]:
+        return ()
+
+
 @dataclass
 class CallStats:
     """API calls made by one connector in one run, by status code (0 for a dropped connection).
 
-    `observe` hears of every answer as it is counted (the runtime feeds its metrics from it).
+    `observe` hears of every answer as it is counted (the runtime feeds its metrics from it); `journal` keeps
+    each call's send and answer times beyond the process (see `CallJournal`).
     """
 
     by_status: Counter[int] = field(default_factory=Counter)
     rate_limited: int = 0
     observe: Callable[[int], None] = _unobserved
+    journal: CallJournal = field(default_factory=Unjournaled)
 
     @property
     def total(self) -> int:

@@ -27,7 +27,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from leadpulse.core.contract import CallStats
+from leadpulse.core.contract import CallJournal, CallStats, Unjournaled
 from leadpulse.core.runtime import logs
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -102,9 +102,10 @@ def record_call(crm: str, status: int, *, tenant: str | None = None) -> None:
         RATE_LIMITED.labels(tenant, crm).inc()
 
 
-def call_stats(crm: str, tenant: str) -> CallStats:
-    """A connector's call counts for one run of `tenant`, each answer also counted in the API-call metrics."""
-    return CallStats(observe=functools.partial(_record_call_of, crm, tenant))
+def call_stats(crm: str, tenant: str, journal: CallJournal | None = None) -> CallStats:
+    """A connector's call counts for one run of `tenant`, each answer also counted in the API-call metrics, each
+    call noted in `journal` when one is given."""
+    return CallStats(observe=functools.partial(_record_call_of, crm, tenant), journal=journal or Unjournaled())
 
 
 def _record_call_of(crm: str, tenant: str, status: int) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 from leadpulse.core.clock import SYSTEM_CLOCK, Clock
 from leadpulse.core.config.tenant import TenantConfig
 from leadpulse.core.contract import (
+    CallJournal,
     Connector,
     ConnectorContext,
     ConnectorFactory,
@@ -68,8 +69,9 @@ def sync_tenant(
     with Store.open(tenant.store_path(state_dir)) as store, store.lock(tenant.name):
         store.require_sound()  # before anything is pulled into it
         with recorded_run(store, tenant, clock, full=full, dry_run=dry_run) as run:
+            store.calls.forget_before(clock.now() - CALLS_KEPT)
             connector = open_connector(tenant, secrets, clock, call_allowance=daily_allowance(tenant, store, run),
-                                       connectors=connectors)
+                                       journal=store.calls, connectors=connectors)
             try:
                 with run.step("pull"):
                     pull(connector, store, run, full=full, stop=stop, progress=progress)
@@ -98,6 +100,9 @@ def beyond_tolerance(counts: RunCounts, tolerance: float) -> bool:
     read, sent = counts.pulled + counts.skipped, counts.written + counts.tasks + counts.refused
     return counts.skipped > tolerance * read or counts.refused > tolerance * sent
 
+
+#: how long the store keeps the API calls it noted (see `leadpulse.core.store.calls`)
+CALLS_KEPT = timedelta(hours=1)
 
 #: the names of the facts a CRM account tells about itself, kept in the store (see `Store.crm_fact`)
 STATUS_ORDER = "status_order"
@@ -159,10 +164,10 @@ def daily_allowance(tenant: TenantConfig, store: Store, run: Run) -> int | None:
 
 def open_connector(
     tenant: TenantConfig, secrets: Mapping[str, str], clock: Clock, *, call_allowance: int | None = None,
-    connectors: Callable[[str], ConnectorFactory] = connector_class,
+    journal: CallJournal | None = None, connectors: Callable[[str], ConnectorFactory] = connector_class,
 ) -> Connector:
     """The tenant's connector, found by its CRM kind with `connectors` (the entry points, by default); its API
-    calls are counted in the run's stats and the process's metrics."""
+    calls are counted in the run's stats and the process's metrics, and noted in `journal` (the store's)."""
     try:
         factory = connectors(tenant.crm.kind)
     except UnknownConnector as exc:
@@ -171,7 +176,7 @@ def open_connector(
                              "'leadpulse.connectors' entry points, or sync this tenant elsewhere") from None
     context = ConnectorContext(
         tenant=tenant.name, settings=tenant.crm.connection, secrets=secrets, field_map=dict(tenant.fields), clock=clock,
-        stats=metrics.call_stats(tenant.crm.kind, tenant.name), call_allowance=call_allowance,
+        stats=metrics.call_stats(tenant.crm.kind, tenant.name, journal), call_allowance=call_allowance,
     )
     return factory(context)
 

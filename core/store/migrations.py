@@ -101,7 +101,16 @@ RUN_ACCOUNTING = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (INITIAL, CRM_FACTS, DECIDED_UNDER, RUN_ACCOUNTING)
+API_CALLS = Migration(
+    "api_calls",
+    (
+        # The API calls of the last minutes, sent and answered (Unix seconds; answered NULL while in flight): a
+        # process started after another was killed knows the rate window that one spent.
+        "CREATE TABLE api_calls (id INTEGER PRIMARY KEY, scope TEXT NOT NULL, sent_at REAL NOT NULL, answered_at REAL)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (INITIAL, CRM_FACTS, DECIDED_UNDER, RUN_ACCOUNTING, API_CALLS)
 
 
 def applied(db: sqlite_utils.Database) -> list[str]:

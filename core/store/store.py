@@ -2,8 +2,8 @@
 
 It holds what was pulled (contacts, activities, outcomes, skipped records, one cursor per stream), what was
 computed (current scores with each rule's contribution, and a history of score, band and status changes),
-what is owed to the CRM (the outbox, see `leadpulse.core.store.outbox`) and one row per run (see
-`leadpulse.core.store.runs`).
+what is owed to the CRM (the outbox, see `leadpulse.core.store.outbox`), one row per run (see
+`leadpulse.core.store.runs`) and the API calls of the last minutes (see `leadpulse.core.store.calls`).
 
 Pages are applied in one transaction each, cursor included, so a cursor never runs ahead of the data it
 covers. Reading for a rescore streams contacts in id order, a chunk at a time, with their activities, so a
@@ -32,6 +32,7 @@ import sqlite_utils
 from leadpulse.core.contract import Page, SkippedRecord
 from leadpulse.core.errors import RunLocked, StoreError
 from leadpulse.core.model import Activity, ActivityKind, Contact, ContactKind, utc
+from leadpulse.core.store.calls import CallLog
 from leadpulse.core.store.opening import connect, create, damaged, is_damage, open_failure, refuse_foreign
 from leadpulse.core.store.outbox import Outbox
 from leadpulse.core.store.runs import RunCounts, RunOutcome, RunRecord
@@ -327,6 +328,7 @@ class Store:
         self.db = db
         self.path = path
         self.outbox = Outbox(db)
+        self.calls = CallLog(db)
 
     @classmethod
     def open(cls, path: Path | str) -> Store:

@@ -1,4 +1,4 @@
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from support import metric
@@ -6,7 +6,7 @@ from support import metric
 from leadpulse.connectors.budget import RateBudget, Window
 from leadpulse.connectors.retry import ApiCaller, Failure, FailureKind, RetrySettings, retry_after_seconds
 from leadpulse.core.clock import ManualClock
-from leadpulse.core.contract import CallStats
+from leadpulse.core.contract import CallStats, JournaledCall
 from leadpulse.core.errors import AuthError, QuotaExhausted, TransientError
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -126,6 +126,92 @@ def test_caller_hands_a_record_error_back_unchanged_without_retrying():
     with pytest.raises(Boom):
         caller.call(failing(Boom(400)))
     assert caller.stats.total == 1
+
+
+def test_seven_429s_without_retry_after_wait_on_the_scale_of_the_window_not_of_minutes():
+    caller = make_caller(attempts=8)
+    assert caller.call(failing(*[Boom(429)] * 7)) == "ok"
+    waits = caller.budget.clock.slept
+    assert len(waits) == 7
+    assert max(waits) <= 10  # the longest window the call counts against
+    assert sum(waits) < 40  # 0.5, 1, 2, 4, 8, 10, 10 and jitter; uncapped backoff waited 61 s or more
+
+
+def test_a_scope_with_only_a_short_window_backs_off_no_longer_than_it():
+    caller = ApiCaller("acme", classify, make_budget(Window(5, 2, scope="burst")), CallStats(), RetrySettings())
+    caller.call(failing(*[Boom(503)] * 6), scope="burst")
+    assert max(caller.budget.clock.slept) <= 2
+
+
+class Journal:
+    """A `CallJournal` in memory, standing for the store another process left behind."""
+
+    def __init__(self, calls=()):
+        self.calls = list(calls)
+        self.noted = []
+
+    def sent(self, scope, at):
+        self.noted.append([scope, at, None])
+        return len(self.noted) - 1
+
+    def answered(self, mark, at):
+        self.noted[mark][2] = at
+
+    def since(self, moment):
+        return [call for call in self.calls if call.sent_at >= moment]
+
+
+def answered_ago(seconds, scope="default"):
+    at = T0 - timedelta(seconds=seconds)
+    return JournaledCall(scope, at - timedelta(seconds=0.2), at)
+
+
+def test_a_fresh_budget_counts_the_calls_another_process_made_in_the_window():
+    journal = Journal([answered_ago(3)] * 2 + [answered_ago(30)])
+    caller = ApiCaller("acme", classify, make_budget(Window(2, 10)), CallStats(journal=journal), RetrySettings())
+    caller.call(failing())
+    assert caller.budget.clock.slept == [7]  # until the calls answered 3 s ago leave the 10 s window
+
+
+def test_a_call_killed_in_flight_counts_as_answered_when_the_next_process_starts():
+    journal = Journal([JournaledCall("default", T0 - timedelta(seconds=1), None)])
+    caller = ApiCaller("acme", classify, make_budget(Window(1, 10)), CallStats(journal=journal), RetrySettings())
+    caller.call(failing())
+    assert caller.budget.clock.slept == [10]
+
+
+def test_recalled_calls_weigh_only_on_the_windows_of_their_scope():
+    journal = Journal([answered_ago(0.5, "search")] * 4)
+    budget = make_budget(Window(100, 10), Window(4, 1, scope="search"))
+    caller = ApiCaller("acme", classify, budget, CallStats(journal=journal), RetrySettings())
+    caller.call(failing())
+    assert budget.clock.slept == []
+    caller.call(failing(), scope="search")
+    assert budget.clock.slept == [0.5]
+
+
+def test_a_budget_already_in_use_is_not_told_its_own_calls_again():
+    budget = make_budget(Window(2, 10))
+    first = ApiCaller("acme", classify, budget, CallStats(journal=Journal()), RetrySettings())
+    first.call(failing())
+    ApiCaller("acme", classify, budget, CallStats(journal=Journal([answered_ago(0)] * 2)), RetrySettings())
+    with budget.call():
+        pass
+    assert budget.clock.slept == []
+
+
+def test_each_call_is_noted_in_the_journal_when_sent_and_when_answered():
+    journal = Journal()
+    caller = ApiCaller("acme", classify, make_budget(Window(100, 10)), CallStats(journal=journal), RetrySettings())
+
+    def slow():
+        caller.budget.clock.advance(2)
+        return "ok"
+
+    caller.call(slow, scope="search")
+    caller.call(failing(Boom(503)))
+    assert [(scope, (answered - sent).total_seconds()) for scope, sent, answered in journal.noted] == [
+        ("search", 2), ("default", 0), ("default", 0)]
 
 
 def test_retry_after_reads_numeric_header_only():

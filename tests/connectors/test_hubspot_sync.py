@@ -11,6 +11,7 @@ import pytest
 import yaml
 from support import DEMO_TENANT
 
+from leadpulse.connectors import budget
 from leadpulse.connectors.hubspot import HubSpotConnector, task_token, wire_value
 from leadpulse.core.cli.demo import TOKEN_VARIABLE, sandbox_tenant
 from leadpulse.core.clock import ManualClock, ScaledClock
@@ -383,3 +384,42 @@ def test_a_store_restored_from_a_copy_taken_before_its_tasks_were_created_create
     assert again.outcome is RunOutcome.SUCCEEDED and again.tasks == sum(reference[1].values())  # found, settled
     assert crm_state(portal) == reference  # each task once
     assert portal.stats.count("tasks.batch_create") == 1
+
+
+class CrmTime:
+    """The portal's rate-limit clock reading the client's manual clock: a window passes for both at once."""
+
+    time_scale = 1.0
+
+    def __init__(self, clock: ManualClock) -> None:
+        self.clock = clock
+
+    def now(self) -> float:
+        return self.clock.monotonic()
+
+
+def test_a_rerun_right_after_a_killed_run_stays_under_the_window_the_killed_one_spent(sandbox_factory, tmp_path,
+                                                                                       monkeypatch):
+    clock = ManualClock(AS_OF)
+    portal = sandbox_factory("hubspot", contacts=1_500, seed=SEED, rate_limits=True, tier="starter",
+                             clock=CrmTime(clock))
+    tenant = tenant_for(portal, tier="starter")
+    environ = {TOKEN_VARIABLE: portal.credentials["access_token"]}
+    original = Store.apply_page
+
+    def apply_or_die(self, page, run_id=None):
+        if portal.stats.count() >= 95:  # the 100 calls the portal allows in 10 s are (almost) spent
+            raise Crash()
+        return original(self, page, run_id)
+
+    monkeypatch.setattr(Store, "apply_page", apply_or_die)
+    with pytest.raises(Crash):
+        sync_tenant(tenant, state_dir=tmp_path, clock=clock, environ=environ)
+    monkeypatch.undo()
+    assert portal.stats.rate_limited == 0
+    # A new process: it has no budget of its own yet, only what the store noted of the calls before it.
+    monkeypatch.setattr(budget, "_SHARED", {})
+    summary = sync_tenant(tenant, state_dir=tmp_path, clock=clock, environ=environ)
+    assert summary.outcome is RunOutcome.SUCCEEDED
+    assert summary.api_calls > 50  # more than the 5 the window had left
+    assert portal.stats.rate_limited == 0

@@ -55,13 +55,13 @@ def seed(store: Store, *ids: str, activities=()) -> None:
 
 def test_open_creates_wal_store_with_recorded_migrations(store):
     assert store.db.journal_mode == "wal"
-    assert applied(store.db) == ["initial", "crm_facts", "decided_under", "run_accounting"]
+    assert applied(store.db) == ["initial", "crm_facts", "decided_under", "run_accounting", "api_calls"]
 
 
 def test_reopening_applies_no_migration_twice(tmp_path):
     Store.open(tmp_path / "s.sqlite").close()
     with Store.open(tmp_path / "s.sqlite") as again:
-        assert applied(again.db) == ["initial", "crm_facts", "decided_under", "run_accounting"]
+        assert applied(again.db) == ["initial", "crm_facts", "decided_under", "run_accounting", "api_calls"]
 
 
 def test_apply_page_stores_records_and_cursor_together(store):
@@ -379,3 +379,24 @@ def test_a_store_made_by_the_first_schema_catches_up_and_keeps_its_data(tmp_path
         assert store.crm_fact("status_order") == ["lead", "customer"]
         [(_, _, prior)] = next(store.scoring_chunks(all=True))
         assert prior.decided_under is None and not prior.settled("any decisions")
+
+
+def test_the_call_log_keeps_calls_across_openings_in_flight_ones_unanswered(tmp_path):
+    path = tmp_path / "acme.sqlite"
+    with Store.open(path) as store:
+        old = store.calls.sent("default", T0 - timedelta(hours=2))
+        store.calls.answered(old, T0 - timedelta(hours=2))
+        done = store.calls.sent("search", T0)
+        store.calls.answered(done, T0 + timedelta(seconds=0.25))
+        store.calls.sent("default", T0 + timedelta(seconds=1))  # the process dies before the answer
+    with Store.open(path) as store:
+        store.calls.forget_before(T0 - timedelta(hours=1))
+        assert store.calls.since(T0 - timedelta(days=1)) == [
+            ("search", T0, T0 + timedelta(seconds=0.25)), ("default", T0 + timedelta(seconds=1), None)]
+        assert store.calls.since(T0 + timedelta(seconds=0.5)) == [("default", T0 + timedelta(seconds=1), None)]
+
+
+def test_a_call_noted_inside_a_transaction_is_kept_with_it(store):
+    with store.transaction():
+        store.calls.sent("default", T0)
+    assert len(store.calls.since(T0)) == 1
