@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import UTC
 from pathlib import Path
 
@@ -161,7 +162,7 @@ def test_compare_refuses_rules_over_another_fields_map(env, tmp_path):
 
 def test_demo_syncs_the_sandbox_twice_and_shows_the_hottest_open_leads(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = run("demo", "--contacts", "300")
+    result = run("demo", "--contacts", "300", "--folder", "kept")
     assert result.exit_code == 0, result.output
     assert "full sync" in result.output and "incremental sync" in result.output
     assert "band distribution" in result.output and "hottest open leads" in result.output
@@ -169,19 +170,67 @@ def test_demo_syncs_the_sandbox_twice_and_shows_the_hottest_open_leads(tmp_path,
     assert "customer " not in result.output.split("hottest open leads")[1].split("┃ rule")[0]
 
 
-def test_demo_from_export_scores_the_sample_without_any_api():
-    result = run("demo", "--from-export")
+def next_steps(output: str) -> list[list[str]]:
+    """The commands the demo printed at the end, as argument lists (the program left out)."""
+    lines = output.split("Look closer:")[1].strip().splitlines()
+    return [line.split()[1:] for line in lines]
+
+
+def test_the_demo_keeps_what_it_made_for_explain_history_and_status_and_the_next_demo_clears_it(tmp_path,
+                                                                                                monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("demo", "--contacts", "200", "--folder", "kept")
+    assert result.exit_code == 0, result.output
+    assert "are in kept (the next demo clears it)" in result.output
+    explain, history, status = next_steps(result.output)
+    contact = explain[1]
+    assert explain[:2] == ["explain", contact] and history[:2] == ["history", contact] and status[0] == "status"
+    assert ["--config-dir", "kept/config", "--state-dir", "kept/state"] == explain[2:] == history[2:] == status[1:]
+    explained = run(*explain)
+    assert explained.exit_code == 0, explained.output
+    assert f"({contact}): " in explained.output
+    assert run(*history).exit_code == 0
+    shown = run(*status)
+    assert shown.exit_code == 0 and "demo-hubspot" in shown.output and "succeeded" in shown.output
+    portal = json.loads((tmp_path / "kept" / "portal.json").read_text())
+    assert portal["written"][contact]["leadpulse_score"] and portal["tasks"]
+    again = run("demo", "--contacts", "200", "--folder", "kept")
+    assert again.exit_code == 0, again.output
+    with Store.open(tmp_path / "kept" / "state" / "demo-hubspot.sqlite") as store:
+        assert [r.id for r in store.runs()] == [2, 1]  # the first demo's runs are gone with its store
+
+
+def test_the_demo_never_clears_a_folder_it_did_not_make(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    result = run("demo", "--from-export", "--folder", str(tmp_path))
+    assert result.exit_code == 1
+    assert f"{tmp_path}: holds files no demo made" in result.output and "--folder" in result.output
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_demo_from_export_scores_the_sample_without_any_api(tmp_path):
+    result = run("demo", "--from-export", "--folder", str(tmp_path / "kept"))
     assert result.exit_code == 0, result.output
     assert "demo-file" in result.output and "band distribution" in result.output
     assert result.output.count("┃ rule") == 1
+    explain, _, _ = next_steps(result.output)
+    assert run(*explain).exit_code == 0
+    assert (tmp_path / "kept" / "state" / "results.csv").exists()
 
 
 def test_demo_from_export_runs_from_outside_the_checkout_and_writes_nothing_there(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+    from leadpulse.core.cli import demo
+
+    here, kept = tmp_path / "here", tmp_path / "kept"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    monkeypatch.setattr(demo, "DEMO_FOLDER", kept)
     result = run("demo", "--from-export")
     assert result.exit_code == 0, result.output
     assert "demo-file" in result.output and "hottest open leads" in result.output
-    assert list(tmp_path.iterdir()) == []
+    assert f"are in {kept} (the next demo clears it)" in result.output
+    assert list(here.iterdir()) == []
+
 
 def test_sync_of_a_crm_with_no_connector_installed_fails_clearly_without_a_traceback(tmp_path, monkeypatch):
     config = tmp_path / "config"
