@@ -457,14 +457,16 @@ class HubSpotConnector(Connector):
         try:
             prop = self._properties_of("tasks").get(TASK_KEY)
             if prop is None:
-                self._schema_call(f"task property {TASK_KEY!r}",
-                                  lambda **kw: self._props.create("tasks", create, **kw))
+                self._create_schema(f"task property {TASK_KEY!r}",
+                                    lambda **kw: self._props.create("tasks", create, **kw))
+                # made now, or (409) by another run meanwhile, one killed with its create in flight say: as it is
+                prop = self._properties_of("tasks").get(TASK_KEY) or {}
         except SchemaError as exc:
             log.info("HubSpot refused a unique task property (%s); tasks are looked up by searching their bodies",
                      exc)
             self._keyed = False
             return
-        self._keyed = prop is None or bool(prop.get("hasUniqueValue"))
+        self._keyed = bool(prop.get("hasUniqueValue"))
 
     def _create_property(self, spec: PropertySpec) -> None:
         field_type = {"number": "number", "enumeration": "select"}.get(spec.type, "text")

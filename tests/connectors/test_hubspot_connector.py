@@ -394,6 +394,31 @@ def test_a_second_task_with_a_key_hubspot_holds_is_refused_and_comes_back_unknow
     assert len(hubspot_sandbox.crm.tasks()) == 1
 
 
+def test_a_task_key_property_another_run_created_meanwhile_is_used_not_taken_for_a_refusal(hubspot_sandbox):
+    """A run killed with its create of the property in flight, or another run, makes it between this run's look
+    and its own create, which HubSpot answers 409: the tasks must still carry their keys."""
+    first = connect(hubspot_sandbox)
+    first.ensure_properties(SPECS)
+    connector = connect(hubspot_sandbox)
+    looked = connector._properties_of
+
+    def stale_first_look(object_type):
+        found = looked(object_type)
+        if object_type == "tasks" and not stale.get("done"):
+            stale["done"] = True
+            found.pop(TASK_KEY)
+        return found
+
+    stale: dict = {}
+    connector._properties_of = stale_first_look
+    connector.ensure_properties(SPECS)
+    assert hubspot_sandbox.stats.count("properties.create", 409) == 1
+    [created] = connector.create_tasks(keyed_tasks(1))
+    assert created.ok
+    assert [t["properties"].get(TASK_KEY) for t in hubspot_sandbox.vendor.created_tasks()] == [
+        task_token(keyed_tasks(1)[0].key)]
+
+
 def test_a_portal_refusing_unique_task_properties_has_its_tasks_looked_up_by_search_five_keys_a_call(hubspot_sandbox):
     hubspot_sandbox.vendor.unique_value_objects = frozenset()
     connector = connect(hubspot_sandbox)
