@@ -148,7 +148,7 @@ class TaskPolicy(Strict):
         change: StatusChange | None,
         last_status: str | None = None,
     ) -> str | None:
-        """The event that calls for a task (``band:qualified``, ``status:sql``), or None. Part of the task's key.
+        """The event that calls for a task (``band:qualified``, ``status:sql``), or None.
 
         `before` is the band saved last; `last_status` the lifecycle value leadpulse set last. A move to that same
         status (the CRM has not caught up yet, or never will: the write is off or parked) had its task already.

@@ -90,9 +90,14 @@ def property_write(
 
 
 def task_request(store: Store, tenant: TenantConfig, contact: Contact, decision: Decision) -> TaskRequest:
-    """The task for a decision's event, keyed ``lp-<tenant>-<contact>-<event>-<n>`` (n counts the contact's entries)."""
-    event = (decision.task_event or "").replace(":", "-")
-    prefix = f"lp-{tenant.name}-{contact.id}-{event}-"
+    """The task for a decision's event, keyed ``lp-<tenant>-<contact>-task-<n>``: the contact's n-th task.
+
+    The key leaves the event out on purpose. Which trigger names one move (a band entered, a status reached) depends
+    on the CRM's status when it is decided, and a store restored from an older copy decides it again after
+    leadpulse's own status write reached the CRM: the status move is no move then, and the band entry calls for the
+    task instead. Numbered per contact, the task decided again has the key of the one the CRM holds, and is found.
+    """
+    prefix = f"lp-{tenant.name}-{contact.id}-task-"
     key = f"{prefix}{store.outbox.task_count(prefix) + 1}"
     status = decision.status.crm_value if decision.status else None
     subject, body = tenant.tasks.render(contact, decision.card, status)

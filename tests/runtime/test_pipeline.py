@@ -82,7 +82,7 @@ def test_entering_the_hot_band_creates_one_task_once(tmp_path, clock):
     tenant = hot_and_cold(tmp_path)
     sync(tenant, tmp_path, clock)
     sync(tenant, tmp_path, clock, full=True)
-    assert [(t["key"], t["subject"]) for t in tasks(tmp_path)] == [("lp-acme-c1-band-hot-1", "Call Person c1: 13")]
+    assert [(t["key"], t["subject"]) for t in tasks(tmp_path)] == [("lp-acme-c1-task-1", "Call Person c1: 13")]
 
 
 def test_a_status_move_the_crm_has_not_taken_yet_gets_no_second_task(tmp_path, clock):
@@ -94,7 +94,7 @@ def test_a_status_move_the_crm_has_not_taken_yet_gets_no_second_task(tmp_path, c
     sync(tenant, tmp_path, clock)
     summary = sync(tenant, tmp_path, clock, full=True)
     assert summary.scored == 2
-    assert [t["key"] for t in tasks(tmp_path)] == ["lp-acme-c1-status-mql-1"]
+    assert [t["key"] for t in tasks(tmp_path)] == ["lp-acme-c1-task-1"]
 
 
 def test_a_task_handed_over_moments_ago_and_not_found_yet_is_looked_up_again_not_created_twice(tmp_path, clock):
@@ -118,10 +118,10 @@ def test_a_task_handed_over_moments_ago_and_not_found_yet_is_looked_up_again_not
     tenant = hot_and_cold(tmp_path)
     sync(tenant, tmp_path, clock, connectors=lambda kind: Lagging)
     sync(tenant, tmp_path, clock, connectors=lambda kind: Lagging)
-    assert Lagging.creates == ["lp-acme-c1-band-hot-1"]
+    assert Lagging.creates == ["lp-acme-c1-task-1"]
     clock.advance(11 * 60)
     sync(tenant, tmp_path, clock, connectors=lambda kind: Lagging)
-    assert Lagging.creates == ["lp-acme-c1-band-hot-1"] * 2
+    assert Lagging.creates == ["lp-acme-c1-task-1"] * 2
 
 
 def test_dry_run_sends_nothing_and_the_next_run_sends_it(tmp_path, clock):
