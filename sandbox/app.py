@@ -60,7 +60,7 @@ class Sandbox:
         self._tmp = Path(tempfile.mkdtemp(prefix="sandbox-"))
         self.ca_cert_path: str | None = None
         dispatcher = Dispatcher(self.vendor, self.limits, self.stats,
-                                Admin(self.crm, self.faults, self.limits, self.stats), self._stopping)
+                                Admin(self.crm, self.faults, self.limits, self.stats, self.vendor), self._stopping)
         self._server = SandboxHTTPServer(dispatcher, port, self._tls() if vendor_cls.tls else None)
         self._thread: threading.Thread | None = None
 

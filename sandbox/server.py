@@ -107,7 +107,10 @@ Admin routes (no auth, not counted): ``GET /_sandbox/stats``; ``POST /_sandbox/f
 ``POST /_sandbox/faults/records`` ``{ids, status, message, code}``;
 ``POST /_sandbox/faults/token`` ``{calls}``; ``DELETE /_sandbox/faults``;
 ``POST /_sandbox/limits`` ``{enabled, name, limit, seconds}``;
-``POST /_sandbox/crm/touch`` ``{count, seed}``.
+``POST /_sandbox/crm/touch`` ``{count, seed}``; ``POST /_sandbox/crm/activities`` ``{ids, kind, fields}`` (an
+activity logged on each contact as its users would); ``GET /_sandbox/crm/written``: what clients wrote, the
+``leadpulse*`` values of each contact and the tasks created through the API (as the vendor's ``created_tasks``
+gives them, when it has that), and the id of every contact.
 """
 from __future__ import annotations
 
@@ -398,8 +401,8 @@ def as_response(result: Any) -> Response:
 class Admin:
     """The ``/_sandbox/`` routes: faults, stats, limits and CRM edits over HTTP."""
 
-    def __init__(self, crm: Crm, faults: Faults, limits: Limits, stats: Stats):
-        self.crm, self.faults, self.limits, self.stats = crm, faults, limits, stats
+    def __init__(self, crm: Crm, faults: Faults, limits: Limits, stats: Stats, vendor: object = None):
+        self.crm, self.faults, self.limits, self.stats, self.vendor = crm, faults, limits, stats, vendor
 
     def handle(self, request: Request) -> Response:
         action = (request.method, request.path[len("/_sandbox"):].rstrip("/"))
@@ -427,9 +430,24 @@ class Admin:
             self._limits(body)
         elif action == ("POST", "/crm/touch"):
             return {"ids": self.crm.touch(int(body["count"]), int(body.get("seed", 0)))}
+        elif action == ("POST", "/crm/activities"):
+            for contact_id in body["ids"]:
+                self.crm.add_activity(str(contact_id), body["kind"], **body.get("fields", {}))
+        elif action == ("GET", "/crm/written"):
+            return self._written()
         else:
             return None
         return {"ok": True}
+
+    def _written(self) -> dict:
+        values = {}
+        for index in range(self.crm.size):
+            written = {k: v for k, v in self.crm.record(index).items() if k.lower().startswith("leadpulse")}
+            if written:
+                values[self.crm.id_of(index)] = written
+        created_tasks = getattr(self.vendor, "created_tasks", None)
+        return {"contacts": [self.crm.id_of(index) for index in range(self.crm.size)], "properties": values,
+                "tasks": created_tasks() if created_tasks else None}
 
     def _limits(self, body: dict) -> None:
         if "enabled" in body:

@@ -587,3 +587,18 @@ def test_task_batch_read_counts_against_the_ordinary_limit_not_search_s():
         assert "X-HubSpot-RateLimit-Secondly" not in answer.headers
         assert int(answer.headers["X-HubSpot-RateLimit-Remaining"]) == int(answer.headers["X-HubSpot-RateLimit-Max"]) - 7
         assert sb.stats.count("tasks.batch_read", 207) == 7
+
+
+def test_admin_routes_log_activities_and_report_what_clients_wrote(hubspot_sandbox):
+    sb = hubspot_sandbox
+    first, second = sb.crm.id_of(0), sb.crm.id_of(1)
+    before = len(sb.crm.activities(0))
+    answer = requests.post(f"{sb.base_url}/_sandbox/crm/activities",
+                           json={"ids": [first], "kind": "meeting", "fields": {"outcome": "completed"}})
+    assert answer.ok and len(sb.crm.activities(0)) == before + 1
+    sb.crm.write(1, {"leadpulse_score": "12.5"})
+    written = requests.get(f"{sb.base_url}/_sandbox/crm/written").json()
+    assert written["contacts"] == [sb.crm.id_of(i) for i in range(sb.crm.size)]
+    assert written["properties"] == {second: {"leadpulse_score": "12.5"}}
+    assert written["tasks"] == []
+    assert sb.stats.count() == 0  # admin calls are not the API's
