@@ -100,7 +100,7 @@ def reference(contacts: int, seed: int, state_dir: Path) -> Reference:
         first = sync_tenant(tenant, state_dir=state_dir, clock=clock, environ=environ)
         liven(sb.crm, sb.crm.touch(LIVENED, LIVEN_SEED))
         sync_tenant(tenant, state_dir=state_dir, clock=clock, environ=environ)
-        written = written_of(sb.base_url)
+        written = sb.written()
     return Reference(first.api_calls, task_keys(written), bands(written))
 
 
@@ -110,10 +110,6 @@ def admin(base_url: str, path: str, body: dict[str, Any] | None = None) -> Any:
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=60) as answer:
         return json.load(answer)
-
-
-def written_of(base_url: str) -> dict[str, Any]:
-    return admin(base_url, "/crm/written")
 
 
 def task_keys(written: dict[str, Any]) -> Counter[str]:
@@ -269,7 +265,7 @@ def run(args: argparse.Namespace, folder: Path) -> int:
         print(f"storms: {sum(f['times'] for _, f in STORM)} faults injected, the run: exit {stormed}, "
               f"a quiet run after it: exit {settled} ({time.monotonic() - phase:.1f} s)", flush=True)
 
-        written = written_of(base_url)
+        written = admin(base_url, "/crm/written")
         (folder / "portal.json").write_text(json.dumps(written))
     finally:
         portal.terminate()

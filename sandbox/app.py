@@ -12,7 +12,7 @@ from typing import Any
 from .auth import Tokens
 from .faults import Faults
 from .limits import Clock, Limits, ScaledClock
-from .server import Admin, Dispatcher, SandboxHTTPServer, Vendor
+from .server import Admin, Dispatcher, SandboxHTTPServer, Vendor, client_writes
 from .state import Crm
 from .stats import Stats
 from .synth import Tenant
@@ -107,6 +107,10 @@ class Sandbox:
     @property
     def credentials(self) -> dict:
         return self.vendor.credentials()
+
+    def written(self) -> dict:
+        """What clients wrote: leadpulse's values per contact and the tasks created (``GET /_sandbox/crm/written``)."""
+        return client_writes(self.crm, self.vendor)
 
     def stop(self) -> None:
         """Stop serving (idempotent); hanging calls are released."""

@@ -398,6 +398,19 @@ def as_response(result: Any) -> Response:
     return result if isinstance(result, Response) else Response(200, result)
 
 
+def client_writes(crm: Crm, vendor: object) -> dict:
+    """What clients wrote to the CRM: every contact's id, the ``leadpulse*`` values of those that have any, and the
+    tasks created through the API as the vendor's ``created_tasks`` gives them (None for a vendor without it)."""
+    values = {}
+    for index in range(crm.size):
+        written = {k: v for k, v in crm.record(index).items() if k.lower().startswith("leadpulse")}
+        if written:
+            values[crm.id_of(index)] = written
+    created_tasks = getattr(vendor, "created_tasks", None)
+    return {"contacts": [crm.id_of(index) for index in range(crm.size)], "properties": values,
+            "tasks": created_tasks() if created_tasks else None}
+
+
 class Admin:
     """The ``/_sandbox/`` routes: faults, stats, limits and CRM edits over HTTP."""
 
@@ -434,20 +447,10 @@ class Admin:
             for contact_id in body["ids"]:
                 self.crm.add_activity(str(contact_id), body["kind"], **body.get("fields", {}))
         elif action == ("GET", "/crm/written"):
-            return self._written()
+            return client_writes(self.crm, self.vendor)
         else:
             return None
         return {"ok": True}
-
-    def _written(self) -> dict:
-        values = {}
-        for index in range(self.crm.size):
-            written = {k: v for k, v in self.crm.record(index).items() if k.lower().startswith("leadpulse")}
-            if written:
-                values[self.crm.id_of(index)] = written
-        created_tasks = getattr(self.vendor, "created_tasks", None)
-        return {"contacts": [self.crm.id_of(index) for index in range(self.crm.size)], "properties": values,
-                "tasks": created_tasks() if created_tasks else None}
 
     def _limits(self, body: dict) -> None:
         if "enabled" in body:

@@ -139,17 +139,8 @@ def export_tenant(folder: DemoFolder) -> TenantConfig:
 
 def keep_portal(sb: Sandbox, folder: DemoFolder, livened: Sequence[str]) -> None:
     """What the sandbox portal holds of leadpulse's work when the demo ends (its own copy goes with the process):
-    the properties leadpulse wrote on each contact and the tasks it created."""
-    written = {}
-    for index in range(sb.crm.size):
-        contact_id = sb.crm.id_of(index)
-        values = {name: value for name, value in sb.vendor.properties_of(contact_id).items()
-                  if name.startswith("leadpulse_") and value not in (None, "")}
-        if values:
-            written[contact_id] = values
-    portal = {"crm": "hubspot", "contacts": sb.crm.size, "livened": list(livened), "written": written,
-              "tasks": sb.vendor.created_tasks()}
-    folder.portal.write_text(json.dumps(portal, indent=1))
+    the values leadpulse wrote on each contact and the tasks it created."""
+    folder.portal.write_text(json.dumps({"crm": "hubspot", "livened": list(livened), **sb.written()}, indent=1))
 
 
 @dataclass(frozen=True)

@@ -193,7 +193,7 @@ def test_the_demo_keeps_what_it_made_for_explain_history_and_status_and_the_next
     shown = run(*status)
     assert shown.exit_code == 0 and "demo-hubspot" in shown.output and "succeeded" in shown.output
     portal = json.loads((tmp_path / "kept" / "portal.json").read_text())
-    assert portal["written"][contact]["leadpulse_score"] and portal["tasks"]
+    assert portal["properties"][contact]["leadpulse_score"] and portal["tasks"]
     again = run("demo", "--contacts", "200", "--folder", "kept")
     assert again.exit_code == 0, again.output
     with Store.open(tmp_path / "kept" / "state" / "demo-hubspot.sqlite") as store:
