@@ -1,0 +1,29 @@
+"""The contract suite's fixtures: one CRM driver per connector, its sandbox portal and its reference state."""
+
+from __future__ import annotations
+
+import pytest
+from crms import CONTACTS, DRIVERS, SEED, CrmDriver, sync
+
+from leadpulse.core.store.runs import RunOutcome
+from leadpulse.sandbox import Sandbox
+
+
+@pytest.fixture(params=DRIVERS, ids=lambda driver: driver.crm, scope="module")
+def crm(request) -> CrmDriver:
+    driver: CrmDriver = request.param
+    return driver
+
+
+@pytest.fixture
+def portal(crm, sandbox_factory) -> Sandbox:
+    return sandbox_factory(crm.crm, contacts=CONTACTS, seed=SEED, **crm.sandbox_options)
+
+
+@pytest.fixture(scope="module")
+def reference(crm, tmp_path_factory):
+    """The CRM after one uninterrupted full sync of the same portal: what every interrupted sync must end with."""
+    with Sandbox.start(crm.crm, CONTACTS, SEED, rate_limits=False, **crm.sandbox_options) as sb:
+        summary = sync(crm, sb, tmp_path_factory.mktemp("reference"))
+        assert summary.outcome is RunOutcome.SUCCEEDED and summary.tasks > 0, summary.error
+        return crm.state(sb)

@@ -1,0 +1,147 @@
+"""How the contract suite drives each CRM: its sandbox, its tenant, what it holds of leadpulse's work, its faults.
+
+The suite (tests/contract/test_sync_contract.py) asks the same of every connector through these drivers; a connector joins it by
+adding a driver here. Each drives the real SDK against its sandbox over loopback.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections import Counter
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+from support import REPO_CONFIG
+
+from leadpulse.connectors.hubspot import HubSpotConnector, wire_value
+from leadpulse.core.clock import Clock, ManualClock
+from leadpulse.core.config.files import validate_tenant
+from leadpulse.core.config.tenant import TenantConfig
+from leadpulse.core.contract import Connector
+from leadpulse.core.runtime.pipeline import sync_tenant
+from leadpulse.core.runtime.run import RunSummary
+from leadpulse.sandbox import Sandbox
+from leadpulse.sandbox.faults import Faults
+
+#: the portal every contract test syncs: small enough to be quick, large enough for several batches of tasks
+CONTACTS = 300
+SEED = 21
+#: the suite's "now": a manual clock starts here, so no test waits out a rate window for real
+AS_OF = datetime.now(UTC).replace(microsecond=0)
+
+
+class CrmDriver(abc.ABC):
+    """One CRM as the contract suite sees it."""
+
+    #: the sandbox's name for the CRM
+    crm: ClassVar[str]
+    connector: ClassVar[type[Connector]]
+    #: the demo tenant file the suite points at the sandbox
+    tenant_file: ClassVar[str]
+    #: the environment variable the tenant file reads its secret from, and the tenant-file key a refusal names
+    secret_variable: ClassVar[str]
+    secret_key: ClassVar[str]
+    #: the sandbox routes that write contacts and create tasks
+    write_route: ClassVar[str]
+    task_route: ClassVar[str]
+    sandbox_options: ClassVar[Mapping[str, Any]] = {}
+
+    def tenant(self, sb: Sandbox, **connection: Any) -> TenantConfig:
+        """The demo tenant pointed at `sb`, its connection settings updated with `connection`."""
+        path = REPO_CONFIG / "demo" / self.tenant_file
+        data = yaml.safe_load(path.read_text())
+        data["crm"]["connection"].update(self.connection(sb), **connection)
+        return validate_tenant(data, path)
+
+    @abc.abstractmethod
+    def connection(self, sb: Sandbox) -> dict[str, Any]:
+        """The connection settings that point a tenant at `sb`."""
+
+    @abc.abstractmethod
+    def environ(self, sb: Sandbox) -> dict[str, str]:
+        """The environment the tenant's secrets resolve from."""
+
+    def wrong_environ(self, sb: Sandbox) -> dict[str, str]:
+        """Secrets the CRM refuses, as an expired or revoked credential is."""
+        return {self.secret_variable: "revoked-0000-not-the-secret"}
+
+    @abc.abstractmethod
+    def owned_values(self, sb: Sandbox, contact_id: str) -> dict[str, str | None]:
+        """The values leadpulse owns on a contact, as the CRM holds them on the wire."""
+
+    @abc.abstractmethod
+    def tasks(self, sb: Sandbox) -> list[tuple[str, str]]:
+        """Every task created through the API, as (contact id, subject)."""
+
+    def wire(self, value: Any) -> str | None:
+        """A value leadpulse wrote, as the CRM gives it back."""
+        return None if value is None else str(value)
+
+    @abc.abstractmethod
+    def storm(self, faults: Faults) -> int:
+        """Arm rate-limit refusals, 5xx, dropped and cut-off answers on reads, writes and task creation; how many
+        rate-limit refusals the run will meet."""
+
+    @abc.abstractmethod
+    def quiet_calls(self) -> dict[str, int]:
+        """The calls, by route, of a run with nothing changed since the last: at most one per object pulled."""
+
+    def state(self, sb: Sandbox) -> tuple[dict[str, dict[str, str | None]], Counter[tuple[str, str]]]:
+        """What the CRM holds of leadpulse's work: owned values per contact, and tasks by (contact, subject)."""
+        ids = [sb.crm.id_of(index) for index in range(sb.crm.size)]
+        return {cid: self.owned_values(sb, cid) for cid in ids}, Counter(self.tasks(sb))
+
+
+class HubSpotDriver(CrmDriver):
+    crm = "hubspot"
+    connector = HubSpotConnector
+    tenant_file = "hubspot-sandbox.yaml"
+    secret_variable = "DEMO_HUBSPOT_TOKEN"
+    secret_key = "crm.secrets.access_token"
+    write_route = "contacts.batch_update"
+    task_route = "tasks.batch_create"
+    OWNED = ("leadpulse_score", "leadpulse_fit", "leadpulse_engagement", "leadpulse_grade", "leadpulse_band",
+             "leadpulse_quadrant", "leadpulse_reasons", "lifecyclestage")
+
+    def connection(self, sb: Sandbox) -> dict[str, Any]:
+        return {"base_url": sb.base_url, "lookback_seconds": 0}
+
+    def environ(self, sb: Sandbox) -> dict[str, str]:
+        return {self.secret_variable: sb.credentials["access_token"]}
+
+    def owned_values(self, sb: Sandbox, contact_id: str) -> dict[str, str | None]:
+        values = sb.vendor.properties_of(contact_id)
+        return {name: values.get(name) for name in self.OWNED}
+
+    def tasks(self, sb: Sandbox) -> list[tuple[str, str]]:
+        return [(contact, t["properties"]["hs_task_subject"]) for t in sb.vendor.created_tasks()
+                for contact in t["contacts"]]
+
+    def wire(self, value: Any) -> str | None:
+        return wire_value(value)
+
+    def storm(self, faults: Faults) -> int:
+        faults.fail_next("contacts.list", 429, times=6)
+        faults.fail_next("calls.list", 503, times=4)
+        faults.fail_next("contacts.batch_update", 502, times=2)
+        faults.drop_next("emails.list", times=3)
+        faults.drop_next("contacts.batch_update", times=2, applied=True)
+        faults.truncate_next("meetings.list", times=2)
+        faults.fail_next("tasks.batch_create", 429, times=3)
+        return 9
+
+    def quiet_calls(self) -> dict[str, int]:
+        return {f"{stream}.search": 1 for stream in ("contacts", "calls", "emails", "meetings", "notes", "tasks")}
+
+
+DRIVERS: tuple[CrmDriver, ...] = (HubSpotDriver(),)
+
+
+def sync(crm: CrmDriver, sb: Sandbox, state_dir: Path, clock: Clock | None = None, *, environ: dict[str, str] | None
+         = None, tenant: TenantConfig | None = None, **options: Any) -> RunSummary:
+    """One sync of the CRM's demo tenant against `sb`, storing into `state_dir`."""
+    return sync_tenant(tenant or crm.tenant(sb), state_dir=state_dir, clock=clock or ManualClock(AS_OF),
+                       environ=crm.environ(sb) if environ is None else environ, **options)
