@@ -1,7 +1,7 @@
 """How the contract suite drives each CRM: its sandbox, its tenant, what it holds of leadpulse's work, its faults.
 
-The suite (tests/contract/test_sync_contract.py) asks the same of every connector through these drivers; a connector joins it by
-adding a driver here. Each drives the real SDK against its sandbox over loopback.
+The suite (tests/contract/test_sync_contract.py) asks the same of every connector through these drivers; a
+connector joins it by adding a driver here. Each drives the real SDK against its sandbox over loopback.
 """
 
 from __future__ import annotations
