@@ -64,6 +64,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from .limits import Verdict, Window
+from .salesforce_bulk import BulkApi
 from .salesforce_records import (
     CAMPAIGNS,
     MEMBER_SLOTS,
@@ -151,7 +152,7 @@ class Prepared:
     values: dict
 
 
-class Salesforce(Vendor):
+class Salesforce(BulkApi, Vendor):
     """Salesforce's REST API; see the module docstring for what is served."""
 
     name = "salesforce"
