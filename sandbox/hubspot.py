@@ -2,20 +2,38 @@
 
 Point the SDK here with ``HubSpot(access_token=sb.credentials["access_token"], host=sb.base_url)``.
 
-Served: contacts (list, get, update, search, batch read, batch update), the five engagement
-objects (calls, emails, meetings, notes, tasks: list with ``associations=contacts``, get,
-create, batch create, search, and batch read by id or by a unique value property, route
-``{object_type}.batch_read``), properties (list, get, create, update: ``options`` replaces the
-whole list, as HubSpot does; ``hasUniqueValue`` on create) and property groups (list, get,
-create), associations v4 (batch read, list), and owners. Custom properties defined on an
-engagement object are kept on the records created with them and read back like any other
-(one named like a neutral field the sandbox keeps, ``status``, ``subject``..., answers 400: a sandbox limit).
-Contact ids are ``index + 1``; engagement ids are those of :mod:`leadpulse.sandbox.synth`
-(derivable from the contact, so listing pages without storing).
+Served: contacts (list and get, both with ``associations=`` of the engagement types; update, search, batch
+read, batch update), the five engagement objects (calls, emails, meetings, notes, tasks: list with
+``associations=contacts``, get, create, batch create, search, and batch read by id or by a unique value
+property, route ``{object_type}.batch_read``), properties (list, get, create, update: ``options`` replaces the
+whole list, as HubSpot does; ``hasUniqueValue`` on create) and property groups (list, get, create),
+associations v4 (batch read, list), and owners. Custom properties defined on an engagement object are kept on
+the records created with them and read back like any other (one named like a neutral field the sandbox keeps,
+``status``, ``subject``..., answers 400: a sandbox limit). Contact ids are ``index + 1``; engagement ids are
+those of :mod:`leadpulse.sandbox.synth` (derivable from the contact, so listing pages without storing).
 
 Behaviour worth knowing:
 
 - ``limit`` above 100 on lists, above 200 on search, or more than 100 batch inputs answer 400.
+- ``paging.next.link`` is the request's URL with its query parameters kept and ``after`` replaced (put last),
+  as HubSpot's links are seen on the wire: ``.../crm/v3/objects/contacts?limit=100&properties=listId%2Cname&after=394``
+  (amp-labs/connectors, providers/hubspot/internal/core/parse.go), and ``...?portalId=...&after=...`` in an answer
+  quoted in HubSpot/hubspot-api-python#135. The spec's example is a bare ``?after=``. A search's parameters are
+  in its body, so its link names the search path and ``after`` only (absolute, as the lists'; unconfirmed).
+- ``associations=`` on a contact list or get gives, per engagement type asked, ``{results: [{id, type}]}`` with
+  ``type`` ``contact_to_call``, ``contact_to_email``... (the spec's ``CollectionResponseAssociatedId``); a type
+  the contact has none of is left out, and so are types the spec says are ignored and types this sandbox holds no
+  records of (companies, deals, tickets). Not paged: HubSpot pages an association list past 100
+  (HubSpot/hubspot-api-nodejs#29); no synthetic contact comes near that.
+- v4 batch read of associations (any pair of contacts, engagements, companies, deals, tickets): an input with
+  none of the type asked, or an id that does not exist, is not a result but an error of a 207, category
+  ``OBJECT_NOT_FOUND``, ``subCategory`` ``crm.associations.NO_ASSOCIATIONS_FOUND``, "No company is associated
+  with call 12.", ``context`` ``{fromObjectId, fromObjectType, toObjectType}``. From HubSpot's answers as
+  several public clients record them (the spec shows only the shape, and types ``subCategory`` as an object:
+  HubSpot sends a string); that an id which does not exist is answered the same way rests on one of them.
+  Other object types answer 400.
+- Search refuses body keys it does not apply (a top-level ``filters`` among them) and full-text ``query``:
+  see :mod:`leadpulse.sandbox.hubspot_search`.
 - Search pages past 10,000 results answer 400 (``offset + limit > 10000``), one sort only,
   5 filter groups of 6 filters; its own SECONDLY window of 4 calls/s (the stricter published figure).
 - Batch writes name unknown or read-only properties, or invalid options, with a 400 for the whole
@@ -58,6 +76,7 @@ import uuid
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
+from urllib.parse import urlencode
 
 from .hubspot_catalog import (
     ASSOCIATION_FROM_CONTACT,
@@ -99,6 +118,11 @@ LIST_LIMIT, BATCH_LIMIT, ASSOCIATION_BATCH_LIMIT = 100, 100, 1000
 UNIQUE_PROPERTIES_PER_OBJECT = 10
 #: (type, fieldType) a unique value property may have: single-line text and numbers (picked: see the docstring)
 UNIQUE_FIELD_TYPES = frozenset({("string", "text"), ("number", "number")})
+#: HubSpot object types that associations may name but this sandbox holds no records of
+UNHELD_OBJECT_TYPES = frozenset({"companies", "deals", "tickets"})
+ASSOCIABLE_TYPES = frozenset({"contacts", *ENGAGEMENT_TYPES, *UNHELD_OBJECT_TYPES})
+#: the singular HubSpot uses in association type names and association error messages
+SINGULAR = {name: name[:-1] for name in ASSOCIABLE_TYPES} | {"companies": "company"}
 
 
 def now_iso() -> str:
@@ -110,6 +134,15 @@ def standard_error(record_ids: str | list[str], status: int, message: str, categ
     ids = [record_ids] if isinstance(record_ids, str) else list(record_ids)
     return {"status": "error", "category": category, "message": message, "context": {"ids": ids},
             "errors": [{"message": message, "code": str(status)}], "links": {}}
+
+
+def no_associations_error(from_type: str, object_id: str, to_type: str) -> dict:
+    """A v4 batch read's per-input error for an object with no associations of the type asked, as HubSpot words it."""
+    source, target = SINGULAR[from_type], SINGULAR[to_type]
+    return {"status": "error", "category": "OBJECT_NOT_FOUND", "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
+            "message": f"No {target} is associated with {source} {object_id}.",
+            "context": {"fromObjectId": [object_id], "fromObjectType": [source], "toObjectType": [target]},
+            "errors": [], "links": {}}
 
 
 class HubSpot(Vendor):
@@ -183,9 +216,12 @@ class HubSpot(Vendor):
         return int(after)
 
     def _next(self, request: Request, after: str) -> dict:
+        """``paging`` naming the next page: the link repeats the request's query parameters, ``after`` replaced."""
         host = request.headers.get("Host", "127.0.0.1")
         scheme = "https" if self.tls else "http"
-        return {"next": {"after": after, "link": f"{scheme}://{host}{request.path}?after={after}"}}
+        kept = [(name, value) for name, values in request.query.items() if name != "after" for value in values]
+        query = urlencode([*kept, ("after", after)])
+        return {"next": {"after": after, "link": f"{scheme}://{host}{request.path}?{query}"}}
 
     def _kind(self, object_type: str) -> ActivityKind:
         if object_type not in ENGAGEMENT_TYPES:
@@ -200,12 +236,31 @@ class HubSpot(Vendor):
             raise self.error(400, f"Batch input has {len(inputs)} inputs; the limit is {most}")
         return inputs
 
-    def _contact(self, index: int, names, render=None) -> dict:
+    def _contact(self, index: int, names, render=None, associations=()) -> dict:
         """One contact as the API shows it; a list passes ``render`` (its names' renderer) so it is looked up once."""
         record = self.crm.record(index)
         props = (render or contact_renderer(tuple(names)))(index, record, self.catalogue.properties["contacts"])
-        return {"id": str(index + 1), "properties": props, "createdAt": iso(record["created_ms"]),
-                "updatedAt": iso(record["updated_ms"]), "archived": False}
+        body: dict[str, Any] = {"id": str(index + 1), "properties": props, "createdAt": iso(record["created_ms"]),
+                                "updatedAt": iso(record["updated_ms"]), "archived": False}
+        linked = self._contact_associations(index, associations)
+        if linked:
+            body["associations"] = linked
+        return body
+
+    def _contact_associations(self, index: int, object_types) -> dict:
+        """The v3 ``associations`` of a contact: each engagement type asked for that it has any of. HubSpot leaves
+        out a type with none; this sandbox holds no companies, deals or tickets, so those are always left out."""
+        kinds = [ENGAGEMENT_TYPES[name] for name in dict.fromkeys(object_types) if name in ENGAGEMENT_TYPES]
+        if not kinds:
+            return {}
+        activities = self.crm.activities(index)
+        linked = {}
+        for kind in kinds:
+            name = OBJECT_OF_KIND[kind]
+            results = [{"id": str(a.id), "type": f"contact_to_{SINGULAR[name]}"} for a in activities if a.kind is kind]
+            if results:
+                linked[name] = {"results": results}
+        return linked
 
     def _engagement(self, activity: Activity, names, with_contacts: bool = False, history=()) -> dict:
         props = engagement_properties(activity)
@@ -220,7 +275,7 @@ class HubSpot(Vendor):
                 n: [] if props.get(n) is None else [{"value": props[n], "timestamp": stamp, "sourceType": "API"}]
                 for n in history if n in props or n in known}
         if with_contacts and activity.contact_index >= 0:
-            kind = OBJECT_OF_KIND[activity.kind][:-1]
+            kind = SINGULAR[OBJECT_OF_KIND[activity.kind]]
             body["associations"] = {"contacts": {"results": [
                 {"id": self.crm.id_of(activity.contact_index), "type": f"{kind}_to_contact"}]}}
         return body
@@ -242,8 +297,8 @@ class HubSpot(Vendor):
             return {"results": []}
         names = request.args("properties") or DEFAULT_CONTACT_PROPERTIES
         stop = min(start + limit, self.crm.size)
-        render = contact_renderer(tuple(names))
-        body: dict[str, Any] = {"results": [self._contact(i, names, render) for i in range(start, stop)]}
+        render, associations = contact_renderer(tuple(names)), request.args("associations")
+        body: dict[str, Any] = {"results": [self._contact(i, names, render, associations) for i in range(start, stop)]}
         if stop < self.crm.size:
             body["paging"] = self._next(request, str(stop + 1))
         return body
@@ -251,7 +306,8 @@ class HubSpot(Vendor):
     @route("GET", "/crm/v3/objects/contacts/{contact_id}", name="contacts.get")
     def get_contact(self, request: Request):
         index = self.contact_index(request.params["contact_id"])
-        return self._contact(index, request.args("properties") or DEFAULT_CONTACT_PROPERTIES)
+        return self._contact(index, request.args("properties") or DEFAULT_CONTACT_PROPERTIES,
+                             associations=request.args("associations"))
 
     @route("PATCH", "/crm/v3/objects/contacts/{contact_id}", name="contacts.update")
     def update_contact(self, request: Request):
@@ -343,7 +399,12 @@ class HubSpot(Vendor):
     def _search(self, request: Request) -> Search:
         try:
             return parse_search(request.json() or {})
-        except (SearchError, ValueError, TypeError, AttributeError) as exc:
+        except SearchError as exc:
+            message = f"There was a problem with the request: {exc}"
+            if exc.field is None:
+                raise self.error(400, message) from None
+            raise self.error(400, message, errors=[{"message": str(exc), "in": exc.field}]) from None
+        except (ValueError, TypeError, AttributeError) as exc:
             raise self.error(400, f"There was a problem with the request: {exc}") from None
 
     def _run(self, search: Search, matches, value) -> tuple[int, list]:
@@ -357,8 +418,7 @@ class HubSpot(Vendor):
     def _search_answer(self, request: Request, search: Search, total: int, results: list) -> dict:
         body = {"total": total, "results": results}
         if search.offset + len(results) < total:
-            after = str(search.offset + search.limit)
-            body["paging"] = {"next": {"after": after, "link": f"?after={after}"}}
+            body["paging"] = self._next(request, str(search.offset + search.limit))
         return body
 
     def _contact_matches(self, search: Search) -> list[int] | range:
@@ -663,16 +723,18 @@ class HubSpot(Vendor):
 
     @route("POST", "/crm/v4/associations/{from_type}/{to_type}/batch/read", name="associations.batch_read")
     def batch_read_associations(self, request: Request):
+        """An input with no associations of the type asked (or no such object) is an error of a 207, not an
+        empty result: HubSpot names it ``crm.associations.NO_ASSOCIATIONS_FOUND``."""
         from_type, to_type = request.params["from_type"], request.params["to_type"]
         inputs = self._inputs(request, ASSOCIATION_BATCH_LIMIT)
         results, errors = [], []
         for item in inputs:
             object_id = str(item.get("id"))
             targets = self._associated(from_type, object_id, to_type)
-            if targets is None:
-                errors.append(standard_error(object_id, 404, f"No {from_type} with id {object_id}", "OBJECT_NOT_FOUND"))
-            else:
+            if targets:
                 results.append({"from": {"id": object_id}, "to": targets})
+            else:
+                errors.append(no_associations_error(from_type, object_id, to_type))
         return self._batch(results, errors)
 
     @route("GET", "/crm/v4/objects/{from_type}/{object_id}/associations/{to_type}", name="associations.list")
@@ -684,22 +746,26 @@ class HubSpot(Vendor):
         return {"results": targets}
 
     def _associated(self, from_type: str, object_id: str, to_type: str) -> list[dict] | None:
-        """v4 association targets of one object, or None when the object does not exist."""
+        """v4 association targets of one object, or None when the object does not exist. The sandbox's only
+        associations are between contacts and engagements: any other pair of object types has none."""
+        for object_type in (from_type, to_type):
+            if object_type not in ASSOCIABLE_TYPES:
+                raise self.error(400, f"Unable to infer object type from: {object_type}")
         if from_type == "contacts":
-            kind = self._kind(to_type)
             try:
                 index = self.crm.index_of(object_id)
             except UnknownContact:
                 return None
+            kind = ENGAGEMENT_TYPES.get(to_type)
             return [self._link(str(a.id), ASSOCIATION_FROM_CONTACT[kind])
-                    for a in self.crm.activities(index) if a.kind is kind]
-        kind = self._kind(from_type)
-        if to_type != "contacts":
-            raise self.error(400, f"Associations from {from_type} to {to_type} are not served here")
+                    for a in self.crm.activities(index) if a.kind is kind] if kind else []
+        if from_type in UNHELD_OBJECT_TYPES:
+            return None
+        kind = ENGAGEMENT_TYPES[from_type]
         activity = self.crm.activity(int(object_id)) if object_id.isdigit() else None
         if activity is None or activity.kind is not kind:
             return None
-        linked = activity.contact_index >= 0
+        linked = to_type == "contacts" and activity.contact_index >= 0
         return [self._link(self.crm.id_of(activity.contact_index), ASSOCIATION_TO_CONTACT[kind])] if linked else []
 
     @staticmethod

@@ -1,4 +1,17 @@
-"""HubSpot's CRM search: request parsing, filter semantics, sorting and the 10,000-result cap."""
+"""HubSpot's CRM search: request parsing, filter semantics, sorting and the 10,000-result cap.
+
+A body key this module does not apply is refused, never ignored: a search whose filter is silently dropped
+returns every record, which is what an incremental sync must never be shown. ``filterGroups``, ``sorts``,
+``properties``, ``limit`` and ``after`` are applied. Refused with a 400:
+
+- any key outside HubSpot's ``PublicObjectSearchRequest`` (the published spec lists ``after``, ``filterGroups``,
+  ``limit``, ``properties``, ``query`` and ``sorts``), and any key but ``filters`` in a filter group. A top-level
+  ``filters`` array among them: one user reports that HubSpot ANDs such filters when ``filterGroups`` is absent
+  (HubSpot/hubspot-api-nodejs#491), but neither the spec nor the search guide defines it, nor how it would
+  combine with ``filterGroups``, so it is not applied here. Put the filters in ``filterGroups: [{filters}]``.
+- ``query`` (HubSpot's full-text search over each object's default searchable properties), since this
+  sandbox does not imitate it; an empty ``query`` asks for nothing and is accepted.
+"""
 from __future__ import annotations
 
 import fnmatch
@@ -14,10 +27,17 @@ MAX_GROUPS, MAX_FILTERS_PER_GROUP = 5, 6  # the stricter of the published figure
 RESULT_CAP = 10_000
 """Paging past this many results answers 400, as HubSpot does."""
 MAX_LIMIT = 200
+#: the body keys of HubSpot's PublicObjectSearchRequest, and of its FilterGroup
+SEARCH_KEYS = frozenset({"after", "filterGroups", "limit", "properties", "query", "sorts"})
+GROUP_KEYS = frozenset({"filters"})
 
 
 class SearchError(ValueError):
-    """The search request is one HubSpot would refuse with a 400."""
+    """The search request is one HubSpot would refuse with a 400 (``field``: the body key at fault, if one is)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -39,10 +59,14 @@ class Search:
 
 
 def parse_search(body: dict) -> Search:
-    groups = body.get("filterGroups") or []
-    if len(groups) > MAX_GROUPS or any(len(g.get("filters") or []) > MAX_FILTERS_PER_GROUP for g in groups):
+    _check_keys(body, SEARCH_KEYS, "a search body")
+    if body.get("query"):
+        raise SearchError("A full-text 'query' is not served by this sandbox: filter with CONTAINS_TOKEN in "
+                          "filterGroups instead", field="query")
+    groups = [_group(g) for g in body.get("filterGroups") or []]
+    if len(groups) > MAX_GROUPS or any(len(g) > MAX_FILTERS_PER_GROUP for g in groups):
         raise SearchError(f"Too many filters: at most {MAX_GROUPS} filterGroups of {MAX_FILTERS_PER_GROUP} filters")
-    parsed = tuple(tuple(_filter(f) for f in g.get("filters") or []) for g in groups)
+    parsed = tuple(tuple(_filter(f) for f in g) for g in groups)
     sorts = body.get("sorts") or []
     if len(sorts) > 1:
         raise SearchError("Only one sort is allowed")
@@ -51,6 +75,21 @@ def parse_search(body: dict) -> Search:
         raise SearchError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
     return Search(parsed, _sort(sorts[0]) if sorts else None, tuple(body.get("properties") or ()),
                   limit, int(body.get("after") or 0))
+
+
+def _check_keys(raw: dict, known: frozenset[str], what: str) -> None:
+    unknown = [key for key in raw if key not in known]
+    if unknown:
+        hint = " (put top-level filters in filterGroups: [{filters: [...]}])" if unknown[0] == "filters" else ""
+        raise SearchError(f"Unknown field '{unknown[0]}' in {what}: expected only {sorted(known)}; this sandbox "
+                          f"refuses what it would not apply{hint}", field=unknown[0])
+
+
+def _group(raw: dict) -> list:
+    _check_keys(raw, GROUP_KEYS, "a filter group")
+    if not isinstance(raw.get("filters"), list):
+        raise SearchError("A filter group needs a 'filters' list", field="filters")
+    return raw["filters"]
 
 
 def _filter(raw: dict) -> Filter:
