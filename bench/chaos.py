@@ -43,7 +43,8 @@ from typing import Any
 
 import yaml
 
-from leadpulse.connectors.hubspot import TASK_KEY, task_token
+from leadpulse.connectors.hubspot import TASK_KEY
+from leadpulse.connectors.idempotency import task_token
 from leadpulse.core.cli.demo import DEMO_TENANT_FILE, TOKEN_VARIABLE
 from leadpulse.core.clock import ScaledClock
 from leadpulse.core.config.files import validate_tenant

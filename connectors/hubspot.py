@@ -13,7 +13,6 @@ malformed record must be skipped and recorded, not fail the page.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -46,6 +45,7 @@ from hubspot.crm.properties import OptionInput, PropertyCreate, PropertyGroupCre
 from urllib3.util.retry import Retry
 
 from leadpulse.connectors.budget import Window, account_key, shared_budget
+from leadpulse.connectors.idempotency import task_token
 from leadpulse.connectors.paging import Batch, dump_cursor, follow, load_cursor
 from leadpulse.connectors.retry import ApiCaller, Failure, FailureKind, retry_after_seconds
 from leadpulse.connectors.settings import HubSpotSettings
@@ -147,11 +147,6 @@ def _coerce(value: Any) -> Any:
     if isinstance(value, str) and _NUMBER.fullmatch(value):
         return float(value) if "." in value else int(value)
     return value
-
-
-def task_token(key: str) -> str:
-    """The idempotency key as one alphanumeric token, which HubSpot's CONTAINS_TOKEN search can find."""
-    return "lpk" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
 def classify(exc: Exception) -> Failure:

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from leadpulse.connectors.budget import Window
-from leadpulse.connectors.hubspot import TASK_KEY, HubSpotConnector, task_token
+from leadpulse.connectors.hubspot import TASK_KEY, HubSpotConnector
+from leadpulse.connectors.idempotency import task_token
 from leadpulse.connectors.paging import load_cursor
 from leadpulse.connectors.settings import HubSpotSettings
 from leadpulse.core.clock import ScaledClock

@@ -12,7 +12,7 @@ import yaml
 from support import DEMO_TENANT
 
 from leadpulse.connectors import budget
-from leadpulse.connectors.hubspot import task_token
+from leadpulse.connectors.idempotency import task_token
 from leadpulse.core.cli.demo import TOKEN_VARIABLE, sandbox_tenant
 from leadpulse.core.clock import ManualClock, ScaledClock
 from leadpulse.core.config.files import validate_tenant

@@ -27,7 +27,8 @@ import pytest
 import yaml
 from support import DEMO_TENANT, wait_for
 
-from leadpulse.connectors.hubspot import task_token, wire_value
+from leadpulse.connectors.hubspot import wire_value
+from leadpulse.connectors.idempotency import task_token
 from leadpulse.core.runtime.daemon import SCHEDULE_SCALE_ENV
 from leadpulse.core.store.store import Store
 from leadpulse.sandbox import Sandbox
