@@ -48,7 +48,8 @@ class Sandbox:
                  activities_per_contact: float | None = None):
         vendor_cls = vendor_class(crm)
         self.tokens = Tokens(prefix=vendor_cls.name)
-        tenant = Tenant(contacts, seed, anchor_ms, activities_per_contact=activities_per_contact)
+        tenant = Tenant(contacts, seed, anchor_ms, activities_per_contact=activities_per_contact,
+                        activity_history_ms=vendor_cls.activity_history_ms)
         self.crm = Crm(tenant, ids=vendor_cls.ids)
         self.faults = Faults(self.tokens)
         self.stats = Stats()

@@ -22,6 +22,10 @@ The tenant's people are split by a hash of their index into Leads (00Q, about 60
 (00T, ``TaskSubtype`` Email, Call or Task), meetings are Events (00U), form submissions and
 campaign sends are CampaignMembers (00v) of five fixed Campaigns (701), owners are Users (005).
 About 1% of people (and everything hanging off them) are deleted: only ``queryAll`` shows them.
+Activities reach back over each person's whole life (up to two years); as Salesforce's nightly job
+archives them (SOAP API guide, "Archived Activities"), Events and closed Tasks dated 365 days or
+more before the tenant's anchor carry ``IsArchived = true`` and only ``queryAll`` shows them; what
+clients create waits for the next run, so it is never archived here.
 
 SOQL is a subset read by a small recursive-descent parser: a field list (with parent fields
 such as ``Account.Industry`` or ``Owner.Email``) or ``COUNT()``; ``WHERE`` with ``= != < <= > >=
@@ -104,7 +108,7 @@ from .salesforce_soql import (
 )
 from .server import Request, Response, Vendor, VendorError, route
 from .state import ADDED_ACTIVITY_BASE, IdScheme
-from .synth import Activity, ActivityKind
+from .synth import YEAR_MS, Activity, ActivityKind
 
 API_VERSIONS = ("59.0", "60.0", "61.0", "62.0")
 
@@ -160,6 +164,7 @@ class Salesforce(BulkApi, Vendor):
     ids = IdScheme(to_id=person_id, to_index=person_index)
     tiers = tuple(DAILY_ALLOWANCE)
     max_cursors = 10
+    activity_history_ms = 3 * YEAR_MS  # every person's whole life, so archived activities (a year old) exist
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -367,7 +372,7 @@ class Salesforce(BulkApi, Vendor):
         wanted = None if query.limit is None else query.limit + query.offset
         keys, pairs = array("q"), []
         for row in self.candidates(sobject, query.where):
-            if (row.deleted and not all_rows) or (test is not None and not test(row)):
+            if (not all_rows and (row.deleted or row.archived)) or (test is not None and not test(row)):
                 continue
             if natural:
                 keys.append(row.key)

@@ -134,6 +134,7 @@ from .faults import Fault, FaultKind, Faults
 from .limits import Limits, Verdict, Window
 from .state import Crm, IdScheme, UnknownContact
 from .stats import Stats
+from .synth import YEAR_MS
 
 log = logging.getLogger("sandbox")
 
@@ -242,6 +243,8 @@ class Vendor:
     tls: ClassVar[bool] = False
     ids: ClassVar[IdScheme] = IdScheme()
     tiers: ClassVar[tuple[str, ...]] = ("default",)
+    activity_history_ms: ClassVar[int] = YEAR_MS
+    """How far before the tenant's anchor generated activities reach (``Tenant(activity_history_ms=...)``)."""
 
     def __init__(self, crm: Crm, faults: Faults, tokens: Tokens, tier: str | None = None):
         self.crm, self.faults, self.tokens = crm, faults, tokens

@@ -163,7 +163,10 @@ class Crm:
         return sorted(found)
 
     def touched_since(self, low_ms: int) -> list[int]:
-        """Indexes whose generated activities may be at or after ``low_ms`` (generated ones end at the last touch)."""
+        """Indexes whose generated activities may be at or after ``low_ms``: those end at the person's last touch
+        or, for a person last touched before the history starts, at that start (``Tenant.history_start_ms``)."""
+        if low_ms <= self.tenant.history_start_ms:
+            return list(range(self.tenant.size))
         times, order = self._touch_index()
         return sorted(order[bisect.bisect_left(times, low_ms):])
 

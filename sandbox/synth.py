@@ -13,9 +13,12 @@ Every draw is a 32-bit word of a SHAKE-128 stream keyed by ``(seed, purpose, ind
 (:class:`Stream`): one C call per record, so a 100-person page costs about half a millisecond
 of generation. A person's timeline is the first two words of their stream, so the time indexes
 a search needs (:meth:`Tenant.created_ms`, :meth:`Tenant.last_touch_ms`) build for a million
-people in a few seconds. Every activity of person ``i`` happens at or before
-``last_touch_ms(i)``, which is also the person's base ``updated_ms``. ``activities_per_contact``
-sets how many activities a person holds on average.
+people in a few seconds. A person's activities reach back ``activity_history_ms`` (a year unless
+a vendor asks for more) and no earlier than the person's creation; every activity of person ``i``
+happens at or before the later of ``last_touch_ms(i)`` (the person's base ``updated_ms``) and
+:attr:`Tenant.history_start_ms`, as a person last touched before the history starts has all their
+activities stamped at that start. ``activities_per_contact`` sets how many activities a person
+holds on average.
 
 Values here are vendor-neutral (lowercase words); each vendor module maps them to its own.
 """
@@ -246,13 +249,16 @@ class Tenant:
 
     ``activities_per_contact`` sets the mean number of activities a person holds (None: about
     8.7, the natural mix); more engaged people keep holding more, and recent ones stay denser.
+    ``activity_history_ms`` sets how far before the anchor activities may lie (people joined up
+    to two years and an hour before it, so ``3 * YEAR_MS`` lets every person's whole life hold them).
     """
 
     def __init__(self, size: int, seed: int = 0, anchor_ms: int | None = None, owners: int = 8,
-                 activities_per_contact: float | None = None):
+                 activities_per_contact: float | None = None, activity_history_ms: int = YEAR_MS):
         self.size = size
         self.seed = seed
         self.anchor_ms = default_anchor_ms() if anchor_ms is None else anchor_ms
+        self.activity_history_ms = activity_history_ms
         self.companies = max(5, size // 6)
         self.activity_scale = 1.0 if activities_per_contact is None else activity_scale(activities_per_contact)
         self._companies: dict[int, Company] = {}
@@ -269,6 +275,11 @@ class Tenant:
     def last_touch_ms(self, index: int) -> int:
         """The latest change to the person; cubed draws pile touches up near the anchor."""
         return self.timeline(index)[1]
+
+    @property
+    def history_start_ms(self) -> int:
+        """How far back activities reach: no generated activity is older."""
+        return self.anchor_ms - self.activity_history_ms
 
     def timeline(self, index: int) -> tuple[int, int]:
         """(created_ms, last_touch_ms): the first two words of the person's stream, so they come alone cheaply."""
@@ -368,7 +379,7 @@ class Tenant:
             return []
         words = self._activity_words.words(index, 1 + _WORDS_PER_ACTIVITY * count)
         created, touched = self.timeline(index)
-        start = max(created, self.anchor_ms - YEAR_MS)
+        start = max(created, self.history_start_ms)
         span = max(start, touched) - start
         kinds = _kinds(int(interest * 100))
         slots = sorted((start + span - int(span * unit(words[w]) ** 3), w)

@@ -1,6 +1,7 @@
 """The Salesforce imitation driven through simple-salesforce, as a connector would drive it."""
 import re
 import time
+from collections import Counter
 
 import pytest
 import requests
@@ -418,3 +419,92 @@ def test_filters_reach_through_a_parent_relationship(sf):
 def test_relative_date_literals_select_recent_rows(sb, sf):
     recent = sf.query("SELECT COUNT() FROM Lead WHERE LastModifiedDate = LAST_N_DAYS:30")["totalSize"]
     assert 0 < recent < sf.query("SELECT COUNT() FROM Lead")["totalSize"]
+
+
+# -- time windows, archived activities -----------------------------------------------------------------
+
+WINDOWED = ["Lead", "Contact", pytest.param("Task", marks=pytest.mark.slow), "Event", "CampaignMember", "Account",
+            "User", "Campaign"]
+DAY_MS = 86_400_000
+
+
+def soql_datetime(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+
+
+def ms(text: str) -> int:
+    at = parse_datetime(text, colon_offset=False)
+    assert at is not None, f"not a Salesforce datetime: {text!r}"
+    return at
+
+
+def stamps_of(sf: Salesforce, sobject: str, where: str = "") -> dict[str, int]:
+    """Id -> SystemModstamp of every row queryAll returns (deleted and archived ones too)."""
+    rows = sf.query_all(f"SELECT Id, SystemModstamp FROM {sobject} {where}", include_deleted=True)["records"]
+    return {r["Id"]: ms(r["SystemModstamp"]) for r in rows}
+
+
+@pytest.fixture(scope="module")
+def thousand():
+    with Sandbox.start("salesforce", 1000, 7, rate_limits=False) as sb:
+        yield sb, client(sb)
+
+
+@pytest.mark.parametrize("sobject", WINDOWED)
+def test_system_modstamp_windows_hold_exactly_the_rows_stamped_in_them(thousand, sobject):
+    _, sf = thousand
+    every = stamps_of(sf, sobject)  # no WHERE: every row, nothing narrowed
+    low = min(every.values()) // DAY_MS * DAY_MS
+    seen: dict[str, int] = {}
+    while low <= max(every.values()):
+        high = low + 30 * DAY_MS
+        window = stamps_of(sf, sobject, f"WHERE SystemModstamp >= {soql_datetime(low)} "
+                                        f"AND SystemModstamp < {soql_datetime(high)}")
+        assert all(low <= at < high for at in window.values()) and not set(window) & set(seen)
+        seen.update(window)
+        low = high
+    assert seen == every and every
+
+
+@pytest.mark.parametrize("sobject", WINDOWED)
+def test_keyset_pages_on_system_modstamp_and_id_read_every_row_once_in_order(thousand, sobject):
+    _, sf = thousand
+    every = stamps_of(sf, sobject)
+    read: list[tuple[int, str]] = []
+    where = f"SystemModstamp >= {soql_datetime(0)}"
+    while True:
+        page = sf.query_all(f"SELECT Id, SystemModstamp FROM {sobject} WHERE {where} "
+                            "ORDER BY SystemModstamp, Id LIMIT 500", include_deleted=True)["records"]
+        if not page:
+            break
+        read += [(ms(r["SystemModstamp"]), r["Id"]) for r in page]
+        at, last = soql_datetime(read[-1][0]), read[-1][1]
+        where = f"SystemModstamp >= {at} AND (SystemModstamp > {at} OR Id > '{last}')"
+    assert read == sorted((at, record_id) for record_id, at in every.items())
+
+
+@pytest.mark.parametrize("sobject", ["Task", "Event"])
+def test_activities_rarely_share_a_system_modstamp(thousand, sobject):
+    _, sf = thousand
+    counts = Counter(stamps_of(sf, sobject).values())
+    assert counts.most_common(1)[0][1] <= 3
+
+
+@pytest.mark.parametrize("sobject", ["Task", "Event"])
+def test_query_leaves_out_archived_activities_that_query_all_returns(thousand, sobject):
+    sb, sf = thousand
+    every = sf.query_all(f"SELECT Id, IsArchived, IsDeleted, ActivityDate FROM {sobject}",
+                         include_deleted=True)["records"]
+    live = {r["Id"] for r in sf.query_all(f"SELECT Id FROM {sobject}")["records"]}
+    archived = [r for r in every if r["IsArchived"]]
+    year_ago = time.strftime("%Y-%m-%d", time.gmtime((sb.crm.tenant.anchor_ms - 365 * DAY_MS) / 1000))
+    assert archived and all(r["ActivityDate"] <= year_ago for r in archived)
+    assert live == {r["Id"] for r in every if not r["IsArchived"] and not r["IsDeleted"]}
+    assert any(not r["IsArchived"] and r["ActivityDate"] <= year_ago for r in every) == (sobject == "Task")
+
+
+def test_only_closed_tasks_are_archived(thousand):
+    _, sf = thousand
+    rows = sf.query_all("SELECT IsClosed FROM Task WHERE IsArchived = true", include_deleted=True)["records"]
+    assert rows and all(r["IsClosed"] for r in rows)
+    assert sf.query("SELECT COUNT() FROM Task WHERE IsArchived = true")["totalSize"] == 0
