@@ -195,6 +195,16 @@ class Limits:
             return Verdict(True, views)
         return Verdict(False, views, refused_by=refusal[0], retry_after=refusal[1])
 
+    def usage(self, name: str) -> WindowState | None:
+        """How window ``name`` stands now, without counting a call; None when there is no such window."""
+        with self._lock:
+            window = self._windows.get(name)
+            if window is None:
+                return None
+            now, count = self.clock.now(), self._counts[name]
+            used = count.used(now)
+            return WindowState(window, used, max(0, window.limit - used), count.frees_in(now, 1) or window.seconds)
+
     def to_wall_seconds(self, crm_seconds: float) -> float:
         """Real seconds that ``crm_seconds`` on the scaled clock take."""
         return crm_seconds / self.time_scale
