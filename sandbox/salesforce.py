@@ -22,6 +22,20 @@ The tenant's people are split by a hash of their index into Leads (00Q, about 60
 (00T, ``TaskSubtype`` Email, Call or Task), meetings are Events (00U), form submissions and
 campaign sends are CampaignMembers (00v) of five fixed Campaigns (701), owners are Users (005).
 About 1% of people (and everything hanging off them) are deleted: only ``queryAll`` shows them.
+
+A Lead whose person converted (synth's ``converted``: about a quarter of Leads) is converted as
+lead conversion leaves one: ``IsConverted``, Status ``Closed - Converted``, ``ConvertedDate``, and
+``ConvertedContactId`` (the same person as a Contact, 003 with the Lead's number, created when it
+converted), ``ConvertedAccountId`` (its company) and ``ConvertedOpportunityId`` (006, won). The Lead
+keeps its generated values and its conversion as ``SystemModstamp``; writes and touches since land
+on its Contact, its activities name the Contact (``WhoId``) and its memberships gain the ContactId.
+Updating it (REST or collections) and creating a Task or Event that names it fail with
+``CANNOT_UPDATE_CONVERTED_LEAD`` / "cannot reference converted lead". Opportunities and their
+OpportunityContactRoles (00K) are described in :mod:`leadpulse.sandbox.salesforce_deals`. Every
+record says who made and last changed it (``CreatedById``, ``LastModifiedById``): its owner, or the
+admin (the first owner), unless a client's write through the API is its latest change, which names
+the integration user whose tokens every client holds (``Integration User``, Username
+``integration@leadpulse.sandbox``).
 Activities reach back over each person's whole life (up to two years); as Salesforce's nightly job
 archives them (SOAP API guide, "Archived Activities"), Events and closed Tasks dated 365 days or
 more before the tenant's anchor carry ``IsArchived = true`` and only ``queryAll`` shows them; what
@@ -35,7 +49,8 @@ in Salesforce); ``ORDER BY`` fields with ``ASC|DESC`` and ``NULLS FIRST|LAST``; 
 Salesforce prints is refused in a query, as the SOQL reference lists no such form), plus ``TODAY``,
 ``YESTERDAY`` and ``LAST_N_DAYS:n``. Records are never materialised in bulk: a query keeps the
 matching keys (ints), narrowed first by ``Id``, ``LastModifiedDate``/``SystemModstamp``/
-``CreatedDate`` and ``WhoId``/``LeadId``/``ContactId`` conditions, and renders a page at a time.
+``CreatedDate`` and ``WhoId``/``LeadId``/``ContactId``/``OpportunityId`` conditions, and renders a
+page at a time (the first time window over Leads also indexes every conversion, ~5 s a million).
 A ``WHERE`` on any other field scans every candidate, which is slow past ~100k people. On a
 million people a keyset page (``Id > '...' ORDER BY Id LIMIT 2000``) answers in ~0.15 s, a
 ``SystemModstamp >=`` one-week window of Leads in ~3 s for its first page (later pages in
@@ -57,6 +72,7 @@ capped at ten, the oldest dropped first (``INVALID_QUERY_LOCATOR`` afterwards), 
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 import re
 import threading
@@ -69,14 +85,19 @@ from urllib.parse import parse_qs
 
 from .limits import Verdict, Window
 from .salesforce_bulk import BulkApi
+from .salesforce_deals import DealRow, deal_objects, deal_of
 from .salesforce_records import (
     CAMPAIGNS,
+    INTEGRATION_OWNER,
+    INTEGRATION_USER,
     MEMBER_SLOTS,
     NUMBERS,
+    PERSON_KEYED,
     AccountRow,
     ActivityRow,
-    CampaignRow,
+    ContactRow,
     Field,
+    LeadRow,
     MemberRow,
     PersonRow,
     Row,
@@ -89,10 +110,11 @@ from .salesforce_records import (
     members_of,
     parse_datetime,
     parse_id,
+    person_behind,
     person_id,
     person_index,
+    person_number,
     sf_id,
-    user_id,
     wire,
 )
 from .salesforce_soql import (
@@ -161,22 +183,24 @@ class Salesforce(BulkApi, Vendor):
 
     name = "salesforce"
     tls = True
-    ids = IdScheme(to_id=person_id, to_index=person_index)
+    ids = IdScheme(to_id=person_id, to_index=person_behind)
     tiers = tuple(DAILY_ALLOWANCE)
     max_cursors = 10
     activity_history_ms = 3 * YEAR_MS  # every person's whole life, so archived activities (a year old) exist
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.objects = catalogue()
+        self.objects = {**catalogue(), **{o.name.lower(): o for o in deal_objects()}}
         self._lock = threading.RLock()
         self._cursors: OrderedDict[str, Cursor] = OrderedDict()
         self._cursor_count = 0
         self._edits: dict[str, dict] = {}
         self._edited: dict[str, int] = {}
+        self._api_writes: dict[str, int] = {}
+        self._conversions: tuple[array, array] | None = None
         self.client_id = "3MVG9sandbox" + hashlib.sha256(self.tokens.prefix.encode()).hexdigest()[:24]
         self.client_secret = f"sandbox-secret-{self.crm.tenant.seed}"
-        self.username, self.password = "integration@leadpulse.sandbox", "sandbox-password"
+        self.username, self.password = INTEGRATION_OWNER.email, "sandbox-password"
         self.refresh_token = f"5Aep861sandbox{self.crm.tenant.seed}"
 
     # -- the framework's hooks --
@@ -239,6 +263,32 @@ class Salesforce(BulkApi, Vendor):
     def edited_ms(self, record_id: str) -> int:
         return self._edited.get(record_id, 0)
 
+    def api_write_ms(self, record_id: str) -> int | None:
+        return self._api_writes.get(record_id)
+
+    def conversion_ms(self, index: int) -> int | None:
+        """When generated person ``index`` converted, or None: a converted Lead stays a Lead, frozen, and its
+        person is a Contact as well (people added since have not converted)."""
+        if not 0 <= index < self.crm.tenant.size:
+            return None
+        person = self.crm.tenant.fields(index)
+        return person["converted_ms"] if person["converted"] else None
+
+    def converted_leads_between(self, low_ms: int, high_ms: int) -> list[int]:
+        """Indexes of converted Leads whose conversion lies in [low_ms, high_ms], ascending."""
+        times, order = self._conversion_index()
+        return sorted(order[bisect.bisect_left(times, low_ms):bisect.bisect_right(times, high_ms)])
+
+    def _conversion_index(self) -> tuple[array, array]:
+        # Built on the first time window over Leads: every Lead drawn once, about 5 s for a million people.
+        with self._lock:
+            if self._conversions is None:
+                tenant = self.crm.tenant
+                found = sorted((at, index) for index in range(tenant.size)
+                               if is_lead(index) and (at := self.conversion_ms(index)) is not None)
+                self._conversions = (array("q", (at for at, _ in found)), array("q", (i for _, i in found)))
+            return self._conversions
+
     # -- rows --
 
     def row_by_id(self, sobject: SObject, record_id: Any) -> Row | None:
@@ -250,10 +300,8 @@ class Salesforce(BulkApi, Vendor):
 
     def row_by_key(self, sobject: SObject, key: int, cache: dict | None = None) -> Row | None:
         cls = sobject.row
-        if cls is PersonRow:
-            index = key - 1
-            ok = 0 <= index < self.crm.size and is_lead(index) == (sobject.prefix == "00Q")
-            return PersonRow(self, key) if ok else None
+        if issubclass(cls, PersonRow):
+            return self._person_row(cls, key)
         if issubclass(cls, ActivityRow):
             activity = self._activity(key, cache)
             kinds = TASK_KINDS if cls is TaskRow else {ActivityKind.MEETING}
@@ -261,9 +309,29 @@ class Salesforce(BulkApi, Vendor):
         if cls is MemberRow:
             index = (key - 1) // MEMBER_SLOTS
             return MemberRow(self, key) if 0 <= index < self.crm.size and key in members_of(self, index) else None
-        limits = {AccountRow: range(1, self.crm.tenant.companies + 1), CampaignRow: range(1, len(CAMPAIGNS) + 1),
-                  UserRow: {o.id for o in self.crm.tenant.owners}}
-        return cls(self, key) if key in limits[cls] else None
+        if issubclass(cls, DealRow):
+            deal = deal_of(self, key - 1)
+            return cls(self, key, deal) if deal is not None else None
+        return cls(self, key) if key in self._numbered(cls) else None
+
+    def _person_row(self, cls: type[Row], key: int) -> PersonRow | None:
+        # Every person is a Lead or a Contact; a converted Lead's person is its Contact as well.
+        index = key - 1
+        if not 0 <= index < self.crm.size:
+            return None
+        lead = is_lead(index)
+        if cls is LeadRow:
+            return LeadRow(self, key) if lead else None
+        if not lead:
+            return ContactRow(self, key)
+        converted = self.conversion_ms(index)
+        return None if converted is None else ContactRow(self, key, converted)
+
+    def _numbered(self, cls: type[Row]) -> Iterable[int]:
+        """The keys of the small fixed tables (Account, Campaign, User), ascending."""
+        if cls is UserRow:
+            return sorted([INTEGRATION_OWNER.id, *(o.id for o in self.crm.tenant.owners)])
+        return range(1, (self.crm.tenant.companies if cls is AccountRow else len(CAMPAIGNS)) + 1)
 
     def _activity(self, activity_id: int, cache: dict | None) -> Activity | None:
         # Generated activities are rebuilt per person; a page reuses one person's list.
@@ -279,29 +347,33 @@ class Salesforce(BulkApi, Vendor):
     def candidates(self, sobject: SObject, where) -> Iterator[Row]:
         """Rows that may match ``where``, ascending by Id, narrowed by its top-level AND terms."""
         cls = sobject.row
-        if cls is PersonRow:
+        if issubclass(cls, PersonRow):
             return self._people(sobject, Narrowing.of(where))
         if issubclass(cls, ActivityRow):
             kinds = TASK_KINDS if cls is TaskRow else frozenset({ActivityKind.MEETING})
             return self._activities(cls, kinds, Narrowing.of(where, ("whoid",)))
         if cls is MemberRow:
             return self._members(Narrowing.of(where, ("leadid", "contactid")))
-        keys = {AccountRow: range(1, self.crm.tenant.companies + 1), CampaignRow: range(1, len(CAMPAIGNS) + 1),
-                UserRow: sorted(o.id for o in self.crm.tenant.owners)}[cls]
-        return (cls(self, key) for key in keys)
+        if issubclass(cls, DealRow):
+            return self._deals(sobject, Narrowing.of(where, ("contactid", "opportunityid")))
+        return (cls(self, key) for key in self._numbered(cls))
 
     def _people(self, sobject: SObject, narrow: Narrowing) -> Iterator[Row]:
-        want_lead = sobject.prefix == "00Q"
         indexes: Iterable[int]
         if narrow.ids is not None:
-            indexes = sorted({i for i in map(person_index, narrow.ids) if i is not None})
+            indexes = sorted({i for i in map(person_number, narrow.ids) if i is not None})
         elif narrow.since_ms is not None or narrow.until_ms is not None:
-            indexes = self.crm.updated_between(narrow.since_ms or 0, narrow.until_ms or 2**62)
+            low, high = narrow.since_ms or 0, narrow.until_ms or 2**62
+            found = set(self.crm.updated_between(low, high))
+            if sobject.row is LeadRow:  # a converted Lead keeps the stamp of its conversion
+                found.update(self.converted_leads_between(low, high))
+            indexes = sorted(found)
         else:
             indexes = range(self._start_key(narrow.after, sobject.prefix) - 1, self.crm.size)
         for index in indexes:
-            if 0 <= index < self.crm.size and is_lead(index) == want_lead:
-                yield PersonRow(self, index + 1)
+            row = self._person_row(sobject.row, index + 1)
+            if row is not None:
+                yield row
 
     def _start_key(self, after: str | None, prefix: str) -> int:
         parsed = parse_id(after) if after else None
@@ -312,7 +384,7 @@ class Salesforce(BulkApi, Vendor):
     def _persons_for(self, narrow: Narrowing, start: int, prefix: str) -> Iterable[int]:
         """People whose records of kind ``prefix`` may match: named ones, recently touched ones, or all."""
         if narrow.refs is not None:
-            return sorted({i for i in map(person_index, narrow.refs) if i is not None})
+            return sorted({i for i in map(person_number, narrow.refs) if i is not None})
         if narrow.since_ms is not None:
             return sorted(set(self.crm.touched_since(narrow.since_ms)) | self._edited_people(prefix))
         return range(max(0, start), self.crm.tenant.size)
@@ -323,6 +395,8 @@ class Salesforce(BulkApi, Vendor):
             numbers = [parsed[1] for parsed in map(parse_id, self._edited) if parsed[0] == prefix]
         if prefix == "00v":
             return {(n - 1) // MEMBER_SLOTS for n in numbers}
+        if prefix in PERSON_KEYED:
+            return {n - 1 for n in numbers}
         return {self.crm.tenant.activity_index(n)[0] for n in numbers if n < ADDED_ACTIVITY_BASE}
 
     def _activities(self, cls: type[ActivityRow], kinds: frozenset, narrow: Narrowing) -> Iterator[Row]:
@@ -352,6 +426,18 @@ class Salesforce(BulkApi, Vendor):
         for index in self._persons_for(narrow, start, "00v"):
             if index < self.crm.size:
                 yield from (MemberRow(self, key) for key in members_of(self, index))
+
+    def _deals(self, sobject: SObject, narrow: Narrowing) -> Iterator[Row]:
+        keys: Iterable[int]
+        if narrow.ids is not None:
+            keys = sorted({parsed[1] for parsed in map(parse_id, narrow.ids) if parsed and parsed[0] == sobject.prefix})
+        else:
+            keys = (index + 1 for index in self._persons_for(narrow, self._start_key(narrow.after, sobject.prefix) - 1,
+                                                             sobject.prefix))
+        for key in keys:
+            row = self.row_by_key(sobject, key)
+            if row is not None:
+                yield row
 
     # -- queries --
 
@@ -431,8 +517,6 @@ class Salesforce(BulkApi, Vendor):
         return {"attributes": {"type": name, "url": f"/services/data/{version}/sobjects/{name}/{row.id}"}}
 
     def _object_of(self, row: Row) -> SObject:
-        if isinstance(row, PersonRow):
-            return self.objects["lead" if is_lead(row.index) else "contact"]
         return next(o for o in self.objects.values() if o.row is type(row))
 
 
@@ -451,6 +535,8 @@ class Salesforce(BulkApi, Vendor):
             raise RecordError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", ("Id",))
         if row.deleted:
             raise RecordError("ENTITY_IS_DELETED", "entity is deleted", ())
+        if isinstance(row, LeadRow) and row.converted:
+            raise _CONVERTED_LEAD
         self._injected_failure(row.id)
         values = {k: v for k, v in record.items() if k not in ("attributes", "id", "Id")}
         return Prepared(sobject, row, self._checked(sobject, values, creating=False))
@@ -469,8 +555,6 @@ class Salesforce(BulkApi, Vendor):
         if missing:
             raise RecordError("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]",
                               tuple(missing))
-        if person_index(values["WhoId"]) is None or person_index(values["WhoId"]) >= self.crm.size:
-            raise RecordError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", ("WhoId",))
         return Prepared(sobject, None, values)
 
     def _write_object(self, sobject_name: str | None, record: dict) -> SObject:
@@ -501,7 +585,21 @@ class Salesforce(BulkApi, Vendor):
                                   "of this field and verify that it is read/write for your profile or permission set.",
                                   (spec.name,))
             checked[spec.name] = self._typed(sobject, spec, value)
+        if checked.get("WhoId") is not None:
+            self._who(checked["WhoId"])
         return checked
+
+    def _who(self, who_id: str) -> int:
+        """The person a WhoId names: a live Lead or Contact, and no converted Lead (Salesforce refuses new
+        references to one)."""
+        parsed = parse_id(who_id)
+        name = {"00Q": "lead", "003": "contact"}.get(parsed[0]) if parsed else None
+        row = self.row_by_id(self.objects[name], who_id) if name else None
+        if not isinstance(row, PersonRow) or row.deleted:
+            raise RecordError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", ("WhoId",))
+        if isinstance(row, LeadRow) and row.converted:
+            raise _CONVERTED_LEAD
+        return row.index
 
     def _typed(self, sobject: SObject, spec: Field, value: Any) -> Any:
         if value is None:
@@ -539,16 +637,18 @@ class Salesforce(BulkApi, Vendor):
                 spec = prepared.sobject.field(name)
                 key = spec.neutral or spec.name
                 neutral[key] = self._owner_of(value) if key == "owner_id" and value else value
-            self.crm.write(row.index, neutral)
+            written = self.crm.write(row.index, neutral)
+            with self._lock:
+                self._api_writes[row.id] = written
         else:
             with self._lock:
                 self._edits.setdefault(row.id, {}).update(values)
-                self._edited[row.id] = max(self.crm.clock_ms(), row.modified_ms + 1)
+                self._edited[row.id] = self._api_writes[row.id] = max(self.crm.clock_ms(), row.modified_ms + 1)
         return row.id
 
     def _create(self, prepared: Prepared) -> str:
         values = prepared.values
-        index = person_index(values["WhoId"])
+        index = self._who(values["WhoId"])
         owner = self._owner_of(values["OwnerId"]) if values.get("OwnerId") else self.crm.record(index)["owner_id"]
         stored = dict(values)
         if prepared.sobject.name == "Event":
@@ -556,7 +656,7 @@ class Salesforce(BulkApi, Vendor):
                           "duration_ms": int(values["DurationInMinutes"]) * 60_000, "sobject_fields": stored}
             activity = self.crm.log_activity(index, ActivityKind.MEETING, values["StartDateTime"], owner,
                                              attributes, by_api=True)
-            return sf_id("00U", activity.id)
+            return self._created(sf_id("00U", activity.id), activity.updated_ms)
         attributes = {"subject": values.get("Subject") or "", "body": values.get("Description") or "",
                       "status": "completed" if values.get("Status") == "Completed" else "not_started",
                       "priority": {"High": "high", "Low": "low"}.get(values.get("Priority"), "medium"),
@@ -564,7 +664,12 @@ class Salesforce(BulkApi, Vendor):
                                                                     "todo"),
                       "sobject_fields": stored}
         activity = self.crm.log_activity(index, ActivityKind.TASK, None, owner, attributes, by_api=True)
-        return sf_id("00T", activity.id)
+        return self._created(sf_id("00T", activity.id), activity.updated_ms)
+
+    def _created(self, record_id: str, at_ms: int) -> str:
+        with self._lock:
+            self._api_writes[record_id] = at_ms
+        return record_id
 
     def collection(self, request: Request, prepare: Callable[[None, Any], Prepared]) -> list[dict]:
         """An sObject Collections call: every record validated, then all written (or none with allOrNone)."""
@@ -608,7 +713,7 @@ class Salesforce(BulkApi, Vendor):
 
     def _token_answer(self, request: Request) -> dict:
         issued = str(self.crm.clock_ms())
-        identity = f"https://login.salesforce.com/id/00D5g0000000001AAA/{user_id(self.crm.tenant.owners[0].id)}"
+        identity = f"https://login.salesforce.com/id/00D5g0000000001AAA/{INTEGRATION_USER}"
         digest = hashlib.sha256((identity + issued + self.client_secret).encode()).digest()
         return {"access_token": self.tokens.issue(), "instance_url": f"https://{request.headers.get('Host')}",
                 "id": identity, "token_type": "Bearer", "issued_at": issued,
@@ -741,6 +846,7 @@ class Salesforce(BulkApi, Vendor):
         return self.collection(request, self.prepare_create)
 
 
+_CONVERTED_LEAD = RecordError("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead")
 _ROLLED_BACK = RecordError("ALL_OR_NONE_OPERATION_ROLLED_BACK", "Record rolled back because not all records were "
                            "valid and the request was using AllOrNone header")
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .state import ADDED_ACTIVITY_BASE, Crm
-from .synth import DAY_MS, Activity, ActivityKind, mix
+from .synth import DAY_MS, Activity, ActivityKind, Owner, mix
 
 ARCHIVE_DAYS = 365
 """Tasks and Events this many days old or older are archived (SOAP API guide, "Archived Activities")."""
@@ -27,6 +27,12 @@ class Records(Protocol):
     def edited_ms(self, record_id: str) -> int: ...
 
     def row_by_id(self, sobject: SObject, record_id: str) -> Row | None: ...
+
+    def conversion_ms(self, index: int) -> int | None:
+        """When generated person ``index`` converted (became a customer); None for those who did not."""
+
+    def api_write_ms(self, record_id: str) -> int | None:
+        """When a client last wrote the record through the API, if it ever did."""
 
 
 # -- ids ----------------------------------------------------------------------------------------
@@ -85,12 +91,46 @@ def person_id(index: int) -> str:
     return sf_id("00Q" if is_lead(index) else "003", index + 1)
 
 
+def person_number(record_id: Any) -> int | None:
+    """The person index behind a Lead, Contact, Opportunity or OpportunityContactRole id of this org, whatever the
+    person is now (a converted Lead's person is also its Contact); None for any other id."""
+    parsed = parse_id(record_id)
+    return parsed[1] - 1 if parsed is not None and parsed[0] in PERSON_KEYED and parsed[1] >= 1 else None
+
+
+PERSON_KEYED = ("00Q", "003", "006", "00K")
+"""Key prefixes of the records numbered by their person: Lead, Contact, Opportunity, OpportunityContactRole."""
+
+
 def person_index(contact_id: str) -> int | None:
     parsed = parse_id(str(contact_id))
     if parsed is None or parsed[0] not in ("00Q", "003") or parsed[1] < 1:
         return None
     index = parsed[1] - 1
     return index if is_lead(index) == (parsed[0] == "00Q") else None
+
+
+def person_behind(record_id: str) -> int | None:
+    """The person a Lead or Contact id names, whatever they are now: a Contact id may name a converted Lead's
+    person (the id scheme tests and ``Crm`` use; the vendor checks the row exists)."""
+    parsed = parse_id(str(record_id))
+    if parsed is None or parsed[0] not in ("00Q", "003") or parsed[1] < 1:
+        return None
+    index = parsed[1] - 1
+    return index if parsed[0] == "003" or is_lead(index) else None
+
+
+def who_id(vendor: Records, index: int) -> str:
+    """The id a person's activities and campaign memberships name: their Lead, or their Contact once they are one
+    (converting a Lead moves its open and closed activities to the Contact)."""
+    if is_lead(index) and vendor.conversion_ms(index) is None:
+        return sf_id("00Q", index + 1)
+    return sf_id("003", index + 1)
+
+
+INTEGRATION_OWNER = Owner(id=9_999, first_name="Integration", last_name="User", email="integration@leadpulse.sandbox")
+"""The User every client of the sandbox works as (owner ids start at 10,000): LastModifiedById of what it writes."""
+INTEGRATION_USER = sf_id("005", INTEGRATION_OWNER.id)
 
 
 # -- time -----------------------------------------------------------------------------------------
@@ -131,6 +171,14 @@ _RATING = {"mql": "Warm", "sql": "Hot", "opportunity": "Hot", "customer": "Hot",
 _LEAD_SOURCE = {"organic_search": "Web", "paid_search": "Advertisement", "social_media": "Social Media",
                 "email_marketing": "Email", "referrals": "Partner Referral", "direct_traffic": "Web",
                 "offline": "Trade Show", "other_campaigns": "Other"}
+LEAD_SOURCES = tuple(sorted(set(_LEAD_SOURCE.values())))
+
+
+def lead_source(source: str) -> str:
+    """A neutral source (``organic_search``) as a LeadSource picklist value."""
+    return _LEAD_SOURCE.get(source, "Other")
+
+
 _INDUSTRY = {"Software": "Technology", "Financial Services": "Finance", "Logistics": "Transportation",
              "Non-profit": "Not For Profit"}
 INDUSTRIES = ("Consulting", "Education", "Finance", "Government", "Healthcare", "Manufacturing", "Media",
@@ -198,23 +246,40 @@ class Row:
         """Whether ``query`` leaves the row out as ``queryAll`` does not (archived activities)."""
         return False
 
+    @property
+    def owner_key(self) -> int | None:
+        """The owning User's key (an owner id), for rows that have one."""
+        return None
+
+    @property
+    def created_by(self) -> str:
+        """CreatedById: the owner, or the org's first user (its admin) for rows without one."""
+        return sf_id("005", self.owner_key or self.vendor.crm.tenant.owners[0].id)
+
+    @property
+    def modified_by(self) -> str:
+        """LastModifiedById: the integration user when a client's write is the latest change, else the creator."""
+        written = self.vendor.api_write_ms(self.id)
+        return INTEGRATION_USER if written is not None and written >= self.modified_ms else self.created_by
+
+
+_UNKNOWN = -1  # a conversion not looked up yet
+
 
 class PersonRow(Row):
-    """A Lead or a Contact: key is the person's index + 1."""
+    """A Lead or a Contact: key is the person's index + 1. One person is a Lead (``LeadRow``) or a Contact
+    (``ContactRow``) as :func:`is_lead` says, and a Lead that converted is both: a frozen Lead and its Contact."""
 
-    __slots__ = ("_company",)
+    __slots__ = ("_company", "_conversion")
 
-    def __init__(self, vendor: Records, key: int):
+    def __init__(self, vendor: Records, key: int, conversion_ms: int | None = _UNKNOWN):
         super().__init__(vendor, key)
         self._company: int | None = None
+        self._conversion = conversion_ms
 
     @property
     def index(self) -> int:
         return self.key - 1
-
-    @property
-    def id(self) -> str:
-        return person_id(self.index)
 
     @property
     def record(self) -> dict:
@@ -238,11 +303,64 @@ class PersonRow(Row):
         return is_deleted(self.index, self.vendor.crm.tenant.size)
 
     @property
+    def owner_key(self) -> int | None:
+        return self.record["owner_id"]
+
+    @property
+    def conversion_ms(self) -> int | None:
+        """When the person converted (the generated history says), or None."""
+        if self._conversion == _UNKNOWN:
+            self._conversion = self.vendor.conversion_ms(self.index)
+        return self._conversion
+
+    @property
     def account_id(self) -> str:
         # The flat record keeps the company's name only; its index comes from the person once more.
         if self._company is None:
             self._company = self.vendor.crm.tenant.person(self.index).company.index
         return sf_id("001", self._company + 1)
+
+
+class LeadRow(PersonRow):
+    """A Lead. Once converted it is read-only: it shows the person as generated and was last modified when it
+    converted, while later writes and touches land on its Contact."""
+
+    __slots__ = ()
+    prefix = "00Q"
+
+    @property
+    def converted(self) -> bool:
+        return self.conversion_ms is not None
+
+    @property
+    def record(self) -> dict:
+        if self._cache is None:
+            frozen = self.converted
+            self._cache = self.vendor.crm.tenant.fields(self.index) if frozen else self.vendor.crm.record(self.index)
+        return self._cache
+
+    @property
+    def modified_ms(self) -> int:
+        return self.conversion_ms if self.conversion_ms is not None else self.vendor.crm.updated_ms(self.index)
+
+    def converted_to(self, prefix: str) -> str | None:
+        """The id of the Contact (003), Account (001) or Opportunity (006) the Lead converted into."""
+        if not self.converted:
+            return None
+        return self.account_id if prefix == "001" else sf_id(prefix, self.key)
+
+
+class ContactRow(PersonRow):
+    """A Contact: a person who is no Lead, or the Contact a converted Lead became (created when it converted)."""
+
+    __slots__ = ()
+    prefix = "003"
+
+    @property
+    def created_ms(self) -> int:
+        if is_lead(self.index) and self.conversion_ms is not None:
+            return self.conversion_ms
+        return self.vendor.crm.created_ms(self.index)
 
 
 class ActivityRow(Row):
@@ -267,6 +385,14 @@ class ActivityRow(Row):
         return is_deleted(self.activity.contact_index, self.vendor.crm.tenant.size)
 
     @property
+    def owner_key(self) -> int | None:
+        return self.activity.owner_id
+
+    @property
+    def created_by(self) -> str:
+        return INTEGRATION_USER if "sobject_fields" in self.activity.attributes else super().created_by
+
+    @property
     def archived(self) -> bool:
         # Salesforce's nightly archiving, last run at the tenant's anchor: activities a year old or older, tasks
         # only once closed. What clients created since waits for the next run.
@@ -278,7 +404,7 @@ class ActivityRow(Row):
 
     @property
     def who(self) -> str:
-        return person_id(self.activity.contact_index)
+        return who_id(self.vendor, self.activity.contact_index)
 
     @property
     def attrs(self) -> dict:
@@ -332,6 +458,20 @@ class MemberRow(Row):
         return self._cache
 
     @property
+    def owner_key(self) -> int | None:
+        return self.person.owner_key
+
+    @property
+    def lead_id(self) -> str | None:
+        """A converted Lead's memberships keep its LeadId and gain its ContactId, as lead conversion leaves them."""
+        return sf_id("00Q", self.person.key) if is_lead(self.person.index) else None
+
+    @property
+    def contact_id(self) -> str | None:
+        index = self.person.index
+        return sf_id("003", self.person.key) if not is_lead(index) or self.person.conversion_ms is not None else None
+
+    @property
     def slot(self) -> int:
         return (self.key - 1) % MEMBER_SLOTS
 
@@ -373,28 +513,47 @@ def members_of(vendor: Records, index: int) -> list[int]:
     return [index * MEMBER_SLOTS + j + 1 for j in slots]
 
 
-class CampaignRow(Row):
+class SetupRow(Row):
+    """A record an admin keeps (a Campaign, a User): made up to three years before the anchor, changed since."""
+
     __slots__ = ()
-    prefix = "701"
+
+    def _fraction(self, salt: int) -> float:
+        return mix(self.vendor.crm.tenant.seed, self.key, salt) / 2.0**64
+
+    @property
+    def created_ms(self) -> int:
+        anchor = self.vendor.crm.tenant.anchor_ms
+        return anchor - 400 * DAY_MS - int(700 * DAY_MS * self._fraction(0x5E7))
 
     @property
     def base_modified_ms(self) -> int:
-        return self.vendor.crm.tenant.anchor_ms - 400 * DAY_MS
+        created = self.created_ms
+        return created + int((self.vendor.crm.tenant.anchor_ms - created) * self._fraction(0x5E8) ** 2)
 
 
-class UserRow(Row):
-    """A User: key is the owner's id."""
+class CampaignRow(SetupRow):
+    __slots__ = ()
+    prefix = "701"
+
+
+class UserRow(SetupRow):
+    """A User: key is the owner's id, or the integration user's."""
 
     __slots__ = ()
     prefix = "005"
 
     @property
-    def owner(self):
+    def owner(self) -> Owner:
+        if self.key == INTEGRATION_OWNER.id:
+            return INTEGRATION_OWNER
         return next(o for o in self.vendor.crm.tenant.owners if o.id == self.key)
 
     @property
-    def base_modified_ms(self) -> int:
-        return self.vendor.crm.tenant.anchor_ms - 400 * DAY_MS
+    def created_ms(self) -> int:
+        # The admin (the first owner) came first; everyone else, the integration user too, joined after.
+        admin = self.key == self.vendor.crm.tenant.owners[0].id
+        return self.vendor.crm.tenant.anchor_ms - 1100 * DAY_MS if admin else super().created_ms
 
 
 # -- objects and their fields -------------------------------------------------------------------------
@@ -415,6 +574,7 @@ class Field:
     neutral: str | None = None
     custom: bool = False
     label: str = ""
+    external_id: bool = False
 
     def describe(self) -> dict:
         createable = self.updateable if self.createable is None else self.createable
@@ -427,6 +587,7 @@ class Field:
                                for v in self.picklist],
             "restrictedPicklist": self.restricted, "referenceTo": list(self.reference_to),
             "relationshipName": self.relationship, "calculated": False, "defaultedOnCreate": self.type == "boolean",
+            "externalId": self.external_id, "idLookup": self.type == "id" or self.external_id,
         }
 
 
@@ -474,14 +635,29 @@ def _fields(*specs: Field) -> dict[str, Field]:
     return {spec.name.lower(): spec for spec in specs}
 
 
-def _system_fields() -> list[Field]:
+def _system_fields(id_label: str = "Record ID") -> list[Field]:
     return [
-        Field("Id", "id", lambda r: r.id, label="Record ID"),
+        Field("Id", "id", lambda r: r.id, label=id_label),
         Field("IsDeleted", "boolean", lambda r: r.deleted, label="Deleted"),
-        Field("CreatedDate", "datetime", lambda r: r.created_ms),
+        *audit_fields(lambda r: r.created_ms),
+    ]
+
+
+def audit_fields(created: Callable[[Any], int]) -> list[Field]:
+    """Who made the record and when, who changed it last and when: every sObject has these."""
+    return [
+        Field("CreatedDate", "datetime", created),
+        Field("CreatedById", "reference", lambda r: r.created_by, reference_to=("User",), relationship="CreatedBy",
+              label="Created By ID"),
         Field("LastModifiedDate", "datetime", lambda r: r.modified_ms),
+        Field("LastModifiedById", "reference", lambda r: r.modified_by, reference_to=("User",),
+              relationship="LastModifiedBy", label="Last Modified By ID"),
         Field("SystemModstamp", "datetime", lambda r: r.modified_ms, label="System Modstamp"),
     ]
+
+
+AUDIT_PARENTS = {"createdby": ("CreatedBy", "CreatedById", "User"),
+                 "lastmodifiedby": ("LastModifiedBy", "LastModifiedById", "User")}
 
 
 def _owner_field() -> Field:
@@ -519,7 +695,7 @@ def _lead_status(row: PersonRow) -> str:
 
 def _lead() -> SObject:
     rec = lambda name: (lambda r: r.record[name])  # noqa: E731 - a field-reader factory beside the table it serves
-    return SObject("Lead", "00Q", PersonRow, _fields(*_person_fields(), *[
+    return SObject("Lead", "00Q", LeadRow, _fields(*_person_fields(), *[
         Field("Company", "string", rec("company"), updateable=True, neutral="company"),
         Field("Industry", "picklist", lambda r: _INDUSTRY.get(r.record["industry"], r.record["industry"]),
               updateable=True, picklist=INDUSTRIES),
@@ -530,18 +706,28 @@ def _lead() -> SObject:
         Field("Status", "picklist", _lead_status, updateable=True, picklist=LEAD_STATUSES, restricted=True),
         Field("Rating", "picklist", lambda r: _RATING.get(r.record["lifecycle"]), updateable=True,
               picklist=("Hot", "Warm", "Cold")),
-        Field("IsConverted", "boolean", rec("converted"), label="Converted"),
-        Field("ConvertedDate", "date", lambda r: fmt_date(r.record["converted_ms"])),
-    ]), parents={"owner": ("Owner", "OwnerId", "User")}, plural="Leads")
+        Field("IsConverted", "boolean", lambda r: r.converted, label="Converted"),
+        Field("ConvertedDate", "date", lambda r: fmt_date(r.conversion_ms) if r.converted else None),
+        Field("ConvertedContactId", "reference", lambda r: r.converted_to("003"), reference_to=("Contact",),
+              relationship="ConvertedContact", label="Converted Contact ID"),
+        Field("ConvertedAccountId", "reference", lambda r: r.converted_to("001"), reference_to=("Account",),
+              relationship="ConvertedAccount", label="Converted Account ID"),
+        Field("ConvertedOpportunityId", "reference", lambda r: r.converted_to("006"), reference_to=("Opportunity",),
+              relationship="ConvertedOpportunity", label="Converted Opportunity ID"),
+    ]), parents={"owner": ("Owner", "OwnerId", "User"), **AUDIT_PARENTS,
+                 "convertedcontact": ("ConvertedContact", "ConvertedContactId", "Contact"),
+                 "convertedaccount": ("ConvertedAccount", "ConvertedAccountId", "Account"),
+                 "convertedopportunity": ("ConvertedOpportunity", "ConvertedOpportunityId", "Opportunity")},
+        plural="Leads")
 
 
 def _contact() -> SObject:
-    return SObject("Contact", "003", PersonRow, _fields(*_person_fields(), *[
+    return SObject("Contact", "003", ContactRow, _fields(*_person_fields(), *[
         Field("AccountId", "reference", lambda r: r.account_id,
               updateable=True, reference_to=("Account",), relationship="Account", label="Account ID"),
         Field("MailingCountry", "string", lambda r: r.record["country"], updateable=True, neutral="country"),
-    ]), parents={"account": ("Account", "AccountId", "Account"), "owner": ("Owner", "OwnerId", "User")},
-        plural="Contacts")
+    ]), parents={"account": ("Account", "AccountId", "Account"), "owner": ("Owner", "OwnerId", "User"),
+                 **AUDIT_PARENTS}, plural="Contacts")
 
 
 def _account() -> SObject:
@@ -554,7 +740,7 @@ def _account() -> SObject:
         Field("AnnualRevenue", "currency", company("annual_revenue"), updateable=True),
         Field("BillingCountry", "string", company("country"), updateable=True),
         Field("Website", "url", lambda r: "https://" + r.company.domain, updateable=True),
-    ]), plural="Accounts")
+    ]), parents=dict(AUDIT_PARENTS), plural="Accounts")
 
 
 def _activity_fields() -> list[Field]:
@@ -562,9 +748,7 @@ def _activity_fields() -> list[Field]:
         Field("Id", "id", lambda r: r.id, label="Activity ID"),
         Field("IsDeleted", "boolean", lambda r: r.deleted, label="Deleted"),
         Field("IsArchived", "boolean", lambda r: r.archived, label="Archived"),
-        Field("CreatedDate", "datetime", lambda r: r.activity.occurred_ms),
-        Field("LastModifiedDate", "datetime", lambda r: r.modified_ms),
-        Field("SystemModstamp", "datetime", lambda r: r.modified_ms, label="System Modstamp"),
+        *audit_fields(lambda r: r.activity.occurred_ms),
         Field("WhoId", "reference", lambda r: r.who, updateable=True, reference_to=("Contact", "Lead"),
               relationship="Who", label="Name ID"),
         Field("WhatId", "reference", lambda r: None, updateable=True, reference_to=("Account",),
@@ -623,7 +807,7 @@ def _task() -> SObject:
         Field("CallDurationInSeconds", "int", call(lambda a: a["duration_ms"] // 1000), updateable=True),
         Field("CallDisposition", "string", call(lambda a: _CALL_RESULT.get(a["status"])), updateable=True,
               label="Call Result"),
-    ]), parents={"owner": ("Owner", "OwnerId", "User")}, createable=True, plural="Tasks")
+    ]), parents={"owner": ("Owner", "OwnerId", "User"), **AUDIT_PARENTS}, createable=True, plural="Tasks")
 
 
 def _event() -> SObject:
@@ -637,49 +821,47 @@ def _event() -> SObject:
         Field("EndDateTime", "datetime", lambda r: r.activity.occurred_ms + minutes(r) * 60_000, updateable=True,
               label="End"),
         Field("DurationInMinutes", "int", minutes, updateable=True, label="Duration"),
-    ]), parents={"owner": ("Owner", "OwnerId", "User")}, createable=True, plural="Events")
+    ]), parents={"owner": ("Owner", "OwnerId", "User"), **AUDIT_PARENTS}, createable=True, plural="Events")
 
 
 def _member() -> SObject:
-    person = lambda lead: (lambda r: r.person.id if is_lead(r.person.index) == lead else None)  # noqa: E731 - a field-reader factory beside the table it serves
     return SObject("CampaignMember", "00v", MemberRow, _fields(*_system_fields(), *[
         Field("CampaignId", "reference", lambda r: sf_id("701", r.campaign + 1), reference_to=("Campaign",),
               relationship="Campaign", createable=True, label="Campaign ID"),
-        Field("LeadId", "reference", person(True), reference_to=("Lead",), relationship="Lead", createable=True),
-        Field("ContactId", "reference", person(False), reference_to=("Contact",), relationship="Contact",
+        Field("LeadId", "reference", lambda r: r.lead_id, reference_to=("Lead",), relationship="Lead",
+              createable=True),
+        Field("ContactId", "reference", lambda r: r.contact_id, reference_to=("Contact",), relationship="Contact",
               createable=True),
         Field("Status", "picklist", lambda r: r.status, updateable=True,
               picklist=("Sent", "Responded", "Registered", "Attended")),
         Field("HasResponded", "boolean", lambda r: r.status != "Sent", label="Responded"),
         Field("FirstRespondedDate", "date", lambda r: fmt_date(r.created_ms) if r.status != "Sent" else None),
     ]), parents={"campaign": ("Campaign", "CampaignId", "Campaign"), "lead": ("Lead", "LeadId", "Lead"),
-                 "contact": ("Contact", "ContactId", "Contact")}, plural="Campaign Members")
+                 "contact": ("Contact", "ContactId", "Contact"), **AUDIT_PARENTS}, plural="Campaign Members")
 
 
 def _campaign() -> SObject:
     return SObject("Campaign", "701", CampaignRow, _fields(
-        Field("Id", "id", lambda r: r.id), Field("IsDeleted", "boolean", lambda r: False),
+        *_system_fields("Campaign ID"),
         Field("Name", "string", lambda r: CAMPAIGNS[r.key - 1][0], updateable=True),
         Field("Type", "picklist", lambda r: CAMPAIGNS[r.key - 1][1], updateable=True,
               picklist=tuple(sorted({c[1] for c in CAMPAIGNS}))),
         Field("IsActive", "boolean", lambda r: True, updateable=True),
-        Field("LastModifiedDate", "datetime", lambda r: r.modified_ms),
-        Field("SystemModstamp", "datetime", lambda r: r.modified_ms),
-    ), plural="Campaigns")
+    ), parents=dict(AUDIT_PARENTS), plural="Campaigns")
 
 
 def _user() -> SObject:
     owner = lambda name: (lambda r: getattr(r.owner, name))  # noqa: E731 - a field-reader factory beside the table it serves
     return SObject("User", "005", UserRow, _fields(
-        Field("Id", "id", lambda r: r.id), Field("IsActive", "boolean", lambda r: True, updateable=True),
+        Field("Id", "id", lambda r: r.id, label="User ID"),
+        *audit_fields(lambda r: r.created_ms),
+        Field("IsActive", "boolean", lambda r: True, updateable=True),
         Field("FirstName", "string", owner("first_name"), updateable=True),
         Field("LastName", "string", owner("last_name"), updateable=True),
         Field("Name", "string", lambda r: f"{r.owner.first_name} {r.owner.last_name}", label="Full Name"),
         Field("Email", "email", owner("email"), updateable=True),
         Field("Username", "string", owner("email"), updateable=True),
-        Field("LastModifiedDate", "datetime", lambda r: r.modified_ms),
-        Field("SystemModstamp", "datetime", lambda r: r.modified_ms),
-    ), plural="Users")
+    ), parents=dict(AUDIT_PARENTS), plural="Users")
 
 
 def catalogue() -> dict[str, SObject]:

@@ -54,7 +54,11 @@ def sf(sb):
 
 
 def lead_ids(sb: Sandbox) -> list[str]:
-    return [sb.crm.id_of(i) for i in range(sb.crm.size) if is_lead(i)]
+    """Every Lead's id, those a client may write first: converted and deleted Leads refuse writes."""
+    def refuses(index: int) -> bool:
+        return sb.vendor.conversion_ms(index) is not None or is_deleted(index, sb.crm.tenant.size)
+
+    return [sb.crm.id_of(i) for i in sorted((i for i in range(sb.crm.size) if is_lead(i)), key=refuses)]
 
 
 # -- OAuth ------------------------------------------------------------------------------------------
@@ -168,8 +172,8 @@ def test_keyset_paging_on_system_modstamp_and_id_matches_the_tenant(sb, sf):
         seen += [r["Id"] for r in page]
         last = page[-1]["Id"]
     size = sb.crm.tenant.size
-    expected = {sb.crm.id_of(i) for i in sb.crm.updated_between(since // 1000 * 1000, 2**62)
-                if is_lead(i) and not is_deleted(i, size)}
+    stamps = {i: sb.vendor.conversion_ms(i) or sb.crm.updated_ms(i) for i in range(size) if is_lead(i)}
+    expected = {sb.crm.id_of(i) for i, at in stamps.items() if at >= since // 1000 * 1000 and not is_deleted(i, size)}
     assert seen == sorted(expected) and seen
 
 
@@ -424,7 +428,7 @@ def test_relative_date_literals_select_recent_rows(sb, sf):
 # -- time windows, archived activities -----------------------------------------------------------------
 
 WINDOWED = ["Lead", "Contact", pytest.param("Task", marks=pytest.mark.slow), "Event", "CampaignMember", "Account",
-            "User", "Campaign"]
+            "User", "Campaign", "Opportunity", "OpportunityContactRole"]
 DAY_MS = 86_400_000
 
 
@@ -508,3 +512,138 @@ def test_only_closed_tasks_are_archived(thousand):
     rows = sf.query_all("SELECT IsClosed FROM Task WHERE IsArchived = true", include_deleted=True)["records"]
     assert rows and all(r["IsClosed"] for r in rows)
     assert sf.query("SELECT COUNT() FROM Task WHERE IsArchived = true")["totalSize"] == 0
+
+
+# -- audit fields --------------------------------------------------------------------------------------
+
+AUDIT = ("CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById", "SystemModstamp")
+
+
+@pytest.mark.parametrize("sobject", ["User", "Campaign"])
+def test_users_and_campaigns_say_who_made_and_last_changed_them_and_when(sf, sobject):
+    rows = sf.query_all(f"SELECT Id, {', '.join(AUDIT)}, CreatedBy.Name FROM {sobject}")["records"]
+    users = {r["Id"] for r in sf.query_all("SELECT Id FROM User")["records"]}
+    assert rows and all(r[name] is not None for r in rows for name in AUDIT)
+    assert {r["CreatedById"] for r in rows} | {r["LastModifiedById"] for r in rows} <= users
+    assert all(ms(r["CreatedDate"]) <= ms(r["LastModifiedDate"]) == ms(r["SystemModstamp"]) for r in rows)
+    assert len({r["SystemModstamp"] for r in rows}) == len(rows) and rows[0]["CreatedBy"]["Name"]
+
+
+def test_every_object_describes_its_audit_fields(sf):
+    for sobject in (o["name"] for o in sf.describe()["sobjects"]):
+        fields = {f["name"]: f for f in getattr(sf, sobject).describe()["fields"]}
+        assert set(AUDIT) <= set(fields), sobject
+        assert fields["CreatedById"]["referenceTo"] == ["User"] and not fields["LastModifiedById"]["updateable"]
+
+
+def test_a_clients_write_names_the_integration_user_as_last_modifier(sb, sf):
+    lead = lead_ids(sb)[0]
+    before = sf.Lead.get(lead)["LastModifiedById"]
+    sf.Lead.update(lead, {"Title": "Head of Growth"})
+    after = sf.query(f"SELECT LastModifiedById, LastModifiedBy.Username FROM Lead WHERE Id = '{lead}'")["records"][0]
+    assert after["LastModifiedBy"]["Username"] == sb.credentials["username"] != before
+    sb.crm.edit_contact(lead, title="VP of Sales")  # a sales rep changes it afterwards
+    assert sf.Lead.get(lead)["LastModifiedById"] == before
+
+
+# -- converted Leads -----------------------------------------------------------------------------------
+
+CONVERTED = ("Id, Email, Status, IsConverted, ConvertedDate, ConvertedContactId, ConvertedAccountId, "
+             "ConvertedOpportunityId, SystemModstamp")
+
+
+def converted_leads(sf: Salesforce) -> list[dict]:
+    return sf.query_all(f"SELECT {CONVERTED} FROM Lead WHERE IsConverted = true")["records"]
+
+
+def test_a_converted_lead_points_to_the_contact_account_and_opportunity_it_became(sf):
+    leads = converted_leads(sf)
+    assert leads and all(r["Status"] == "Closed - Converted" and r["ConvertedDate"] for r in leads)
+    for lead in leads[:20]:
+        contact = sf.Contact.get(lead["ConvertedContactId"])
+        opportunity = sf.Opportunity.get(lead["ConvertedOpportunityId"])
+        assert contact["Email"] == lead["Email"] and contact["AccountId"] == lead["ConvertedAccountId"]
+        assert contact["CreatedDate"][:10] == lead["ConvertedDate"] == opportunity["CreatedDate"][:10]
+        assert opportunity["AccountId"] == lead["ConvertedAccountId"] and opportunity["IsWon"]
+        assert ms(lead["SystemModstamp"]) <= ms(contact["SystemModstamp"])
+
+
+def test_leads_that_did_not_convert_point_nowhere(sf):
+    rows = sf.query_all(f"SELECT {CONVERTED} FROM Lead WHERE IsConverted = false")["records"]
+    assert rows and all(r["Status"] != "Closed - Converted" for r in rows)
+    assert all(r[name] is None for r in rows
+               for name in ("ConvertedDate", "ConvertedContactId", "ConvertedAccountId", "ConvertedOpportunityId"))
+
+
+def test_updating_a_converted_lead_answers_cannot_update_converted_lead(sf):
+    lead = converted_leads(sf)[0]["Id"]
+    with pytest.raises(SalesforceMalformedRequest) as failure:
+        sf.Lead.update(lead, {"Title": "CTO"})
+    assert failure.value.status == 400
+    assert failure.value.content == [{"message": "cannot reference converted lead",
+                                      "errorCode": "CANNOT_UPDATE_CONVERTED_LEAD"}]
+
+
+def test_a_converted_lead_fails_alone_in_a_collection(sb, sf):
+    converted, unconverted = converted_leads(sf)[0]["Id"], lead_ids(sb)[0]
+    results = update(sf, [{"attributes": {"type": "Lead"}, "id": i, "Title": "CTO"} for i in (converted, unconverted)])
+    assert results[0] == {"success": False, "errors": [{"statusCode": "CANNOT_UPDATE_CONVERTED_LEAD",
+                                                        "message": "cannot reference converted lead", "fields": []}]}
+    assert results[1]["success"] and sb.crm.contact(unconverted)["title"] == "CTO"
+
+
+def test_a_task_cannot_name_a_converted_lead_but_can_name_its_contact(sf):
+    lead = converted_leads(sf)[0]
+    with pytest.raises(SalesforceMalformedRequest) as failure:
+        sf.Task.create({"WhoId": lead["Id"], "Subject": "Call back"})
+    assert failure.value.content[0]["errorCode"] == "CANNOT_UPDATE_CONVERTED_LEAD"
+    assert sf.Task.create({"WhoId": lead["ConvertedContactId"], "Subject": "Call back"})["success"]
+
+
+def test_a_converted_leads_activities_and_memberships_name_its_contact(sf):
+    leads = {r["Id"]: r["ConvertedContactId"] for r in converted_leads(sf)}
+    tasks = sf.query_all("SELECT WhoId FROM Task", include_deleted=True)["records"]
+    assert not {t["WhoId"] for t in tasks} & set(leads) and {t["WhoId"] for t in tasks} & set(leads.values())
+    members = sf.query_all("SELECT LeadId, ContactId FROM CampaignMember", include_deleted=True)["records"]
+    moved = [m for m in members if m["LeadId"] in leads]
+    assert moved and all(m["ContactId"] == leads[m["LeadId"]] for m in moved)
+
+
+def test_writing_the_contact_leaves_the_converted_lead_as_it_was(sb, sf):
+    lead = converted_leads(sf)[0]
+    before = sf.Lead.get(lead["Id"])
+    sf.Contact.update(lead["ConvertedContactId"], {"Title": "Chief Revenue Officer"})
+    assert sf.Contact.get(lead["ConvertedContactId"])["Title"] == "Chief Revenue Officer"
+    assert sf.Lead.get(lead["Id"]) == before
+
+
+# -- opportunities ----------------------------------------------------------------------------------------
+
+def test_describe_lists_the_fields_that_find_won_opportunities(sf):
+    opportunity = {f["name"]: f["type"] for f in sf.Opportunity.describe()["fields"]}
+    role = {f["name"]: f["type"] for f in sf.OpportunityContactRole.describe()["fields"]}
+    assert {"Id": "id", "IsWon": "boolean", "IsClosed": "boolean", "CloseDate": "date", "StageName": "picklist",
+            "Amount": "currency", "AccountId": "reference", "SystemModstamp": "datetime"}.items() <= opportunity.items()
+    assert {"Id": "id", "ContactId": "reference", "OpportunityId": "reference", "IsPrimary": "boolean",
+            "Role": "picklist", "SystemModstamp": "datetime"}.items() <= role.items()
+
+
+def test_won_opportunities_through_contact_roles_are_the_people_who_converted(sb, sf):
+    roles = sf.query_all("SELECT ContactId, IsPrimary, Opportunity.IsWon, Opportunity.StageName FROM "
+                         "OpportunityContactRole WHERE Opportunity.IsWon = true")["records"]
+    size = sb.crm.tenant.size
+    converted = {sf_id("003", i + 1) for i in range(size)
+                 if sb.crm.tenant.person(i).converted and not is_deleted(i, size)}
+    assert {r["ContactId"] for r in roles} == converted and converted
+    assert all(r["IsPrimary"] and r["Opportunity"]["StageName"] == "Closed Won" for r in roles)
+
+
+def test_opportunities_are_won_lost_or_still_open(sb, sf):
+    rows = sf.query_all("SELECT StageName, IsClosed, IsWon, CloseDate, Amount FROM Opportunity")["records"]
+    today = time.strftime("%Y-%m-%d", time.gmtime(sb.crm.tenant.anchor_ms / 1000))
+    stages = Counter(r["StageName"] for r in rows)
+    assert stages["Closed Won"] and stages["Closed Lost"] and len(stages) > 3
+    for row in rows:
+        assert row["IsClosed"] == (row["StageName"] in ("Closed Won", "Closed Lost"))
+        assert row["IsWon"] == (row["StageName"] == "Closed Won") and row["Amount"] > 0
+        assert (row["CloseDate"] <= today) == row["IsClosed"]
