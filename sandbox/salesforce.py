@@ -3,8 +3,9 @@
 Routes (``{v}`` is any ``vNN.N``):
 
 ====================================================  ===================  =============================
-``POST /services/oauth2/token``                       ``oauth.token``      password, client_credentials
-                                                                           and refresh_token grants
+``POST /services/oauth2/token``                       ``oauth.token``      password, refresh_token,
+                                                                           client_credentials, JWT bearer
+                                                                           (``salesforce_auth.py``)
 ``GET  /services/data/{v}/query?q=SOQL``              ``query``            2,000 a page by default
 ``GET  /services/data/{v}/query/{locator}``           ``query.more``       nextRecordsUrl
 ``GET  /services/data/{v}/queryAll?q=SOQL``           ``queryAll``         deleted rows too
@@ -71,9 +72,7 @@ capped at ten, the oldest dropped first (``INVALID_QUERY_LOCATOR`` afterwards), 
 """
 from __future__ import annotations
 
-import base64
 import bisect
-import hashlib
 import re
 import threading
 from array import array
@@ -81,15 +80,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
 
 from .limits import Verdict, Window
+from .salesforce_auth import OAuth
 from .salesforce_bulk import BulkApi
 from .salesforce_deals import DealRow, deal_objects, deal_of
 from .salesforce_records import (
     CAMPAIGNS,
     INTEGRATION_OWNER,
-    INTEGRATION_USER,
     MEMBER_SLOTS,
     NUMBERS,
     PERSON_KEYED,
@@ -178,7 +176,7 @@ class Prepared:
     values: dict
 
 
-class Salesforce(BulkApi, Vendor):
+class Salesforce(OAuth, BulkApi, Vendor):
     """Salesforce's REST API; see the module docstring for what is served."""
 
     name = "salesforce"
@@ -198,10 +196,6 @@ class Salesforce(BulkApi, Vendor):
         self._edited: dict[str, int] = {}
         self._api_writes: dict[str, int] = {}
         self._conversions: tuple[array, array] | None = None
-        self.client_id = "3MVG9sandbox" + hashlib.sha256(self.tokens.prefix.encode()).hexdigest()[:24]
-        self.client_secret = f"sandbox-secret-{self.crm.tenant.seed}"
-        self.username, self.password = INTEGRATION_OWNER.email, "sandbox-password"
-        self.refresh_token = f"5Aep861sandbox{self.crm.tenant.seed}"
 
     # -- the framework's hooks --
 
@@ -209,9 +203,7 @@ class Salesforce(BulkApi, Vendor):
         return [Window("DAILY", DAILY_ALLOWANCE[self.tier], 86_400)]
 
     def credentials(self) -> dict:
-        return {"access_token": self.tokens.current, "client_id": self.client_id,
-                "client_secret": self.client_secret, "username": self.username, "password": self.password,
-                "refresh_token": self.refresh_token}
+        return {"access_token": self.tokens.current, **self.oauth_credentials()}
 
     def error(self, status: int, message: str, **context) -> VendorError:
         code = context.get("code") or _DEFAULT_CODES.get(status, "UNKNOWN_EXCEPTION")
@@ -690,34 +682,6 @@ class Salesforce(BulkApi, Vendor):
         if failed and body.get("allOrNone"):
             return [_failure(o if isinstance(o, RecordError) else _ROLLED_BACK) for o in outcomes]
         return [_failure(o) if isinstance(o, RecordError) else _success(self.apply(o)) for o in outcomes]
-
-    # -- routes: auth --
-
-    @route("POST", "/services/oauth2/token", name="oauth.token", auth=False, limited=False)
-    def token(self, request: Request):
-        form = {k: v[0] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
-        form.update({k: v[0] for k, v in request.query.items() if k not in form})
-        grant = form.get("grant_type")
-        if grant not in ("password", "client_credentials", "refresh_token"):
-            raise VendorError(400, {"error": "unsupported_grant_type", "error_description": "grant type not supported"})
-        if form.get("client_id") != self.client_id:
-            raise VendorError(400, {"error": "invalid_client_id", "error_description": "client identifier invalid"})
-        if grant != "refresh_token" and form.get("client_secret") != self.client_secret:
-            raise VendorError(400, {"error": "invalid_client", "error_description": "invalid client credentials"})
-        accepted = {"password": (form.get("username"), form.get("password")) == (self.username, self.password),
-                    "refresh_token": form.get("refresh_token") == self.refresh_token,
-                    "client_credentials": True}[grant]
-        if not accepted:
-            raise VendorError(400, {"error": "invalid_grant", "error_description": "authentication failure"})
-        return self._token_answer(request)
-
-    def _token_answer(self, request: Request) -> dict:
-        issued = str(self.crm.clock_ms())
-        identity = f"https://login.salesforce.com/id/00D5g0000000001AAA/{INTEGRATION_USER}"
-        digest = hashlib.sha256((identity + issued + self.client_secret).encode()).digest()
-        return {"access_token": self.tokens.issue(), "instance_url": f"https://{request.headers.get('Host')}",
-                "id": identity, "token_type": "Bearer", "issued_at": issued,
-                "signature": base64.b64encode(digest).decode()}
 
     # -- routes: query --
 

@@ -2,9 +2,13 @@
 import re
 import time
 from collections import Counter
+from pathlib import Path
 
+import jwt
 import pytest
 import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import (
     SalesforceAuthenticationFailed,
@@ -17,6 +21,7 @@ from simple_salesforce.login import token_login
 
 from leadpulse.sandbox import Sandbox
 from leadpulse.sandbox.limits import ManualClock
+from leadpulse.sandbox.salesforce_auth import route_salesforce_hosts
 from leadpulse.sandbox.salesforce_records import LEAD_STATUSES, is_deleted, is_lead, parse_datetime, sf_id
 
 SF_DATETIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000$")
@@ -84,6 +89,82 @@ def test_wrong_password_answers_invalid_grant(sb):
     with pytest.raises(SalesforceAuthenticationFailed) as failure:
         login(sb, password="nope")
     assert failure.value.code == "invalid_grant"
+
+
+def routed(sb: Sandbox) -> requests.Session:
+    """A session that reaches the sandbox when a client calls login.salesforce.com or the org's My Domain."""
+    return route_salesforce_hosts(session_for(sb), sb.base_url)
+
+
+def assertion(sb: Sandbox, key: bytes | str | None = None, alg: str = "RS256", **claims) -> str:
+    """A JWT bearer assertion for the sandbox's connected app, signed with its key unless told otherwise."""
+    creds = sb.credentials
+    claims = {"iss": creds["client_id"], "sub": creds["username"], "aud": "https://login.salesforce.com",
+              "exp": int(time.time()) + 180, **claims}
+    return jwt.encode(claims, key or Path(creds["private_key_file"]).read_bytes(), algorithm=alg)
+
+
+def jwt_login(sb: Sandbox, token: str, domain: str = "login") -> tuple[str, str]:
+    form = {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": token}
+    return token_login(f"https://{domain}.salesforce.com/services/oauth2/token", form, domain,
+                       sb.credentials["client_id"], None, None, routed(sb))
+
+
+def test_client_credentials_on_the_login_host_answers_request_not_supported_on_this_domain(sb):
+    creds = sb.credentials
+    with pytest.raises(SalesforceAuthenticationFailed) as failure:
+        token_login("https://login.salesforce.com/services/oauth2/token", {
+            "grant_type": "client_credentials", "client_id": creds["client_id"],
+            "client_secret": creds["client_secret"]}, "login", creds["client_id"], None, None, routed(sb))
+    assert (failure.value.code, failure.value.auth_message) == ("invalid_grant", "request not supported on this domain")
+
+
+def test_simple_salesforce_logs_in_with_client_credentials_on_the_my_domain_host(sb):
+    creds = sb.credentials
+    sf = Salesforce(consumer_key=creds["client_id"], consumer_secret=creds["client_secret"],
+                    domain=creds["my_domain"].removesuffix(".salesforce.com"), session=routed(sb))
+    assert sf.sf_instance == f"127.0.0.1:{sb.port}" and sf.query("SELECT Id FROM Lead LIMIT 1")["totalSize"] == 1
+
+
+def test_simple_salesforce_logs_in_with_a_jwt_signed_by_the_connected_apps_key(sb):
+    creds = sb.credentials
+    sf = Salesforce(username=creds["username"], consumer_key=creds["client_id"],
+                    privatekey_file=creds["private_key_file"], session=routed(sb))
+    assert sb.tokens.is_valid(sf.session_id) and sf.query("SELECT Id FROM Lead LIMIT 1")["totalSize"] == 1
+
+
+def test_a_jwt_on_the_my_domain_host_with_its_audience_is_accepted(sb):
+    token, instance = jwt_login(sb, assertion(sb, aud=f"https://{sb.credentials['my_domain']}"),
+                                domain=sb.credentials["my_domain"].removesuffix(".salesforce.com"))
+    assert sb.tokens.is_valid(token) and instance == f"127.0.0.1:{sb.port}"
+
+
+@pytest.mark.parametrize(("claims", "error", "description"), [
+    ({"iss": "3MVG9someoneelse"}, "invalid_client_id", "client identifier invalid"),
+    ({"aud": "https://test.salesforce.com"}, "invalid_grant", "audience is invalid"),
+    ({"exp": int(time.time()) - 60}, "invalid_grant", "expired authorization code"),
+    ({"sub": "nobody@example.com"}, "invalid_grant", "user hasn't approved this consumer"),
+    ({"alg": "HS256", "key": "a secret the connected app and its client share"}, "invalid_grant", "invalid assertion"),
+])
+@pytest.mark.filterwarnings("ignore:\\s*If your connected app policy:UserWarning")  # simple-salesforce's hint
+def test_a_bad_jwt_is_refused_as_salesforce_refuses_it(sb, claims, error, description):
+    with pytest.raises(SalesforceAuthenticationFailed) as failure:
+        jwt_login(sb, assertion(sb, **claims))
+    assert (failure.value.code, failure.value.auth_message) == (error, description)
+
+
+def test_a_jwt_signed_by_another_key_is_an_invalid_assertion(sb):
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    with pytest.raises(SalesforceAuthenticationFailed) as failure:
+        jwt_login(sb, assertion(sb, key=other))
+    assert (failure.value.code, failure.value.auth_message) == ("invalid_grant", "invalid assertion")
+
+
+def test_a_garbled_assertion_is_invalid(sb):
+    with pytest.raises(SalesforceAuthenticationFailed) as failure:
+        jwt_login(sb, "not.a.jwt")
+    assert (failure.value.code, failure.value.auth_message) == ("invalid_grant", "invalid assertion")
 
 
 # -- query, queryMore, queryAll -----------------------------------------------------------------
