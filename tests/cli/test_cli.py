@@ -238,6 +238,7 @@ def test_sync_of_a_crm_with_no_connector_installed_fails_clearly_without_a_trace
     (config / "salesforce.yaml").write_text((REPO_CONFIG / "salesforce.yaml").read_text())
     monkeypatch.setenv("GLOBEX_SF_PASSWORD", "pw-123456")
     monkeypatch.setenv("GLOBEX_SF_TOKEN", "tok-123456")
+    monkeypatch.setenv("GLOBEX_SF_CLIENT_SECRET", "secret-123456")
     from leadpulse.core import contract
 
     installed = contract.entry_points
@@ -434,7 +435,7 @@ def test_hottest_leads_of_a_tenant_without_a_lifecycle_section_list_every_contac
 
 
 FOLDER_COMMANDS = [("validate",), ("sync", "--all"), ("sync",), ("score",), ("explain", "c1"), ("history", "c1"),
-                   ("status",), ("deploy", "k8s", "--out", "out")]
+                   ("status",), ("deploy", "k8s", "--out", "out-never-written")]
 
 
 @pytest.mark.parametrize("command", FOLDER_COMMANDS, ids=lambda c: " ".join(c))
@@ -473,12 +474,13 @@ def no_connectors(monkeypatch):
                         lambda group: [] if group == "leadpulse.connectors" else installed(group=group))
 
 
-@pytest.mark.parametrize("command", [("validate",), ("deploy", "k8s", "--out", "out")], ids=lambda c: c[0])
+@pytest.mark.parametrize("command", [("validate",), ("deploy", "k8s", "--out")], ids=lambda c: c[0])
 def test_validate_and_deploy_warn_of_a_tenant_whose_crm_has_no_connector_installed(tmp_path, no_connectors, command):
     config = tmp_path / "config"
     config.mkdir()
     (config / "salesforce.yaml").write_text((REPO_CONFIG / "salesforce.yaml").read_text())
-    result = CliRunner().invoke(main, [*command, "--config-dir", str(config)])
+    out = [str(tmp_path / "out")] if command[-1] == "--out" else []  # written where the test cleans up
+    result = CliRunner().invoke(main, [*command, *out, "--config-dir", str(config)])
     assert result.exit_code == 0, result.output
     assert (f"warning: tenant 'globex-salesforce' ({config / 'salesforce.yaml'}): crm.kind 'salesforce' has no "
             "connector installed here") in result.output
