@@ -11,9 +11,14 @@ Kinds of fault (:class:`FaultKind`):
 - ``DROP``: close the connection without answering (after carrying the call out, unless told not to);
 - ``TRUNCATE``: send the headers and half of the real body, then close.
 
-Beside those: :meth:`Faults.fail_records` makes chosen record ids fail inside batches (vendor
-modules ask :meth:`Faults.record_fault` per record), and :meth:`Faults.expire_token_after` revokes
-every issued token after N more authenticated calls.
+Beside those: :meth:`Faults.fail_records` makes chosen record ids fail inside batches, on every
+write until :meth:`Faults.clear` or on their next ``times`` writes only (vendor modules ask
+:meth:`Faults.record_fault` per record); :meth:`Faults.fail_batches` makes every record of the next
+``times`` batch writes to a route fail (vendor modules ask :meth:`Faults.batch_fault` once per
+batch); and :meth:`Faults.expire_token_after` revokes every issued token after N more
+authenticated calls. A record fault's ``code`` is the vendor's error code; a vendor may word a code
+it knows in its own way when no ``message`` is given (Salesforce's ``UNABLE_TO_LOCK_ROW``: "unable to
+obtain exclusive access to this record or 1 records: <id>").
 """
 from __future__ import annotations
 
@@ -44,12 +49,15 @@ class Fault:
     """For DROP: whether the call is carried out before the connection closes (a lost answer)."""
 
 
+DEFAULT_RECORD_MESSAGE = "Property values were not valid"
+
+
 @dataclass(frozen=True)
 class RecordFault:
     """How one record fails inside a batch: HTTP-like status, message and the vendor's error code."""
 
     status: int = 400
-    message: str = "Property values were not valid"
+    message: str = DEFAULT_RECORD_MESSAGE
     code: str | None = None
 
 
@@ -60,6 +68,21 @@ class _Queued:
     left: int
 
 
+@dataclass
+class _Armed:
+    """A record fault and how many more writes it fails (None: every one until cleared)."""
+
+    fault: RecordFault
+    left: int | None
+
+
+@dataclass
+class _Batch:
+    route: str
+    fault: RecordFault
+    left: int
+
+
 class Faults:
     """The faults waiting to happen. Thread-safe."""
 
@@ -67,7 +90,8 @@ class Faults:
         self._tokens = tokens
         self._lock = threading.Lock()
         self._queue: list[_Queued] = []
-        self._records: dict[str, RecordFault] = {}
+        self._records: dict[str, _Armed] = {}
+        self._batches: list[_Batch] = []
         self._token_calls_left: int | None = None
 
     # -- arming (tests, the admin route) ---------------------------------------------------------
@@ -98,11 +122,19 @@ class Faults:
         self.inject(route, Fault(FaultKind.TRUNCATE), times)
 
     def fail_records(self, record_ids: Iterable[str], status: int = 400, message: str | None = None,
-                     code: str | None = None) -> None:
-        """These record ids fail inside every batch write until :meth:`clear`."""
-        fault = RecordFault(status, message or RecordFault.message, code)
+                     code: str | None = None, times: int | None = None) -> None:
+        """These record ids fail inside every batch write until :meth:`clear`, or on their next ``times`` writes
+        only (a row lock that clears, say)."""
+        fault = RecordFault(status, message or DEFAULT_RECORD_MESSAGE, code)
         with self._lock:
-            self._records.update({str(record_id): fault for record_id in record_ids})
+            self._records.update({str(record_id): _Armed(fault, times) for record_id in record_ids})
+
+    def fail_batches(self, route: str, times: int = 1, status: int = 400, message: str | None = None,
+                     code: str | None = None) -> None:
+        """Every record of the next ``times`` batch writes to ``route`` (a pattern, ``"composite.*"``) fails."""
+        fault = RecordFault(status, message or DEFAULT_RECORD_MESSAGE, code)
+        with self._lock:
+            self._batches.append(_Batch(route, fault, times))
 
     def expire_token_after(self, calls: int) -> None:
         """The next ``calls`` authenticated calls succeed; then every issued token is revoked."""
@@ -116,6 +148,7 @@ class Faults:
         with self._lock:
             self._queue.clear()
             self._records.clear()
+            self._batches.clear()
             self._token_calls_left = None
 
     # -- consulted by the server and vendor modules ----------------------------------------------
@@ -134,8 +167,31 @@ class Faults:
         return None
 
     def record_fault(self, record_id: str) -> RecordFault | None:
-        """How this record fails in a batch, or None when it goes through."""
-        return self._records.get(str(record_id))
+        """How this record fails in a batch, or None when it goes through (consumes one of its counted writes)."""
+        if not self._records:
+            return None
+        with self._lock:
+            armed = self._records.get(str(record_id))
+            if armed is None:
+                return None
+            if armed.left is not None:
+                armed.left -= 1
+                if armed.left <= 0:
+                    del self._records[str(record_id)]
+            return armed.fault
+
+    def batch_fault(self, route: str) -> RecordFault | None:
+        """How every record of this batch write to ``route`` fails, or None (consumes one use of it)."""
+        if not self._batches:
+            return None
+        with self._lock:
+            for batch in self._batches:
+                if fnmatch.fnmatchcase(route, batch.route):
+                    batch.left -= 1
+                    if batch.left <= 0:
+                        self._batches.remove(batch)
+                    return batch.fault
+        return None
 
     def authenticated_call(self) -> None:
         """Count one authenticated call towards an armed token expiry."""

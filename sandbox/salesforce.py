@@ -64,6 +64,12 @@ Custom fields (``Lead_Score__c``) cannot be created over REST in Salesforce, so 
 only once a test or the demo calls :meth:`Salesforce.add_custom_field`. Writes naming a field
 the object lacks fail that record with ``INVALID_FIELD``.
 
+Faults: besides the server's, ``faults.fail_records(ids, code="UNABLE_TO_LOCK_ROW", times=N)`` makes the next
+N writes of those records (REST or collections) fail as a row another transaction holds does, with Salesforce's
+"unable to obtain exclusive access to this record or 1 records: <id>" (:data:`ROW_LOCK`; give ``message`` to
+word it otherwise), and ``faults.fail_batches("composite.*", code="UNABLE_TO_LOCK_ROW", times=N)`` makes every
+record of the next N collections calls fail so. Any other ``code`` fails the record with that code.
+
 Limits: one rolling 24-hour ``DAILY`` window (enterprise, professional, unlimited and performance
 100,000 without the per-licence extras; developer 15,000); ``Sforce-Limit-Info: api-usage=USED/MAX``
 on every counted answer (the 401 of an invalid session is answered before counting, so it has
@@ -81,6 +87,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from .faults import DEFAULT_RECORD_MESSAGE, RecordFault
 from .limits import Verdict, Window
 from .salesforce_auth import OAuth
 from .salesforce_bulk import BulkApi
@@ -561,7 +568,7 @@ class Salesforce(OAuth, BulkApi, Vendor):
     def _injected_failure(self, record_id: str) -> None:
         fault = self.faults.record_fault(record_id) or self.faults.record_fault(record_id[:15])
         if fault is not None:
-            raise RecordError(fault.code or "FIELD_CUSTOM_VALIDATION_EXCEPTION", fault.message)
+            raise _injected(fault, record_id)
 
     def _checked(self, sobject: SObject, values: dict, creating: bool) -> dict:
         checked = {}
@@ -673,7 +680,11 @@ class Salesforce(OAuth, BulkApi, Vendor):
             raise self.error(400, f"record limit reached. cannot submit more than {_COLLECTION_MAX} records into "
                              "this call", code="EXCEEDED_ID_LIMIT")
         outcomes: list[Prepared | RecordError] = []
+        locked = self.faults.batch_fault(request.route)
         for record in records:
+            if locked is not None:
+                outcomes.append(_injected(locked, _locked_id(record)))
+                continue
             try:
                 outcomes.append(prepare(None, record))
             except RecordError as exc:
@@ -813,6 +824,27 @@ class Salesforce(OAuth, BulkApi, Vendor):
 _CONVERTED_LEAD = RecordError("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead")
 _ROLLED_BACK = RecordError("ALL_OR_NONE_OPERATION_ROLLED_BACK", "Record rolled back because not all records were "
                            "valid and the request was using AllOrNone header")
+
+
+ROW_LOCK = "UNABLE_TO_LOCK_ROW"
+"""The code of a write that found its record locked by another transaction; retrying later succeeds."""
+
+
+def _injected(fault: RecordFault, record_id: str) -> RecordError:
+    """An injected record fault in Salesforce's words: a row lock without a message of its own reads as Salesforce
+    words it (simple-salesforce and jsforce users quote "unable to obtain exclusive access to this record or 1
+    records: 001...")."""
+    message = fault.message
+    if fault.code == ROW_LOCK and message == DEFAULT_RECORD_MESSAGE:
+        message = f"unable to obtain exclusive access to this record or 1 records: {record_id}"
+    return RecordError(fault.code or "FIELD_CUSTOM_VALIDATION_EXCEPTION", message)
+
+
+def _locked_id(record: Any) -> str:
+    """The row a write locks: the record itself, or for a new activity the person it names."""
+    if not isinstance(record, dict):
+        return ""
+    return str(record.get("id") or record.get("Id") or record.get("WhoId") or "")
 
 
 def _success(record_id: str) -> dict:

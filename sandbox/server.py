@@ -104,7 +104,8 @@ Credentials: :meth:`Vendor.credentials` returns what a client needs besides the 
 
 Admin routes (no auth, not counted): ``GET /_sandbox/stats``; ``POST /_sandbox/faults``
 ``{route, kind: status|hang|drop|truncate, times, status, seconds, body}``;
-``POST /_sandbox/faults/records`` ``{ids, status, message, code}``;
+``POST /_sandbox/faults/records`` ``{ids, status, message, code, times}``; ``POST /_sandbox/faults/batches``
+``{route, times, status, message, code}``;
 ``POST /_sandbox/faults/token`` ``{calls}``; ``DELETE /_sandbox/faults``;
 ``POST /_sandbox/limits`` ``{enabled, name, limit, seconds}``;
 ``POST /_sandbox/crm/touch`` ``{count, seed}``; ``POST /_sandbox/crm/activities`` ``{ids, kind, fields}`` (an
@@ -437,7 +438,12 @@ class Admin:
                           seconds=float(body.get("seconds", 0)), body=body.get("body"))
             self.faults.inject(body["route"], fault, int(body.get("times", 1)))
         elif action == ("POST", "/faults/records"):
-            self.faults.fail_records(body["ids"], int(body.get("status", 400)), body.get("message"), body.get("code"))
+            times = body.get("times")
+            self.faults.fail_records(body["ids"], int(body.get("status", 400)), body.get("message"), body.get("code"),
+                                     None if times is None else int(times))
+        elif action == ("POST", "/faults/batches"):
+            self.faults.fail_batches(body["route"], int(body.get("times", 1)), int(body.get("status", 400)),
+                                     body.get("message"), body.get("code"))
         elif action == ("POST", "/faults/token"):
             self.faults.expire_token_after(int(body["calls"]))
         elif action == ("DELETE", "/faults"):

@@ -429,6 +429,45 @@ def test_composite_create_answers_per_record(sb, sf):
     assert len(sb.crm.tasks()) == 1
 
 
+def lock_error(record_id: str) -> dict:
+    return {"statusCode": "UNABLE_TO_LOCK_ROW", "fields": [],
+            "message": f"unable to obtain exclusive access to this record or 1 records: {record_id}"}
+
+
+def test_a_locked_row_fails_its_next_writes_with_unable_to_lock_row_then_takes_them(sb, sf):
+    locked, free = lead_ids(sb)[:2]
+    sb.faults.fail_records([locked], code="UNABLE_TO_LOCK_ROW", times=2)
+    results = update(sf, [{"attributes": {"type": "Lead"}, "id": i, "Title": "CTO"} for i in (locked, free)])
+    assert results == [{"success": False, "errors": [lock_error(locked)]}, {"id": free, "success": True, "errors": []}]
+    with pytest.raises(SalesforceMalformedRequest) as failure:
+        sf.Lead.update(locked, {"Title": "CTO"})
+    assert failure.value.status == 400 and failure.value.content == [
+        {"message": lock_error(locked)["message"], "errorCode": "UNABLE_TO_LOCK_ROW"}]
+    assert sf.Lead.update(locked, {"Title": "CTO"}) == 204 and sb.crm.contact(locked)["title"] == "CTO"
+
+
+def test_the_next_collections_call_fails_every_record_with_unable_to_lock_row(sb, sf):
+    leads = lead_ids(sb)[:3]
+    sb.faults.fail_batches("composite.*", code="UNABLE_TO_LOCK_ROW")
+    records = [{"attributes": {"type": "Lead"}, "id": i, "Title": "CTO"} for i in leads]
+    assert update(sf, records) == [{"success": False, "errors": [lock_error(i)]} for i in leads]
+    assert all(sb.crm.contact(i)["title"] != "CTO" for i in leads)
+    assert [r["success"] for r in update(sf, records)] == [True] * 3
+
+
+def test_row_locks_are_armed_over_the_admin_route(sb, sf):
+    lead = lead_ids(sb)[0]
+    session = session_for(sb)
+    session.post(f"{sb.base_url}/_sandbox/faults/records", json={"ids": [lead], "code": "UNABLE_TO_LOCK_ROW",
+                                                                 "times": 1}).raise_for_status()
+    session.post(f"{sb.base_url}/_sandbox/faults/batches", json={"route": "composite.update",
+                                                                 "code": "UNABLE_TO_LOCK_ROW"}).raise_for_status()
+    record = [{"attributes": {"type": "Lead"}, "id": lead, "Title": "CTO"}]
+    assert update(sf, record)[0]["errors"] == [lock_error(lead)]  # the batch fault
+    assert update(sf, record)[0]["errors"] == [lock_error(lead)]  # the record's one counted write
+    assert update(sf, record)[0]["success"]
+
+
 # -- limits, sessions, faults ------------------------------------------------------------------------
 
 def test_every_answer_carries_sforce_limit_info(sandbox_factory):
