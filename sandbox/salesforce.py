@@ -16,7 +16,13 @@ Routes (``{v}`` is any ``vNN.N``):
 ``GET|PATCH /services/data/{v}/sobjects/{type}/{id}`` ``sobjects.get|update``
 ``PATCH|POST /services/data/{v}/composite/sobjects``  ``composite.update|create``  200 records at most,
                                                                            per-record results in order
+``PATCH /services/data/{v}/sobjects/{type}/{field}/{value}``  ``sobjects.upsert``  by External ID: 201/200
+                                                                           with ``created``, 300, 404
+``PATCH /services/data/{v}/composite/sobjects/{type}/{field}``  ``composite.upsert``  per-record ``created``
 ====================================================  ===================  =============================
+
+Writes, collections and upserts are served by :mod:`leadpulse.sandbox.salesforce_writes`, OAuth by
+:mod:`leadpulse.sandbox.salesforce_auth`, the Bulk API 2.0 by :mod:`leadpulse.sandbox.salesforce_bulk`.
 
 The tenant's people are split by a hash of their index into Leads (00Q, about 60%) and Contacts
 (003, with the firmographics on their Account, 001). Emails, calls, tasks and notes are Tasks
@@ -37,6 +43,7 @@ record says who made and last changed it (``CreatedById``, ``LastModifiedById``)
 admin (the first owner), unless a client's write through the API is its latest change, which names
 the integration user whose tokens every client holds (``Integration User``, Username
 ``integration@leadpulse.sandbox``).
+
 Activities reach back over each person's whole life (up to two years); as Salesforce's nightly job
 archives them (SOAP API guide, "Archived Activities"), Events and closed Tasks dated 365 days or
 more before the tenant's anchor carry ``IsArchived = true`` and only ``queryAll`` shows them; what
@@ -61,12 +68,13 @@ Creates are served for Task and Event only, and need a ``WhoId`` (the sandbox ke
 person); Leads and Contacts come from the synthetic tenant (``sb.crm.add_contact``).
 
 Custom fields (``Lead_Score__c``) cannot be created over REST in Salesforce, so here they exist
-only once a test or the demo calls :meth:`Salesforce.add_custom_field`. Writes naming a field
-the object lacks fail that record with ``INVALID_FIELD``.
+only once a test or the demo calls ``add_custom_field`` (``external_id=True`` makes an External ID,
+which upserts match on). Writes naming a field the object lacks fail that record with
+``INVALID_FIELD``.
 
 Faults: besides the server's, ``faults.fail_records(ids, code="UNABLE_TO_LOCK_ROW", times=N)`` makes the next
 N writes of those records (REST or collections) fail as a row another transaction holds does, with Salesforce's
-"unable to obtain exclusive access to this record or 1 records: <id>" (:data:`ROW_LOCK`; give ``message`` to
+"unable to obtain exclusive access to this record or 1 records: <id>" (``ROW_LOCK``; give ``message`` to
 word it otherwise), and ``faults.fail_batches("composite.*", code="UNABLE_TO_LOCK_ROW", times=N)`` makes every
 record of the next N collections calls fail so. Any other ``code`` fails the record with that code.
 
@@ -83,11 +91,10 @@ import re
 import threading
 from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .faults import DEFAULT_RECORD_MESSAGE, RecordFault
 from .limits import Verdict, Window
 from .salesforce_auth import OAuth
 from .salesforce_bulk import BulkApi
@@ -96,12 +103,10 @@ from .salesforce_records import (
     CAMPAIGNS,
     INTEGRATION_OWNER,
     MEMBER_SLOTS,
-    NUMBERS,
     PERSON_KEYED,
     AccountRow,
     ActivityRow,
     ContactRow,
-    Field,
     LeadRow,
     MemberRow,
     PersonRow,
@@ -111,9 +116,7 @@ from .salesforce_records import (
     UserRow,
     catalogue,
     is_lead,
-    label,
     members_of,
-    parse_datetime,
     parse_id,
     person_behind,
     person_id,
@@ -133,7 +136,8 @@ from .salesforce_soql import (
     resolve,
     sort_rows,
 )
-from .server import Request, Response, Vendor, VendorError, route
+from .salesforce_writes import COLLECTION_MAX, Writes
+from .server import Request, Vendor, VendorError, route
 from .state import ADDED_ACTIVITY_BASE, IdScheme
 from .synth import YEAR_MS, Activity, ActivityKind
 
@@ -146,7 +150,6 @@ DAILY_ALLOWANCE = {"enterprise": 100_000, "developer": 15_000, "professional": 1
                    "performance": 100_000}
 TASK_KINDS = frozenset({ActivityKind.EMAIL, ActivityKind.CALL, ActivityKind.TASK, ActivityKind.NOTE})
 _BATCH_DEFAULT, _BATCH_MIN, _BATCH_MAX = 2000, 200, 2000
-_COLLECTION_MAX = 200
 _VERSION = re.compile(r"v\d{2}\.0$")
 
 
@@ -162,28 +165,7 @@ class Cursor:
     count_only: bool = False
 
 
-@dataclass(frozen=True)
-class RecordError(Exception):
-    """One record of a write failed: Salesforce's per-record error."""
-
-    code: str
-    message: str
-    fields: tuple[str, ...] = ()
-
-    def wire(self) -> dict:
-        return {"statusCode": self.code, "message": self.message, "fields": list(self.fields)}
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A record write that passed validation: the row it lands on (None for a create) and its values."""
-
-    sobject: SObject
-    row: Row | None
-    values: dict
-
-
-class Salesforce(OAuth, BulkApi, Vendor):
+class Salesforce(Writes, OAuth, BulkApi, Vendor):
     """Salesforce's REST API; see the module docstring for what is served."""
 
     name = "salesforce"
@@ -199,9 +181,6 @@ class Salesforce(OAuth, BulkApi, Vendor):
         self._lock = threading.RLock()
         self._cursors: OrderedDict[str, Cursor] = OrderedDict()
         self._cursor_count = 0
-        self._edits: dict[str, dict] = {}
-        self._edited: dict[str, int] = {}
-        self._api_writes: dict[str, int] = {}
         self._conversions: tuple[array, array] | None = None
 
     # -- the framework's hooks --
@@ -240,30 +219,12 @@ class Salesforce(OAuth, BulkApi, Vendor):
 
     # -- the Python API for tests and the demo --
 
-    def add_custom_field(self, sobject: str, name: str, type: str = "double", label: str = "",
-                         picklist: Iterable[str] = ()) -> None:
-        """Define a custom field (``Lead_Score__c``), as an admin would in Setup; describe lists it from now on."""
-        if not name.endswith("__c"):
-            raise ValueError(f"custom field {name!r} on {sobject}: Salesforce custom field names end in '__c'")
-        target = self.sobject(sobject)
-        target.fields[name.lower()] = Field(name, type, updateable=True, custom=True, label=label,
-                                            picklist=tuple(picklist))
-
     def sobject(self, name: str) -> SObject:
         found = self.objects.get(str(name).lower())
         if found is None:
             raise SoqlError(f"sObject type '{name}' is not supported. If you are attempting to use a custom object, "
                             "be sure to append the '__c' after the entity name.", "INVALID_TYPE")
         return found
-
-    def edits_of(self, record_id: str) -> dict:
-        return self._edits.get(record_id) or {}
-
-    def edited_ms(self, record_id: str) -> int:
-        return self._edited.get(record_id, 0)
-
-    def api_write_ms(self, record_id: str) -> int | None:
-        return self._api_writes.get(record_id)
 
     def conversion_ms(self, index: int) -> int | None:
         """When generated person ``index`` converted, or None: a converted Lead stays a Lead, frozen, and its
@@ -390,8 +351,7 @@ class Salesforce(OAuth, BulkApi, Vendor):
 
     def _edited_people(self, prefix: str) -> set[int]:
         # An edit moves a generated record's stamp past its person's last touch: search must still find it.
-        with self._lock:
-            numbers = [parsed[1] for parsed in map(parse_id, self._edited) if parsed[0] == prefix]
+        numbers = self.edited_numbers(prefix)
         if prefix == "00v":
             return {(n - 1) // MEMBER_SLOTS for n in numbers}
         if prefix in PERSON_KEYED:
@@ -519,181 +479,6 @@ class Salesforce(OAuth, BulkApi, Vendor):
         return next(o for o in self.objects.values() if o.row is type(row))
 
 
-    # -- writes --
-
-    def prepare_update(self, sobject_name: str | None, record: Any) -> Prepared:
-        """Validate one record of an update; :class:`RecordError` says why it cannot be written."""
-        if not isinstance(record, dict):
-            raise RecordError("JSON_PARSER_ERROR", "each record must be a JSON object")
-        sobject = self._write_object(sobject_name, record)
-        record_id = record.get("id") or record.get("Id")
-        if parse_id(record_id) is None:
-            raise RecordError("MALFORMED_ID", f"malformed id {record_id}", ("Id",))
-        row = self.row_by_id(sobject, record_id)
-        if row is None:
-            raise RecordError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", ("Id",))
-        if row.deleted:
-            raise RecordError("ENTITY_IS_DELETED", "entity is deleted", ())
-        if isinstance(row, LeadRow) and row.converted:
-            raise _CONVERTED_LEAD
-        self._injected_failure(row.id)
-        values = {k: v for k, v in record.items() if k not in ("attributes", "id", "Id")}
-        return Prepared(sobject, row, self._checked(sobject, values, creating=False))
-
-    def prepare_create(self, sobject_name: str | None, record: Any) -> Prepared:
-        """Validate one record of a create (Task and Event only: the sandbox keeps people generated)."""
-        if not isinstance(record, dict):
-            raise RecordError("JSON_PARSER_ERROR", "each record must be a JSON object")
-        sobject = self._write_object(sobject_name, record)
-        if not sobject.createable:
-            raise RecordError("CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY",
-                              f"this sandbox creates Task and Event records only, not {sobject.name}")
-        values = self._checked(sobject, {k: v for k, v in record.items() if k != "attributes"}, creating=True)
-        required = ["WhoId"] + (["StartDateTime", "DurationInMinutes"] if sobject.name == "Event" else [])
-        missing = [name for name in required if values.get(name) is None]
-        if missing:
-            raise RecordError("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]",
-                              tuple(missing))
-        return Prepared(sobject, None, values)
-
-    def _write_object(self, sobject_name: str | None, record: dict) -> SObject:
-        name = sobject_name or (record.get("attributes") or {}).get("type")
-        if not name:
-            raise RecordError("INVALID_TYPE", "Must send a concrete entity type.")
-        try:
-            return self.sobject(name)
-        except SoqlError as exc:
-            raise RecordError("INVALID_TYPE", str(exc)) from None
-
-    def _injected_failure(self, record_id: str) -> None:
-        fault = self.faults.record_fault(record_id) or self.faults.record_fault(record_id[:15])
-        if fault is not None:
-            raise _injected(fault, record_id)
-
-    def _checked(self, sobject: SObject, values: dict, creating: bool) -> dict:
-        checked = {}
-        for name, value in values.items():
-            spec = sobject.field(name)
-            if spec is None:
-                raise RecordError("INVALID_FIELD", f"No such column '{name}' on sobject of type {sobject.name}",
-                                  (name,))
-            writable = spec.updateable or spec.custom or (creating and spec.createable)
-            if not writable:
-                raise RecordError("INVALID_FIELD_FOR_INSERT_UPDATE",
-                                  f"Unable to create/update fields: {spec.name}. Please check the security settings "
-                                  "of this field and verify that it is read/write for your profile or permission set.",
-                                  (spec.name,))
-            checked[spec.name] = self._typed(sobject, spec, value)
-        if checked.get("WhoId") is not None:
-            self._who(checked["WhoId"])
-        return checked
-
-    def _who(self, who_id: str) -> int:
-        """The person a WhoId names: a live Lead or Contact, and no converted Lead (Salesforce refuses new
-        references to one)."""
-        parsed = parse_id(who_id)
-        name = {"00Q": "lead", "003": "contact"}.get(parsed[0]) if parsed else None
-        row = self.row_by_id(self.objects[name], who_id) if name else None
-        if not isinstance(row, PersonRow) or row.deleted:
-            raise RecordError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", ("WhoId",))
-        if isinstance(row, LeadRow) and row.converted:
-            raise _CONVERTED_LEAD
-        return row.index
-
-    def _typed(self, sobject: SObject, spec: Field, value: Any) -> Any:
-        if value is None:
-            return None
-        ok = {"boolean": isinstance(value, bool), "int": isinstance(value, int) and not isinstance(value, bool),
-              "datetime": isinstance(value, str) and parse_datetime(value, colon_offset=False) is not None,
-              "date": isinstance(value, str) and re.fullmatch(r"\d{4}-\d\d-\d\d", value) is not None}
-        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-        valid = ok.get(spec.type, numeric if spec.type in NUMBERS else isinstance(value, str))
-        if not valid:
-            raise RecordError("INVALID_TYPE_ON_FIELD_IN_RECORD", f"{spec.name}: value not of required type: {value}",
-                              (spec.name,))
-        if spec.restricted and value not in spec.picklist:
-            raise RecordError("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
-                              f"{spec.label or label(spec.name)}: bad value for restricted picklist field: {value}",
-                              (spec.name,))
-        if spec.type == "reference" and spec.reference_to == ("User",) and self._owner_of(value) is None:
-            raise RecordError("INVALID_CROSS_REFERENCE_KEY", f"{spec.name}: id value of incorrect type: {value}",
-                              (spec.name,))
-        return parse_datetime(value, colon_offset=False) if spec.type == "datetime" else value
-
-    def _owner_of(self, user_id: str) -> int | None:
-        parsed = parse_id(user_id)
-        owners = {o.id for o in self.crm.tenant.owners}
-        return parsed[1] if parsed and parsed[0] == "005" and parsed[1] in owners else None
-
-    def apply(self, prepared: Prepared) -> str:
-        """Carry out a validated write; returns the record's id."""
-        if prepared.row is None:
-            return self._create(prepared)
-        row, values = prepared.row, prepared.values
-        if isinstance(row, PersonRow):
-            neutral = {}
-            for name, value in values.items():
-                spec = prepared.sobject.field(name)
-                key = spec.neutral or spec.name
-                neutral[key] = self._owner_of(value) if key == "owner_id" and value else value
-            written = self.crm.write(row.index, neutral)
-            with self._lock:
-                self._api_writes[row.id] = written
-        else:
-            with self._lock:
-                self._edits.setdefault(row.id, {}).update(values)
-                self._edited[row.id] = self._api_writes[row.id] = max(self.crm.clock_ms(), row.modified_ms + 1)
-        return row.id
-
-    def _create(self, prepared: Prepared) -> str:
-        values = prepared.values
-        index = self._who(values["WhoId"])
-        owner = self._owner_of(values["OwnerId"]) if values.get("OwnerId") else self.crm.record(index)["owner_id"]
-        stored = dict(values)
-        if prepared.sobject.name == "Event":
-            attributes = {"title": values.get("Subject"), "outcome": "scheduled",
-                          "duration_ms": int(values["DurationInMinutes"]) * 60_000, "sobject_fields": stored}
-            activity = self.crm.log_activity(index, ActivityKind.MEETING, values["StartDateTime"], owner,
-                                             attributes, by_api=True)
-            return self._created(sf_id("00U", activity.id), activity.updated_ms)
-        attributes = {"subject": values.get("Subject") or "", "body": values.get("Description") or "",
-                      "status": "completed" if values.get("Status") == "Completed" else "not_started",
-                      "priority": {"High": "high", "Low": "low"}.get(values.get("Priority"), "medium"),
-                      "type": {"Call": "call", "Email": "email"}.get(values.get("TaskSubtype") or values.get("Type"),
-                                                                    "todo"),
-                      "sobject_fields": stored}
-        activity = self.crm.log_activity(index, ActivityKind.TASK, None, owner, attributes, by_api=True)
-        return self._created(sf_id("00T", activity.id), activity.updated_ms)
-
-    def _created(self, record_id: str, at_ms: int) -> str:
-        with self._lock:
-            self._api_writes[record_id] = at_ms
-        return record_id
-
-    def collection(self, request: Request, prepare: Callable[[None, Any], Prepared]) -> list[dict]:
-        """An sObject Collections call: every record validated, then all written (or none with allOrNone)."""
-        body = request.json()
-        records = body.get("records") if isinstance(body, dict) else None
-        if not isinstance(records, list):
-            raise self.error(400, "Expected a JSON object with a 'records' array", code="JSON_PARSER_ERROR")
-        if len(records) > _COLLECTION_MAX:
-            raise self.error(400, f"record limit reached. cannot submit more than {_COLLECTION_MAX} records into "
-                             "this call", code="EXCEEDED_ID_LIMIT")
-        outcomes: list[Prepared | RecordError] = []
-        locked = self.faults.batch_fault(request.route)
-        for record in records:
-            if locked is not None:
-                outcomes.append(_injected(locked, _locked_id(record)))
-                continue
-            try:
-                outcomes.append(prepare(None, record))
-            except RecordError as exc:
-                outcomes.append(exc)
-        failed = any(isinstance(o, RecordError) for o in outcomes)
-        if failed and body.get("allOrNone"):
-            return [_failure(o if isinstance(o, RecordError) else _ROLLED_BACK) for o in outcomes]
-        return [_failure(o) if isinstance(o, RecordError) else _success(self.apply(o)) for o in outcomes]
-
     # -- routes: query --
 
     @route("GET", "/services/data/{version}/query", name="query")
@@ -757,7 +542,7 @@ class Salesforce(OAuth, BulkApi, Vendor):
     @route("GET", "/services/data/{version}/sobjects", name="describe.global")
     def describe_global(self, request: Request):
         version = self._version(request)
-        return {"encoding": "UTF-8", "maxBatchSize": _COLLECTION_MAX,
+        return {"encoding": "UTF-8", "maxBatchSize": COLLECTION_MAX,
                 "sobjects": [o.summary(version) for o in self.objects.values()]}
 
     @route("GET", "/services/data/{version}/sobjects/{type}/describe", name="describe")
@@ -773,20 +558,6 @@ class Salesforce(OAuth, BulkApi, Vendor):
 
     # -- routes: records --
 
-    @route("POST", "/services/data/{version}/sobjects/{type}/", name="sobjects.create")
-    def create(self, request: Request):
-        self._version(request)
-        sobject = self._path_object(request)
-        try:
-            record_id = self.apply(self.prepare_create(sobject.name, request.json()))
-        except RecordError as exc:
-            raise self.error(400, exc.message, code=exc.code, fields=exc.fields) from None
-        return Response(201, _success(record_id))
-
-    @route("POST", "/services/data/{version}/sobjects/{type}", name="sobjects.create")
-    def create_bare(self, request: Request):
-        return self.create(request)
-
     @route("GET", "/services/data/{version}/sobjects/{type}/{id}", name="sobjects.get")
     def get_record(self, request: Request):
         version = self._version(request)
@@ -797,62 +568,6 @@ class Salesforce(OAuth, BulkApi, Vendor):
         accessors = [Accessor((), spec) for spec in sobject.fields.values()]
         return self.render(row, accessors, version)
 
-    @route("PATCH", "/services/data/{version}/sobjects/{type}/{id}", name="sobjects.update")
-    def update_record(self, request: Request):
-        self._version(request)
-        sobject = self._path_object(request)
-        body = request.json()
-        record = {**(body if isinstance(body, dict) else {}), "id": request.params["id"]}
-        try:
-            self.apply(self.prepare_update(sobject.name, record))
-        except RecordError as exc:
-            status = 404 if exc.code in ("MALFORMED_ID", "INVALID_CROSS_REFERENCE_KEY") else 400
-            raise self.error(status, exc.message, code=exc.code, fields=exc.fields) from None
-        return Response(204, None)
-
-    @route("PATCH", "/services/data/{version}/composite/sobjects", name="composite.update")
-    def composite_update(self, request: Request):
-        self._version(request)
-        return self.collection(request, self.prepare_update)
-
-    @route("POST", "/services/data/{version}/composite/sobjects", name="composite.create")
-    def composite_create(self, request: Request):
-        self._version(request)
-        return self.collection(request, self.prepare_create)
-
-
-_CONVERTED_LEAD = RecordError("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead")
-_ROLLED_BACK = RecordError("ALL_OR_NONE_OPERATION_ROLLED_BACK", "Record rolled back because not all records were "
-                           "valid and the request was using AllOrNone header")
-
-
-ROW_LOCK = "UNABLE_TO_LOCK_ROW"
-"""The code of a write that found its record locked by another transaction; retrying later succeeds."""
-
-
-def _injected(fault: RecordFault, record_id: str) -> RecordError:
-    """An injected record fault in Salesforce's words: a row lock without a message of its own reads as Salesforce
-    words it (simple-salesforce and jsforce users quote "unable to obtain exclusive access to this record or 1
-    records: 001...")."""
-    message = fault.message
-    if fault.code == ROW_LOCK and message == DEFAULT_RECORD_MESSAGE:
-        message = f"unable to obtain exclusive access to this record or 1 records: {record_id}"
-    return RecordError(fault.code or "FIELD_CUSTOM_VALIDATION_EXCEPTION", message)
-
-
-def _locked_id(record: Any) -> str:
-    """The row a write locks: the record itself, or for a new activity the person it names."""
-    if not isinstance(record, dict):
-        return ""
-    return str(record.get("id") or record.get("Id") or record.get("WhoId") or "")
-
-
-def _success(record_id: str) -> dict:
-    return {"id": record_id, "success": True, "errors": []}
-
-
-def _failure(error: RecordError) -> dict:
-    return {"success": False, "errors": [error.wire()]}
 
 
 _DEFAULT_CODES = {400: "INVALID_REQUEST", 401: "INVALID_SESSION_ID", 403: "REQUEST_LIMIT_EXCEEDED",

@@ -15,7 +15,9 @@ from simple_salesforce.exceptions import (
     SalesforceExpiredSession,
     SalesforceGeneralError,
     SalesforceMalformedRequest,
+    SalesforceMoreThanOneRecord,
     SalesforceRefusedRequest,
+    SalesforceResourceNotFound,
 )
 from simple_salesforce.login import token_login
 
@@ -466,6 +468,87 @@ def test_row_locks_are_armed_over_the_admin_route(sb, sf):
     assert update(sf, record)[0]["errors"] == [lock_error(lead)]  # the batch fault
     assert update(sf, record)[0]["errors"] == [lock_error(lead)]  # the record's one counted write
     assert update(sf, record)[0]["success"]
+
+
+# -- upsert by External ID ------------------------------------------------------------------------------
+
+KEY = "LeadPulse_Key__c"
+
+
+@pytest.fixture
+def keyed(sb):
+    sb.vendor.add_custom_field("Task", KEY, "string", label="LeadPulse Key", external_id=True)
+    return sb
+
+
+def upsert_all(sf: Salesforce, records: list[dict], all_or_none: bool = False):
+    return sf.restful(f"composite/sobjects/Task/{KEY}", method="PATCH",
+                      json={"allOrNone": all_or_none, "records": [{"attributes": {"type": "Task"}, **r} for r in records]})
+
+
+def test_describe_marks_an_external_id_field(keyed, sf):
+    fields = {f["name"]: f for f in sf.Task.describe()["fields"]}
+    assert fields[KEY]["externalId"] and fields[KEY]["idLookup"] and fields[KEY]["custom"]
+    assert not fields["Subject"]["externalId"] and fields["Id"]["idLookup"]
+
+
+def test_upsert_creates_then_updates_the_record_its_external_id_names(keyed, sf):
+    who = lead_ids(keyed)[0]
+    created = sf.Task.upsert(f"{KEY}/lp-1", {"WhoId": who, "Subject": "Call"}, raw_response=True)
+    task = created.json()["id"]
+    assert created.status_code == 201 and created.json() == {"id": task, "success": True, "errors": [],
+                                                              "created": True}
+    updated = sf.Task.upsert(f"{KEY}/LP-1", {"Subject": "Call again"}, raw_response=True)  # case does not matter
+    assert updated.status_code == 200 and updated.json() == {"id": task, "success": True, "errors": [],
+                                                              "created": False}
+    record = sf.query(f"SELECT Subject, {KEY}, WhoId FROM Task WHERE {KEY} = 'lp-1'")["records"]
+    assert [(r["Subject"], r[KEY], r["WhoId"]) for r in record] == [("Call again", "lp-1", who)]
+
+
+def test_upsert_of_a_value_two_records_hold_answers_300_with_both(keyed, sf):
+    who = lead_ids(keyed)[0]
+    tasks = [sf.Task.create({"WhoId": who, "Subject": f"Twin {n}", KEY: "twin"})["id"] for n in (1, 2)]
+    with pytest.raises(SalesforceMoreThanOneRecord) as failure:
+        sf.Task.upsert(f"{KEY}/twin", {"Subject": "Which one?"})
+    assert failure.value.status == 300
+    assert failure.value.content == [f"/services/data/v59.0/sobjects/Task/{task}" for task in tasks]
+
+
+@pytest.mark.parametrize("field", ["Subject", "Lead_Score__c", "No_Such_Field__c"])
+def test_upsert_on_a_field_that_is_no_external_id_answers_404(keyed, sf, field):
+    keyed.vendor.add_custom_field("Task", "Lead_Score__c")
+    with pytest.raises(SalesforceResourceNotFound) as failure:
+        sf.Task.upsert(f"{field}/x", {"Subject": "Call"})
+    assert failure.value.content == [{"message": "The requested resource does not exist", "errorCode": "NOT_FOUND"}]
+
+
+def test_collections_upsert_says_per_record_whether_it_created(keyed, sf):
+    who = lead_ids(keyed)[0]
+    existing = sf.Task.create({"WhoId": who, "Subject": "Old", KEY: "k1"})["id"]
+    results = upsert_all(sf, [{KEY: "K1", "Subject": "Updated"}, {KEY: "k2", "WhoId": who, "Subject": "New"},
+                              {KEY: "k3", "Subject": "Nobody"}])
+    assert results[0] == {"id": existing, "success": True, "errors": [], "created": False}
+    assert results[1]["success"] and results[1]["created"] and results[1]["id"].startswith("00T")
+    assert results[2]["errors"][0]["statusCode"] == "REQUIRED_FIELD_MISSING" and not results[2]["created"]
+    assert sf.Task.get(existing)["Subject"] == "Updated"
+
+
+def test_collections_upsert_refuses_a_value_given_twice_or_held_twice(keyed, sf):
+    who = lead_ids(keyed)[0]
+    held = [sf.Task.create({"WhoId": who, KEY: "held"})["id"] for _ in range(2)]
+    results = upsert_all(sf, [{KEY: "same", "WhoId": who}, {KEY: "SAME", "WhoId": who}, {KEY: "held"}])
+    assert [r["errors"][0]["statusCode"] for r in results] == ["DUPLICATE_VALUE", "DUPLICATE_VALUE",
+                                                                "DUPLICATE_EXTERNAL_ID"]
+    assert results[0]["errors"][0]["message"] == "Duplicate external id specified: same"
+    assert results[2]["errors"][0] == {"statusCode": "DUPLICATE_EXTERNAL_ID", "fields": [KEY], "message":
+                                       f"LeadPulse Key: more than one record found for external id field: "
+                                       f"[{', '.join(held)}]"}
+
+
+def test_collections_upsert_takes_200_records_at_most(keyed, sf):
+    with pytest.raises(SalesforceMalformedRequest) as failure:
+        upsert_all(sf, [{KEY: f"k{n}"} for n in range(201)])
+    assert failure.value.content[0]["errorCode"] == "EXCEEDED_ID_LIMIT"
 
 
 # -- limits, sessions, faults ------------------------------------------------------------------------
