@@ -58,11 +58,12 @@ Salesforce prints is refused in a query, as the SOQL reference lists no such for
 ``YESTERDAY`` and ``LAST_N_DAYS:n``. Records are never materialised in bulk: a query keeps the
 matching keys (ints), narrowed first by ``Id``, ``LastModifiedDate``/``SystemModstamp``/
 ``CreatedDate`` and ``WhoId``/``LeadId``/``ContactId``/``OpportunityId`` conditions, and renders a
-page at a time (the first time window over Leads also indexes every conversion, ~5 s a million).
-A ``WHERE`` on any other field scans every candidate, which is slow past ~100k people. On a
-million people a keyset page (``Id > '...' ORDER BY Id LIMIT 2000``) answers in ~0.15 s, a
+page at a time.
+A ``WHERE`` on any other field scans every candidate, which is slow past ~100k people. On a million
+people a keyset page (``Id > '...' ORDER BY Id LIMIT 2000``) answers in ~0.15 s, a
 ``SystemModstamp >=`` one-week window of Leads in ~3 s for its first page (later pages in
-milliseconds), and a one-day window of Tasks in ~25 s, since activities are regenerated per person.
+milliseconds; the first time window over Leads also indexes every conversion, ~6 s once), and a
+one-day window of Tasks in ~25 s, since activities are regenerated per person.
 
 Creates are served for Task and Event only, and need a ``WhoId`` (the sandbox keeps activities per
 person); Leads and Contacts come from the synthetic tenant (``sb.crm.add_contact``).
@@ -182,6 +183,7 @@ class Salesforce(Writes, OAuth, BulkApi, Vendor):
         self._cursors: OrderedDict[str, Cursor] = OrderedDict()
         self._cursor_count = 0
         self._conversions: tuple[array, array] | None = None
+        self._converted_leads: dict[int, int] | None = None  # index -> conversion, once the index is built
 
     # -- the framework's hooks --
 
@@ -231,6 +233,8 @@ class Salesforce(Writes, OAuth, BulkApi, Vendor):
         person is a Contact as well (people added since have not converted)."""
         if not 0 <= index < self.crm.tenant.size:
             return None
+        if self._converted_leads is not None and is_lead(index):
+            return self._converted_leads.get(index)
         person = self.crm.tenant.fields(index)
         return person["converted_ms"] if person["converted"] else None
 
@@ -247,6 +251,7 @@ class Salesforce(Writes, OAuth, BulkApi, Vendor):
                 found = sorted((at, index) for index in range(tenant.size)
                                if is_lead(index) and (at := self.conversion_ms(index)) is not None)
                 self._conversions = (array("q", (at for at, _ in found)), array("q", (i for _, i in found)))
+                self._converted_leads = {index: at for at, index in found}
             return self._conversions
 
     # -- rows --
