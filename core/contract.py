@@ -40,6 +40,16 @@ class SkippedRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class GoneContact:
+    """A contact the CRM no longer lets leadpulse score or write: deleted, or converted into another record (a
+    Salesforce Lead become a Contact). It is kept with its history, never scored or written again, and what was
+    still owed to it is parked with `reason`."""
+
+    contact_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     """One page of one stream, stored in one transaction together with `cursor`.
 
@@ -53,6 +63,7 @@ class Page:
     activities: Sequence[Activity] = ()
     outcomes: Sequence[Outcome] = ()
     skipped: Sequence[SkippedRecord] = ()
+    gone: Sequence[GoneContact] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -219,18 +219,18 @@ def push(
         connector.ensure_properties(tenant.property_specs())
     settle_unknown_tasks(connector, store, run)
     progress.step("push writes")
-    written, refused = drain(
+    drain(
         lambda n: store.outbox.pending_writes(n, run.id), connector.write_properties, connector.write_batch_size,
-        store, run, stop, progress=progress,
+        store, run, stop, counts=lambda accepted, refused: RunCounts(written=accepted, refused=refused),
+        progress=progress,
     )
-    run.count(RunCounts(written=written, refused=refused))
     progress.step("push tasks")
-    tasks, refused = drain(
+    drain(
         lambda n: with_known_owners(store.outbox.pending_tasks(n, run.id), store.crm_fact(OWNERS)),
         lambda tasks: create_missing_tasks(connector, tasks), connector.task_batch_size,
-        store, run, stop, mark_sending=True, progress=progress,
+        store, run, stop, counts=lambda accepted, refused: RunCounts(tasks=accepted, refused=refused),
+        mark_sending=True, progress=progress,
     )
-    run.count(RunCounts(tasks=tasks, refused=refused))
 
 
 def settle_unknown_tasks(connector: Connector, store: Store, run: Run) -> None:
@@ -292,12 +292,13 @@ def drain(
     run: Run,
     stop: threading.Event | None,
     *,
+    counts: Callable[[int, int], RunCounts],
     mark_sending: bool = False,
     progress: Progress = NO_PROGRESS,
-) -> tuple[int, int]:
-    """Send batches until nothing is due this run; return how many the CRM accepted, and how many it refused (those
-    whose outcome is unknown aside: they are neither)."""
-    accepted = refused = 0
+) -> None:
+    """Send batches until nothing is due this run, counting in the run, batch by batch as each is settled, how
+    many the CRM accepted and how many it refused (`counts` says which counts those are); those whose outcome is
+    unknown are neither. A run that ends mid-push (the allowance spent, a crash) has counted what it settled."""
     while not stopping(stop):
         batch = fetch(batch_size)
         if not batch:
@@ -309,13 +310,11 @@ def drain(
         results = complete(keys, send(batch))
         with store.transaction():
             store.outbox.settle(results, run.id)
-        accepted += sum(1 for result in results if result.ok)
         refusals = [(item, result) for item, result in zip(batch, results, strict=True)
                     if not (result.ok or result.outcome_unknown)]
-        refused += len(refusals)
+        run.count(counts(sum(1 for result in results if result.ok), len(refusals)))
         run.note(f"refused {item.key} for contact {item.contact_id}: {result.error}" for item, result in refusals)
         progress.advance(len(batch))
-    return accepted, refused
 
 
 def complete(keys: Sequence[str], results: Sequence[WriteResult]) -> list[WriteResult]:

@@ -110,7 +110,16 @@ API_CALLS = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (INITIAL, CRM_FACTS, DECIDED_UNDER, RUN_ACCOUNTING, API_CALLS)
+CONTACTS_GONE = Migration(
+    "contacts_gone",
+    (
+        # Why the CRM no longer lets a contact be scored or written (deleted, converted into another record); NULL
+        # for a live one. The row and its history stay.
+        "ALTER TABLE contacts ADD COLUMN gone TEXT",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (INITIAL, CRM_FACTS, DECIDED_UNDER, RUN_ACCOUNTING, API_CALLS, CONTACTS_GONE)
 
 
 def applied(db: sqlite_utils.Database) -> list[str]:

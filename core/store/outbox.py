@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -172,6 +172,15 @@ class Outbox:
                               WHEN ? AND state = 'sending' THEN 'sending' ELSE 'pending' END WHERE key = ?""",
             [(r.error or "refused without a reason", run_id, now, self.max_attempts, r.outcome_unknown, r.key)
              for r in results if not r.ok],
+        )
+
+    def park_owed_to(self, reasons: Mapping[str, str]) -> None:
+        """Park what is still pending for these contacts, with the reason each is gone from the CRM (a task being
+        handed over stays `sending`: whether the CRM made it is still looked up)."""
+        now = _now()
+        self.db.conn.executemany(
+            "UPDATE outbox SET state = 'parked', error = ?, updated_at = ? WHERE contact_id = ? AND state = 'pending'",
+            [(f"the contact is gone from the CRM: {reason}", now, contact) for contact, reason in reasons.items()],
         )
 
     def release(self, keys: Sequence[str]) -> None:

@@ -465,7 +465,7 @@ class Store:
                    ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, updated_at = excluded.updated_at,
                      email = excluded.email, name = excluded.name, owner_id = excluded.owner_id,
                      status = excluded.status, opted_out = excluded.opted_out, fields = excluded.fields,
-                     raw = excluded.raw""",
+                     raw = excluded.raw, gone = NULL""",
                 contacts,
             )
             conn.executemany(f"INSERT OR REPLACE INTO activities ({_ACTIVITY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
@@ -477,6 +477,10 @@ class Store:
             )
             conn.executemany("UPDATE contacts SET dirty = 1 WHERE id = ? AND dirty = 0",
                              [(cid,) for cid in sorted(due)])
+            if page.gone:
+                conn.executemany("UPDATE contacts SET gone = ?, dirty = 0 WHERE id = ?",
+                                 [(g.reason, g.contact_id) for g in page.gone])
+                self.outbox.park_owed_to({g.contact_id: g.reason for g in page.gone})
             now = iso(datetime.now().astimezone())
             conn.executemany(
                 "INSERT INTO skipped (run_id, stream, record_id, reason, at) VALUES (?, ?, ?, ?, ?)",
@@ -601,7 +605,7 @@ class Store:
         """The WHERE clause that picks the contacts due for scoring, and the parameters it names."""
         params = {"as_of": iso(as_of) if as_of else None, "fp": fingerprint, "decisions": decisions}
         if all:
-            return "1", params
+            return "c.gone IS NULL", params
         terms = ["c.dirty = 1", "s.contact_id IS NULL"]
         if fingerprint is not None:
             terms.append("s.fingerprint != :fp")
@@ -609,7 +613,7 @@ class Store:
             terms.append("s.decided_under IS NOT :decisions")
         if as_of is not None:
             terms.append("s.valid_until <= :as_of")
-        return " OR ".join(terms), params
+        return f"c.gone IS NULL AND ({' OR '.join(terms)})", params
 
     def _activities_of(self, contact_rows: Sequence[Row], *, contiguous: bool) -> dict[str, list[Row]]:
         """The chunk's activity rows, a list per contact, in id order."""

@@ -9,7 +9,15 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from leadpulse.core.contract import Page, PropertyWrite, SkippedRecord, TaskPriority, TaskRequest, WriteResult
+from leadpulse.core.contract import (
+    GoneContact,
+    Page,
+    PropertyWrite,
+    SkippedRecord,
+    TaskPriority,
+    TaskRequest,
+    WriteResult,
+)
 from leadpulse.core.errors import RunLocked
 from leadpulse.core.model import Activity, ActivityKind, Contact, ContactKind, Outcome
 from leadpulse.core.store.migrations import applied
@@ -55,13 +63,13 @@ def seed(store: Store, *ids: str, activities=()) -> None:
 
 def test_open_creates_wal_store_with_recorded_migrations(store):
     assert store.db.journal_mode == "wal"
-    assert applied(store.db) == ["initial", "crm_facts", "decided_under", "run_accounting", "api_calls"]
+    assert applied(store.db) == ["initial", "crm_facts", "decided_under", "run_accounting", "api_calls", "contacts_gone"]
 
 
 def test_reopening_applies_no_migration_twice(tmp_path):
     Store.open(tmp_path / "s.sqlite").close()
     with Store.open(tmp_path / "s.sqlite") as again:
-        assert applied(again.db) == ["initial", "crm_facts", "decided_under", "run_accounting", "api_calls"]
+        assert applied(again.db) == ["initial", "crm_facts", "decided_under", "run_accounting", "api_calls", "contacts_gone"]
 
 
 def test_apply_page_stores_records_and_cursor_together(store):
@@ -400,3 +408,20 @@ def test_a_call_noted_inside_a_transaction_is_kept_with_it(store):
     with store.transaction():
         store.calls.sent("default", T0)
     assert len(store.calls.since(T0)) == 1
+
+
+def test_a_contact_gone_from_the_crm_is_kept_but_never_scored_again_and_what_it_was_owed_is_parked(store):
+    store.apply_page(Page("contacts", "c1", contacts=[contact("c1"), contact("c2")],
+                          activities=[activity("a1", "c1")]))
+    store.outbox.put_writes([write("c1", score=5), write("c2", score=3)], run_id=1)
+    store.outbox.put_tasks([task("lp-acme-c1-task-1")], run_id=1)
+    store.apply_page(Page("contacts", "c2", outcomes=[Outcome("c1", True, T0)],
+                          gone=[GoneContact("c1", "converted into Contact 0031")]))
+    assert [c.id for c, _ in store.contacts_to_score(all=True)] == ["c2"]
+    assert [c.id for c, _ in store.contacts_to_score()] == ["c2"]
+    assert store.contact("c1") is not None and store.activities("c1")  # its history stays
+    parked = {r.key: r.error for r in store.outbox.parked(10)}
+    assert parked == {"lp-acme-c1-props": "the contact is gone from the CRM: converted into Contact 0031",
+                      "lp-acme-c1-task-1": "the contact is gone from the CRM: converted into Contact 0031"}
+    store.apply_page(Page("contacts", "c3", contacts=[contact("c1")]))  # restored from the recycle bin
+    assert [c.id for c, _ in store.contacts_to_score(all=True)] == ["c1", "c2"]
