@@ -76,18 +76,44 @@ _SALESFORCE_SECRETS = {
 }
 
 
+class SalesforcePeople(StrEnum):
+    LEAD = "Lead"
+    CONTACT = "Contact"
+
+
 class SalesforceSettings(CrmSettings):
-    """A Salesforce org: `instance_url` directly, or a login `domain` (login, test or a My Domain host)."""
+    """A Salesforce org: `instance_url` directly, or a login `domain` (login, test or a My Domain host).
+
+    `objects` says whom the tenant scores: its Leads, its Contacts, or both. `ca_bundle` is a file of certificates to
+    trust besides the system's (an org reached through a TLS-inspecting proxy).
+    """
 
     known_secrets: ClassVar[tuple[str, ...]] = ("password", "security_token", "client_secret", "private_key")
 
-    instance_url: str | None = None
+    instance_url: str | None = Field(None, pattern=r"^https://")
     domain: str | None = None
     api_version: str = Field("62.0", pattern=r"^\d+\.\d$")
     auth: SalesforceAuth = SalesforceAuth.PASSWORD
     username: str | None = None
     client_id: str | None = None
     lookback_seconds: int = Field(300, ge=0)
+    objects: tuple[SalesforcePeople, ...] = Field((SalesforcePeople.LEAD,), min_length=1)
+    ca_bundle: Path | None = None
+
+    @field_validator("ca_bundle", mode="after")
+    @classmethod
+    def _bundle_relative_to_tenant_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _resolve(value, info)
+
+    def token_url(self) -> str:
+        """Where OAuth tokens are asked for: the org's own host when given, else its login domain's."""
+        if self.instance_url:
+            host = self.instance_url.rstrip("/")
+        elif self.domain in ("login", "test"):
+            host = f"https://{self.domain}.salesforce.com"
+        else:
+            host = f"https://{self.domain}"
+        return f"{host}/services/oauth2/token"
 
     @model_validator(mode="after")
     def _auth_has_its_identity(self) -> SalesforceSettings:
@@ -100,7 +126,9 @@ class SalesforceSettings(CrmSettings):
         return self
 
     def needed_secrets(self) -> tuple[str, ...]:
-        return _SALESFORCE_SECRETS[self.auth]
+        # the password flow goes through the connected app when one is named (OAuth), else through SOAP login
+        app = ("client_secret",) if self.auth is SalesforceAuth.PASSWORD and self.client_id else ()
+        return _SALESFORCE_SECRETS[self.auth] + app
 
 
 class PipedrivePlan(StrEnum):

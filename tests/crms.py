@@ -17,6 +17,7 @@ import yaml
 from support import REPO_CONFIG
 
 from leadpulse.connectors.hubspot import HubSpotConnector, wire_value
+from leadpulse.connectors.salesforce import SalesforceConnector
 from leadpulse.core.clock import Clock, ManualClock
 from leadpulse.core.config.files import validate_tenant
 from leadpulse.core.config.tenant import TenantConfig
@@ -25,6 +26,7 @@ from leadpulse.core.runtime.pipeline import sync_tenant
 from leadpulse.core.runtime.run import RunSummary
 from leadpulse.sandbox import Sandbox
 from leadpulse.sandbox.faults import Faults
+from leadpulse.sandbox.salesforce_records import is_deleted, is_lead, sf_id
 
 #: the portal every contract test syncs: small enough to be quick, large enough for several batches of tasks
 CONTACTS = 300
@@ -47,7 +49,13 @@ class CrmDriver(abc.ABC):
     #: the sandbox routes that write contacts and create tasks
     write_route: ClassVar[str]
     task_route: ClassVar[str]
+    #: the status the CRM refuses a revoked credential with
+    refused_status: ClassVar[int]
     sandbox_options: ClassVar[Mapping[str, Any]] = {}
+
+    def prepare(self, sb: Sandbox) -> Sandbox:
+        """`sb` set up as an admin would before leadpulse's first run (custom fields created, say)."""
+        return sb
 
     def tenant(self, sb: Sandbox, **connection: Any) -> TenantConfig:
         """The demo tenant pointed at `sb`, its connection settings updated with `connection`."""
@@ -70,7 +78,7 @@ class CrmDriver(abc.ABC):
 
     @abc.abstractmethod
     def owned_values(self, sb: Sandbox, contact_id: str) -> dict[str, str | None]:
-        """The values leadpulse owns on a contact, as the CRM holds them on the wire."""
+        """The values leadpulse owns on a contact, as the CRM holds them on the wire: the fields its object has."""
 
     @abc.abstractmethod
     def tasks(self, sb: Sandbox) -> list[tuple[str, str]]:
@@ -89,10 +97,13 @@ class CrmDriver(abc.ABC):
     def quiet_calls(self) -> dict[str, int]:
         """The calls, by route, of a run with nothing changed since the last: at most one per object pulled."""
 
+    def people(self, sb: Sandbox) -> list[str]:
+        """The ids of the people a sync reads (the ones the CRM has not deleted)."""
+        return [sb.crm.id_of(index) for index in range(sb.crm.size)]
+
     def state(self, sb: Sandbox) -> tuple[dict[str, dict[str, str | None]], Counter[tuple[str, str]]]:
         """What the CRM holds of leadpulse's work: owned values per contact, and tasks by (contact, subject)."""
-        ids = [sb.crm.id_of(index) for index in range(sb.crm.size)]
-        return {cid: self.owned_values(sb, cid) for cid in ids}, Counter(self.tasks(sb))
+        return {cid: self.owned_values(sb, cid) for cid in self.people(sb)}, Counter(self.tasks(sb))
 
 
 class HubSpotDriver(CrmDriver):
@@ -103,6 +114,7 @@ class HubSpotDriver(CrmDriver):
     secret_key = "crm.secrets.access_token"
     write_route = "contacts.batch_update"
     task_route = "tasks.batch_create"
+    refused_status = 401
     OWNED = ("leadpulse_score", "leadpulse_fit", "leadpulse_engagement", "leadpulse_grade", "leadpulse_band",
              "leadpulse_quadrant", "leadpulse_reasons", "lifecyclestage")
 
@@ -137,7 +149,75 @@ class HubSpotDriver(CrmDriver):
         return {f"{stream}.search": 1 for stream in ("contacts", "calls", "emails", "meetings", "notes", "tasks")}
 
 
-DRIVERS: tuple[CrmDriver, ...] = (HubSpotDriver(),)
+class SalesforceDriver(CrmDriver):
+    crm = "salesforce"
+    connector = SalesforceConnector
+    tenant_file = "salesforce-sandbox.yaml"
+    secret_variable = "DEMO_SF_PASSWORD"
+    secret_key = "crm.secrets"
+    write_route = "composite.update"
+    task_route = "composite.create"
+    refused_status = 400  # the token endpoint's invalid_grant
+    #: the custom fields the demo tenant writes, as an admin creates them in Setup
+    FIELDS: ClassVar[dict[str, str]] = {"Lead_Score__c": "double", "Lead_Fit__c": "double",
+                                        "Lead_Engagement__c": "double",
+                                        "Lead_Grade__c": "string", "Lead_Band__c": "string",
+                                        "Lead_Quadrant__c": "string", "Lead_Score_Reasons__c": "string"}
+    OWNED = (*FIELDS, "Status")
+
+    def prepare(self, sb: Sandbox) -> Sandbox:
+        for sobject in ("Lead", "Contact"):
+            for name, kind in self.FIELDS.items():
+                sb.vendor.add_custom_field(sobject, name, kind)
+        return sb
+
+    def connection(self, sb: Sandbox) -> dict[str, Any]:
+        credentials = sb.credentials
+        return {"instance_url": sb.base_url, "client_id": credentials["client_id"],
+                "username": credentials["username"], "ca_bundle": sb.ca_cert_path, "objects": ["Lead", "Contact"]}
+
+    def environ(self, sb: Sandbox) -> dict[str, str]:
+        credentials = sb.credentials
+        return {self.secret_variable: credentials["password"], "DEMO_SF_CLIENT_SECRET": credentials["client_secret"]}
+
+    def wrong_environ(self, sb: Sandbox) -> dict[str, str]:
+        return {**self.environ(sb), self.secret_variable: "revoked-0000-not-the-secret"}
+
+    def people(self, sb: Sandbox) -> list[str]:
+        """Live people: a Lead, or the Contact a converted Lead became."""
+        found = []
+        for index in range(sb.crm.size):
+            if is_deleted(index, sb.crm.tenant.size):
+                continue
+            converted = is_lead(index) and sb.vendor.conversion_ms(index) is not None
+            found.append(sf_id("003", index + 1) if converted else sb.crm.id_of(index))
+        return found
+
+    def owned_values(self, sb: Sandbox, contact_id: str) -> dict[str, str | None]:
+        record = sb.crm.record(sb.crm.index_of(contact_id))  # a person's written fields live on the record
+        owned = self.OWNED if contact_id.startswith("00Q") else tuple(self.FIELDS)  # a Contact has no Status
+        return {name: record.get(name) for name in owned}
+
+    def tasks(self, sb: Sandbox) -> list[tuple[str, str]]:
+        return [(sb.crm.id_of(task.contact_index), task.attributes["subject"]) for task in sb.crm.tasks()]
+
+    def wire(self, value: Any) -> Any:
+        return value
+
+    def storm(self, faults: Faults) -> int:
+        faults.fail_next("query", 503, times=3)
+        faults.drop_next("queryAll", times=2)
+        faults.truncate_next("query", times=2)
+        faults.fail_next("composite.update", 502, times=2)
+        faults.drop_next("composite.update", times=2, applied=True)
+        faults.drop_next("composite.create", times=1, applied=True)
+        return 0  # Salesforce has no short rate window: its one limit is the 24-hour allowance
+
+    def quiet_calls(self) -> dict[str, int]:
+        return {"oauth.token": 1, "query": 1, "queryAll": 4}  # CampaignMember; Lead, Contact, Task and Event
+
+
+DRIVERS: tuple[CrmDriver, ...] = (HubSpotDriver(), SalesforceDriver())
 
 
 def sync(crm: CrmDriver, sb: Sandbox, state_dir: Path, clock: Clock | None = None, *, environ: dict[str, str] | None

@@ -17,13 +17,14 @@ def crm(request) -> CrmDriver:
 
 @pytest.fixture
 def portal(crm, sandbox_factory) -> Sandbox:
-    return sandbox_factory(crm.crm, contacts=CONTACTS, seed=SEED, **crm.sandbox_options)
+    return crm.prepare(sandbox_factory(crm.crm, contacts=CONTACTS, seed=SEED, **crm.sandbox_options))
 
 
 @pytest.fixture(scope="module")
 def reference(crm, tmp_path_factory):
     """The CRM after one uninterrupted full sync of the same portal: what every interrupted sync must end with."""
     with Sandbox.start(crm.crm, CONTACTS, SEED, rate_limits=False, **crm.sandbox_options) as sb:
+        crm.prepare(sb)
         summary = sync(crm, sb, tmp_path_factory.mktemp("reference"))
         assert summary.outcome is RunOutcome.SUCCEEDED and summary.tasks > 0, summary.error
         return crm.state(sb)
