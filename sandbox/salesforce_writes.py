@@ -412,14 +412,9 @@ class Writes(Vendor):
         return self.collection(request, self.prepare_create)
 
 
-
 _CONVERTED_LEAD = RecordError("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead")
 _ROLLED_BACK = RecordError("ALL_OR_NONE_OPERATION_ROLLED_BACK", "Record rolled back because not all records were "
                            "valid and the request was using AllOrNone header")
-
-
-ROW_LOCK = "UNABLE_TO_LOCK_ROW"
-"""The code of a write that found its record locked by another transaction; retrying later succeeds."""
 
 
 def _injected(fault: RecordFault, record_id: str) -> RecordError:
