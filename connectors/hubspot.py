@@ -46,8 +46,8 @@ from urllib3.util.retry import Retry
 
 from leadpulse.connectors.budget import Window, account_key, shared_budget
 from leadpulse.connectors.idempotency import task_token
-from leadpulse.connectors.paging import Batch, dump_cursor, follow, load_cursor
-from leadpulse.connectors.retry import ApiCaller, Failure, FailureKind, retry_after_seconds
+from leadpulse.connectors.paging import Batch, chunked, dump_cursor, follow, load_cursor
+from leadpulse.connectors.retry import ApiCaller, Failure, FailureKind, refusal, retry_after_seconds
 from leadpulse.connectors.settings import HubSpotSettings
 from leadpulse.core.contract import (
     Connector,
@@ -172,12 +172,6 @@ def classify(exc: Exception) -> Failure:
     return Failure(FailureKind.RECORD, status, f"{what}: {body.get('message', '')}".rstrip(": "))
 
 
-def _refusal(exc: Exception) -> str | None:
-    """HubSpot's reason when it refused a request as sent (a 4xx `classify` leaves to the caller), else None."""
-    failure = classify(exc)
-    return failure.message if failure.kind is FailureKind.RECORD and failure.status > 0 else None
-
-
 def _headers(exc: Exception) -> Mapping[str, str] | None:
     headers = getattr(exc, "headers", None)
     return dict(headers) if headers else None
@@ -256,10 +250,10 @@ class HubSpotConnector(Connector):
         try:
             return self._call(send, **call)
         except Exception as exc:
-            refusal = _refusal(exc)
-            if refusal is None:
+            reason = refusal(classify(exc))
+            if reason is None:
                 raise
-            raise error(self.context.tenant, f"HubSpot refused {what}: {refusal}; {advice}") from exc
+            raise error(self.context.tenant, f"HubSpot refused {what}: {reason}; {advice}") from exc
 
     def _note_headers(self, headers: Mapping[str, str]) -> None:
         daily = headers.get("X-HubSpot-RateLimit-Daily-Remaining")
@@ -583,7 +577,7 @@ class HubSpotConnector(Connector):
         tokens = {task_token(key): key for key in keys}
         found: dict[str, str] = {}
         if self._keyed:
-            for chunk in _chunked(list(tokens), self.task_batch_size):
+            for chunk in chunked(list(tokens), self.task_batch_size):
                 request = BatchReadInputSimplePublicObjectId(
                     id_property=TASK_KEY, inputs=[SimplePublicObjectId(id=token) for token in chunk],
                     properties=[TASK_KEY], properties_with_history=[])
@@ -594,7 +588,7 @@ class HubSpotConnector(Connector):
                     if token in tokens:
                         found[tokens[token]] = str(row["id"])
             return found
-        for chunk in _chunked(list(tokens), TOKENS_PER_SEARCH):
+        for chunk in chunked(list(tokens), TOKENS_PER_SEARCH):
             request = PublicObjectSearchRequest(
                 filter_groups=[FilterGroup(filters=[Filter(property_name="hs_task_body", operator="CONTAINS_TOKEN",
                                                            value=token)]) for token in chunk],
@@ -608,11 +602,6 @@ class HubSpotConnector(Connector):
                     if token in body:
                         found[tokens[token]] = str(row["id"])
         return found
-
-
-def _chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 def wire_value(value: Any) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -38,6 +38,12 @@ def follow(
         if token in seen:
             raise TransientError(tenant, f"{what}: the CRM repeated page token {token!r}; stopped to avoid a loop")
         seen.add(token)
+
+
+def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """`items` in runs of at most `size`, in order: one API call's worth each."""
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def dump_cursor(state: dict[str, Any]) -> str:

@@ -165,6 +165,12 @@ class ApiCaller:
         return backoff(state)
 
 
+def refusal(failure: Failure) -> str | None:
+    """The CRM's reason when it refused a request as sent (a 4xx `classify` leaves to the caller), else None: a
+    request no one record is at fault for (a read, a look-up, a whole batch) then fails saying why."""
+    return failure.message if failure.kind is FailureKind.RECORD and failure.status > 0 else None
+
+
 def retry_after_seconds(headers: object) -> float | None:
     """The Retry-After header in seconds, when present and numeric (HTTP dates are not used by these CRMs)."""
     if not headers:

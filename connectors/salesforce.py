@@ -36,8 +36,8 @@ from simple_salesforce.login import token_login
 
 from leadpulse.connectors.budget import RateBudget
 from leadpulse.connectors.idempotency import task_token
-from leadpulse.connectors.paging import dump_cursor, load_cursor
-from leadpulse.connectors.retry import ApiCaller, Failure, FailureKind
+from leadpulse.connectors.paging import chunked, dump_cursor, load_cursor
+from leadpulse.connectors.retry import ApiCaller, Failure, FailureKind, refusal
 from leadpulse.connectors.settings import SalesforceAuth, SalesforcePeople, SalesforceSettings
 from leadpulse.core.contract import (
     Connector,
@@ -167,11 +167,6 @@ def classify(exc: Exception) -> Failure:
     return Failure(FailureKind.RECORD, status, f"{what}: {message}".rstrip(": "))
 
 
-def _refusal(exc: Exception) -> str | None:
-    failure = classify(exc)
-    return failure.message if failure.kind is FailureKind.RECORD and failure.status > 0 else None
-
-
 class SalesforceConnector(Connector):
     name = "salesforce"
     settings_model = SalesforceSettings
@@ -197,6 +192,8 @@ class SalesforceConnector(Connector):
         self._described: dict[str, dict[str, dict[str, Any]]] = {}
         self._unwritable: set[str] = set()
         self._sf = self._login()
+        #: neutral field -> the field each person object reads it from
+        self._neutral = {people: self._fields_of(people) for people in settings.objects}
         self._specs = self._stream_specs()
 
     # -- plumbing -------------------------------------------------------------------------------------------
@@ -242,10 +239,10 @@ class SalesforceConnector(Connector):
         try:
             return self._call(fn)
         except SalesforceError as exc:
-            refusal = _refusal(exc)
-            if refusal is None:
+            reason = refusal(classify(exc))
+            if reason is None:
                 raise
-            raise ConnectorError(self.context.tenant, f"Salesforce refused {what}: {refusal}; {REFUSED_ADVICE}"
+            raise ConnectorError(self.context.tenant, f"Salesforce refused {what}: {reason}; {REFUSED_ADVICE}"
                                  ) from exc
 
     def _describe(self, sobject: str) -> dict[str, Any]:
@@ -292,7 +289,7 @@ class SalesforceConnector(Connector):
         return {**DEFAULT_FIELDS[people], **mapped}
 
     def _person_fields(self, people: SalesforcePeople) -> tuple[str, ...]:
-        return tuple(dict.fromkeys([*PERSON_FIELDS[people], *self._fields_of(people).values()]))
+        return tuple(dict.fromkeys([*PERSON_FIELDS[people], *self._neutral[people].values()]))
 
     def streams(self) -> Sequence[str]:
         return tuple(self._specs)
@@ -358,7 +355,7 @@ class SalesforceConnector(Connector):
             owner_id=record.get("OwnerId") or None,
             status=record.get("Status") or None,
             opted_out=bool(record.get("HasOptedOutOfEmail")),
-            fields={neutral: _value(record, name) for neutral, name in self._fields_of(people).items()},
+            fields={neutral: _value(record, name) for neutral, name in self._neutral[people].items()},
             raw={k: v for k, v in _flat(record).items() if k != "SystemModstamp"},
         )
 
@@ -481,10 +478,10 @@ class SalesforceConnector(Connector):
             answers = self._call(lambda sf: sf.restful("composite/sobjects", method=method, json=body,
                                                        timeout=self._timeout), idempotent=idempotent)
         except SalesforceError as exc:
-            refusal = _refusal(exc)
-            if refusal is None:
+            reason = refusal(classify(exc))
+            if reason is None:
                 raise
-            return [{"success": False, "errors": [{"statusCode": "REFUSED", "message": refusal}]}] * len(records)
+            return [{"success": False, "errors": [{"statusCode": "REFUSED", "message": reason}]}] * len(records)
         if not isinstance(answers, list) or len(answers) != len(records):
             raise OutcomeUnknown(self.context.tenant, "Salesforce's collections answer did not give one result per "
                                  "record; what it carried out is looked up before anything is sent again")
@@ -495,9 +492,7 @@ class SalesforceConnector(Connector):
         one a person deleted is not made again)."""
         tokens = {task_token(key): key for key in keys}
         found: dict[str, str] = {}
-        chunk_list = list(tokens)
-        for start in range(0, len(chunk_list), TOKENS_PER_LOOKUP):
-            chunk = chunk_list[start:start + TOKENS_PER_LOOKUP]
+        for chunk in chunked(list(tokens), TOKENS_PER_LOOKUP):
             matches = " OR ".join(f"Subject LIKE '%[{token}]'" for token in chunk)
             soql = f"SELECT Id, Subject FROM Task WHERE {matches}"
             for records in self._query("the look-up of tasks by key", soql, query_all=True):
