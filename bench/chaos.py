@@ -45,7 +45,7 @@ import yaml
 
 from leadpulse.connectors.hubspot import TASK_KEY
 from leadpulse.connectors.idempotency import task_token
-from leadpulse.core.cli.demo import DEMO_TENANT_FILE, TOKEN_VARIABLE
+from leadpulse.core.cli.demo import DEMO_TENANT_FILE, TOKEN_VARIABLE, tenant_data
 from leadpulse.core.clock import ScaledClock
 from leadpulse.core.config.files import validate_tenant
 from leadpulse.core.runtime.pipeline import sync_tenant
@@ -68,11 +68,10 @@ STORM: tuple[tuple[str, dict[str, Any]], ...] = (
 TOKEN = re.compile(r"lpk[0-9a-f]{24}")
 
 
-def tenant_data(base_url: str) -> dict[str, Any]:
+def chaos_tenant(base_url: str) -> dict[str, Any]:
     """The demo tenant, renamed, with a task for every contact that becomes qualified (hundreds, not a handful)."""
-    data = yaml.safe_load(DEMO_TENANT_FILE.read_text())
+    data = tenant_data(DEMO_TENANT_FILE, base_url=base_url, tier="professional")
     data["tenant"] = TENANT
-    data["crm"]["connection"].update(base_url=base_url, tier="professional")
     data["tasks"]["on_bands"] = ["qualified"]
     return data
 
@@ -95,7 +94,7 @@ class Reference:
 
 def reference(contacts: int, seed: int, state_dir: Path) -> Reference:
     with Sandbox.start("hubspot", contacts, seed, tier="professional", rate_limits=False) as sb:
-        tenant = validate_tenant(tenant_data(sb.base_url), state_dir / f"{TENANT}.yaml")
+        tenant = validate_tenant(chaos_tenant(sb.base_url), state_dir / f"{TENANT}.yaml")
         environ = {TOKEN_VARIABLE: sb.credentials["access_token"]}
         clock = ScaledClock(1000)  # no limits to keep to: the budget need not pace it
         first = sync_tenant(tenant, state_dir=state_dir, clock=clock, environ=environ)
@@ -234,7 +233,7 @@ def run(args: argparse.Namespace, folder: Path) -> int:
     try:
         chaos = Chaos(base_url, token, folder / "chaos", rng)
         chaos.config_dir.mkdir(parents=True)
-        (chaos.config_dir / f"{TENANT}.yaml").write_text(yaml.safe_dump(tenant_data(base_url), sort_keys=False))
+        (chaos.config_dir / f"{TENANT}.yaml").write_text(yaml.safe_dump(chaos_tenant(base_url), sort_keys=False))
 
         phase = time.monotonic()
         for n, point in enumerate(kill_points(rng, args.kills, expected.api_calls)):

@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-import yaml
 from support import REPO_CONFIG
 
 from leadpulse.connectors.hubspot import HubSpotConnector, wire_value
 from leadpulse.connectors.salesforce import SalesforceConnector
+from leadpulse.core.cli.demo import tenant_data
 from leadpulse.core.clock import Clock, ManualClock
 from leadpulse.core.config.files import validate_tenant
 from leadpulse.core.config.tenant import TenantConfig
@@ -60,9 +60,7 @@ class CrmDriver(abc.ABC):
     def tenant(self, sb: Sandbox, **connection: Any) -> TenantConfig:
         """The demo tenant pointed at `sb`, its connection settings updated with `connection`."""
         path = REPO_CONFIG / "demo" / self.tenant_file
-        data = yaml.safe_load(path.read_text())
-        data["crm"]["connection"].update(self.connection(sb), **connection)
-        return validate_tenant(data, path)
+        return validate_tenant(tenant_data(path, **{**self.connection(sb), **connection}), path)
 
     @abc.abstractmethod
     def connection(self, sb: Sandbox) -> dict[str, Any]:

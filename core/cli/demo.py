@@ -75,11 +75,16 @@ def require_demo_file(path: Path) -> Path:
     return path
 
 
+def tenant_data(path: Path, **connection: Any) -> dict[str, Any]:
+    """The tenant file at `path` as YAML reads it, its ``crm.connection`` settings updated with `connection`."""
+    data: dict[str, Any] = yaml.safe_load(path.read_text())
+    data["crm"]["connection"].update(connection)
+    return data
+
+
 def sandbox_tenant(path: Path, base_url: str, **connection: Any) -> TenantConfig:
     """The tenant file at `path`, pointed at a sandbox's `base_url` (and any other connection settings)."""
-    data = yaml.safe_load(path.read_text())
-    data["crm"]["connection"].update(base_url=base_url, **connection)
-    return validate_tenant(data, path)
+    return validate_tenant(tenant_data(path, base_url=base_url, **connection), path)
 
 
 @dataclass(frozen=True)
@@ -120,8 +125,7 @@ class DemoFolder:
     def keep_tenant(self, source: Path, **connection: Any) -> TenantConfig:
         """The tenant file at `source`, its connection settings updated with `connection`, kept in `config`: the
         tenant the demo runs is the one left to look at."""
-        data = yaml.safe_load(require_demo_file(source).read_text())
-        data["crm"]["connection"].update(connection)
+        data = tenant_data(require_demo_file(source), **connection)
         kept = self.config / f"{data['tenant']}.yaml"
         kept.write_text(f"# {source.name} as `leadpulse demo` ran it (any sandbox it names stopped with the demo); the "
                         "next demo clears this folder.\n"
