@@ -391,9 +391,8 @@ class SalesforceConnector(Connector):
     def status_order(self) -> Sequence[str] | None:
         if SalesforcePeople.LEAD not in self.settings.objects:
             return None
-        described = self._describe("Lead")
-        status = next((f for f in described.get("fields", []) if f.get("name") == "Status"), None)
-        values = [v["value"] for v in (status or {}).get("picklistValues", []) if v.get("active", True)]
+        status = self._fields_described("Lead").get("Status") or {}  # the describe the push checks fields with
+        values = [v["value"] for v in status.get("picklistValues", []) if v.get("active", True)]
         return values or None
 
     def owners(self) -> Mapping[str, str]:
