@@ -1,13 +1,14 @@
-"""The demo: a HubSpot portal played by the local sandbox, synced in full, livened up, and synced again.
+"""The demo: a CRM played by the local sandbox, synced in full, livened up, and synced again.
 
-`run_demo` starts the HubSpot sandbox with a few thousand synthetic contacts and real rate limits, runs a full
-sync of the demo tenant (config/demo/hubspot-sandbox.yaml), lets the portal's people do things (meetings,
+`run_demo` starts a CRM's sandbox (a HubSpot portal, or a Salesforce org: one `DemoCrm` each) with a few thousand
+synthetic people and real rate limits, sets it up as an admin would, runs a full sync of that CRM's demo tenant
+(config/demo/hubspot-sandbox.yaml, config/demo/salesforce-sandbox.yaml), lets its people do things (meetings,
 replies, answered calls, a new job title), runs an incremental sync that reads what changed and rescores the
-contacts it touches, and hands both summaries back for the CLI to print with the hottest leads. The other demo
+people it touches, and hands both summaries back for the CLI to print with the hottest leads. The other demo
 scores the sample CRM export in config/sample with no API at all.
 
 Each demo keeps what it made in one folder (`DEMO_FOLDER` unless told another), cleared by the next demo: the tenant
-file as it ran, its store, and for the sandbox what the portal ended up holding, so `explain`, `history` and
+file as it ran, its store, and for a sandbox what the CRM ended up holding, so `explain`, `history` and
 `status` can look at what the demo showed.
 
 The demos' files (config/demo, config/demo-file.yaml, config/sample) belong to the source checkout, beside the
@@ -28,6 +29,7 @@ from typing import Any
 
 import click
 import yaml
+from click.core import ParameterSource
 
 from leadpulse.core.cli.render import (
     OpenLead,
@@ -40,7 +42,7 @@ from leadpulse.core.cli.render import (
 )
 from leadpulse.core.clock import Clock, ManualClock, ScaledClock
 from leadpulse.core.config.files import load_tenant, validate_tenant
-from leadpulse.core.config.tenant import TenantConfig
+from leadpulse.core.config.tenant import Output, TenantConfig
 from leadpulse.core.engine.scoring import Engine
 from leadpulse.core.errors import DemoUnavailable
 from leadpulse.core.runtime.pipeline import sync_tenant
@@ -51,8 +53,11 @@ from leadpulse.sandbox import Sandbox
 # The demos' tenant files live in the checkout beside the code: a demo runs the same from any working directory.
 SHIPPED_CONFIG = Path(__file__).resolve().parents[2] / "config"
 DEMO_TENANT_FILE = SHIPPED_CONFIG / "demo" / "hubspot-sandbox.yaml"
+SALESFORCE_TENANT_FILE = SHIPPED_CONFIG / "demo" / "salesforce-sandbox.yaml"
 #: the tenant of the sample CRM export in config/sample, scored by ``leadpulse demo --from-export``
 EXPORT_TENANT_FILE = SHIPPED_CONFIG / "demo-file.yaml"
+#: the variable the HubSpot demo tenant reads its token from (the demo sets every variable its tenant names; the
+#: benchmarks and tests that sync that tenant set this one)
 TOKEN_VARIABLE = "DEMO_HUBSPOT_TOKEN"
 #: when config/sample was exported (bench/synthetic.py EXPORT_AT): the demo scores as of then, so its output stays put
 DEMO_AS_OF = datetime(2025, 6, 2, tzinfo=UTC)
@@ -89,7 +94,8 @@ def sandbox_tenant(path: Path, base_url: str, **connection: Any) -> TenantConfig
 
 @dataclass(frozen=True)
 class DemoFolder:
-    """Where a demo keeps what it made: the tenant file it ran (`config`), its store (`state`), the portal."""
+    """Where a demo keeps what it made: the tenant file it ran (`config`), its store (`state`), and what the sandbox
+    CRM held at the end (`portal`, named for the HubSpot portal the first demo played)."""
 
     path: Path
 
@@ -141,10 +147,88 @@ def export_tenant(folder: DemoFolder) -> TenantConfig:
     return folder.keep_tenant(source, **paths, results=str(folder.state.resolve() / "results.csv"))
 
 
-def keep_portal(sb: Sandbox, folder: DemoFolder, livened: Sequence[str]) -> None:
-    """What the sandbox portal holds of leadpulse's work when the demo ends (its own copy goes with the process):
-    the values leadpulse wrote on each contact and the tasks it created."""
-    folder.portal.write_text(json.dumps({"crm": "hubspot", "livened": list(livened), **sb.written()}, indent=1))
+def salesforce_written(sb: Sandbox, tenant: TenantConfig) -> dict[str, Any]:
+    """What a Salesforce sandbox holds of leadpulse's work, shaped as `Sandbox.written` gives a HubSpot portal's: the
+    tenant's custom fields on each Lead or Contact that has any, and the Tasks created through the API."""
+    fields = tuple(tenant.writeback.properties.values())
+    people = [sb.crm.id_of(index) for index in range(sb.crm.size)]
+    values = {}
+    for index, person in enumerate(people):
+        record = sb.crm.record(index)
+        written = {name: record[name] for name in fields if record.get(name) is not None}
+        if written:
+            values[person] = written
+    tasks = [task.attributes["sobject_fields"] for task in sb.crm.tasks()]
+    return {"contacts": people, "properties": values, "tasks": tasks}
+
+
+#: the field type each output takes in a Salesforce org: Number(16, 2) for the score and its axes, else Text(255)
+SALESFORCE_TYPES = {Output.SCORE: "double", Output.FIT: "double", Output.ENGAGEMENT: "double"}
+
+
+def add_custom_fields(sb: Sandbox, tenant: TenantConfig) -> None:
+    """The custom fields `tenant` writes, added to the org's Leads and Contacts as an admin does in Setup before the
+    first sync (the connector refuses to write into fields the org lacks)."""
+    for sobject in ("Lead", "Contact"):
+        for output, name in tenant.writeback.properties.items():
+            sb.vendor.add_custom_field(sobject, name, SALESFORCE_TYPES.get(output, "string"))
+
+
+def is_open_lead(sb: Sandbox, index: int) -> bool:
+    """Whether person `index` of a Salesforce sandbox is a Lead still worked: not a Contact, not deleted, and not
+    converted (a converted Lead is read-only; what happens to its person lands on its Contact)."""
+    row = sb.vendor.row_by_id(sb.vendor.sobject("Lead"), sb.crm.id_of(index))
+    return row is not None and not row.deleted and not row.converted
+
+
+@dataclass(frozen=True)
+class DemoCrm:
+    """One CRM as the sandbox demo runs it: its demo tenant file, how its sandbox starts and is reached, what an admin
+    sets up before the first sync, whom the fresh activity goes to, and what the CRM holds of leadpulse's work."""
+
+    name: str
+    #: how the demo's sentences name the CRM, the place it holds people in, the people it holds, and the ones the
+    #: tenant scores (and fresh activity goes to)
+    title: str
+    place: str
+    people: str
+    scored: str
+    tenant_file: Path
+    tier: str
+    #: the connection settings that point the tenant at the running sandbox
+    connection: Callable[[Sandbox], dict[str, Any]]
+    written: Callable[[Sandbox, TenantConfig], dict[str, Any]]
+    prepare: Callable[[Sandbox, TenantConfig], None] = lambda sb, tenant: None
+    livens: Callable[[Sandbox, int], bool] = lambda sb, index: True
+
+
+HUBSPOT = DemoCrm(
+    name="hubspot", title="HubSpot", place="portal", people="contacts", scored="contacts",
+    tenant_file=DEMO_TENANT_FILE, tier="professional",
+    connection=lambda sb: {"base_url": sb.base_url}, written=lambda sb, tenant: sb.written(),
+)
+SALESFORCE = DemoCrm(
+    name="salesforce", title="Salesforce", place="org", people="Leads and Contacts", scored="Leads",
+    tenant_file=SALESFORCE_TENANT_FILE, tier="enterprise",
+    connection=lambda sb: {"instance_url": sb.base_url, "ca_bundle": sb.ca_cert_path,
+                           "client_id": sb.credentials["client_id"], "username": sb.credentials["username"]},
+    written=salesforce_written, prepare=add_custom_fields, livens=is_open_lead,
+)
+#: the CRMs `leadpulse demo --crm` plays, by name
+DEMO_CRMS = {crm.name: crm for crm in (HUBSPOT, SALESFORCE)}
+
+
+def secrets_environ(tenant: TenantConfig, credentials: Mapping[str, str]) -> dict[str, str]:
+    """The environment variables `tenant` reads its secrets from, each set to the sandbox credential of the same
+    name as the secret (``access_token``; ``password``, ``client_secret``)."""
+    return {ref.env: credentials[name] for name, ref in tenant.crm.secrets.items() if ref.env}
+
+
+def keep_portal(sb: Sandbox, folder: DemoFolder, crm: DemoCrm, tenant: TenantConfig, livened: Sequence[str]) -> None:
+    """What the sandbox CRM holds of leadpulse's work when the demo ends (its own copy goes with the process):
+    the values leadpulse wrote on each person and the tasks it created."""
+    kept = {"crm": crm.name, "livened": list(livened), **crm.written(sb, tenant)}
+    folder.portal.write_text(json.dumps(kept, indent=1))
 
 
 @dataclass(frozen=True)
@@ -157,81 +241,100 @@ class DemoRun:
 
 
 def liven_up(crm: Any, contact_ids: list[str]) -> None:
-    """What a week in a real portal brings: meetings held, replies, answered calls, a promotion."""
+    """What a week in a real CRM brings: meetings held, replies, answered calls, a promotion."""
+    # Each activity carries every attribute the sandboxes' own carry: Salesforce's renders a call's direction and
+    # length, and names a meeting and an email by their title and subject.
     for n, contact_id in enumerate(contact_ids):
-        crm.add_activity(contact_id, "meeting", outcome="completed")
-        crm.add_activity(contact_id, "email", direction="inbound")
+        crm.add_activity(contact_id, "meeting", outcome="completed", title="Demo", duration_ms=30 * 60_000)
+        crm.add_activity(contact_id, "email", direction="inbound", status="sent", subject="Re: Pricing")
         if n % 2 == 0:
-            crm.add_activity(contact_id, "call", status="completed")
+            crm.add_activity(contact_id, "call", status="completed", direction="outbound", duration_ms=6 * 60_000,
+                             title="Call")
         if n % 5 == 0:
             crm.edit_contact(contact_id, title="VP of Sales")
+
+
+def chosen_people(sb: Sandbox, crm: DemoCrm, count: int) -> list[str]:
+    """`count` of the people `crm` livens, spread evenly over the sandbox."""
+    eligible = [index for index in range(sb.crm.size) if crm.livens(sb, index)]
+    return [sb.crm.id_of(index) for index in eligible[::max(1, len(eligible) // count)][:count]]
 
 
 def run_demo(
     folder: DemoFolder,
     *,
+    crm: DemoCrm = HUBSPOT,
     contacts: int = 3000,
     seed: int = 7,
     livened: int = 40,
     time_scale: float = 4.0,
     on_run: Callable[[str, RunSummary], None] = lambda name, summary: None,
 ) -> DemoRun:
-    """Full sync, fresh activity, incremental sync, against a HubSpot sandbox with its rate limits on; the tenant
-    file, the store and what the portal holds are kept in `folder`.
+    """Full sync, fresh activity, incremental sync, against `crm`'s sandbox with its rate limits on; the tenant
+    file, the store and what the CRM holds are kept in `folder`.
 
     :raises DemoUnavailable: if the demo's tenant file is not here.
     """
-    require_demo_file(DEMO_TENANT_FILE)
+    require_demo_file(crm.tenant_file)
 
-    with Sandbox.start("hubspot", contacts, seed, tier="professional", time_scale=time_scale) as sb:
-        tenant = folder.keep_tenant(DEMO_TENANT_FILE, base_url=sb.base_url)
-        environ: Mapping[str, str] = {**os.environ, TOKEN_VARIABLE: sb.credentials["access_token"]}
+    with Sandbox.start(crm.name, contacts, seed, tier=crm.tier, time_scale=time_scale) as sb:
+        tenant = folder.keep_tenant(crm.tenant_file, **crm.connection(sb))
+        crm.prepare(sb, tenant)
+        environ: Mapping[str, str] = {**os.environ, **secrets_environ(tenant, sb.credentials)}
         clock: Clock = ScaledClock(time_scale)
         full = sync_tenant(tenant, state_dir=folder.state, clock=clock, environ=environ)
         on_run("full sync", full)
-        chosen = [sb.crm.id_of(i) for i in range(0, contacts, max(1, contacts // livened))][:livened]
+        chosen = chosen_people(sb, crm, livened)
         liven_up(sb.crm, chosen)
         incremental = sync_tenant(tenant, state_dir=folder.state, clock=clock, environ=environ)
         on_run("incremental sync", incremental)
-        keep_portal(sb, folder, chosen)
+        keep_portal(sb, folder, crm, tenant, chosen)
     return DemoRun(tenant, folder.state, full, incremental, tuple(chosen))
 
 
 @click.command()
+@click.option("--crm", "crm_name", type=click.Choice(sorted(DEMO_CRMS)), default=HUBSPOT.name, show_default=True,
+              help="Which CRM the sandbox plays: a HubSpot portal or a Salesforce org.")
 @click.option("--contacts", type=click.IntRange(min=100), default=3000, show_default=True,
-              help="How many contacts the sandbox portal holds.")
+              help="How many people the sandbox CRM holds (in Salesforce, Leads and Contacts together).")
 @click.option("--from-export", is_flag=True,
-              help="Score the sample export shipped in config/sample instead (no API at all).")
+              help="Score the sample export shipped in config/sample instead (no API and no CRM at all).")
 @click.option("--folder", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where to keep the tenant file, store and portal the demo made (cleared by the next demo) "
+              help="Where to keep the tenant file, store and CRM data the demo made (cleared by the next demo) "
                    "[default: var/demo in the checkout].")
-def demo(contacts: int, from_export: bool, folder: Path | None) -> None:
-    """Sync a HubSpot portal played by the local sandbox: a full run, fresh activity, an incremental run.
+@click.pass_context
+def demo(ctx: click.Context, crm_name: str, contacts: int, from_export: bool, folder: Path | None) -> None:
+    """Sync a CRM played by the local sandbox: a full run, fresh activity, an incremental run.
 
-    The demos use the tenant files in leadpulse's checkout (config/demo, config/demo-file.yaml), wherever the
-    command runs from, and keep what they made in a folder they print at the end for `explain`, `history` and
-    `status` to look at.
+    The sandbox plays a HubSpot portal, or a Salesforce org with --crm salesforce. The demos use the tenant files
+    in leadpulse's checkout (config/demo, config/demo-file.yaml), wherever the command runs from, and keep what
+    they made in a folder they print at the end for `explain`, `history` and `status` to look at.
     """
+    if from_export and ctx.get_parameter_source("crm_name") is ParameterSource.COMMANDLINE:
+        raise click.UsageError("--from-export scores the sample export in config/sample with no CRM at all, so it "
+                               f"takes no --crm; leave out --crm {crm_name}, or --from-export to sync the sandbox")
+    crm = DEMO_CRMS[crm_name]
     try:
-        require_demo_file(EXPORT_TENANT_FILE if from_export else DEMO_TENANT_FILE)
-        _demo(contacts, from_export, DemoFolder.fresh(folder or DEMO_FOLDER))
+        require_demo_file(EXPORT_TENANT_FILE if from_export else crm.tenant_file)
+        _demo(crm, contacts, from_export, DemoFolder.fresh(folder or DEMO_FOLDER))
     except DemoUnavailable as exc:
         raise click.ClickException(str(exc)) from None
 
 
-def _demo(contacts: int, from_export: bool, folder: DemoFolder) -> None:
+def _demo(crm: DemoCrm, contacts: int, from_export: bool, folder: DemoFolder) -> None:
     if from_export:
         tenant = export_tenant(folder)
         print_summaries([sync_tenant(tenant, state_dir=folder.state, clock=ManualClock(DEMO_AS_OF))])
     else:
-        console.print(f"Starting a HubSpot sandbox with {contacts} contacts on 127.0.0.1 ...")
-        result = run_demo(folder, contacts=contacts,
+        console.print(f"Starting a {crm.title} sandbox with {contacts} {crm.people} on 127.0.0.1 ...")
+        result = run_demo(folder, crm=crm, contacts=contacts,
                           on_run=lambda name, summary: print_summaries([summary], title=name))
         incremental = result.incremental
-        console.print(f"Between the runs, {len(result.livened)} contacts held a meeting and replied (half of them "
-                      "also took a call). The incremental run read what changed since the full one, the contacts "
-                      f"its own write-back touched included, rescored the {incremental.scored} whose data changed or "
-                      f"whose score had expired, and wrote the {incremental.changed} whose values moved.")
+        console.print(f"Between the runs, {len(result.livened)} {crm.scored} held a meeting and replied (half of "
+                      "them also took a call). The incremental run read what changed since the full one, the "
+                      f"{crm.scored} its own write-back touched included, rescored the {incremental.scored} whose "
+                      f"data changed or whose score had expired, and wrote the {incremental.changed} whose values "
+                      "moved.")
         tenant = result.tenant
     with Store.open(tenant.store_path(folder.state)) as store:
         console.print(band_table(store.band_counts(), Engine(tenant.scoring).band_names))
@@ -239,14 +342,14 @@ def _demo(contacts: int, from_export: bool, folder: DemoFolder) -> None:
         console.print(hottest_table(leads))
         for lead in leads[:1]:
             print_explanation(lead.score, lead.contact)
-    print_next_steps(folder, leads)
+    print_next_steps(folder, leads, "results" if from_export else crm.place)
 
 
-def print_next_steps(folder: DemoFolder, leads: Sequence[OpenLead]) -> None:
-    """Where the demo left its files, and the commands that look at them."""
+def print_next_steps(folder: DemoFolder, leads: Sequence[OpenLead], data: str) -> None:
+    """Where the demo left its files (the tenant file, the store and `data`), and the commands that look at them."""
     where = f"--config-dir {shown(folder.config)} --state-dir {shown(folder.state)}"
     contact = leads[0].score.contact_id if leads else "CONTACT"
-    kept = "tenant file, store and portal" if folder.portal.exists() else "tenant file, store and results"
+    kept = f"tenant file, store and {data}"
     console.print(f"The demo's {kept} are in {shown(folder.path)} (the next demo clears it). Look closer:",
                   highlight=False)
     for command in (f"explain {contact}", f"history {contact}", "status"):

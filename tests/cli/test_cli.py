@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC
 from pathlib import Path
 
@@ -405,9 +406,10 @@ def test_hottest_leads_list_contacts_without_a_status_when_the_tenant_maps_no_cu
 def test_the_demos_say_what_to_do_when_their_files_are_not_here(tmp_path, monkeypatch):
     from leadpulse.core.cli import demo
 
-    monkeypatch.setattr(demo, "DEMO_TENANT_FILE", tmp_path / "gone" / "hubspot-sandbox.yaml")
+    for name, crm in demo.DEMO_CRMS.items():
+        monkeypatch.setitem(demo.DEMO_CRMS, name, replace(crm, tenant_file=tmp_path / "gone" / crm.tenant_file.name))
     monkeypatch.setattr(demo, "EXPORT_TENANT_FILE", tmp_path / "gone" / "demo-file.yaml")
-    for args in (["demo"], ["demo", "--from-export"]):
+    for args in (["demo"], ["demo", "--crm", "salesforce"], ["demo", "--from-export"]):
         result = run(*args)
         assert result.exit_code == 1
         assert f"Error: {tmp_path / 'gone'}" in result.output and "run the demo from a checkout" in result.output
