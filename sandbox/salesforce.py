@@ -6,6 +6,9 @@ Routes (``{v}`` is any ``vNN.N``):
 ``POST /services/oauth2/token``                       ``oauth.token``      password, refresh_token,
                                                                            client_credentials, JWT bearer
                                                                            (``salesforce_auth.py``)
+``POST /services/Soap/u/{version}``                   ``soap.login``       SOAP API login(): username,
+                                                                           password + security token,
+                                                                           31.0-64.0 (``salesforce_soap.py``)
 ``GET  /services/data/{v}/query?q=SOQL``              ``query``            2,000 a page by default
 ``GET  /services/data/{v}/query/{locator}``           ``query.more``       nextRecordsUrl
 ``GET  /services/data/{v}/queryAll?q=SOQL``           ``queryAll``         deleted rows too
@@ -22,7 +25,8 @@ Routes (``{v}`` is any ``vNN.N``):
 ====================================================  ===================  =============================
 
 Writes, collections and upserts are served by :mod:`leadpulse.sandbox.salesforce_writes`, OAuth by
-:mod:`leadpulse.sandbox.salesforce_auth`, the Bulk API 2.0 by :mod:`leadpulse.sandbox.salesforce_bulk`.
+:mod:`leadpulse.sandbox.salesforce_auth`, the SOAP API login() by :mod:`leadpulse.sandbox.salesforce_soap`, the Bulk
+API 2.0, ``/limits`` and ``/limits/recordCount`` by :mod:`leadpulse.sandbox.salesforce_bulk`.
 
 The tenant's people are split by a hash of their index into Leads (00Q, about 60%) and Contacts
 (003, with the firmographics on their Account, 001). Emails, calls, tasks and notes are Tasks
@@ -82,7 +86,8 @@ record of the next N collections calls fail so. Any other ``code`` fails the rec
 Limits: one rolling 24-hour ``DAILY`` window (enterprise, professional, unlimited and performance
 100,000 without the per-licence extras; developer 15,000); ``Sforce-Limit-Info: api-usage=USED/MAX``
 on every counted answer (the 401 of an invalid session is answered before counting, so it has
-none); over the allowance 403 ``REQUEST_LIMIT_EXCEEDED``. Open query cursors are
+none, and logins, OAuth or SOAP, are not counted, as in Salesforce); over the allowance 403
+``REQUEST_LIMIT_EXCEEDED``. Open query cursors are
 capped at ten, the oldest dropped first (``INVALID_QUERY_LOCATOR`` afterwards), as in Salesforce.
 """
 from __future__ import annotations
@@ -126,6 +131,7 @@ from .salesforce_records import (
     sf_id,
     wire,
 )
+from .salesforce_soap import SoapLogin
 from .salesforce_soql import (
     Accessor,
     Narrowing,
@@ -166,7 +172,7 @@ class Cursor:
     count_only: bool = False
 
 
-class Salesforce(Writes, OAuth, BulkApi, Vendor):
+class Salesforce(Writes, OAuth, SoapLogin, BulkApi, Vendor):
     """Salesforce's REST API; see the module docstring for what is served."""
 
     name = "salesforce"
@@ -191,7 +197,7 @@ class Salesforce(Writes, OAuth, BulkApi, Vendor):
         return [Window("DAILY", DAILY_ALLOWANCE[self.tier], 86_400)]
 
     def credentials(self) -> dict:
-        return {"access_token": self.tokens.current, **self.oauth_credentials()}
+        return {"access_token": self.tokens.current, **self.oauth_credentials(), "security_token": self.security_token}
 
     def error(self, status: int, message: str, **context) -> VendorError:
         code = context.get("code") or _DEFAULT_CODES.get(status, "UNKNOWN_EXCEPTION")

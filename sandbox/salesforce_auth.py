@@ -59,6 +59,8 @@ LOGIN_URL = "https://login.salesforce.com"
 GENERIC_HOSTS = ("login.salesforce.com", "test.salesforce.com")
 MY_DOMAIN = "leadpulse-sandbox.my.salesforce.com"
 """The org's My Domain host; the sandbox's own address stands for it as well."""
+ORG_ID = "00D5g0000000001AAA"
+"""The org's id (18 characters), as identity URLs and the SOAP API's ``userInfo`` give it."""
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 GRANTS = ("password", "client_credentials", "refresh_token", JWT_GRANT)
 
@@ -156,7 +158,7 @@ class OAuth(Vendor):
             connected_app_key().public_key().verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())
         except InvalidSignature:
             raise OAuthRefusal("invalid_grant", "invalid assertion") from None
-        if claims.get("aud") not in (LOGIN_URL, f"https://{MY_DOMAIN}", f"https://{request.headers.get('Host')}"):
+        if claims.get("aud") not in (LOGIN_URL, f"https://{MY_DOMAIN}", instance_url(request)):
             raise OAuthRefusal("invalid_grant", "audience is invalid")
         expiry = _seconds(claims.get("exp"))
         if expiry is None:
@@ -168,11 +170,16 @@ class OAuth(Vendor):
 
     def _token_answer(self, request: Request) -> dict:
         issued = str(self.crm.clock_ms())
-        identity = f"{LOGIN_URL}/id/00D5g0000000001AAA/{INTEGRATION_USER}"
+        identity = f"{LOGIN_URL}/id/{ORG_ID}/{INTEGRATION_USER}"
         digest = hashlib.sha256((identity + issued + self.client_secret).encode()).digest()
-        return {"access_token": self.tokens.issue(), "instance_url": f"https://{request.headers.get('Host')}",
+        return {"access_token": self.tokens.issue(), "instance_url": instance_url(request),
                 "id": identity, "token_type": "Bearer", "issued_at": issued,
                 "signature": base64.b64encode(digest).decode()}
+
+
+def instance_url(request: Request) -> str:
+    """The org's instance URL a login answers with: the sandbox's own address, as the call reached it."""
+    return f"https://{request.headers.get('Host')}"
 
 
 def _asked_host(request: Request) -> str:

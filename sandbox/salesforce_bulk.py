@@ -21,6 +21,7 @@ since the allowance covers the REST API "and any other API built on" it, as Bulk
 ``GET    .../jobs/ingest/{id}/unprocessedrecords``           ``jobs.ingest.unprocessed``     also ``unprocessedRecords``
 ``DELETE /services/data/{v}/jobs/ingest/{id}``               ``jobs.ingest.delete``          204
 ``GET    /services/data/{v}/limits``                         ``limits``                      counted like any call
+``GET    /services/data/{v}/limits/recordCount``             ``limits.recordCount``          ``?sObjects=Lead,Task``
 ==========================================================  ==============================  ==========================
 
 Query jobs run their SOQL through the REST ``query``/``queryAll`` engine when created, so bad SOQL is a 400 with
@@ -49,16 +50,25 @@ without fields) and ``sf__Id`` is empty when the row named no live record. Answe
 says), and rolling 24-hour tallies for ``DailyBulkApiBatches`` (one per 10,000 uploaded rows),
 ``DailyBulkV2QueryFileStorageMB`` (result pages, counted once each) and ``DailyBulkV2QueryJobs``.
 
+``/limits/recordCount`` (REST API 40.0 and later; 404 before) answers ``{"sObjects": [{"count", "name"}, ...]}`` for
+the objects ``sObjects`` names (comma-separated, in the order given, names Salesforce does not know left out) or,
+without it, for every object the sandbox serves, by name. Salesforce's counts are a cached snapshot, refreshed at no
+fixed interval and so approximate, that leaves out deleted and archived records; the sandbox's are exact counts of
+the rows ``query`` returns (``SELECT COUNT() FROM X``), so they leave out the same rows. Each count runs the query
+engine over every row of its object: fast on test tenants, minutes for the Tasks of a million people.
+
 References: Salesforce's "Bulk API 2.0 and Bulk API Developer Guide" (v66.0: query and ingest walkthroughs, Create,
 Get Information, Get Results, Abort, Delete, Upload, Prepare CSV Files, compression, errors), its Japanese v222.0
-page for the 412 body, "Bulk API and Bulk API 2.0 Limits and Allocations", "API Request Limits and Allocations";
-simple-salesforce 1.12.10 ``bulk2.py``. From clients' fixtures and notes on real orgs, not from Salesforce's pages:
-query nulls as empty unquoted cells and datetimes with ``Z`` (airbyte, estuary), ``sf__Error`` without fields
-(``ENTITY_IS_DELETED:entity is deleted:--``), the deserialize message and its column count, the whole-job failures
-above, the second-upload refusal, and ``LIMIT_EXCEEDED`` for query jobs. Not confirmed, so this module's choice: the
-codes and wording of the ``COUNT()``/``OFFSET``, 409, bad-locator, bad-option, unknown-object and wrong-state
-answers; the default page of 100,000 rows; that ``/limits`` counts itself; ingest results in the job's delimiter;
-doubles in query pages printed as Java does (the guide shows it in ingest results only).
+page for the 412 body, "Bulk API and Bulk API 2.0 Limits and Allocations", "API Request Limits and Allocations",
+the REST API Developer Guide's "Record Count"; simple-salesforce 1.12.10 ``bulk2.py``. From clients' fixtures and
+notes on real orgs, not from Salesforce's pages: query nulls as empty unquoted cells and datetimes with ``Z``
+(airbyte, estuary), ``sf__Error`` without fields (``ENTITY_IS_DELETED:entity is deleted:--``), the deserialize
+message and its column count, the whole-job failures above, the second-upload refusal, and ``LIMIT_EXCEEDED`` for
+query jobs. Not confirmed, so this module's choice: the codes and wording of the ``COUNT()``/``OFFSET``, 409,
+bad-locator, bad-option, unknown-object and wrong-state answers; the default page of 100,000 rows; that ``/limits``
+counts itself; ingest results in the job's delimiter; doubles in query pages printed as Java does (the guide shows
+it in ingest results only); the order of ``recordCount``'s answer, that an empty ``sObjects`` lists every object,
+and its 404 before 40.0.
 Not served: upsert, delete and hardDelete (400 naming the sandbox), relationship columns in an upload, the job
 lists (``GET /jobs/query``, ``/jobs/ingest``), ``resultPages``, multipart job creation.
 """
@@ -89,6 +99,7 @@ QUERY_JOBS_PER_DAY = 10_000
 QUERY_STORAGE_MB = 976_562  # 1 TB, as /limits spells it
 BATCHES_PER_DAY = 15_000
 ROWS_PER_BATCH = 10_000
+RECORD_COUNT_SINCE = 40  # the API version that brought /limits/recordCount
 DEFAULT_MAX_RECORDS = 100_000  # Salesforce uses "a default value based on the service"; this one is the sandbox's
 INGEST_OPERATIONS = ("insert", "update", "upsert", "delete", "hardDelete")
 SERVED_INGEST_OPERATIONS = ("insert", "update")
@@ -391,6 +402,7 @@ class BulkApi(Vendor):
     prepare_update: Callable[[str | None, Any], Any]
     prepare_create: Callable[[str | None, Any], Any]
     _version: Callable[[Request], str]
+    objects: dict[str, SObject]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -689,6 +701,19 @@ class BulkApi(Vendor):
                                                   "Remaining": max(0, QUERY_STORAGE_MB - stored_mb)},
                 "DailyBulkV2QueryJobs": {"Max": self.bulk_query_jobs_per_day,
                                          "Remaining": max(0, self.bulk_query_jobs_per_day - jobs)}}
+
+    @route("GET", "/services/data/{version}/limits/recordCount", name="limits.recordCount")
+    def record_count(self, request: Request):
+        version = self._version(request)
+        if int(version[1:].split(".")[0]) < RECORD_COUNT_SINCE:
+            raise self.error(404, "The requested resource does not exist", code="NOT_FOUND")
+        asked = request.args("sObjects")
+        if asked:
+            counted = [self.objects[name] for name in dict.fromkeys(n.lower() for n in asked) if name in self.objects]
+        else:
+            counted = sorted(self.objects.values(), key=lambda sobject: sobject.name)
+        return {"sObjects": [{"count": self.run(f"SELECT COUNT() FROM {sobject.name}", False, _COLLECTION_SLICE)[1],
+                              "name": sobject.name} for sobject in counted]}
 
     # -- jobs: making, finding, moving, ending --
 

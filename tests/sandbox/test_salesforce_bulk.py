@@ -333,3 +333,45 @@ def test_ingest_batches_and_result_storage_are_tallied_in_limits(sb, sf):
     limits = sf.limits()
     assert limits["DailyBulkApiBatches"] == {"Max": 15_000, "Remaining": 14_999}
     assert limits["DailyBulkV2QueryFileStorageMB"]["Remaining"] == limits["DailyBulkV2QueryFileStorageMB"]["Max"] - 1
+
+
+# -- record counts ------------------------------------------------------------------------------------------------
+
+def count_of(sf, sobject: str, include_deleted: bool = False) -> int:
+    return sf.query(f"SELECT COUNT() FROM {sobject}", include_deleted=include_deleted)["totalSize"]
+
+
+def test_record_count_agrees_with_a_count_query_of_the_same_objects(sf):
+    answer = sf.restful("limits/recordCount", params={"sObjects": "Lead,Task"})
+    assert answer == {"sObjects": [{"count": count_of(sf, "Lead"), "name": "Lead"},
+                                   {"count": count_of(sf, "Task"), "name": "Task"}]}
+
+
+def test_record_count_leaves_out_deleted_and_archived_rows(sf):
+    counts = sf.restful("limits/recordCount", params={"sObjects": "Task"})["sObjects"]
+    assert 0 < counts[0]["count"] < count_of(sf, "Task", include_deleted=True)
+
+
+def test_record_count_without_objects_lists_every_object_by_name(sf):
+    names = [entry["name"] for entry in sf.restful("limits/recordCount")["sObjects"]]
+    assert names == sorted(o["name"] for o in sf.describe()["sobjects"])
+    assert {"Lead", "Contact", "Task", "Event", "CampaignMember", "Opportunity"} <= set(names)
+
+
+def test_record_count_leaves_out_objects_the_org_does_not_have(sf):
+    answer = sf.restful("limits/recordCount", params={"sObjects": "Nope__c,Event"})
+    assert [entry["name"] for entry in answer["sObjects"]] == ["Event"]
+
+
+def test_record_count_is_an_api_call_with_sforce_limit_info(sb, sf):
+    first = call(sf, "GET", "limits/recordCount", params={"sObjects": "Lead"})
+    second = call(sf, "GET", "limits/recordCount", params={"sObjects": "Lead"})
+    used = [int(re.match(r"api-usage=(\d+)/\d+$", a.headers["Sforce-Limit-Info"])[1]) for a in (first, second)]
+    assert used[1] == used[0] + 1 and sb.stats.count("limits.recordCount", 200) == 2
+    assert sf.limits()["DailyApiRequests"] == {"Max": 100_000, "Remaining": 100_000 - used[1] - 1}
+
+
+def test_record_count_is_not_served_before_api_version_40(sf):
+    answer = sf.session.get(sf.base_url.replace("/v59.0/", "/v39.0/") + "limits/recordCount",
+                            headers={"Authorization": f"Bearer {sf.session_id}"})
+    assert answer.status_code == 404 and answer.json()[0]["errorCode"] == "NOT_FOUND"
