@@ -43,10 +43,16 @@ class SkippedRecord:
 class GoneContact:
     """A contact the CRM no longer lets leadpulse score or write: deleted, or converted into another record (a
     Salesforce Lead become a Contact). It is kept with its history, never scored or written again, and what was
-    still owed to it is parked with `reason`."""
+    still owed to it is parked with `reason`.
+
+    `merged_into` is the record the person lives on as, when the tenant scores that record too (the Contact a
+    converted Lead became): the gone contact's activities move to it, now and whenever they are pulled later under
+    the gone contact's id, and its score history is copied to it (the gone contact keeps its own).
+    """
 
     contact_id: str
     reason: str
+    merged_into: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

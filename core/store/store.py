@@ -1,9 +1,9 @@
 """The checkpoint store: one SQLite file per tenant, so every run is incremental and a crash loses nothing.
 
-It holds what was pulled (contacts, activities, outcomes, skipped records, one cursor per stream), what was
-computed (current scores with each rule's contribution, and a history of score, band and status changes),
-what is owed to the CRM (the outbox, see `leadpulse.core.store.outbox`), one row per run (see
-`leadpulse.core.store.runs`) and the API calls of the last minutes (see `leadpulse.core.store.calls`).
+It holds what was pulled (contacts, activities, outcomes, skipped records, one cursor per stream, the record each
+merged contact lives on as), what was computed (current scores with each rule's contribution, and a history of
+score, band and status changes), what is owed to the CRM (the outbox, see `leadpulse.core.store.outbox`), one row
+per run (see `leadpulse.core.store.runs`) and the API calls of the last minutes (see `leadpulse.core.store.calls`).
 
 Pages are applied in one transaction each, cursor included, so a cursor never runs ahead of the data it
 covers. Reading for a rescore streams contacts in id order, a chunk at a time, with their activities, so a
@@ -17,7 +17,7 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import groupby
@@ -29,7 +29,7 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 import sqlite_utils
 
-from leadpulse.core.contract import Page, SkippedRecord
+from leadpulse.core.contract import GoneContact, Page, SkippedRecord
 from leadpulse.core.errors import RunLocked, StoreError
 from leadpulse.core.model import Activity, ActivityKind, Contact, ContactKind, utc
 from leadpulse.core.store.calls import CallLog
@@ -451,23 +451,20 @@ class Store:
         A contact becomes due for scoring only when what scoring reads changed: the contact's own values
         (not merely its modification time, which the CRM also moves when leadpulse's own writes land) or one of
         its activities, new or edited. Records seen again at a cursor's overlap change nothing.
+
+        A gone contact with `merged_into` hands its activities to that record, which becomes due if it gained any,
+        and has its score history copied there once; activities pulled later under its id are stored under that
+        record. A contact stored again is no longer gone nor merged.
         """
         with self.transaction():
             conn = self.db.conn
             contacts = [_contact_row(c) for c in page.contacts]
-            activities = [_activity_row(a) for a in page.activities]
             due = {key[0] for key in _changed(conn, "contacts", _CONTACT_INPUTS, (0,), contacts, _contact_inputs)}
+            conn.executemany(_UPSERT_CONTACT, contacts)
+            conn.executemany("DELETE FROM merged_contacts WHERE contact_id = ?", [row[:1] for row in contacts])
+            due |= self._merge(page.gone)
+            activities = self._redirected([_activity_row(a) for a in page.activities])
             due |= {key[0] for key in _changed(conn, "activities", _ACTIVITY_COLUMNS, (0, 1), activities, tuple)}
-            conn.executemany(
-                """INSERT INTO contacts
-                     (id, kind, updated_at, email, name, owner_id, status, opted_out, fields, raw, dirty)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
-                   ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, updated_at = excluded.updated_at,
-                     email = excluded.email, name = excluded.name, owner_id = excluded.owner_id,
-                     status = excluded.status, opted_out = excluded.opted_out, fields = excluded.fields,
-                     raw = excluded.raw, gone = NULL""",
-                contacts,
-            )
             conn.executemany(f"INSERT OR REPLACE INTO activities ({_ACTIVITY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
                              activities)
             conn.executemany(
@@ -490,6 +487,49 @@ class Store:
                 "INSERT OR REPLACE INTO cursors (stream, cursor, updated_at) VALUES (?, ?, ?)",
                 (page.stream, page.cursor, now),
             )
+
+    def _merge(self, gone: Sequence[GoneContact]) -> set[str]:
+        """Record where each of `gone` merged into another record lives on, move its activities there (one kept
+        where that record already has the same activity) and copy its score history there (rows it already has
+        are not copied again); return the records that gained activities."""
+        merges = {g.contact_id: g.merged_into for g in gone if g.merged_into and g.merged_into != g.contact_id}
+        if not merges:
+            return set()
+        conn = self.db.conn
+        conn.executemany("INSERT OR REPLACE INTO merged_contacts (contact_id, merged_into) VALUES (?, ?)",
+                         merges.items())
+        gained = set()
+        for source, into in self._merged_into(merges).items():
+            moved = conn.execute(_MOVE_ACTIVITIES, {"from": source, "into": into}).rowcount
+            conn.execute("DELETE FROM activities WHERE contact_id = ?", (source,))
+            conn.execute(_COPY_HISTORY, {"from": source, "into": into})
+            if moved > 0:
+                gained.add(into)
+        return gained
+
+    def _redirected(self, activities: list[Row]) -> list[Row]:
+        """Activity rows with the contact of each that was merged into another record replaced by that record."""
+        into = self._merged_into({row[0] for row in activities})
+        if not into:
+            return activities
+        return [(into[row[0]], *row[1:]) if row[0] in into else row for row in activities]
+
+    def _merged_into(self, contact_ids: Iterable[str]) -> dict[str, str]:
+        """The record each of `contact_ids` that was merged into another lives on as, a chain of merges followed to
+        its end (a Lead converted into a Contact later merged into another Contact ends at that one)."""
+        hops: dict[str, str] = {}
+        asking = set(contact_ids)
+        asked: set[str] = set()
+        while asking:
+            for chunk in _chunks(sorted(asking), 900):
+                marks = ",".join("?" * len(chunk))
+                found = self.db.execute(
+                    f"SELECT contact_id, merged_into FROM merged_contacts WHERE contact_id IN ({marks})", list(chunk)
+                )
+                hops.update(found.fetchall())
+            asked |= asking
+            asking = set(hops.values()) - asked
+        return {cid: _end_of(cid, hops) for cid in contact_ids if cid in hops}
 
     def crm_fact(self, name: str) -> Any:
         """A fact the CRM account told about itself (see `set_crm_fact`), or None."""
@@ -742,10 +782,11 @@ class Store:
         )
 
     def history(self, contact_id: str) -> list[HistoryEntry]:
-        """A contact's score, band and status changes, oldest first."""
+        """A contact's score, band and status changes, oldest first (those copied from a contact merged into it
+        among its own, by time)."""
         rows = self.db.execute(
             """SELECT at, run_id, old_total, new_total, old_band, new_band, old_status, new_status
-               FROM history WHERE contact_id = ? ORDER BY id""",
+               FROM history WHERE contact_id = ? ORDER BY at, id""",
             (contact_id,),
         )
         return [HistoryEntry(_fromiso(row[0]), *row[1:]) for row in rows]
@@ -916,6 +957,40 @@ def _changed(conn: sqlite3.Connection, table: str, columns: str, keys: Sequence[
         for found in conn.execute(query, [row[k] for row in chunk for k in keys]):
             stored[tuple(found[k] for k in keys)] = tuple(found)
     return {key for row in rows if stored.get(key := tuple(row[k] for k in keys)) != inputs(row)}
+
+
+#: A pulled contact, stored (with `dirty` 0: `Store.apply_page` marks it due if scoring reads anything new) and no
+#: longer gone.
+_UPSERT_CONTACT = """INSERT INTO contacts
+      (id, kind, updated_at, email, name, owner_id, status, opted_out, fields, raw, dirty)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
+    ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, updated_at = excluded.updated_at,
+      email = excluded.email, name = excluded.name, owner_id = excluded.owner_id,
+      status = excluded.status, opted_out = excluded.opted_out, fields = excluded.fields,
+      raw = excluded.raw, gone = NULL"""
+#: A merged contact's activities, put under the record it was merged into (named parameters from, into); where
+#: that record already has the same activity, its own is kept.
+_MOVE_ACTIVITIES = f"""INSERT OR IGNORE INTO activities ({_ACTIVITY_COLUMNS})
+    SELECT :into, id, kind, occurred_at, vendor_type, attributes FROM activities WHERE contact_id = :from"""
+#: A merged contact's score history, copied to the record it was merged into (named parameters from, into); a row
+#: that record already holds alike is not copied again, so applying the same merge twice adds nothing.
+_COPY_HISTORY = """INSERT INTO history (contact_id, run_id, at, old_total, new_total, old_band, new_band, old_status,
+                                       new_status)
+    SELECT :into, run_id, at, old_total, new_total, old_band, new_band, old_status, new_status FROM history h
+    WHERE h.contact_id = :from AND NOT EXISTS (
+      SELECT 1 FROM history x WHERE x.contact_id = :into AND x.at = h.at AND x.run_id IS h.run_id
+        AND x.old_total IS h.old_total AND x.new_total = h.new_total AND x.old_band IS h.old_band
+        AND x.new_band = h.new_band AND x.old_status IS h.old_status AND x.new_status IS h.new_status)
+    ORDER BY h.id"""
+
+
+def _end_of(contact_id: str, hops: Mapping[str, str]) -> str:
+    """Where following `hops` from `contact_id` ends; a cycle (which no CRM should report) ends where it closes."""
+    seen = {contact_id}
+    while (following := hops.get(contact_id)) is not None and following not in seen:
+        contact_id = following
+        seen.add(contact_id)
+    return contact_id
 
 
 def _contact_row(c: Contact) -> Row:
