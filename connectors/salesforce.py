@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,6 +39,7 @@ from leadpulse.connectors.budget import RateBudget
 from leadpulse.connectors.idempotency import task_token
 from leadpulse.connectors.paging import chunked, dump_cursor, load_cursor
 from leadpulse.connectors.retry import ApiCaller, Failure, FailureKind, refusal
+from leadpulse.connectors.salesforce_bulk import BulkJobs, IngestResult, JobNotDone
 from leadpulse.connectors.settings import SalesforceAuth, SalesforcePeople, SalesforceSettings
 from leadpulse.core.contract import (
     Connector,
@@ -51,7 +53,7 @@ from leadpulse.core.contract import (
     TaskRequest,
     WriteResult,
 )
-from leadpulse.core.errors import AuthError, ConnectorError, OutcomeUnknown, SchemaError
+from leadpulse.core.errors import AuthError, ConnectorError, OutcomeUnknown, QuotaExhausted, SchemaError
 from leadpulse.core.model import Activity, ActivityKind, Contact, ContactKind, Outcome
 
 T = TypeVar("T")
@@ -62,6 +64,17 @@ COLLECTION_SIZE = 200
 #: task tokens one look-up query matches: 200 subject filters keep its URL near 10 KB, under the 16 KB Salesforce takes
 TOKENS_PER_LOOKUP = 200
 SUBJECT_LENGTH = 255
+#: rows a REST query page holds at most (``Sforce-Query-Options: batchSize``), and rows a stored page holds
+QUERY_BATCH = 2000
+BATCH_SIZE = {"Sforce-Query-Options": f"batchSize={QUERY_BATCH}"}
+#: records one ingest job takes: a CSV of a few MB, well under the 100 MB an upload may be
+INGEST_JOB_SIZE = 100_000
+#: row-lock refusals are sent again in the same call this many times, after a pause that doubles from one second
+LOCK_RETRIES = 2
+#: refusals that sending again cannot change: the record is read-only or gone, or the value is not one the field
+#: takes; parked at once with the reason
+PERMANENT_ERRORS = frozenset({"CANNOT_UPDATE_CONVERTED_LEAD", "ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY",
+                              "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", "INVALID_ID_FIELD"})
 PRIORITIES = {TaskPriority.LOW: "Low", TaskPriority.MEDIUM: "Normal", TaskPriority.HIGH: "High"}
 #: what to do about a request Salesforce refuses as sent (a 4xx other than auth and limits)
 REFUSED_ADVICE = ("retrying will not help; check the fields map and crm.connection in the tenant file against the "
@@ -92,6 +105,12 @@ TASK_FIELDS = ("Id", "WhoId", "Subject", "TaskSubtype", "Type", "Status", "Descr
 EVENT_FIELDS = ("Id", "WhoId", "Subject", "Type", "StartDateTime", "DurationInMinutes", "OwnerId", "SystemModstamp")
 MEMBER_FIELDS = ("Id", "LeadId", "ContactId", "CampaignId", "Campaign.Name", "Campaign.Type", "Status",
                  "HasResponded", "FirstRespondedDate", "CreatedDate", "SystemModstamp")
+#: a won Opportunity's contact roles: a Contact's outcome
+ROLE_FIELDS = ("Id", "ContactId", "OpportunityId", "Opportunity.CloseDate", "Opportunity.SystemModstamp")
+#: standard fields' describe types, so a Bulk CSV cell reads as the REST API's JSON value without a describe
+STANDARD_TYPES = {"IsConverted": "boolean", "IsDeleted": "boolean", "HasOptedOutOfEmail": "boolean",
+                  "HasResponded": "boolean", "NumberOfEmployees": "int", "AnnualRevenue": "currency",
+                  "CallDurationInSeconds": "int", "DurationInMinutes": "int"}
 #: a responding campaign member's activity, by the campaign's type
 CAMPAIGN_KINDS = {"Webinar": ActivityKind.WEBINAR, "Web": ActivityKind.FORM_SUBMIT,
                   "Content": ActivityKind.FORM_SUBMIT, "Email": ActivityKind.EMAIL_CLICK}
@@ -107,6 +126,10 @@ class StreamSpec:
     #: read through queryAll: activities so those Salesforce archived are read too (deleted ones left out), people
     #: so a deleted one is seen, and stops being scored
     query_all: bool = False
+    #: the modification stamp the stream is read in order of (a contact role changes with its Opportunity)
+    stamp: str = "SystemModstamp"
+    #: what else a row must meet
+    condition: str | None = None
 
     @property
     def people(self) -> bool:
@@ -167,6 +190,27 @@ def classify(exc: Exception) -> Failure:
     return Failure(FailureKind.RECORD, status, f"{what}: {message}".rstrip(": "))
 
 
+@dataclass
+class OrgAllowance:
+    """The org's rolling 24-hour API allowance as Salesforce last told it (``/limits`` at the start of a run, then
+    every REST answer's ``Sforce-Limit-Info``), and the share of it kept for the org's other integrations."""
+
+    reserve: float
+    used: int = 0
+    total: int = 0
+
+    def note(self, used: int, total: int) -> None:
+        self.used, self.total = used, total
+
+    @property
+    def left(self) -> int:
+        return self.total - self.used
+
+    def spent(self) -> bool:
+        """True when another call would take the org under its reserve."""
+        return self.total > 0 and self.left <= self.reserve * self.total
+
+
 class SalesforceConnector(Connector):
     name = "salesforce"
     settings_model = SalesforceSettings
@@ -191,7 +235,11 @@ class SalesforceConnector(Connector):
         self._relogged = False
         self._described: dict[str, dict[str, dict[str, Any]]] = {}
         self._unwritable: set[str] = set()
+        self._org = OrgAllowance(settings.api_reserve)
+        self._record_counts: dict[str, int] | None = None
+        self._bulk = BulkJobs(self._call, context.clock)
         self._sf = self._login()
+        self._bulk_query_jobs = self._read_limits()
         #: neutral field -> the field each person object reads it from
         self._neutral = {people: self._fields_of(people) for people in settings.objects}
         self._specs = self._stream_specs()
@@ -222,9 +270,16 @@ class SalesforceConnector(Connector):
         return Salesforce(session_id=token, instance=instance, session=self._session, version=settings.api_version)
 
     def _call(self, fn: Callable[[Salesforce], T], *, idempotent: bool = True) -> T:
-        """One API call through retries; an expired session logs in again once in the run."""
+        """One API call through retries, unless it would take the org under its reserve; an expired session logs
+        in again once in the run."""
+        if self._org.spent():
+            raise QuotaExhausted(self.context.tenant, f"the org has {self._org.left} of its {self._org.total} API "
+                                 f"calls of the last 24 hours left, and leadpulse leaves the last "
+                                 f"{self.settings.api_reserve:.0%} to its other integrations (crm.connection."
+                                 "api_reserve); everything stored is kept, and a later run resumes from the "
+                                 "checkpoint as older calls stop counting")
         try:
-            return self.caller.call(lambda: fn(self._sf), idempotent=idempotent)
+            result = self.caller.call(lambda: fn(self._sf), idempotent=idempotent)
         except AuthError as exc:
             expired = "INVALID_SESSION_ID" in str(exc)
             if not expired or self._relogged:
@@ -232,7 +287,19 @@ class SalesforceConnector(Connector):
             log.info("tenant %r: the Salesforce session expired; logging in again", self.context.tenant)
             self._relogged = True
             self._sf = self._login()
-            return self.caller.call(lambda: fn(self._sf), idempotent=idempotent)
+            result = self.caller.call(lambda: fn(self._sf), idempotent=idempotent)
+        usage = self._sf.api_usage.get("api-usage")
+        if usage is not None:
+            self._org.note(usage.used, usage.total)
+        return result
+
+    def _read_limits(self) -> int:
+        """The org's allowance from ``/limits``; returns the Bulk API 2.0 query jobs it has left today."""
+        limits = self._json("the /limits read", lambda sf: sf.limits(timeout=self._timeout)) or {}
+        daily = limits.get("DailyApiRequests") or {}
+        if "Max" in daily and "Remaining" in daily:
+            self._org.note(int(daily["Max"]) - int(daily["Remaining"]), int(daily["Max"]))
+        return int((limits.get("DailyBulkV2QueryJobs") or {}).get("Remaining", 0))
 
     def _json(self, what: str, fn: Callable[[Salesforce], T]) -> T:
         """A call whose refusal is no one record's fault (a query, a describe): it ends the run, saying what."""
@@ -254,11 +321,11 @@ class SalesforceConnector(Connector):
         """The pages of one SOQL query (``queryAll`` with `query_all`), following ``nextRecordsUrl``."""
 
         def first(sf: Salesforce) -> Any:
-            return sf.query(soql, include_deleted=query_all, timeout=self._timeout)
+            return sf.query(soql, include_deleted=query_all, timeout=self._timeout, headers=BATCH_SIZE)
 
         def more(url: str) -> Callable[[Salesforce], Any]:
             return lambda sf: sf.query_more(url, identifier_is_url=True, include_deleted=query_all,
-                                            timeout=self._timeout)
+                                            timeout=self._timeout, headers=BATCH_SIZE)
 
         data = self._json(what, first)
         while True:
@@ -278,6 +345,10 @@ class SalesforceConnector(Connector):
         specs["tasks"] = StreamSpec("tasks", "Task", TASK_FIELDS, query_all=True)
         specs["events"] = StreamSpec("events", "Event", EVENT_FIELDS, query_all=True)
         specs["campaign_members"] = StreamSpec("campaign_members", "CampaignMember", MEMBER_FIELDS)
+        if SalesforcePeople.CONTACT in self.settings.objects:
+            specs["won_opportunities"] = StreamSpec("won_opportunities", "OpportunityContactRole", ROLE_FIELDS,
+                                                    stamp="Opportunity.SystemModstamp",
+                                                    condition="Opportunity.IsWon = true")
         return specs
 
     def _fields_of(self, people: SalesforcePeople) -> dict[str, str]:
@@ -298,28 +369,110 @@ class SalesforceConnector(Connector):
         spec = self._specs[stream]
         state = load_cursor(cursor)
         until = state.get("until") or soql_datetime(started_at)
-        where = [f"SystemModstamp <= {until}"]
-        if spec.query_all and not spec.people:
-            where.append("IsDeleted = false")
+        if "job" in state or (cursor is None and self._pulls_in_bulk(spec)):
+            yield from self._pull_bulk(spec, state, until)
+            return
+        where = self._window(spec, until)
         if "after_id" in state:  # resuming inside a run's read, after the last row stored
             stamp = state["since"]
-            where.append(f"(SystemModstamp > {stamp} OR (SystemModstamp = {stamp} AND Id > "
+            where.append(f"({spec.stamp} > {stamp} OR ({spec.stamp} = {stamp} AND Id > "
                          f"{soql_string(state['after_id'])}))")
         elif "since" in state:  # a new run: from where the last one reached, less the look-back
             low = datetime.fromisoformat(state["since"].replace("Z", "+00:00"))
-            where.append(f"SystemModstamp >= {soql_datetime(low - timedelta(seconds=self.settings.lookback_seconds))}")
-        soql = (f"SELECT {', '.join(spec.fields)} FROM {spec.sobject} WHERE {' AND '.join(where)} "
-                "ORDER BY SystemModstamp, Id")
-        last: dict[str, Any] | None = None
+            where.append(f"{spec.stamp} >= {soql_datetime(low - timedelta(seconds=self.settings.lookback_seconds))}")
+        soql = f"{self._select(spec, where)} ORDER BY {spec.stamp}, Id"
         for records in self._query(f"the {spec.sobject} query", soql, query_all=spec.query_all):
             if records:
                 last = records[-1]
-                stamp = soql_datetime(parse_datetime(last["SystemModstamp"]))
+                stamp = soql_datetime(parse_datetime(_value(last, spec.stamp)))
                 position = {"since": stamp, "after_id": last["Id"], "until": until}
                 yield self._page(spec, records, dump_cursor(position))
         yield Page(spec.name, dump_cursor({"since": until}))
 
-    def _page(self, spec: StreamSpec, records: list[dict[str, Any]], cursor: str) -> Page:
+    def _window(self, spec: StreamSpec, until: str) -> list[str]:
+        where = [f"{spec.stamp} <= {until}"]
+        if spec.query_all and not spec.people:
+            where.append("IsDeleted = false")
+        if spec.condition:
+            where.append(spec.condition)
+        return where
+
+    @staticmethod
+    def _select(spec: StreamSpec, where: Sequence[str]) -> str:
+        return f"SELECT {', '.join(spec.fields)} FROM {spec.sobject} WHERE {' AND '.join(where)}"
+
+    # -- bulk pull --------------------------------------------------------------------------------------------
+
+    def _pulls_in_bulk(self, spec: StreamSpec) -> bool:
+        """A first read of an object above `bulk_pull_above` records goes through a Bulk API 2.0 query job, while
+        the org has query jobs left today."""
+        big = self._object_sizes().get(spec.sobject, 0) > self.settings.bulk_pull_above
+        if big and self._bulk_query_jobs <= 0:
+            log.warning("tenant %r: the org has no Bulk API 2.0 query jobs left today; %s is read through REST "
+                        "queries", self.context.tenant, spec.sobject)
+        return big and self._bulk_query_jobs > 0
+
+    def _object_sizes(self) -> dict[str, int]:
+        """Records in each object read, from one Record Count call a run (Salesforce's counts are approximate)."""
+        if self._record_counts is None:
+            names = ",".join(sorted({spec.sobject for spec in self._specs.values()}))
+            answer = self._json("the record count", lambda sf: sf.restful(
+                "limits/recordCount", params={"sObjects": names}, timeout=self._timeout)) or {}
+            self._record_counts = {o["name"]: int(o.get("count", 0)) for o in answer.get("sObjects", [])}
+        return self._record_counts
+
+    def _pull_bulk(self, spec: StreamSpec, state: Mapping[str, Any], until: str) -> Iterator[Page]:
+        """The object read whole by a query job, its pages stored a 2,000 rows at a time; the cursor names the job
+        and the results page being read, so a run that stops resumes from that page of the same job."""
+        job, locator = state.get("job"), state.get("locator", "")
+        if job is not None and not self._bulk_job_readable(spec, job):
+            job, locator = None, ""
+        if job is None:
+            job = self._bulk.start_query(spec.sobject, self._select(spec, self._window(spec, until)),
+                                         query_all=spec.query_all)
+            self._bulk_query_jobs -= 1
+            self._bulk_wait(spec, job)
+        for records, following in self._bulk.query_pages(spec.sobject, job, locator, self._bulk_types(spec)):
+            here = dump_cursor({"job": job, "locator": locator, "until": until})
+            after = dump_cursor({"job": job, "locator": following, "until": until} if following else
+                                {"since": until})
+            pages = list(chunked(records, QUERY_BATCH)) or [[]]
+            for number, rows in enumerate(pages, 1):
+                yield self._page(spec, rows, after if number == len(pages) else here)
+            locator = following
+
+    def _bulk_wait(self, spec: StreamSpec, job: str) -> None:
+        try:
+            self._bulk.wait(spec.sobject, job, query=True)
+        except JobNotDone as exc:
+            raise ConnectorError(self.context.tenant, f"the Bulk API 2.0 read of {spec.sobject} did not finish: "
+                                 f"{exc}; what was read is kept, and the next run starts the read again") from exc
+
+    def _bulk_job_readable(self, spec: StreamSpec, job: str) -> bool:
+        """Whether the query job a stopped run was reading can still be read (finished, and not yet deleted)."""
+        try:
+            self._bulk.wait(spec.sobject, job, query=True)
+        except (JobNotDone, SalesforceError) as exc:
+            log.info("tenant %r: the %s query job %s cannot be read on (%s); starting a new one",
+                     self.context.tenant, spec.sobject, job, exc)
+            return False
+        return True
+
+    def _bulk_types(self, spec: StreamSpec) -> dict[str, str]:
+        """Each field's describe type where a Bulk CSV cell must be read as other than text: the standard ones
+        known, custom ones from the describe of the object holding them."""
+        types: dict[str, str] = {}
+        for column in spec.fields:
+            *path, name = column.split(".")
+            if name in STANDARD_TYPES:
+                types[column] = STANDARD_TYPES[name]
+            elif name.endswith("__c") and not (path and path[-1].endswith("__r")):
+                # a custom lookup's object is not named by its relationship: its fields stay text
+                holder = path[-1] if path else spec.sobject
+                types[column] = str(self._fields_described(holder).get(name, {}).get("type", "string"))
+        return types
+
+    def _page(self, spec: StreamSpec, records: Sequence[dict[str, Any]], cursor: str) -> Page:
         contacts: list[Contact] = []
         activities: list[Activity] = []
         outcomes: list[Outcome] = []
@@ -327,12 +480,16 @@ class SalesforceConnector(Connector):
         gone: list[GoneContact] = []
         for record in records:
             try:
-                if spec.people:
-                    contact = self._contact(SalesforcePeople(spec.sobject), record)
-                    outcomes.append(self._outcome(record, contact))
+                if spec.sobject == "OpportunityContactRole":
+                    outcomes.extend(_won(record))
+                elif spec.people:
+                    people = SalesforcePeople(spec.sobject)
+                    contact = self._contact(people, record)
+                    if people is SalesforcePeople.LEAD:  # a Contact's outcome comes from its won opportunities
+                        outcomes.append(self._outcome(record, contact))
                     reason = _gone(record)
                     if reason:
-                        gone.append(GoneContact(contact.id, reason))
+                        gone.append(GoneContact(contact.id, reason, merged_into=self._merged_into(record)))
                     else:
                         contacts.append(contact)
                 else:
@@ -343,6 +500,12 @@ class SalesforceConnector(Connector):
                 skipped.append(SkippedRecord(spec.name, str(record.get("Id")) if isinstance(record, dict) else None,
                                              f"malformed {spec.sobject} record: {type(exc).__name__}: {exc}"))
         return Page(spec.name, cursor, contacts, activities, outcomes, skipped, gone)
+
+    def _merged_into(self, record: Mapping[str, Any]) -> str | None:
+        """The Contact a converted Lead became, when the tenant scores Contacts: its history goes on there."""
+        if record.get("IsDeleted") or SalesforcePeople.CONTACT not in self.settings.objects:
+            return None
+        return record.get("ConvertedContactId") or None
 
     def _contact(self, people: SalesforcePeople, record: dict[str, Any]) -> Contact:
         name = " ".join(p for p in (record.get("FirstName"), record.get("LastName")) if p) or None
@@ -440,22 +603,60 @@ class SalesforceConnector(Connector):
                         self.context.tenant, sobject, name)
         return kept
 
+    def write_batch(self, pending: int) -> int:
+        """Writes a call takes: all of them (up to an ingest job's worth) when more than `bulk_write_above` are
+        due, so they go out as Bulk API 2.0 ingest jobs; else one sObject Collections call's worth."""
+        return min(pending, INGEST_JOB_SIZE) if pending > self.settings.bulk_write_above else COLLECTION_SIZE
+
     def write_properties(self, writes: Sequence[PropertyWrite]) -> list[WriteResult]:
-        records = [{"attributes": {"type": _sobject(w.contact_kind)}, "id": w.contact_id,
-                    **self._writable(_sobject(w.contact_kind), w.values)} for w in writes]
-        answers = self._collections("PATCH", records)
-        return [_result(w.key, answer, remote_id=w.contact_id) for w, answer in zip(writes, answers, strict=True)]
+        if len(writes) > self.settings.bulk_write_above:
+            return self._write_in_bulk(writes)
+        results: list[WriteResult] = []
+        for chunk in chunked(list(writes), COLLECTION_SIZE):
+            records = [{"attributes": {"type": _sobject(w.contact_kind)}, "id": w.contact_id,
+                        **self._writable(_sobject(w.contact_kind), w.values)} for w in chunk]
+            answers = self._collections("PATCH", "composite/sobjects", records)
+            results += [_result(w.key, a, remote_id=w.contact_id) for w, a in zip(chunk, answers, strict=True)]
+        return results
+
+    def _write_in_bulk(self, writes: Sequence[PropertyWrite]) -> list[WriteResult]:
+        """One ingest job (update by Id) per object; each record's success or error read back from the job's
+        results, as a collections call's would be."""
+        by_object: dict[str, list[PropertyWrite]] = defaultdict(list)
+        for write in writes:
+            by_object[_sobject(write.contact_kind)].append(write)
+        results: dict[str, WriteResult] = {}
+        for sobject, group in by_object.items():
+            rows = [{"Id": w.contact_id, **self._writable(sobject, w.values)} for w in group]
+            try:
+                outcome = {r.record_id: r for r in self._bulk.update(sobject, rows)}
+                missing = "Salesforce's ingest job did not process it"
+            except JobNotDone as exc:
+                outcome, missing = {}, str(exc)
+            except SalesforceError as exc:
+                reason = refusal(classify(exc))
+                if reason is None:
+                    raise
+                outcome, missing = {}, reason
+            for w in group:
+                results[w.key] = _ingest_result(w, outcome.get(w.contact_id), missing)
+        return [results[w.key] for w in writes]
 
     def create_tasks(self, tasks: Sequence[TaskRequest]) -> list[WriteResult]:
         records = [self._task_record(task) for task in tasks]
+        field = self.settings.task_external_id
+        # upserted by the External ID when the tenant names one: a second call finds the task, never makes another
+        method, path = ("PATCH", f"composite/sobjects/Task/{field}") if field else ("POST", "composite/sobjects")
         try:
-            answers = self._collections("POST", records, idempotent=False)
+            answers = self._collections(method, path, records, idempotent=bool(field))
         except OutcomeUnknown as exc:  # a 5xx or a lost answer: looked up before anything is sent again
             return [WriteResult(t.key, ok=False, error=str(exc), outcome_unknown=True) for t in tasks]
         return [_result(t.key, answer) for t, answer in zip(tasks, answers, strict=True)]
 
     def _task_record(self, task: TaskRequest) -> dict[str, Any]:
-        token = f" [{task_token(task.key)}]"
+        key = task_token(task.key)
+        field = self.settings.task_external_id
+        token = "" if field else f" [{key}]"
         record = {
             "attributes": {"type": "Task"},
             "WhoId": task.contact_id,
@@ -467,15 +668,31 @@ class SalesforceConnector(Connector):
         }
         if task.owner_id:
             record["OwnerId"] = task.owner_id
+        if field:
+            record[field] = key
         return record
 
-    def _collections(self, method: str, records: list[dict[str, Any]], *, idempotent: bool = True
+    def _collections(self, method: str, path: str, records: list[dict[str, Any]], *, idempotent: bool = True
                      ) -> list[dict[str, Any]]:
-        """One sObject Collections call; its per-record answers in request order."""
+        """One sObject Collections call and its per-record answers in request order; records refused on a row
+        lock (another process was writing them) are sent again, up to `LOCK_RETRIES` times."""
+        answers = self._collection_call(method, path, records, idempotent)
+        for attempt in range(LOCK_RETRIES):
+            locked = [i for i, answer in enumerate(answers) if _error_codes(answer) & {"UNABLE_TO_LOCK_ROW"}]
+            if not locked:
+                break
+            self.context.clock.sleep(2.0 ** attempt)
+            again = self._collection_call(method, path, [records[i] for i in locked], idempotent)
+            for i, answer in zip(locked, again, strict=True):
+                answers[i] = answer
+        return answers
+
+    def _collection_call(self, method: str, path: str, records: list[dict[str, Any]], idempotent: bool
+                         ) -> list[dict[str, Any]]:
         body = {"allOrNone": False, "records": records}
         try:
-            answers = self._call(lambda sf: sf.restful("composite/sobjects", method=method, json=body,
-                                                       timeout=self._timeout), idempotent=idempotent)
+            answers = self._call(lambda sf: sf.restful(path, method=method, json=body, timeout=self._timeout),
+                                 idempotent=idempotent)
         except SalesforceError as exc:
             reason = refusal(classify(exc))
             if reason is None:
@@ -484,20 +701,22 @@ class SalesforceConnector(Connector):
         if not isinstance(answers, list) or len(answers) != len(records):
             raise OutcomeUnknown(self.context.tenant, "Salesforce's collections answer did not give one result per "
                                  "record; what it carried out is looked up before anything is sent again")
-        return answers
+        return list(answers)
 
     def find_tasks(self, keys: Sequence[str]) -> dict[str, str]:
-        """The tasks whose subjects end with these keys' tokens: one ``queryAll`` per 200 keys (deleted tasks count:
-        one a person deleted is not made again)."""
+        """The tasks holding these keys' tokens, in the tenant's Task External ID field or at the end of their
+        subjects: one ``queryAll`` per 200 keys (deleted tasks count: one a person deleted is not made again)."""
         tokens = {task_token(key): key for key in keys}
+        field = self.settings.task_external_id
         found: dict[str, str] = {}
         for chunk in chunked(list(tokens), TOKENS_PER_LOOKUP):
-            matches = " OR ".join(f"Subject LIKE '%[{token}]'" for token in chunk)
-            soql = f"SELECT Id, Subject FROM Task WHERE {matches}"
+            if field:
+                soql = f"SELECT Id, {field} FROM Task WHERE {field} IN ({', '.join(map(soql_string, chunk))})"
+            else:
+                soql = "SELECT Id, Subject FROM Task WHERE " + " OR ".join(f"Subject LIKE '%[{t}]'" for t in chunk)
             for records in self._query("the look-up of tasks by key", soql, query_all=True):
                 for record in records:
-                    subject = record.get("Subject") or ""
-                    token = subject[subject.rfind("[") + 1:-1] if subject.endswith("]") else ""
+                    token = record.get(field) if field else _subject_token(record.get("Subject") or "")
                     if token in tokens:
                         found[tokens[token]] = str(record["Id"])
         return found
@@ -517,8 +736,24 @@ def _gone(record: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _won(role: Mapping[str, Any]) -> list[Outcome]:
+    """The outcome a won Opportunity's contact role gives its Contact."""
+    if not role.get("ContactId"):
+        return []
+    closed = _value(role, "Opportunity.CloseDate")
+    return [Outcome(str(role["ContactId"]), converted=True, converted_at=parse_datetime(closed) if closed else None)]
+
+
 def _sobject(kind: ContactKind) -> str:
     return "Lead" if kind is ContactKind.LEAD else "Contact"
+
+
+def _subject_token(subject: str) -> str:
+    return subject[subject.rfind("[") + 1:-1] if subject.endswith("]") else ""
+
+
+def _error_codes(answer: Mapping[str, Any]) -> set[str]:
+    return {str(e.get("statusCode")) for e in answer.get("errors") or []}
 
 
 def _result(key: str, answer: Mapping[str, Any], remote_id: str | None = None) -> WriteResult:
@@ -526,7 +761,20 @@ def _result(key: str, answer: Mapping[str, Any], remote_id: str | None = None) -
         return WriteResult(key, ok=True, remote_id=str(answer.get("id") or remote_id))
     reasons = "; ".join(f"{e.get('statusCode', 'ERROR')}: {e.get('message', '')}".rstrip(": ")
                         for e in answer.get("errors") or [])
-    return WriteResult(key, ok=False, error=reasons or "Salesforce refused it without a reason")
+    return WriteResult(key, ok=False, error=reasons or "Salesforce refused it without a reason",
+                       permanent=bool(_error_codes(answer) & PERMANENT_ERRORS))
+
+
+def _ingest_result(write: PropertyWrite, result: IngestResult | None, missing: str) -> WriteResult:
+    """An ingest job's result for one write, worded as a collections answer is (``CODE: message``)."""
+    if result is None:
+        return WriteResult(write.key, ok=False, error=missing)
+    if result.ok:
+        return WriteResult(write.key, ok=True, remote_id=write.contact_id)
+    code, _, rest = (result.error or "").partition(":")
+    message = rest.rsplit(":", 1)[0] if rest.count(":") else rest
+    return WriteResult(write.key, ok=False, error=f"{code}: {message}".rstrip(": "),
+                       permanent=code in PERMANENT_ERRORS)
 
 
 def _task_kind(record: Mapping[str, Any]) -> ActivityKind:
@@ -550,7 +798,7 @@ def _flat(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         if isinstance(value, Mapping):
             flat.update(_flat(value, f"{prefix}{name}."))
         else:
-            flat[f"{prefix}{name}"] = value
+            flat[f"{prefix}{name}"] = None if value == "" else value  # Salesforce keeps no empty text: it is null
     return flat
 
 
@@ -558,7 +806,7 @@ def _value(record: Mapping[str, Any], name: str) -> Any:
     value: Any = record
     for part in name.split("."):
         value = value.get(part) if isinstance(value, Mapping) else None
-    return value
+    return None if value == "" else value
 
 
 def _field_type(spec: PropertySpec) -> str:

@@ -85,7 +85,11 @@ class SalesforceSettings(CrmSettings):
     """A Salesforce org: `instance_url` directly, or a login `domain` (login, test or a My Domain host).
 
     `objects` says whom the tenant scores: its Leads, its Contacts, or both. `ca_bundle` is a file of certificates to
-    trust besides the system's (an org reached through a TLS-inspecting proxy).
+    trust besides the system's (an org reached through a TLS-inspecting proxy). A first pull of an object holding
+    more than `bulk_pull_above` records goes through Bulk API 2.0 query jobs, and a write-back of more than
+    `bulk_write_above` records through an ingest job. A run stops, checkpointed, before the org's 24-hour API
+    allowance falls under `api_reserve` of its maximum, left to the org's other integrations. `task_external_id`
+    names an External ID field on Task: tasks are then upserted by it, which cannot make a second one.
     """
 
     known_secrets: ClassVar[tuple[str, ...]] = ("password", "security_token", "client_secret", "private_key")
@@ -99,6 +103,10 @@ class SalesforceSettings(CrmSettings):
     lookback_seconds: int = Field(300, ge=0)
     objects: tuple[SalesforcePeople, ...] = Field((SalesforcePeople.LEAD,), min_length=1)
     ca_bundle: Path | None = None
+    bulk_pull_above: int = Field(50_000, ge=0)
+    bulk_write_above: int = Field(10_000, ge=0)
+    api_reserve: float = Field(0.2, ge=0, lt=1)
+    task_external_id: str | None = Field(None, pattern=r"^[A-Za-z][A-Za-z0-9_]*__c$")
 
     @field_validator("ca_bundle", mode="after")
     @classmethod

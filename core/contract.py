@@ -117,7 +117,9 @@ class WriteResult:
     """What became of one write or task: `remote_id` on success, else the CRM's reason.
 
     `outcome_unknown` marks a failed result the CRM neither confirmed nor refused: a task so marked may exist, and
-    is looked up by its idempotency key (`Connector.find_tasks`) before it is ever sent again.
+    is looked up by its idempotency key (`Connector.find_tasks`) before it is ever sent again. `permanent` marks a
+    refusal no retry can change (the record is read-only or deleted, a value the field cannot take): it is parked at
+    once with its reason instead of being tried again.
     """
 
     key: str
@@ -125,6 +127,7 @@ class WriteResult:
     remote_id: str | None = None
     error: str | None = None
     outcome_unknown: bool = False
+    permanent: bool = False
 
 
 def _unobserved(status: int) -> None:
@@ -255,6 +258,11 @@ class Connector(abc.ABC):
 
     def __init__(self, context: ConnectorContext) -> None:
         self.context = context
+
+    def write_batch(self, pending: int) -> int:
+        """How many writes `write_properties` takes a call when `pending` are due this run: `write_batch_size`,
+        unless the CRM has a cheaper way for many (a bulk job)."""
+        return self.write_batch_size
 
     @abc.abstractmethod
     def streams(self) -> Sequence[str]:

@@ -186,7 +186,7 @@ class Writes(Vendor):
         return row.index
 
     def _typed(self, sobject: SObject, spec: Field, value: Any) -> Any:
-        if value is None:
+        if value is None or value == "":  # Salesforce keeps no empty text: an empty string is stored as null
             return None
         ok = {"boolean": isinstance(value, bool), "int": isinstance(value, int) and not isinstance(value, bool),
               "datetime": isinstance(value, str) and parse_datetime(value, colon_offset=False) is not None,

@@ -220,7 +220,8 @@ def push(
     settle_unknown_tasks(connector, store, run)
     progress.step("push writes")
     drain(
-        lambda n: store.outbox.pending_writes(n, run.id), connector.write_properties, connector.write_batch_size,
+        lambda n: store.outbox.pending_writes(n, run.id), connector.write_properties,
+        connector.write_batch(outbox.count_pending_writes(run.id)),
         store, run, stop, counts=lambda accepted, refused: RunCounts(written=accepted, refused=refused),
         progress=progress,
     )

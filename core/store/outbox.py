@@ -124,6 +124,12 @@ class Outbox:
         """Up to `limit` pending writes not yet tried in run `run_id`, oldest first."""
         return [_write(*row) for row in self._due(OutboxKind.WRITE, OutboxState.PENDING, limit, run_id)]
 
+    def count_pending_writes(self, run_id: int | None) -> int:
+        """How many pending writes are not yet tried in run `run_id`."""
+        row = self.db.execute("SELECT count(*) FROM outbox WHERE kind = ? AND state = ? AND last_run IS NOT ?",
+                              (OutboxKind.WRITE.value, OutboxState.PENDING.value, run_id)).fetchone()
+        return int(row[0])
+
     def pending_tasks(self, limit: int, run_id: int | None) -> list[TaskRequest]:
         """Up to `limit` pending tasks not yet tried in run `run_id`, oldest first."""
         return [_task(*row) for row in self._due(OutboxKind.TASK, OutboxState.PENDING, limit, run_id)]
@@ -155,7 +161,8 @@ class Outbox:
         )
 
     def settle(self, results: Sequence[WriteResult], run_id: int | None) -> None:
-        """Mark each result's row done with the CRM's id, or count the failure and park it at the limit.
+        """Mark each result's row done with the CRM's id, or count the failure and park it at the limit (at once
+        when the refusal is `permanent`).
 
         A task handed to the CRM (`sending`) whose result says its outcome is unknown stays `sending`, so the next
         run looks it up by key instead of creating it again.
@@ -168,10 +175,10 @@ class Outbox:
         )
         self.db.conn.executemany(
             """UPDATE outbox SET error = ?, attempts = attempts + 1, last_run = ?, updated_at = ?,
-                 state = CASE WHEN attempts + 1 >= ? THEN 'parked'
+                 state = CASE WHEN ? OR attempts + 1 >= ? THEN 'parked'
                               WHEN ? AND state = 'sending' THEN 'sending' ELSE 'pending' END WHERE key = ?""",
-            [(r.error or "refused without a reason", run_id, now, self.max_attempts, r.outcome_unknown, r.key)
-             for r in results if not r.ok],
+            [(r.error or "refused without a reason", run_id, now, r.permanent and not r.outcome_unknown,
+              self.max_attempts, r.outcome_unknown, r.key) for r in results if not r.ok],
         )
 
     def park_owed_to(self, reasons: Mapping[str, str]) -> None:
