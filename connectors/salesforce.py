@@ -1,23 +1,30 @@
 """Salesforce behind the connector contract, through simple-salesforce.
 
-Login is OAuth at the org's token endpoint (`SalesforceSettings.token_url`) through simple-salesforce's
-`token_login`: the password grant through the tenant's connected app, or client credentials. The session then
-goes to a `simple_salesforce.Salesforce`; an ``INVALID_SESSION_ID`` mid-run logs in again once, then stops the
-tenant.
+Login: OAuth at the org's token endpoint (`SalesforceSettings.token_url`) through simple-salesforce's `token_login`
+(the password grant through the tenant's connected app, or client credentials), or simple-salesforce's own JWT
+bearer and SOAP ``login()`` (password and security token, no connected app; gone from API 65.0). The session goes to
+a `simple_salesforce.Salesforce`; an ``INVALID_SESSION_ID`` mid-run logs in again once, then stops the tenant.
 
-Reads: one SOQL query per object, paged by ``nextRecordsUrl``, in keyset order ``SystemModstamp, Id`` up to the
-run's start, so a page edge inside a run of equal stamps neither loses nor repeats a row. Each page's cursor is the
-last row's (stamp, id); the next run starts from the stamp the last one reached, less the look-back. Task and Event
-are read with ``queryAll`` (``IsDeleted = false``): ``query`` leaves out the activities Salesforce archived after a
-year. Leads and Contacts are read with ``queryAll`` too, so a deleted one is seen; it, and a converted Lead (read-only
-in Salesforce, its person now the Contact it names), is handed over as gone: its outcome is kept, and it is never
-scored or written again. A Contact's firmographics come from its Account through relationship fields in the same
-query.
+Limits: a run reads ``/limits`` first, then every REST answer's ``Sforce-Limit-Info``, and stops as quota exhausted
+before the org's 24-hour allowance falls under the tenant's reserve (``api_reserve``), left to its other
+integrations.
+
+Reads: one SOQL query per object, paged by ``nextRecordsUrl`` at 2,000 rows, in keyset order ``SystemModstamp, Id``
+up to the run's start, so a page edge inside a run of equal stamps neither loses nor repeats a row. Each page's
+cursor is the last row's (stamp, id); the next run starts from the stamp the last one reached, less the look-back.
+A first read of an object above ``bulk_pull_above`` records is one Bulk API 2.0 query job instead, its cursor the
+job and results page (see `salesforce_bulk`). Task and Event are read with ``queryAll`` (``IsDeleted = false``):
+``query`` leaves out the activities Salesforce archived after a year. Leads and Contacts are read with ``queryAll``
+too, so a deleted one is seen; it, and a converted Lead (read-only in Salesforce, its person now the Contact it
+names), is handed over as gone: its outcome is kept, it is never scored or written again, and when the tenant scores
+Contacts its history goes on as that Contact's. A Contact's firmographics come from its Account through
+relationship fields in the same query; its outcome from the won Opportunities it has a contact role on.
 
 Writes: sObject Collections (simple-salesforce has no helper for them; they go through its `restful` call on its own
-session), 200 records a call with ``allOrNone: false``, per-record errors handed back. A task carries its idempotency
-token at the end of its subject, where SOQL can find it (a long text area such as the description cannot be
-filtered).
+session), 200 records a call with ``allOrNone: false``, per-record errors handed back (those no retry can change
+marked permanent; row locks sent again at once); above ``bulk_write_above`` records, Bulk API 2.0 ingest jobs. A
+task carries its idempotency token at the end of its subject, where SOQL can find it (a long text area such as the
+description cannot be filtered), or in the tenant's Task External ID field, by which it is upserted.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from typing import Any, TypeVar
 import requests
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed, SalesforceError
-from simple_salesforce.login import token_login
+from simple_salesforce.login import SalesforceLogin, token_login
 
 from leadpulse.connectors.budget import RateBudget
 from leadpulse.connectors.idempotency import task_token
@@ -101,16 +108,17 @@ ACCOUNT_FIELDS = {"Company": "Account.Name", "Industry": "Account.Industry",
                   "NumberOfEmployees": "Account.NumberOfEmployees", "AnnualRevenue": "Account.AnnualRevenue",
                   "Country": "MailingCountry"}
 TASK_FIELDS = ("Id", "WhoId", "Subject", "TaskSubtype", "Type", "Status", "Description", "CallType",
-               "CallDisposition", "CallDurationInSeconds", "CreatedDate", "OwnerId", "SystemModstamp")
-EVENT_FIELDS = ("Id", "WhoId", "Subject", "Type", "StartDateTime", "DurationInMinutes", "OwnerId", "SystemModstamp")
+               "CallDisposition", "CallDurationInSeconds", "CreatedDate", "OwnerId", "IsArchived", "SystemModstamp")
+EVENT_FIELDS = ("Id", "WhoId", "Subject", "Type", "StartDateTime", "DurationInMinutes", "OwnerId", "IsArchived",
+                "SystemModstamp")
 MEMBER_FIELDS = ("Id", "LeadId", "ContactId", "CampaignId", "Campaign.Name", "Campaign.Type", "Status",
                  "HasResponded", "FirstRespondedDate", "CreatedDate", "SystemModstamp")
 #: a won Opportunity's contact roles: a Contact's outcome
 ROLE_FIELDS = ("Id", "ContactId", "OpportunityId", "Opportunity.CloseDate", "Opportunity.SystemModstamp")
 #: standard fields' describe types, so a Bulk CSV cell reads as the REST API's JSON value without a describe
 STANDARD_TYPES = {"IsConverted": "boolean", "IsDeleted": "boolean", "HasOptedOutOfEmail": "boolean",
-                  "HasResponded": "boolean", "NumberOfEmployees": "int", "AnnualRevenue": "currency",
-                  "CallDurationInSeconds": "int", "DurationInMinutes": "int"}
+                  "HasResponded": "boolean", "IsArchived": "boolean", "NumberOfEmployees": "int",
+                  "AnnualRevenue": "currency", "CallDurationInSeconds": "int", "DurationInMinutes": "int"}
 #: a responding campaign member's activity, by the campaign's type
 CAMPAIGN_KINDS = {"Webinar": ActivityKind.WEBINAR, "Web": ActivityKind.FORM_SUBMIT,
                   "Content": ActivityKind.FORM_SUBMIT, "Email": ActivityKind.EMAIL_CLICK}
@@ -247,27 +255,31 @@ class SalesforceConnector(Connector):
     # -- plumbing -------------------------------------------------------------------------------------------
 
     def _login(self) -> Salesforce:
+        """Log in as the tenant's settings say: OAuth at the org's token URL (the password flow through a connected
+        app, or client credentials), the JWT bearer grant, or SOAP ``login()`` with password and security token."""
+        token, instance = self.caller.call(self._login_call(), scope="login")
+        return Salesforce(session_id=token, instance=instance, session=self._session, version=self.settings.api_version)
+
+    def _login_call(self) -> Callable[[], tuple[str, str]]:
         settings, secrets = self.settings, self.context.secrets
+        if settings.auth is SalesforceAuth.JWT:
+            return lambda: _pair(SalesforceLogin(
+                username=settings.username, consumer_key=settings.client_id, privatekey=secrets["private_key"],
+                domain=settings.sdk_domain(), session=self._session, sf_version=settings.api_version))
+        if settings.auth is SalesforceAuth.PASSWORD and not settings.client_id:
+            return lambda: _pair(SalesforceLogin(
+                username=settings.username, password=secrets["password"],
+                security_token=secrets.get("security_token"), domain=settings.sdk_domain(), session=self._session,
+                sf_version=settings.api_version))
         if settings.auth is SalesforceAuth.CLIENT_CREDENTIALS:
             form = {"grant_type": "client_credentials", "client_id": settings.client_id,
                     "client_secret": secrets["client_secret"]}
-        elif settings.auth is SalesforceAuth.PASSWORD and settings.client_id:
+        else:
             form = {"grant_type": "password", "client_id": settings.client_id,
                     "client_secret": secrets["client_secret"], "username": settings.username,
                     "password": secrets["password"] + secrets.get("security_token", "")}
-        else:
-            raise ConnectorError(self.context.tenant, f"crm.connection.auth {settings.auth.value} "
-                                 f"{'without a client_id ' if settings.auth is SalesforceAuth.PASSWORD else ''}"
-                                 "is not supported by this version; name the connected app's client_id (OAuth "
-                                 "password or client_credentials)")
-
-        def send() -> tuple[str, str]:
-            token, instance = token_login(settings.token_url(), form, settings.domain or "login",
-                                          settings.client_id or "", None, None, self._session)
-            return str(token), str(instance)
-
-        token, instance = self.caller.call(send, scope="login")
-        return Salesforce(session_id=token, instance=instance, session=self._session, version=settings.api_version)
+        return lambda: _pair(token_login(settings.token_url(), form, settings.domain or "login",
+                                         settings.client_id or "", None, None, self._session))
 
     def _call(self, fn: Callable[[Salesforce], T], *, idempotent: bool = True) -> T:
         """One API call through retries, unless it would take the org under its reserve; an expired session logs
@@ -723,6 +735,11 @@ class SalesforceConnector(Connector):
 
     def close(self) -> None:
         self._session.close()
+
+
+def _pair(login: tuple[Any, Any]) -> tuple[str, str]:
+    """simple-salesforce's (session id, instance) as text."""
+    return str(login[0]), str(login[1])
 
 
 def _gone(record: Mapping[str, Any]) -> str | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 from typing import ClassVar
+from urllib.parse import urlparse
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -76,6 +77,10 @@ _SALESFORCE_SECRETS = {
 }
 
 
+#: the first API version without SOAP ``login()``, the password login without a connected app
+SOAP_LOGIN_UNTIL = 65.0
+
+
 class SalesforcePeople(StrEnum):
     LEAD = "Lead"
     CONTACT = "Contact"
@@ -123,6 +128,16 @@ class SalesforceSettings(CrmSettings):
             host = f"https://{self.domain}"
         return f"{host}/services/oauth2/token"
 
+    def sdk_domain(self) -> str:
+        """The login host as simple-salesforce names it (``login``, ``test``, ``acme.my``: the part before
+        ``.salesforce.com``), for the logins it makes itself (SOAP, JWT bearer)."""
+        for host in (self.domain, urlparse(self.instance_url or "").hostname):
+            if host in ("login", "test"):
+                return host
+            if host and host.endswith(".salesforce.com"):
+                return host.removesuffix(".salesforce.com")
+        return "login"
+
     @model_validator(mode="after")
     def _auth_has_its_identity(self) -> SalesforceSettings:
         if self.auth in (SalesforceAuth.PASSWORD, SalesforceAuth.JWT) and not self.username:
@@ -131,6 +146,9 @@ class SalesforceSettings(CrmSettings):
             raise refuse(f"a client_id for auth {self.auth.value}", "none")
         if not (self.instance_url or self.domain):
             raise refuse("instance_url or domain (login, test or your My Domain host)", "neither")
+        if self.auth is SalesforceAuth.PASSWORD and not self.client_id and float(self.api_version) >= SOAP_LOGIN_UNTIL:
+            raise refuse(f"a client_id (a connected app) for auth password at api_version {self.api_version}: "
+                         f"Salesforce's SOAP login() is gone from API {SOAP_LOGIN_UNTIL} on", "none")
         return self
 
     def needed_secrets(self) -> tuple[str, ...]:

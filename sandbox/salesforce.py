@@ -244,6 +244,21 @@ class Salesforce(Writes, OAuth, SoapLogin, BulkApi, Vendor):
         person = self.crm.tenant.fields(index)
         return person["converted_ms"] if person["converted"] else None
 
+    def convert_lead(self, lead_id: str) -> str:
+        """Convert a live Lead now, as a user would in Setup's Convert dialog: it becomes read-only with its
+        ``Converted*Id`` fields set and ``SystemModstamp`` moved, its person is a Contact from now on, and its
+        activities name that Contact (their own stamps unmoved). Returns the Contact's id."""
+        index = self.contact_index(lead_id)
+        if not is_lead(index) or self.conversion_ms(index) is not None:
+            raise ValueError(f"{lead_id} is no unconverted Lead")
+        self._conversion_index()
+        with self._lock:
+            assert self._converted_leads is not None
+            self._converted_leads[index] = self.crm.clock_ms()
+            found = sorted((at, i) for i, at in self._converted_leads.items())
+            self._conversions = (array("q", (at for at, _ in found)), array("q", (i for _, i in found)))
+        return sf_id("003", index + 1)
+
     def converted_leads_between(self, low_ms: int, high_ms: int) -> list[int]:
         """Indexes of converted Leads whose conversion lies in [low_ms, high_ms], ascending."""
         times, order = self._conversion_index()

@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import requests
 from crms import AS_OF, SalesforceDriver, sync
 
 from leadpulse.connectors.idempotency import task_token
 from leadpulse.connectors.salesforce import SalesforceConnector, parse_datetime, soql_datetime
-from leadpulse.connectors.settings import SalesforceSettings
+from leadpulse.connectors.settings import SalesforceAuth
 from leadpulse.core.clock import ScaledClock
 from leadpulse.core.contract import ConnectorContext, TaskPriority, TaskRequest
-from leadpulse.core.errors import AuthError
+from leadpulse.core.errors import AuthError, ConfigError
 from leadpulse.core.model import ContactKind
 from leadpulse.core.store.runs import RunOutcome
 from leadpulse.core.store.store import Store
 from leadpulse.sandbox import Sandbox
+from leadpulse.sandbox.salesforce_auth import route_salesforce_hosts
 from leadpulse.sandbox.salesforce_records import is_deleted, is_lead
 
 DRIVER = SalesforceDriver()
@@ -121,14 +124,6 @@ def test_salesforce_datetimes_read_and_written_in_its_own_forms():
     assert parse_datetime("2021-05-27").isoformat() == "2021-05-27T00:00:00+00:00"
 
 
-def test_the_password_flow_without_a_connected_app_is_refused_with_what_to_name(org):
-    tenant = DRIVER.tenant(org)
-    settings = tenant.crm.connection.model_copy(update={"client_id": None})
-    assert isinstance(settings, SalesforceSettings)
-    with pytest.raises(Exception, match="client_id"):
-        SalesforceConnector(ConnectorContext(tenant.name, settings, {"password": "x"}, clock=ScaledClock(1000)))
-
-
 def test_a_converted_lead_records_its_outcome_and_is_never_scored_or_written(org, tmp_path):
     converted = [org.crm.id_of(i) for i in range(org.crm.size)
                  if is_lead(i) and org.vendor.conversion_ms(i) is not None and not is_deleted(i, org.crm.tenant.size)]
@@ -153,3 +148,41 @@ def test_a_lead_status_leadpulse_wrote_is_the_status_the_next_read_sees(org, tmp
     now = datetime.now(UTC) + timedelta(seconds=1)  # after the writes, which moved the Leads' stamps
     read = {c.id: c.status for page in connect(org).pull("leads", None, started_at=now) for c in page.contacts}
     assert {cid: read[cid] for cid in moved} == moved
+
+
+@pytest.fixture
+def login_hosts_routed(org, monkeypatch):
+    """Sessions the connector makes reach the sandbox when simple-salesforce logs in at login.salesforce.com or the
+    org's My Domain, as the JWT bearer grant and SOAP login() do."""
+    real = requests.Session
+    monkeypatch.setattr(requests, "Session", lambda: route_salesforce_hosts(real(), org.base_url))
+
+
+def connect_with(sb: Sandbox, secrets: dict[str, str], **connection) -> SalesforceConnector:
+    """A connector logging in with other settings and secrets than the demo tenant file's."""
+    settings = DRIVER.tenant(sb).crm.connection.model_copy(update=connection)
+    return SalesforceConnector(ConnectorContext("demo-salesforce", settings, secrets, clock=ScaledClock(1000)))
+
+
+def test_the_jwt_bearer_grant_logs_in_with_the_connected_apps_key(org, login_hosts_routed):
+    key = Path(org.credentials["private_key_file"]).read_text()
+    connector = connect_with(org, {"private_key": key}, auth=SalesforceAuth.JWT, domain="login")
+    assert connector.owners()
+    assert org.stats.count("oauth.token") == 1
+
+
+def test_the_soap_login_takes_the_password_and_security_token_without_a_connected_app(org, login_hosts_routed):
+    creds = org.credentials
+    connector = connect_with(org, {"password": creds["password"], "security_token": creds["security_token"]},
+                             client_id=None, domain="login")
+    assert connector.owners()
+
+
+def test_a_soap_login_without_the_security_token_is_refused_naming_what_to_check(org, login_hosts_routed):
+    with pytest.raises(AuthError, match=r"INVALID_LOGIN.*security_token"):
+        connect_with(org, {"password": org.credentials["password"]}, client_id=None, domain="login")
+
+
+def test_the_password_login_without_a_connected_app_is_refused_from_api_65_where_soap_login_is_gone(org):
+    with pytest.raises(ConfigError, match="client_id"):
+        DRIVER.tenant(org, client_id=None, api_version="65.0")

@@ -192,3 +192,42 @@ def test_tasks_upserted_by_an_external_id_are_never_made_twice(org):
     assert len([t for t in org.crm.tasks() if t.attributes["subject"] == "Call them"]) == 1
     assert connector.find_tasks(["lp-demo-salesforce-k1", "lp-other"]) == {"lp-demo-salesforce-k1":
                                                                             first[0].remote_id}
+
+
+def test_a_lead_converted_between_runs_is_never_written_again_and_its_history_goes_on_as_its_contact(org, tmp_path):
+    clock = ScaledClock(1000)  # the sandbox stamps the conversion in real time
+    assert sync(DRIVER, org, tmp_path, clock).outcome is RunOutcome.SUCCEEDED
+    tenant = DRIVER.tenant(org)
+    with Store.open(tenant.store_path(tmp_path)) as store:
+        lead = max(live_leads(org, 200), key=lambda cid: len(store.activities(cid)))
+        touched = {a.id for a in store.activities(lead)}
+        history = [(h.at, h.new_total) for h in store.history(lead)]
+    assert touched and history
+    contact = org.vendor.convert_lead(lead)
+    writes = org.stats.count("composite.update")
+    second = sync(DRIVER, org, tmp_path, clock)
+    assert second.outcome is RunOutcome.SUCCEEDED and second.refused == 0, second.notes
+    with Store.open(tenant.store_path(tmp_path)) as store:
+        assert store.activities(lead) == []
+        assert touched <= {a.id for a in store.activities(contact)}
+        assert history == [(h.at, h.new_total) for h in store.history(contact)][:len(history)]
+        score = store.score(contact)
+        assert score is not None and store.contact(lead) is not None
+        gone = store.db.execute("SELECT gone FROM contacts WHERE id = ?", (lead,)).fetchone()[0]
+        assert gone == f"converted into Contact {contact}"
+    assert org.stats.count("composite.update") > writes  # the Contact was written
+    assert DRIVER.owned_values(org, contact)["Lead_Score__c"] == score.total
+
+
+def test_an_archived_task_is_read_and_still_scores(org, tmp_path):
+    assert sync(DRIVER, org, tmp_path).outcome is RunOutcome.SUCCEEDED
+    with Store.open(DRIVER.tenant(org).store_path(tmp_path)) as store:
+        bounces = store.db.execute(
+            "SELECT contact_id, json_extract(attributes, '$.IsArchived') FROM activities WHERE kind = 'email_bounce'"
+        ).fetchall()
+        archived_only = {cid for cid, archived in bounces if archived} - {cid for cid, archived in bounces
+                                                                          if not archived}
+        assert archived_only  # bounces Salesforce archived (over a year old), which `query` would not return
+        for cid in archived_only:
+            score = store.score(cid)
+            assert score is not None and "bounced" in {c["rule_id"] for c in score.contributions}
