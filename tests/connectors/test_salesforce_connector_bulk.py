@@ -64,6 +64,13 @@ def test_a_first_read_goes_to_bulk_only_above_the_tenants_size(org):
     assert org.stats.count("limits.recordCount") == 1  # one count for every object, once a run
 
 
+def test_a_big_first_read_goes_through_rest_when_the_org_has_no_bulk_query_jobs_left_today(org):
+    org.vendor.bulk_query_jobs_per_day = 0
+    connector = connect(org, **BULK)
+    assert read(connector, "leads") == read(connect(org), "leads")
+    assert org.stats.count("jobs.query.create") == 0
+
+
 def test_an_incremental_read_goes_through_rest_whatever_its_size(org):
     connector = connect(org, **BULK)
     cursor = json.dumps({"since": "2020-01-01T00:00:00.000Z"})
