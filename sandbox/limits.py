@@ -11,10 +11,15 @@ Time scale: windows run on a :class:`Clock` in *CRM seconds*. :class:`ScaledCloc
 budget that wants to match must use the same scaled clock. :class:`ManualClock` is for tests:
 it moves only when told to, so no test sleeps through a window.
 
+A window may be *scoped* (only calls admitted under that scope count against it: Pipedrive's API
+tokens and OAuth apps have burst windows of their own) and *fixed* (``resets_at``: its count empties
+at set clock times instead of rolling: a daily budget that renews at midnight).
+
 When limits are disabled, calls are still counted (the headers stay truthful) but never refused.
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -65,9 +70,16 @@ class Window:
     seconds: float
     routes: frozenset[str] | None = None
     costs: Mapping[str, int] = field(default_factory=dict)
+    scope: str | None = None
+    """Only calls admitted under this scope count against the window; None: every call."""
+    resets_at: float | None = None
+    """None: a rolling window. A clock time: a fixed window whose count empties at ``resets_at + k * seconds``."""
 
     def covers(self, route: str) -> bool:
         return self.routes is None or route in self.routes
+
+    def applies(self, route: str, scope: str | None) -> bool:
+        return self.covers(route) and (self.scope is None or self.scope == scope)
 
     def cost(self, route: str) -> int:
         return self.costs.get(route, 1)
@@ -126,6 +138,32 @@ class _RollingCount:
         return 0.0
 
 
+class _FixedCount:
+    """A count that empties at every ``resets_at + k * seconds``: a budget renewed at set times, not a rolling one."""
+
+    def __init__(self, seconds: float, resets_at: float):
+        self.seconds, self.resets_at = seconds, resets_at
+        self.period: int | None = None
+        self.total = 0
+
+    def _period(self, now: float) -> int:
+        return math.floor((now - self.resets_at) / self.seconds)
+
+    def used(self, now: float) -> int:
+        period = self._period(now)
+        if period != self.period:
+            self.period, self.total = period, 0
+        return self.total
+
+    def add(self, now: float, cost: int) -> None:
+        self.used(now)
+        self.total += cost
+
+    def frees_in(self, now: float, needed: int) -> float:
+        """Seconds until the next reset, which frees every unit at once."""
+        return self.resets_at + (self._period(now) + 1) * self.seconds - now
+
+
 class Limits:
     """Counts calls against a vendor's windows; refuses when one is full and limits are enabled."""
 
@@ -134,7 +172,7 @@ class Limits:
         self.enabled = enabled
         self._lock = threading.Lock()
         self._windows: dict[str, Window] = {}
-        self._counts: dict[str, _RollingCount] = {}
+        self._counts: dict[str, _RollingCount | _FixedCount] = {}
         for window in windows:
             self._install(window)
 
@@ -167,13 +205,13 @@ class Limits:
             for window in self._windows.values():
                 self._install(window)
 
-    def admit(self, route: str) -> Verdict:
-        """Count one call to ``route``; refused calls count against nothing."""
+    def admit(self, route: str, scope: str | None = None) -> Verdict:
+        """Count one call to ``route`` made under ``scope``; refused calls count against nothing."""
         with self._lock:
             now = self.clock.now()
             states, refusal = [], None
             for window in self._windows.values():
-                if not window.covers(route):
+                if not window.applies(route, scope):
                     continue
                 count, cost = self._counts[window.name], window.cost(route)
                 used = count.used(now)
@@ -211,4 +249,5 @@ class Limits:
 
     def _install(self, window: Window) -> None:
         self._windows[window.name] = window
-        self._counts[window.name] = _RollingCount(window.seconds)
+        self._counts[window.name] = (_RollingCount(window.seconds) if window.resets_at is None
+                                     else _FixedCount(window.seconds, window.resets_at))

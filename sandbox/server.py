@@ -92,8 +92,9 @@ accepts ``Authorization: Bearer <token>`` for any valid token and otherwise rais
 ``x-api-token`` header or ``api_token`` query; Salesforce: a JSON array body).
 
 Rate limits: :meth:`Vendor.windows` declares them; before each ``limited=True`` route the server
-admits the call, raises ``self.throttled(verdict)`` when refused, and adds
-``self.limit_headers(verdict)`` to every answer of a limited route. A window's ``costs`` map
+admits the call (under :meth:`Vendor.limit_scope`, for windows with a ``scope``), raises
+``self.throttled(verdict)`` when refused, and adds ``self.limit_headers(verdict)`` to every answer of a
+limited route. A window's ``costs`` map
 route names to token costs (Pipedrive).
 
 Faults need nothing from a vendor module: the server applies them before the handler runs
@@ -281,6 +282,10 @@ class Vendor:
     def limit_headers(self, verdict: Verdict) -> dict[str, str]:
         return {}
 
+    def limit_scope(self, request: Request) -> str | None:
+        """The scope this authenticated call counts under (``Window.scope``); None: unscoped windows only."""
+        return None
+
     def contact_index(self, contact_id: str) -> int:
         """The index of a contact named on the wire; the vendor's 404 when there is none."""
         try:
@@ -382,7 +387,7 @@ class Dispatcher:
                 vendor.authenticate(request)
                 vendor.faults.authenticated_call()
             if route_.limited:
-                verdict = self.limits.admit(route_.name)
+                verdict = self.limits.admit(route_.name, vendor.limit_scope(request))
                 if not verdict.allowed:
                     raise vendor.throttled(verdict)
             response = as_response(getattr(vendor, route_.handler_name)(request))
