@@ -715,6 +715,9 @@ class SalesforceConnector(Connector):
                                  "record; what it carried out is looked up before anything is sent again")
         return list(answers)
 
+    def creates_tasks_once(self) -> bool:
+        return bool(self.settings.task_external_id)  # upserted by it: a second call finds the first task
+
     def find_tasks(self, keys: Sequence[str]) -> dict[str, str]:
         """The tasks holding these keys' tokens, in the tenant's Task External ID field or at the end of their
         subjects: one ``queryAll`` per 200 keys (deleted tasks count: one a person deleted is not made again)."""

@@ -316,11 +316,16 @@ class Connector(abc.ABC):
     def find_tasks(self, keys: Sequence[str]) -> Mapping[str, str]:
         """The CRM ids of the tasks among idempotency `keys` (at most `task_batch_size`) the CRM already holds, by
         key, in as few calls as the CRM allows (one where it can). Every batch of tasks is looked up before it is
-        created, so a task the store forgot (restored from an older copy) is not made twice, and an unknown
-        outcome is settled in the same run.
+        created (unless `creates_tasks_once`), so a task the store forgot (restored from an older copy) is not made
+        twice, and an unknown outcome is settled in the same run.
 
         :raises TransientError: if retries run out.
         """
+
+    def creates_tasks_once(self) -> bool:
+        """True when `create_tasks` cannot make a second task for a key whatever happens (an upsert by the key):
+        then no look-up comes before creating, and an unknown outcome is settled by sending the task again."""
+        return False
 
     def lookup_lag(self) -> timedelta:
         """How long after a task is created `find_tasks` may still miss it (a CRM search indexes writes late): a task

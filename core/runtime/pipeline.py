@@ -264,9 +264,10 @@ def create_missing_tasks(connector: Connector, tasks: Sequence[TaskRequest]) -> 
 
     The batch's keys are looked up first, so a task whose creation the store forgot (a store restored from an older
     copy) is found, not made twice; an answer lost while creating is settled by a second look-up at once, and what
-    that does not find stays unknown, to be looked up again by the next run.
+    that does not find stays unknown, to be looked up again by the next run. A connector that `creates_tasks_once`
+    needs no look-up first: the CRM itself keeps a key to one task.
     """
-    held = connector.find_tasks([task.key for task in tasks])
+    held: Mapping[str, str] = {} if connector.creates_tasks_once() else connector.find_tasks([t.key for t in tasks])
     results = {key: WriteResult(key, True, remote_id=remote_id) for key, remote_id in held.items()}
     fresh = [task for task in tasks if task.key not in held]
     if fresh:

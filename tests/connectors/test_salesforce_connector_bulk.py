@@ -238,3 +238,18 @@ def test_an_archived_task_is_read_and_still_scores(org, tmp_path):
         for cid in archived_only:
             score = store.score(cid)
             assert score is not None and "bounced" in {c["rule_id"] for c in score.contributions}
+
+
+def test_tasks_upserted_by_an_external_id_need_no_look_up_and_a_rebuilt_store_makes_none_twice(org, tmp_path):
+    org.vendor.add_custom_field("Task", "Leadpulse_Key__c", "string", external_id=True)
+    tenant = DRIVER.tenant(org, task_external_id="Leadpulse_Key__c")
+    top = tenant.scoring.bands[-1].name  # a task on entering the top band, whoever decides it
+    tenant = tenant.model_copy(update={"tasks": tenant.tasks.model_copy(update={"on_bands": (top,)})})
+    clock = ScaledClock(1000)  # the sandbox stamps leadpulse's writes in real time: the rebuilt store reads them
+    first = sync(DRIVER, org, tmp_path / "lost", clock, tenant=tenant)
+    assert first.outcome is RunOutcome.SUCCEEDED and first.tasks > 0
+    assert org.stats.count("queryAll") == 4  # Lead, Contact, Task and Event: no look-up of tasks by key
+    rebuilt = sync(DRIVER, org, tmp_path / "rebuilt", clock, tenant=tenant)  # every task owed again
+    assert rebuilt.outcome is RunOutcome.SUCCEEDED and rebuilt.tasks == first.tasks
+    per_contact = Counter(contact for contact, _ in DRIVER.tasks(org))
+    assert sum(per_contact.values()) == first.tasks and max(per_contact.values()) == 1
