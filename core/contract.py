@@ -324,7 +324,7 @@ class Connector(abc.ABC):
 
     def creates_tasks_once(self) -> bool:
         """True when `create_tasks` cannot make a second task for a key whatever happens (an upsert by the key):
-        then no look-up comes before creating, and an unknown outcome is settled by sending the task again."""
+        then no look-up comes before creating (an unknown outcome is still looked up, as for any connector)."""
         return False
 
     def lookup_lag(self) -> timedelta:
