@@ -22,10 +22,10 @@ Three runs are measured by the sandbox's own count of calls (``/_sandbox/stats``
    created), and should write nothing.
 3. a quiet run with nothing changed: at most one call per object pulled, besides the login, and no writes.
 
-Tasks are looked up before they are created, by default through a token at the end of their subjects: 200 ``Subject
-LIKE '%[token]'`` terms a query, which the sandbox answers by reading every Task once per term (over 900,000 Tasks,
-more than 15 minutes a query, past the connector's 30 s timeout). On a large org, name a Task External ID field with
---task-external-id: the helper makes it and the tenant upserts and looks up tasks by it (``IN``, one pass).
+Tasks are upserted by a Task External ID field (Leadpulse_Key__c, which the helper makes), as a large org should
+run: an upsert cannot make a second task, so no look-up comes before creating. --subject-tokens runs the tenant file
+as shipped instead: the key ends each task's subject, and each batch of 200 tasks is first looked up by one query of
+200 ``Subject LIKE '%[token]'`` terms, one call more per batch than the floor.
 """
 
 from __future__ import annotations
@@ -358,9 +358,12 @@ def options() -> argparse.Namespace:
                         help="person objects the tenant scores (default: the tenant file's, Lead)")
     parser.add_argument("--bulk-pull-above", type=int, help="crm.connection.bulk_pull_above (default 50,000)")
     parser.add_argument("--bulk-write-above", type=int, help="crm.connection.bulk_write_above (default 10,000)")
-    parser.add_argument("--task-external-id", metavar="FIELD",
-                        help="crm.connection.task_external_id: a Task External ID field (Leadpulse_Key__c) the "
-                             "helper makes; tasks are upserted and looked up by it, else by a token in their subject")
+    parser.add_argument("--task-external-id", metavar="FIELD", default="Leadpulse_Key__c",
+                        help="crm.connection.task_external_id: a Task External ID field the helper makes; tasks are "
+                             "upserted and looked up by it (default: %(default)s)")
+    parser.add_argument("--subject-tokens", dest="task_external_id", action="store_const", const=None,
+                        help="no Task External ID: tasks carry their key at the end of their subject, as the demo "
+                             "tenant file ships, and each batch of 200 is looked up before it is created")
     parser.add_argument("--serve-org", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--field", action="append", default=[], help=argparse.SUPPRESS)
     return parser.parse_args()
