@@ -9,10 +9,11 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from leadpulse.core.config.tenant import TenantConfig
+from leadpulse.core.config.tenant import Output, TenantConfig
 from leadpulse.core.contract import PropertyWrite, TaskRequest
 from leadpulse.core.engine.scoring import ActivityRow, Engine, ScoreCard, StatusChange, fingerprint_of
 from leadpulse.core.model import Contact, ContactKind, Lifecycle
+from leadpulse.core.store.outbox import WritePriority
 from leadpulse.core.store.store import PriorScore, Store
 
 
@@ -27,6 +28,8 @@ class Decision:
     task_event: str | None
     #: the card equals the saved score and nothing new is owed to the CRM
     unchanged: bool = False
+    #: how far the total moved from the score last queued for the CRM (see `score_move`)
+    score_move: float = 0.0
 
 
 _UNSET = object()
@@ -63,7 +66,28 @@ def decide(
         before is not None and not changed and (status is None or status.to.value == before.status)
         and before.same_card(card)
     )
-    return Decision(card, status, changed, {**written, **values} if changed else written, event, same)
+    return Decision(card, status, changed, {**written, **values} if changed else written, event, same,
+                    score_move(tenant, card.total, before, written))
+
+
+def score_move(tenant: TenantConfig, total: float, before: PriorScore | None, written: Mapping[str, Any]) -> float:
+    """How far `total` is from the score last queued for the CRM (`written` holds its values as last queued), or
+    from the saved total when the tenant writes no score; a contact never scored before moves by its whole score."""
+    if before is None:
+        return abs(total)
+    name = tenant.writeback.properties.get(Output.SCORE)
+    last = written.get(name) if name else None
+    if isinstance(last, bool) or not isinstance(last, int | float):
+        last = before.total
+    return abs(total - last)
+
+
+def write_priority(tenant: TenantConfig, decision: Decision) -> WritePriority:
+    """How much a decision's write matters to a push that cannot afford every write: whether it carries the
+    lifecycle status (see `WritePriority`), and its score move."""
+    status = tenant.writeback.status_property
+    carries = bool(status and tenant.writeback.write_status and status in decision.changed)
+    return WritePriority(carries, decision.score_move)
 
 
 _NOTHING: Mapping[str, Any] = MappingProxyType({})

@@ -17,9 +17,17 @@ from leadpulse.core.config.tenant import TenantConfig
 from leadpulse.core.engine.rules import ScoringConfig
 from leadpulse.core.engine.scoring import Engine, ScoreCard
 from leadpulse.core.model import Contact, ContactKind
-from leadpulse.core.runtime.decisions import Decision, decide, decisions_fingerprint, property_write, task_request
+from leadpulse.core.runtime.decisions import (
+    Decision,
+    decide,
+    decisions_fingerprint,
+    property_write,
+    task_request,
+    write_priority,
+)
 from leadpulse.core.runtime.run import NO_PROGRESS, Progress, stopping
 from leadpulse.core.runtime.workers import in_workers
+from leadpulse.core.store.outbox import WritePriority
 from leadpulse.core.store.runs import RunCounts
 from leadpulse.core.store.store import PriorScore, Store, history_row, iso, score_rows
 
@@ -79,8 +87,8 @@ class ChunkVerdict:
     scores: list[tuple[Any, ...]]
     #: the contacts scored again to the very result saved before (left out with a `span`, which implies them)
     unchanged: list[str]
-    #: (contact id, contact kind, the CRM values that changed)
-    writes: list[tuple[str, ContactKind, Mapping[str, Any]]]
+    #: (contact id, contact kind, the CRM values that changed, how much the write matters)
+    writes: list[tuple[str, ContactKind, Mapping[str, Any], WritePriority]]
     #: the decisions that call for a task, with their contacts
     tasks: list[tuple[Contact, Decision]]
     #: ``(after, through)`` when the chunk is every contact with an id in that range (a full rescore)
@@ -140,13 +148,13 @@ class ScoringJob:
         statuses: dict[str, str] = {}
         written: dict[str, Mapping[str, Any]] = {}
         unchanged: list[str] = []
-        writes: list[tuple[str, ContactKind, Mapping[str, Any]]] = []
+        writes: list[tuple[str, ContactKind, Mapping[str, Any], WritePriority]] = []
         tasks: list[tuple[Contact, Decision]] = []
         history: list[tuple[Any, ...]] = []
         as_of = iso(self.as_of)
         for contact, decision, before in decided:
             if decision.changed:
-                writes.append((contact.id, contact.kind, decision.changed))
+                writes.append((contact.id, contact.kind, decision.changed, write_priority(self.tenant, decision)))
             if decision.task_event:
                 tasks.append((contact, decision))
             if decision.unchanged:
@@ -180,7 +188,10 @@ class ScoringJob:
                               fingerprint=self.engine.fingerprint,
                               as_of=self.as_of, decided_under=self.decisions, span=verdict.span,
                               history=verdict.history)
-            store.outbox.put_writes([property_write(self.tenant, *write) for write in verdict.writes], self.run_id)
+            queued = [(property_write(self.tenant, contact_id, kind, values), priority)
+                      for contact_id, kind, values, priority in verdict.writes]
+            store.outbox.put_writes([write for write, _ in queued], self.run_id,
+                                    {write.key: priority for write, priority in queued})
             tasks = [task_request(store, self.tenant, contact, decision) for contact, decision in verdict.tasks]
             store.outbox.put_tasks(tasks, self.run_id)
 

@@ -129,8 +129,25 @@ MERGED_CONTACTS = Migration(
     ),
 )
 
+PUSH_PRIORITY = Migration(
+    "push_priority",
+    (
+        # What a push that cannot afford every write ranks a pending write by: whether it carries a lifecycle
+        # status change, and how far the score moved from the one last queued for the CRM. Rows queued before this
+        # migration rank last (no status change, no move).
+        "ALTER TABLE outbox ADD COLUMN status_change INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE outbox ADD COLUMN score_move REAL NOT NULL DEFAULT 0",
+        # Partial, so it costs nothing for done rows; a ranked push reads its next batch off it instead of sorting
+        # every pending write a batch.
+        """CREATE INDEX outbox_pending_rank ON outbox (status_change, score_move DESC)
+           WHERE kind = 'write' AND state = 'pending'""",
+        # The writes and tasks a run left owed for want of the CRM's budget (planned: neither tried nor refused).
+        "ALTER TABLE runs ADD COLUMN deferred INTEGER NOT NULL DEFAULT 0",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
-    INITIAL, CRM_FACTS, DECIDED_UNDER, RUN_ACCOUNTING, API_CALLS, CONTACTS_GONE, MERGED_CONTACTS,
+    INITIAL, CRM_FACTS, DECIDED_UNDER, RUN_ACCOUNTING, API_CALLS, CONTACTS_GONE, MERGED_CONTACTS, PUSH_PRIORITY,
 )
 
 

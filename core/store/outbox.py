@@ -5,6 +5,9 @@ queues one twice. Property writes are keyed per contact: a newer write for a con
 still pending is merged into it, so the CRM gets the latest values once. Tasks are keyed by their idempotency
 key and queued at most once. A row that keeps failing is parked after `max_attempts` and left for an operator.
 
+A write also keeps its `WritePriority`, by which a push that cannot afford every write ranks it (see
+`Outbox.ranked_writes`); a write merged into an undelivered one keeps the higher priority of the two.
+
 States::
 
     pending  --push ok-->  done (with the CRM's id)
@@ -44,6 +47,36 @@ class OutboxState(StrEnum):
 DEFAULT_MAX_ATTEMPTS = 5
 
 
+@dataclass(frozen=True, slots=True)
+class WritePriority:
+    """How much a queued write matters when a push cannot afford them all: whether it carries a lifecycle status
+    change, and how far the contact's score moved from the score last queued for the CRM."""
+
+    status_change: bool = False
+    score_move: float = 0.0
+
+
+#: the priority of a write queued without one: it ranks after every status change and every score move
+LOWEST = WritePriority()
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """The pending rows a run has not tried yet, as a ranked push plans them."""
+
+    status_writes: int = 0
+    tasks: int = 0
+    other_writes: int = 0
+
+    @property
+    def writes(self) -> int:
+        return self.status_writes + self.other_writes
+
+    @property
+    def total(self) -> int:
+        return self.writes + self.tasks
+
+
 def _encode(payload: dict[str, Any]) -> str:
     """A row's payload as JSON text with sorted keys (a full rescore queues a row per contact: orjson, not json)."""
     return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS).decode()
@@ -62,9 +95,12 @@ class Outbox:
 
     # queueing -------------------------------------------------------------------------------------------
 
-    def put_writes(self, writes: Sequence[PropertyWrite], run_id: int | None) -> None:
+    def put_writes(self, writes: Sequence[PropertyWrite], run_id: int | None,
+                   priorities: Mapping[str, WritePriority] | None = None) -> None:
         """Queue property writes, merging each into its key's row if that one was never delivered (pending or
-        parked): the values it still owes the CRM go out with the new ones."""
+        parked): the values it still owes the CRM go out with the new ones, and the row keeps the higher of the
+        two priorities (a status change still owed stays owed; the larger score move counts). `priorities` gives
+        each write's by key; a write without one gets `LOWEST`."""
         if not writes:
             return
         pending = self._undelivered_payloads([w.key for w in writes])
@@ -74,15 +110,22 @@ class Outbox:
             values = dict(pending.get(write.key, {}).get("values", {}))
             values.update(write.values)
             payload = {"contact_kind": write.contact_kind.value, "values": values}
-            rows.append((write.key, write.contact_id, _encode(payload), run_id, now))
+            priority = (priorities or {}).get(write.key, LOWEST)
+            rows.append((write.key, write.contact_id, _encode(payload), run_id, now, int(priority.status_change),
+                         priority.score_move))
         # A merged pending row keeps its attempts (the CRM refused part of it already); a done or parked row starts
-        # over.
+        # over, its values and priority merged all the same when it was parked (never delivered).
         self.db.conn.executemany(
-            """INSERT INTO outbox (key, kind, contact_id, payload, state, attempts, created_run, updated_at)
-               VALUES (?, 'write', ?, ?, 'pending', 0, ?, ?)
+            """INSERT INTO outbox (key, kind, contact_id, payload, state, attempts, created_run, updated_at,
+                                   status_change, score_move)
+               VALUES (?, 'write', ?, ?, 'pending', 0, ?, ?, ?, ?)
                ON CONFLICT (key) DO UPDATE SET
                  payload = excluded.payload, updated_at = excluded.updated_at,
                  attempts = CASE WHEN outbox.state = 'pending' THEN outbox.attempts ELSE 0 END,
+                 status_change = CASE WHEN outbox.state IN ('pending', 'parked')
+                   THEN max(outbox.status_change, excluded.status_change) ELSE excluded.status_change END,
+                 score_move = CASE WHEN outbox.state IN ('pending', 'parked')
+                   THEN max(outbox.score_move, excluded.score_move) ELSE excluded.score_move END,
                  state = 'pending', error = CASE WHEN outbox.state = 'pending' THEN outbox.error END,
                  last_run = CASE WHEN outbox.state = 'pending' THEN outbox.last_run END""",
             rows,
@@ -129,6 +172,30 @@ class Outbox:
         row = self.db.execute("SELECT count(*) FROM outbox WHERE kind = ? AND state = ? AND last_run IS NOT ?",
                               (OutboxKind.WRITE.value, OutboxState.PENDING.value, run_id)).fetchone()
         return int(row[0])
+
+    def ranked_writes(self, limit: int, run_id: int | None, *, status_change: bool) -> list[PropertyWrite]:
+        """Up to `limit` pending writes not yet tried in run `run_id` that carry a lifecycle status change (or, with
+        `status_change` false, that do not), largest score move first, then oldest."""
+        # The literal kind and state let SQLite walk the partial index `outbox_pending_rank` in its order.
+        rows = self.db.execute(
+            """SELECT key, contact_id, payload FROM outbox
+               WHERE kind = 'write' AND state = 'pending' AND status_change = ? AND last_run IS NOT ?
+               ORDER BY score_move DESC, rowid LIMIT ?""",
+            (int(status_change), run_id, limit),
+        ).fetchall()
+        return [_write(*row) for row in rows]
+
+    def due(self, run_id: int | None) -> Due:
+        """How many pending writes (with a status change, and without) and tasks run `run_id` has not tried yet."""
+        rows = self.db.execute(
+            """SELECT kind, status_change, count(*) FROM outbox
+               WHERE kind IN ('write', 'task') AND state = 'pending' AND last_run IS NOT ?
+               GROUP BY kind, status_change""",
+            (run_id,),
+        )
+        counts = Counter({(kind, bool(status)): n for kind, status, n in rows})  # a task carries no status change
+        return Due(status_writes=counts["write", True], tasks=counts["task", False],
+                   other_writes=counts["write", False])
 
     def pending_tasks(self, limit: int, run_id: int | None) -> list[TaskRequest]:
         """Up to `limit` pending tasks not yet tried in run `run_id`, oldest first."""
