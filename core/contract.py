@@ -130,6 +130,31 @@ class WriteResult:
     permanent: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class PushCapacity:
+    """What one run's push can still afford of a budget the CRM counts its calls against: `units` left, and what
+    one write (`write_cost`) and one task (`task_cost`) take of them, in the same unit. Pipedrive, for one: the
+    tokens left of its daily budget, and the tokens a person update and an activity create cost.
+
+    A cost is all the item takes, look-ups included, rounded up to whole units. `budget` names what is counted and
+    `unit` its unit (plural), as the run's note about what the push deferred says them ("the CRM's daily token
+    budget leaves 1,200 tokens").
+
+    :raises ValueError: if `units` is negative or a cost is below 1.
+    """
+
+    units: int
+    write_cost: int = 1
+    task_cost: int = 1
+    budget: str = "the CRM's budget"
+    unit: str = "units"
+
+    def __post_init__(self) -> None:
+        if self.units < 0 or self.write_cost < 1 or self.task_cost < 1:
+            raise ValueError(f"a push capacity needs units >= 0 and costs >= 1, not units={self.units}, "
+                             f"write_cost={self.write_cost}, task_cost={self.task_cost}")
+
+
 def _unobserved(status: int) -> None:
     pass
 
@@ -326,6 +351,21 @@ class Connector(abc.ABC):
         """True when `create_tasks` cannot make a second task for a key whatever happens (an upsert by the key):
         then no look-up comes before creating (an unknown outcome is still looked up, as for any connector)."""
         return False
+
+    def push_capacity(self) -> PushCapacity | None:
+        """What this run's push can still afford, asked once a run right before writes and tasks are sent, after
+        `ensure_properties` and the look-up of tasks whose outcome was unknown (which may have spent some of it),
+        and only when something is due.
+
+        :returns: None (the default) when the CRM sets no budget a push must fit: everything due is sent, writes
+            then tasks, oldest first. Otherwise the units left and what a write and a task cost: the push sends what
+            they afford, in this order: the writes that carry a lifecycle status change, then the tasks, then the
+            other writes, largest score move first; the rest stays in the outbox, untried and unrefused, for the
+            next run, and the run counts and notes it as deferred. A deferral is planned, not a failure: it leaves
+            the run's outcome as it is.
+        :raises TransientError: if the CRM is asked and retries run out.
+        """
+        return None
 
     def lookup_lag(self) -> timedelta:
         """How long after a task is created `find_tasks` may still miss it (a CRM search indexes writes late): a task

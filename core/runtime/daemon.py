@@ -332,6 +332,8 @@ class Daemon:
         details = f"; error: {summary.error}" if summary.error else ""
         if summary.notes:
             details += "; first skipped or refused: " + " | ".join(summary.notes)
+        if summary.deferral:
+            details += f"; {summary.deferral}"
         log.log(
             logging.WARNING if summary.error or summary.outcome is RunOutcome.PARTIAL else logging.INFO,
             "run %s: %s in %.2fs%s", outcome, counts, summary.seconds, details + note,

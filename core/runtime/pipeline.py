@@ -3,7 +3,9 @@
     pull      each stream from its cursor; every page stored with its cursor in one transaction
     score     the contacts whose inputs changed (all of them with ``full``, or when the rules changed, or when
               a score's `valid_until` passed): a scoring pass (`leadpulse.core.runtime.scoring_pass`)
-    push      the outbox drained in the connector's batch sizes; rows settled with the CRM's ids or errors
+    push      the outbox drained in the connector's batch sizes; rows settled with the CRM's ids or errors; when
+              the CRM's budget cannot afford it all, what matters most first and the rest deferred to the next
+              run (`leadpulse.core.runtime.push_plan`): a deferral leaves the run's outcome as it is
 
 Every run holds the tenant's run lock and leaves a row in the store's ``runs`` table, however it ends.
 """
@@ -26,6 +28,8 @@ from leadpulse.core.contract import (
     Connector,
     ConnectorContext,
     ConnectorFactory,
+    PropertyWrite,
+    PushCapacity,
     TaskRequest,
     WriteResult,
     connector_class,
@@ -34,8 +38,10 @@ from leadpulse.core.engine.rules import ScoringConfig
 from leadpulse.core.engine.scoring import Engine
 from leadpulse.core.errors import ConnectorError, UnknownConnector
 from leadpulse.core.runtime import logs, metrics
+from leadpulse.core.runtime.push_plan import at_most, plan_push
 from leadpulse.core.runtime.run import NO_PROGRESS, Progress, Run, RunSummary, recorded_run, stopping
 from leadpulse.core.runtime.scoring_pass import score_contacts, scoring_workers
+from leadpulse.core.store.outbox import Due
 from leadpulse.core.store.runs import RunCounts, RunOutcome
 from leadpulse.core.store.store import Store
 
@@ -213,21 +219,70 @@ def push(
     stop: threading.Event | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> None:
-    """Send the outbox: make sure properties exist, settle tasks whose outcome is unknown, then drain."""
+    """Send the outbox: make sure properties exist, settle tasks whose outcome is unknown, then drain it: all of
+    it, writes then tasks, oldest first, unless the connector's `push_capacity` says the CRM's budget cannot
+    afford that (see `push_within`)."""
     outbox = store.outbox
     if outbox.pending_writes(1, run.id) or outbox.pending_tasks(1, run.id) or outbox.sending_tasks():
         connector.ensure_properties(tenant.property_specs())
     settle_unknown_tasks(connector, store, run)
-    progress.step("push writes")
-    drain(
-        lambda n: store.outbox.pending_writes(n, run.id), connector.write_properties,
-        connector.write_batch(outbox.count_pending_writes(run.id)),
-        store, run, stop, counts=lambda accepted, refused: RunCounts(written=accepted, refused=refused),
-        progress=progress,
-    )
+    due = outbox.due(run.id)
+    capacity = connector.push_capacity() if due.total else None
+    if capacity is not None:
+        push_within(capacity, due, connector, store, run, stop=stop, progress=progress)
+        return
+    batch = connector.write_batch(due.writes)
+    send_writes(connector, store, run, lambda n: outbox.pending_writes(n, run.id), batch, stop, progress)
+    send_tasks(connector, store, run, lambda n: outbox.pending_tasks(n, run.id), stop, progress)
+
+
+def push_within(
+    capacity: PushCapacity,
+    due: Due,
+    connector: Connector,
+    store: Store,
+    run: Run,
+    *,
+    stop: threading.Event | None = None,
+    progress: Progress = NO_PROGRESS,
+) -> None:
+    """Send what `capacity` affords of what is `due`: the writes that carry a status change, then the tasks, then
+    the other writes, largest score move first (see `plan_push`). What it cannot afford stays pending, untried, for
+    the next run: counted in the run as deferred, and said why in its summary and its log."""
+    plan = plan_push(capacity, due)
+    if plan.deferred:
+        run.count(RunCounts(deferred=plan.deferred))
+        run.deferral = plan.note(capacity)
+        log.info("%s", run.deferral)
+    outbox = store.outbox
+    batch = connector.write_batch(plan.status_writes + plan.other_writes)
+    send_writes(connector, store, run,
+                at_most(plan.status_writes, lambda n: outbox.ranked_writes(n, run.id, status_change=True)),
+                batch, stop, progress, step="push status changes")
+    send_tasks(connector, store, run, at_most(plan.tasks, lambda n: outbox.pending_tasks(n, run.id)), stop, progress)
+    send_writes(connector, store, run,
+                at_most(plan.other_writes, lambda n: outbox.ranked_writes(n, run.id, status_change=False)),
+                batch, stop, progress, step="push score changes")
+
+
+def send_writes(
+    connector: Connector, store: Store, run: Run, fetch: Callable[[int], Sequence[PropertyWrite]], batch_size: int,
+    stop: threading.Event | None, progress: Progress, *, step: str = "push writes",
+) -> None:
+    """Drain the writes `fetch` hands out, `batch_size` a call."""
+    progress.step(step)
+    drain(fetch, connector.write_properties, batch_size, store, run, stop,
+          counts=lambda accepted, refused: RunCounts(written=accepted, refused=refused), progress=progress)
+
+
+def send_tasks(
+    connector: Connector, store: Store, run: Run, fetch: Callable[[int], Sequence[TaskRequest]],
+    stop: threading.Event | None, progress: Progress,
+) -> None:
+    """Drain the tasks `fetch` hands out, each batch looked up by key before it is created."""
     progress.step("push tasks")
     drain(
-        lambda n: with_known_owners(store.outbox.pending_tasks(n, run.id), store.crm_fact(OWNERS)),
+        lambda n: with_known_owners(fetch(n), store.crm_fact(OWNERS)),
         lambda tasks: create_missing_tasks(connector, tasks), connector.task_batch_size,
         store, run, stop, counts=lambda accepted, refused: RunCounts(tasks=accepted, refused=refused),
         mark_sending=True, progress=progress,

@@ -40,6 +40,8 @@ class RunSummary(RunCounts):
     steps: Mapping[str, float] = field(default_factory=dict)
     #: the first records the run skipped and the first writes the CRM refused, each with its place and reason
     notes: tuple[str, ...] = ()
+    #: how many writes and tasks the push deferred to the next run and why (see `RunCounts.deferred`), if it did
+    deferral: str | None = None
 
 
 def stopping(stop: threading.Event | None) -> bool:
@@ -84,6 +86,8 @@ class Run:
     steps: dict[str, float] = field(default_factory=dict)
     #: see `RunSummary.notes`
     notes: list[str] = field(default_factory=list)
+    #: see `RunSummary.deferral`
+    deferral: str | None = None
 
     def count(self, counts: RunCounts) -> None:
         """Add `counts` to what the run did so far."""
@@ -105,7 +109,7 @@ class Run:
     def summary(self) -> RunSummary:
         seconds = round(time.perf_counter() - self.started_real, 3)
         return RunSummary(self.tenant, self.id, self.outcome, seconds, self.error, dict(self.steps),
-                          tuple(self.notes), **self.counts.as_dict())
+                          tuple(self.notes), self.deferral, **self.counts.as_dict())
 
 
 @contextlib.contextmanager

@@ -35,6 +35,9 @@ class RunCounts:
     tasks: int = 0
     #: writes and tasks the CRM refused (each kept in the outbox with its reason, and tried again next run)
     refused: int = 0
+    #: writes and tasks a push left in the outbox for the next run because the CRM's budget could not afford them
+    #: this run (planned: neither tried nor refused, and no fault of the run's; see `Connector.push_capacity`)
+    deferred: int = 0
     #: API calls made, and how many of them were answered 429
     api_calls: int = 0
     rate_limited: int = 0
