@@ -143,10 +143,10 @@ class FileConnector(Connector):
                 })
         return [WriteResult(task.key, True, remote_id=task.key) for task in tasks]
 
-    def find_tasks(self, keys: Sequence[str]) -> dict[str, str]:
+    def find_tasks(self, tasks: Sequence[TaskRequest]) -> dict[str, str]:
         if not self.tasks_path.exists():
             return {}
-        wanted = set(keys)
+        wanted = {task.key for task in tasks}
         with open(self.tasks_path, newline="", encoding="utf-8") as handle:
             return {row["key"]: row["key"] for row in csv.DictReader(handle) if row["key"] in wanted}
 

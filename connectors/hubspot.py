@@ -572,9 +572,9 @@ class HubSpotConnector(Connector):
         # keyed tasks are read themselves; a search trails the writes by as much as the pull's look-back covers
         return timedelta(0) if self._keyed else timedelta(seconds=self.settings.lookback_seconds)
 
-    def find_tasks(self, keys: Sequence[str]) -> dict[str, str]:
+    def find_tasks(self, tasks: Sequence[TaskRequest]) -> dict[str, str]:
         """One batch read by `TASK_KEY` per 100 keys; without it, one search per five keys."""
-        tokens = {task_token(key): key for key in keys}
+        tokens = {task_token(task.key): task.key for task in tasks}
         found: dict[str, str] = {}
         if self._keyed:
             for chunk in chunked(list(tokens), self.task_batch_size):

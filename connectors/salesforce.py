@@ -68,7 +68,7 @@ log = logging.getLogger("leadpulse.salesforce")
 
 #: records a collections call takes (Salesforce's own limit)
 COLLECTION_SIZE = 200
-#: task tokens one look-up query matches: 200 subject filters keep its URL near 10 KB, under the 16 KB Salesforce takes
+#: tasks one look-up query finds: 200 people (or External IDs) keep its URL near 6 KB, under the 16 KB Salesforce takes
 TOKENS_PER_LOOKUP = 200
 SUBJECT_LENGTH = 255
 #: rows a REST query page holds at most (``Sforce-Query-Options: batchSize``), and rows a stored page holds
@@ -718,17 +718,20 @@ class SalesforceConnector(Connector):
     def creates_tasks_once(self) -> bool:
         return bool(self.settings.task_external_id)  # upserted by it: a second call finds the first task
 
-    def find_tasks(self, keys: Sequence[str]) -> dict[str, str]:
-        """The tasks holding these keys' tokens, in the tenant's Task External ID field or at the end of their
-        subjects: one ``queryAll`` per 200 keys (deleted tasks count: one a person deleted is not made again)."""
-        tokens = {task_token(key): key for key in keys}
+    def find_tasks(self, tasks: Sequence[TaskRequest]) -> dict[str, str]:
+        """The tasks holding these tasks' tokens, in the tenant's Task External ID field or at the end of their
+        subjects: one ``queryAll`` per 200 tasks (deleted tasks count: one a person deleted is not made again). A
+        subject look-up reads the keyed tasks of the tasks' people (``WhoId``, an indexed field, so Salesforce need
+        not scan every Task's subject) and matches their tokens here."""
         field = self.settings.task_external_id
         found: dict[str, str] = {}
-        for chunk in chunked(list(tokens), TOKENS_PER_LOOKUP):
+        for chunk in chunked(list(tasks), TOKENS_PER_LOOKUP):
+            tokens = {task_token(task.key): task.key for task in chunk}
             if field:
-                soql = f"SELECT Id, {field} FROM Task WHERE {field} IN ({', '.join(map(soql_string, chunk))})"
+                soql = f"SELECT Id, {field} FROM Task WHERE {field} IN ({', '.join(map(soql_string, tokens))})"
             else:
-                soql = "SELECT Id, Subject FROM Task WHERE " + " OR ".join(f"Subject LIKE '%[{t}]'" for t in chunk)
+                people = ", ".join(sorted({soql_string(task.contact_id) for task in chunk}))
+                soql = f"SELECT Id, Subject FROM Task WHERE WhoId IN ({people}) AND Subject LIKE '%]'"
             for records in self._query("the look-up of tasks by key", soql, query_all=True):
                 for record in records:
                     token = record.get(field) if field else _subject_token(record.get("Subject") or "")

@@ -338,11 +338,11 @@ class Connector(abc.ABC):
         """
 
     @abc.abstractmethod
-    def find_tasks(self, keys: Sequence[str]) -> Mapping[str, str]:
-        """The CRM ids of the tasks among idempotency `keys` (at most `task_batch_size`) the CRM already holds, by
-        key, in as few calls as the CRM allows (one where it can). Every batch of tasks is looked up before it is
-        created (unless `creates_tasks_once`), so a task the store forgot (restored from an older copy) is not made
-        twice, and an unknown outcome is settled in the same run.
+    def find_tasks(self, tasks: Sequence[TaskRequest]) -> Mapping[str, str]:
+        """The CRM ids of the `tasks` (at most `task_batch_size`) the CRM already holds, by idempotency key, in as
+        few calls as the CRM allows (one where it can; a task's contact may narrow the look-up). Every batch of
+        tasks is looked up before it is created (unless `creates_tasks_once`), so a task the store forgot (restored
+        from an older copy) is not made twice, and an unknown outcome is settled in the same run.
 
         :raises TransientError: if retries run out.
         """

@@ -298,11 +298,11 @@ def settle_unknown_tasks(connector: Connector, store: Store, run: Run) -> None:
     found: list[WriteResult] = []
     missing: list[str] = []
     settled_before = run.started_at - connector.lookup_lag()
-    sending = [task.key for task in store.outbox.sending_tasks()]
+    sending = store.outbox.sending_tasks()
     for start in range(0, len(sending), connector.task_batch_size):
-        keys = sending[start:start + connector.task_batch_size]
-        held = connector.find_tasks(keys)
-        for key in keys:
+        batch = sending[start:start + connector.task_batch_size]
+        held = connector.find_tasks(batch)
+        for key in (task.key for task in batch):
             if key in held:
                 found.append(WriteResult(key, True, remote_id=held[key]))
             elif _handed_over_before(store, key, settled_before):
@@ -322,13 +322,13 @@ def create_missing_tasks(connector: Connector, tasks: Sequence[TaskRequest]) -> 
     that does not find stays unknown, to be looked up again by the next run. A connector that `creates_tasks_once`
     needs no look-up first: the CRM itself keeps a key to one task.
     """
-    held: Mapping[str, str] = {} if connector.creates_tasks_once() else connector.find_tasks([t.key for t in tasks])
+    held: Mapping[str, str] = {} if connector.creates_tasks_once() else connector.find_tasks(tasks)
     results = {key: WriteResult(key, True, remote_id=remote_id) for key, remote_id in held.items()}
     fresh = [task for task in tasks if task.key not in held]
     if fresh:
         created = complete([task.key for task in fresh], connector.create_tasks(fresh))
-        unknown = [result.key for result in created if result.outcome_unknown]
-        settled = connector.find_tasks(unknown) if unknown else {}
+        unknown = {result.key for result in created if result.outcome_unknown}
+        settled = connector.find_tasks([task for task in fresh if task.key in unknown]) if unknown else {}
         for result in created:
             found = settled.get(result.key)
             results[result.key] = WriteResult(result.key, True, remote_id=found) if found else result

@@ -118,10 +118,11 @@ def test_writes_merge_into_one_results_row_per_contact(folder):
 def test_tasks_are_appended_and_found_by_key(folder):
     conn = connector(folder)
     task = TaskRequest("lp-acme-c1-band-hot-1", "c1", ContactKind.CONTACT, "o1", "Call", "why", TaskPriority.HIGH, NOW)
-    assert conn.find_tasks([task.key]) == {}
+    assert conn.find_tasks([task]) == {}
     [result] = conn.create_tasks([task])
     assert result.ok and result.remote_id == task.key
-    assert conn.find_tasks([task.key, "lp-acme-c2-band-hot-1"]) == {task.key: task.key}
+    other = TaskRequest("lp-acme-c2-band-hot-1", "c2", ContactKind.CONTACT, "o1", "Call", "why", TaskPriority.HIGH, NOW)
+    assert conn.find_tasks([task, other]) == {task.key: task.key}
 
 
 def test_outcomes_csv_is_read(folder):

@@ -228,7 +228,7 @@ def test_tasks_are_created_on_the_contact_and_found_again_by_their_key(hubspot_s
     connector = connect(hubspot_sandbox)
     results = connector.create_tasks([task("lp-acme-6-band-hot-1"), task("lp-acme-7-band-hot-1", "7")])
     assert all(r.ok and r.remote_id for r in results)
-    assert connector.find_tasks(["lp-acme-6-band-hot-1", "lp-acme-6-band-hot-2"]) == {
+    assert connector.find_tasks([task("lp-acme-6-band-hot-1"), task("lp-acme-6-band-hot-2")]) == {
         "lp-acme-6-band-hot-1": results[0].remote_id}
     created = hubspot_sandbox.crm.tasks()
     assert len(created) == 2
@@ -259,7 +259,7 @@ def test_a_task_create_that_lost_its_answer_is_not_repeated_and_comes_back_unkno
     [result] = connector.create_tasks([task("lp-acme-6-band-hot-1")])
     assert not result.ok and result.outcome_unknown
     assert len(hubspot_sandbox.crm.tasks()) == 1 and hubspot_sandbox.stats.count("tasks.batch_create") == 1
-    assert connector.find_tasks(["lp-acme-6-band-hot-1"])
+    assert connector.find_tasks([task("lp-acme-6-band-hot-1")])
 
 
 # failures and limits -------------------------------------------------------------------------------------
@@ -285,7 +285,7 @@ def test_a_refused_property_group_create_is_a_schema_error_naming_the_tenant_and
 @pytest.mark.parametrize(("route", "call"), [
     ("owners.list", lambda connector: connector.owners()),
     ("contacts.list", lambda connector: list(connector.pull("contacts", None, started_at=now()))),
-    ("tasks.search", lambda connector: connector.find_tasks(["lp-acme-6-band-hot-1"])),
+    ("tasks.search", lambda connector: connector.find_tasks([task("lp-acme-6-band-hot-1")])),
 ])
 def test_a_refused_read_ends_with_a_connector_error_naming_the_tenant_and_what_to_do(hubspot_sandbox, route, call):
     hubspot_sandbox.faults.fail_next(route, 404)
@@ -377,9 +377,9 @@ def test_tasks_carry_their_key_in_a_unique_property_and_are_looked_up_one_batch_
     assert prop["hasUniqueValue"] is True
     created = connector.create_tasks(keyed_tasks(120)[:100]) + connector.create_tasks(keyed_tasks(120)[100:])
     assert all(r.ok for r in created)
-    keys = [t.key for t in keyed_tasks(120)] + ["lp-acme-1-band-hot-2"]
+    asked = [*keyed_tasks(120), task("lp-acme-1-band-hot-2", "1")]
     before = hubspot_sandbox.stats.count("tasks.batch_read")
-    found = connector.find_tasks(keys[:100]) | connector.find_tasks(keys[100:])
+    found = connector.find_tasks(asked[:100]) | connector.find_tasks(asked[100:])
     assert found == {r.key: r.remote_id for r in created}
     assert hubspot_sandbox.stats.count("tasks.batch_read") - before == 2
     assert hubspot_sandbox.stats.count("tasks.search") == 0
@@ -426,7 +426,7 @@ def test_a_portal_refusing_unique_task_properties_has_its_tasks_looked_up_by_sea
     connector.ensure_properties(SPECS)
     assert TASK_KEY not in hubspot_sandbox.vendor.catalogue.properties["tasks"]
     created = connector.create_tasks(keyed_tasks(12))
-    found = connector.find_tasks([t.key for t in keyed_tasks(12)])
+    found = connector.find_tasks(keyed_tasks(12))
     assert found == {r.key: r.remote_id for r in created}
     assert hubspot_sandbox.stats.count("tasks.search") == 3  # 12 keys, five a search
     assert connector.lookup_lag() == timedelta(seconds=0)  # the lookback of `connect`, which tests set to 0

@@ -197,8 +197,9 @@ def test_tasks_upserted_by_an_external_id_are_never_made_twice(org):
     again = connector.create_tasks([request])  # the answer to the first was lost, say
     assert first[0].ok and again[0].ok and first[0].remote_id == again[0].remote_id
     assert len([t for t in org.crm.tasks() if t.attributes["subject"] == "Call them"]) == 1
-    assert connector.find_tasks(["lp-demo-salesforce-k1", "lp-other"]) == {"lp-demo-salesforce-k1":
-                                                                            first[0].remote_id}
+    other = TaskRequest("lp-other", lead, ContactKind.LEAD, None, "Call them", "why", TaskPriority.HIGH,
+                        AS_OF + timedelta(days=2))
+    assert connector.find_tasks([request, other]) == {"lp-demo-salesforce-k1": first[0].remote_id}
 
 
 def test_a_lead_converted_between_runs_is_never_written_again_and_its_history_goes_on_as_its_contact(org, tmp_path):

@@ -109,7 +109,7 @@ def test_a_task_handed_over_moments_ago_and_not_found_yet_is_looked_up_again_not
                 return [WriteResult(task.key, False, error="no answer", outcome_unknown=True) for task in tasks]
             return super().create_tasks(tasks)
 
-        def find_tasks(self, keys):
+        def find_tasks(self, tasks):
             return {}
 
         def lookup_lag(self):
