@@ -82,6 +82,8 @@ def print_summaries(summaries: Sequence[RunSummary], title: str = "sync", *,
         if more := s.skipped + s.refused - len(s.notes):
             say("yellow", s.tenant, f"... and {more} more skipped or refused (`leadpulse status --parked` lists the "
                 "writes given up on; the store's skipped table has every skipped record)")
+        if s.deferral:
+            say("yellow", s.tenant, s.deferral)
     for n in unfinished:
         say("red", n.outcome, n.reason)
 
