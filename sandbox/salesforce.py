@@ -67,7 +67,9 @@ A ``WHERE`` on any other field scans every candidate, which is slow past ~100k p
 people a keyset page (``Id > '...' ORDER BY Id LIMIT 2000``) answers in ~0.15 s, a
 ``SystemModstamp >=`` one-week window of Leads in ~3 s for its first page (later pages in
 milliseconds; the first time window over Leads also indexes every conversion, ~6 s once), and a
-one-day window of Tasks in ~25 s, since activities are regenerated per person.
+one-day window of Tasks in ~25 s, since activities are regenerated per person. The terms an OR joins
+on one field read its value once per row, and its LIKE patterns are matched as one regex: 200
+``Subject LIKE '%[...]'`` terms over the ~900k Tasks of 100k people take about as long as one (~10 s).
 
 Creates are served for Task and Event only, and need a ``WhoId`` (the sandbox keeps activities per
 person); Leads and Contacts come from the synthetic tenant (``sb.crm.add_contact``).

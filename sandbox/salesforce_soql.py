@@ -3,8 +3,8 @@ catalogue, evaluating conditions, narrowing candidates and ordering rows."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from .salesforce_records import NUMBERS, TEXT, Field, Row, SObject, fmt_date, full_id, parse_datetime
@@ -390,34 +390,113 @@ def _in_range(op: str, value: Any, span: tuple) -> bool:
 
 
 def compile_condition(objects: dict[str, SObject], sobject: SObject, node) -> Callable[[Row], bool]:
-    """A predicate over rows for a WHERE tree; type errors surface here, before any row is read."""
+    """A predicate over rows for a WHERE tree; type errors surface here, before any row is read.
+
+    The comparisons of an AND or an OR that name the same field read its value once per row, and the LIKE
+    patterns an OR joins on one field are matched as one regex (``Subject LIKE '%a' OR Subject LIKE '%b'``):
+    a disjunction of hundreds of patterns costs about what one does."""
     if isinstance(node, Logical):
-        parts = [compile_condition(objects, sobject, part) for part in node.parts]
-        combine = all if node.op == "AND" else any
-        return lambda row: combine(part(row) for part in parts)
+        return _logical(objects, sobject, node)
     if isinstance(node, Negation):
         inner = compile_condition(objects, sobject, node.part)
         return lambda row: not inner(row)
     accessor = resolve(objects, sobject, node.path)
-    spec = accessor.field
-    if node.op == "LIKE":
-        return _like(accessor, node.value)
-    if node.op in ("IN", "NOT IN"):
-        target = frozenset(coerce(spec, literal) for literal in node.value)
+    test = like_test([_like_pattern(accessor, node.value)]) if node.op == "LIKE" else _value_test(accessor, node)
+    return lambda row: test(accessor.get(row))
+
+
+def _logical(objects: dict[str, SObject], sobject: SObject, node: Logical) -> Callable[[Row], bool]:
+    # Terms are compiled in their order, so the first faulty one is the one reported.
+    disjunction = node.op == "OR"
+    combine = any if disjunction else all
+    fields: dict[tuple[str, ...], _FieldTerms] = {}
+    entries: list[_FieldTerms | Callable[[Row], bool]] = []
+    for part in node.parts:
+        if not isinstance(part, Comparison):
+            entries.append(compile_condition(objects, sobject, part))
+            continue
+        accessor = resolve(objects, sobject, part.path)
+        key = (*(relationship for relationship, _, _ in accessor.hops), accessor.field.name)
+        if key not in fields:
+            fields[key] = _FieldTerms(accessor)
+            entries.append(fields[key])
+        terms = fields[key]
+        if part.op != "LIKE":
+            terms.tests.append(_value_test(accessor, part))
+        elif disjunction:
+            terms.patterns.append(_like_pattern(accessor, part.value))
+        else:
+            terms.tests.append(like_test([_like_pattern(accessor, part.value)]))
+    predicates = [entry.predicate(combine) if isinstance(entry, _FieldTerms) else entry for entry in entries]
+    if len(predicates) == 1:
+        return predicates[0]
+    return lambda row: combine(predicate(row) for predicate in predicates)
+
+
+@dataclass
+class _FieldTerms:
+    """The terms of one AND or OR on one field: tests of its value, and the LIKE patterns an OR joins."""
+
+    accessor: Accessor
+    tests: list[Callable[[Any], bool]] = field(default_factory=list)
+    patterns: list[str] = field(default_factory=list)
+
+    def predicate(self, combine: Callable[[Iterable[bool]], bool]) -> Callable[[Row], bool]:
+        """The terms over the row's value, read once; the patterns as one test."""
+        get = self.accessor.get
+        tests = [*self.tests, like_test(self.patterns)] if self.patterns else self.tests
+        if len(tests) == 1:
+            test = tests[0]
+            return lambda row: test(get(row))
+
+        def check(row: Row) -> bool:
+            value = get(row)
+            return combine(test(value) for test in tests)
+        return check
+
+
+def _value_test(accessor: Accessor, node: Comparison) -> Callable[[Any], bool]:
+    """The test of a row's raw value for a comparison other than LIKE."""
+    spec, op, value = accessor.field, node.op, node.value
+    if isinstance(value, tuple):  # IN and NOT IN
+        target: Any = frozenset(coerce(spec, literal) for literal in value)
     else:
-        target = coerce(spec, node.value)
-        if target is None and node.op not in ("=", "!="):
+        target = coerce(spec, value)
+        if target is None and op not in ("=", "!="):
             raise SoqlError(f"invalid operator on null for field '{spec.name}'", "MALFORMED_QUERY")
-    return lambda row: satisfies(node.op, comparable(spec, accessor.get(row)), target)
+    return lambda raw: satisfies(op, comparable(spec, raw), target)
 
 
-def _like(accessor: Accessor, literal: Literal) -> Callable[[Row], bool]:
-    if accessor.field.type not in TEXT or literal.kind != "string":
+def _like_pattern(accessor: Accessor, literal: Literal | tuple[Literal, ...]) -> str:
+    if accessor.field.type not in TEXT or not isinstance(literal, Literal) or literal.kind != "string":
         raise SoqlError(f"invalid operator on field '{accessor.field.name}': LIKE works on text fields",
                         "INVALID_FIELD")
-    pattern = re.compile("".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in literal.value),
-                         re.I | re.S)
-    return lambda row: (lambda v: v is not None and pattern.fullmatch(v) is not None)(accessor.get(row))
+    return literal.value
+
+
+def like_regex(pattern: str) -> str:
+    """One LIKE pattern as a regex for ``fullmatch`` under IGNORECASE and DOTALL: ``%`` any run, ``_`` one
+    character, anything else itself (the literal's backslash escapes are already undone by the parser)."""
+    return "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+
+
+def like_test(patterns: list[str]) -> Callable[[Any], bool]:
+    """Whether a value matches any of the LIKE patterns (case-insensitive, null never): one compiled regex.
+
+    The patterns are grouped by their leading and trailing ``%`` and each group's middles joined in one
+    alternation (``.*(?:\\[a\\]|\\[b\\])``), which the regex engine tries per position by their common prefix
+    rather than re-running ``.*`` per pattern. Runs of ``%`` are one ``%``; the language matched is exactly the
+    union of the patterns' own."""
+    shapes: dict[tuple[bool, bool], list[str]] = {}
+    for pattern in dict.fromkeys(re.sub("%+", "%", p) for p in patterns):
+        lead = pattern.startswith("%")
+        trail = len(pattern) > int(lead) and pattern.endswith("%")
+        middle = pattern[int(lead):len(pattern) - int(trail)]
+        shapes.setdefault((lead, trail), []).append(like_regex(middle))
+    regex = re.compile("|".join(f"{'.*' if lead else ''}(?:{'|'.join(middles)}){'.*' if trail else ''}"
+                                for (lead, trail), middles in shapes.items()), re.I | re.S)
+    fullmatch = regex.fullmatch
+    return lambda value: value is not None and fullmatch(value) is not None
 
 
 def hints(where) -> list[Comparison]:
