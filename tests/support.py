@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from leadpulse.core.runtime import metrics
@@ -46,3 +46,22 @@ class Schedule:
     every: timedelta | None = None
     cron: str | None = None
     jitter: timedelta = timedelta(0)
+
+
+#: the moment the store tests save their scores as of
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Card:
+    """A score card as the store keeps it (`leadpulse.core.store.store.Card`), for store tests."""
+
+    contact_id: str
+    total: float
+    band: str
+    as_of: datetime = T0
+    axes: dict = field(default_factory=lambda: {"fit": 0.0, "engagement": 0.0})
+    grade: str | None = None
+    quadrant: str | None = None
+    contributions: tuple = ()
+    valid_until: datetime | None = None

@@ -27,16 +27,7 @@ from leadpulse.sandbox.salesforce_records import is_deleted, is_lead
 DRIVER = SalesforceDriver()
 
 
-@pytest.fixture
-def org(sandbox_factory) -> Sandbox:
-    return DRIVER.prepare(sandbox_factory("salesforce", contacts=300, seed=21))
-
-
-def connect(sb: Sandbox, **connection) -> SalesforceConnector:
-    tenant = DRIVER.tenant(sb, **connection)
-    secrets = tenant.resolve_secrets(DRIVER.environ(sb))
-    return SalesforceConnector(ConnectorContext(tenant.name, tenant.crm.connection, secrets,
-                                                dict(tenant.fields), clock=ScaledClock(1000)))
+connect = DRIVER.connect
 
 
 def test_an_expired_session_mid_run_logs_in_again_once_and_the_run_goes_on(org, tmp_path):

@@ -13,7 +13,7 @@ from crms import AS_OF, SalesforceDriver, sync
 from leadpulse.connectors import salesforce_bulk
 from leadpulse.connectors.salesforce import SalesforceConnector
 from leadpulse.core.clock import ScaledClock
-from leadpulse.core.contract import ConnectorContext, PropertyWrite, TaskPriority, TaskRequest
+from leadpulse.core.contract import PropertyWrite, TaskPriority, TaskRequest
 from leadpulse.core.model import ContactKind
 from leadpulse.core.store.runs import RunOutcome
 from leadpulse.core.store.store import Store
@@ -24,16 +24,7 @@ DRIVER = SalesforceDriver()
 BULK = {"bulk_pull_above": 0, "bulk_write_above": 0}
 
 
-@pytest.fixture
-def org(sandbox_factory) -> Sandbox:
-    return DRIVER.prepare(sandbox_factory("salesforce", contacts=300, seed=21))
-
-
-def connect(sb: Sandbox, **connection) -> SalesforceConnector:
-    tenant = DRIVER.tenant(sb, **connection)
-    secrets = tenant.resolve_secrets(DRIVER.environ(sb))
-    return SalesforceConnector(ConnectorContext(tenant.name, tenant.crm.connection, secrets,
-                                                dict(tenant.fields), clock=ScaledClock(1000)))
+connect = DRIVER.connect
 
 
 def read(connector: SalesforceConnector, stream: str, cursor: str | None = None) -> dict[str, object]:

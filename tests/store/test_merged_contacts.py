@@ -3,16 +3,15 @@ it there, now and when pulled later, and its score history is copied there."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
+from support import T0, Card
 
 from leadpulse.core.contract import GoneContact, Page
 from leadpulse.core.model import Activity, ActivityKind, Contact, ContactKind
 from leadpulse.core.store.store import HistoryEntry
 
-T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 CONVERTED = "converted into Contact 003A"
 
 
@@ -22,19 +21,6 @@ def person(cid: str, kind: ContactKind = ContactKind.CONTACT) -> Contact:
 
 def visit(aid: str, cid: str, url: str = "/pricing") -> Activity:
     return Activity(aid, cid, ActivityKind.PAGE_VIEW, T0 - timedelta(days=1), attributes={"url": url})
-
-
-@dataclass(frozen=True)
-class Card:
-    contact_id: str
-    total: float
-    band: str
-    as_of: datetime = T0
-    axes: dict = field(default_factory=lambda: {"fit": 0.0, "engagement": 0.0})
-    grade: str | None = None
-    quadrant: str | None = None
-    contributions: tuple = ()
-    valid_until: datetime | None = None
 
 
 def converted(lead: str = "00QA", into: str | None = "003A") -> Page:

@@ -4,10 +4,11 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from support import T0, Card
 
 from leadpulse.core.contract import (
     GoneContact,
@@ -23,8 +24,6 @@ from leadpulse.core.model import Activity, ActivityKind, Contact, ContactKind, O
 from leadpulse.core.store.migrations import applied
 from leadpulse.core.store.runs import RunCounts, RunOutcome
 from leadpulse.core.store.store import Store, encode_contributions, score_rows
-
-T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def contact(cid: str, **fields) -> Contact:
@@ -42,19 +41,6 @@ class Contribution:
     points: float
     occurrences: int
     detail: str
-
-
-@dataclass(frozen=True)
-class Card:
-    contact_id: str
-    total: float
-    band: str
-    as_of: datetime = T0
-    axes: dict = field(default_factory=lambda: {"fit": 0.0, "engagement": 0.0})
-    grade: str | None = None
-    quadrant: str | None = None
-    contributions: tuple = ()
-    valid_until: datetime | None = None
 
 
 def seed(store: Store, *ids: str, activities=()) -> None:
