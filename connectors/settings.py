@@ -158,21 +158,35 @@ class SalesforceSettings(CrmSettings):
 
 
 class PipedrivePlan(StrEnum):
-    ESSENTIAL = "essential"
-    ADVANCED = "advanced"
-    PROFESSIONAL = "professional"
-    POWER = "power"
-    ENTERPRISE = "enterprise"
+    LITE = "lite"
+    GROWTH = "growth"
+    PREMIUM = "premium"
+    ULTIMATE = "ultimate"
+
+
+class PipedriveAuth(StrEnum):
+    API_TOKEN = "api_token"
+    OAUTH = "oauth"
 
 
 class PipedriveSettings(CrmSettings):
-    """A Pipedrive company: `base_url` (``https://{company}.pipedrive.com``); `plan` and `seats` set the token
-    budget."""
+    """A Pipedrive company: `base_url` (``https://{company}.pipedrive.com``), reached with a user's API token or an
+    OAuth app's access token (`auth`). `plan` sets the burst window; `seats` with it, the daily token budget the
+    company should have (the budget itself is read off Pipedrive's answers). Follow-ups are activities of
+    `activity_type` (a key of the company's activity types). `status_field` names the person field holding the
+    lifecycle stage, by its display name, as the tenant's ``writeback.status_property`` does: persons are read with
+    it as their status.
+    """
 
-    required_secrets: ClassVar[tuple[str, ...]] = ("api_token",)
-    known_secrets: ClassVar[tuple[str, ...]] = ("api_token",)
+    known_secrets: ClassVar[tuple[str, ...]] = ("api_token", "access_token")
 
     base_url: str = Field(pattern=r"^https?://")
-    plan: PipedrivePlan = PipedrivePlan.ESSENTIAL
+    auth: PipedriveAuth = PipedriveAuth.API_TOKEN
+    plan: PipedrivePlan = PipedrivePlan.LITE
     seats: int = Field(1, ge=1)
     lookback_seconds: int = Field(300, ge=0)
+    activity_type: str = Field("task", min_length=1)
+    status_field: str | None = Field(None, min_length=1)
+
+    def needed_secrets(self) -> tuple[str, ...]:
+        return ("api_token",) if self.auth is PipedriveAuth.API_TOKEN else ("access_token",)
