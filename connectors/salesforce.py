@@ -434,7 +434,7 @@ class SalesforceConnector(Connector):
         return self._record_counts
 
     def _pull_bulk(self, spec: StreamSpec, state: Mapping[str, Any], until: str) -> Iterator[Page]:
-        """The object read whole by a query job, its pages stored a 2,000 rows at a time; the cursor names the job
+        """The object read whole by a query job, its pages stored 2,000 rows at a time; the cursor names the job
         and the results page being read, so a run that stops resumes from that page of the same job."""
         job, locator = state.get("job"), state.get("locator", "")
         if job is not None and not self._bulk_job_readable(spec, job):
