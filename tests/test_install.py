@@ -84,6 +84,7 @@ def test_the_connector_entry_points_load_from_the_install(venv, tmp_path):
     assert lines == [
         "leadpulse.connectors file leadpulse.connectors.file",
         "leadpulse.connectors hubspot leadpulse.connectors.hubspot",
+        "leadpulse.connectors pipedrive leadpulse.connectors.pipedrive",
         "leadpulse.connectors salesforce leadpulse.connectors.salesforce",
         *(f"leadpulse.settings {name} leadpulse.connectors.settings"
           for name in ("file", "hubspot", "pipedrive", "salesforce")),
