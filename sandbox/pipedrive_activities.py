@@ -342,14 +342,15 @@ def activity_subject(activity: Activity) -> str:
 
 
 def activity_note(activity: Activity) -> str | None:
-    """Call and meeting outcomes have no field of their own in Pipedrive: reps note them."""
+    """Call and meeting outcomes have no field of their own in Pipedrive: reps note them (generated ones carry
+    them; one a client created without a note has none)."""
     attributes = activity.attributes
     if "note" in attributes:
         return attributes["note"]
-    if activity.kind is ActivityKind.CALL:
+    if activity.kind is ActivityKind.CALL and {"status", "direction"} <= attributes.keys():
         return f"outcome: {attributes['status']}, direction: {attributes['direction']}"
-    if activity.kind is ActivityKind.MEETING:
+    if activity.kind is ActivityKind.MEETING and "outcome" in attributes:
         return f"outcome: {attributes['outcome']}"
-    if activity.kind is ActivityKind.EMAIL:
+    if activity.kind is ActivityKind.EMAIL and {"status", "direction"} <= attributes.keys():
         return f"direction: {attributes['direction']}, status: {attributes['status']}"
     return attributes.get("body") or None

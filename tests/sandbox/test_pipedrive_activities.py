@@ -48,6 +48,15 @@ def test_a_created_activity_keeps_every_field_it_was_given(company, api):
     assert [a["id"] for a in api.get("/activities", deal_id=deal_id).json()["data"]] == [created["id"]]
 
 
+@pytest.mark.parametrize("kind", ["call", "meeting", "lunch", "email"])
+def test_an_activity_created_without_a_note_reads_back_with_none(company, api, kind):
+    person = live(company, 1)[0]
+    answer = api.post("/activities", {"subject": "Follow up", "type": kind, "due_date": "2025-06-10",
+                                      "participants": [{"person_id": person, "primary": True}]})
+    assert answer.ok, answer.text
+    assert api.get(f"/activities/{answer.json()['data']['id']}").json()["data"]["note"] is None
+
+
 @pytest.mark.parametrize(("body", "word"), [
     ({"done": 1}, "done"), ({"busy": "true"}, "busy"), ({"person_id": 2}, "read-only"),
     ({"owner_id": "10001"}, "owner_id"), ({"due_date": "10/06/2025"}, "due_date"), ({"lead_id": "x"}, "lead_id"),
