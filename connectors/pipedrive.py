@@ -28,15 +28,17 @@ options as option ids, text cut to the field's length). `ensure_properties` crea
 (``POST /api/v2/personFields``: number -> double, text -> varchar, options -> single option) and adds the options
 the rules now use to those that lack them; the status field, if missing, is created with the first stage written
 (the tenant's file, not the field, orders the stages: `status_order` says nothing), and gains each stage as it is
-first written. Follow-ups are activities of the tenant's ``activity_type`` for the person's owner, the person its
-primary participant, with the task's token in its note, found again by listing each person's activities.
+first written. A field or options POST whose answer is lost is looked for in the fields before it is sent again: a
+second field of one name would stop every later run. Follow-ups are activities of the tenant's ``activity_type`` for
+the person's owner, the person its primary participant, with the task's token in its note, found again by listing
+each person's activities.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -90,6 +92,8 @@ ACTIVITY_ATTRIBUTES = ("subject", "type", "done", "due_date", "due_time", "durat
                        "owner_id", "deal_id", "org_id", "note")
 DEAL_ATTRIBUTES = ("title", "status", "value", "currency", "pipeline_id", "stage_id", "owner_id", "lost_reason",
                    "won_time", "lost_time")
+#: how often a field or its options are POSTed when each answer is lost and the fields do not show what it made
+SCHEMA_ATTEMPTS = 3
 SCHEMA_ADVICE = ("nothing is written until Pipedrive takes it: fix what it names (Settings > Data fields, or the "
                  "tenant file), then run again")
 
@@ -410,22 +414,47 @@ class PipedriveConnector(Connector):
         body: dict[str, Any] = {"field_name": name, "field_type": field_type}
         if field_type in OPTION_TYPES:
             body["options"] = [{"label": label} for label in options]
-        answer = self._schema_call(f"creating person field {name!r}", "POST", "personFields", body)
-        made = FieldDef.of(answer.data)
-        self._fields("person")[made.code] = made
-        return made
+
+        def send() -> FieldDef:
+            made = FieldDef.of(self._schema_call(f"creating person field {name!r}", "POST", "personFields", body).data)
+            self._fields("person")[made.code] = made
+            return made
+
+        return self._once(send, lambda: self._named("person", name))
 
     def _add_options(self, found: FieldDef, labels: list[str]) -> FieldDef:
-        answer = self._schema_call(f"adding options {labels} to person field {found.name!r}", "POST",
-                                   f"personFields/{found.code}/options", [{"label": label} for label in labels])
-        added = {int(o["id"]): str(o["label"]) for o in answer.data or []}
-        grown = replace(found, options={**found.options, **added})
-        self._fields("person")[grown.code] = grown
-        return grown
+        def send() -> FieldDef:
+            answer = self._schema_call(f"adding options {labels} to person field {found.name!r}", "POST",
+                                       f"personFields/{found.code}/options", [{"label": label} for label in labels])
+            added = {int(o["id"]): str(o["label"]) for o in answer.data or []}
+            grown = replace(found, options={**found.options, **added})
+            self._fields("person")[grown.code] = grown
+            return grown
+
+        def made() -> FieldDef | None:
+            now = self._fields("person").get(found.code)
+            return now if now is not None and all(now.option_id(label) is not None for label in labels) else None
+
+        return self._once(send, made)
+
+    def _once(self, send: Callable[[], FieldDef], made: Callable[[], FieldDef | None]) -> FieldDef:
+        """A field or its options made by one POST, never two: a POST whose answer was lost (a dropped connection, a
+        5xx) is looked for in the fields read afresh, and sent again only if Pipedrive does not have what it made;
+        a blind retry would make a second field of the name, which every later run refuses, or a second option."""
+        for _ in range(SCHEMA_ATTEMPTS - 1):
+            try:
+                return send()
+            except OutcomeUnknown as exc:
+                log.warning("%s: reading the person fields to see whether Pipedrive made it", exc)
+                self._person_fields = None
+                settled = made()
+                if settled is not None:
+                    return settled
+        return send()
 
     def _schema_call(self, what: str, method: str, path: str, body: Any) -> Any:
         try:
-            return self.api.send(method, path, body)
+            return self.api.send(method, path, body, idempotent=False)
         except exceptions.BaseError as exc:
             reason = refusal(classify(exc))
             if reason is None:

@@ -251,6 +251,34 @@ def test_an_option_the_rules_now_use_is_added_to_the_field_and_the_old_ones_stay
     assert company.stats.count("personFields.options.add") == 1
 
 
+def custom_field_names(sb: Sandbox) -> Counter[str]:
+    return Counter(f["field_name"] for f in v2(sb, "GET", "personFields?limit=500") if f["is_custom_field"])
+
+
+def test_a_field_whose_creation_lost_its_answer_is_found_not_made_twice(company):
+    company.faults.drop_next("personFields.create", applied=True)  # Pipedrive made it; the answer never came
+    connect(company).ensure_properties(SPECS)
+    assert all(custom_field_names(company)[spec.name] == 1 for spec in SPECS)
+    assert company.stats.count("personFields.create") == len(SPECS)
+
+
+def test_a_field_creation_answered_with_a_5xx_and_not_made_is_sent_again(company):
+    company.faults.fail_next("personFields.create", 503)
+    connect(company).ensure_properties(SPECS)
+    assert all(custom_field_names(company)[spec.name] == 1 for spec in SPECS)
+    assert company.stats.count("personFields.create") == len(SPECS) + 1
+
+
+def test_options_whose_adding_lost_its_answer_are_found_not_added_twice(company):
+    connect(company).ensure_properties(SPECS)
+    company.faults.drop_next("personFields.options.add", applied=True)
+    renamed = PropertySpec("Lead band", "Lead band", "enumeration", ("cold", "intermediate", "qualified"))
+    connect(company).ensure_properties([renamed])
+    band = next(f for f in v2(company, "GET", "personFields?limit=500") if f["field_name"] == "Lead band")
+    assert [o["label"] for o in band["options"]] == ["unqualified", "intermediate", "qualified", "cold"]
+    assert company.stats.count("personFields.options.add") == 1
+
+
 def test_an_activity_type_the_company_lacks_is_refused_before_anything_is_written(company):
     with pytest.raises(SchemaError, match=r"activity_type is 'todo'.*call, deadline, email, lunch, meeting, task"):
         connect(company, activity_type="todo").ensure_properties(SPECS)
