@@ -9,6 +9,18 @@ from leadpulse.core.store.runs import RunOutcome
 from leadpulse.sandbox import Sandbox
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test a CRM fails through a known sandbox or core fault (`CrmDriver.known_faults`) is a strict expected
+    failure for that CRM alone."""
+    for item in items:
+        if not isinstance(item, pytest.Function) or not hasattr(item, "callspec"):
+            continue
+        driver = item.callspec.params.get("crm")
+        reason = driver.known_faults.get(item.originalname) if isinstance(driver, CrmDriver) else None
+        if reason:
+            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
+
+
 @pytest.fixture(params=DRIVERS, ids=lambda driver: driver.crm, scope="module")
 def crm(request) -> CrmDriver:
     driver: CrmDriver = request.param
