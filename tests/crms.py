@@ -243,18 +243,12 @@ class PipedriveDriver(CrmDriver):
     refused_status = 401
     #: the company's plan, as the tenant file's crm.connection.plan says (one seat: the sandbox's default)
     sandbox_options: ClassVar[Mapping[str, Any]] = {"tier": "premium"}
-    known_faults: ClassVar[Mapping[str, str]] = {
-        "test_a_run_with_nothing_changed_writes_nothing_and_makes_at_most_one_call_per_object":
-            "core: crm_status_order (core/runtime/pipeline.py) asks the owners again whenever no status order is "
-            "stored, and a connector whose status_order() is None (the contract's default, Pipedrive's) never stores "
-            "one, so every quiet run makes one more call: GET /v1/users",
-    }
     #: the person fields leadpulse writes, by the names the tenant file gives them (it creates all but the stage)
     OWNED = ("Lead score", "Lead fit", "Lead engagement", "Lead grade", "Lead band", "Lead quadrant",
              "Lead score reasons", "Lifecycle stage")
     #: the calls of every run, whatever changed: the person fields, whose keys the tenant's field names (and the
     #: status field's) are looked up by once a run; the organization fields, for the Organization.<name> fields the
-    #: tenant reads (the owners, GET /v1/users, are a core fault: see known_faults)
+    #: tenant reads
     FIXED_CALLS: ClassVar[dict[str, int]] = {"personFields.list": 1, "organizationFields.list": 1}
     #: a 429 of the burst window says so in its headers (none left, the window's reset): one without them would
     #: be the daily budget's, and end the run

@@ -117,8 +117,9 @@ OWNERS = "owners"
 
 def crm_status_order(connector: Connector, store: Store, run: Run) -> Sequence[str] | None:
     """The CRM account's own lifecycle values in order (and its owners, kept alongside): asked again when this run
-    pulled anything, else kept from before, so a run with nothing new makes no call for them."""
-    if run.counts.pulled or store.crm_fact(STATUS_ORDER) is None:
+    pulled anything, else kept from before, so a run with nothing new makes no call for them. The owners are the
+    mark of having asked: a CRM with no lifecycle order of its own keeps none."""
+    if run.counts.pulled or store.crm_fact(OWNERS) is None:
         order = connector.status_order()
         if order:
             store.set_crm_fact(STATUS_ORDER, list(order))
