@@ -105,7 +105,12 @@ class Pipedrive(FieldRoutes):
 
     def limit_headers(self, verdict: Verdict) -> dict[str, str]:
         scope = budget.OAUTH if verdict.state(budget.BURST_OAUTH) is not None else budget.API_TOKEN
-        return budget.headers(verdict, scope)
+        headers = budget.headers(verdict, scope)
+        if self.limits is not None and not self.limits.enabled:
+            # counted but never enforced (rate_limits=False): a burst window that refuses nothing is not announced
+            # as full, or a client pacing itself by the headers would wait for a limit that is not there
+            headers = {name: value for name, value in headers.items() if not name.startswith("x-ratelimit-")}
+        return headers
 
     def budget_resets_in(self) -> float:
         """CRM seconds until the daily token budget renews (midnight at the server's zone)."""
