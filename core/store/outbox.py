@@ -167,12 +167,6 @@ class Outbox:
         """Up to `limit` pending writes not yet tried in run `run_id`, oldest first."""
         return [_write(*row) for row in self._due(OutboxKind.WRITE, OutboxState.PENDING, limit, run_id)]
 
-    def count_pending_writes(self, run_id: int | None) -> int:
-        """How many pending writes are not yet tried in run `run_id`."""
-        row = self.db.execute("SELECT count(*) FROM outbox WHERE kind = ? AND state = ? AND last_run IS NOT ?",
-                              (OutboxKind.WRITE.value, OutboxState.PENDING.value, run_id)).fetchone()
-        return int(row[0])
-
     def ranked_writes(self, limit: int, run_id: int | None, *, status_change: bool) -> list[PropertyWrite]:
         """Up to `limit` pending writes not yet tried in run `run_id` that carry a lifecycle status change (or, with
         `status_change` false, that do not), largest score move first, then oldest."""

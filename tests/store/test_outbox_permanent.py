@@ -30,7 +30,7 @@ def test_a_refusal_that_may_pass_stays_pending_for_the_next_run(store):
 
 def test_pending_writes_are_counted_for_the_run_that_has_not_tried_them(store):
     put(store)
-    assert store.outbox.count_pending_writes(1) == 1
+    assert store.outbox.due(1).writes == 1
     store.outbox.settle([WriteResult(KEY, False, error="UNABLE_TO_LOCK_ROW: locked")], run_id=1)
-    assert store.outbox.count_pending_writes(1) == 0
-    assert store.outbox.count_pending_writes(2) == 1
+    assert store.outbox.due(1).writes == 0
+    assert store.outbox.due(2).writes == 1
