@@ -690,7 +690,7 @@ class SalesforceConnector(Connector):
         lock (another process was writing them) are sent again, up to `LOCK_RETRIES` times."""
         answers = self._collection_call(method, path, records, idempotent)
         for attempt in range(LOCK_RETRIES):
-            locked = [i for i, answer in enumerate(answers) if _error_codes(answer) & {"UNABLE_TO_LOCK_ROW"}]
+            locked = [i for i, answer in enumerate(answers) if "UNABLE_TO_LOCK_ROW" in _error_codes(answer)]
             if not locked:
                 break
             self.context.clock.sleep(2.0 ** attempt)
