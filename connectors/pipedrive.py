@@ -60,6 +60,7 @@ from leadpulse.core.contract import (
     SkippedRecord,
     TaskRequest,
     WriteResult,
+    one_call_each,
 )
 from leadpulse.core.errors import ConnectorError, OutcomeUnknown, SchemaError
 from leadpulse.core.model import Activity, ActivityKind, Contact, ContactKind, Outcome
@@ -462,7 +463,7 @@ class PipedriveConnector(Connector):
             raise SchemaError(self.context.tenant, f"Pipedrive refused {what}: {reason}; {SCHEMA_ADVICE}") from exc
 
     def write_properties(self, writes: Sequence[PropertyWrite]) -> list[WriteResult]:
-        return [self._write(write) for write in writes]
+        return one_call_each(writes, self._write)
 
     def _write(self, write: PropertyWrite) -> WriteResult:
         try:
@@ -507,7 +508,7 @@ class PipedriveConnector(Connector):
         return value
 
     def create_tasks(self, tasks: Sequence[TaskRequest]) -> list[WriteResult]:
-        return [self._create_task(task) for task in tasks]
+        return one_call_each(tasks, self._create_task)
 
     def _create_task(self, task: TaskRequest) -> WriteResult:
         body: dict[str, Any] = {

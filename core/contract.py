@@ -25,7 +25,7 @@ from typing import Any, ClassVar, NamedTuple, Protocol, TypeVar
 from pydantic import Field
 
 from leadpulse.core.clock import Clock, SystemClock
-from leadpulse.core.errors import UnknownConnector
+from leadpulse.core.errors import QuotaExhausted, UnknownConnector
 from leadpulse.core.model import Activity, Contact, ContactKind, Outcome
 from leadpulse.core.strict import Strict
 
@@ -128,6 +128,23 @@ class WriteResult:
     error: str | None = None
     outcome_unknown: bool = False
     permanent: bool = False
+
+
+Item = TypeVar("Item", PropertyWrite, TaskRequest)
+
+
+def one_call_each(items: Sequence[Item], send: Callable[[Item], WriteResult]) -> list[WriteResult]:
+    """`send` each item, one call each, for a connector whose CRM takes no batches. When the allowance runs out
+    part-way, the `QuotaExhausted` carries the results of the items already carried out, so the run settles them
+    and the rest stay owed, unsent."""
+    results: list[WriteResult] = []
+    for item in items:
+        try:
+            results.append(send(item))
+        except QuotaExhausted as exc:
+            exc.settled = tuple(results)
+            raise
+    return results
 
 
 @dataclass(frozen=True, slots=True)

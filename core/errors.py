@@ -30,7 +30,9 @@ back as a failed `WriteResult` (see `leadpulse.core.contract`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 class LeadpulseError(Exception):
@@ -80,7 +82,16 @@ class AuthError(ConnectorError):
 
 
 class QuotaExhausted(ConnectorError):
-    """The CRM's daily allowance is used up; the run must checkpoint and stop until it refills."""
+    """The CRM's daily allowance is used up; the run must checkpoint and stop until it refills.
+
+    `settled` holds the `WriteResult`s of a batch's items carried out before the allowance ran out, when the
+    connector sends a batch one call an item (see `leadpulse.core.contract.one_call_each`); the batch's other items
+    were not sent.
+    """
+
+    def __init__(self, tenant: str, message: str, settled: Sequence[Any] = ()) -> None:
+        super().__init__(tenant, message)
+        self.settled = tuple(settled)
 
 
 class SchemaError(ConnectorError):

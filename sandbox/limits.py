@@ -205,6 +205,15 @@ class Limits:
             for window in self._windows.values():
                 self._install(window)
 
+    def spend(self, name: str, units: int | None = None) -> None:
+        """Count `units` (all that is left when None) against window ``name`` as if another client of the same
+        account had used them: the window renews as it would anyway."""
+        with self._lock:
+            window, count = self._windows[name], self._counts[name]
+            now = self.clock.now()
+            left = max(0, window.limit - count.used(now))
+            count.add(now, left if units is None else units)
+
     def admit(self, route: str, scope: str | None = None) -> Verdict:
         """Count one call to ``route`` made under ``scope``; refused calls count against nothing."""
         with self._lock:

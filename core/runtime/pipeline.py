@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -36,7 +37,7 @@ from leadpulse.core.contract import (
 )
 from leadpulse.core.engine.rules import ScoringConfig
 from leadpulse.core.engine.scoring import Engine
-from leadpulse.core.errors import ConnectorError, UnknownConnector
+from leadpulse.core.errors import ConnectorError, QuotaExhausted, UnknownConnector
 from leadpulse.core.runtime import logs, metrics
 from leadpulse.core.runtime.push_plan import at_most, plan_push
 from leadpulse.core.runtime.run import NO_PROGRESS, Progress, Run, RunSummary, recorded_run, stopping
@@ -323,17 +324,28 @@ def create_missing_tasks(connector: Connector, tasks: Sequence[TaskRequest]) -> 
     that does not find stays unknown, to be looked up again by the next run. A connector that `creates_tasks_once`
     needs no look-up first: the CRM itself keeps a key to one task.
     """
-    held: Mapping[str, str] = {} if connector.creates_tasks_once() else connector.find_tasks(tasks)
-    results = {key: WriteResult(key, True, remote_id=remote_id) for key, remote_id in held.items()}
-    fresh = [task for task in tasks if task.key not in held]
-    if fresh:
-        created = complete([task.key for task in fresh], connector.create_tasks(fresh))
-        unknown = {result.key for result in created if result.outcome_unknown}
-        settled = connector.find_tasks([task for task in fresh if task.key in unknown]) if unknown else {}
-        for result in created:
-            found = settled.get(result.key)
-            results[result.key] = WriteResult(result.key, True, remote_id=found) if found else result
+    results: dict[str, WriteResult] = {}
+    with carrying(results):
+        held: Mapping[str, str] = {} if connector.creates_tasks_once() else connector.find_tasks(tasks)
+        results.update({key: WriteResult(key, True, remote_id=remote_id) for key, remote_id in held.items()})
+        fresh = [task for task in tasks if task.key not in held]
+        if fresh:
+            results.update((r.key, r) for r in complete([task.key for task in fresh], connector.create_tasks(fresh)))
+            unknown = [task for task in fresh if results[task.key].outcome_unknown]
+            found = connector.find_tasks(unknown) if unknown else {}
+            results.update({key: WriteResult(key, True, remote_id=remote_id) for key, remote_id in found.items()})
     return [results[task.key] for task in tasks]
+
+
+@contextmanager
+def carrying(results: Mapping[str, WriteResult]) -> Iterator[None]:
+    """When the allowance runs out inside, the `QuotaExhausted` carries `results` (what the batch settled so far)
+    besides what the connector's call settled, so the run keeps them."""
+    try:
+        yield
+    except QuotaExhausted as exc:
+        exc.settled = (*results.values(), *exc.settled)
+        raise
 
 
 def _handed_over_before(store: Store, key: str, moment: datetime) -> bool:
@@ -365,14 +377,30 @@ def drain(
         if mark_sending:
             with store.transaction():
                 store.outbox.mark_sending(keys, run.id)
-        results = complete(keys, send(batch))
-        with store.transaction():
-            store.outbox.settle(results, run.id)
-        refusals = [(item, result) for item, result in zip(batch, results, strict=True)
-                    if not (result.ok or result.outcome_unknown)]
-        run.count(counts(sum(1 for result in results if result.ok), len(refusals)))
-        run.note(f"refused {item.key} for contact {item.contact_id}: {result.error}" for item, result in refusals)
+        try:
+            results = complete(keys, send(batch))
+        except QuotaExhausted as exc:
+            # what was carried out before the allowance ran out is settled; the rest was never sent
+            settled = {result.key: result for result in exc.settled}
+            with store.transaction():
+                store.outbox.release([key for key in keys if key not in settled] if mark_sending else [])
+            _settle(store, run, [item for item in batch if item.key in settled], list(settled.values()), counts)
+            raise
+        _settle(store, run, batch, results, counts)
         progress.advance(len(batch))
+
+
+def _settle(store: Store, run: Run, batch: Sequence[Any], results: Sequence[WriteResult],
+            counts: Callable[[int, int], RunCounts]) -> None:
+    """Store the results of `batch` (in its order) and count them in the run, noting each refusal."""
+    ordered = {result.key: result for result in results}
+    results = [ordered[item.key] for item in batch]
+    with store.transaction():
+        store.outbox.settle(results, run.id)
+    refusals = [(item, result) for item, result in zip(batch, results, strict=True)
+                if not (result.ok or result.outcome_unknown)]
+    run.count(counts(sum(1 for result in results if result.ok), len(refusals)))
+    run.note(f"refused {item.key} for contact {item.contact_id}: {result.error}" for item, result in refusals)
 
 
 def complete(keys: Sequence[str], results: Sequence[WriteResult]) -> list[WriteResult]:

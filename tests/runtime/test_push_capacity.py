@@ -7,6 +7,7 @@ cost 5 tokens each.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import ClassVar
 
 import pytest
@@ -14,7 +15,8 @@ from file_tenant import NOW, contact, file_tenant, page_view, results, tasks, wr
 
 from leadpulse.connectors.file import FileConnector
 from leadpulse.core.clock import ManualClock
-from leadpulse.core.contract import PushCapacity
+from leadpulse.core.contract import PushCapacity, one_call_each
+from leadpulse.core.errors import QuotaExhausted
 from leadpulse.core.runtime.pipeline import sync_tenant
 from leadpulse.core.runtime.push_plan import plan_push
 from leadpulse.core.store.outbox import Due
@@ -198,3 +200,42 @@ def test_the_plan_spends_what_is_left_after_a_costly_task_on_cheaper_writes():
 def test_a_capacity_with_negative_units_or_a_cost_below_one_is_refused(units, write_cost, task_cost):
     with pytest.raises(ValueError, match="units >= 0 and costs >= 1"):
         PushCapacity(units, write_cost=write_cost, task_cost=task_cost)
+
+
+class SpentMidway(FileConnector):
+    """A file CRM taking one call a write or task, whose daily allowance holds `allowance` of them."""
+
+    allowance: ClassVar[int] = 0
+
+    def _spend(self, item):
+        if SpentMidway.allowance == 0:
+            raise QuotaExhausted(self.context.tenant, "the CRM's daily allowance is spent")
+        SpentMidway.allowance -= 1
+        return item
+
+    def write_properties(self, writes):
+        return one_call_each(writes, lambda write: super(SpentMidway, self).write_properties([self._spend(write)])[0])
+
+    def create_tasks(self, tasks):
+        return one_call_each(tasks, lambda task: super(SpentMidway, self).create_tasks([self._spend(task)])[0])
+
+
+@pytest.mark.parametrize(("allowance", "written", "created"), [(2, 2, 0), (6, 5, 1)])
+def test_an_allowance_spent_mid_batch_keeps_what_was_carried_out_and_leaves_the_rest_owed_unsent(
+        tmp_path, clock, allowance, written, created):
+    tenant = scene(tmp_path, clock)
+    SpentMidway.allowance = allowance
+    summary = sync_tenant(tenant, state_dir=tmp_path / "state", clock=clock, connectors=lambda kind: SpentMidway)
+    assert summary.outcome is RunOutcome.QUOTA_EXHAUSTED
+    assert (summary.written, summary.tasks, summary.refused) == (written, created, 0)
+    rows = outbox_rows(tenant, tmp_path)
+    states = Counter(state for state, *_ in rows.values())
+    # (c6's write is the scene's first run's, done then)
+    assert states == Counter({"done": 1 + written + created, "pending": 7 - written - created})
+    # nothing unsent counts as tried, and no task is left to be looked up as if its answer were lost
+    assert all(attempts == 0 and error is None for state, attempts, error, _ in rows.values() if state == "pending")
+
+    SpentMidway.allowance = 100  # the next day
+    later = sync_tenant(tenant, state_dir=tmp_path / "state", clock=clock, connectors=lambda kind: SpentMidway)
+    assert (later.outcome, later.written, later.tasks) == (RunOutcome.SUCCEEDED, 5 - written, 2 - created)
+    assert len(tasks(tmp_path)) == 2

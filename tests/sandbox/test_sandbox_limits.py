@@ -44,3 +44,15 @@ def test_tune_changes_a_limit():
     limits = Limits([Window("TEN", 1, 10)], ManualClock())
     limits.tune("TEN", limit=3)
     assert all(limits.admit("a").allowed for _ in range(3))
+
+
+def test_units_spent_by_another_client_are_refused_to_this_one_until_the_window_renews():
+    clock = ManualClock()
+    limits = Limits([Window("DAY", 100, 86_400, resets_at=50)], clock)
+    limits.admit("a")
+    limits.spend("DAY", 10)
+    assert limits.usage("DAY").used == 11
+    limits.spend("DAY")  # all that is left
+    assert limits.usage("DAY").remaining == 0 and not limits.admit("a").allowed
+    clock.advance(50)  # the day's end
+    assert limits.admit("a").allowed and limits.usage("DAY").used == 1
