@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,6 +55,7 @@ from leadpulse.sandbox import Sandbox
 SHIPPED_CONFIG = Path(__file__).resolve().parents[2] / "config"
 DEMO_TENANT_FILE = SHIPPED_CONFIG / "demo" / "hubspot-sandbox.yaml"
 SALESFORCE_TENANT_FILE = SHIPPED_CONFIG / "demo" / "salesforce-sandbox.yaml"
+PIPEDRIVE_TENANT_FILE = SHIPPED_CONFIG / "demo" / "pipedrive-sandbox.yaml"
 #: the tenant of the sample CRM export in config/sample, scored by ``leadpulse demo --from-export``
 EXPORT_TENANT_FILE = SHIPPED_CONFIG / "demo-file.yaml"
 #: the variable the HubSpot demo tenant reads its token from (the demo sets every variable its tenant names; the
@@ -181,6 +183,27 @@ def is_open_lead(sb: Sandbox, index: int) -> bool:
     return row is not None and not row.deleted and not row.converted
 
 
+def pipedrive_written(sb: Sandbox, tenant: TenantConfig) -> dict[str, Any]:
+    """What a Pipedrive sandbox holds of leadpulse's work: the person fields the tenant writes, by name (an option
+    by its label), on each live person that has any, and the activities created through the API."""
+    names = {field.key: field.name for field in sb.vendor.fields.custom.values()}
+    owned = set(tenant.writeback.properties.values()) | {tenant.writeback.status_property}
+    people = [index for index in range(sb.crm.size) if not sb.vendor.fates.gone(index)]
+    values = {}
+    for index in people:
+        custom = sb.vendor.person(index, labels=True)["custom_fields"]
+        written = {names[key]: value["label"] if isinstance(value, dict) else value
+                   for key, value in custom.items() if names.get(key) in owned and value is not None}
+        if written:
+            values[sb.crm.id_of(index)] = written
+    tasks = [{"person_id": sb.crm.id_of(made.contact_index), "subject": made.attributes.get("subject"),
+              "type": made.attributes.get("pipedrive_type"),
+              "due": datetime.fromtimestamp(made.occurred_ms / 1000, UTC).isoformat(),
+              "note": made.attributes.get("note")}
+             for made in sb.crm.added_activities() if "leadpulse:" in str(made.attributes.get("note"))]
+    return {"contacts": [sb.crm.id_of(index) for index in people], "properties": values, "tasks": tasks}
+
+
 @dataclass(frozen=True)
 class DemoCrm:
     """One CRM as the sandbox demo runs it: its demo tenant file, how its sandbox starts and is reached, what an admin
@@ -214,8 +237,14 @@ SALESFORCE = DemoCrm(
                            "client_id": sb.credentials["client_id"], "username": sb.credentials["username"]},
     written=salesforce_written, prepare=add_custom_fields, livens=is_open_lead,
 )
+PIPEDRIVE = DemoCrm(
+    name="pipedrive", title="Pipedrive", place="company", people="persons", scored="persons",
+    tenant_file=PIPEDRIVE_TENANT_FILE, tier="premium",
+    connection=lambda sb: {"base_url": sb.base_url}, written=pipedrive_written,
+    livens=lambda sb, index: not sb.vendor.fates.gone(index),
+)
 #: the CRMs `leadpulse demo --crm` plays, by name
-DEMO_CRMS = {crm.name: crm for crm in (HUBSPOT, SALESFORCE)}
+DEMO_CRMS = {crm.name: crm for crm in (HUBSPOT, SALESFORCE, PIPEDRIVE)}
 
 
 def secrets_environ(tenant: TenantConfig, credentials: Mapping[str, str]) -> dict[str, str]:
@@ -286,6 +315,9 @@ def run_demo(
         on_run("full sync", full)
         chosen = chosen_people(sb, crm, livened)
         liven_up(sb.crm, chosen)
+        # a run reads up to its start, and a CRM stamping changes to the second (Pipedrive) leaves what changed in
+        # that second to the run after: the incremental run starts in the next second, so it is the one to read it
+        time.sleep(1 - time.time() % 1)
         incremental = sync_tenant(tenant, state_dir=folder.state, clock=clock, environ=environ)
         on_run("incremental sync", incremental)
         keep_portal(sb, folder, crm, tenant, chosen)
@@ -294,7 +326,7 @@ def run_demo(
 
 @click.command()
 @click.option("--crm", "crm_name", type=click.Choice(sorted(DEMO_CRMS)), default=HUBSPOT.name, show_default=True,
-              help="Which CRM the sandbox plays: a HubSpot portal or a Salesforce org.")
+              help="Which CRM the sandbox plays: a HubSpot portal, a Salesforce org or a Pipedrive company.")
 @click.option("--contacts", type=click.IntRange(min=100), default=3000, show_default=True,
               help="How many people the sandbox CRM holds (in Salesforce, Leads and Contacts together).")
 @click.option("--from-export", is_flag=True,
@@ -306,7 +338,8 @@ def run_demo(
 def demo(ctx: click.Context, crm_name: str, contacts: int, from_export: bool, folder: Path | None) -> None:
     """Sync a CRM played by the local sandbox: a full run, fresh activity, an incremental run.
 
-    The sandbox plays a HubSpot portal, or a Salesforce org with --crm salesforce. The demos use the tenant files
+    The sandbox plays a HubSpot portal, a Salesforce org with --crm salesforce, or a Pipedrive company with --crm
+    pipedrive. The demos use the tenant files
     in leadpulse's checkout (config/demo, config/demo-file.yaml), wherever the command runs from, and keep what
     they made in a folder they print at the end for `explain`, `history` and `status` to look at.
     """

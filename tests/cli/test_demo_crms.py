@@ -1,4 +1,5 @@
-"""`leadpulse demo --crm`: the sandbox demo against each CRM it plays, a HubSpot portal or a Salesforce org."""
+"""`leadpulse demo --crm`: the sandbox demo against each CRM it plays, a HubSpot portal, a Salesforce org or a
+Pipedrive company."""
 
 from __future__ import annotations
 
@@ -80,13 +81,13 @@ def test_the_salesforce_demos_next_steps_look_at_a_lead_it_scored(tmp_path, monk
 def test_the_demos_help_lists_the_crms_it_plays():
     result = run("demo", "--help")
     assert result.exit_code == 0
-    assert "--crm [hubspot|salesforce]" in result.output and "default: hubspot" in result.output
+    assert "--crm [hubspot|pipedrive|salesforce]" in result.output and "default: hubspot" in result.output
 
 
 def test_the_demo_refuses_a_crm_it_does_not_play(tmp_path):
-    result = run("demo", "--crm", "pipedrive", "--folder", str(tmp_path / "kept"))
+    result = run("demo", "--crm", "zoho", "--folder", str(tmp_path / "kept"))
     assert result.exit_code == 2
-    assert "Invalid value for '--crm'" in result.output and "'hubspot', 'salesforce'" in result.output
+    assert "Invalid value for '--crm'" in result.output and "'hubspot', 'pipedrive', 'salesforce'" in result.output
     assert not (tmp_path / "kept").exists()
 
 
@@ -101,15 +102,41 @@ def test_the_export_demo_refuses_a_crm_since_it_reads_no_crm(tmp_path):
 @pytest.mark.parametrize(("crm", "secrets"), [
     (demo.HUBSPOT, {"DEMO_HUBSPOT_TOKEN": "the-token"}),
     (demo.SALESFORCE, {"DEMO_SF_PASSWORD": "the-password", "DEMO_SF_CLIENT_SECRET": "the-client-secret"}),
+    (demo.PIPEDRIVE, {"DEMO_PIPEDRIVE_TOKEN": "the-api-token"}),
 ], ids=lambda item: item.name if isinstance(item, demo.DemoCrm) else "")
 def test_the_demo_hands_the_sandboxes_credentials_over_the_variables_its_tenant_file_names(crm, secrets):
     tenant = load_tenant(crm.tenant_file)
     credentials = {"access_token": "the-token", "password": "the-password", "client_secret": "the-client-secret",
-                   "username": "integration@leadpulse.sandbox"}
+                   "username": "integration@leadpulse.sandbox", "api_token": "the-api-token"}
     assert demo.secrets_environ(tenant, credentials) == secrets
 
 
 def test_each_crm_the_demo_plays_has_its_tenant_file_in_the_checkout():
     assert {crm.tenant_file.relative_to(REPO_CONFIG).as_posix() for crm in demo.DEMO_CRMS.values()} == {
-        "demo/hubspot-sandbox.yaml", "demo/salesforce-sandbox.yaml"}
+        "demo/hubspot-sandbox.yaml", "demo/salesforce-sandbox.yaml", "demo/pipedrive-sandbox.yaml"}
     assert all(load_tenant(crm.tenant_file).crm.kind == crm.name for crm in demo.DEMO_CRMS.values())
+
+
+def test_the_pipedrive_demo_scores_the_livened_persons_anew_and_leaves_its_fields_and_activities_in_the_company(
+        tmp_path, started):
+    result = run("demo", "--crm", "pipedrive", "--contacts", "300", "--folder", str(tmp_path / "kept"))
+    assert result.exit_code == 0, result.output
+    assert "Starting a Pipedrive sandbox with 300 persons" in result.output
+    assert result.output.count("demo-pipedrive") == 2 and "40 persons held a meeting" in result.output
+    with Store.open(tmp_path / "kept" / "state" / "demo-pipedrive.sqlite") as store:
+        incremental, full = store.runs()
+        livened_scores = [store.score(person) for person in json.loads(
+            (tmp_path / "kept" / "portal.json").read_text())["livened"]]
+    assert full.written > 0 and incremental.written >= 40  # a meeting and a reply move every livened person
+    assert all(score is not None and score.run_id == incremental.id for score in livened_scores)
+    [sb] = started
+    kept = json.loads((tmp_path / "kept" / "portal.json").read_text())
+    assert kept["crm"] == "pipedrive" and len(kept["livened"]) == 40
+    names = {field.key: field.name for field in sb.vendor.fields.custom.values()}
+    for person in kept["livened"]:
+        custom = sb.vendor.person(sb.crm.index_of(person), labels=True)["custom_fields"]
+        held = {names[key]: value for key, value in custom.items() if names.get(key, "").startswith("Lead ")}
+        assert kept["properties"][person]["Lead score"] == held["Lead score"]
+        assert kept["properties"][person]["Lead band"] == held["Lead band"]["label"]
+    assert kept["tasks"] and all("leadpulse: lpk" in task["note"] and task["type"] == "task" for task in kept["tasks"])
+    assert len(kept["tasks"]) == full.tasks + incremental.tasks
