@@ -2,8 +2,10 @@
 
 Activities are the tenant's calls, emails, meetings and tasks (notes are a separate object in Pipedrive and
 are not served); a call's or meeting's outcome and direction are in its ``note``. A generated activity is
-linked to its person's organization; those of a deleted person are deleted with it (not listed, read by id
-with ``is_deleted: true``); those of a merged person belong to the survivor from the merge on.
+linked to its person's organization. An activity is its primary participant's: those of a deleted person
+are deleted with it (not listed, read by id with ``is_deleted: true``); those of a merged person belong to
+the survivor from the merge on (every participant reads as the survivor, and the update time moves to the
+merge, so an incremental read by update time finds them again).
 
 Writes are checked as v2 checks them: booleans only ``true``/``false``, ids as numbers, dates
 ``YYYY-MM-DD``, times and durations ``HH:MM[:SS]``; ``person_id`` is read-only (the primary participant sets
@@ -20,7 +22,6 @@ from typing import Any
 
 from .pipedrive_base import PAGING
 from .pipedrive_fields import ADDRESS_PARTS
-from .pipedrive_records import Fate
 from .pipedrive_v2 import V2Records
 from .pipedrive_wire import ListQuery, check_date, check_time, duration, is_int, page_of, parse_rfc3339, rfc3339
 from .server import Request, route
@@ -109,19 +110,30 @@ class V2Activities(V2Records):
     def _effective(self, activity: Activity | None) -> Activity | None:
         return None if activity is None else self._edited.get(activity.id, activity)
 
+    def _holder(self, activity: Activity) -> int:
+        """The person whose activity it was made: its primary participant as written, else its generated person."""
+        stored = activity.attributes.get("participants")
+        if not stored:
+            return activity.contact_index
+        primary = next((p["person_id"] for p in stored if p["primary"]), stored[0]["person_id"])
+        return self.crm.index_of(str(primary))
+
     def _deleted(self, activity: Activity) -> bool:
-        return activity.id < ADDED_ACTIVITY_BASE and self.fates.fate(activity.contact_index) is Fate.DELETED
+        return self.fates.records_deleted(self._holder(activity))
 
     def _updated_ms(self, activity: Activity) -> int:
-        if activity.id < ADDED_ACTIVITY_BASE and self.fates.fate(activity.contact_index) is Fate.MERGED:
-            return max(activity.updated_ms, self.fates.gone_ms(activity.contact_index))
-        return activity.updated_ms
+        moved = self.fates.moved_ms(self._holder(activity))
+        return activity.updated_ms if moved is None else max(activity.updated_ms, moved)
 
     def _participants(self, activity: Activity) -> list[dict]:
-        stored = activity.attributes.get("participants")
-        if stored:
-            return [dict(p) for p in stored]
-        return [{"person_id": self.fates.survivor(activity.contact_index) + 1, "primary": True}]
+        """Participants as they read now: a merged person's place is taken by the survivor, once."""
+        stored = activity.attributes.get("participants") \
+            or [{"person_id": int(self.crm.id_of(activity.contact_index)), "primary": True}]
+        shown: dict[int, bool] = {}
+        for participant in stored:
+            person = self.survivor_id(participant["person_id"])
+            shown[person] = shown.get(person, False) or participant["primary"]
+        return [{"person_id": person, "primary": primary} for person, primary in shown.items()]
 
     def _primary_person(self, activity: Activity) -> int:
         return next(p["person_id"] for p in self._participants(activity) if p["primary"])

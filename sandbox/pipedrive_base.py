@@ -85,6 +85,10 @@ class PipedriveBase(Vendor):
             raise self.error(404, "Person not found")
         return index
 
+    def survivor_id(self, person_id: int) -> int:
+        """The id a person reads as now: the survivor's, once they were merged away."""
+        return int(self.crm.id_of(self.fates.survivor(self.crm.index_of(str(person_id)))))
+
     def field_key(self, name: str) -> str:
         """The 40-character key of the person custom field called ``name`` (tests and demos)."""
         return self.fields.key_of(name)

@@ -3,9 +3,12 @@ persons, organizations and deals.
 
 - A person's *fate*: about 1.5% of generated persons were deleted and 1% were merged into a person a few
   ids below them, each at their own last touch (so a deletion or merge is the last change a person saw,
-  and a merge is the survivor's last touch too). Gone persons are not listed; ``GET /persons/{id}`` shows
-  them with ``is_deleted: true`` (update_time is the deletion time). A merged person's activities and
-  deal belong to the survivor from the merge on.
+  and a merge is the survivor's last touch too). A client or a test may delete or merge a live person
+  later, while a sync runs (:meth:`Fates.delete`, :meth:`Fates.merge`); such a fate is the same in every
+  other respect. Gone persons are not listed; ``GET /persons/{id}`` shows them with ``is_deleted: true``
+  (update_time is the deletion time). A merged person's activities and deal belong to the survivor from
+  the merge on (and to the survivor's survivor, should it be merged in turn); those of a deleted person,
+  or of one merged into a person deleted since, are deleted.
 - Organizations: one per synthetic company (id ``company index + 1``); a person's ``org_id`` is their
   company's. Industry, employee count and annual revenue are organization custom fields, as Pipedrive's
   own organizationFields example keeps Industry.
@@ -15,6 +18,7 @@ persons, organizations and deals.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from enum import Enum
 
@@ -36,12 +40,25 @@ STAGES = {"open": 3, "won": 5, "lost": 5}
 LOST_REASONS = ("Price", "Timing", "Went with a competitor", "No budget")
 
 
+@dataclass(frozen=True)
+class LateFate:
+    """A fate given after generation: when, and for a merge, into whom."""
+
+    fate: Fate
+    at_ms: int
+    into: int | None = None
+
+
 class Fates:
-    """Which generated persons are deleted or merged, and into whom."""
+    """Which persons are deleted or merged, into whom and when: drawn from the seed, or given later."""
 
     def __init__(self, crm: Crm):
         self.crm = crm
         self.seed = crm.tenant.seed
+        self._late: dict[int, LateFate] = {}
+        self._absorbed: dict[int, list[int]] = {}
+        """Survivor index: the persons merged into it after generation."""
+        self._lock = threading.Lock()
 
     def _draw(self, index: int) -> Fate:
         if not 0 <= index < self.crm.tenant.size:
@@ -54,7 +71,7 @@ class Fates:
     def _candidate(self, index: int) -> int:
         return index - 1 - mix(self.seed, index, 0x5A1E) % MERGE_REACH
 
-    def fate(self, index: int) -> Fate:
+    def _seeded(self, index: int) -> Fate:
         drawn = self._draw(index)
         if drawn is not Fate.MERGED:
             return drawn
@@ -65,22 +82,90 @@ class Fates:
             return Fate.KEPT
         return Fate.MERGED
 
+    def fate(self, index: int) -> Fate:
+        late = self._late.get(index)
+        return late.fate if late else self._seeded(index)
+
     def gone(self, index: int) -> bool:
         return self.fate(index) is not Fate.KEPT
 
+    def _into(self, index: int) -> int:
+        """Whom a merged person was merged into."""
+        late = self._late.get(index)
+        return late.into if late and late.into is not None else self._candidate(index)
+
     def survivor(self, index: int) -> int:
-        """The person whose records this one's are now: itself unless merged."""
-        return self._candidate(index) if self.fate(index) is Fate.MERGED else index
+        """The person whose records this one's are now: itself unless merged (followed through later merges)."""
+        while self.fate(index) is Fate.MERGED:
+            index = self._into(index)
+        return index
 
     def merged_into(self, index: int) -> list[int]:
-        """Persons merged into this one."""
-        return [other for other in range(index + 1, index + 1 + MERGE_REACH)
-                if other < self.crm.tenant.size and self.fate(other) is Fate.MERGED and self._candidate(other) == index]
+        """Persons whose records are now this one's: merged into it, or into one of those."""
+        seeded = [other for other in range(index + 1, index + 1 + MERGE_REACH)
+                  if other < self.crm.tenant.size and self._seeded(other) is Fate.MERGED
+                  and self._candidate(other) == index]
+        direct = seeded + self._absorbed.get(index, [])
+        return direct + [deeper for other in direct for deeper in self.merged_into(other)]
 
     def gone_ms(self, index: int) -> int:
-        """When a gone person was deleted or merged: their last touch (a merge is the survivor's last touch)."""
+        """When a gone person was deleted or merged: given later, then; drawn, their last touch (a merge is the
+        survivor's last touch)."""
+        late = self._late.get(index)
+        if late:
+            return late.at_ms
         tenant = self.crm.tenant
         return tenant.last_touch_ms(self._candidate(index) if self.fate(index) is Fate.MERGED else index)
+
+    def moved_ms(self, index: int) -> int | None:
+        """When the person's records last changed hands (the last merge on their way to the survivor), None when
+        they never did."""
+        moved = None
+        while self.fate(index) is Fate.MERGED:
+            moved = max(moved or 0, self.gone_ms(index))
+            index = self._into(index)
+        return moved
+
+    def records_deleted(self, index: int) -> bool:
+        """Whether the person's activities and deal are deleted: theirs, or their survivor's, was deleted."""
+        fate = self.fate(index)
+        if fate is Fate.MERGED:
+            fate = self.fate(self.survivor(index))
+        return fate is Fate.DELETED
+
+    def settled_ms(self, index: int) -> int | None:
+        """When the person's records last changed hands or were deleted; None when neither happened."""
+        holder, moved = self.survivor(index), self.moved_ms(index)
+        if self.fate(holder) is Fate.DELETED:
+            return max(moved or 0, self.gone_ms(holder))
+        return moved
+
+    def changed_since(self, low_ms: int) -> list[int]:
+        """Persons deleted or merged after generation at or after ``low_ms``."""
+        return [index for index, late in list(self._late.items()) if late.at_ms >= low_ms]
+
+    def delete(self, index: int, at_ms: int) -> None:
+        """Delete a live person at ``at_ms``. :raises ValueError: when the person is already gone."""
+        with self._lock:
+            self._check_live(index)
+            self._late[index] = LateFate(Fate.DELETED, at_ms)
+
+    def merge(self, index: int, into: int, at_ms: int) -> None:
+        """Merge a live person into another live one at ``at_ms``.
+
+        :raises ValueError: when either is gone, or both are the same person.
+        """
+        with self._lock:
+            if index == into:
+                raise ValueError(f"person index {index} cannot be merged into itself")
+            self._check_live(index)
+            self._check_live(into)
+            self._late[index] = LateFate(Fate.MERGED, at_ms, into)
+            self._absorbed.setdefault(into, []).append(index)
+
+    def _check_live(self, index: int) -> None:
+        if self.gone(index):
+            raise ValueError(f"person index {index} is already {self.fate(index).value}")
 
 
 @dataclass(frozen=True)

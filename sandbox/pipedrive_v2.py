@@ -7,7 +7,7 @@ from typing import Any
 
 from .pipedrive_base import PAGING, PipedriveBase
 from .pipedrive_fields import ADDRESS_PARTS
-from .pipedrive_records import PIPELINE_ID, STAGES, Deal, Fate, Organization, deal_of, organization
+from .pipedrive_records import PIPELINE_ID, STAGES, Deal, Organization, deal_of, organization
 from .pipedrive_wire import ListQuery, day, is_int, page_of, rfc3339
 from .server import Request, route
 from .synth import DAY_MS, YEAR_MS
@@ -339,11 +339,13 @@ class V2Records(PipedriveBase):
                     yield deal
 
     def persons_in_window(self, since_ms: int | None) -> Sequence[int]:
-        """Generated persons whose records can have changed at or after ``since_ms``, ascending (all without it)."""
+        """Generated persons whose records can have changed at or after ``since_ms``, ascending (all without it):
+        those touched, deleted or merged since, and those merged into them."""
         if since_ms is None:
             return range(self.crm.tenant.size)
-        touched = self.crm.touched_since(since_ms)
-        return sorted({*touched, *(m for s in touched for m in self.fates.merged_into(s))})
+        generated = self.crm.tenant.size  # a person added later has no generated records
+        changed = [*self.crm.touched_since(since_ms), *(i for i in self.fates.changed_since(since_ms) if i < generated)]
+        return sorted({*changed, *(m for s in changed for m in self.fates.merged_into(s))})
 
     def _deal_filter(self, request: Request) -> Callable[[Deal], bool]:
         statuses = set(request.args("status"))
@@ -353,7 +355,7 @@ class V2Records(PipedriveBase):
                                                                           "stage_id"))
 
         def wanted(deal: Deal) -> bool:
-            status = "deleted" if self.fates.fate(deal.person_index) is Fate.DELETED else deal.status
+            status = "deleted" if self.fates.records_deleted(deal.person_index) else deal.status
             shown = self.deal(deal)
             return ((status in statuses) if statuses else status != "deleted") \
                 and (owner is None or shown["owner_id"] == owner) and (org is None or shown["org_id"] == org) \
@@ -361,9 +363,8 @@ class V2Records(PipedriveBase):
         return wanted
 
     def _deal_update_ms(self, deal: Deal) -> int:
-        if self.fates.fate(deal.person_index) is Fate.KEPT:
-            return deal.update_ms
-        return max(deal.update_ms, self.fates.gone_ms(deal.person_index))
+        settled = self.fates.settled_ms(deal.person_index)
+        return deal.update_ms if settled is None else max(deal.update_ms, settled)
 
     def deal(self, deal: Deal) -> dict:
         """One deal in the v2 shape."""
@@ -378,7 +379,7 @@ class V2Records(PipedriveBase):
             "stage_id": STAGES[deal.status], "pipeline_id": PIPELINE_ID, "currency": "USD",
             "add_time": rfc3339(deal.add_ms), "update_time": rfc3339(self._deal_update_ms(deal)),
             "stage_change_time": rfc3339(deal.update_ms), "status": deal.status, "is_archived": False,
-            "is_deleted": self.fates.fate(deal.person_index) is Fate.DELETED, "probability": None,
+            "is_deleted": self.fates.records_deleted(deal.person_index), "probability": None,
             "lost_reason": deal.lost_reason, "visible_to": 3, "close_time": rfc3339(deal.close_ms),
             "won_time": rfc3339(closed["won_time"]), "lost_time": rfc3339(closed["lost_time"]),
             "local_won_date": day(closed["won_time"]), "local_lost_date": day(closed["lost_time"]),
