@@ -15,10 +15,13 @@ Served (the parts):
 - :mod:`.pipedrive_activities`: v2 activities (list, get, create, PATCH);
 - :mod:`.pipedrive_field_routes`: v2 person fields (list, get, create, PATCH, options add/relabel/delete)
   and organization fields (list, get); v1 personFields (list, get, create, PUT);
+- :mod:`.pipedrive_changes`: v2 person DELETE, v1 persons merge and v1 recents (persons), and the same
+  deletion and merge for tests: ``sb.vendor.delete_person(id)``, ``sb.vendor.merge_persons(gone_id, into_id)``;
 - here: OAuth, v1 activityTypes, users and users/me.
 
 Data: person ``id`` is ``index + 1``; persons, organizations and deals as :mod:`.pipedrive_records` draws
-them (deleted and merged persons among them); custom fields as :mod:`.pipedrive_fields` describes.
+them (deleted and merged persons among them, and ``sb.vendor.fates`` answers for those deleted or merged
+later too); custom fields as :mod:`.pipedrive_fields` describes.
 Activities created here are listed by ``crm.added_activities()`` (tasks also by ``crm.tasks()``).
 
 Timestamps: v2 RFC 3339 (``2025-01-01T10:20:00Z``), v1 ``YYYY-MM-DD HH:MM:SS`` (UTC). Errors:
@@ -42,14 +45,14 @@ from urllib.parse import parse_qs
 from . import pipedrive_budget as budget
 from .limits import Verdict, Window
 from .pipedrive_activities import ACTIVITY_TYPES
-from .pipedrive_field_routes import FieldRoutes
+from .pipedrive_changes import PersonChanges
 from .pipedrive_wire import ERROR_INFO, parse_rfc3339, rfc3339, v1_time
 from .server import Request, Response, Route, VendorError, route
 
 __all__ = ["ERROR_INFO", "VENDOR", "Pipedrive", "parse_rfc3339", "rfc3339"]
 
 
-class Pipedrive(FieldRoutes):
+class Pipedrive(PersonChanges):
     """The Pipedrive imitation: every part's routes, authentication, OAuth and rate limits."""
 
     def __init__(self, *args, **kwargs):
@@ -71,7 +74,7 @@ class Pipedrive(FieldRoutes):
     # -- the Vendor contract ---------------------------------------------------------------------------
 
     def windows(self) -> list[Window]:
-        writes = frozenset(name for name in budget.COSTS if name.endswith((".create", ".update", ".add")))
+        writes = frozenset(name for name in budget.COSTS if name.endswith((".create", ".update", ".add", ".merge")))
         return budget.windows(self.tier, self.seats, writes, self.server_utc_offset_hours)
 
     def credentials(self) -> dict:

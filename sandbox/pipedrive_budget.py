@@ -36,7 +36,7 @@ DAILY_WRITES = 10_000
 DAY_SECONDS = 86_400
 COSTS = {
     # API v2 (x-token-cost in Pipedrive's v2 OpenAPI description)
-    "persons.list": 10, "persons.get": 1, "persons.update": 5,
+    "persons.list": 10, "persons.get": 1, "persons.update": 5, "persons.delete": 3,
     "activities.list": 10, "activities.get": 1, "activities.create": 5, "activities.update": 5,
     "deals.list": 10, "deals.get": 1, "organizations.list": 10, "organizations.get": 1,
     "personFields.list": 10, "personFields.get": 1, "personFields.create": 5, "personFields.update": 5,
@@ -45,6 +45,8 @@ COSTS = {
     # API v1 (the v1 description)
     "v1.personFields.list": 20, "v1.personFields.get": 2, "v1.personFields.create": 10, "v1.personFields.update": 10,
     "v1.activityTypes.list": 20, "v1.users.list": 20, "v1.users.me": 2,
+    "v1.persons.merge": 40,  # the persons reference's "Merge two persons"
+    "v1.recents.list": 20,  # the cost of v1's other lists: the recents reference shows none
 }
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
 BLOCK_PAGE = """<!DOCTYPE html>

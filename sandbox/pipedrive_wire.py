@@ -20,6 +20,7 @@ IDS_MAX = 100
 CUSTOM_FIELDS_MAX = 15
 """``custom_fields`` on a v2 read names at most 15 keys."""
 _TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$")
+_V1_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 
 
 def rfc3339(ms: int | None) -> str | None:
@@ -33,6 +34,13 @@ def v1_time(ms: int | None) -> str | None:
     if ms is None:
         return None
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def parse_v1_time(text: str) -> int:
+    """Milliseconds since the epoch of a v1 ``YYYY-MM-DD HH:MM:SS`` (UTC); ValueError when malformed."""
+    if not _V1_TIME.fullmatch(text):
+        raise ValueError(f"expected YYYY-MM-DD HH:MM:SS, got {text!r}")
+    return int(datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp() * 1000)
 
 
 def day(ms: int | None) -> str | None:
