@@ -1,8 +1,9 @@
 """Pipedrive behind the connector contract, on API v2 through pipedrive-python-lib (see `pipedrive_api`).
 
-Reads: three streams, each one v2 list in update-time order, 500 records a page, from the last run's reach less the
-look-back (``updated_since``) up to the run's start (``updated_until``, which excludes it), paged by Pipedrive's
-cursor; a page's cursor carries that cursor and the window, so a stopped run resumes the same read.
+Reads: three streams that are each one v2 list in update-time order, 500 records a page, from the last run's reach
+less the look-back (``updated_since``) up to the run's start (``updated_until``, which excludes it), paged by
+Pipedrive's cursor, and a fourth of the persons gone; a page's cursor carries its read's position and window, so a
+stopped run resumes the same read.
 
 - ``persons``: the tenant's ``fields:`` name person fields by their display names; they are looked up once a run
   (``personFields``), and custom ones read from ``custom_fields`` by their 40-character keys. A name the person
@@ -19,9 +20,12 @@ cursor; a page's cursor carries that cursor and the window, so a stopped run res
   ``deal_won`` activity, a lost one a ``deal_lost`` activity. A lost deal sets no outcome: a person has one outcome,
   and one lost deal must not undo another one won.
 
-Pipedrive's v2 lists leave deleted persons out, and merged ones too (the one merged away is deleted, its
-activities and deals move to the survivor): a pull never sees them go, so none is handed over as gone. A write to
-one is refused with 404, which `write_properties` reports as permanent.
+- ``gone_persons``: v2 lists leave deleted persons out, and merged ones too (the one merged away is deleted, its
+  activities and deals move to the survivor, where the activities stream reads them again), so the persons a run
+  must stop scoring come from v1 recents (``items=person``), which lists every person changed since the last run's
+  reach less the look-back with ``active_flag: false`` on those deleted: each is handed over as gone. A first read
+  makes no call (no person is known yet). Recents reach back 30 days: after a longer pause a person deleted before
+  that is found when a write to them is refused with 404, which `write_properties` reports as permanent.
 
 Writes: one ``PATCH /api/v2/persons/{id}`` per person, its ``custom_fields`` by key (numbers as numbers, single
 options as option ids, text cut to the field's length). `ensure_properties` creates the person fields leadpulse owns
@@ -53,6 +57,7 @@ from leadpulse.connectors.settings import PipedriveSettings
 from leadpulse.core.contract import (
     Connector,
     ConnectorContext,
+    GoneContact,
     Page,
     PropertySpec,
     PropertyWrite,
@@ -113,6 +118,11 @@ STREAMS = {spec.name: spec for spec in (
     StreamSpec("activities", "activities"),
     StreamSpec("deals", "deals", {"status": "won,lost"}),
 )}
+#: the stream of persons deleted or merged away, read from v1 recents
+GONE = "gone_persons"
+GONE_REASON = "deleted in Pipedrive, or merged into another person"
+#: how far back Pipedrive's recents reach
+RECENTS_DAYS = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,9 +270,12 @@ class PipedriveConnector(Connector):
     # -- pull -------------------------------------------------------------------------------------------------
 
     def streams(self) -> Sequence[str]:
-        return tuple(STREAMS)
+        return (*STREAMS, GONE)
 
     def pull(self, stream: str, cursor: str | None, *, started_at: datetime) -> Iterator[Page]:
+        if stream == GONE:
+            yield from self._pull_gone(cursor, started_at)
+            return
         spec = STREAMS[stream]
         state = load_cursor(cursor)
         if "after" in state:  # a read a stopped run left: the same window, from the page after the last one stored
@@ -275,6 +288,29 @@ class PipedriveConnector(Connector):
             following = {"low": low, "until": until, "after": batch.next_token} if batch.next_token else \
                 {"since": until}
             yield self._page(stream, batch.items, dump_cursor(following))
+
+    def _pull_gone(self, cursor: str | None, started_at: datetime) -> Iterator[Page]:
+        """The persons deleted or merged away since the last run, from v1 recents (see the module's docstring)."""
+        state = load_cursor(cursor)
+        if "after" in state:  # a read a stopped run left
+            low, until, start = str(state["low"]), str(state["until"]), str(state["after"])
+        elif state.get("since") is None:  # a first read: no person is known yet, so none can have gone
+            yield Page(GONE, dump_cursor({"since": rfc3339(started_at)}))
+            return
+        else:
+            since = parse_time(str(state["since"])) - timedelta(seconds=self.settings.lookback_seconds)
+            if since < started_at - timedelta(days=RECENTS_DAYS):
+                log.warning("tenant %r: the last read of deleted persons was %s, longer ago than the %d days "
+                            "Pipedrive's recents keep; a person deleted before then is found when a write to them "
+                            "is refused", self.context.tenant, state["since"], RECENTS_DAYS)
+            low, until, start = since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"), rfc3339(started_at), None
+        for batch in self.api.recents("person", low, PAGE_SIZE, start=start):
+            gone = [GoneContact(str(row["id"]), GONE_REASON) for row in batch.items
+                    if row.get("item") == "person" and isinstance(row.get("data"), dict)
+                    and row["data"].get("active_flag") is False]
+            following = {"low": low, "until": until, "after": batch.next_token} if batch.next_token else \
+                {"since": until}
+            yield Page(GONE, dump_cursor(following), gone=gone)
 
     def _since(self, since: str | None) -> str | None:
         if since is None:

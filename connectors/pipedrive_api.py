@@ -1,8 +1,9 @@
 """Pipedrive's API as the connector calls it, through pipedrive-python-lib.
 
-The library's `Client` authenticates (an API token, or an OAuth app's access token), sends, parses and raises its
-own error classes; it speaks v1 only, so the v2 calls (persons, organizations, deals, activities, fields) go through
-its request path too (`PipedriveClient`), on the v2 URLs. Every call goes through the tenant's `ApiCaller` (burst
+The library's `Client` authenticates (an API token, or an OAuth app's access token, which `OAuthRefresh` asks for
+with the app's refresh token through the library's own grant), sends, parses and raises its own error classes; it
+speaks v1 only, so the v2 calls (persons, organizations, deals, activities, fields) go through its request path too
+(`PipedriveClient`), on the v2 URLs. Every call goes through the tenant's `ApiCaller` (burst
 window, retries, call counting), and is sent only while the company's daily token budget can afford it.
 
 Pipedrive counts two limits:
@@ -24,6 +25,7 @@ is the request's own fault, handed back to the caller as the library's exception
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -39,7 +41,7 @@ from leadpulse.connectors.paging import Batch, follow
 from leadpulse.connectors.retry import ApiCaller, Failure, FailureKind, refusal
 from leadpulse.connectors.settings import PipedriveAuth, PipedrivePlan, PipedriveSettings
 from leadpulse.core.contract import ConnectorContext
-from leadpulse.core.errors import ConnectorError, QuotaExhausted
+from leadpulse.core.errors import AuthError, ConnectorError, QuotaExhausted
 
 log = logging.getLogger("leadpulse.pipedrive")
 
@@ -104,6 +106,16 @@ class Answer:
         cursor = more.get("next_cursor") if isinstance(more, dict) else None
         return str(cursor) if cursor else None
 
+    @property
+    def next_start(self) -> str | None:
+        """A v1 list's offset of its next page (``additional_data.pagination``); None on the last page."""
+        more = (self.body.get("additional_data") or {}) if isinstance(self.body, dict) else {}
+        pagination = more.get("pagination") if isinstance(more, dict) else None
+        if not isinstance(pagination, dict) or not pagination.get("more_items_in_collection"):
+            return None
+        following = pagination.get("next_start")
+        return str(following) if isinstance(following, int) else None
+
 
 class NotJson(ValueError):
     """A successful answer whose body is not JSON: cut off, or a proxy's page."""
@@ -162,7 +174,8 @@ def classify(exc: Exception) -> Failure:
     what = f"Pipedrive answered {status}: {exc}"
     if status == 401:
         return Failure(FailureKind.AUTH, status, f"{what}; check that crm.secrets names a valid API token of a user "
-                       "of this company, or an OAuth app's access token (they expire after an hour)")
+                       "of this company, or an OAuth app's access token (they expire after an hour: name the app's "
+                       "client_id, with its refresh_token, and leadpulse asks for them itself)")
     if status == 403:
         if isinstance(exc, exceptions.ForbiddenError) and "text/html" in headers.get("Content-Type", ""):
             return Failure(FailureKind.QUOTA, status, f"{what}: Pipedrive's edge blocks this token for calling on "
@@ -229,6 +242,66 @@ def _count(headers: Mapping[str, str], name: str) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
+#: in this process, the refresh token Pipedrive last handed back for each one a tenant file names (by a digest of
+#: the app and the token): when it issues a new one with an access token, the daemon's later runs send that one
+_REFRESHED: dict[str, str] = {}
+
+
+class OAuthRefresh:
+    """An OAuth app's access token (an hour long), asked for with the app's refresh token before a run's first call
+    and once more in the run when Pipedrive refuses the one in hand."""
+
+    def __init__(self, client: PipedriveClient, settings: PipedriveSettings, secrets: Mapping[str, str]) -> None:
+        self.client = client
+        client.client_id = settings.client_id
+        client.client_secret = secrets["client_secret"]
+        client.OAUTH_BASE_URL = settings.oauth_url.rstrip("/") + "/oauth/"
+        self.configured = secrets["refresh_token"]
+        self.key = hashlib.sha256(f"{settings.client_id}\0{self.configured}".encode()).hexdigest()
+        self.renewed = False
+
+    def fresh(self, call: Callable[[], Answer], refresh: Callable[[], None]) -> Answer:
+        """`call`, with an access token asked for first if there is none yet, and asked for again (once a run) if
+        Pipedrive refuses it."""
+        if self.client.access_token is None:
+            refresh()
+        try:
+            return call()
+        except AuthError:
+            if self.renewed:
+                raise
+            self.renewed = True
+            refresh()
+            return call()
+
+    def refresh(self, tenant: str) -> Answer:
+        """Exchange the refresh token for an access token (the library's ``refresh_token`` grant).
+
+        :raises AuthError: the OAuth server refused the app or its refresh token.
+        """
+        token = _REFRESHED.get(self.key, self.configured)
+        try:
+            answer: Answer = self.client.refresh_token(token)
+        except exceptions.BaseError as exc:
+            status = exc.response.status_code
+            if status not in (400, 401, 403):
+                raise
+            raise AuthError(tenant, f"Pipedrive's OAuth server refused a new access token ({status}); check "
+                            "crm.connection.client_id and crm.secrets.client_secret and refresh_token (a refresh "
+                            "token unused for 60 days expires: authorize the app again for a new one)") from exc
+        body = answer.body if isinstance(answer.body, dict) else {}
+        access = body.get("access_token")
+        if not isinstance(access, str) or not access:
+            raise AuthError(tenant, "Pipedrive's OAuth server answered with no access token; check "
+                            "crm.connection.oauth_url")
+        self.client.set_access_token(access)
+        issued = body.get("refresh_token")
+        if isinstance(issued, str) and issued and issued != token:
+            _REFRESHED[self.key] = issued
+            log.info("tenant %r: Pipedrive issued a new refresh token, used by this process from now on", tenant)
+        return answer
+
+
 class PipedriveApi:
     """The calls one tenant's connector makes, v2 and v1, through the library, the budget and the retries."""
 
@@ -236,9 +309,13 @@ class PipedriveApi:
         self.tenant = context.tenant
         self.client = PipedriveClient(settings.base_url, (min(5.0, settings.timeout_seconds),
                                                           settings.timeout_seconds))
+        self.refresher: OAuthRefresh | None = None
         if settings.auth is PipedriveAuth.API_TOKEN:
             secret = context.secrets["api_token"]
             self.client.set_api_token(secret)
+        elif settings.client_id:
+            secret = settings.client_id
+            self.refresher = OAuthRefresh(self.client, settings, context.secrets)
         else:
             secret = context.secrets["access_token"]
             self.client.set_access_token(secret)
@@ -257,6 +334,16 @@ class PipedriveApi:
         :raises TransientError: retries ran out.
         :raises pipedrive.exceptions.BaseError: Pipedrive refused the request as sent (see `classify`).
         """
+        if self.refresher is not None:
+            return self.refresher.fresh(lambda: self._call(send, cost, idempotent=idempotent), self._refresh)
+        return self._call(send, cost, idempotent=idempotent)
+
+    def _refresh(self) -> None:
+        refresher = self.refresher
+        assert refresher is not None
+        self.caller.call(lambda: refresher.refresh(self.tenant), ok_status=lambda answer: answer.status)
+
+    def _call(self, send: Callable[[], Answer], cost: TokenCost, *, idempotent: bool) -> Answer:
         reason = self.daily.refusal(cost)
         if reason is not None:
             raise QuotaExhausted(self.tenant, f"{reason}; everything stored is kept, and the next run resumes from "
@@ -302,6 +389,20 @@ class PipedriveApi:
         def fetch(cursor: str | None) -> Batch[dict[str, Any]]:
             answer = self.get(path, {**params, **({"cursor": cursor} if cursor else {})}, what=what)
             return Batch([r for r in answer.data or [] if isinstance(r, dict)], answer.next_cursor)
+
+        return follow(self.tenant, what, fetch, start=start)
+
+    def recents(self, items: str, since: str, limit: int, *, start: str | None = None
+                ) -> Iterator[Batch[dict[str, Any]]]:
+        """The pages of v1 recents (no v2 form): every record of `items` changed since `since` (UTC,
+        ``YYYY-MM-DD HH:MM:SS``) as it stands now, deleted ones included, followed by offset from `start`. Pipedrive
+        keeps the last 30 days of changes."""
+        what = f"the {items}s changed since {since} (recents)"
+
+        def fetch(offset: str | None) -> Batch[dict[str, Any]]:
+            params = {"since_timestamp": since, "items": items, "start": int(offset or 0), "limit": limit}
+            answer = self.read(what, lambda: self.client.recents.get_recent_changes(params=params), TokenCost.V1_LIST)
+            return Batch([r for r in answer.data or [] if isinstance(r, dict)], answer.next_start)
 
         return follow(self.tenant, what, fetch, start=start)
 

@@ -170,23 +170,36 @@ class PipedriveAuth(StrEnum):
 
 
 class PipedriveSettings(CrmSettings):
-    """A Pipedrive company: `base_url` (``https://{company}.pipedrive.com``), reached with a user's API token or an
-    OAuth app's access token (`auth`). `plan` sets the burst window; `seats` with it, the daily token budget the
-    company should have (the budget itself is read off Pipedrive's answers). Follow-ups are activities of
-    `activity_type` (a key of the company's activity types). `status_field` names the person field holding the
-    lifecycle stage, by its display name, as the tenant's ``writeback.status_property`` does: persons are read with
-    it as their status.
+    """A Pipedrive company: `base_url` (``https://{company}.pipedrive.com``), reached with a user's API token or as
+    an OAuth app (`auth`). An OAuth app named by its `client_id` gets its access tokens (an hour each) from the
+    secrets ``refresh_token`` and ``client_secret`` at `oauth_url`; without a `client_id` it is handed an access
+    token (the ``access_token`` secret) kept fresh by something else. `plan` sets the burst window; `seats` with it,
+    the daily token budget the company should have (the budget itself is read off Pipedrive's answers). Follow-ups
+    are activities of `activity_type` (a key of the company's activity types). `status_field` names the person field
+    holding the lifecycle stage, by its display name, as the tenant's ``writeback.status_property`` does: persons
+    are read with it as their status.
     """
 
-    known_secrets: ClassVar[tuple[str, ...]] = ("api_token", "access_token")
+    known_secrets: ClassVar[tuple[str, ...]] = ("api_token", "access_token", "refresh_token", "client_secret")
 
     base_url: str = Field(pattern=r"^https?://")
     auth: PipedriveAuth = PipedriveAuth.API_TOKEN
+    client_id: str | None = Field(None, min_length=1)
+    oauth_url: str = Field("https://oauth.pipedrive.com", pattern=r"^https?://")
     plan: PipedrivePlan = PipedrivePlan.LITE
     seats: int = Field(1, ge=1)
     lookback_seconds: int = Field(300, ge=0)
     activity_type: str = Field("task", min_length=1)
     status_field: str | None = Field(None, min_length=1)
 
+    @model_validator(mode="after")
+    def _client_id_is_oauths(self) -> PipedriveSettings:
+        if self.client_id and self.auth is not PipedriveAuth.OAUTH:
+            raise refuse("auth oauth with a client_id (an OAuth app's; with auth api_token leave client_id out)",
+                         f"auth {self.auth.value}", ("auth",))
+        return self
+
     def needed_secrets(self) -> tuple[str, ...]:
-        return ("api_token",) if self.auth is PipedriveAuth.API_TOKEN else ("access_token",)
+        if self.auth is PipedriveAuth.API_TOKEN:
+            return ("api_token",)
+        return ("refresh_token", "client_secret") if self.client_id else ("access_token",)

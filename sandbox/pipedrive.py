@@ -6,8 +6,8 @@ parameter); call v2 on ``sb.base_url + "/api/v2/..."`` with the token in an ``x-
 query parameter). v1 answers under ``/v1/`` and ``/api/v1/``, as Pipedrive did. OAuth: codes and refresh
 tokens are exchanged at ``POST /oauth/token`` (set the SDK's ``OAUTH_BASE_URL`` to
 ``sb.base_url + "/oauth/"``; ``client_id``/``client_secret`` are in ``sb.credentials``), whose ``api_domain``
-is this sandbox's own base URL; ``sb.credentials["access_token"]`` is an OAuth token issued at start. An
-API token sent as a Bearer, or an OAuth token sent as an API token, is refused (401).
+is this sandbox's own base URL; ``sb.credentials["access_token"]`` is an OAuth token issued at start, with its
+``refresh_token``. An API token sent as a Bearer, or an OAuth token sent as an API token, is refused (401).
 
 Served (the parts):
 
@@ -63,7 +63,7 @@ class Pipedrive(PersonChanges):
         self._refresh_tokens: set[str] = set()
         self._refusals: deque[float] = deque()
         self._blocked_until = -math.inf
-        self.access_token = self._issue_oauth()[0]
+        self.access_token, self.refresh_token = self._issue_oauth()
 
     @classmethod
     def routes(cls) -> list[Route]:
@@ -78,7 +78,7 @@ class Pipedrive(PersonChanges):
         return budget.windows(self.tier, self.seats, writes, self.server_utc_offset_hours)
 
     def credentials(self) -> dict:
-        return {"api_token": self.api_token, "access_token": self.access_token,
+        return {"api_token": self.api_token, "access_token": self.access_token, "refresh_token": self.refresh_token,
                 "client_id": self.client_id, "client_secret": self.client_secret}
 
     def unauthorized(self) -> VendorError:

@@ -250,6 +250,8 @@ class PipedriveDriver(CrmDriver):
     #: status field's) are looked up by once a run; the organization fields, for the Organization.<name> fields the
     #: tenant reads
     FIXED_CALLS: ClassVar[dict[str, int]] = {"personFields.list": 1, "organizationFields.list": 1}
+    #: the persons gone since the last run, read from v1 recents (a first run has none to look for)
+    GONE_CALLS: ClassVar[dict[str, int]] = {"v1.recents.list": 1}
     #: a 429 of the burst window says so in its headers (none left, the window's reset): one without them would
     #: be the daily budget's, and end the run
     BURST_FULL: ClassVar[dict[str, str]] = {"x-ratelimit-limit": "100", "x-ratelimit-remaining": "0",
@@ -313,7 +315,7 @@ class PipedriveDriver(CrmDriver):
     def quiet_calls(self) -> dict[str, int]:
         lists = {f"{spec.path}.list": 1 for spec in STREAMS.values()}  # one list a stream: persons, activities, deals
         assert len(lists) == len(STREAMS)
-        return {**lists, **self.FIXED_CALLS}
+        return {**lists, **self.GONE_CALLS, **self.FIXED_CALLS}
 
 
 DRIVERS: tuple[CrmDriver, ...] = (HubSpotDriver(), SalesforceDriver(), PipedriveDriver())
