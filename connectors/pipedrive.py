@@ -10,7 +10,8 @@ stopped run resumes the same read.
   fields lack is read from the person's organization (``organizationFields``); ``Organization.<name>`` reads it
   there whatever the person has, and the standard person field ``Organization`` reads the organization's name. The
   organizations of a page are read together (``organizations?ids=``, 100 a call), once a run each. The person field
-  named by ``crm.connection.status_field`` gives the status.
+  named by ``crm.connection.status_field`` (by default the tenant's ``writeback.status_property``) gives the
+  status.
 - ``activities``: one `Activity` per participant person, the primary one and the others alike (a meeting engages
   everyone in it; ``primary`` among its attributes tells them apart), of the kind the company's activity type maps
   to (its ``key_string``, else its icon: call -> call, meeting and lunch -> meeting, email -> email_sent, task and
@@ -263,8 +264,12 @@ class PipedriveConnector(Connector):
                              f"organization field of this Pipedrive company: give a field's display name as "
                              f"Pipedrive shows it (or {ORGANIZATION}<name> for the person's organization's)")
 
+    @property
+    def _status_name(self) -> str | None:
+        return self.settings.status_field or self.context.status_property
+
     def _status_field(self) -> FieldDef | None:
-        name = self.settings.status_field
+        name = self._status_name
         return self._named("person", name) if name else None
 
     # -- pull -------------------------------------------------------------------------------------------------
@@ -519,7 +524,7 @@ class PipedriveConnector(Connector):
         """Each value's person field; the status field is created when first written to."""
         for name, value in values.items():
             found = self._named("person", name)
-            if found is None and name == self.settings.status_field and value is not None:
+            if found is None and name == self._status_name and value is not None:
                 found = self._create_field(name, "enum", [str(value)])
             if found is None:
                 raise _Unwritable(f"Pipedrive has no person field {name!r}; it is created before writes when the "

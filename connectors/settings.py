@@ -176,8 +176,8 @@ class PipedriveSettings(CrmSettings):
     token (the ``access_token`` secret) kept fresh by something else. `plan` sets the burst window; `seats` with it,
     the daily token budget the company should have (the budget itself is read off Pipedrive's answers). Follow-ups
     are activities of `activity_type` (a key of the company's activity types). `status_field` names the person field
-    holding the lifecycle stage, by its display name, as the tenant's ``writeback.status_property`` does: persons
-    are read with it as their status.
+    holding the lifecycle stage, by its display name; persons are read with it as their status. Left out, it is the
+    tenant's ``writeback.status_property``.
     """
 
     known_secrets: ClassVar[tuple[str, ...]] = ("api_token", "access_token", "refresh_token", "client_secret")

@@ -262,8 +262,10 @@ class ConnectorContext:
 
     `settings` is the tenant file's ``crm.connection`` block, already validated against the connector's
     `settings_model`; `secrets` holds the resolved values of the secrets it names (never log them);
-    `field_map` maps neutral field names (title, employees, ...) to the CRM's property names to read. A connector
-    makes no call beyond `call_allowance` (its `ApiCaller` raises `QuotaExhausted`).
+    `field_map` maps neutral field names (title, employees, ...) to the CRM's property names to read;
+    `status_property` is the property the tenant keeps the lifecycle status in (``writeback.status_property``), for
+    a CRM with no lifecycle of its own to read it from. A connector makes no call beyond `call_allowance` (its
+    `ApiCaller` raises `QuotaExhausted`).
     """
 
     tenant: str
@@ -275,6 +277,7 @@ class ConnectorContext:
     #: API calls this run may make before the tenant's own daily limit (``daily_limit``) is reached: what the
     #: limit leaves of the last 24 hours. None when the tenant sets no such limit.
     call_allowance: int | None = None
+    status_property: str | None = None
 
     def settings_of(self, model: type[S]) -> S:
         """`settings` as the connector's own model, which validated them when the tenant file was read.

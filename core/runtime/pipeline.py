@@ -185,6 +185,7 @@ def open_connector(
     context = ConnectorContext(
         tenant=tenant.name, settings=tenant.crm.connection, secrets=secrets, field_map=dict(tenant.fields), clock=clock,
         stats=metrics.call_stats(tenant.crm.kind, tenant.name, journal), call_allowance=call_allowance,
+        status_property=tenant.writeback.status_property,
     )
     return factory(context)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -127,6 +128,14 @@ def test_the_status_is_the_option_label_of_the_status_field(company):
     labels = {"subscriber": "Subscriber", "lead": "Lead", "mql": "MQL", "sql": "SQL", "opportunity": "Opportunity",
               "customer": "Customer"}
     assert all(c.status == labels[company.crm.record(int(c.id) - 1)["lifecycle"]] for c in contacts)
+
+
+def test_without_a_status_field_the_status_is_read_from_the_field_the_tenant_writes_it_to(company):
+    context = replace(connect(company).context, status_property="Lifecycle stage")
+    contacts = [c for page in pull(PipedriveConnector(context), "persons") for c in page.contacts]
+    assert contacts and all(c.status for c in contacts)
+    assert {c.status for c in contacts} <= {"Subscriber", "Lead", "MQL", "SQL", "Opportunity", "Customer"}
+    assert all(c.status is None for page in pull(connect(company), "persons") for c in page.contacts)
 
 
 def test_a_field_name_the_company_lacks_stops_the_pull_naming_it(company):
