@@ -11,12 +11,14 @@ is this sandbox's own base URL; ``sb.credentials["access_token"]`` is an OAuth t
 
 Served (the parts):
 
-- :mod:`.pipedrive_v2`: v2 persons (list, get, PATCH), organizations (list, get) and deals (list, get);
+- :mod:`.pipedrive_v2`: v2 persons (list, get, PATCH) and deals (list, get);
 - :mod:`.pipedrive_activities`: v2 activities (list, get, create, PATCH);
 - :mod:`.pipedrive_field_routes`: v2 person fields (list, get, create, PATCH, options add/relabel/delete)
   and organization fields (list, get); v1 personFields (list, get, create, PUT);
 - :mod:`.pipedrive_changes`: v2 person DELETE, v1 persons merge and v1 recents (persons), and the same
   deletion and merge for tests: ``sb.vendor.delete_person(id)``, ``sb.vendor.merge_persons(gone_id, into_id)``;
+- :mod:`.pipedrive_organizations`: v2 organizations (list, get, PATCH), and the same change for tests:
+  ``sb.vendor.edit_organization(org_id, Industry="Software")``;
 - here: OAuth, v1 activityTypes, users and users/me.
 
 Data: person ``id`` is ``index + 1``; persons, organizations and deals as :mod:`.pipedrive_records` draws
@@ -45,14 +47,14 @@ from urllib.parse import parse_qs
 from . import pipedrive_budget as budget
 from .limits import Verdict, Window
 from .pipedrive_activities import ACTIVITY_TYPES
-from .pipedrive_changes import PersonChanges
+from .pipedrive_organizations import V2Organizations
 from .pipedrive_wire import ERROR_INFO, parse_rfc3339, rfc3339, v1_time
 from .server import Request, Response, Route, VendorError, route
 
 __all__ = ["ERROR_INFO", "VENDOR", "Pipedrive", "parse_rfc3339", "rfc3339"]
 
 
-class Pipedrive(PersonChanges):
+class Pipedrive(V2Organizations):
     """The Pipedrive imitation: every part's routes, authentication, OAuth and rate limits."""
 
     def __init__(self, *args, **kwargs):

@@ -7,7 +7,7 @@ or a number written otherwise answers 400. A parameter Pipedrive documents but t
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .pipedrive_fields import (
@@ -35,6 +35,8 @@ from .server import Request, Vendor, VendorError
 from .synth import Activity
 
 AUTH_PARAMS = frozenset({"api_token"})
+VISIBILITY = frozenset({1, 3, 5, 7})
+"""``visible_to`` values (1, 3 on Essential and Advanced plans; 1, 3, 5, 7 on Professional and Enterprise)."""
 PAGING = frozenset({"limit", "cursor", "sort_by", "sort_direction", "updated_since", "updated_until"})
 NOT_SERVED = frozenset({"filter_id", "lead_id"})
 
@@ -117,6 +119,37 @@ class PipedriveBase(Vendor):
 
         return References(user=owners.__contains__, org=lambda org_id: organization(self.crm, org_id) is not None,
                           person=person)
+
+    # -- write bodies ----------------------------------------------------------------------------------
+
+    def write_body(self, body: Any, writable: frozenset[str]) -> dict:
+        """A PATCH body: a JSON object of ``writable`` fields only; 400 naming the others."""
+        if not isinstance(body, dict):
+            raise self.error(400, "Request body must be a JSON object")
+        unknown = sorted(set(body) - writable)
+        if unknown:
+            raise self.error(400, f"Unknown or read-only fields: {', '.join(unknown)}")
+        return body
+
+    def checked_name(self, value: Any) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(400, "name must be a non-empty string")
+        return value.strip()
+
+    def checked_owner(self, value: Any) -> int:
+        if not is_int(value) or not self.refs().user(value):
+            raise self.error(400, f"owner_id {value!r} is not a user of this company")
+        return value
+
+    def checked_visibility(self, value: Any) -> int:
+        if value not in VISIBILITY or not is_int(value):
+            raise self.error(400, "visible_to must be one of 1, 3, 5, 7")
+        return value
+
+    def checked_label_ids(self, value: Any) -> list[int]:
+        if not isinstance(value, list) or not all(is_int(i) for i in value):
+            raise self.error(400, "label_ids must be an array of label ids")
+        return list(value)
 
     # -- query parameters ------------------------------------------------------------------------------
 
@@ -214,7 +247,8 @@ class PipedriveBase(Vendor):
                       **({"next_start": start + limit} if more else {})}
         return {"success": True, "data": page, "additional_data": {"pagination": pagination}}
 
-    def custom_values(self, catalogue: FieldCatalogue, values: dict, keys: list[str], labels: bool) -> dict:
+    def custom_values(self, catalogue: FieldCatalogue, values: Mapping[str, Any], keys: list[str],
+                      labels: bool) -> dict:
         fields = catalogue.custom
         return {key: fields[key].to_wire(values.get(fields[key].store_key), labels) for key in keys if key in fields}
 

@@ -38,7 +38,7 @@ COSTS = {
     # API v2 (x-token-cost in Pipedrive's v2 OpenAPI description)
     "persons.list": 10, "persons.get": 1, "persons.update": 5, "persons.delete": 3,
     "activities.list": 10, "activities.get": 1, "activities.create": 5, "activities.update": 5,
-    "deals.list": 10, "deals.get": 1, "organizations.list": 10, "organizations.get": 1,
+    "deals.list": 10, "deals.get": 1, "organizations.list": 10, "organizations.get": 1, "organizations.update": 5,
     "personFields.list": 10, "personFields.get": 1, "personFields.create": 5, "personFields.update": 5,
     "personFields.options.add": 5, "personFields.options.update": 5, "personFields.options.delete": 3,
     "organizationFields.list": 10, "organizationFields.get": 1,

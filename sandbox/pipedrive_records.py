@@ -11,7 +11,8 @@ persons, organizations and deals.
   or of one merged into a person deleted since, are deleted.
 - Organizations: one per synthetic company (id ``company index + 1``); a person's ``org_id`` is their
   company's. Industry, employee count and annual revenue are organization custom fields, as Pipedrive's
-  own organizationFields example keeps Industry.
+  own organizationFields example keeps Industry. A client or a test may change an organization later
+  (:class:`OrganizationEdits`): its update time moves to the change, its persons' does not.
 - Deals: at most one per person, with the person's id: everyone who converted won one (``won_time``
   between conversion and last touch), a third of those in lifecycle ``sql`` lost one, and those in
   lifecycle ``opportunity`` have an open one. Every stamp lies between the person's creation and last touch.
@@ -19,9 +20,12 @@ persons, organizations and deals.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from enum import Enum
+from typing import Any
 
+from .pipedrive_fields import ADDRESS_PARTS
 from .state import Crm
 from .synth import DAY_MS, YEAR_MS, Company, mix
 
@@ -170,16 +174,23 @@ class Fates:
 
 @dataclass(frozen=True)
 class Organization:
+    """An organization as it stands: ``company`` is what it was drawn from, the other fields are current."""
+
     id: int
     name: str
     owner_id: int
     add_ms: int
     update_ms: int
     company: Company
+    custom: Mapping[str, Any] = field(default_factory=dict)
+    """Custom field values by the fields' store keys (``industry``, ``employees``, ``annual_revenue``...)."""
+    address: Mapping[str, Any] | None = None
+    visible_to: int = 3
+    label_ids: tuple[int, ...] = ()
 
 
 def organization(crm: Crm, org_id: int) -> Organization | None:
-    """Organization ``org_id`` (a synthetic company), or None when there is none."""
+    """Organization ``org_id`` (a synthetic company) as drawn, or None when there is none."""
     tenant = crm.tenant
     if not 1 <= org_id <= tenant.companies:
         return None
@@ -187,7 +198,39 @@ def organization(crm: Crm, org_id: int) -> Organization | None:
     created = tenant.anchor_ms - 2 * YEAR_MS - DAY_MS - int(YEAR_MS * (mix(tenant.seed, org_id, 0x0A6) / 2.0**64))
     updated = tenant.anchor_ms - int((tenant.anchor_ms - created) * (mix(tenant.seed, org_id, 0x0A7) / 2.0**64) ** 3)
     owner = tenant.owners[mix(tenant.seed, org_id, 0x0A8) % len(tenant.owners)].id
-    return Organization(org_id, company.name, owner, created, updated, company)
+    custom = {"industry": company.industry, "employees": company.employees,
+              "annual_revenue": {"value": company.annual_revenue, "currency": "USD"}}
+    address = dict.fromkeys(ADDRESS_PARTS) | {"value": company.country, "country": company.country,
+                                              "formatted_address": company.country}
+    return Organization(org_id, company.name, owner, created, updated, company, custom, address)
+
+
+class OrganizationEdits:
+    """Organizations as clients and tests changed them: the drawn ones with every change laid over them."""
+
+    def __init__(self, crm: Crm):
+        self.crm = crm
+        self._edited: dict[int, Organization] = {}
+        self._lock = threading.Lock()
+
+    def get(self, org_id: int) -> Organization | None:
+        """Organization ``org_id`` as it stands now, or None when there is none."""
+        return self._edited.get(org_id) or organization(self.crm, org_id)
+
+    def edit(self, org_id: int, changes: Mapping[str, Any], custom: Mapping[str, Any], at_ms: int) -> Organization:
+        """Apply ``changes`` (standard fields) and ``custom`` (values by store key) at ``at_ms``, or just after
+        the organization's last change so every change is seen by an update-time cursor.
+
+        :raises KeyError: when there is no organization ``org_id``.
+        """
+        with self._lock:
+            current = self.get(org_id)
+            if current is None:
+                raise KeyError(f"organization {org_id}: the company's are 1 to {self.crm.tenant.companies}")
+            edited = replace(current, **changes, custom={**current.custom, **custom},
+                             update_ms=max(at_ms, current.update_ms + 1))
+            self._edited[org_id] = edited
+            return edited
 
 
 def company_org_id(crm: Crm, index: int) -> int | None:

@@ -1,4 +1,4 @@
-"""API v2 persons, organizations and deals (``/api/v2/...``), as the v2 OpenAPI description documents them."""
+"""API v2 persons and deals (``/api/v2/...``), as the v2 OpenAPI description documents them."""
 from __future__ import annotations
 
 import bisect
@@ -6,9 +6,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from .pipedrive_base import PAGING, PipedriveBase
-from .pipedrive_fields import ADDRESS_PARTS
-from .pipedrive_records import PIPELINE_ID, STAGES, Deal, Organization, deal_of, organization
-from .pipedrive_wire import ListQuery, day, is_int, page_of, rfc3339
+from .pipedrive_records import PIPELINE_ID, STAGES, Deal, deal_of
+from .pipedrive_wire import ListQuery, day, page_of, rfc3339
 from .server import Request, route
 from .synth import DAY_MS, YEAR_MS
 
@@ -21,11 +20,6 @@ PERSON_INCLUDES = ("next_activity_id", "last_activity_id", "open_deals_count", "
                    "won_deals_count", "related_won_deals_count", "lost_deals_count", "related_lost_deals_count",
                    "last_incoming_mail_time", "last_outgoing_mail_time", "marketing_status", "doi_status",
                    "smart_bcc_email")
-ORGANIZATION_INCLUDES = ("next_activity_id", "last_activity_id", "open_deals_count", "related_open_deals_count",
-                         "closed_deals_count", "related_closed_deals_count", "email_messages_count", "people_count",
-                         "activities_count", "done_activities_count", "undone_activities_count", "files_count",
-                         "notes_count", "followers_count", "won_deals_count", "related_won_deals_count",
-                         "lost_deals_count", "related_lost_deals_count", "smart_bcc_email")
 DEAL_INCLUDES = ("next_activity_id", "last_activity_id", "first_won_time", "products_count", "files_count",
                  "notes_count", "followers_count", "email_messages_count", "activities_count", "done_activities_count",
                  "undone_activities_count", "participants_count", "last_incoming_mail_time", "last_outgoing_mail_time",
@@ -33,13 +27,12 @@ DEAL_INCLUDES = ("next_activity_id", "last_activity_id", "first_won_time", "prod
 PERSON_WRITABLE = frozenset({"name", "first_name", "last_name", "owner_id", "org_id", "emails", "phones", "label_ids",
                              "visible_to", "custom_fields", "marketing_status"})
 MARKETING_STATUSES = frozenset({"no_consent", "unsubscribed", "subscribed", "archived"})
-VISIBILITY = frozenset({1, 3, 5, 7})
 DEAL_STATUSES = ("open", "won", "lost", "deleted")
 Keyed = Iterator[tuple[tuple[int, int], Any]]
 
 
 class V2Records(PipedriveBase):
-    """``/api/v2/persons``, ``/api/v2/organizations`` and ``/api/v2/deals``."""
+    """``/api/v2/persons`` and ``/api/v2/deals``."""
 
     # -- persons ---------------------------------------------------------------------------------------
 
@@ -167,11 +160,7 @@ class V2Records(PipedriveBase):
 
     def _person_write(self, body: Any) -> dict:
         """Neutral and vendor fields to store for a PATCH body; 400 naming the first bad field."""
-        if not isinstance(body, dict):
-            raise self.error(400, "Request body must be a JSON object")
-        unknown = sorted(set(body) - PERSON_WRITABLE)
-        if unknown:
-            raise self.error(400, f"Unknown or read-only fields: {', '.join(unknown)}")
+        body = self.write_body(body, PERSON_WRITABLE)
         write = {**self._name_write(body), **self._owner_write(body), **self._contact_write(body)}
         if "custom_fields" in body:
             write.update(self.write_custom(self.fields, body["custom_fields"]))
@@ -179,9 +168,7 @@ class V2Records(PipedriveBase):
 
     def _name_write(self, body: dict) -> dict:
         if "name" in body:
-            if not isinstance(body["name"], str) or not body["name"].strip():
-                raise self.error(400, "name must be a non-empty string")
-            first, _, last = body["name"].strip().partition(" ")
+            first, _, last = self.checked_name(body["name"]).partition(" ")
             return {"first_name": first, "last_name": last}
         if "first_name" in body or "last_name" in body:
             first, last = body.get("first_name"), body.get("last_name")
@@ -193,16 +180,12 @@ class V2Records(PipedriveBase):
     def _owner_write(self, body: dict) -> dict:
         write: dict = {}
         if "owner_id" in body:
-            if not is_int(body["owner_id"]) or not self.refs().user(body["owner_id"]):
-                raise self.error(400, f"owner_id {body['owner_id']!r} is not a user of this company")
-            write["owner_id"] = body["owner_id"]
+            write["owner_id"] = self.checked_owner(body["owner_id"])
         if "org_id" in body:
             self.check_org(body["org_id"])
             write["pipedrive_org_id"] = body["org_id"]
         if "visible_to" in body:
-            if body["visible_to"] not in VISIBILITY or not is_int(body["visible_to"]):
-                raise self.error(400, "visible_to must be one of 1, 3, 5, 7")
-            write["pipedrive_visible_to"] = body["visible_to"]
+            write["pipedrive_visible_to"] = self.checked_visibility(body["visible_to"])
         if "marketing_status" in body:
             if body["marketing_status"] not in MARKETING_STATUSES:
                 raise self.error(400, f"marketing_status must be one of {', '.join(sorted(MARKETING_STATUSES))}")
@@ -217,9 +200,7 @@ class V2Records(PipedriveBase):
                 if name == "emails":
                     write["email"] = next((e["value"] for e in items if e["primary"]), None)
         if "label_ids" in body:
-            if not isinstance(body["label_ids"], list) or not all(is_int(i) for i in body["label_ids"]):
-                raise self.error(400, "label_ids must be an array of label ids")
-            write["pipedrive_label_ids"] = list(body["label_ids"])
+            write["pipedrive_label_ids"] = self.checked_label_ids(body["label_ids"])
         return write
 
     def _contact_items(self, name: str, items: Any) -> list[dict]:
@@ -235,53 +216,6 @@ class V2Records(PipedriveBase):
         if checked and not any(i["primary"] for i in checked):
             checked[0]["primary"] = True
         return checked
-
-    # -- organizations -------------------------------------------------------------------------------------
-
-    @route("GET", "/api/v2/organizations", name="organizations.list")
-    def list_organizations(self, request: Request):
-        self.check_params(request, PAGING | READ_OPTIONS | {"ids", "owner_id"})
-        query = self.list_query(request, ("id", "update_time", "add_time"))
-        keys, labels = self.custom_keys_arg(request, self.org_fields), self.labels_args(request)
-        self.include_arg(request, (), ORGANIZATION_INCLUDES)
-        owner, ids = self.int_arg(request, "owner_id"), self.ids_arg(request)
-        count = self.crm.tenant.companies
-        candidates: Iterable[int] = range(1, count + 1) if ids is None else sorted({i for i in ids if 1 <= i <= count})
-        orgs = (organization(self.crm, org_id) for org_id in candidates)
-        wanted = (o for o in orgs if (owner is None or o.owner_id == owner) and query.in_window(o.update_ms))
-        if query.sort_by == "id":
-            keyed: Keyed = (((o.id, o.id), o) for o in wanted)
-            keyed = keyed if query.direction == "asc" else iter(query.ordered(list(keyed)))
-        else:
-            field = "update_ms" if query.sort_by == "update_time" else "add_ms"
-            keyed = iter(query.ordered([((getattr(o, field), o.id), o) for o in wanted]))
-        found, last = page_of(keyed, query)
-        return self.listing([self.organization(o, keys, labels) for o in found], query, last)
-
-    @route("GET", "/api/v2/organizations/{id}", name="organizations.get")
-    def get_organization(self, request: Request):
-        self.check_params(request, READ_OPTIONS)
-        keys, labels = self.custom_keys_arg(request, self.org_fields), self.labels_args(request)
-        self.include_arg(request, (), ORGANIZATION_INCLUDES)
-        org_id = request.params["id"]
-        found = organization(self.crm, int(org_id)) if org_id.isdigit() else None
-        if found is None:
-            raise self.error(404, "Organization not found")
-        return {"success": True, "data": self.organization(found, keys, labels)}
-
-    def organization(self, org: Organization, keys: list[str] | None = None, labels: bool = False) -> dict:
-        """One organization in the v2 shape."""
-        company = org.company
-        values = {"industry": company.industry, "employees": company.employees,
-                  "annual_revenue": {"value": company.annual_revenue, "currency": "USD"}}
-        address = dict.fromkeys(ADDRESS_PARTS) | {"value": company.country, "country": company.country,
-                                                  "formatted_address": company.country}
-        return {"id": org.id, "name": org.name, "owner_id": org.owner_id, "add_time": rfc3339(org.add_ms),
-                "update_time": rfc3339(org.update_ms), "is_deleted": False, "visible_to": 3,
-                "address": address,
-                "label_ids": [], "picture_id": None,
-                "custom_fields": self.custom_values(self.org_fields, values, list(self.org_fields.custom)
-                                                    if keys is None else keys, labels)}
 
     # -- deals -------------------------------------------------------------------------------------------------
 
