@@ -1,9 +1,9 @@
 """Pipedrive behind the connector contract, on API v2 through pipedrive-python-lib (see `pipedrive_api`).
 
-Reads: three streams that are each one v2 list in update-time order, 500 records a page, from the last run's reach
-less the look-back (``updated_since``) up to the run's start (``updated_until``, which excludes it), paged by
-Pipedrive's cursor, and a fourth of the persons gone; a page's cursor carries its read's position and window, so a
-stopped run resumes the same read.
+Reads: streams that are each one v2 list in update-time order, 500 records a page, from the last run's reach less
+the look-back (``updated_since``) up to the run's start (``updated_until``, which excludes it), paged by Pipedrive's
+cursor, and one of the persons gone; a page's cursor carries its read's position and window, so a stopped run
+resumes the same read.
 
 - ``persons``: the tenant's ``fields:`` name person fields by their display names; they are looked up once a run
   (``personFields``), and custom ones read from ``custom_fields`` by their 40-character keys. A name the person
@@ -12,6 +12,9 @@ stopped run resumes the same read.
   organizations of a page are read together (``organizations?ids=``, 100 a call), once a run each. The person field
   named by ``crm.connection.status_field`` (by default the tenant's ``writeback.status_property``) gives the
   status.
+- ``organizations``, for a tenant that reads organization fields: a person's update time does not move when its
+  organization changes, so the persons of each organization changed since the last run are read again (one persons
+  list an organization, ``org_id``) with its new values. A first read makes no call: every person is read anyway.
 - ``activities``: one `Activity` per participant person, the primary one and the others alike (a meeting engages
   everyone in it; ``primary`` among its attributes tells them apart), of the kind the company's activity type maps
   to (its ``key_string``, else its icon: call -> call, meeting and lunch -> meeting, email -> email_sent, task and
@@ -116,9 +119,13 @@ class StreamSpec:
 
 STREAMS = {spec.name: spec for spec in (
     StreamSpec("persons", "persons"),
+    StreamSpec("organizations", "organizations"),
     StreamSpec("activities", "activities"),
     StreamSpec("deals", "deals", {"status": "won,lost"}),
 )}
+#: the stream of organizations changed since the last run, whose persons are read again (only for a tenant that
+#: reads organization fields)
+ORGS = "organizations"
 #: the stream of persons deleted or merged away, read from v1 recents
 GONE = "gone_persons"
 GONE_REASON = "deleted in Pipedrive, or merged into another person"
@@ -275,7 +282,7 @@ class PipedriveConnector(Connector):
     # -- pull -------------------------------------------------------------------------------------------------
 
     def streams(self) -> Sequence[str]:
-        return (*STREAMS, GONE)
+        return (*(name for name in STREAMS if name != ORGS or self._reads_organizations()), GONE)
 
     def pull(self, stream: str, cursor: str | None, *, started_at: datetime) -> Iterator[Page]:
         if stream == GONE:
@@ -285,6 +292,9 @@ class PipedriveConnector(Connector):
         state = load_cursor(cursor)
         if "after" in state:  # a read a stopped run left: the same window, from the page after the last one stored
             low, until, start = state.get("low"), str(state["until"]), state["after"]
+        elif stream == ORGS and state.get("since") is None:  # a first read: every person is read anyway
+            yield Page(ORGS, dump_cursor({"since": rfc3339(started_at)}))
+            return
         else:
             low, until, start = self._since(state.get("since")), rfc3339(started_at), None
         params = {**spec.params, **self._read_params(stream), "sort_by": "update_time", "sort_direction": "asc",
@@ -323,16 +333,21 @@ class PipedriveConnector(Connector):
         return rfc3339(parse_time(since) - timedelta(seconds=self.settings.lookback_seconds))
 
     def _read_params(self, stream: str) -> dict[str, str]:
-        """The custom fields a persons list asks for (the mapped ones and the status), when the API takes them in
-        one call; without them it sends every one."""
-        if stream != "persons":
+        """The custom fields a persons or organizations list asks for (the mapped ones, and a person's status), when
+        the API takes them in one call; without them it sends every one."""
+        if stream == ORGS:
+            wanted = {s.field.code for s in self._mapped().values() if s.on_organization and s.field.custom}
+        elif stream == "persons":
+            status = self._status_field()
+            wanted = {s.field.code for s in self._mapped().values() if s.field.custom and not s.on_organization}
+            wanted |= {status.code} if status else set()
+        else:
             return {}
-        status = self._status_field()
-        wanted = {s.field.code for s in self._mapped().values() if s.field.custom and not s.on_organization}
-        wanted |= {status.code} if status else set()
         return {"custom_fields": ",".join(sorted(wanted))} if 0 < len(wanted) <= CUSTOM_FIELDS_PER_CALL else {}
 
     def _page(self, stream: str, records: list[dict[str, Any]], cursor: str) -> Page:
+        if stream == ORGS:
+            return self._organizations_page(records, cursor)
         status = None
         if stream == "persons":
             status = self._status_field()
@@ -356,14 +371,27 @@ class PipedriveConnector(Connector):
                                              f"malformed {stream} record: {type(exc).__name__}: {exc}"))
         return Page(stream, cursor, contacts, activities, outcomes, skipped)
 
+    def _organizations_page(self, orgs: list[dict[str, Any]], cursor: str) -> Page:
+        """The persons of organizations changed since the last run, read again with their organizations' values
+        (a person's update time does not move when its organization changes): one persons list an organization."""
+        self._orgs.update({org["id"]: org for org in orgs if isinstance(org.get("id"), int)})
+        params = {**self._read_params("persons"), "sort_by": "id", "limit": PAGE_SIZE}
+        persons = [person for org in orgs if isinstance(org.get("id"), int)
+                   for batch in self.api.pages("persons", {**params, "org_id": org["id"]},
+                                               what=f"the persons of organization {org['id']}")
+                   for person in batch.items]
+        return replace(self._page("persons", persons, cursor), stream=ORGS)
+
+    def _reads_organizations(self) -> bool:
+        """Whether a mapped field is read from the persons' organizations."""
+        return any(s.on_organization or s.field.code == ORG_FIELD for s in self._mapped().values())
+
     def _read_organizations(self, persons: list[dict[str, Any]]) -> None:
         """Read the organizations of `persons` not read yet this run, 100 a call, when a mapped field needs them."""
-        sources = self._mapped().values()
-        if not any(s.on_organization or s.field.code == ORG_FIELD for s in sources):
+        if not self._reads_organizations():
             return
         wanted = sorted({p["org_id"] for p in persons if isinstance(p.get("org_id"), int)} - set(self._orgs))
-        codes = sorted({s.field.code for s in sources if s.on_organization and s.field.custom})
-        extra = {"custom_fields": ",".join(codes)} if 0 < len(codes) <= CUSTOM_FIELDS_PER_CALL else {}
+        extra = self._read_params(ORGS)
         for ids in chunked(wanted, IDS_PER_CALL):
             answer = self.api.get("organizations", {"ids": ",".join(map(str, ids)), "limit": IDS_PER_CALL, **extra},
                                   what="the organizations of persons")

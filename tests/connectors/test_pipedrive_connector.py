@@ -443,3 +443,11 @@ def test_the_push_can_afford_what_the_days_tokens_leave_at_pipedrives_costs(limi
     assert capacity is not None and sb.stats.count("v1.users.me") == 1
     assert (capacity.units, capacity.write_cost, capacity.task_cost) == (30_000 - 2, 5, 15)
     assert connector.tokens_left() == 30_000 - 2
+
+
+def test_the_organizations_stream_is_read_only_for_a_tenant_reading_organization_fields(company):
+    assert connect(company).streams() == ("persons", "organizations", "activities", "deals", "gone_persons")
+    assert connect(company, fields={"title": "Job title"}).streams() == ("persons", "activities", "deals",
+                                                                        "gone_persons")
+    first = pull(connect(company), "organizations")  # a first read: every person is read by the persons stream
+    assert len(first) == 1 and not first[0].contacts and company.stats.count("organizations.list") == 0

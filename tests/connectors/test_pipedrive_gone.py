@@ -62,3 +62,38 @@ def test_a_first_run_reads_no_recents_and_a_run_after_a_long_pause_still_reads_w
     assert later.outcome is RunOutcome.SUCCEEDED, later.error
     with Store.open(PIPEDRIVE.tenant(sb).store_path(tmp_path)) as store:
         assert store.db.execute("SELECT id FROM contacts WHERE gone IS NOT NULL").fetchall() == [(gone,)]
+
+
+def test_the_persons_of_an_organization_changed_since_the_last_run_are_read_again_with_its_new_values(
+        sandbox_factory, tmp_path):
+    sb = sandbox_factory("pipedrive", contacts=200, seed=3, **PIPEDRIVE.sandbox_options)
+    first = sync(PIPEDRIVE, sb, tmp_path, ManualClock(AS_OF))
+    assert first.outcome is RunOutcome.SUCCEEDED
+    assert sb.stats.count("organizations.list") > 0  # the persons' organizations, read in bulk
+    time.sleep(1 - time.time() % 1)
+    echo = sync(PIPEDRIVE, sb, tmp_path, ManualClock(datetime.now(UTC).replace(microsecond=0)))
+    assert echo.outcome is RunOutcome.SUCCEEDED and echo.written == 0  # what the write-back touched, read back
+    people = PIPEDRIVE.people(sb)
+    members: dict[int, list[str]] = {}
+    for person in people:
+        org = sb.vendor.org_id_of(sb.crm.index_of(person))
+        if org is not None:
+            members.setdefault(org, []).append(person)
+    org, persons = next((org, persons) for org, persons in sorted(members.items())
+                        if len(persons) >= 2 and sb.vendor.organizations.get(org).custom["industry"] != "Software")
+    sb.vendor.edit_organization(org, Industry="Software")  # a target industry: +3 fit for each of its persons
+    time.sleep(1 - time.time() % 1)
+    listed = sb.stats.count("persons.list")
+
+    second = sync(PIPEDRIVE, sb, tmp_path, ManualClock(datetime.now(UTC).replace(microsecond=0)))
+
+    assert second.outcome is RunOutcome.SUCCEEDED, second.error
+    # the persons changed since the last run (none), and the changed organization's
+    assert sb.stats.count("persons.list") - listed == 2
+    assert second.written == len(persons)
+    with Store.open(PIPEDRIVE.tenant(sb).store_path(tmp_path)) as store:
+        for person in persons:
+            score = store.score(person)
+            assert score is not None and score.run_id == second.run_id
+            assert any(c["rule_id"] == "target-industry" for c in score.contributions)
+            assert PIPEDRIVE.owned_values(sb, person)["Lead fit"] == score.axes["fit"]
