@@ -8,7 +8,8 @@ resumes the same read.
 - ``persons``: the tenant's ``fields:`` name person fields by their display names; they are looked up once a run
   (``personFields``), and custom ones read from ``custom_fields`` by their 40-character keys. A name the person
   fields lack is read from the person's organization (``organizationFields``); ``Organization.<name>`` reads it
-  there whatever the person has, and the standard person field ``Organization`` reads the organization's name. The
+  there whatever the person has, and the standard person field ``Organization`` reads the organization's name. A
+  person is opted out when their ``marketing_status`` (asked for with ``include_fields``) is unsubscribed. The
   organizations of a page are read together (``organizations?ids=``, 100 a call), once a run each. The person field
   named by ``crm.connection.status_field`` (by default the tenant's ``writeback.status_property``) gives the
   status.
@@ -81,6 +82,8 @@ PAGE_SIZE = 500
 IDS_PER_CALL = 100
 CUSTOM_FIELDS_PER_CALL = 15
 ORGANIZATION = "Organization."
+#: a person's marketing status (Campaigns) when they unsubscribed from marketing email: `Contact.opted_out`
+UNSUBSCRIBED = "unsubscribed"
 #: the standard person field holding the person's organization: read as the organization's name
 ORG_FIELD = "org_id"
 TOKEN = re.compile(r"lpk[0-9a-f]{24}")
@@ -343,7 +346,9 @@ class PipedriveConnector(Connector):
             wanted |= {status.code} if status else set()
         else:
             return {}
-        return {"custom_fields": ",".join(sorted(wanted))} if 0 < len(wanted) <= CUSTOM_FIELDS_PER_CALL else {}
+        included = {"include_fields": "marketing_status"} if stream == "persons" else {}
+        return {**included, **({"custom_fields": ",".join(sorted(wanted))}
+                               if 0 < len(wanted) <= CUSTOM_FIELDS_PER_CALL else {})}
 
     def _page(self, stream: str, records: list[dict[str, Any]], cursor: str) -> Page:
         if stream == ORGS:
@@ -412,6 +417,7 @@ class PipedriveConnector(Connector):
             name=record.get("name") or None,
             owner_id=str(owner) if owner is not None else None,
             status=status.read((record.get("custom_fields") or {}).get(status.code)) if status else None,
+            opted_out=record.get("marketing_status") == UNSUBSCRIBED,
             fields=values,
             raw=raw,
         )

@@ -27,6 +27,8 @@ DEAL_INCLUDES = ("next_activity_id", "last_activity_id", "first_won_time", "prod
 PERSON_WRITABLE = frozenset({"name", "first_name", "last_name", "owner_id", "org_id", "emails", "phones", "label_ids",
                              "visible_to", "custom_fields", "marketing_status"})
 MARKETING_STATUSES = frozenset({"no_consent", "unsubscribed", "subscribed", "archived"})
+#: the person ``include_fields`` the sandbox fills
+PERSON_SERVED = ("marketing_status",)
 DEAL_STATUSES = ("open", "won", "lost", "deleted")
 Keyed = Iterator[tuple[tuple[int, int], Any]]
 
@@ -41,7 +43,7 @@ class V2Records(PipedriveBase):
         self.check_params(request, PAGING | READ_OPTIONS | {"ids", "owner_id", "org_id", "deal_id"})
         query = self.list_query(request, ("id", "update_time", "add_time"))
         keys, labels = self.custom_keys_arg(request, self.fields), self.labels_args(request)
-        self.include_arg(request, (), PERSON_INCLUDES)
+        included = self.include_arg(request, PERSON_SERVED, PERSON_INCLUDES)
         owner, org, deal = (self.int_arg(request, name) for name in ("owner_id", "org_id", "deal_id"))
         ids = self.ids_arg(request)
         if ids is not None or org is not None or deal is not None:
@@ -53,14 +55,14 @@ class V2Records(PipedriveBase):
         wanted = (lambda i: not self.fates.gone(i)) if owner is None else \
             (lambda i: not self.fates.gone(i) and self.crm.record(i)["owner_id"] == owner)
         indexes, last = page_of(((key, i) for key, i in keyed if wanted(i)), query)
-        return self.listing([self.person(i, keys, labels) for i in indexes], query, last)
+        return self.listing([self.person(i, keys, labels, included) for i in indexes], query, last)
 
     @route("GET", "/api/v2/persons/{id}", name="persons.get")
     def get_person(self, request: Request):
         self.check_params(request, READ_OPTIONS)
         keys, labels = self.custom_keys_arg(request, self.fields), self.labels_args(request)
-        self.include_arg(request, (), PERSON_INCLUDES)
-        return {"success": True, "data": self.person(self._person_id(request), keys, labels)}
+        included = self.include_arg(request, PERSON_SERVED, PERSON_INCLUDES)
+        return {"success": True, "data": self.person(self._person_id(request), keys, labels, included)}
 
     @route("PATCH", "/api/v2/persons/{id}", name="persons.update")
     def update_person(self, request: Request):
@@ -78,9 +80,15 @@ class V2Records(PipedriveBase):
             raise self.error(400, f"id must be an integer, got {request.params['id']!r}")
         return self.contact_index(request.params["id"])
 
-    def person(self, index: int, keys: list[str] | None = None, labels: bool = False) -> dict:
-        """One person in the v2 shape."""
+    def person(self, index: int, keys: list[str] | None = None, labels: bool = False,
+               included: Iterable[str] = ()) -> dict:
+        """One person in the v2 shape, with the `included` fields (``include_fields``) the sandbox serves: a
+        person's ``marketing_status`` is what a client set, else subscribed or, for those who opted out,
+        unsubscribed."""
         record = self.crm.record(index)
+        extra = {"marketing_status": record.get("pipedrive_marketing_status")
+                 or ("unsubscribed" if record.get("opted_out") else "subscribed")} if "marketing_status" in included \
+            else {}
         person_id = int(self.crm.id_of(index))
         gone = self.fates.gone(index)
         return {
@@ -96,6 +104,7 @@ class V2Records(PipedriveBase):
             "label_ids": record.get("pipedrive_label_ids", []),
             "custom_fields": self.custom_values(self.fields, record, list(self.fields.custom) if keys is None
                                                 else keys, labels),
+            **extra,
         }
 
     def _person_key(self, query: ListQuery, index: int) -> tuple[int, int]:

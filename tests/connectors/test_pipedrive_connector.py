@@ -451,3 +451,10 @@ def test_the_organizations_stream_is_read_only_for_a_tenant_reading_organization
                                                                         "gone_persons")
     first = pull(connect(company), "organizations")  # a first read: every person is read by the persons stream
     assert len(first) == 1 and not first[0].contacts and company.stats.count("organizations.list") == 0
+
+
+def test_a_person_who_unsubscribed_from_marketing_email_is_opted_out(company):
+    contacts = [c for page in pull(connect(company), "persons") for c in page.contacts]
+    opted_out = {c.id for c in contacts if c.opted_out}
+    assert opted_out and opted_out == {c.id for c in contacts if company.crm.record(int(c.id) - 1)["opted_out"]}
+    assert all(c.raw["marketing_status"] == ("unsubscribed" if c.opted_out else "subscribed") for c in contacts)

@@ -111,3 +111,17 @@ def test_person_list_filters_work_or_answer_400(company, api):
     for refused in ({"filter_id": 1}, {"first_char": "a"}, {"include_labels": "true"}, {"sort_by": "name"},
                     {"ids": ",".join(map(str, range(1, 102)))}, {"owner_id": "me"}):
         assert api.get("/persons", **refused).status_code == 400, refused
+
+
+def test_a_persons_marketing_status_is_served_when_asked_for_and_a_client_can_set_it(company, api):
+    plain = api.get("/persons", limit=500).json()["data"]
+    assert all("marketing_status" not in p for p in plain)
+    people = api.get("/persons", limit=500, include_fields="marketing_status").json()["data"]
+    opted_out = {company.crm.id_of(i) for i in range(company.crm.size) if company.crm.record(i)["opted_out"]}
+    assert {p["marketing_status"] for p in people} == {"subscribed", "unsubscribed"}
+    assert all((p["marketing_status"] == "unsubscribed") == (str(p["id"]) in opted_out) for p in people)
+    chosen = next(p["id"] for p in people if p["marketing_status"] == "subscribed")
+    assert api.patch(f"/persons/{chosen}", {"marketing_status": "unsubscribed"}).status_code == 200
+    assert api.get(f"/persons/{chosen}", include_fields="marketing_status").json()["data"]["marketing_status"] == \
+        "unsubscribed"
+    assert api.get("/persons", include_fields="doi_status").status_code == 400  # documented, not served here
