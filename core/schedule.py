@@ -1,7 +1,9 @@
 """Time as tenant files write it, and the schedules the daemon runs tenants on.
 
-One duration grammar (``90s``, ``15m``, ``2h``, ``7d``, ``1w`` or a number of seconds) for every span a tenant
-file holds: rule windows, half-lives and expiries, task due times, sync intervals and jitter. A tenant's
+One duration grammar (``90s``, ``15m``, ``2h``, ``7d``, ``6w``, ``3mo``, ``1y`` or a number of seconds; a month is
+30 days and a year 365) for every span a tenant file holds: rule windows, half-lives and expiries, task due times,
+sync intervals and jitter. Where a rule asks for days (``within_days``, ``inactive_days``...), a plain number is
+days and text is read with this grammar. A tenant's
 ``schedule`` block is an interval (``every``) or a five-field cron line, read as crontab(5) and Kubernetes read
 it. `trigger_for` turns it into the APScheduler trigger the daemon runs, and the tenant file's cron line is
 checked by the very reading the daemon uses, so a file loads exactly when the daemon can run its schedule.
@@ -22,13 +24,14 @@ from pydantic import BeforeValidator, model_validator
 
 from leadpulse.core.strict import Strict, refuse, show
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-DURATION_FORMS = "a duration like 90s, 15m, 2h or 7d"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(mo|s|m|h|d|w|y)\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "mo": 30 * 86400, "y": 365 * 86400}
+DURATION_FORMS = "a duration like 90s, 15m, 2h, 7d, 6w or 3mo"
 
 
 def parse_duration(value: Any) -> timedelta:
-    """``"90s"``, ``"15m"``, ``"2h"``, ``"7d"``, ``"1w"``, a number of seconds, or a timedelta as it is.
+    """``"90s"``, ``"15m"``, ``"2h"``, ``"7d"``, ``"1w"``, ``"3mo"``, ``"1y"``, a number of seconds, or a timedelta
+    as it is.
 
     :raises ValueError: for anything else, a negative number included.
     """
@@ -51,6 +54,20 @@ def _duration_in_file(value: Any) -> timedelta:
 
 #: a span in a tenant file, read with `parse_duration`
 Duration = Annotated[timedelta, BeforeValidator(_duration_in_file)]
+
+
+def _days_in_file(value: Any) -> Any:
+    """A span where days are asked: a number is days, text a duration (``6w``, ``3mo``), as days."""
+    if isinstance(value, str):
+        try:
+            return parse_duration(value).total_seconds() / 86400
+        except ValueError:
+            raise refuse(f"a number of days or {DURATION_FORMS}", show(value)) from None
+    return value
+
+
+#: a number of days in a tenant file, given as a number or as a duration (``6w`` is 42)
+Days = Annotated[float, BeforeValidator(_days_in_file)]
 
 
 def format_duration(span: timedelta | None) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from operator import attrgetter
 from typing import Any
 
-from leadpulse.core.engine.rules import ACTIVITY_ATTRIBUTES, CONTACT_ATTRIBUTES, AllOf, AnyOf, Leaf, NotOf
+from leadpulse.core.engine.rules import ACTIVITY_ATTRIBUTES, CONTACT_ATTRIBUTES, AllOf, AnyOf, Leaf, NotOf, Range
 
 Predicate = Callable[[Any], bool]
 Getter = Callable[[Any], Any]
@@ -107,7 +107,7 @@ def value_test(leaf: Leaf) -> Callable[[Any], bool]:
     if op == "missing":
         return lambda value: not _present(value)
     if leaf.range is not None:
-        return _text_memo(_range_test(leaf.range.min, leaf.range.below, leaf.range.max))
+        return _text_memo(_range_test(leaf.range))
     if leaf.regex is not None:
         pattern = re.compile(leaf.regex, 0 if leaf.case_sensitive else re.IGNORECASE)
         return _each(lambda item: pattern.search(item) is not None)
@@ -170,12 +170,16 @@ def _member_test(wanted: tuple[Any, ...], case_sensitive: bool) -> Callable[[Any
     return test
 
 
-def _range_test(low: float | None, below: float | None, high: float | None) -> Callable[[Any], bool]:
+def _range_test(bounds: Range) -> Callable[[Any], bool]:
+    low, above, below, high = bounds.min, bounds.above, bounds.below, bounds.max
+
     def test(value: Any) -> bool:
         number = _number(value)
         if number is None:
             return False
         if low is not None and number < low:
+            return False
+        if above is not None and number <= above:
             return False
         if below is not None and number >= below:
             return False

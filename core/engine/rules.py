@@ -6,7 +6,8 @@ The condition language (fit rules' ``when`` and engagement rules' ``where``)::
     {field: country, in: [US, GB, DE]}
     {field: title, contains: student}
     {field: title, regex: "\\b(vp|head|chief)\\b"}
-    {field: employees, range: {min: 50, below: 1000}}    min inclusive; below exclusive (or max, inclusive)
+    {field: employees, range: {min: 50, below: 1000}}    min inclusive (or above, exclusive); below exclusive
+                                                         (or max, inclusive)
     {field: phone, exists: true}           present and not empty
     {field: company, missing: true}
     {all: [...]}  {any: [...]}  {not: {...}}
@@ -17,7 +18,11 @@ A field is a neutral name from the tenant's ``fields`` map (``title``), a contac
 In ``where``, a field is an activity attribute (``url``), or ``vendor_type``.
 
 A rule is one of three shapes, told apart by its keys: a fit rule has ``when``; an engagement rule has
-``activity`` or ``vendor_type``; an inactivity rule has ``inactive_days``.
+``activity`` or ``vendor_type``; an inactivity rule has ``inactive_days``. Wherever a rule asks for days
+(``within_days``, ``half_life_days``...), a number is days and text a duration (``6w``, ``3mo``).
+
+Bands and grades are ladders of steps, each starting at ``min`` (the score included) or ``above`` (excluded: "a
+score that exceeds 10").
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator, model_validator
 
 from leadpulse.core.model import ActivityKind, Lifecycle
-from leadpulse.core.schedule import Duration
+from leadpulse.core.schedule import Days, Duration
 from leadpulse.core.strict import Strict, refuse, show
 
 
@@ -63,16 +68,22 @@ class Quadrant(StrEnum):
 
 
 class Range(Strict):
+    """Bounds on a number: `min` (inclusive) or `above` (exclusive) below, `below` (exclusive) or `max` (inclusive)
+    above."""
+
     min: float | None = None
+    above: float | None = None
     below: float | None = None
     max: float | None = None
 
     @model_validator(mode="after")
-    def _one_upper_bound(self) -> Range:
+    def _one_bound_each_side(self) -> Range:
+        if self.min is not None and self.above is not None:
+            raise refuse("either min (inclusive) or above (exclusive)", "both")
         if self.below is not None and self.max is not None:
             raise refuse("either below (exclusive) or max (inclusive)", "both")
-        if self.min is None and self.below is None and self.max is None:
-            raise refuse("min, below or max", "none of them")
+        if self.min is None and self.above is None and self.below is None and self.max is None:
+            raise refuse("min, above, below or max", "none of them")
         return self
 
 
@@ -188,9 +199,9 @@ class EngagementRule(RuleBase):
     where: Condition | None = None
     max_points: float | None = Field(None, gt=0)
     max_occurrences: int | None = Field(None, ge=1)
-    within_days: float | None = Field(None, gt=0)
-    expires_after_days: float | None = Field(None, gt=0)
-    half_life_days: float | None = Field(None, gt=0)
+    within_days: Days | None = Field(None, gt=0)
+    expires_after_days: Days | None = Field(None, gt=0)
+    half_life_days: Days | None = Field(None, gt=0)
 
     def kinds(self) -> tuple[ActivityKind, ...]:
         return _as_tuple(self.activity)
@@ -209,7 +220,7 @@ class InactivityRule(RuleBase):
     A contact with no matching activity at all counts as inactive unless `count_never_active` is false.
     """
 
-    inactive_days: float = Field(gt=0)
+    inactive_days: Days = Field(gt=0)
     activity: Kinds | None = None
     count_never_active: bool = True
 
@@ -247,11 +258,31 @@ class Axis(Strict):
 
 
 class Step(Strict):
-    """One rung of a band or grade ladder: scores from `min` (inclusive) up to the next rung's min."""
+    """One rung of a band or grade ladder: scores from `min` (inclusive) or `above` (exclusive: "a score that
+    exceeds 10") up to where the next rung starts. `below` (exclusive) or `max` (inclusive) may say where it ends,
+    which must be where the next one starts: ``max: 10`` before ``above: 10``, ``below: 10`` before ``min: 10``."""
 
     name: str = Field(min_length=1)
     min: float | None = None
+    above: float | None = None
     below: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _one_bound_each_side(self) -> Step:
+        if self.min is not None and self.above is not None:
+            raise refuse("either min (inclusive) or above (exclusive)", "both")
+        if self.below is not None and self.max is not None:
+            raise refuse("either below (exclusive) or max (inclusive)", "both")
+        return self
+
+    @property
+    def lower(self) -> float | None:
+        return self.min if self.min is not None else self.above
+
+    @property
+    def upper(self) -> float | None:
+        return self.below if self.below is not None else self.max
 
 
 class QuadrantThresholds(Strict):
@@ -367,32 +398,45 @@ def _check_rule_ids(rules: tuple[Any, ...]) -> None:
 
 
 def _check_ladder(steps: tuple[Step, ...], key: str, noun: str) -> None:
-    """Inclusive lower bounds, lowest first, every score in exactly one step: no gap, no overlap."""
+    """Lower bounds, lowest first, every score in exactly one step: no gap, no overlap."""
     names: set[str] = set()
     for index, step in enumerate(steps):
         if step.name in names:
             raise refuse(f"a {noun} name used once", show(step.name), (key, index, "name"))
         names.add(step.name)
         if index == 0:
-            if step.min is not None:
-                raise refuse(f"no min on the first {noun} (it takes every score below the next one)",
-                             show(step.min), (key, 0, "min"))
+            if step.lower is not None:
+                raise refuse(f"no min or above on the first {noun} (it takes every score below the next one)",
+                             show(step.lower), (key, 0, "min" if step.min is not None else "above"))
         else:
             _check_rung(steps[index - 1], step, (key, index), noun)
-    if steps[-1].below is not None:
-        raise refuse(f"no below on the last {noun} (it takes every score from its min up)", show(steps[-1].below),
-                     (key, len(steps) - 1, "below"))
+    last = steps[-1]
+    if last.upper is not None:
+        bound = "below" if last.below is not None else "max"
+        raise refuse(f"no {bound} on the last {noun} (it takes every score from where it starts up)",
+                     show(last.upper), (key, len(steps) - 1, bound))
 
 
 def _check_rung(previous: Step, step: Step, at: tuple[str | int, ...], noun: str) -> None:
-    if step.min is None:
-        raise refuse(f"a min (only the first {noun} has none)", "nothing", (*at, "min"))
-    if previous.min is not None and step.min <= previous.min:
-        raise refuse(f"a min above {previous.min:g} ({noun}s go from lowest to highest)", show(step.min), (*at, "min"))
-    if previous.below is not None and step.min != previous.below:
-        trouble = "a gap" if step.min > previous.below else "an overlap"
-        expected = f"{previous.below:g}, where {noun} {previous.name!r} ends"
-        raise refuse(expected, f"{step.min:g} ({trouble})", (*at, "min"))
+    lower, bound = step.lower, "min" if step.min is not None else "above"
+    if lower is None:
+        raise refuse(f"a min or above (only the first {noun} has neither)", "nothing", (*at, "min"))
+    if previous.lower is not None and lower <= previous.lower:
+        raise refuse(f"a {bound} above {previous.lower:g} ({noun}s go from lowest to highest)", show(lower),
+                     (*at, bound))
+    upper = previous.upper
+    if upper is None:
+        return
+    if lower != upper:
+        trouble = "a gap" if lower > upper else "an overlap"
+        raise refuse(f"{upper:g}, where {noun} {previous.name!r} ends", f"{lower:g} ({trouble})", (*at, bound))
+    if (previous.max is not None) != (step.above is not None):  # 10 in both, or in neither
+        ends = f"max: {upper:g} (so {upper:g} is in it)" if previous.max is not None else \
+            f"below: {upper:g} (so {upper:g} is not in it)"
+        wanted = "above" if previous.max is not None else "min"
+        trouble = "an overlap" if previous.max is not None else "a gap"
+        raise refuse(f"{wanted}: {upper:g}, since {noun} {previous.name!r} ends with {ends}",
+                     f"{bound}: {lower:g} ({trouble} at {upper:g})", (*at, bound))
 
 
 def _check_lifecycle(lifecycle: LifecycleConfig, config: ScoringConfig) -> None:

@@ -517,6 +517,7 @@ def _describe_leaf(leaf: Leaf) -> str:
         upper = f"<={bounds.max:g}" if bounds.max is not None else ""
         upper = f"<{bounds.below:g}" if bounds.below is not None else upper
         lower = f">={bounds.min:g}" if bounds.min is not None else ""
+        lower = f">{bounds.above:g}" if bounds.above is not None else lower
         return f"{leaf.field} {' '.join(filter(None, [lower, upper]))}"
     words = {"equals": "is", "in": "in", "contains": "contains", "regex": "matches"}
     if op in ("exists", "missing"):
@@ -530,16 +531,19 @@ def _describe_leaf(leaf: Leaf) -> str:
 
 
 class _Ladder:
-    """Steps with inclusive lower bounds (validated at load: sorted, no gap, no overlap)."""
+    """Steps with inclusive (`min`) or exclusive (`above`) lower bounds (validated at load: sorted, no gap, no
+    overlap)."""
 
     def __init__(self, steps: Sequence[Step]) -> None:
         self.names = tuple(step.name for step in steps)
-        # every step above the first has a min (validated at load)
-        self._mins = [float("-inf"), *(step.min or 0.0 for step in steps[1:])]
+        # every step above the first has a lower bound (validated at load); a value v sorts as (v, 0.5), so it
+        # reaches a step starting at v inclusively, (v, 0), and not one starting there exclusively, (v, 1)
+        self._starts = [(float("-inf"), 0.0), *((step.lower or 0.0, 1.0 if step.above is not None else 0.0)
+                                                 for step in steps[1:])]
         self._ranks = {name: rank for rank, name in enumerate(self.names)}
 
     def place(self, value: float) -> str:
-        return self.names[bisect_right(self._mins, value) - 1]
+        return self.names[bisect_right(self._starts, (value, 0.5)) - 1]
 
     def rank(self, name: str) -> int:
         return self._ranks[name]

@@ -202,8 +202,8 @@ MALFORMED = {
     ),
     "a floor under the first band": (
         edited("{name: unqualified}", "{name: unqualified, min: 0}"),
-        "FILE: scoring.bands[0].min: expected no min on the first band (it takes every score below the next one), "
-        "found 0",
+        "FILE: scoring.bands[0].min: expected no min or above on the first band (it takes every score below the next "
+        "one), found 0",
     ),
     "a field the tenant does not read": (
         edited("{field: title, contains: vp}", "{field: titel, contains: vp}"),
@@ -249,7 +249,7 @@ MALFORMED = {
     ),
     "a duration that is not one": (
         MINIMAL + "schedule:\n  every: soon\n",
-        "FILE: schedule.every: expected a duration like 90s, 15m, 2h or 7d, found 'soon'",
+        "FILE: schedule.every: expected a duration like 90s, 15m, 2h, 7d, 6w or 3mo, found 'soon'",
     ),
     "a bad cron line": (
         MINIMAL + "schedule:\n  cron: '*/15 * *'\n",
