@@ -6,7 +6,8 @@ deserve a traceback) catches `LeadpulseError`::
 
     LeadpulseError                  base of them all
     ├── ConfigError                 a tenant file (or a secret it references) is not as expected at one key
-    │   └── ConfigErrors            several such faults in one file, one per line
+    │   ├── ConfigErrors            several such faults in one file, one per line
+    │   └── DuplicateTenant         two files of one config folder name the same tenant: neither is loaded
     ├── UnknownConnector            no connector is installed for a tenant file's ``crm.kind``
     ├── ConnectorError              talking to a tenant's CRM went wrong; carries the tenant's name
     │   ├── AuthError               credentials refused after one refresh: the tenant's run stops
@@ -63,6 +64,24 @@ class ConfigErrors(ConfigError):
     @property
     def errors(self) -> list[ConfigError]:
         return list(self._errors)
+
+
+class DuplicateTenant(ConfigError):
+    """Two or more files of one config folder name the same tenant, so none of them is loaded: any of them could
+    pass for the tenant's live rules (a copy kept beside the real file, ``acme-v1.yaml``, sorts first)."""
+
+    def __init__(self, tenant: str, paths: Sequence[Path]) -> None:
+        paths = sorted(Path(path) for path in paths)
+        folder = paths[0].parent
+        super().__init__(paths[0], "tenant", "a tenant name no other file in its folder uses", repr(tenant))
+        listed = ", ".join(str(path) for path in paths[:-1]) + f" and {paths[-1]}"
+        if len(paths) == 2:
+            todo = f"rename the tenant in one of them (its tenant: key), or move the copy out of {folder}"
+        else:
+            todo = f"rename the tenant in all but one of them (their tenant: key), or move the copies out of {folder}"
+        self.args = (f"tenant {tenant!r} is named by {len(paths)} files in {folder}, {listed}: none of them is "
+                     f"loaded, since any could pass for the tenant's live rules; {todo}",)
+        self.tenant, self.paths = tenant, tuple(paths)
 
 
 class UnknownConnector(LeadpulseError):

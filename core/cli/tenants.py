@@ -12,7 +12,7 @@ import click
 from leadpulse.core.config.files import load_config_dir
 from leadpulse.core.config.tenant import TenantConfig
 from leadpulse.core.contract import ConnectorFactory, connector_class, connector_installed
-from leadpulse.core.errors import ConfigError, StoreError
+from leadpulse.core.errors import ConfigError, DuplicateTenant, StoreError
 from leadpulse.core.store.store import Store
 
 CONFIG_DIR_ENV = "LEADPULSE_CONFIG_DIR"
@@ -80,6 +80,11 @@ def load_named(config_dir: Path, name: str | None) -> TenantConfig:
     found = [tenant for tenant in tenants if tenant.name == name]
     if found:
         return found[0]
+    doubled = {error.tenant: error for error in errors if isinstance(error, DuplicateTenant)}
+    if name is None and not tenants and len(doubled) == 1:
+        name = next(iter(doubled))
+    if name in doubled:  # its files say what to do, which the list of tenants would not
+        raise click.ClickException(str(doubled[name]))
     known = ", ".join(tenant.name for tenant in tenants) or "none"
     problem = "name one with --tenant" if name is None else f"no valid tenant named {name!r}"
     detail = "".join(f"\n  {error}" for error in errors)

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from leadpulse.core.config.tenant import TenantConfig
 from leadpulse.core.contract import CrmSettings, settings_model
-from leadpulse.core.errors import ConfigError, ConfigErrors, UnknownConnector
+from leadpulse.core.errors import ConfigError, ConfigErrors, DuplicateTenant, UnknownConnector
 from leadpulse.core.strict import REFUSED, UNKNOWN_KEY, show
 from leadpulse.core.textfiles import first_undecodable
 
@@ -207,7 +207,8 @@ def load_tenant(path: Path) -> TenantConfig:
 def load_config_dir(folder: Path) -> tuple[list[TenantConfig], list[ConfigError]]:
     """Every ``*.yaml`` / ``*.yml`` tenant file in `folder`; a bad file is reported and never stops the others.
 
-    A tenant name used by two files is refused in the second file (in name order).
+    A tenant name used by two or more files is refused in all of them, with one `DuplicateTenant` naming every
+    file: which of them holds the live rules is for a person to say, not for the order of file names.
 
     :raises ConfigError: if `folder` is not a folder.
     """
@@ -215,19 +216,15 @@ def load_config_dir(folder: Path) -> tuple[list[TenantConfig], list[ConfigError]
         found = "a file" if Path(folder).exists() else "no such folder"
         raise ConfigError(folder, "(folder)", "a folder of tenant files (*.yaml); create it or pass --config-dir",
                           found)
-    tenants: list[TenantConfig] = []
+    loaded: list[TenantConfig] = []
     errors: list[ConfigError] = []
-    owners: dict[str, Path] = {}
     for path in sorted([*Path(folder).glob("*.yaml"), *Path(folder).glob("*.yml")]):
         try:
-            tenant = load_tenant(path)
+            loaded.append(load_tenant(path))
         except ConfigError as exc:
             errors.extend(exc.errors)
-            continue
-        if tenant.name in owners:
-            expected = f"a tenant name no other file uses ({owners[tenant.name]} uses it)"
-            errors.append(ConfigError(path, "tenant", expected, show(tenant.name)))
-            continue
-        owners[tenant.name] = path
-        tenants.append(tenant)
-    return tenants, errors
+    files: dict[str, list[Path]] = {}
+    for tenant in loaded:
+        files.setdefault(tenant.name, []).append(tenant.source_path)
+    errors += [DuplicateTenant(name, paths) for name, paths in files.items() if len(paths) > 1]
+    return [tenant for tenant in loaded if len(files[tenant.name]) == 1], errors

@@ -9,7 +9,8 @@ Signals (taken synchronously by the main thread, never in a handler):
 
 - SIGHUP re-reads the directory: new tenants are scheduled, removed ones unscheduled, changed ones
   rescheduled with their new config. A file that no longer loads is reported and its tenant keeps running on
-  its last good config; the other tenants never notice.
+  its last good config; the other tenants never notice. A tenant named by two files runs on neither (see
+  `leadpulse.core.errors.DuplicateTenant`) until one of them is renamed or moved out.
 - SIGTERM / SIGINT stop new runs and set the stop event every run checks between batches, so a running
   tenant finishes its current batch, checkpoints and returns. The daemon exits 0 once every run has ended
   within ``grace_seconds``, else 1 (the store loses nothing either way: each page is its own transaction).
@@ -39,7 +40,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from leadpulse.core.config.files import load_config_dir
 from leadpulse.core.config.tenant import TenantConfig
-from leadpulse.core.errors import ConfigError, DaemonError, LeadpulseError, RunLocked, StoreError
+from leadpulse.core.errors import ConfigError, DaemonError, DuplicateTenant, LeadpulseError, RunLocked, StoreError
 from leadpulse.core.runtime import logs, metrics
 from leadpulse.core.runtime.health import HealthServer, Probe
 from leadpulse.core.runtime.pipeline import sync_tenant
@@ -234,7 +235,10 @@ class Daemon:
     def _plan(self, tenants: Sequence[TenantConfig], errors: Sequence[Exception]) -> ReloadReport:
         fresh = {t.name: t for t in tenants}
         broken = {str(p) for p in _error_paths(errors)}
-        kept = tuple(n for n, t in self._tenants.items() if n not in fresh and str(t.source_path) in broken)
+        # A tenant named by two files runs on neither, not even on its last good config: which is live is unknown.
+        doubled = {error.tenant for error in errors if isinstance(error, DuplicateTenant)}
+        kept = tuple(n for n, t in self._tenants.items()
+                     if n not in fresh and n not in doubled and str(t.source_path) in broken)
         current = set(self._tenants) - set(kept)
         return ReloadReport(
             added=tuple(sorted(set(fresh) - current)),
@@ -398,6 +402,9 @@ class _Tracking:
 
 def _error_paths(errors: Iterable[Exception]) -> Iterable[Path]:
     for error in errors:
+        if isinstance(error, DuplicateTenant):
+            yield from error.paths
+            continue
         path = getattr(error, "path", None)
         if path is None:
             inner = getattr(error, "errors", None) or []
@@ -408,7 +415,7 @@ def _error_paths(errors: Iterable[Exception]) -> Iterable[Path]:
 
 def _count_files(errors: Sequence[Exception]) -> int:
     """Tenant files that did not load: a file with several errors counts once."""
-    paths = {str(getattr(e, "path", "")) for e in errors if getattr(e, "path", None)}
+    paths = {str(path) for path in _error_paths(e for e in errors if getattr(e, "path", None))}
     return len(paths) + sum(1 for e in errors if not getattr(e, "path", None))
 
 

@@ -11,7 +11,7 @@ from leadpulse.connectors.settings import FileSettings, HubSpotSettings
 from leadpulse.core.config.files import load_config_dir, load_tenant
 from leadpulse.core.engine.rules import FitRule, Leaf
 from leadpulse.core.engine.scoring import Engine
-from leadpulse.core.errors import ConfigError, ConfigErrors
+from leadpulse.core.errors import ConfigError, ConfigErrors, DuplicateTenant
 
 MINIMAL = """\
 tenant: acme
@@ -336,14 +336,29 @@ def test_one_bad_file_never_stops_the_others(tmp_path: Path) -> None:
     assert [str(e) for e in errors] == [f"{tmp_path / 'b.yml'}: scoring.rules[0].points: expected a number, found 'five'"]
 
 
-def test_a_tenant_name_used_twice_is_refused_in_the_second_file(tmp_path: Path) -> None:
-    write(tmp_path, MINIMAL, "a.yaml")
-    write(tmp_path, MINIMAL, "b.yaml")
+def test_a_tenant_name_used_by_two_files_is_refused_in_both_naming_both(tmp_path: Path) -> None:
+    write(tmp_path, MINIMAL, "acme.yaml")
+    write(tmp_path, MINIMAL, "acme-v1.yaml")
+    write(tmp_path, MINIMAL.replace("tenant: acme", "tenant: globex"), "globex.yaml")
     tenants, errors = load_config_dir(tmp_path)
-    assert [t.source_path.name for t in tenants] == ["a.yaml"]
+    assert [t.name for t in tenants] == ["globex"]
     assert [str(e) for e in errors] == [
-        f"{tmp_path / 'b.yaml'}: tenant: expected a tenant name no other file uses ({tmp_path / 'a.yaml'} uses it), "
-        "found 'acme'"
+        f"tenant 'acme' is named by 2 files in {tmp_path}, {tmp_path / 'acme-v1.yaml'} and {tmp_path / 'acme.yaml'}: "
+        "none of them is loaded, since any could pass for the tenant's live rules; rename the tenant in one of them "
+        f"(its tenant: key), or move the copy out of {tmp_path}"
+    ]
+    assert isinstance(errors[0], DuplicateTenant) and errors[0].paths == (tmp_path / "acme-v1.yaml", tmp_path / "acme.yaml")
+
+
+def test_a_tenant_name_used_by_three_files_names_all_three(tmp_path: Path) -> None:
+    for name in ("a.yaml", "b.yml", "c.yaml"):
+        write(tmp_path, MINIMAL, name)
+    tenants, errors = load_config_dir(tmp_path)
+    assert tenants == []
+    assert [str(e) for e in errors] == [
+        f"tenant 'acme' is named by 3 files in {tmp_path}, {tmp_path / 'a.yaml'}, {tmp_path / 'b.yml'} and "
+        f"{tmp_path / 'c.yaml'}: none of them is loaded, since any could pass for the tenant's live rules; rename the "
+        f"tenant in all but one of them (their tenant: key), or move the copies out of {tmp_path}"
     ]
 
 
