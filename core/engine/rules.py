@@ -18,7 +18,10 @@ A field is a neutral name from the tenant's ``fields`` map (``title``), a contac
 In ``where``, a field is an activity attribute (``url``), or ``vendor_type``.
 
 A rule is one of three shapes, told apart by its keys: a fit rule has ``when``; an engagement rule has
-``activity`` or ``vendor_type``; an inactivity rule has ``inactive_days``. Wherever a rule asks for days
+``activity`` or ``vendor_type``; an inactivity rule has ``inactive_days``. An engagement rule scores per
+occurrence, or per distinct day or session (``count: days``); ``min_occurrences: 5`` scores from the fifth on,
+``once: true`` scores once when the rule fires, and ``unless_followed_by: {activity: deal_won, within_days: 2}``
+drops an occurrence a later activity followed up. Wherever a rule asks for days
 (``within_days``, ``half_life_days``...), a number is days and text a duration (``6w``, ``3mo``).
 
 Bands and grades are ladders of steps, each starting at ``min`` (the score included) or ``above`` (excluded: "a
@@ -185,23 +188,68 @@ class FitRule(RuleBase):
     when: Condition
 
 
+class Counting(StrEnum):
+    """What an engagement rule counts: each matching activity, or the distinct days (UTC) they fall on, or the
+    distinct sessions (an activity's ``session_id``; one without counts by its day)."""
+
+    OCCURRENCES = "occurrences"
+    DAYS = "days"
+    SESSIONS = "sessions"
+
+
+class FollowUp(Strict):
+    """The later activity that cancels an occurrence (``unless_followed_by``): of these kinds or vendor types,
+    meeting `where`, after it and, with `within_days`, at most that long after it."""
+
+    activity: Kinds | None = None
+    vendor_type: Names | None = None
+    where: Condition | None = None
+    within_days: Days | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _names_what(self) -> FollowUp:
+        if not self.activity and not self.vendor_type:
+            raise refuse("an activity or a vendor_type (what follows up)", "neither")
+        return self
+
+    def kinds(self) -> tuple[ActivityKind, ...]:
+        return _as_tuple(self.activity)
+
+    def vendor_types(self) -> tuple[str, ...]:
+        return _as_tuple(self.vendor_type)
+
+
 class EngagementRule(RuleBase):
-    """Points per matching activity, within caps, a window and decay.
+    """Points per matching activity (or per distinct day or session, `count`), within caps, a window and decay.
 
     `within_days` and `expires_after_days` both drop an occurrence once it is that many days old (an activity
     exactly N days old no longer counts); `half_life_days` halves an occurrence's points every N days. With
-    `max_occurrences` the newest occurrences count. `max_points` caps the size of the rule's total, whichever
-    its sign.
+    `max_occurrences` the newest occurrences count. `min_occurrences` is a threshold: the rule scores nothing
+    until that many count, and then from that one on (the fifth page of ``min_occurrences: 5`` is the first to
+    earn). `once` gives `points` once when the rule fires instead of per occurrence. `unless_followed_by` drops an
+    occurrence that a later activity followed up (a cart abandoned, then bought). `max_points` caps the size of
+    the rule's total, whichever its sign.
     """
 
     activity: Kinds | None = None
     vendor_type: Names | None = None
     where: Condition | None = None
+    count: Counting = Counting.OCCURRENCES
+    min_occurrences: int | None = Field(None, ge=1)
+    once: bool = False
+    unless_followed_by: FollowUp | None = None
     max_points: float | None = Field(None, gt=0)
     max_occurrences: int | None = Field(None, ge=1)
     within_days: Days | None = Field(None, gt=0)
     expires_after_days: Days | None = Field(None, gt=0)
     half_life_days: Days | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _threshold_within_cap(self) -> EngagementRule:
+        if self.min_occurrences and self.max_occurrences and self.min_occurrences > self.max_occurrences:
+            raise refuse(f"a min_occurrences of at most max_occurrences ({self.max_occurrences})",
+                         str(self.min_occurrences), ("min_occurrences",))
+        return self
 
     def kinds(self) -> tuple[ActivityKind, ...]:
         return _as_tuple(self.activity)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,6 +35,7 @@ from leadpulse.core.engine.conditions import (
 from leadpulse.core.engine.rules import (
     AllOf,
     AnyOf,
+    Counting,
     EngagementRule,
     FitRule,
     InactivityRule,
@@ -133,11 +135,15 @@ class Engine:
         self._engagement = [(i, rule) for i, rule in enumerate(self._rules) if isinstance(rule, _Engagement)]
         self._engagement_at = dict(self._engagement)
         self._inactivity = [(i, rule) for i, rule in enumerate(self._rules) if isinstance(rule, _Inactivity)]
-        self._by_vendor: dict[str, list[tuple[int, _Engagement]]] = {}
-        for index, rule in self._engagement:
-            for vendor_type in rule.vendor_types:
-                self._by_vendor.setdefault(vendor_type, []).append((index, rule))
-        self._plans, self._any_kind = _plans(self._engagement, self._inactivity)
+        # what the activity rows are matched against: each engagement rule, and each rule's follow-up under the
+        # rule's index as a negative number (see `_follower_index`)
+        matchers: list[tuple[int, _Matcher]] = [*self._engagement, *(
+            (_follower_index(i), rule.follower) for i, rule in self._engagement if rule.follower is not None)]
+        self._by_vendor: dict[str, list[tuple[int, _Matcher]]] = {}
+        for index, matcher in matchers:
+            for vendor_type in matcher.vendor_types:
+                self._by_vendor.setdefault(vendor_type, []).append((index, matcher))
+        self._plans, self._any_kind = _plans(matchers, self._inactivity)
         self._last_moment: _Moment | None = None
         self._no_points = dict.fromkeys(config.axes, 0.0)
         self._weights = [(name, axis.weight) for name, axis in config.axes.items()]
@@ -176,8 +182,11 @@ class Engine:
         valid_until: datetime | None = None
         timed = False
         for index, times in matched.items():
+            if index < 0:  # a follow-up's matches, read by its rule
+                continue
             rule = self._engagement_at[index]
-            points, occurrences, changes_at = rule.apply(times, moment)
+            points, occurrences, changes_at = rule.apply(
+                times, moment, matched.get(_follower_index(index), _NONE) if rule.follower else _NONE)
             if occurrences:
                 fired.append((index, Contribution(rule.id, rule.axis, points, occurrences, rule.detail)))
                 sums[rule.axis] += points
@@ -248,17 +257,23 @@ class Engine:
             if at.__class__ is str:
                 at = _fromiso(at)
             attributes = None
-            for index, key, test in engagement:
+            for index, key, test, session in engagement:
                 if test is not None:
                     if attributes is None:
                         attributes = _attributes(row[5])
                     if not (test(attributes.get(key)) if key is not None else test((row, attributes))):
                         continue
+                if session:
+                    if attributes is None:
+                        attributes = _attributes(row[5])
+                    hit: Any = (at, attributes.get(SESSION))
+                else:
+                    hit = at
                 found = matched.get(index)
                 if found is None:
-                    matched[index] = [at]
+                    matched[index] = [hit]
                 else:
-                    found.append(at)
+                    found.append(hit)
             if inactivity:
                 if at > as_of:
                     for n in inactivity:
@@ -277,16 +292,25 @@ class Engine:
 #: `occurred_at` is a datetime or the store's ISO text and `attributes` a mapping or JSON text.
 ActivityRow = tuple[str, str, str, "datetime | str", "str | None", "Mapping[str, Any] | str"]
 
-#: Per activity kind: the engagement rules it may count for and the inactivity rules it keeps awake (positions in
-#: the engine's inactivity list). An engagement rule is (index, attribute key, test): with a key, the test is of
-#: that attribute's value; without, of ``(row, attributes)``; no test, no ``where``.
-_Plan = tuple[list[tuple[int, "str | None", "Predicate | None"]], list[int]]
+#: Per activity kind: the engagement rules (and follow-ups) it may count for and the inactivity rules it keeps
+#: awake (positions in the engine's inactivity list). An engagement rule is (index, attribute key, test, session):
+#: with a key, the test is of that attribute's value; without, of ``(row, attributes)``; no test, no ``where``;
+#: `session` keeps the activity's session with its time, for a rule counting sessions.
+_Plan = tuple[list[tuple[int, "str | None", "Predicate | None", bool]], list[int]]
+#: the activity attribute naming the session (a visit) an activity belongs to
+SESSION = "session_id"
+_NONE: tuple[Any, ...] = ()
+
+
+def _follower_index(index: int) -> int:
+    """Where the matches of rule `index`'s follow-up are kept: below zero, apart from every rule's."""
+    return -1 - index
 
 _fromiso = datetime.fromisoformat
 
 
 def _plans(
-    engagement: list[tuple[int, _Engagement]], inactivity: list[tuple[int, _Inactivity]]
+    engagement: Sequence[tuple[int, _Matcher]], inactivity: list[tuple[int, _Inactivity]]
 ) -> tuple[dict[str, _Plan | None], _Plan | None]:
     """Rules grouped by the activity kind that feeds them, so each activity row is looked at once; None for a kind
     that feeds none, and as the plan of a kind outside the vocabulary when no rule takes every kind."""
@@ -301,7 +325,7 @@ def _plans(
     return plans, (([], everyone) if everyone else None)
 
 
-def _with_vendor_rules(plan: _Plan | None, row: ActivityRow, rules: list[tuple[int, _Engagement]]) -> _Plan | None:
+def _with_vendor_rules(plan: _Plan | None, row: ActivityRow, rules: list[tuple[int, _Matcher]]) -> _Plan | None:
     """`plan` plus the engagement rules that name the row's vendor type and not already its kind."""
     extra = [rule.matcher(i) for i, rule in rules if row[2] not in rule.kinds]
     if not extra:
@@ -384,50 +408,80 @@ class _Fit:
         self.contribution = Contribution(rule_id, axis, rule.points, 1, self.detail)
 
 
-class _Engagement:
+class _Matcher:
+    """What an activity row is matched against: kinds or vendor types, and a ``where`` condition."""
+
+    __slots__ = ("keyed", "kinds", "session", "vendor_types", "where")
+
+    def __init__(self, kinds: Sequence[str], vendor_types: Sequence[str], where: Any, session: bool = False) -> None:
+        self.kinds = frozenset(kinds)
+        self.vendor_types = frozenset(vendor_types)
+        self.where = compile_condition(where, activity_row_getter) if where is not None else None
+        self.keyed = keyed_test(where, attribute_key) if where is not None else None
+        self.session = session
+
+    def matcher(self, index: int) -> tuple[int, str | None, Predicate | None, bool]:
+        """This rule as a plan lists it (see `_Plan`)."""
+        return (index, *self.keyed, self.session) if self.keyed else (index, None, self.where, self.session)
+
+
+class _Engagement(_Matcher):
     __slots__ = (
         "axis",
+        "count",
         "detail",
+        "follow_within",
+        "follower",
         "half_life",
         "horizon",
         "id",
         "index",
-        "keyed",
-        "kinds",
         "max_occurrences",
         "max_points",
+        "min_occurrences",
+        "once",
         "points",
-        "vendor_types",
-        "where",
     )
 
     def __init__(self, rule: EngagementRule, index: int, rule_id: str, axis: str) -> None:
+        super().__init__(rule.kinds(), rule.vendor_types(), rule.where, rule.count is Counting.SESSIONS)
         self.index, self.id, self.axis, self.points = index, rule_id, axis, rule.points
-        self.kinds = frozenset(rule.kinds())
-        self.vendor_types = frozenset(rule.vendor_types())
         self.detail = rule.label or " or ".join([*rule.kinds(), *rule.vendor_types()])
-        self.where = compile_condition(rule.where, activity_row_getter) if rule.where is not None else None
-        self.keyed = keyed_test(rule.where, attribute_key) if rule.where is not None else None
         horizon = rule.horizon_days()
         self.horizon = timedelta(days=horizon) if horizon is not None else None
         self.half_life = rule.half_life_days * 86400.0 if rule.half_life_days else None
         self.max_points, self.max_occurrences = rule.max_points, rule.max_occurrences
+        self.count, self.min_occurrences, self.once = rule.count, rule.min_occurrences, rule.once
+        follow = rule.unless_followed_by
+        self.follower = _Matcher(follow.kinds(), follow.vendor_types(), follow.where) if follow else None
+        self.follow_within = timedelta(days=follow.within_days) if follow and follow.within_days else None
 
-    def matcher(self, index: int) -> tuple[int, str | None, Predicate | None]:
-        """This rule as a plan lists it (see `_Plan`)."""
-        return (index, *self.keyed) if self.keyed else (index, None, self.where)
-
-    def apply(self, times: list[datetime], moment: _Moment) -> Applied:
+    def apply(self, found: list[Any], moment: _Moment, followers: Sequence[datetime] = _NONE) -> Applied:
+        """Points from the rule's matching moments (with their sessions when it counts sessions) and, for a rule
+        with a follow-up, the follow-up's."""
         as_of = moment.as_of
+        sessions = self.count is Counting.SESSIONS
+        times: list[datetime] = [pair[0] for pair in found] if sessions else found
         if self.horizon is None and max(times) <= as_of:  # the common case: all count, for good
             counted: list[datetime] = times
             changes_at: datetime | None = None
         else:
             counted, changes_at = self._in_window(times, as_of, moment.cutoffs.get(self.index))
+        if self.follower is not None and counted:
+            counted, followed_at = self._not_followed(counted, followers, as_of)
+            changes_at = _earliest(changes_at, followed_at)
+        if self.count is not Counting.OCCURRENCES and counted:
+            counted = _occasions(counted, found if sessions else None)
         if not counted:
             return 0.0, 0, changes_at
         if self.max_occurrences is not None and len(counted) > self.max_occurrences:
             counted = sorted(counted, reverse=True)[: self.max_occurrences]
+        if self.min_occurrences is not None:
+            if len(counted) < self.min_occurrences:
+                return 0.0, 0, changes_at
+            counted = sorted(counted)[self.min_occurrences - 1:]  # from the one that reached the threshold on
+        if self.once:
+            counted = [max(counted)]
         if self.half_life is None:
             points = self.points * len(counted)
         else:
@@ -439,6 +493,23 @@ class _Engagement:
         if self.half_life is not None and points:
             changes_at = _earliest(changes_at, moment.recheck_at)
         return points, len(counted), changes_at
+
+    def _not_followed(self, counted: list[datetime], followers: Sequence[datetime], as_of: datetime
+                      ) -> tuple[list[datetime], datetime | None]:
+        """The occurrences no follow-up came after by `as_of` (within the follow-up's window, if it has one), and
+        the first follow-up still to come, when time alone will bring it."""
+        if not followers:
+            return counted, None
+        ordered = sorted(followers)
+        kept: list[datetime] = []
+        for moment in counted:
+            at = bisect_right(ordered, moment)  # the first follow-up strictly after it
+            if at < len(ordered) and ordered[at] <= as_of and (
+                    self.follow_within is None or ordered[at] - moment <= self.follow_within):
+                continue
+            kept.append(moment)
+        upcoming = [moment for moment in ordered if moment > as_of]
+        return kept, upcoming[0] if upcoming else None
 
     def _in_window(
         self, times: list[datetime], as_of: datetime, cutoff: datetime | None
@@ -460,6 +531,23 @@ class _Engagement:
                 changes_at = _earliest(changes_at, moment + horizon)
             counted.append(moment)
         return counted, changes_at
+
+
+def _occasions(times: list[datetime], found: list[tuple[datetime, Any]] | None) -> list[datetime]:
+    """`times` as distinct occasions, each at its latest time: a session's (`found` pairs every matching time with
+    its session; those of `times` are the ones that count) or else a day's (UTC)."""
+    left = Counter(times)
+    pairs = [(at, None) for at in times] if found is None else [pair for pair in found if left[pair[0]] > 0]
+    latest: dict[Any, datetime] = {}
+    for at, session in pairs:
+        if found is not None:
+            if left[at] == 0:
+                continue
+            left[at] -= 1
+        key = ("session", str(session)) if session not in (None, "") else ("day", at.date())
+        if key not in latest or at > latest[key]:
+            latest[key] = at
+    return list(latest.values())
 
 
 class _Inactivity:

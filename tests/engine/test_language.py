@@ -4,12 +4,14 @@ numbers."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from test_scoring import NOW, act, contact, engine, flat
 
 from leadpulse.core.engine.rules import InactivityRule, ScoringConfig
+from leadpulse.core.model import Activity, ActivityKind
 
 # ---------------------------------------------------------------- durations
 
@@ -62,3 +64,119 @@ def test_a_ladder_whose_bounds_leave_a_gap_or_an_overlap_at_a_score_is_refused(l
 def test_a_range_above_a_number_leaves_that_number_out(employees: float, fires: bool) -> None:
     rule = {"id": "size", "when": {"field": "employees", "range": {"above": 50, "max": 1000}}, "points": 3}
     assert engine(rule).score(contact(employees=employees), [], NOW).total == (3 if fires else 0)
+
+
+# ---------------------------------------------------------------- thresholds on counts
+
+
+def views(*days_ago: float, **attributes: Any) -> list[Activity]:
+    return [Activity(f"v{n}", "c1", ActivityKind.PAGE_VIEW, NOW - timedelta(days=ago), attributes=attributes)
+            for n, ago in enumerate(days_ago)]
+
+
+@pytest.mark.parametrize(("pages", "total"), [(4, 0), (5, 10), (9, 10)])
+def test_five_pages_or_more_score_once_from_the_fifth(pages: int, total: float) -> None:
+    rule = {"id": "five-pages", "activity": "page_view", "min_occurrences": 5, "once": True, "points": 10}
+    assert engine(rule).score(contact(), views(*range(1, pages + 1)), NOW).total == total
+
+
+@pytest.mark.parametrize(("pages", "total"), [(4, 0), (5, 2), (7, 6)])
+def test_per_occurrence_points_start_at_the_threshold(pages: int, total: float) -> None:
+    rule = {"id": "pages", "activity": "page_view", "min_occurrences": 5, "points": 2}
+    assert engine(rule).score(contact(), views(*range(1, pages + 1)), NOW).total == total
+
+
+@pytest.mark.parametrize(("oldest", "total"), [(6.99, 5), (7, 0)])
+def test_at_least_three_visits_within_a_week_counts_only_those_inside_it(oldest: float, total: float) -> None:
+    rule = {"id": "busy-week", "activity": "page_view", "min_occurrences": 3, "once": True, "within_days": "1w",
+            "points": 5}
+    assert engine(rule).score(contact(), views(1, 3, oldest), NOW).total == total
+
+
+def test_a_threshold_above_the_cap_on_occurrences_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"a min_occurrences of at most max_occurrences \(3\), found 4"):
+        engine({"activity": "page_view", "points": 1, "min_occurrences": 4, "max_occurrences": 3})
+
+
+# ---------------------------------------------------------------- distinct occasions
+
+
+def test_fifty_page_views_in_one_day_are_one_visit() -> None:
+    rule = {"id": "visit-days", "activity": "page_view", "count": "days", "points": 1}
+    assert engine(rule).score(contact(), views(*[0.1 + n / 1000 for n in range(50)]), NOW).total == 1
+
+
+def test_a_day_is_a_utc_day_so_a_second_apart_across_midnight_is_two() -> None:
+    midnight = NOW.replace(hour=0, minute=0, second=0) - timedelta(days=2)
+    rows = [Activity(f"v{n}", "c1", ActivityKind.PAGE_VIEW, at) for n, at in
+            enumerate([midnight - timedelta(seconds=1), midnight, midnight + timedelta(hours=23, minutes=59)])]
+    rule = {"id": "visit-days", "activity": "page_view", "count": "days", "points": 1}
+    assert engine(rule).score(contact(), rows, NOW).total == 2
+
+
+def test_sessions_count_by_session_and_an_activity_without_one_by_its_day() -> None:
+    rows = [*views(1.1, 1.2, 1.3, session_id="s1"), *views(2.1, 2.2, session_id="s2"), *views(1.4, 1.5)]
+    rows = [Activity(f"r{n}", "c1", row.kind, row.occurred_at, attributes=row.attributes) for n, row in enumerate(rows)]
+    rule = {"id": "sessions", "activity": "page_view", "count": "sessions", "points": 1}
+    assert engine(rule).score(contact(), rows, NOW).total == 3  # s1, s2, and the day of the two without
+
+
+def test_visits_on_three_days_within_a_month_score_once() -> None:
+    rule = {"id": "regular", "activity": "page_view", "count": "days", "min_occurrences": 3, "once": True,
+            "within_days": "30d", "points": 8}
+    assert engine(rule).score(contact(), views(1.1, 1.2, 5.1), NOW).total == 0  # two days
+    assert engine(rule).score(contact(), views(1.1, 5.1, 29.5), NOW).total == 8
+    assert engine(rule).score(contact(), views(1.1, 5.1, 30.2), NOW).total == 0  # the third day out of the window
+
+
+# ---------------------------------------------------------------- sequences
+
+
+def cart(days_ago: float, kind: str = "form_submit", **attributes: Any) -> Activity:
+    return Activity(f"{kind}-{days_ago}", "c1", ActivityKind(kind), NOW - timedelta(days=days_ago),
+                    attributes=attributes)
+
+
+ABANDONED = {"id": "abandoned-cart", "activity": "form_submit", "where": {"field": "form", "equals": "cart"},
+             "unless_followed_by": {"activity": "deal_won", "within_days": 2}, "points": 6}
+
+
+def test_a_cart_abandoned_and_never_bought_counts() -> None:
+    assert engine(ABANDONED).score(contact(), [cart(5, form="cart")], NOW).total == 6
+
+
+@pytest.mark.parametrize(("bought_after", "total"), [(timedelta(days=2), 0),
+                                                     (timedelta(days=2, seconds=1), 6)])
+def test_a_purchase_within_the_window_cancels_the_cart_and_one_a_second_after_it_does_not(bought_after, total) -> None:
+    abandoned = NOW - timedelta(days=5)
+    rows = [Activity("cart", "c1", ActivityKind.FORM_SUBMIT, abandoned, attributes={"form": "cart"}),
+            Activity("won", "c1", ActivityKind.DEAL_WON, abandoned + bought_after)]
+    assert engine(ABANDONED).score(contact(), rows, NOW).total == total
+
+
+def test_a_follow_up_before_the_occurrence_or_after_the_moment_scored_does_not_cancel_it() -> None:
+    rule = {**ABANDONED, "unless_followed_by": {"activity": "deal_won"}}
+    card = engine(rule).score(contact(), [cart(9, "deal_won"), cart(5, form="cart"), cart(-1, "deal_won")], NOW)
+    assert card.total == 6
+    assert card.valid_until == NOW + timedelta(days=1)  # when the purchase scored later lands
+
+
+def test_a_meeting_booked_and_never_held_uses_vendor_types() -> None:
+    rule = {"id": "no-show", "vendor_type": "meeting_booked", "unless_followed_by": {"vendor_type": "meeting_held"},
+            "points": -3}
+    booked = Activity("b", "c1", ActivityKind.OTHER, NOW - timedelta(days=3), vendor_type="meeting_booked")
+    held = Activity("h", "c1", ActivityKind.MEETING, NOW - timedelta(days=2), vendor_type="meeting_held")
+    assert engine(rule).score(contact(), [booked], NOW).total == -3
+    assert engine(rule).score(contact(), [booked, held], NOW).total == 0
+
+
+def test_a_follow_up_names_what_follows() -> None:
+    with pytest.raises(ValueError, match=r"an activity or a vendor_type \(what follows up\)"):
+        engine({"activity": "form_submit", "points": 1, "unless_followed_by": {"within_days": 2}})
+
+
+def test_two_sessions_at_the_same_moment_are_two() -> None:
+    at = NOW - timedelta(days=1)
+    rows = [Activity(f"s{n}", "c1", ActivityKind.PAGE_VIEW, at, attributes={"session_id": f"s{n}"}) for n in range(2)]
+    rule = {"id": "sessions", "activity": "page_view", "count": "sessions", "points": 1}
+    assert engine(rule).score(contact(), rows, NOW).total == 2
