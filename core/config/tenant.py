@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from leadpulse.core.config.examples import Examples, ExampleSection
 from leadpulse.core.contract import PropertySpec, TaskPriority
 from leadpulse.core.engine.rules import CONTACT_ATTRIBUTES, FitRule, Quadrant, ScoringConfig, placed_leaves
 from leadpulse.core.engine.scoring import ScoreCard, StatusChange
@@ -190,6 +191,7 @@ class TenantConfig(Strict):
     scoring: ScoringConfig
     writeback: WritebackConfig = WritebackConfig()
     tasks: TaskPolicy = TaskPolicy(enabled=False)
+    examples: ExampleSection = Examples()
 
     @classmethod
     def accepted_keys(cls) -> set[str]:

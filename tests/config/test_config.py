@@ -170,7 +170,7 @@ MALFORMED = {
     ),
     "unknown top-level key": (
         MINIMAL + "schedul:\n  every: 15m\n",
-        "FILE: schedul: expected one of crm, description, fields, schedule, scoring, store, tasks, tenant, tolerance, "
+        "FILE: schedul: expected one of crm, description, examples, fields, schedule, scoring, store, tasks, tenant, tolerance, "
         "writeback, found unknown key 'schedul'",
     ),
     "unknown condition operator": (
