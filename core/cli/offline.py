@@ -7,7 +7,16 @@ from pathlib import Path
 
 import click
 
-from leadpulse.core.cli.render import band_table, console, data_table, literal, move, move_table, print_explanation
+from leadpulse.core.cli.render import (
+    band_table,
+    console,
+    data_table,
+    literal,
+    move,
+    print_comparison,
+    print_explanation,
+    say,
+)
 from leadpulse.core.cli.tenants import (
     config_dir_option,
     existing_store,
@@ -22,8 +31,8 @@ from leadpulse.core.config.tenant import TenantConfig
 from leadpulse.core.engine.rules import ScoringConfig
 from leadpulse.core.engine.scoring import Engine
 from leadpulse.core.errors import ConfigError, ScoringFailed, StoreError
+from leadpulse.core.runtime.comparison import compare_rules
 from leadpulse.core.runtime.pipeline import rescore_tenant
-from leadpulse.core.runtime.scoring_pass import compare_bands
 from leadpulse.core.store.opening import damaged
 from leadpulse.core.store.store import Store
 
@@ -34,7 +43,10 @@ from leadpulse.core.store.store import Store
 @config_dir_option
 @state_dir_option
 def score(tenant_name: str | None, due: bool, config_dir: Path, state_dir: Path) -> None:
-    """Rescore the stored contacts with the current rules and print the band distribution."""
+    """Rescore the stored contacts with the current rules and print the band distribution.
+
+    Only the store changes: what the new scores change in the CRM is queued, and the next `leadpulse sync` writes it.
+    """
     tenant = load_named(config_dir, tenant_name)
     existing_store(tenant, state_dir)
     try:
@@ -47,6 +59,24 @@ def score(tenant_name: str | None, due: bool, config_dir: Path, state_dir: Path)
                   f"in {summary.seconds:.2f}s")
     with open_store(tenant, state_dir) as store:
         console.print(band_table(store.band_counts(), Engine(tenant.scoring).band_names))
+        pending = store.outbox.counts()
+    say("yellow", "note", unsent(tenant, summary.changed, pending["write", "pending"], pending["task", "pending"]))
+
+
+def unsent(tenant: TenantConfig, changed: int, writes: int, tasks: int) -> str:
+    """What `score` says of the CRM: untouched, and what the next sync writes there."""
+    waiting = (f"{writes} {_plural(writes, 'write')} and {tasks} {_plural(tasks, 'task')} wait in the tenant's outbox"
+               if writes or tasks else "nothing waits in the tenant's outbox")
+    sync = f"`leadpulse sync --tenant {tenant.name}`"
+    if not changed:
+        return (f"no CRM was changed, and no value that leadpulse writes to it changed: the next {sync} has nothing "
+                f"new to write from this rescore ({waiting})")
+    return (f"no CRM was changed: the next {sync} writes the new values of {changed} {_plural(changed, 'contact')} "
+            f"({waiting})")
+
+
+def _plural(n: int, noun: str) -> str:
+    return noun if n == 1 else noun + "s"
 
 
 @click.command()
@@ -88,18 +118,22 @@ def history(contact_id: str, tenant_name: str | None, config_dir: Path, state_di
 @click.command()
 @click.option("--rules", "rules_file", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="A copy of the tenant's file (same tenant name and fields map) with the proposed scoring section.")
+@click.option("--list", "listed", is_flag=True,
+              help="Also list each contact that would move: its band, score and lifecycle status, now and proposed.")
 @tenant_option
 @config_dir_option
 @state_dir_option
-def compare(rules_file: Path, tenant_name: str | None, config_dir: Path, state_dir: Path) -> None:
-    """Count how many stored contacts would move from each band to each other band under the --rules file."""
+def compare(rules_file: Path, listed: bool, tenant_name: str | None, config_dir: Path, state_dir: Path) -> None:
+    """Count how many stored contacts would move from each band to each other band under the --rules file, and
+    how many would get another lifecycle status.
+
+    Band ladders of the same length are paired by position, so a band renamed in the --rules file moves nobody.
+    """
     tenant = load_named(config_dir, tenant_name)
     proposed = proposed_scoring(tenant, rules_file)
     with open_store(tenant, state_dir) as store:
-        moves = compare_bands(store, tenant.scoring, proposed, SystemClock().now())
-    console.print(move_table(moves, Engine(tenant.scoring).band_names, Engine(proposed).band_names))
-    moved = sum(n for (before, after), n in moves.items() if before != after)
-    console.print(f"{moved} of {sum(moves.values())} contacts would change band")
+        comparison = compare_rules(store, tenant, proposed, SystemClock().now(), listed=listed)
+    print_comparison(comparison, Engine(tenant.scoring).band_names, Engine(proposed).band_names)
 
 
 def proposed_scoring(tenant: TenantConfig, rules_file: Path) -> ScoringConfig:

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from leadpulse.core.config.tenant import TenantConfig
 from leadpulse.core.model import Contact, Lifecycle
+from leadpulse.core.runtime.comparison import Comparison, ContactMove
 from leadpulse.core.runtime.run import RunSummary
 from leadpulse.core.store.runs import RunCounts
 from leadpulse.core.store.store import Store, StoredScore
@@ -170,6 +171,44 @@ def print_explanation(stored: StoredScore, contact: object) -> None:
 def move_table(moves: Counter[tuple[str, str]], before: Sequence[str], after: Sequence[str]) -> Table:
     rows = [(band, *(moves.get((band, new), 0) for new in after)) for band in before]
     return data_table(("now \\ proposed", *after), rows, title="band moves")
+
+
+def print_comparison(comparison: Comparison, before: Sequence[str], after: Sequence[str]) -> None:
+    """What `leadpulse compare` shows: the band moves, how the bands were paired, each contact that moves (when
+    listed) and the count of moves."""
+    console.print(move_table(comparison.bands, before, after))
+    if comparison.pairs.by_position:
+        pairs = ", ".join(f"{old} is {new}" for old, new in comparison.pairs.pairs.items())
+        say("yellow", "note", f"bands paired by position (both rule sets have {len(before)}): {pairs}; a contact "
+            "in a band now and in its pair under the proposed rules has not moved")
+    elif len(before) != len(after):
+        shared = ", ".join(comparison.pairs.pairs) or "none"
+        say("yellow", "note", f"the rule sets have {len(before)} and {len(after)} bands, so bands are paired by name "
+            f"({shared}); a contact in any other band has moved")
+    if comparison.moves:
+        console.print(literal(f"contacts that would move ({len(comparison.moves)}), each value as now -> proposed:"))
+        console.print(contact_moves_table(comparison.moves))
+    summary = f"{comparison.band_moves} of {comparison.contacts} contacts would change band"
+    if comparison.lifecycle:
+        summary += f", {comparison.status_moves} would change lifecycle status"
+    console.print(literal(summary))
+
+
+def contact_moves_table(moves: Sequence[ContactMove]) -> Table:
+    """The contacts that would move, each with its band, score and status under the current and proposed rules."""
+    rows = [(m.contact_id, m.name or "-", _band_move(m), move(*m.total), _status_move(*m.status)) for m in moves]
+    return data_table(("contact", "name", "band", "score", "status"), rows)
+
+
+def _band_move(moved: ContactMove) -> str:
+    old, new = moved.band
+    if moved.band_moved:
+        return f"{old} -> {new}"
+    return old if old == new else f"{old} (is {new})"
+
+
+def _status_move(old: str | None, new: str | None) -> str:
+    return f"{old or '-'} -> {new or '-'}" if old != new else old or "-"
 
 
 def move(old: object, new: object) -> str:

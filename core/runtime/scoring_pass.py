@@ -7,14 +7,12 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from leadpulse.core.config.tenant import TenantConfig
-from leadpulse.core.engine.rules import ScoringConfig
 from leadpulse.core.engine.scoring import Engine, ScoreCard
 from leadpulse.core.model import Contact, ContactKind
 from leadpulse.core.runtime.decisions import (
@@ -195,13 +193,3 @@ class ScoringJob:
             tasks = [task_request(store, self.tenant, contact, decision) for contact, decision in verdict.tasks]
             store.outbox.put_tasks(tasks, self.run_id)
 
-
-def compare_bands(
-    store: Store, current: ScoringConfig, proposed: ScoringConfig, as_of: datetime
-) -> Counter[tuple[str, str]]:
-    """How many stored contacts would move from each band (current rules) to each band (proposed rules)."""
-    now, new = Engine(current), Engine(proposed)
-    moves: Counter[tuple[str, str]] = Counter()
-    for contact, activities in store.contacts_to_score(all=True):
-        moves[now.score(contact, activities, as_of).band, new.score(contact, activities, as_of).band] += 1
-    return moves

@@ -15,8 +15,8 @@ from leadpulse.core.config.files import load_tenant
 from leadpulse.core.contract import WriteResult
 from leadpulse.core.engine.scoring import Engine
 from leadpulse.core.errors import QuotaExhausted, RunLocked
+from leadpulse.core.runtime.comparison import compare_rules
 from leadpulse.core.runtime.pipeline import rescore_tenant, sync_tenant
-from leadpulse.core.runtime.scoring_pass import compare_bands
 from leadpulse.core.store.runs import RunOutcome
 from leadpulse.core.store.store import Store
 
@@ -295,5 +295,6 @@ def test_compare_counts_band_moves_under_proposed_rules(tmp_path, clock):
     sync(tenant, tmp_path, clock)
     richer = file_tenant(tmp_path, [], [], name="proposal", pricing_points=5)
     with store_of(tenant, tmp_path) as store:
-        moves = compare_bands(store, tenant.scoring, richer.scoring, NOW)
-    assert moves == {("hot", "hot"): 1, ("cold", "warm"): 1}
+        comparison = compare_rules(store, tenant, richer.scoring, NOW)
+    assert comparison.bands == {("hot", "hot"): 1, ("cold", "warm"): 1}
+    assert (comparison.contacts, comparison.band_moves) == (2, 1)
