@@ -105,6 +105,9 @@ ACTIVITY_ATTRIBUTES = ("subject", "type", "done", "due_date", "due_time", "durat
                        "owner_id", "deal_id", "org_id", "note")
 DEAL_ATTRIBUTES = ("title", "status", "value", "currency", "pipeline_id", "stage_id", "owner_id", "lost_reason",
                    "won_time", "lost_time")
+#: how far the run's start may be before Pipedrive's clock at the run's first answer (the ``Date`` header counts
+#: whole seconds) for the activities read to hold every task made before the run
+CLOCK_SLACK = timedelta(seconds=1)
 #: how often a field or its options are POSTed when each answer is lost and the fields do not show what it made
 SCHEMA_ATTEMPTS = 3
 SCHEMA_ADVICE = ("nothing is written until Pipedrive takes it: fix what it names (Settings > Data fields, or the "
@@ -204,6 +207,10 @@ class PipedriveConnector(Connector):
         #: organizations read this run: id -> record (None: not readable, deleted say)
         self._orgs: dict[int, dict[str, Any] | None] = {}
         self._kinds: dict[str, ActivityKind] | None = None
+        #: the tasks' tokens this run's activities read saw in notes, by token -> activity id; None until that read
+        #: has run from its stored cursor to its end (see `tasks_seen`)
+        self._tokens_read: dict[str, str] = {}
+        self._tokens_complete = False
 
     # -- the budget -----------------------------------------------------------------------------------------
 
@@ -306,6 +313,11 @@ class PipedriveConnector(Connector):
             following = {"low": low, "until": until, "after": batch.next_token} if batch.next_token else \
                 {"since": until}
             yield self._page(stream, batch.items, dump_cursor(following))
+        # a read from its stored cursor (not one resumed midway), up to a start no earlier than Pipedrive's clock
+        # showed when the run began, has seen every task made before the run
+        if stream == "activities" and start is None:
+            shown = self.api.first_answered_at
+            self._tokens_complete = shown is not None and started_at >= shown - CLOCK_SLACK
 
     def _pull_gone(self, cursor: str | None, started_at: datetime) -> Iterator[Page]:
         """The persons deleted or merged away since the last run, from v1 recents (see the module's docstring)."""
@@ -448,6 +460,8 @@ class PipedriveConnector(Connector):
         return self._kinds
 
     def _activities(self, record: dict[str, Any]) -> list[Activity]:
+        for token in TOKEN.findall(str(record.get("note") or "")):
+            self._tokens_read[token] = str(record["id"])
         kind_of = self._activity_kinds()
         vendor_type = str(record.get("type") or "")
         occurred = _due(record) or parse_time(record.get("marked_as_done_time") or record["add_time"])
@@ -611,6 +625,16 @@ class PipedriveConnector(Connector):
                                error="Pipedrive's answer did not name the activity; it is looked up by its key before "
                                      "it is sent again")
         return WriteResult(task.key, ok=True, remote_id=str(made))
+
+    def tasks_seen(self, tasks: Sequence[TaskRequest]) -> dict[str, str] | None:
+        """The tasks whose tokens this run's activities read saw in a note, once that read ran whole from the
+        stored cursor to the run's start: every activity leadpulse made before the run is in it (see
+        `Connector.tasks_seen`). Not when the run's start is behind Pipedrive's clock (a clock set back, or a
+        test's): activities made between the two would be missed."""
+        if not self._tokens_complete:
+            return None
+        found = {task.key: self._tokens_read.get(task_token(task.key)) for task in tasks}
+        return {key: activity for key, activity in found.items() if activity is not None}
 
     def find_tasks(self, tasks: Sequence[TaskRequest]) -> dict[str, str]:
         """The activities holding these tasks' tokens in their notes: one activities list a person (those whose

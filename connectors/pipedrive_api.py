@@ -25,10 +25,13 @@ is the request's own fault, handed back to the caller as the library's exception
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from enum import IntEnum
 from typing import Any
 
@@ -324,6 +327,8 @@ class PipedriveApi:
         self.caller = ApiCaller(context.tenant, classify, self.budget, context.stats,
                                 allowance=context.call_allowance)
         self.daily = DailyBudget(daily_tokens(settings))
+        #: Pipedrive's clock at its first answer this run (the ``Date`` header)
+        self.first_answered_at: datetime | None = None
         self.v2 = settings.base_url.rstrip("/") + "/api/v2/"
 
     def call(self, send: Callable[[], Answer], cost: TokenCost, *, idempotent: bool = True) -> Answer:
@@ -361,6 +366,9 @@ class PipedriveApi:
         return self.caller.call(attempt, ok_status=lambda answer: answer.status, idempotent=idempotent)
 
     def _note(self, headers: Mapping[str, str]) -> None:
+        if self.first_answered_at is None and headers.get("Date"):
+            with contextlib.suppress(TypeError, ValueError):  # a Date header that is no date: none
+                self.first_answered_at = parsedate_to_datetime(headers["Date"])
         self.daily.note(headers)
         if headers.get(BURST_LEFT) == "0":  # another client of the token filled the window
             self.budget.pause(_reset_seconds(headers))

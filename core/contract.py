@@ -372,6 +372,15 @@ class Connector(abc.ABC):
         then no look-up comes before creating (an unknown outcome is still looked up, as for any connector)."""
         return False
 
+    def tasks_seen(self, tasks: Sequence[TaskRequest]) -> Mapping[str, str] | None:
+        """The CRM ids of the `tasks` this run's pull saw in the CRM, by idempotency key, when that pull read back
+        every task leadpulse could have made before the run started (its activities stream, from the stored
+        cursor less the look-back, so a store restored from an older copy reads again what it forgot); None when
+        it cannot tell (the CRM's tasks are not read back, or this run resumed a read another began), and the batch
+        is then looked up with `find_tasks`. Asked, instead of `find_tasks`, only for tasks never handed over since
+        they were last pending; it makes no call."""
+        return None
+
     def push_capacity(self) -> PushCapacity | None:
         """What this run's push can still afford, asked once a run right before writes and tasks are sent, after
         `ensure_properties` and the look-up of tasks whose outcome was unknown (which may have spent some of it),

@@ -504,6 +504,7 @@ class _Connection(BaseHTTPRequestHandler):
     def _send(self, response: Response, cut: bool) -> None:
         payload = response.payload()
         lines = [f"HTTP/1.1 {response.status} {self.responses.get(response.status, ('',))[0]}",
+                 f"Date: {self.date_time_string()}",  # the server's clock, as every HTTP server sends it
                  f"Content-Type: {response.content_type}", f"Content-Length: {len(payload)}"]
         lines += [f"{key}: {value}" for key, value in response.headers.items()]
         if cut:

@@ -321,13 +321,16 @@ def create_missing_tasks(connector: Connector, tasks: Sequence[TaskRequest]) -> 
     """Create the tasks the CRM does not hold yet, one result each.
 
     The batch's keys are looked up first, so a task whose creation the store forgot (a store restored from an older
-    copy) is found, not made twice; an answer lost while creating is settled by a second look-up at once, and what
-    that does not find stays unknown, to be looked up again by the next run. A connector that `creates_tasks_once`
-    needs no look-up first: the CRM itself keeps a key to one task.
+    copy) is found, not made twice: in what this run's pull read back, when the connector can tell from it
+    (`Connector.tasks_seen`), else in the CRM. An answer lost while creating is settled by a second look-up at
+    once, and what that does not find stays unknown, to be looked up again by the next run. A connector that
+    `creates_tasks_once` needs no look-up first: the CRM itself keeps a key to one task.
     """
     results: dict[str, WriteResult] = {}
     with carrying(results):
-        held: Mapping[str, str] = {} if connector.creates_tasks_once() else connector.find_tasks(tasks)
+        held: Mapping[str, str] | None = {} if connector.creates_tasks_once() else connector.tasks_seen(tasks)
+        if held is None:
+            held = connector.find_tasks(tasks)
         results.update({key: WriteResult(key, True, remote_id=remote_id) for key, remote_id in held.items()})
         fresh = [task for task in tasks if task.key not in held]
         if fresh:
