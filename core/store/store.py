@@ -551,6 +551,23 @@ class Store:
         rows = self.db.execute(f"SELECT {_ACTIVITY_COLUMNS} FROM activities WHERE contact_id = ?", (contact_id,))
         return [_activity(row) for row in rows]
 
+    def attribute_values(self, key: str, kinds: Sequence[str], vendor_types: Sequence[str] = (), *,
+                         limit: int = 10_000) -> list[Any]:
+        """The values attribute `key` takes on the activities of `kinds` or `vendor_types`, each once, up to `limit`
+        of them: where ``validate`` looks for an example value two rules both match."""
+        if '"' in key or not (kinds or vendor_types):
+            return []
+        extracted = "CASE WHEN json_valid(attributes) THEN json_extract(attributes, :path) END"
+        found = self.db.execute(
+            f"""SELECT DISTINCT {extracted} FROM activities
+                WHERE (kind IN (SELECT value FROM json_each(:kinds))
+                       OR vendor_type IN (SELECT value FROM json_each(:vendor_types)))
+                  AND {extracted} IS NOT NULL LIMIT :limit""",
+            {"path": f'$."{key}"', "kinds": json.dumps(list(kinds)), "vendor_types": json.dumps(list(vendor_types)),
+             "limit": limit},
+        )
+        return [row[0] for row in found]
+
     def counts(self) -> dict[str, int]:
         """Rows per table, for status displays."""
         tables = ("contacts", "activities", "outcomes", "skipped", "scores", "history", "outbox", "runs")
