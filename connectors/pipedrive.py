@@ -219,15 +219,18 @@ class PipedriveConnector(Connector):
         return self.api.tokens_left()
 
     def push_capacity(self) -> PushCapacity | None:
-        """The tokens the day leaves (asked with the cheapest call if no answer said yet): a write is one PATCH, a
-        task one look-up of its person's activities and one create."""
+        """The tokens the day leaves (asked with the cheapest call if no answer said yet), and for an API token the
+        POST/PUT calls it leaves: a write is one PATCH, a task one create, and one look-up of its person's activities
+        unless the run's activities read already holds what it would find (`tasks_seen`)."""
         if self.api.tokens_left() is None:
             self.api.read("the signed-in user", lambda: self.api.client.users.get_me(), TokenCost.V1_GET)
-        left = self.api.write_tokens_left()
+        left = self.api.tokens_left()
         if left is None:  # Pipedrive said nothing of a budget
             return None
-        return PushCapacity(max(0, left), write_cost=int(TokenCost.WRITE), task_cost=TokenCost.WRITE + TokenCost.LIST,
-                            budget="Pipedrive's daily token budget", unit="tokens")
+        task_cost = TokenCost.WRITE + (0 if self._tokens_complete else TokenCost.LIST)
+        return PushCapacity(max(0, left), write_cost=int(TokenCost.WRITE), task_cost=int(task_cost),
+                            budget="Pipedrive's daily token budget", unit="tokens",
+                            calls=self.api.writes_left(), calls_budget="the API token's daily POST/PUT calls")
 
     # -- fields -----------------------------------------------------------------------------------------------
 

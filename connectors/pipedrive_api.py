@@ -427,9 +427,8 @@ class PipedriveApi:
         """The company's daily tokens left as the last answer said, or None before any answer."""
         return self.daily.tokens_left
 
-    def write_tokens_left(self) -> int | None:
-        """Tokens the day leaves for writes: the budget's, capped by the POST/PUT calls left at a write's cost."""
-        left, writes = self.daily.tokens_left, self.daily.writes_left
-        if left is None or writes is None:
-            return left
-        return min(left, writes * int(TokenCost.WRITE))
+    def writes_left(self) -> int | None:
+        """The POST/PUT calls the day leaves this API token, as the last answer said (None for OAuth apps, which
+        Pipedrive does not count so)."""
+        writes = self.daily.writes_left
+        return None if writes is None else max(0, writes)

@@ -155,9 +155,10 @@ class PushCapacity:
 
     A cost is all the item takes, look-ups included, rounded up to whole units. `budget` names what is counted and
     `unit` its unit (plural), as the run's note about what the push deferred says them ("the CRM's daily token
-    budget leaves 1,200 tokens").
+    budget leaves 1,200 tokens"). A CRM that also caps how many write calls a day may make (Pipedrive: an API
+    token's POST/PUT calls) gives `calls`, the writes and tasks it leaves in all, and `calls_budget` names it.
 
-    :raises ValueError: if `units` is negative or a cost is below 1.
+    :raises ValueError: if `units` or `calls` is negative or a cost is below 1.
     """
 
     units: int
@@ -165,11 +166,13 @@ class PushCapacity:
     task_cost: int = 1
     budget: str = "the CRM's budget"
     unit: str = "units"
+    calls: int | None = None
+    calls_budget: str = "the CRM's daily write calls"
 
     def __post_init__(self) -> None:
-        if self.units < 0 or self.write_cost < 1 or self.task_cost < 1:
-            raise ValueError(f"a push capacity needs units >= 0 and costs >= 1, not units={self.units}, "
-                             f"write_cost={self.write_cost}, task_cost={self.task_cost}")
+        if self.units < 0 or self.write_cost < 1 or self.task_cost < 1 or (self.calls or 0) < 0:
+            raise ValueError(f"a push capacity needs units >= 0, calls >= 0 and costs >= 1, not units={self.units}, "
+                             f"calls={self.calls}, write_cost={self.write_cost}, task_cost={self.task_cost}")
 
 
 def _unobserved(status: int) -> None:

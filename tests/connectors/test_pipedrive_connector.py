@@ -442,7 +442,17 @@ def test_the_push_can_afford_what_the_days_tokens_leave_at_pipedrives_costs(limi
     capacity = connector.push_capacity()
     assert capacity is not None and sb.stats.count("v1.users.me") == 1
     assert (capacity.units, capacity.write_cost, capacity.task_cost) == (30_000 - 2, 5, 15)
+    assert (capacity.calls, capacity.calls_budget) == (10_000, "the API token's daily POST/PUT calls")
     assert connector.tokens_left() == 30_000 - 2
+
+
+def test_the_push_counts_the_post_put_calls_an_api_token_has_left_and_none_for_an_oauth_app(limited):
+    sb, clock = limited
+    sb.limits.spend("WRITES", 9_990)  # the token's other scripts made 9,990 POST/PUT calls today
+    capacity = connect(sb, clock=clock).push_capacity()
+    assert capacity is not None and capacity.calls == 10
+    oauth = connect(sb, clock=clock, auth="oauth").push_capacity()
+    assert oauth is not None and oauth.calls is None
 
 
 def test_the_organizations_stream_is_read_only_for_a_tenant_reading_organization_fields(company):

@@ -198,7 +198,7 @@ def test_the_plan_spends_what_is_left_after_a_costly_task_on_cheaper_writes():
 
 @pytest.mark.parametrize(("units", "write_cost", "task_cost"), [(-1, 1, 1), (10, 0, 1), (10, 1, 0)])
 def test_a_capacity_with_negative_units_or_a_cost_below_one_is_refused(units, write_cost, task_cost):
-    with pytest.raises(ValueError, match="units >= 0 and costs >= 1"):
+    with pytest.raises(ValueError, match="units >= 0, calls >= 0 and costs >= 1"):
         PushCapacity(units, write_cost=write_cost, task_cost=task_cost)
 
 
@@ -239,3 +239,23 @@ def test_an_allowance_spent_mid_batch_keeps_what_was_carried_out_and_leaves_the_
     later = sync_tenant(tenant, state_dir=tmp_path / "state", clock=clock, connectors=lambda kind: SpentMidway)
     assert (later.outcome, later.written, later.tasks) == (RunOutcome.SUCCEEDED, 5 - written, 2 - created)
     assert len(tasks(tmp_path)) == 2
+
+
+def test_a_cap_on_write_calls_binds_with_the_units_and_the_note_names_the_one_that_ran_out():
+    capacity = PushCapacity(units=1_000, write_cost=5, task_cost=15, budget="Pipedrive's daily token budget",
+                            unit="tokens", calls=4, calls_budget="the API token's daily POST/PUT calls")
+    plan = plan_push(capacity, Due(status_writes=1, tasks=2, other_writes=5))
+    assert (plan.status_writes, plan.tasks, plan.other_writes, plan.deferred) == (1, 2, 1, 4)
+    assert plan.note(capacity) == (
+        "deferred 4 writes and 0 tasks: the API token's daily POST/PUT calls leave 4, enough for 4 of the 8 due "
+        "(status changes and tasks first, then the largest score moves); the rest stays in the outbox for the next run"
+    )
+    tokens_short = PushCapacity(units=12, write_cost=5, task_cost=15, budget="the budget", unit="tokens", calls=100)
+    plan = plan_push(tokens_short, Due(status_writes=1, tasks=2, other_writes=5))
+    assert (plan.status_writes, plan.tasks, plan.other_writes) == (1, 0, 1)
+    assert plan.note(tokens_short).startswith("deferred 4 writes and 2 tasks: the budget leaves 12 tokens")
+
+
+def test_a_negative_count_of_calls_is_refused():
+    with pytest.raises(ValueError, match="calls >= 0"):
+        PushCapacity(10, calls=-1)
