@@ -26,6 +26,7 @@ from leadpulse.core.config.tenant import TenantConfig
 from leadpulse.core.contract import ConnectorFactory
 from leadpulse.core.errors import ConfigError, StoreError
 from leadpulse.core.runtime import logs
+from leadpulse.core.runtime.examples import run_examples
 from leadpulse.core.runtime.pipeline import sync_tenant
 from leadpulse.core.runtime.run import RunSummary
 from leadpulse.core.store.runs import RunOutcome
@@ -40,7 +41,8 @@ EXIT_PARTIAL = 3
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @config_dir_option
 def validate(files: Sequence[Path], config_dir: Path) -> None:
-    """Check tenant FILES (default: every file in --config-dir) and say what each one sets up."""
+    """Check tenant FILES (default: every file in --config-dir), say what each one sets up, and run each file's
+    examples: every example must get the score, band, grade, quadrant or status it expects."""
     if files:
         tenants, errors = [], []
         for path in files:
@@ -50,13 +52,25 @@ def validate(files: Sequence[Path], config_dir: Path) -> None:
                 errors.extend(exc.errors)
     else:
         tenants, errors = load_tenants(config_dir)
-    for tenant in tenants:
-        say("green", "ok", tenant.summary())
+    failed = [tenant for tenant in tenants if not _examples_pass(tenant)]
     for error in errors:
         say("red", "error", str(error))
     warn_without_connector(tenants)
-    if errors:
+    if errors or failed:
         raise SystemExit(1)
+
+
+def _examples_pass(tenant: TenantConfig) -> bool:
+    """Print the tenant's summary with how its examples fared, then each example's differences."""
+    run = run_examples(tenant)
+    text = f"{tenant.summary()}\n  {run.summary()}"
+    if not run.failed:
+        say("green", "ok", text)
+        return True
+    say("red", "failed", text)
+    for line in run.failures():
+        say("red", "error", line)
+    return False
 
 
 @click.command()
