@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from leadpulse.core.cli.overlap_warnings import warn_overlaps
 from leadpulse.core.cli.progress import terminal_progress
 from leadpulse.core.cli.render import NOT_STARTED, Unfinished, console, pending_table, print_summaries, say
 from leadpulse.core.cli.tenants import (
@@ -40,9 +41,14 @@ EXIT_PARTIAL = 3
 @click.command()
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @config_dir_option
-def validate(files: Sequence[Path], config_dir: Path) -> None:
+@state_dir_option
+def validate(files: Sequence[Path], config_dir: Path, state_dir: Path) -> None:
     """Check tenant FILES (default: every file in --config-dir), say what each one sets up, and run each file's
-    examples: every example must get the score, band, grade, quadrant or status it expects."""
+    examples: every example must get the score, band, grade, quadrant or status it expects.
+
+    Also warns (without failing) of engagement rules one activity can count for together, with an example value
+    from the tenant's store in --state-dir when it has one.
+    """
     if files:
         tenants, errors = [], []
         for path in files:
@@ -56,6 +62,8 @@ def validate(files: Sequence[Path], config_dir: Path) -> None:
     for error in errors:
         say("red", "error", str(error))
     warn_without_connector(tenants)
+    for tenant in tenants:
+        warn_overlaps(tenant, state_dir)
     if errors or failed:
         raise SystemExit(1)
 
