@@ -9,10 +9,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
 from operator import attrgetter
 from typing import Any
 
-from leadpulse.core.engine.rules import ACTIVITY_ATTRIBUTES, CONTACT_ATTRIBUTES, AllOf, AnyOf, Leaf, NotOf, Range
+from leadpulse.core.engine.rules import (
+    ACTIVITY_ATTRIBUTES,
+    CONTACT_ATTRIBUTES,
+    AllOf,
+    AnyOf,
+    Leaf,
+    NotOf,
+    Range,
+    leaves,
+)
+from leadpulse.core.model import utc
 
 Predicate = Callable[[Any], bool]
 Getter = Callable[[Any], Any]
@@ -59,6 +70,8 @@ def keyed_test(condition: Any, key_of: Callable[[str], str | None]) -> tuple[str
     """For a condition whose fields all read one value by key from a mapping (``key_of`` says which key a field
     name reads, if any): that key and the condition as a test of the value, so a hot loop reads it itself. None
     for any other condition."""
+    if is_timed(condition):
+        return None
     keys = {key_of(name) for name in _fields(condition)}
     key = keys.pop() if len(keys) == 1 else None
     return None if key is None else (key, compile_condition(condition, None))
@@ -74,13 +87,18 @@ def _fields(condition: Any) -> Iterator[str]:
         yield condition.field
 
 
-def compile_condition(condition: Any, getter: Callable[[str], Getter] | None) -> Predicate:
+def is_timed(condition: Any) -> bool:
+    """Whether `condition` reads a date against the moment scored (``age``, ``ahead``) anywhere in it."""
+    return any(leaf.timed for leaf in leaves(condition))
+
+
+def compile_condition(condition: Any, getter: Callable[[str], Getter] | None, *, timed: bool = False) -> Predicate:
     """`condition` as a predicate of what `getter` reads fields off, or (no getter) of the one value its fields
-    all read."""
+    all read. A `timed` one is a predicate of ``(item, moment)``, the moment a date's age is taken at."""
     if isinstance(condition, AllOf | AnyOf):
         every = isinstance(condition, AllOf)
         children = condition.all if isinstance(condition, AllOf) else condition.any
-        parts = [compile_condition(child, getter) for child in children]
+        parts = [compile_condition(child, getter, timed=timed) for child in children]
         if len(parts) == 2:  # the usual size, without a generator per call
             first, second = parts
             if every:
@@ -90,13 +108,72 @@ def compile_condition(condition: Any, getter: Callable[[str], Getter] | None) ->
             return lambda item: all(part(item) for part in parts)
         return lambda item: any(part(item) for part in parts)
     if isinstance(condition, NotOf):
-        inner = compile_condition(condition.not_, getter)
+        inner = compile_condition(condition.not_, getter, timed=timed)
         return lambda item: not inner(item)
+    if condition.timed:
+        if not timed or getter is None:
+            raise ValueError(f"{condition.operator()} reads a date against the moment scored: compile it timed")
+        at_moment, read_at = moment_test(condition), getter(condition.field)
+        return lambda pair: at_moment(read_at(pair[0]), pair[1])
     test = value_test(condition)
     if getter is None:
-        return test
+        return (lambda pair: test(pair[0])) if timed else test
     read = getter(condition.field)
+    if timed:
+        return lambda pair: test(read(pair[0]))
     return lambda item: test(read(item))
+
+
+def moment_test(leaf: Leaf) -> Callable[[Any, datetime], bool]:
+    """What an ``age`` or ``ahead`` leaf asks of the date it reads, at a moment: how long before the moment the
+    date is (age), or how long after (ahead), within the leaf's bounds. A value that is no date matches neither."""
+    span = leaf.age if leaf.age is not None else leaf.ahead
+    assert span is not None
+    inside = _range_test(Range(**span.bounds()))
+    forward = leaf.ahead is not None
+
+    def test(value: Any, moment: datetime) -> bool:
+        when = as_moment(value)
+        if when is None:
+            return False
+        days = ((when - moment) if forward else (moment - when)).total_seconds() / 86400
+        return days >= 0 and inside(days)
+
+    return test
+
+
+def crossings(leaf: Leaf, value: Any) -> list[datetime]:
+    """The moments at which an ``age`` or ``ahead`` leaf's answer for `value` may change: one per bound (a hair
+    after it, so a bound that excludes its moment has been crossed then)."""
+    span = leaf.age if leaf.age is not None else leaf.ahead
+    when = as_moment(value)
+    if span is None or when is None:
+        return []
+    sign = -1 if leaf.ahead is not None else 1
+    return [when + _HAIR, *(when + sign * timedelta(days=days) + _HAIR for days in span.bounds().values())]
+
+
+_HAIR = timedelta(microseconds=1)
+
+
+def as_moment(value: Any) -> datetime | None:
+    """A date field's value as a UTC moment: a datetime or date, ISO text (``2025-03-01``,
+    ``2025-03-01T09:30:00Z``), or epoch milliseconds (HubSpot's date properties); None for anything else."""
+    if isinstance(value, datetime):
+        return utc(value)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit() and len(text) >= 11:
+            return datetime.fromtimestamp(int(text) / 1000, UTC)
+        try:
+            return utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+        except ValueError:
+            return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 10**11:
+        return datetime.fromtimestamp(value / 1000, UTC)
+    return None
 
 
 def value_test(leaf: Leaf) -> Callable[[Any], bool]:
@@ -172,9 +249,10 @@ def _member_test(wanted: tuple[Any, ...], case_sensitive: bool) -> Callable[[Any
 
 def _range_test(bounds: Range) -> Callable[[Any], bool]:
     low, above, below, high = bounds.min, bounds.above, bounds.below, bounds.max
+    read: Callable[[Any], Any] = as_moment if bounds.dated else _number
 
     def test(value: Any) -> bool:
-        number = _number(value)
+        number = read(value)
         if number is None:
             return False
         if low is not None and number < low:

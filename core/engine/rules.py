@@ -8,6 +8,9 @@ The condition language (fit rules' ``when`` and engagement rules' ``where``)::
     {field: title, regex: "\\b(vp|head|chief)\\b"}
     {field: employees, range: {min: 50, below: 1000}}    min inclusive (or above, exclusive); below exclusive
                                                          (or max, inclusive)
+    {field: signed, range: {min: 2025-01-01, below: 2026-01-01}}   dates, when the bounds are dates
+    {field: project_start, age: {above: 90d}}    a date more than 90 days before the moment scored
+    {field: go_live, ahead: {max: 6mo}}          a date at most six months after it
     {field: phone, exists: true}           present and not empty
     {field: company, missing: true}
     {all: [...]}  {any: [...]}  {not: {...}}
@@ -31,13 +34,13 @@ score that exceeds 10").
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator, model_validator
 
-from leadpulse.core.model import ActivityKind, Lifecycle
+from leadpulse.core.model import ActivityKind, Lifecycle, utc
 from leadpulse.core.schedule import Days, Duration
 from leadpulse.core.strict import Strict, refuse, show
 
@@ -70,27 +73,78 @@ class Quadrant(StrEnum):
     LEAVE = "leave"  # neither
 
 
-class Range(Strict):
-    """Bounds on a number: `min` (inclusive) or `above` (exclusive) below, `below` (exclusive) or `max` (inclusive)
-    above."""
+def _bound(value: Any) -> Any:
+    """A range's bound: a number, or a date (a YAML date, or ISO text such as 2025-01-31) as a UTC moment."""
+    if isinstance(value, bool):
+        raise refuse("a number or a date (2025-01-31)", show(value))
+    if isinstance(value, int | float | datetime):
+        return utc(value) if isinstance(value, datetime) else value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if isinstance(value, str):
+        try:
+            return utc(datetime.fromisoformat(value.strip()))
+        except ValueError:
+            raise refuse("a number or a date (2025-01-31)", show(value)) from None
+    return value
 
-    min: float | None = None
-    above: float | None = None
-    below: float | None = None
-    max: float | None = None
+
+Bound = Annotated[float | datetime, BeforeValidator(_bound)]
+
+
+class _Bounds(Strict):
+    """Bounds on one side each: `min` (inclusive) or `above` (exclusive) below, `below` (exclusive) or `max`
+    (inclusive) above."""
 
     @model_validator(mode="after")
-    def _one_bound_each_side(self) -> Range:
-        if self.min is not None and self.above is not None:
+    def _one_bound_each_side(self) -> Any:
+        given = self.bounds()
+        if "min" in given and "above" in given:
             raise refuse("either min (inclusive) or above (exclusive)", "both")
-        if self.below is not None and self.max is not None:
+        if "below" in given and "max" in given:
             raise refuse("either below (exclusive) or max (inclusive)", "both")
-        if self.min is None and self.above is None and self.below is None and self.max is None:
+        if not given:
             raise refuse("min, above, below or max", "none of them")
         return self
 
+    def bounds(self) -> dict[str, Any]:
+        """The bounds given, by name."""
+        given = {name: getattr(self, name) for name in ("min", "above", "below", "max")}
+        return {name: bound for name, bound in given.items() if bound is not None}
 
-_OPERATORS = ("equals", "in", "contains", "regex", "range", "exists", "missing")
+
+class Range(_Bounds):
+    """Bounds on a number, or on a date when they are dates (``{min: 2025-01-01, below: 2026-01-01}``)."""
+
+    min: Bound | None = None
+    above: Bound | None = None
+    below: Bound | None = None
+    max: Bound | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Range:
+        kinds = {isinstance(bound, datetime) for bound in self.bounds().values()}
+        if len(kinds) > 1:
+            raise refuse("bounds that are all numbers or all dates", "a number and a date")
+        return self
+
+    @property
+    def dated(self) -> bool:
+        return any(isinstance(bound, datetime) for bound in self.bounds().values())
+
+
+class Span(_Bounds):
+    """Bounds on a span of time, in days or as durations (``{above: 90d}``, ``{max: 6mo}``)."""
+
+    min: Days | None = Field(None, ge=0)
+    above: Days | None = Field(None, ge=0)
+    below: Days | None = Field(None, ge=0)
+    max: Days | None = Field(None, ge=0)
+
+
+_OPERATORS = ("equals", "in", "contains", "regex", "range", "age", "ahead", "exists", "missing")
+#: the operators that read a date field against the moment a score is for
+TIMED_OPERATORS = frozenset({"age", "ahead"})
 
 
 class Leaf(Strict):
@@ -100,6 +154,8 @@ class Leaf(Strict):
     contains: str | None = None
     regex: str | None = None
     range: Range | None = None
+    age: Span | None = None
+    ahead: Span | None = None
     exists: bool | None = None
     missing: bool | None = None
     case_sensitive: bool = False
@@ -125,6 +181,11 @@ class Leaf(Strict):
 
     def operator(self) -> str:
         return next(op for op in _OPERATORS if getattr(self, "in_" if op == "in" else op) is not None)
+
+    @property
+    def timed(self) -> bool:
+        """Whether the leaf reads a date against the moment scored (``age``, ``ahead``)."""
+        return self.age is not None or self.ahead is not None
 
 
 class AllOf(Strict):
@@ -175,6 +236,15 @@ def placed_leaves(condition: Any, at: tuple[str | int, ...] = ()) -> list[tuple[
     return [pair for i, child in enumerate(children) for pair in placed_leaves(child, (*at, key, i))]
 
 
+def _refuse_timed(condition: Any, at: tuple[str | int, ...]) -> None:
+    """An activity's ``where`` reads no date against the moment scored: age and ahead are for contact fields."""
+    for path, leaf in placed_leaves(condition) if condition is not None else ():
+        if leaf.timed:
+            raise refuse("a condition on the activity (age and ahead read a contact's date fields, in fit rules or "
+                         "lifecycle transitions; compare an activity's dates with range)", leaf.operator(),
+                         (*at, *path, leaf.operator()))
+
+
 class RuleBase(Strict):
     id: str | None = Field(None, pattern=_ID)
     axis: str | None = None
@@ -210,6 +280,7 @@ class FollowUp(Strict):
     def _names_what(self) -> FollowUp:
         if not self.activity and not self.vendor_type:
             raise refuse("an activity or a vendor_type (what follows up)", "neither")
+        _refuse_timed(self.where, ("where",))
         return self
 
     def kinds(self) -> tuple[ActivityKind, ...]:
@@ -246,6 +317,7 @@ class EngagementRule(RuleBase):
 
     @model_validator(mode="after")
     def _threshold_within_cap(self) -> EngagementRule:
+        _refuse_timed(self.where, ("where",))
         if self.min_occurrences and self.max_occurrences and self.min_occurrences > self.max_occurrences:
             raise refuse(f"a min_occurrences of at most max_occurrences ({self.max_occurrences})",
                          str(self.min_occurrences), ("min_occurrences",))

@@ -30,6 +30,8 @@ from leadpulse.core.engine.conditions import (
     compile_condition,
     contact_field_key,
     contact_getter,
+    crossings,
+    is_timed,
     keyed_test,
 )
 from leadpulse.core.engine.rules import (
@@ -46,6 +48,7 @@ from leadpulse.core.engine.rules import (
     ScoringConfig,
     Step,
     Transition,
+    leaves,
 )
 from leadpulse.core.model import Activity, ActivityKind, Contact, Lifecycle, utc
 
@@ -131,7 +134,9 @@ class Engine:
         # In rule order (points add up in it): (index, field key, test of its value, rule) for a rule testing one of
         # the contact's fields, read in the scoring loop; (index, None, test of the contact, rule) for any other.
         self._fit = [(i, *(rule.keyed or (None, rule.test)), rule) for i, rule in enumerate(self._rules)
-                     if isinstance(rule, _Fit)]
+                     if isinstance(rule, _Fit) and not rule.timed]
+        #: fit rules reading a date against the moment scored (``age``, ``ahead``)
+        self._timed_fit = [(i, rule) for i, rule in enumerate(self._rules) if isinstance(rule, _Fit) and rule.timed]
         self._engagement = [(i, rule) for i, rule in enumerate(self._rules) if isinstance(rule, _Engagement)]
         self._engagement_at = dict(self._engagement)
         self._inactivity = [(i, rule) for i, rule in enumerate(self._rules) if isinstance(rule, _Inactivity)]
@@ -178,9 +183,15 @@ class Engine:
             if test(fields.get(key)) if key is not None else test(contact):
                 fired.append((index, rule.contribution))
                 sums[rule.axis] += rule.points
-        matched, last, upcoming = self._match(rows, as_of)
         valid_until: datetime | None = None
         timed = False
+        for index, rule in self._timed_fit:
+            if rule.test((contact, as_of)):
+                fired.append((index, rule.contribution))
+                sums[rule.axis] += rule.points
+                timed = True
+            valid_until = _earliest(valid_until, rule.next_change(contact, as_of))
+        matched, last, upcoming = self._match(rows, as_of)
         for index, times in matched.items():
             if index < 0:  # a follow-up's matches, read by its rule
                 continue
@@ -397,15 +408,24 @@ Applied = tuple[float, int, "datetime | None"]
 
 
 class _Fit:
-    __slots__ = ("axis", "contribution", "detail", "id", "keyed", "points", "test")
+    __slots__ = ("axis", "contribution", "detail", "id", "keyed", "points", "test", "timed", "when")
 
     def __init__(self, rule: FitRule, rule_id: str, axis: str) -> None:
         self.id, self.axis, self.points = rule_id, axis, rule.points
         self.detail = rule.label or describe(rule.when)
-        self.test: Predicate = compile_condition(rule.when, contact_getter)
+        self.when = rule.when
+        #: whether the rule reads a date against the moment scored: then `test` takes ``(contact, as_of)``
+        self.timed = is_timed(rule.when)
+        self.test: Predicate = compile_condition(rule.when, contact_getter, timed=self.timed)
         #: (field key, test of its value) when the rule tests one of the contact's fields
         self.keyed = keyed_test(rule.when, contact_field_key)
         self.contribution = Contribution(rule_id, axis, rule.points, 1, self.detail)
+
+    def next_change(self, contact: Contact, as_of: datetime) -> datetime | None:
+        """The first moment after `as_of` at which a date the rule reads crosses one of its bounds."""
+        upcoming = [moment for leaf in leaves(self.when) if leaf.timed
+                    for moment in crossings(leaf, contact_getter(leaf.field)(contact)) if moment > as_of]
+        return min(upcoming) if upcoming else None
 
 
 class _Matcher:
@@ -602,17 +622,30 @@ def _describe_leaf(leaf: Leaf) -> str:
     op = leaf.operator()
     bounds = leaf.range
     if bounds is not None:
-        upper = f"<={bounds.max:g}" if bounds.max is not None else ""
-        upper = f"<{bounds.below:g}" if bounds.below is not None else upper
-        lower = f">={bounds.min:g}" if bounds.min is not None else ""
-        lower = f">{bounds.above:g}" if bounds.above is not None else lower
-        return f"{leaf.field} {' '.join(filter(None, [lower, upper]))}"
+        signs = {"min": ">=", "above": ">", "below": "<", "max": "<="}
+        return f"{leaf.field} " + " ".join(f"{signs[name]}{_shown(bound)}" for name, bound in bounds.bounds().items())
+    span = leaf.age if leaf.age is not None else leaf.ahead
+    if span is not None:
+        words = {"min": "at least", "above": "more than", "below": "less than", "max": "at most"}
+        told = " and ".join(f"{words[name]} {_days(days)}" for name, days in span.bounds().items())
+        return f"{leaf.field} {told} ago" if leaf.age is not None else f"{leaf.field} in {told}"
     words = {"equals": "is", "in": "in", "contains": "contains", "regex": "matches"}
     if op in ("exists", "missing"):
         return f"{leaf.field} {'present' if op == 'exists' else 'missing'}"
     value = {"equals": leaf.equals, "in": leaf.in_, "contains": leaf.contains, "regex": leaf.regex}[op]
     shown = ", ".join(map(str, value)) if isinstance(value, tuple) else str(value)
     return f"{leaf.field} {words[op]} {shown}"
+
+
+def _shown(bound: float | datetime) -> str:
+    if isinstance(bound, datetime):
+        return bound.date().isoformat() if bound == bound.replace(hour=0, minute=0, second=0, microsecond=0) \
+            else bound.isoformat()
+    return f"{bound:g}"
+
+
+def _days(days: float) -> str:
+    return "1 day" if days == 1 else f"{days:g} days"
 
 
 # ---------------------------------------------------------------- bands, grades, lifecycle

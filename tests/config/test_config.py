@@ -175,8 +175,8 @@ MALFORMED = {
     ),
     "unknown condition operator": (
         edited("contains: vp}", "startswith: vp}"),
-        "FILE: scoring.rules[0].when.startswith: expected one of case_sensitive, contains, equals, exists, field, "
-        "in, missing, range, regex, found unknown key 'startswith'",
+        "FILE: scoring.rules[0].when.startswith: expected one of age, ahead, case_sensitive, contains, equals, exists, "
+        "field, in, missing, range, regex, found unknown key 'startswith'",
     ),
     "points not a number": (
         edited("points: 5", "points: five"),
@@ -217,8 +217,8 @@ MALFORMED = {
     ),
     "two operators in one condition": (
         edited("contains: vp}", "contains: vp, equals: CEO}"),
-        "FILE: scoring.rules[0].when: expected exactly one of equals, in, contains, regex, range, exists, missing, "
-        "found equals, contains",
+        "FILE: scoring.rules[0].when: expected exactly one of equals, in, contains, regex, range, age, ahead, "
+        "exists, missing, found equals, contains",
     ),
     "a negative window": (
         edited("      points: 2\n", "      points: 2\n      within_days: -7\n"),

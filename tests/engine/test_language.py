@@ -4,7 +4,7 @@ numbers."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -180,3 +180,51 @@ def test_two_sessions_at_the_same_moment_are_two() -> None:
     rows = [Activity(f"s{n}", "c1", ActivityKind.PAGE_VIEW, at, attributes={"session_id": f"s{n}"}) for n in range(2)]
     rule = {"id": "sessions", "activity": "page_view", "count": "sessions", "points": 1}
     assert engine(rule).score(contact(), rows, NOW).total == 2
+
+
+# ---------------------------------------------------------------- dates on contact fields
+
+STARTED_LONG_AGO = {"id": "mature-project", "when": {"field": "project_start", "age": {"above": "90d"}}, "points": 4}
+
+
+@pytest.mark.parametrize(("started", "total"), [("2025-03-03", 0), ("2025-03-02", 4), ("2025-06-02", 0)])
+def test_a_date_field_exactly_90_days_old_is_not_more_than_90_days_old(started: str, total: float) -> None:
+    midnight = NOW.replace(hour=0)  # 2025-06-01 00:00: 2025-03-03 is exactly 90 days before it
+    assert engine(STARTED_LONG_AGO).score(contact(project_start=started), [], midnight).total == total
+
+
+def test_a_date_that_will_cross_a_bound_says_when_the_score_changes() -> None:
+    card = engine(STARTED_LONG_AGO).score(contact(project_start="2025-03-20"), [], NOW)
+    assert card.total == 0
+    assert card.valid_until == datetime(2025, 6, 18, tzinfo=UTC) + timedelta(microseconds=1)
+    later = engine(STARTED_LONG_AGO).score(contact(project_start="2025-03-20"), [], card.valid_until)
+    assert later.total == 4
+
+
+@pytest.mark.parametrize(("go_live", "total"), [("2025-11-28", 5), ("2025-11-29", 0), ("2025-05-31", 0),
+                                                 ("1754006400000", 5)])
+def test_a_go_live_within_six_months_is_ahead_of_the_moment_and_no_further(go_live: str, total: float) -> None:
+    # NOW is 2025-06-01 12:00; 6mo is 180 days: up to 2025-11-28 12:00
+    rule = {"id": "go-live-soon", "when": {"field": "go_live", "ahead": {"max": "6mo"}}, "points": 5}
+    assert engine(rule).score(contact(go_live=go_live), [], NOW).total == total
+
+
+@pytest.mark.parametrize(("signed", "fires"), [("2024-12-31", False), ("2025-01-01", True), ("2025-12-31T23:59:59Z", True),
+                                               ("2026-01-01", False), ("not a date", False)])
+def test_a_range_of_dates_compares_dates(signed: str, fires: bool) -> None:
+    rule = {"id": "signed-2025", "when": {"field": "signed", "range": {"min": "2025-01-01", "below": "2026-01-01"}},
+            "points": 2}
+    assert engine(rule).score(contact(signed=signed), [], NOW).total == (2 if fires else 0)
+
+
+def test_a_range_mixing_a_number_and_a_date_is_refused_and_age_is_for_contact_fields() -> None:
+    with pytest.raises(ValueError, match="bounds that are all numbers or all dates"):
+        engine({"when": {"field": "signed", "range": {"min": 3, "below": "2026-01-01"}}, "points": 1})
+    with pytest.raises(ValueError, match="age and ahead read a contact's date fields"):
+        engine({"activity": "page_view", "where": {"field": "published", "age": {"max": "7d"}}, "points": 1})
+
+
+def test_a_date_rule_reads_as_words() -> None:
+    card = engine({"when": {"field": "project_start", "age": {"above": "90d"}}, "points": 4}).score(
+        contact(project_start="2024-01-01"), [], NOW)
+    assert card.contributions[0].detail == "project_start more than 90 days ago"
