@@ -27,6 +27,9 @@ occurrence, or per distinct day or session (``count: days``); ``min_occurrences:
 drops an occurrence a later activity followed up. Wherever a rule asks for days
 (``within_days``, ``half_life_days``...), a number is days and text a duration (``6w``, ``3mo``).
 
+A lifecycle transition may also hold on the contact's fields (``when``, any fit condition) or on an event
+(``after: {activity: deal_won}``), beside or instead of the score.
+
 Bands and grades are ladders of steps, each starting at ``min`` (the score included) or ``above`` (excluded: "a
 score that exceeds 10").
 """
@@ -267,9 +270,10 @@ class Counting(StrEnum):
     SESSIONS = "sessions"
 
 
-class FollowUp(Strict):
-    """The later activity that cancels an occurrence (``unless_followed_by``): of these kinds or vendor types,
-    meeting `where`, after it and, with `within_days`, at most that long after it."""
+class ActivityMatch(Strict):
+    """An activity looked for: of these kinds or vendor types, meeting `where`, and with `within_days` no further
+    away than that: after the occurrence it follows up (``unless_followed_by``), or before the moment scored (a
+    lifecycle transition's ``after``)."""
 
     activity: Kinds | None = None
     vendor_type: Names | None = None
@@ -277,9 +281,9 @@ class FollowUp(Strict):
     within_days: Days | None = Field(None, gt=0)
 
     @model_validator(mode="after")
-    def _names_what(self) -> FollowUp:
+    def _names_what(self) -> ActivityMatch:
         if not self.activity and not self.vendor_type:
-            raise refuse("an activity or a vendor_type (what follows up)", "neither")
+            raise refuse("an activity or a vendor_type (the activity looked for)", "neither")
         _refuse_timed(self.where, ("where",))
         return self
 
@@ -308,7 +312,7 @@ class EngagementRule(RuleBase):
     count: Counting = Counting.OCCURRENCES
     min_occurrences: int | None = Field(None, ge=1)
     once: bool = False
-    unless_followed_by: FollowUp | None = None
+    unless_followed_by: ActivityMatch | None = None
     max_points: float | None = Field(None, gt=0)
     max_occurrences: int | None = Field(None, ge=1)
     within_days: Days | None = Field(None, gt=0)
@@ -413,9 +417,14 @@ class QuadrantThresholds(Strict):
 
 
 class Transition(Strict):
-    """A lifecycle stage a contact qualifies for when every given condition holds."""
+    """A lifecycle stage a contact qualifies for when every given condition holds: on the score (`min_total`,
+    bands, grades, quadrants, axes), on the contact's fields (`when`, any fit condition), or on an event (`after`:
+    a matching activity at or before the moment scored, within `within_days` of it if given: a won deal makes a
+    customer)."""
 
     to: Lifecycle
+    when: Condition | None = None
+    after: ActivityMatch | None = None
     min_total: float | None = None
     min_band: str | None = None
     bands: tuple[str, ...] | None = None

@@ -82,6 +82,9 @@ class ScoreCard:
     quadrant: Quadrant
     contributions: tuple[Contribution, ...]
     valid_until: datetime | None
+    #: the lifecycle transitions (by their place in the tenant's list) whose conditions on the contact's fields
+    #: (``when``) and on an event (``after``) hold at `as_of`
+    events: frozenset[int] = frozenset()
 
     def reasons(self, n: int = 3) -> list[str]:
         """The `n` largest contributions as short text, e.g. ``"+10 visited pricing page x2"``."""
@@ -142,8 +145,13 @@ class Engine:
         self._inactivity = [(i, rule) for i, rule in enumerate(self._rules) if isinstance(rule, _Inactivity)]
         # what the activity rows are matched against: each engagement rule, and each rule's follow-up under the
         # rule's index as a negative number (see `_follower_index`)
+        transitions = config.lifecycle.transitions if config.lifecycle else ()
+        #: the transitions with conditions on fields or events, evaluated with every score (see `ScoreCard.events`)
+        self._events = [(t, _Event(transition, _event_index(t, len(self._rules))))
+                        for t, transition in enumerate(transitions) if transition.when or transition.after]
         matchers: list[tuple[int, _Matcher]] = [*self._engagement, *(
-            (_follower_index(i), rule.follower) for i, rule in self._engagement if rule.follower is not None)]
+            (_follower_index(i), rule.follower) for i, rule in self._engagement if rule.follower is not None), *(
+            (event.index, event.after) for _, event in self._events if event.after is not None)]
         self._by_vendor: dict[str, list[tuple[int, _Matcher]]] = {}
         for index, matcher in matchers:
             for vendor_type in matcher.vendor_types:
@@ -214,6 +222,15 @@ class Engine:
                 valid_until = changes_at
         if timed:
             fired.sort(key=_first)
+        events: frozenset[int] = frozenset()
+        if self._events:
+            held = []
+            for t, event in self._events:
+                holds, changes_at = event.holds(contact, matched, as_of)
+                if holds:
+                    held.append(t)
+                valid_until = _earliest(valid_until, changes_at)
+            events = frozenset(held)
         axes = {name: _bounded(sums[name], low, high) for name, low, high in self._bounds} if self._bounds else {
             name: round(points, 2) for name, points in sums.items()}
         total = 0.0
@@ -227,7 +244,7 @@ class Engine:
             quadrant = Quadrant.QUALIFY if engagement >= self._quadrant[1] else Quadrant.LEAVE
         return ScoreCard(
             contact.id, as_of, total, axes, self._bands.place(total), self._grades.place(fit) if self._grades else None,
-            quadrant, tuple([contribution for _, contribution in fired]), valid_until,
+            quadrant, tuple([contribution for _, contribution in fired]), valid_until, events,
         )
 
     def decide_status(self, contact: Contact, card: ScoreCard, last_set: Lifecycle | None) -> StatusChange | None:
@@ -316,6 +333,11 @@ _NONE: tuple[Any, ...] = ()
 def _follower_index(index: int) -> int:
     """Where the matches of rule `index`'s follow-up are kept: below zero, apart from every rule's."""
     return -1 - index
+
+
+def _event_index(transition: int, rules: int) -> int:
+    """Where the matches of lifecycle transition `transition`'s event are kept: below every follow-up's."""
+    return -1 - rules - transition
 
 _fromiso = datetime.fromisoformat
 
@@ -423,9 +445,14 @@ class _Fit:
 
     def next_change(self, contact: Contact, as_of: datetime) -> datetime | None:
         """The first moment after `as_of` at which a date the rule reads crosses one of its bounds."""
-        upcoming = [moment for leaf in leaves(self.when) if leaf.timed
-                    for moment in crossings(leaf, contact_getter(leaf.field)(contact)) if moment > as_of]
-        return min(upcoming) if upcoming else None
+        return _next_crossing(self.when, contact, as_of)
+
+
+def _next_crossing(condition: Any, contact: Contact, as_of: datetime) -> datetime | None:
+    """The first moment after `as_of` at which a date `condition` reads of `contact` crosses one of its bounds."""
+    upcoming = [moment for leaf in leaves(condition) if leaf.timed
+                for moment in crossings(leaf, contact_getter(leaf.field)(contact)) if moment > as_of]
+    return min(upcoming) if upcoming else None
 
 
 class _Matcher:
@@ -570,6 +597,42 @@ def _occasions(times: list[datetime], found: list[tuple[datetime, Any]] | None) 
     return list(latest.values())
 
 
+class _Event:
+    """A lifecycle transition's conditions on the contact's fields (`when`) and on an activity (`after`)."""
+
+    __slots__ = ("after", "index", "timed", "when", "when_test", "within")
+
+    def __init__(self, transition: Transition, index: int) -> None:
+        self.index = index
+        self.when = transition.when
+        self.timed = transition.when is not None and is_timed(transition.when)
+        self.when_test = compile_condition(transition.when, contact_getter, timed=self.timed) \
+            if transition.when is not None else None
+        after = transition.after
+        self.after = _Matcher(after.kinds(), after.vendor_types(), after.where) if after is not None else None
+        self.within = timedelta(days=after.within_days) if after is not None and after.within_days else None
+
+    def holds(self, contact: Contact, matched: Mapping[int, list[Any]], as_of: datetime
+              ) -> tuple[bool, datetime | None]:
+        """Whether both conditions hold at `as_of`, and the next moment time alone may change that."""
+        changes_at: datetime | None = None
+        holds = True
+        if self.when_test is not None:
+            holds = bool(self.when_test((contact, as_of)) if self.timed else self.when_test(contact))
+            if self.timed:
+                changes_at = _next_crossing(self.when, contact, as_of)
+        if self.after is not None:
+            times = matched.get(self.index, ())
+            past = [moment for moment in times if moment <= as_of]
+            within = self.within
+            recent = [moment for moment in past if within is None or as_of - moment < within]
+            holds = holds and bool(recent)
+            changes_at = _earliest(changes_at, min((m for m in times if m > as_of), default=None))
+            if within is not None and recent:
+                changes_at = _earliest(changes_at, max(recent) + within)
+        return holds, changes_at
+
+
 class _Inactivity:
     __slots__ = ("after", "axis", "contribution", "count_never_active", "detail", "id", "kinds", "points")
 
@@ -688,7 +751,8 @@ class _Lifecycle:
                 self._ranks[value] = ((max(below) if below else -1.0) + 0.5, None)
         # Highest stage first, so the first transition that holds is the target; among equal ranks the first
         # listed wins (a stable sort), as max() over the transitions would keep.
-        self._transitions = sorted((_Gate(t, bands) for t in config.transitions), key=_by_rank_descending)
+        self._transitions = sorted((_Gate(t, n, bands) for n, t in enumerate(config.transitions)),
+                                   key=_by_rank_descending)
 
     def decide(self, status: str | None, card: ScoreCard, last_set: Lifecycle | None) -> StatusChange | None:
         target = self._target(card)
@@ -720,16 +784,21 @@ class _Lifecycle:
 class _Gate:
     """A lifecycle transition compiled once, its lowest band as a rank."""
 
-    __slots__ = ("bands", "grades", "min_axis", "min_band", "min_total", "quadrants", "rank", "to")
+    __slots__ = ("bands", "event", "grades", "min_axis", "min_band", "min_total", "quadrants", "rank", "to")
 
-    def __init__(self, transition: Transition, bands: _Ladder) -> None:
+    def __init__(self, transition: Transition, index: int, bands: _Ladder) -> None:
         self.to, self.rank = transition.to, transition.to.rank
+        #: the transition's place in the tenant's list, when it has conditions on fields or an event: they hold
+        #: when the card's `events` name it
+        self.event = index if transition.when is not None or transition.after is not None else None
         self.min_total = transition.min_total
         self.min_band = bands.rank(transition.min_band) if transition.min_band is not None else None
         self.bands, self.grades, self.quadrants = transition.bands, transition.grades, transition.quadrants
         self.min_axis = tuple((transition.min_axis or {}).items())
 
     def holds(self, card: ScoreCard, band: int) -> bool:
+        if self.event is not None and self.event not in card.events:
+            return False
         if self.min_total is not None and card.total < self.min_total:
             return False
         if self.min_band is not None and band < self.min_band:

@@ -51,7 +51,9 @@ def decide(
     score was saved is known to call for nothing new, without deciding again.
     """
     card = engine.score_rows(contact, activities, as_of)
-    if before is not None and before.settled(decisions) and before.same_card(card):
+    # a transition on fields or an event may hold while the card is as saved (a deal won that no rule scores):
+    # the store does not keep them, so such a card is decided again (forward only, it moves nothing twice)
+    if before is not None and before.settled(decisions) and before.same_card(card) and not card.events:
         return Decision(card, None, _NOTHING, _NOTHING, None, unchanged=True)
     last_set = Lifecycle(before.status) if before is not None and before.status else None
     status = engine.decide_status(contact, card, last_set)

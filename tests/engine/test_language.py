@@ -4,14 +4,22 @@ numbers."""
 
 from __future__ import annotations
 
+import csv
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from file_tenant import NOW as FILE_NOW
+from file_tenant import TENANT_YAML, page_view, results, write_exports
+from file_tenant import contact as file_contact
 from test_scoring import NOW, act, contact, engine, flat
 
+from leadpulse.core.clock import ManualClock
+from leadpulse.core.config.files import load_tenant
 from leadpulse.core.engine.rules import InactivityRule, ScoringConfig
 from leadpulse.core.model import Activity, ActivityKind
+from leadpulse.core.runtime.pipeline import sync_tenant
+from leadpulse.core.store.runs import RunOutcome
 
 # ---------------------------------------------------------------- durations
 
@@ -171,7 +179,7 @@ def test_a_meeting_booked_and_never_held_uses_vendor_types() -> None:
 
 
 def test_a_follow_up_names_what_follows() -> None:
-    with pytest.raises(ValueError, match=r"an activity or a vendor_type \(what follows up\)"):
+    with pytest.raises(ValueError, match=r"an activity or a vendor_type \(the activity looked for\)"):
         engine({"activity": "form_submit", "points": 1, "unless_followed_by": {"within_days": 2}})
 
 
@@ -228,3 +236,80 @@ def test_a_date_rule_reads_as_words() -> None:
     card = engine({"when": {"field": "project_start", "age": {"above": "90d"}}, "points": 4}).score(
         contact(project_start="2024-01-01"), [], NOW)
     assert card.contributions[0].detail == "project_start more than 90 days ago"
+
+
+# ---------------------------------------------------------------- lifecycle moves on events and fields
+
+LIFECYCLE = {
+    "values": {"lead": "lead", "mql": "mql", "sql": "sql", "customer": "customer"},
+    "transitions": [
+        {"to": "mql", "min_total": 10},
+        {"to": "sql", "when": {"field": "title", "contains": "buyer"}, "min_total": 5},
+        {"to": "customer", "after": {"activity": "deal_won", "within_days": 30}},
+    ],
+}
+
+
+def decided(score: float, days_since_won: float | None = None, **fields: Any):
+    scoring = engine(flat(score), lifecycle=LIFECYCLE)
+    rows = [] if days_since_won is None else [Activity("won", "c1", ActivityKind.DEAL_WON,
+                                                       NOW - timedelta(days=days_since_won))]
+    person = contact(**fields)
+    card = scoring.score(person, rows, NOW)
+    change = scoring.decide_status(person, card, None)
+    return card, change.to.value if change else None
+
+
+def test_a_won_deal_makes_a_customer_whatever_the_score() -> None:
+    assert decided(1, days_since_won=3)[1] == "customer"
+    assert decided(1)[1] is None
+
+
+@pytest.mark.parametrize(("days", "stage"), [(29.99, "customer"), (30, None)])
+def test_an_event_counts_within_its_window(days: float, stage: str | None) -> None:
+    card, change = decided(1, days_since_won=days)
+    assert change == stage
+    if stage:
+        assert card.valid_until == NOW + timedelta(days=30 - days)  # when the deal leaves the window
+
+
+def test_a_field_condition_holds_with_the_score_conditions_of_its_transition() -> None:
+    assert decided(6, title="Head Buyer")[1] == "sql"
+    assert decided(4, title="Head Buyer")[1] is None  # under its min_total
+    assert decided(6, title="Engineer")[1] is None
+
+
+def test_a_lifecycle_event_names_the_activity_it_looks_for() -> None:
+    with pytest.raises(ValueError, match=r"an activity or a vendor_type \(the activity looked for\)"):
+        engine(flat(1), lifecycle={**LIFECYCLE, "transitions": [{"to": "customer", "after": {"within_days": 3}}]})
+
+
+def test_a_won_deal_moves_a_stored_contact_to_customer_and_a_date_crossing_its_bound_moves_one_later(tmp_path) -> None:
+    yaml_text = TENANT_YAML.format(name="acme", pricing_points=3).replace(
+        "values: {lead: lead, mql: mql}", "values: {lead: lead, mql: mql, sql: sql, customer: customer}").replace(
+        "      - {to: mql, min_band: hot}\n",
+        "      - {to: mql, min_band: hot}\n"
+        "      - {to: sql, when: {field: started, age: {above: 90d}}}\n"
+        "      - {to: customer, after: {activity: deal_won}}\n").replace(
+        "  title: job_title\n", "  title: job_title\n  started: project_start\n")
+    people = [{**file_contact("c1"), "project_start": ""}, {**file_contact("c2"), "project_start": "2025-03-05"}]
+
+    def export(activities: list[dict]) -> None:
+        write_exports(tmp_path, [], activities)
+        with open(tmp_path / "contacts.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(people[0]))
+            writer.writeheader()
+            writer.writerows(people)
+
+    export([page_view("v1", "c1")])
+    (tmp_path / "acme.yaml").write_text(yaml_text)
+    tenant = load_tenant(tmp_path / "acme.yaml")
+    clock = ManualClock(FILE_NOW)  # 2025-06-02: c2's project started 89 days before
+    assert sync_tenant(tenant, state_dir=tmp_path / "state", clock=clock).outcome is RunOutcome.SUCCEEDED
+    assert {cid: row["lifecycle"] for cid, row in results(tmp_path).items()} == {"c1": "lead", "c2": "lead"}
+    export([page_view("v1", "c1"), {"id": "w1", "contact_id": "c1", "kind": "deal_won",
+                                    "occurred_at": "2025-06-01T10:00:00Z"}])
+    clock.advance(2 * 86400)  # c2's project is now 91 days old: nothing of c2 changed, its score is as saved
+    later = sync_tenant(tenant, state_dir=tmp_path / "state", clock=clock)
+    assert later.outcome is RunOutcome.SUCCEEDED
+    assert {cid: row["lifecycle"] for cid, row in results(tmp_path).items()} == {"c1": "customer", "c2": "sql"}
