@@ -246,9 +246,16 @@ def check_examples(section: tuple[Example, ...] | Examples, info: ValidationInfo
     return block
 
 
+def _list_or_mapping(value: Any) -> Any:
+    if not isinstance(value, list | tuple | Mapping | Examples):
+        raise refuse("a list of examples, or a mapping of as_of and cases", show(value))
+    return value
+
+
 #: the tenant file's ``examples`` section: a list of examples, or the mapping form that sets their as-of moment
 ExampleSection = Annotated[
-    Examples, GetPydanticSchema(lambda _, handler: handler(_Section)), AfterValidator(check_examples)
+    Examples, GetPydanticSchema(lambda _, handler: handler(_Section)), BeforeValidator(_list_or_mapping),
+    AfterValidator(check_examples),
 ]
 
 

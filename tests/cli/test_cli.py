@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from datetime import UTC
 from pathlib import Path
@@ -81,8 +82,11 @@ def test_validate_reports_a_bad_file_with_its_key_and_fails(env):
     assert f"{bad}: scoring.rules[0].points: expected a number, found 'four'" in result.output
 
 
-def test_validate_checks_the_shipped_config_folder():
-    assert run("validate", "--config-dir", str(REPO_CONFIG)).exit_code == 0
+@pytest.mark.parametrize("folder", [REPO_CONFIG, REPO_CONFIG / "demo"], ids=["config", "config/demo"])
+def test_validate_checks_the_shipped_config_folders_and_runs_their_examples(folder):
+    result = run("validate", "--config-dir", str(folder))
+    assert result.exit_code == 0, result.output
+    assert len(re.findall(r"^  examples: \d+ passed$", result.output, re.MULTILINE)) == len(list(folder.glob("*.yaml")))
 
 
 def test_sync_prints_the_run(env):
