@@ -91,7 +91,13 @@ def explain(contact_id: str, tenant_name: str | None, config_dir: Path, state_di
         stored = store.score(contact_id)
         if stored is None:
             raise click.ClickException(f"tenant {tenant.name!r}: contact {contact_id!r} has no score in {store.path}")
-        print_explanation(stored, store.contact(contact_id))
+        contact = store.contact(contact_id)
+        values: dict[str, str] = {}
+        if contact is not None:
+            rows = [(a.contact_id, a.id, a.kind, a.occurred_at, a.vendor_type, a.attributes)
+                    for a in store.activities(contact_id)]
+            values = Engine(tenant.scoring).matched_values(contact, rows, stored.as_of)
+        print_explanation(stored, contact, values)
 
 
 @click.command()

@@ -8,12 +8,14 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from leadpulse.core.config.tenant import TenantConfig
+from leadpulse.core.engine.scoring import shown_points
 from leadpulse.core.model import Contact, Lifecycle
 from leadpulse.core.runtime.comparison import Comparison, ContactMove
 from leadpulse.core.runtime.run import RunSummary
@@ -159,13 +161,44 @@ def band_table(counts: dict[str, int], band_names: Sequence[str]) -> Table:
     return data_table(("band", "contacts", "share"), rows, title="band distribution")
 
 
-def print_explanation(stored: StoredScore, contact: object) -> None:
+def print_explanation(stored: StoredScore, contact: object, values: Mapping[str, str] | None = None) -> None:
+    """A contact's score rule by rule: each row's points (a decayed row with what it was worth undecayed, its age
+    and half-life; a capped one with its cap), how many occurrences counted of how many matched, why, and the
+    value that matched; then its lifecycle status. A contact no rule matched says so."""
     who = getattr(contact, "name", None) or getattr(contact, "email", None) or stored.contact_id
-    axes = ", ".join(f"{name} {value:g}" for name, value in stored.axes.items())
-    title = (f"{who} ({stored.contact_id}): {stored.total:g} {stored.band}, grade {stored.grade or '-'}, "
-             f"{(stored.quadrant or '-').replace('_', ' ')} [{axes}]")
-    rows = [(c["rule_id"], c["axis"], f"{c['points']:+g}", c["occurrences"], c["detail"]) for c in stored.contributions]
-    console.print(data_table(("rule", "axis", "points", "times", "why"), rows, title=title))
+    axes = ", ".join(f"{name} {shown_points(value, sign=False)}" for name, value in stored.axes.items())
+    title = (f"{who} ({stored.contact_id}): {shown_points(stored.total, sign=False)} {stored.band}, grade "
+             f"{stored.grade or '-'}, {(stored.quadrant or '-').replace('_', ' ')} [{axes}]")
+    values = values or {}
+    rows = [(c["rule_id"], c["axis"], shown_points(c["points"]), _times(c), _why(c), values.get(c["rule_id"], ""))
+            for c in stored.contributions]
+    if not rows:
+        console.print(literal(f"{title}\nno rule matched this contact: its score is "
+                              f"{shown_points(stored.total, sign=False)}"))
+    else:
+        console.print(data_table(("rule", "axis", "points", "times", "why", "matched"), rows, title=title))
+    status = getattr(contact, "status", None)
+    console.print(literal(f"lifecycle status in the CRM: {status or '(none)'}; last set by leadpulse: "
+                          f"{stored.status or '(none)'}"))
+
+
+def _times(contribution: Mapping[str, Any]) -> str:
+    counted, matched = contribution["occurrences"], contribution.get("matched")
+    return f"{counted} of {matched}" if matched is not None and matched != counted else str(counted)
+
+
+def _why(contribution: Mapping[str, Any]) -> str:
+    """The rule's reason, with what bent its points: the decay (worth, age, half-life) and the cap."""
+    notes = []
+    if contribution.get("full") is not None and contribution.get("age_days") is not None:
+        notes.append(f"of {shown_points(contribution['full'], sign=False)}, last {round(contribution['age_days']):g} "
+                     f"days ago, half-life {contribution.get('half_life_days') or 0:g} days")
+    if contribution.get("matched") is not None and contribution["matched"] != contribution["occurrences"]:
+        notes.append(f"{contribution['occurrences']} of {contribution['matched']} counted")
+    if contribution.get("cap") is not None:
+        notes.append(f"capped at {shown_points(contribution['cap'], sign=False)}")
+    detail = str(contribution["detail"])
+    return detail + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def move_table(moves: Counter[tuple[str, str]], before: Sequence[str], after: Sequence[str]) -> Table:

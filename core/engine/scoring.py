@@ -5,8 +5,9 @@ rule that fires leaves a `Contribution`, so each score can be explained; `ScoreC
 alone could next change the score, so the pipeline only rescores contacts whose inputs changed or whose card
 expired.
 
-Rounding: each contribution is rounded to 2 decimals, an axis is the sum of its rounded contributions (then its
-floor and cap, if the tenant set any), and the total is the weighted sum of the axes, rounded again.
+Rounding: each contribution is rounded to 2 decimals, half up (0.625 is 0.63, as the decimal text reads), an axis
+is the sum of its rounded contributions (then its floor and cap, if the tenant set any), and the total is the
+weighted sum of the axes, rounded again: what is shown is what was summed and stored.
 """
 
 from __future__ import annotations
@@ -55,18 +56,34 @@ from leadpulse.core.model import Activity, ActivityKind, Contact, Lifecycle, utc
 __all__ = ["Contribution", "Engine", "Quadrant", "ScoreCard", "StatusChange"]
 
 #: bump when the meaning of a rule changes, so every stored score is recomputed
-_SEMANTICS = "1"
+_SEMANTICS = "2"
 
 
 @dataclass(frozen=True, slots=True)
 class Contribution:
-    """What one rule added to one contact's score (negative points take away)."""
+    """What one rule added to one contact's score (negative points take away).
+
+    For an engagement rule, what bent its count or its points: `matched`, the occurrences (or days, or sessions)
+    that matched when fewer counted (a cap on occurrences, a threshold, ``once``); `cap`, the rule's
+    ``max_points`` when it bound; `full`, `age_days` and `half_life_days` when its points decayed: what they were
+    worth undecayed, how old its newest counted occurrence is, and the half-life.
+    """
 
     rule_id: str
     axis: str
     points: float
     occurrences: int
     detail: str
+    matched: int | None = None
+    cap: float | None = None
+    full: float | None = None
+    age_days: float | None = None
+    half_life_days: float | None = None
+
+    def text(self) -> str:
+        """The contribution as a reason reads it: ``+5 clicked a link (5 of 7 counted, capped at 5)``, ``+0.6 of 5,
+        form filled 135 days ago, half-life 45 days``."""
+        return _reason(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,11 +130,44 @@ def _reason(contribution: Contribution) -> str:
     plain = contribution.points.__class__ is float and contribution.occurrences.__class__ is int
     text = _REASONS.get(contribution) if plain else None
     if text is None:
-        times = f" x{contribution.occurrences}" if contribution.occurrences > 1 else ""
-        text = f"{contribution.points:+g} {contribution.detail}{times}"
+        text = _reason_text(contribution)
         if plain and len(_REASONS) < _REASONS_LIMIT:
             _REASONS[contribution] = text
     return text
+
+
+def _reason_text(c: Contribution) -> str:
+    points = shown_points(c.points)
+    if c.full is not None and c.age_days is not None:
+        times = f" {c.occurrences} times, the last" if c.occurrences > 1 else ""
+        text = (f"{points} of {shown_points(c.full, sign=False)}, {c.detail}{times} {_days(round(c.age_days))} ago, "
+                f"half-life {_days(c.half_life_days or 0)}")
+    else:
+        text = f"{points} {c.detail}"
+    notes = []
+    if c.matched is not None and c.matched != c.occurrences:
+        notes.append(f"{c.occurrences} of {c.matched} counted")
+    elif c.occurrences > 1 and c.full is None:
+        notes.append(f"{c.occurrences} times")
+    if c.cap is not None:
+        notes.append(f"capped at {shown_points(c.cap, sign=False)}")
+    return f"{text} ({', '.join(notes)})" if notes else text
+
+
+def shown_points(points: float, *, sign: bool = True) -> str:
+    """Points as shown to people: at most 2 decimals, half up (0.625 shows as 0.63), no trailing zeros."""
+    return format(round_half_up(points), "+g" if sign else "g")
+
+
+def round_half_up(value: float) -> float:
+    """`value` to 2 decimals, a tie in its decimal text rounding away from zero (round() rounds 0.625 to 0.62, the
+    even neighbour); as fast as round() when there is no tie."""
+    rounded = round(value, 2)
+    text = repr(value)
+    point = text.find(".")
+    if point >= 0 and len(text) - point == 4 and text[-1] == "5" and "e" not in text:
+        rounded = round(value + (0.001 if value > 0 else -0.001), 2)
+    return rounded
 
 
 #: Reasons as text, remembered per contribution: writing back reasons for every card a rescore changes meets the
@@ -204,11 +254,11 @@ class Engine:
             if index < 0:  # a follow-up's matches, read by its rule
                 continue
             rule = self._engagement_at[index]
-            points, occurrences, changes_at = rule.apply(
+            contribution, changes_at = rule.apply(
                 times, moment, matched.get(_follower_index(index), _NONE) if rule.follower else _NONE)
-            if occurrences:
-                fired.append((index, Contribution(rule.id, rule.axis, points, occurrences, rule.detail)))
-                sums[rule.axis] += points
+            if contribution is not None:
+                fired.append((index, contribution))
+                sums[rule.axis] += contribution.points
                 timed = True
             if changes_at is not None and (valid_until is None or changes_at < valid_until):
                 valid_until = changes_at
@@ -232,11 +282,11 @@ class Engine:
                 valid_until = _earliest(valid_until, changes_at)
             events = frozenset(held)
         axes = {name: _bounded(sums[name], low, high) for name, low, high in self._bounds} if self._bounds else {
-            name: round(points, 2) for name, points in sums.items()}
+            name: round_half_up(points) for name, points in sums.items()}
         total = 0.0
         for name, weight in self._weights:
             total += axes[name] * weight
-        total = round(total, 2)
+        total = round_half_up(total)
         fit, engagement = axes["fit"], axes["engagement"]
         if fit >= self._quadrant[0]:
             quadrant = Quadrant.FOLLOW_UP_NOW if engagement >= self._quadrant[1] else Quadrant.NURTURE
@@ -246,6 +296,30 @@ class Engine:
             contact.id, as_of, total, axes, self._bands.place(total), self._grades.place(fit) if self._grades else None,
             quadrant, tuple([contribution for _, contribution in fired]), valid_until, events,
         )
+
+    def matched_values(self, contact: Contact, rows: Sequence[ActivityRow], as_of: datetime) -> dict[str, str]:
+        """What each rule matched on for `contact` at `as_of`, by rule id, for an explanation: a fit rule's field
+        value, an engagement rule's newest matching activity's value (the attribute its ``where`` reads: the URL,
+        the title), through the same compiled conditions as the score."""
+        found: dict[str, str] = {}
+        for rule in self._rules:
+            if isinstance(rule, _Fit):
+                values = [contact_getter(leaf.field)(contact) for leaf in leaves(rule.when)]
+                shown = [value for value in values if value not in (None, "")]
+                if shown:
+                    found[rule.id] = ", ".join(map(str, shown))
+        ordered = sorted(rows, key=lambda row: str(row[3]), reverse=True)
+        for _, rule in self._engagement:
+            for row in ordered:
+                at = row[3] if isinstance(row[3], datetime) else _fromiso(row[3])
+                if at > as_of:
+                    continue
+                hit, value = rule.matches(row)
+                if hit:
+                    if value not in (None, ""):
+                        found[rule.id] = str(value)
+                    break
+        return found
 
     def decide_status(self, contact: Contact, card: ScoreCard, last_set: Lifecycle | None) -> StatusChange | None:
         """The lifecycle move this score calls for, or None.
@@ -410,7 +484,7 @@ def _bounded(value: float, low: float | None, high: float | None) -> float:
         value = low
     if high is not None and value > high:
         value = high
-    return round(value, 2)
+    return round_half_up(value)
 
 
 def _fingerprint(config: ScoringConfig) -> str:
@@ -471,6 +545,19 @@ class _Matcher:
         """This rule as a plan lists it (see `_Plan`)."""
         return (index, *self.keyed, self.session) if self.keyed else (index, None, self.where, self.session)
 
+    def matches(self, row: ActivityRow) -> tuple[bool, Any]:
+        """Whether one activity row matches, and the value it matched on (the attribute ``where`` reads, else
+        its vendor type or kind)."""
+        if row[2] not in self.kinds and row[4] not in self.vendor_types:
+            return False, None
+        attributes = _attributes(row[5])
+        if self.keyed is not None:
+            key, test = self.keyed
+            return test(attributes.get(key)), attributes.get(key)
+        if self.where is not None and not self.where((row, attributes)):
+            return False, None
+        return True, row[4] or row[2]
+
 
 class _Engagement(_Matcher):
     __slots__ = (
@@ -503,9 +590,10 @@ class _Engagement(_Matcher):
         self.follower = _Matcher(follow.kinds(), follow.vendor_types(), follow.where) if follow else None
         self.follow_within = timedelta(days=follow.within_days) if follow and follow.within_days else None
 
-    def apply(self, found: list[Any], moment: _Moment, followers: Sequence[datetime] = _NONE) -> Applied:
-        """Points from the rule's matching moments (with their sessions when it counts sessions) and, for a rule
-        with a follow-up, the follow-up's."""
+    def apply(self, found: list[Any], moment: _Moment, followers: Sequence[datetime] = _NONE
+              ) -> tuple[Contribution | None, datetime | None]:
+        """The rule's contribution from its matching moments (with their sessions when it counts sessions) and, for
+        a rule with a follow-up, the follow-up's; and when time alone next changes it."""
         as_of = moment.as_of
         sessions = self.count is Counting.SESSIONS
         times: list[datetime] = [pair[0] for pair in found] if sessions else found
@@ -520,26 +608,36 @@ class _Engagement(_Matcher):
         if self.count is not Counting.OCCURRENCES and counted:
             counted = _occasions(counted, found if sessions else None)
         if not counted:
-            return 0.0, 0, changes_at
+            return None, changes_at
+        matched = len(counted)
         if self.max_occurrences is not None and len(counted) > self.max_occurrences:
             counted = sorted(counted, reverse=True)[: self.max_occurrences]
         if self.min_occurrences is not None:
             if len(counted) < self.min_occurrences:
-                return 0.0, 0, changes_at
+                return None, changes_at
             counted = sorted(counted)[self.min_occurrences - 1:]  # from the one that reached the threshold on
         if self.once:
             counted = [max(counted)]
+        full = self.points * len(counted)
         if self.half_life is None:
-            points = self.points * len(counted)
+            points = full
         else:
             half_life = self.half_life
             points = self.points * sum([0.5 ** ((as_of - t).total_seconds() / half_life) for t in counted])
+        cap = None
         if self.max_points is not None and abs(points) > self.max_points:
-            points = self.max_points if points > 0 else -self.max_points
-        points = round(points, 2)
+            points, cap = (self.max_points if points > 0 else -self.max_points), self.max_points
+        points = round_half_up(points)
         if self.half_life is not None and points:
             changes_at = _earliest(changes_at, moment.recheck_at)
-        return points, len(counted), changes_at
+        decayed = self.half_life is not None and points != round_half_up(full) and cap is None
+        return Contribution(
+            self.id, self.axis, points, len(counted), self.detail,
+            matched=matched if matched != len(counted) else None, cap=cap,
+            full=round_half_up(full) if decayed else None,
+            age_days=(as_of - max(counted)).total_seconds() / 86400 if decayed else None,
+            half_life_days=self.half_life / 86400 if decayed and self.half_life else None,
+        ), changes_at
 
     def _not_followed(self, counted: list[datetime], followers: Sequence[datetime], as_of: datetime
                       ) -> tuple[list[datetime], datetime | None]:

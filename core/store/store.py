@@ -306,14 +306,24 @@ def _stored_score(row: Row) -> StoredScore:
     )
 
 
+#: what bent an engagement rule's count or points (see `leadpulse.core.engine.scoring.Contribution`): saved only
+#: when set, so a contribution without them reads as it always did
+_DETAILS = ("matched", "cap", "full", "age_days", "half_life_days")
+
+
 def _contribution(contribution: Any) -> dict[str, Any]:
-    return {
+    found = {
         "rule_id": contribution.rule_id,
         "axis": contribution.axis,
         "points": contribution.points,
         "occurrences": contribution.occurrences,
         "detail": contribution.detail,
     }
+    for name in _DETAILS:
+        value = getattr(contribution, name, None)
+        if value is not None:
+            found[name] = value
+    return found
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

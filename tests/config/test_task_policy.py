@@ -49,10 +49,10 @@ def test_a_disabled_policy_calls_for_nothing() -> None:
 def test_subject_and_body_say_who_and_why() -> None:
     person = Contact("c1", ContactKind.CONTACT, NOW, name="Ann Lee", email="ann@acme.io")
     subject, body = TaskPolicy().render(person, CARD)
-    assert subject == "Follow up: Ann Lee scored 12.5 (qualified): +12 viewed pricing x2; +7 title is VP"
-    assert body == "Why: +12 viewed pricing x2; +7 title is VP"
+    assert subject == "Follow up: Ann Lee scored 12.5 (qualified): +12 viewed pricing (2 times); +7 title is VP"
+    assert body == "Why: +12 viewed pricing (2 times); +7 title is VP"
 
 
 def test_writeback_values_cover_only_the_mapped_outputs() -> None:
     writeback = WritebackConfig(properties={Output.SCORE: "lp_score", Output.QUADRANT: "lp_q", Output.REASONS: "lp_why"}, reasons=1)
-    assert writeback.values_for(CARD) == {"lp_score": 12.5, "lp_q": "follow_up_now", "lp_why": "+12 viewed pricing x2"}
+    assert writeback.values_for(CARD) == {"lp_score": 12.5, "lp_q": "follow_up_now", "lp_why": "+12 viewed pricing (2 times)"}

@@ -17,6 +17,7 @@ from test_scoring import NOW, act, contact, engine, flat
 from leadpulse.core.clock import ManualClock
 from leadpulse.core.config.files import load_tenant
 from leadpulse.core.engine.rules import InactivityRule, ScoringConfig
+from leadpulse.core.engine.scoring import round_half_up
 from leadpulse.core.model import Activity, ActivityKind
 from leadpulse.core.runtime.pipeline import sync_tenant
 from leadpulse.core.store.runs import RunOutcome
@@ -313,3 +314,44 @@ def test_a_won_deal_moves_a_stored_contact_to_customer_and_a_date_crossing_its_b
     later = sync_tenant(tenant, state_dir=tmp_path / "state", clock=clock)
     assert later.outcome is RunOutcome.SUCCEEDED
     assert {cid: row["lifecycle"] for cid, row in results(tmp_path).items()} == {"c1": "customer", "c2": "sql"}
+
+
+# ---------------------------------------------------------------- explanations
+
+
+def test_a_cap_on_occurrences_shows_how_many_counted_of_how_many_matched() -> None:
+    rule = {"id": "clicks", "label": "clicked a link in an email", "activity": "page_view", "max_occurrences": 5,
+            "points": 1}
+    [row] = engine(rule).score(contact(), views(*range(1, 8)), NOW).contributions
+    assert (row.points, row.occurrences, row.matched) == (5, 5, 7)
+    assert row.text() == "+5 clicked a link in an email (5 of 7 counted)"
+
+
+def test_a_cap_on_points_says_so_rather_than_a_count_that_reads_like_a_product() -> None:
+    rule = {"id": "clicks", "label": "clicked a link in an email", "activity": "page_view", "max_points": 5,
+            "points": 1}
+    [row] = engine(rule).score(contact(), views(*range(1, 8)), NOW).contributions
+    assert row.text() == "+5 clicked a link in an email (7 times, capped at 5)"
+
+
+def test_decayed_points_show_their_full_value_age_and_half_life_rounded_half_up() -> None:
+    rule = {"id": "form", "label": "form filled", "activity": "form_submit", "half_life_days": 45, "points": 5}
+    [row] = engine(rule).score(contact(), [cart(135)], NOW).contributions
+    assert row.points == 0.63  # 5 x 0.5^3 = 0.625: half up
+    assert row.text() == "+0.63 of 5, form filled 135 days ago, half-life 45 days"
+
+
+@pytest.mark.parametrize(("value", "shown"), [(0.625, 0.63), (2.675, 2.68), (-0.625, -0.63), (0.1 + 0.2, 0.3),
+                                              (12.344, 12.34), (1.005, 1.01)])
+def test_points_round_half_up_as_their_decimal_text_reads(value: float, shown: float) -> None:
+    assert round_half_up(value) == shown
+
+
+def test_the_value_each_rule_matched_is_told_from_the_same_rules() -> None:
+    scoring = engine({"id": "vp", "when": {"field": "title", "regex": r"\bvp\b"}, "points": 4},
+                     {"id": "pricing", "activity": "page_view", "where": {"field": "url", "contains": "/pricing"},
+                      "points": 2})
+    rows = [(a.contact_id, a.id, a.kind, a.occurred_at, a.vendor_type, a.attributes) for a in
+            [*views(3, url="/pricing/enterprise"), act("page_view", 1, url="/blog")]]
+    assert scoring.matched_values(contact(title="VP Sales"), rows, NOW) == {"vp": "VP Sales",
+                                                                             "pricing": "/pricing/enterprise"}

@@ -28,4 +28,5 @@ def test_a_reason_reads_as_its_own_contribution_says_after_equal_ones_of_other_t
                          next(iter(Quadrant)), (one,), None).reasons(1)[0]
 
     assert [reason(1.5, 2), reason(Decimal("1.50"), 2), reason(1.5, 2.0), reason(1.5, 2)] == [
-        "+1.5 rule 0 x2", "+1.50 rule 0 x2", "+1.5 rule 0 x2.0", "+1.5 rule 0 x2"]
+        "+1.5 rule 0 (2 times)", "+1.50 rule 0 (2 times)", "+1.5 rule 0 (2.0 times)",
+        "+1.5 rule 0 (2 times)"]

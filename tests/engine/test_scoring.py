@@ -290,7 +290,7 @@ def test_every_fired_rule_leaves_its_contribution_in_rule_order() -> None:
     assert [(c.rule_id, c.axis, c.points, c.occurrences) for c in card.contributions] == [
         ("pricing", "engagement", 10, 2), ("vp", "fit", 3, 1),
     ]
-    assert card.reasons(2) == ["+10 viewed pricing x2", "+3 title contains vp"]
+    assert card.reasons(2) == ["+10 viewed pricing (2 times)", "+3 title contains vp"]
 
 
 def test_rules_without_an_id_get_a_derived_one() -> None:
