@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -508,7 +509,8 @@ class _Fit:
 
     def __init__(self, rule: FitRule, rule_id: str, axis: str) -> None:
         self.id, self.axis, self.points = rule_id, axis, rule.points
-        self.detail = rule.label or describe(rule.when)
+        named = rule.id.replace("-", " ").replace("_", " ") if rule.id else None  # an id the file gave, in words
+        self.detail = rule.label or describe(rule.when, named)
         self.when = rule.when
         #: whether the rule reads a date against the moment scored: then `test` takes ``(contact, as_of)``
         self.timed = is_timed(rule.when)
@@ -767,19 +769,20 @@ def _compile(rule: Any, index: int, rule_id: str, config: ScoringConfig) -> _Fit
     return _Inactivity(rule, rule_id, axis)
 
 
-def describe(condition: Any) -> str:
-    """A condition as short text for reasons: ``title contains 'student'``."""
+def describe(condition: Any, name: str | None = None) -> str:
+    """A condition as short text a salesperson reads in a reason: ``title with vp, head of or chief``. A regular
+    expression that is no plain list of words is told by `name` (the rule's id, in words) rather than shown."""
     if isinstance(condition, AllOf | AnyOf):
         parts = condition.all if isinstance(condition, AllOf) else condition.any
-        text = (" and " if isinstance(condition, AllOf) else " or ").join(describe(part) for part in parts)
+        text = (" and " if isinstance(condition, AllOf) else " or ").join(describe(part, name) for part in parts)
     elif isinstance(condition, NotOf):
-        text = f"not ({describe(condition.not_)})"
+        text = f"not ({describe(condition.not_, name)})"
     else:
-        text = _describe_leaf(condition)
+        text = _describe_leaf(condition, name)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _describe_leaf(leaf: Leaf) -> str:
+def _describe_leaf(leaf: Leaf, name: str | None = None) -> str:
     op = leaf.operator()
     bounds = leaf.range
     if bounds is not None:
@@ -790,12 +793,34 @@ def _describe_leaf(leaf: Leaf) -> str:
         words = {"min": "at least", "above": "more than", "below": "less than", "max": "at most"}
         told = " and ".join(f"{words[name]} {_days(days)}" for name, days in span.bounds().items())
         return f"{leaf.field} {told} ago" if leaf.age is not None else f"{leaf.field} in {told}"
-    words = {"equals": "is", "in": "in", "contains": "contains", "regex": "matches"}
     if op in ("exists", "missing"):
         return f"{leaf.field} {'present' if op == 'exists' else 'missing'}"
-    value = {"equals": leaf.equals, "in": leaf.in_, "contains": leaf.contains, "regex": leaf.regex}[op]
-    shown = ", ".join(map(str, value)) if isinstance(value, tuple) else str(value)
-    return f"{leaf.field} {words[op]} {shown}"
+    if leaf.regex is not None:
+        found = _words_of(leaf.regex)
+        if found:
+            return f"{leaf.field} with {_one_of(found)}"
+        return f"{leaf.field} fits {name}" if name else f"{leaf.field} matching the rule's pattern"
+    if leaf.in_ is not None:
+        return f"{leaf.field} is {_one_of([str(value) for value in leaf.in_])}"
+    value = leaf.equals if op == "equals" else leaf.contains
+    return f"{leaf.field} {'is' if op == 'equals' else 'contains'} {value}"
+
+
+_WORDS = re.compile(r"^[\w .&'/+-]+$")
+
+
+def _words_of(pattern: str) -> list[str]:
+    """The words a regular expression looks for, when it is a plain alternation of them (``\\b(vp|head of)\\b``,
+    ``^ceo$``); none for anything cleverer, which no salesperson should have to read."""
+    plain = re.sub(r"\\b|\^|\$|\(\?i\)|\(\?:", "", pattern).strip("()")
+    parts = [part.strip().replace("\\s+", " ").replace("\\s", " ").replace("\\", "") for part in plain.split("|")]
+    return parts if parts and all(part and _WORDS.match(part) for part in parts) else []
+
+
+def _one_of(values: Sequence[str]) -> str:
+    if len(values) == 1:
+        return values[0]
+    return f"{', '.join(values[:-1])} or {values[-1]}"
 
 
 def _shown(bound: float | datetime) -> str:

@@ -355,3 +355,15 @@ def test_the_value_each_rule_matched_is_told_from_the_same_rules() -> None:
             [*views(3, url="/pricing/enterprise"), act("page_view", 1, url="/blog")]]
     assert scoring.matched_values(contact(title="VP Sales"), rows, NOW) == {"vp": "VP Sales",
                                                                              "pricing": "/pricing/enterprise"}
+
+
+@pytest.mark.parametrize(("rule", "reason"), [
+    ({"when": {"field": "title", "regex": r"\b(vp|head of|chief)\b"}}, "+1 title with vp, head of or chief"),
+    ({"id": "buyer-role", "when": {"field": "title", "regex": r"\bc[eiot]o\b"}}, "+1 title fits buyer role"),
+    ({"when": {"field": "title", "regex": r"\bc[eiot]o\b"}}, "+1 title matching the rule's pattern"),
+    ({"when": {"field": "country", "in": ["US", "GB", "DE"]}}, "+1 country is US, GB or DE"),
+])
+def test_a_fit_rule_without_a_label_reads_as_words_not_as_its_pattern(rule: dict[str, Any], reason: str) -> None:
+    fields = {"title": "VP Sales" if "vp" in str(rule) else "CTO", "country": "GB"}
+    card = engine({**rule, "points": 1}).score(contact(**fields), [], NOW)
+    assert card.reasons(1) == [reason]
