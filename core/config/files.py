@@ -122,6 +122,9 @@ def _translate_builtin(error: Any, loc: tuple[str | int, ...], context: dict[str
     template = _EXPECTED.get(error["type"])
     context = {name: show(value) if isinstance(value, float) else value for name, value in context.items()}
     expected = template.format(**context) if template else error["msg"].removeprefix("Value error, ").lower()
+    if error["type"] == "enum" and "activity" in loc and isinstance(error["input"], str):
+        expected += (" (the kinds every connector maps its activities onto; to match the CRM's own activity type, "
+                     f"write vendor_type: {error['input']} instead of activity)")
     if is_key:
         expected = "a key that is " + expected
     secret = loc[:2] == ("crm", "secrets")

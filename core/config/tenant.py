@@ -109,7 +109,7 @@ _OUTPUTS: dict[Output, Callable[[ScoreCard, int], Any]] = {
     Output.ENGAGEMENT: lambda card, _: card.axes.get("engagement"),
     Output.GRADE: lambda card, _: card.grade,
     Output.BAND: lambda card, _: card.band,
-    Output.QUADRANT: lambda card, _: card.quadrant._value_,
+    Output.QUADRANT: lambda card, _: card.quadrant._value_ if card.quadrant else None,
     Output.REASONS: lambda card, n: "; ".join(card.reasons(n)),
 }
 
@@ -170,7 +170,8 @@ class TaskPolicy(Strict):
             "name": contact.name or contact.email or contact.id, "email": contact.email or "",
             "score": f"{card.total:g}", "fit": f"{card.axes.get('fit', 0):g}",
             "engagement": f"{card.axes.get('engagement', 0):g}", "band": card.band, "grade": card.grade or "-",
-            "quadrant": card.quadrant.value.replace("_", " "), "status": status or contact.status or "-",
+            "quadrant": card.quadrant.value.replace("_", " ") if card.quadrant else "-",
+            "status": status or contact.status or "-",
             "reasons": "; ".join(card.reasons(3)) or "no rule matched",
         }
         return self.subject.format(**values), self.body.format(**values)
@@ -269,6 +270,12 @@ def _check_writeback(tenant: TenantConfig) -> None:
                      ("writeback", "write_status"))
     if Output.GRADE in tenant.writeback.properties and not tenant.scoring.grades:
         raise refuse("a scoring.grades section to write a grade from", "none", ("writeback", "properties", "grade"))
+    single = tenant.scoring.single_axis
+    if single is not None:
+        for output in (Output.QUADRANT, Output.FIT, Output.ENGAGEMENT):
+            if output in tenant.writeback.properties and output.value not in tenant.scoring.axes:
+                raise refuse(f"no {output.value} (the tenant scores on the single axis {single!r}: write its score)",
+                             tenant.writeback.properties[output], ("writeback", "properties", output.value))
 
 
 def _check_tasks(tenant: TenantConfig) -> None:
@@ -327,7 +334,8 @@ def _summary_lines(tenant: TenantConfig) -> list[str]:
     ]
     if scoring.grades:
         lines.append(f"  grades (fit): {', '.join(step.name for step in scoring.grades)}")
-    lines.append(f"  quadrant: fit >= {scoring.quadrant.fit:g}, engagement >= {scoring.quadrant.engagement:g}")
+    if scoring.quadrant is not None:
+        lines.append(f"  quadrant: fit >= {scoring.quadrant.fit:g}, engagement >= {scoring.quadrant.engagement:g}")
     if scoring.lifecycle:
         moves = ", ".join(t.to.value for t in scoring.lifecycle.transitions) or "none"
         policy = "demotion allowed" if scoring.lifecycle.allow_demotion else "forward only"

@@ -457,7 +457,8 @@ class ScoringConfig(Strict):
     rules: tuple[Rule, ...] = Field(min_length=1)
     bands: tuple[Step, ...] = Field(min_length=1)
     grades: tuple[Step, ...] | None = None
-    quadrant: QuadrantThresholds
+    #: where "fits" and "is interested" start; needed with the fit and engagement axes, none with a single axis
+    quadrant: QuadrantThresholds | None = None
     lifecycle: LifecycleConfig | None = None
     #: how often a score with decaying points is rechecked (decay moves it a little all the time)
     decay_recheck: Duration = timedelta(days=1)
@@ -490,8 +491,18 @@ class ScoringConfig(Strict):
             ids.append(candidate)
         return tuple(ids)
 
+    @property
+    def single_axis(self) -> str | None:
+        """The one axis of a tenant that scores on a single axis (every rule on it, no quadrant), else None."""
+        return next(iter(self.axes)) if len(self.axes) == 1 else None
+
+    @property
+    def grade_axis(self) -> str:
+        """The axis grades read: fit, or the single axis."""
+        return self.single_axis or "fit"
+
     def rule_axis(self, rule: FitRule | EngagementRule | InactivityRule) -> str:
-        return rule.axis or ("fit" if isinstance(rule, FitRule) else "engagement")
+        return rule.axis or self.single_axis or ("fit" if isinstance(rule, FitRule) else "engagement")
 
     def fields_read(self) -> set[str]:
         """Every contact field the fit rules read (``raw.`` names included)."""
@@ -508,9 +519,18 @@ def _derived_id(rule: FitRule | EngagementRule | InactivityRule) -> str:
 
 
 def _check_axes(config: ScoringConfig) -> None:
-    for needed in ("fit", "engagement"):
-        if needed not in config.axes:
-            raise refuse(f"an axis named {needed} (grades and the quadrant read it)", "none", ("axes",))
+    if config.single_axis is not None:
+        if config.quadrant is not None:
+            raise refuse("no quadrant with a single axis (the quadrant crosses the fit and engagement axes)",
+                         "a quadrant", ("quadrant",))
+    else:
+        for needed in ("fit", "engagement"):
+            if needed not in config.axes:
+                raise refuse(f"an axis named {needed} (grades and the quadrant read it), or a single axis",
+                             "none", ("axes",))
+        if config.quadrant is None:
+            raise refuse("a quadrant: {fit: N, engagement: N}, the fit and engagement where 'fits' and 'is "
+                         "interested' start (a tenant scoring on a single axis needs none)", "nothing", ("quadrant",))
     for index, rule in enumerate(config.rules):
         axis = config.rule_axis(rule)
         if axis not in config.axes:
@@ -584,6 +604,9 @@ def _check_lifecycle(lifecycle: LifecycleConfig, config: ScoringConfig) -> None:
             if name not in grades:
                 raise refuse(f"one of the grades {', '.join(grades) or '(no grades configured)'}", show(name),
                              (*at, "grades"))
+        if transition.quadrants and config.quadrant is None:
+            raise refuse("no quadrants (a single axis has no quadrant)", ", ".join(transition.quadrants),
+                         (*at, "quadrants"))
         for axis in transition.min_axis or {}:
             if axis not in config.axes:
                 raise refuse(f"one of the axes {', '.join(config.axes)}", show(axis), (*at, "min_axis"))

@@ -97,7 +97,8 @@ class ScoreCard:
     axes: Mapping[str, float]
     band: str
     grade: str | None
-    quadrant: Quadrant
+    #: None for a tenant scoring on a single axis
+    quadrant: Quadrant | None
     contributions: tuple[Contribution, ...]
     valid_until: datetime | None
     #: the lifecycle transitions (by their place in the tenant's list) whose conditions on the contact's fields
@@ -216,7 +217,8 @@ class Engine:
         self._bounds = [(name, axis.min, axis.max) for name, axis in config.axes.items()] if bounded else []
         self._bands = _Ladder(config.bands)
         self._grades = _Ladder(config.grades) if config.grades else None
-        self._quadrant = (config.quadrant.fit, config.quadrant.engagement)
+        self._quadrant = (config.quadrant.fit, config.quadrant.engagement) if config.quadrant else None
+        self._grade_axis = config.grade_axis
         self._lifecycle = _Lifecycle(config.lifecycle, self._bands) if config.lifecycle else None
 
     @property
@@ -288,13 +290,16 @@ class Engine:
         for name, weight in self._weights:
             total += axes[name] * weight
         total = round_half_up(total)
-        fit, engagement = axes["fit"], axes["engagement"]
-        if fit >= self._quadrant[0]:
-            quadrant = Quadrant.FOLLOW_UP_NOW if engagement >= self._quadrant[1] else Quadrant.NURTURE
-        else:
-            quadrant = Quadrant.QUALIFY if engagement >= self._quadrant[1] else Quadrant.LEAVE
+        quadrant: Quadrant | None = None
+        if self._quadrant is not None:
+            fit, engagement = axes["fit"], axes["engagement"]
+            if fit >= self._quadrant[0]:
+                quadrant = Quadrant.FOLLOW_UP_NOW if engagement >= self._quadrant[1] else Quadrant.NURTURE
+            else:
+                quadrant = Quadrant.QUALIFY if engagement >= self._quadrant[1] else Quadrant.LEAVE
+        graded = self._grades.place(axes[self._grade_axis]) if self._grades else None
         return ScoreCard(
-            contact.id, as_of, total, axes, self._bands.place(total), self._grades.place(fit) if self._grades else None,
+            contact.id, as_of, total, axes, self._bands.place(total), graded,
             quadrant, tuple([contribution for _, contribution in fired]), valid_until, events,
         )
 

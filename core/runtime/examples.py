@@ -109,13 +109,17 @@ def _grade(scoring: ScoringConfig, expect: Expectation, card: ScoreCard) -> str 
     if expect.grade is None or card.grade == expect.grade:
         return None
     why = _ladder(scoring.grades or (), "grade", expect.grade, card.grade)
-    return f"expected grade {expect.grade}, got {card.grade} (fit {number(card.axes['fit'])}; {why})"
+    axis = scoring.grade_axis
+    return f"expected grade {expect.grade}, got {card.grade} ({axis} {number(card.axes[axis])}; {why})"
 
 
 def _quadrant(scoring: ScoringConfig, expect: Expectation, card: ScoreCard) -> str | None:
     if expect.quadrant is None or card.quadrant == expect.quadrant:
         return None
-    fit, engagement, least = number(card.axes["fit"]), number(card.axes["engagement"]), scoring.quadrant
+    least = scoring.quadrant
+    if least is None or card.quadrant is None:
+        return f"expected quadrant {expect.quadrant.value}, got none (a tenant scoring on a single axis has none)"
+    fit, engagement = number(card.axes["fit"]), number(card.axes["engagement"])
     return (f"expected quadrant {expect.quadrant.value}, got {card.quadrant.value} (fit {fit}, engagement "
             f"{engagement}; a contact fits from fit {number(least.fit)} and is interested from engagement "
             f"{number(least.engagement)})")
@@ -127,8 +131,9 @@ def _status(expect: Expectation, card: ScoreCard, status: StatusChange | None, c
         return None
     grade = f", grade {card.grade}" if card.grade else ""
     standing = f"the contact's status is {crm_status!r}" if crm_status else "the contact has no status"
-    return (f"expected status {expect.status}, got {moved} (score {number(card.total)}, band {card.band}{grade}, "
-            f"quadrant {card.quadrant.value}; {standing})")
+    quadrant = f", quadrant {card.quadrant.value}" if card.quadrant else ""
+    return (f"expected status {expect.status}, got {moved} (score {number(card.total)}, band {card.band}{grade}"
+            f"{quadrant}; {standing})")
 
 
 def _ladder(steps: Sequence[Step], noun: str, expected: str, got: str | None) -> str:

@@ -186,7 +186,8 @@ MALFORMED = {
         edited("activity: page_view", "activity: pageview"),
         "FILE: scoring.rules[1].activity[0]: expected one of 'email_sent', 'email_open', 'email_click', "
         "'email_reply', 'email_bounce', 'unsubscribe', 'form_submit', 'page_view', 'meeting', 'call', 'note', "
-        "'task', 'webinar', 'deal_won', 'deal_lost' or 'other', found 'pageview'",
+        "'task', 'webinar', 'deal_won', 'deal_lost' or 'other' (the kinds every connector maps its activities onto; "
+        "to match the CRM's own activity type, write vendor_type: pageview instead of activity), found 'pageview'",
     ),
     "bands with a gap": (
         edited("{name: intermediate, min: 6}", "{name: intermediate, min: 6, below: 9}"),

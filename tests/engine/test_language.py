@@ -17,7 +17,8 @@ from test_scoring import NOW, act, contact, engine, flat
 from leadpulse.core.clock import ManualClock
 from leadpulse.core.config.files import load_tenant
 from leadpulse.core.engine.rules import InactivityRule, ScoringConfig
-from leadpulse.core.engine.scoring import round_half_up
+from leadpulse.core.engine.scoring import Engine, round_half_up
+from leadpulse.core.errors import ConfigError
 from leadpulse.core.model import Activity, ActivityKind
 from leadpulse.core.runtime.pipeline import sync_tenant
 from leadpulse.core.store.runs import RunOutcome
@@ -367,3 +368,35 @@ def test_a_fit_rule_without_a_label_reads_as_words_not_as_its_pattern(rule: dict
     fields = {"title": "VP Sales" if "vp" in str(rule) else "CTO", "country": "GB"}
     card = engine({**rule, "points": 1}).score(contact(**fields), [], NOW)
     assert card.reasons(1) == [reason]
+
+
+# ---------------------------------------------------------------- a single axis, and kinds the vocabulary lacks
+
+
+def test_a_tenant_scoring_on_a_single_axis_needs_no_quadrant_and_grades_read_that_axis() -> None:
+    config = ScoringConfig.model_validate({
+        "axes": {"score": {}},
+        "rules": [flat(7), {"id": "visits", "activity": "page_view", "points": 2}],
+        "bands": [{"name": "cold"}, {"name": "hot", "min": 10}],
+        "grades": [{"name": "B"}, {"name": "A", "min": 8}],
+    })
+    card = Engine(config).score(contact(), views(1, 2), NOW)
+    assert (card.axes, card.total, card.band, card.grade, card.quadrant) == ({"score": 11.0}, 11.0, "hot", "A", None)
+
+
+def test_a_quadrant_is_refused_with_a_single_axis_and_needed_with_fit_and_engagement() -> None:
+    with pytest.raises(ValueError, match=r"no quadrant with a single axis"):
+        ScoringConfig.model_validate({"axes": {"score": {}}, "rules": [flat(1)], "bands": [{"name": "all"}],
+                                      "quadrant": {"fit": 1, "engagement": 1}})
+    with pytest.raises(ValueError, match=r"a quadrant: \{fit: N, engagement: N\}"):
+        ScoringConfig.model_validate({"rules": [flat(1)], "bands": [{"name": "all"}]})
+
+
+def test_an_activity_kind_the_vocabulary_lacks_says_to_match_the_crms_own_type(tmp_path) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text("tenant: x\ncrm: {kind: file, connection: {contacts: c.csv, activities: a.jsonl, results: r.csv}}\n"
+                    "scoring:\n  rules: [{activity: demo_booked, points: 3}]\n  bands: [{name: all}]\n"
+                    "  axes: {score: {}}\n")
+    with pytest.raises(ConfigError, match=r"to match the CRM's own activity type, write vendor_type: demo_booked "
+                                          r"instead of activity\), found 'demo_booked'"):
+        load_tenant(path)
