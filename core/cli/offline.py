@@ -93,11 +93,14 @@ def explain(contact_id: str, tenant_name: str | None, config_dir: Path, state_di
             raise click.ClickException(f"tenant {tenant.name!r}: contact {contact_id!r} has no score in {store.path}")
         contact = store.contact(contact_id)
         values: dict[str, str] = {}
+        standing = None
         if contact is not None:
+            engine = Engine(tenant.scoring)
             rows = [(a.contact_id, a.id, a.kind, a.occurred_at, a.vendor_type, a.attributes)
                     for a in store.activities(contact_id)]
-            values = Engine(tenant.scoring).matched_values(contact, rows, stored.as_of)
-        print_explanation(stored, contact, values)
+            values = engine.matched_values(contact, rows, stored.as_of)
+            standing = engine.lifecycle_standing(engine.score_rows(contact, rows, stored.as_of))
+        print_explanation(stored, contact, values, standing)
 
 
 @click.command()

@@ -161,7 +161,8 @@ def band_table(counts: dict[str, int], band_names: Sequence[str]) -> Table:
     return data_table(("band", "contacts", "share"), rows, title="band distribution")
 
 
-def print_explanation(stored: StoredScore, contact: object, values: Mapping[str, str] | None = None) -> None:
+def print_explanation(stored: StoredScore, contact: object, values: Mapping[str, str] | None = None,
+                      standing: str | None = None) -> None:
     """A contact's score rule by rule: each row's points (a decayed row with what it was worth undecayed, its age
     and half-life; a capped one with its cap), how many occurrences counted of how many matched, why, and the
     value that matched; then its lifecycle status. A contact no rule matched says so."""
@@ -179,7 +180,7 @@ def print_explanation(stored: StoredScore, contact: object, values: Mapping[str,
         console.print(data_table(("rule", "axis", "points", "times", "why", "matched"), rows, title=title))
     status = getattr(contact, "status", None)
     console.print(literal(f"lifecycle status in the CRM: {status or '(none)'}; last set by leadpulse: "
-                          f"{stored.status or '(none)'}"))
+                          f"{stored.status or '(none)'}" + (f"; {standing}" if standing else "")))
 
 
 def _times(contribution: Mapping[str, Any]) -> str:

@@ -327,6 +327,11 @@ class Engine:
                     break
         return found
 
+    def lifecycle_standing(self, card: ScoreCard) -> str | None:
+        """Where `card` stands against the lifecycle transitions, in words: the one that holds, the next one up and
+        what it lacks (None without a lifecycle)."""
+        return self._lifecycle.standing(card) if self._lifecycle else None
+
     def decide_status(self, contact: Contact, card: ScoreCard, last_set: Lifecycle | None) -> StatusChange | None:
         """The lifecycle move this score calls for, or None.
 
@@ -901,6 +906,18 @@ class _Lifecycle:
             return None
         return StatusChange(current, target, self.config.values[target])
 
+    def standing(self, card: ScoreCard) -> str:
+        """Where the card stands against the transitions: the highest that holds, and the next one up with what it
+        lacks."""
+        band = self.bands.rank(card.band)
+        holding = next((gate for gate in self._transitions if gate.holds(card, band)), None)
+        above = [gate for gate in reversed(self._transitions) if holding is None or gate.rank > holding.rank]
+        told = f"the rules move it to {holding.to.value}" if holding else "no transition holds"
+        upcoming = next((gate for gate in above if not gate.holds(card, band)), None)
+        if upcoming is not None:
+            told += f"; next, {upcoming.to.value} needs {'; '.join(upcoming.lacks(card, band))}"
+        return told
+
     def _target(self, card: ScoreCard) -> Lifecycle | None:
         band = self.bands.rank(card.band)
         for gate in self._transitions:
@@ -912,10 +929,12 @@ class _Lifecycle:
 class _Gate:
     """A lifecycle transition compiled once, its lowest band as a rank."""
 
-    __slots__ = ("bands", "event", "grades", "min_axis", "min_band", "min_total", "quadrants", "rank", "to")
+    __slots__ = ("band_names", "bands", "event", "grades", "min_axis", "min_band", "min_total", "quadrants", "rank",
+                 "to", "transition")
 
     def __init__(self, transition: Transition, index: int, bands: _Ladder) -> None:
-        self.to, self.rank = transition.to, transition.to.rank
+        self.to, self.rank, self.transition = transition.to, transition.to.rank, transition
+        self.band_names = bands.names
         #: the transition's place in the tenant's list, when it has conditions on fields or an event: they hold
         #: when the card's `events` name it
         self.event = index if transition.when is not None or transition.after is not None else None
@@ -938,6 +957,32 @@ class _Gate:
         if self.quadrants is not None and card.quadrant not in self.quadrants:
             return False
         return all(card.axes[axis] >= least for axis, least in self.min_axis)
+
+    def lacks(self, card: ScoreCard, band: int) -> list[str]:
+        """What `card` lacks for this transition, each condition that fails as words."""
+        missing = []
+        if self.event is not None and self.event not in card.events:
+            if self.transition.when is not None:
+                missing.append(f"the contact's fields: {describe(self.transition.when)}")
+            if self.transition.after is not None:
+                after = self.transition.after
+                what = " or ".join([*after.kinds(), *after.vendor_types()])
+                window = f" within {_days(after.within_days)}" if after.within_days else ""
+                missing.append(f"a {what}{window}")
+        if self.min_total is not None and card.total < self.min_total:
+            missing.append(f"a score of {self.min_total:g} (now {shown_points(card.total, sign=False)})")
+        if self.min_band is not None and band < self.min_band:
+            missing.append(f"band {self.band_names[self.min_band]} or above (now {card.band})")
+        if self.bands is not None and card.band not in self.bands:
+            missing.append(f"band {_one_of(list(self.bands))} (now {card.band})")
+        if self.grades is not None and card.grade not in self.grades:
+            missing.append(f"grade {_one_of(list(self.grades))} (now {card.grade or 'none'})")
+        if self.quadrants is not None and card.quadrant not in self.quadrants:
+            now = card.quadrant.value if card.quadrant else "none"
+            missing.append(f"quadrant {_one_of([q.value for q in self.quadrants])} (now {now})")
+        missing += [f"{axis} {least:g} (now {shown_points(card.axes[axis], sign=False)})"
+                    for axis, least in self.min_axis if card.axes[axis] < least]
+        return missing
 
 
 def _by_rank_descending(gate: _Gate) -> int:

@@ -400,3 +400,15 @@ def test_an_activity_kind_the_vocabulary_lacks_says_to_match_the_crms_own_type(t
     with pytest.raises(ConfigError, match=r"to match the CRM's own activity type, write vendor_type: demo_booked "
                                           r"instead of activity\), found 'demo_booked'"):
         load_tenant(path)
+
+
+def test_the_lifecycle_standing_names_the_transition_that_holds_and_what_the_next_one_lacks() -> None:
+    scoring = engine(flat(6), lifecycle=LIFECYCLE)
+    assert scoring.lifecycle_standing(scoring.score(contact(title="Engineer"), [], NOW)) == (
+        "no transition holds; next, mql needs a score of 10 (now 6)")
+    scoring = engine(flat(11), lifecycle=LIFECYCLE)
+    assert scoring.lifecycle_standing(scoring.score(contact(title="Engineer"), [], NOW)) == (
+        "the rules move it to mql; next, sql needs the contact's fields: title contains buyer")
+    won = [Activity("won", "c1", ActivityKind.DEAL_WON, NOW - timedelta(days=40))]
+    assert scoring.lifecycle_standing(scoring.score(contact(title="Head Buyer"), won, NOW)) == (
+        "the rules move it to sql; next, customer needs a deal_won within 30 days")
