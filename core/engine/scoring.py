@@ -81,6 +81,11 @@ class Contribution:
     age_days: float | None = None
     half_life_days: float | None = None
 
+    def __hash__(self) -> int:
+        # the rule, its points and count tell contributions apart well enough; equal ones still hash alike, and
+        # hashing five fields rather than ten keeps the memos of reasons and encodings cheap
+        return hash((self.rule_id, self.axis, self.points, self.occurrences, self.detail))
+
     def text(self) -> str:
         """The contribution as a reason reads it: ``+5 clicked a link (5 of 7 counted, capped at 5)``, ``+0.6 of 5,
         form filled 135 days ago, half-life 45 days``."""
@@ -165,6 +170,8 @@ def round_half_up(value: float) -> float:
     """`value` to 2 decimals, a tie in its decimal text rounding away from zero (round() rounds 0.625 to 0.62, the
     even neighbour); as fast as round() when there is no tie."""
     rounded = round(value, 2)
+    if rounded == value:  # no more than 2 decimals already: most sums of points
+        return rounded
     text = repr(value)
     point = text.find(".")
     if point >= 0 and len(text) - point == 4 and text[-1] == "5" and "e" not in text:
@@ -642,13 +649,15 @@ class _Engagement(_Matcher):
         points = round_half_up(points)
         if self.half_life is not None and points:
             changes_at = _earliest(changes_at, moment.recheck_at)
-        decayed = self.half_life is not None and points != round_half_up(full) and cap is None
+        decayed = self.half_life is not None and cap is None and points != round_half_up(full)
+        if not decayed and cap is None and matched == len(counted):  # the usual row: nothing bent it
+            return Contribution(self.id, self.axis, points, matched, self.detail), changes_at
         return Contribution(
             self.id, self.axis, points, len(counted), self.detail,
-            matched=matched if matched != len(counted) else None, cap=cap,
-            full=round_half_up(full) if decayed else None,
-            age_days=(as_of - max(counted)).total_seconds() / 86400 if decayed else None,
-            half_life_days=self.half_life / 86400 if decayed and self.half_life else None,
+            matched if matched != len(counted) else None, cap,
+            round_half_up(full) if decayed else None,
+            (as_of - max(counted)).total_seconds() / 86400 if decayed else None,
+            self.half_life / 86400 if decayed and self.half_life else None,
         ), changes_at
 
     def _not_followed(self, counted: list[datetime], followers: Sequence[datetime], as_of: datetime
