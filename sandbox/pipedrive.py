@@ -12,7 +12,8 @@ is this sandbox's own base URL; ``sb.credentials["access_token"]`` is an OAuth t
 Served (the parts):
 
 - :mod:`.pipedrive_v2`: v2 persons (list, get, PATCH) and deals (list, get);
-- :mod:`.pipedrive_activities`: v2 activities (list, get, create, PATCH);
+- :mod:`.pipedrive_activities`: v2 activities (list, get, create, PATCH), listed by update time in the order
+  :mod:`.pipedrive_activity_times` keeps;
 - :mod:`.pipedrive_field_routes`: v2 person fields (list, get, create, PATCH, options add/relabel/delete)
   and organization fields (list, get); v1 personFields (list, get, create, PUT);
 - :mod:`.pipedrive_changes`: v2 person DELETE, v1 persons merge and v1 recents (persons), and the same

@@ -15,11 +15,13 @@ keeps activities on persons (Pipedrive allows activities without one).
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from .pipedrive_activity_times import ActivityTimes
 from .pipedrive_base import PAGING
 from .pipedrive_fields import ADDRESS_PARTS
 from .pipedrive_v2 import V2Records
@@ -43,6 +45,10 @@ ATTENDEE_KEYS = {"email": str, "name": str, "status": str, "is_organizer": bool,
 
 class V2Activities(V2Records):
     """``/api/v2/activities`` on top of the persons, deals and organizations of :class:`V2Records`."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._activity_times = ActivityTimes(self.crm, TYPE_OF_KIND)
 
     @route("GET", "/api/v2/activities", name="activities.list")
     def list_activities(self, request: Request):
@@ -98,6 +104,11 @@ class V2Activities(V2Records):
                     current, attributes={**current.attributes, **write},
                     updated_ms=max(self.crm.clock_ms(), current.updated_ms + 1))
         return {"success": True, "data": self.activity(updated)}
+
+    def activity_update_ms(self, activity_id: int) -> int:
+        """When an activity last changed as the lists order it, to the millisecond (``update_time`` shows
+        seconds): for tests. :raises VendorError: 404 when there is no such activity."""
+        return self._updated_ms(self._activity_by_id(str(activity_id)))
 
     # -- reading -----------------------------------------------------------------------------------------
 
@@ -181,12 +192,32 @@ class V2Activities(V2Records):
             candidates: Iterable[Activity] = (a for a in map(self._effective, map(self.crm.activity, ids)) if a)
         elif person is not None:
             candidates = self._activities_of_person(person)
+        elif query.sort_by == "update_time":
+            return self._by_update_time(query)
         else:
             candidates = self._activities_from(query, 0)
         value: Callable[[Activity], int] = {
             "id": lambda a: a.id, "update_time": self._updated_ms, "due_date": self._due_ms,
             "add_time": lambda a: a.attributes.get("add_ms", a.occurred_ms)}[query.sort_by]
         return iter(query.ordered([((value(a), a.id), a) for a in candidates if self._served(a, query)]))
+
+    def _by_update_time(self, query: ListQuery) -> Iterator[tuple[tuple[int, int], Activity]]:
+        """Served activities in update-time order: the generated ones in the order :class:`ActivityTimes` keeps,
+        merged with those whose update time that order cannot know (added or edited through the API, or of a
+        person a later deletion or merge changed), read now."""
+        persons, edited = self.fates.changed_later(), dict(self._edited)
+        generated = self._activity_times.walk(query, persons, edited.keys())
+        late = [((self._updated_ms(a), a.id), a) for a in self._late_activities(persons, edited)
+                if self._served(a, query)]
+        late = query.ordered([(key, a) for key, a in late if query.follows(key)])
+        return heapq.merge(generated, late, key=lambda item: item[0], reverse=query.direction == "desc")
+
+    def _late_activities(self, persons: Iterable[int], edited: dict[int, Activity]) -> Iterator[Activity]:
+        yield from edited.values()
+        yield from self.crm.added_activities()
+        for index in persons:
+            if index < self.crm.tenant.size:
+                yield from (a for a in self.crm.tenant.activities(index) if a.id not in edited)
 
     def _activities_of_person(self, person_id: int) -> Iterator[Activity]:
         """Activities whose primary participant may be this person: theirs, those of persons merged into them,

@@ -148,6 +148,12 @@ class Fates:
         """Persons deleted or merged after generation at or after ``low_ms``."""
         return [index for index, late in list(self._late.items()) if late.at_ms >= low_ms]
 
+    def changed_later(self) -> set[int]:
+        """Persons whose records a fate given after generation moved or deleted: those deleted or merged since,
+        and everyone merged into them. Every other person's records stand as the drawn fates left them."""
+        late = list(self._late)
+        return {*late, *(merged for index in late for merged in self.merged_into(index))}
+
     def delete(self, index: int, at_ms: int) -> None:
         """Delete a live person at ``at_ms``. :raises ValueError: when the person is already gone."""
         with self._lock:
