@@ -32,13 +32,13 @@ import click
 import yaml
 from click.core import ParameterSource
 
+from leadpulse.core.cli.offline import show_explanation
 from leadpulse.core.cli.render import (
     OpenLead,
     band_table,
     console,
     hottest_table,
     open_leads,
-    print_explanation,
     print_summaries,
 )
 from leadpulse.core.clock import Clock, ManualClock, ScaledClock
@@ -374,7 +374,7 @@ def _demo(crm: DemoCrm, contacts: int, from_export: bool, folder: DemoFolder) ->
         leads = open_leads(store, tenant, 5)
         console.print(hottest_table(leads))
         for lead in leads[:1]:
-            print_explanation(lead.score, lead.contact)
+            show_explanation(tenant, store, lead.score)
     print_next_steps(folder, leads, "results" if from_export else crm.place)
 
 

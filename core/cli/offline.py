@@ -34,7 +34,7 @@ from leadpulse.core.errors import ConfigError, ScoringFailed, StoreError
 from leadpulse.core.runtime.comparison import compare_rules
 from leadpulse.core.runtime.pipeline import rescore_tenant
 from leadpulse.core.store.opening import damaged
-from leadpulse.core.store.store import Store
+from leadpulse.core.store.store import Store, StoredScore
 
 
 @click.command()
@@ -91,16 +91,22 @@ def explain(contact_id: str, tenant_name: str | None, config_dir: Path, state_di
         stored = store.score(contact_id)
         if stored is None:
             raise click.ClickException(f"tenant {tenant.name!r}: contact {contact_id!r} has no score in {store.path}")
-        contact = store.contact(contact_id)
-        values: dict[str, str] = {}
-        standing = None
-        if contact is not None:
-            engine = Engine(tenant.scoring)
-            rows = [(a.contact_id, a.id, a.kind, a.occurred_at, a.vendor_type, a.attributes)
-                    for a in store.activities(contact_id)]
-            values = engine.matched_values(contact, rows, stored.as_of)
-            standing = engine.lifecycle_standing(engine.score_rows(contact, rows, stored.as_of))
-        print_explanation(stored, contact, values, standing)
+        show_explanation(tenant, store, stored)
+
+
+def show_explanation(tenant: TenantConfig, store: Store, stored: StoredScore) -> None:
+    """Print a stored score rule by rule, with the value each rule matched and where the contact stands in the
+    lifecycle, both told by the tenant's rules from the stored contact and activities."""
+    contact = store.contact(stored.contact_id)
+    values: dict[str, str] = {}
+    standing = None
+    if contact is not None:
+        engine = Engine(tenant.scoring)
+        rows = [(a.contact_id, a.id, a.kind, a.occurred_at, a.vendor_type, a.attributes)
+                for a in store.activities(stored.contact_id)]
+        values = engine.matched_values(contact, rows, stored.as_of)
+        standing = engine.lifecycle_standing(engine.score_rows(contact, rows, stored.as_of))
+    print_explanation(stored, contact, values, standing)
 
 
 @click.command()

@@ -921,7 +921,7 @@ class _Lifecycle:
         band = self.bands.rank(card.band)
         holding = next((gate for gate in self._transitions if gate.holds(card, band)), None)
         above = [gate for gate in reversed(self._transitions) if holding is None or gate.rank > holding.rank]
-        told = f"the rules move it to {holding.to.value}" if holding else "no transition holds"
+        told = f"the transition to {holding.to.value} holds" if holding else "no transition holds"
         upcoming = next((gate for gate in above if not gate.holds(card, band)), None)
         if upcoming is not None:
             told += f"; next, {upcoming.to.value} needs {'; '.join(upcoming.lacks(card, band))}"

@@ -52,7 +52,7 @@ def test_explain_shows_a_capped_a_decayed_and_a_matched_value_row(synced):
     assert "+1.25" in form and "of 5, last 90 days ago, half-life 45 days" in form
     senior = next(line for line in lines if line.lstrip("│ ").startswith("senior"))
     assert "VP Sales" in senior
-    assert "lifecycle status in the CRM: (none); last set by leadpulse: mql; the rules move it to mql" in \
+    assert "lifecycle status in the CRM: (none); last set by leadpulse: mql; the transition to mql holds" in \
         " ".join(result.output.split())
 
 
@@ -60,4 +60,4 @@ def test_explain_of_a_contact_no_rule_matched_says_so(synced):
     result = run("explain", "c2")
     assert result.exit_code == 0, result.output
     assert "no rule matched this contact: its score is 0" in result.output
-    assert "the rules move it to lead; next, mql needs band hot or above (now cold)" in " ".join(result.output.split())
+    assert "the transition to lead holds; next, mql needs band hot or above (now cold)" in " ".join(result.output.split())

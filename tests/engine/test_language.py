@@ -408,7 +408,7 @@ def test_the_lifecycle_standing_names_the_transition_that_holds_and_what_the_nex
         "no transition holds; next, mql needs a score of 10 (now 6)")
     scoring = engine(flat(11), lifecycle=LIFECYCLE)
     assert scoring.lifecycle_standing(scoring.score(contact(title="Engineer"), [], NOW)) == (
-        "the rules move it to mql; next, sql needs the contact's fields: title contains buyer")
+        "the transition to mql holds; next, sql needs the contact's fields: title contains buyer")
     won = [Activity("won", "c1", ActivityKind.DEAL_WON, NOW - timedelta(days=40))]
     assert scoring.lifecycle_standing(scoring.score(contact(title="Head Buyer"), won, NOW)) == (
-        "the rules move it to sql; next, customer needs a deal_won within 30 days")
+        "the transition to sql holds; next, customer needs a deal_won within 30 days")
