@@ -7,22 +7,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from file_tenant import contact, file_tenant, page_view
 
 from leadpulse.core.cli.main import main
-from leadpulse.core.cli.tenants import CONFIG_DIR_ENV, STATE_DIR_ENV
 
 
 @pytest.fixture
-def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Tenant acme, synced: c1 (a VP, three pricing views) is 13 hot and mql, c2 (one view) is 3 cold and lead."""
-    folder = tmp_path / "config"
-    views = [page_view(f"a{i}", "c1") for i in range(3)] + [page_view("b1", "c2")]
-    file_tenant(folder, [contact("c1", "VP Sales"), contact("c2")], views)
-    monkeypatch.setenv(CONFIG_DIR_ENV, str(folder))
-    monkeypatch.setenv(STATE_DIR_ENV, str(tmp_path / "state"))
-    assert run("sync").exit_code == 0
-    return folder
+def config(synced_acme: Path) -> Path:
+    return synced_acme
 
 
 def run(*args: str) -> Result:

@@ -9,25 +9,33 @@ import pytest
 from leadpulse.core.config.files import load_tenant
 from leadpulse.core.errors import ConfigError
 
+SCORING = """\
+scoring:
+  rules: [{when: {field: email, exists: true}, points: 1}]
+  bands: [{name: all}]
+  quadrant: {fit: 1, engagement: 1}
+"""
 SALESFORCE = """\
 tenant: globex
 crm:
   kind: salesforce
   connection:
     domain: test
-{connection}
-  secrets:
-{secrets}
-scoring:
-  rules: [{{when: {{field: email, exists: true}}, points: 1}}]
-  bands: [{{name: all}}]
-  quadrant: {{fit: 1, engagement: 1}}
+"""
+PIPEDRIVE = """\
+tenant: initech
+crm:
+  kind: pipedrive
+  connection:
+    base_url: https://initech.pipedrive.com
 """
 
 
-def load(tmp_path: Path, connection: str, secrets: str) -> str:
-    path = tmp_path / "globex.yaml"
-    path.write_text(SALESFORCE.format(connection=connection, secrets=secrets))
+def load(tmp_path: Path, connection: str, secrets: str, head: str = SALESFORCE) -> str:
+    """The refusal of a tenant file whose crm block is `head` with `connection` and `secrets` lines added (its
+    path shown as FILE), or "ok"."""
+    path = tmp_path / "tenant.yaml"
+    path.write_text(f"{head}{connection}\n  secrets:\n{secrets}\n{SCORING}")
     try:
         load_tenant(path)
     except ConfigError as exc:
@@ -61,44 +69,18 @@ def test_a_malformed_secret_reference_is_refused(tmp_path: Path, secret: str) ->
     assert load(tmp_path, "    username: u", f"    password: {secret}").startswith("FILE: crm.secrets.password")
 
 
-PIPEDRIVE = """\
-tenant: initech
-crm:
-  kind: pipedrive
-  connection:
-    base_url: https://initech.pipedrive.com
-{connection}
-  secrets:
-{secrets}
-scoring:
-  rules: [{{when: {{field: email, exists: true}}, points: 1}}]
-  bands: [{{name: all}}]
-  quadrant: {{fit: 1, engagement: 1}}
-"""
-
-
-def load_pipedrive(tmp_path: Path, connection: str, secrets: str) -> str:
-    path = tmp_path / "initech.yaml"
-    path.write_text(PIPEDRIVE.format(connection=connection, secrets=secrets))
-    try:
-        load_tenant(path)
-    except ConfigError as exc:
-        return str(exc).replace(str(path), "FILE")
-    return "ok"
-
-
 def test_a_pipedrive_oauth_app_with_a_client_id_needs_its_refresh_token_and_client_secret(tmp_path: Path) -> None:
     app = "    auth: oauth\n    client_id: 7f1c"
     both = "    refresh_token: {env: PD_REFRESH}\n    client_secret: {env: PD_SECRET}"
-    assert load_pipedrive(tmp_path, app, both) == "ok"
-    assert load_pipedrive(tmp_path, app, "    access_token: {env: PD_ACCESS}").startswith(
+    assert load(tmp_path, app, both, PIPEDRIVE) == "ok"
+    assert load(tmp_path, app, "    access_token: {env: PD_ACCESS}", PIPEDRIVE).startswith(
         "FILE: crm.secrets.refresh_token: expected a reference {env: NAME} or {file: PATH} (pipedrive needs "
         "refresh_token), found nothing")
     # without a client_id, an access token kept fresh by something else
-    assert load_pipedrive(tmp_path, "    auth: oauth", "    access_token: {env: PD_ACCESS}") == "ok"
+    assert load(tmp_path, "    auth: oauth", "    access_token: {env: PD_ACCESS}", PIPEDRIVE) == "ok"
 
 
 def test_a_pipedrive_client_id_goes_with_auth_oauth_only(tmp_path: Path) -> None:
-    assert load_pipedrive(tmp_path, "    client_id: 7f1c", "    api_token: {env: PD_TOKEN}") == (
+    assert load(tmp_path, "    client_id: 7f1c", "    api_token: {env: PD_TOKEN}", PIPEDRIVE) == (
         "FILE: crm.connection.auth: expected auth oauth with a client_id (an OAuth app's; with auth api_token leave "
         "client_id out), found auth api_token")
