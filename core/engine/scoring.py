@@ -81,11 +81,6 @@ class Contribution:
     age_days: float | None = None
     half_life_days: float | None = None
 
-    def __hash__(self) -> int:
-        # the rule, its points and count tell contributions apart well enough; equal ones still hash alike, and
-        # hashing five fields rather than ten keeps the memos of reasons and encodings cheap
-        return hash((self.rule_id, self.axis, self.points, self.occurrences, self.detail))
-
     def text(self) -> str:
         """The contribution as a reason reads it: ``+5 clicked a link (5 of 7 counted, capped at 5)``, ``+0.6 of 5,
         form filled 135 days ago, half-life 45 days``."""
