@@ -189,10 +189,9 @@ def configure(
 
     Replaces handlers installed by an earlier call, so it is safe to call again (tests, a reload).
     """
-    stream = stream or sys.stderr
     if json_lines is None:
-        json_lines = not _isatty(stream)
-    handler = logging.StreamHandler(stream)
+        json_lines = not _isatty(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _Stderr()
     handler.addFilter(ContextFilter())
     handler.addFilter(RedactingFilter())
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
@@ -203,6 +202,22 @@ def configure(
     root.addHandler(handler)
     root.setLevel(level)
     return handler
+
+
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler writing to whatever `sys.stderr` is when a record is emitted, not the one it was made with: a
+    command run in-process after another (tests, through click's runner) must not write to a stream since closed."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: IO[str]) -> None:
+        pass
 
 
 def _isatty(stream: IO[str]) -> bool:
