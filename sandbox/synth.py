@@ -6,8 +6,9 @@ and the same seed and anchor always give the same tenant.
 
 Each person carries two hidden traits drawn from their own hash stream: *fit* (title,
 industry, company size, country) and *interest* (how much they engage). Activity volume grows
-with interest, and the chance of converting grows with both, so a backtest of a scoring rule
-set against ``converted`` measures something real.
+with interest, and the chance of converting grows with both (:func:`conversion_probability`), so a
+backtest of a scoring rule set against ``converted`` measures something real; :mod:`leadpulse.sandbox.truth`
+gives a benchmark each person's true chance.
 
 Every draw is a 32-bit word of a SHAKE-128 stream keyed by ``(seed, purpose, index)``
 (:class:`Stream`): one C call per record, so a 100-person page costs about half a millisecond
@@ -315,7 +316,9 @@ class Tenant:
         interest = unit(w_interest) ** 1.7
         first, last = below(w_first, len(FIRST_NAMES)), below(w_last, len(LAST_NAMES))
         created, touched = self._timeline(w_joined, w_touched)
-        converted = unit(w_converted) < 1 / (1 + math.exp(5.5 - 4 * fit - 5 * interest))
+        converted_ms = draw_conversion(conversion_probability(fit, interest), created, touched, w_converted,
+                                       w_converted_at)
+        converted = converted_ms is not None
         opens = int(exponential(w_opens, 1 + 25 * interest))
         page_views = int(exponential(w_views, 2 + 40 * interest))
         fields = {
@@ -328,9 +331,7 @@ class Tenant:
             # The owner comes from the word's low bits, so the 5% without one do not all skip the first owner.
             "owner_id": None if w_owner < _NO_OWNER else self.owners[w_owner % len(self.owners)].id,
             "opted_out": w_opted_out < _OPTED_OUT, "created_ms": created, "updated_ms": touched,
-            "converted": converted,
-            "converted_ms": (created + int((touched - created) * uniform(w_converted_at, 0.5, 1.0))
-                             if converted else None),
+            "converted": converted, "converted_ms": converted_ms,
             "email_opens": opens, "email_clicks": int(opens * uniform(w_clicks, 0, 0.5) * interest),
             "page_views": page_views, "form_submissions": int(page_views * uniform(w_forms, 0, 0.12)),
         }
@@ -396,6 +397,23 @@ class Tenant:
     def activity_index(self, activity_id: int) -> tuple[int, int]:
         """(person index, slot) of a synthetic activity id."""
         return divmod(activity_id - 1, ACTIVITY_SLOTS)
+
+
+CONVERSION_SPAN = (0.5, 1.0)
+"""Where a conversion falls between a person's creation and last touch, as shares of that span: its latter half."""
+
+
+def conversion_probability(fit: float, interest: float) -> float:
+    """How likely a person of this fit and interest is to convert: a logistic in both traits, within (0, 1)."""
+    return 1 / (1 + math.exp(5.5 - 4 * fit - 5 * interest))
+
+
+def draw_conversion(probability: float, created_ms: int, touched_ms: int, w_converted: int,
+                    w_converted_at: int) -> int | None:
+    """When a person converts (None: never), from the two words of their stream that decide it."""
+    if unit(w_converted) < probability:
+        return created_ms + int((touched_ms - created_ms) * uniform(w_converted_at, *CONVERSION_SPAN))
+    return None
 
 
 def _lifecycle(word: int, converted: bool, fit: float, interest: float) -> str:
