@@ -60,3 +60,17 @@ def test_the_other_tenant_of_the_folder_still_syncs(config):
     assert everyone.exit_code == 1
     assert "beta" in everyone.output and refusal(config) in everyone.output
     assert not (config.parent / "state" / "acme.sqlite").exists()
+
+
+def test_validate_of_two_named_files_of_one_folder_giving_one_tenant_refuses_both(config, tmp_path):
+    result = run("validate", str(config / "acme.yaml"), str(config / "acme-v1.yaml"), str(config / "beta.yaml"))
+    assert result.exit_code == 1
+    assert refusal(config) in " ".join(result.output.split())
+    assert "ok beta" in result.output and "ok acme" not in result.output
+    elsewhere = tmp_path / "proposal"
+    elsewhere.mkdir()
+    (elsewhere / "acme.yaml").write_text((config / "acme-v1.yaml").read_text())
+    (elsewhere / "contacts.csv").write_text((config / "contacts.csv").read_text())
+    (elsewhere / "activities.jsonl").write_text((config / "activities.jsonl").read_text())
+    side_by_side = run("validate", str(config / "acme.yaml"), str(elsewhere / "acme.yaml"))
+    assert side_by_side.exit_code == 0, side_by_side.output  # two versions of one tenant in two folders
