@@ -22,10 +22,10 @@ from leadpulse.core.cli.tenants import (
     tenant_option,
     warn_without_connector,
 )
-from leadpulse.core.config.files import load_tenant
+from leadpulse.core.config.files import load_tenant, one_file_per_tenant
 from leadpulse.core.config.tenant import TenantConfig
 from leadpulse.core.contract import ConnectorFactory
-from leadpulse.core.errors import ConfigError, DuplicateTenant, StoreError
+from leadpulse.core.errors import ConfigError, StoreError
 from leadpulse.core.runtime import logs
 from leadpulse.core.runtime.examples import run_examples
 from leadpulse.core.runtime.pipeline import sync_tenant
@@ -56,7 +56,7 @@ def validate(files: Sequence[Path], config_dir: Path, state_dir: Path) -> None:
                 tenants.append(load_tenant(path))
             except ConfigError as exc:
                 errors.extend(exc.errors)
-        tenants, doubled = _one_file_per_tenant_and_folder(tenants)
+        tenants, doubled = one_file_per_tenant(tenants)
         errors.extend(doubled)
     else:
         tenants, errors = load_tenants(config_dir)
@@ -68,17 +68,6 @@ def validate(files: Sequence[Path], config_dir: Path, state_dir: Path) -> None:
         warn_overlaps(tenant, state_dir)
     if errors or failed:
         raise SystemExit(1)
-
-
-def _one_file_per_tenant_and_folder(tenants: list[TenantConfig]) -> tuple[list[TenantConfig], list[ConfigError]]:
-    """The named files' tenants, less those named by two files of one folder, which are refused as the folder's
-    loader refuses them (files in different folders may hold two versions of one tenant side by side)."""
-    by_place: dict[tuple[str, Path], list[TenantConfig]] = {}
-    for tenant in tenants:
-        by_place.setdefault((tenant.name, tenant.source_path.resolve().parent), []).append(tenant)
-    doubled = {key: found for key, found in by_place.items() if len({t.source_path.resolve() for t in found}) > 1}
-    kept = [t for t in tenants if (t.name, t.source_path.resolve().parent) not in doubled]
-    return kept, [DuplicateTenant(name, [t.source_path for t in found]) for (name, _), found in doubled.items()]
 
 
 def _examples_pass(tenant: TenantConfig) -> bool:

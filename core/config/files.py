@@ -9,6 +9,7 @@ by the settings model its ``crm.kind`` registers (see `leadpulse.core.contract.s
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -226,8 +227,17 @@ def load_config_dir(folder: Path) -> tuple[list[TenantConfig], list[ConfigError]
             loaded.append(load_tenant(path))
         except ConfigError as exc:
             errors.extend(exc.errors)
-    files: dict[str, list[Path]] = {}
-    for tenant in loaded:
-        files.setdefault(tenant.name, []).append(tenant.source_path)
-    errors += [DuplicateTenant(name, paths) for name, paths in files.items() if len(paths) > 1]
-    return [tenant for tenant in loaded if len(files[tenant.name]) == 1], errors
+    kept, doubled = one_file_per_tenant(loaded)
+    return kept, errors + doubled
+
+
+def one_file_per_tenant(tenants: Sequence[TenantConfig]) -> tuple[list[TenantConfig], list[ConfigError]]:
+    """`tenants` less those whose name two files of one folder give, each such name refused with one
+    `DuplicateTenant` naming every file (files in different folders may hold two versions side by side)."""
+    files: dict[tuple[str, Path], dict[Path, Path]] = {}
+    for tenant in tenants:
+        path = tenant.source_path
+        files.setdefault((tenant.name, path.resolve().parent), {})[path.resolve()] = path
+    doubled = {key: list(paths.values()) for key, paths in files.items() if len(paths) > 1}
+    kept = [t for t in tenants if (t.name, t.source_path.resolve().parent) not in doubled]
+    return kept, [DuplicateTenant(name, paths) for (name, _), paths in doubled.items()]
