@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from leadpulse.core.runtime import metrics
 
@@ -65,3 +69,12 @@ class Card:
     quadrant: str | None = None
     contributions: tuple = ()
     valid_until: datetime | None = None
+
+
+def readyz(daemon: Any) -> tuple[int, dict[str, Any]]:
+    """A running daemon's /readyz: its status and body (a refusal's too)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{daemon.health_port}/readyz", timeout=5) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())

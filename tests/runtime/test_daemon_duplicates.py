@@ -3,17 +3,13 @@ in its log, and runs the other tenants."""
 
 from __future__ import annotations
 
-import json
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from file_tenant import contact, file_tenant
-from support import metric
+from support import metric, readyz
 
 from leadpulse.core.config.tenant import TenantConfig
 from leadpulse.core.runtime.daemon import Daemon, DaemonSettings
@@ -45,14 +41,6 @@ def daemon(config: Path, tmp_path: Path) -> Iterator[Daemon]:
     started = Daemon(DaemonSettings(config_dir=config, state_dir=tmp_path / "state", port=0), sync=Runs())
     yield started
     started.drain()
-
-
-def readyz(daemon: Daemon) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{daemon.health_port}/readyz", timeout=5) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as refused:
-        return refused.code, json.loads(refused.read())
 
 
 def copy_acme(config: Path) -> Path:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from support import Schedule, metric, wait_for
+from support import Schedule, metric, readyz, wait_for
 
 from leadpulse.core.errors import DaemonError
 from leadpulse.core.runtime import metrics
@@ -327,17 +327,6 @@ def test_an_interval_tenant_first_runs_at_a_random_point_of_its_first_interval()
     firsts = [trigger_for(Schedule(every=timedelta(minutes=10))).get_next_fire_time(None, now) for _ in range(20)]
     assert all(now <= first <= now + timedelta(minutes=10, seconds=1) for first in firsts)
     assert max(firsts) - min(firsts) > timedelta(minutes=3)  # spread, not all at once
-
-
-def readyz(daemon: Daemon) -> tuple[int, dict[str, Any]]:
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{daemon.health_port}/readyz", timeout=5) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as refused:
-        return refused.code, json.loads(refused.read())
 
 
 def test_a_tenant_file_that_is_not_utf8_is_refused_and_the_good_tenant_beside_it_runs(tmp_path):
