@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from leadpulse.core.config.tenant import TenantConfig
-from leadpulse.core.engine.scoring import shown_points
+from leadpulse.core.engine.scoring import bent_notes, shown_points
 from leadpulse.core.model import Contact, Lifecycle
 from leadpulse.core.runtime.comparison import Comparison, ContactMove
 from leadpulse.core.runtime.run import RunSummary
@@ -194,10 +194,7 @@ def _why(contribution: Mapping[str, Any]) -> str:
     if contribution.get("full") is not None and contribution.get("age_days") is not None:
         notes.append(f"of {shown_points(contribution['full'], sign=False)}, last {round(contribution['age_days']):g} "
                      f"days ago, half-life {contribution.get('half_life_days') or 0:g} days")
-    if contribution.get("matched") is not None and contribution["matched"] != contribution["occurrences"]:
-        notes.append(f"{contribution['occurrences']} of {contribution['matched']} counted")
-    if contribution.get("cap") is not None:
-        notes.append(f"capped at {shown_points(contribution['cap'], sign=False)}")
+    notes += bent_notes(contribution["occurrences"], contribution.get("matched"), contribution.get("cap"))
     detail = str(contribution["detail"])
     return detail + (f" ({'; '.join(notes)})" if notes else "")
 

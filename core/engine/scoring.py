@@ -146,14 +146,20 @@ def _reason_text(c: Contribution) -> str:
                 f"half-life {_days(c.half_life_days or 0)}")
     else:
         text = f"{points} {c.detail}"
-    notes = []
-    if c.matched is not None and c.matched != c.occurrences:
-        notes.append(f"{c.occurrences} of {c.matched} counted")
-    elif c.occurrences > 1 and c.full is None:
-        notes.append(f"{c.occurrences} times")
-    if c.cap is not None:
-        notes.append(f"capped at {shown_points(c.cap, sign=False)}")
+    notes = bent_notes(c.occurrences, c.matched, c.cap)
+    if c.occurrences > 1 and c.full is None and not (c.matched is not None and c.matched != c.occurrences):
+        notes.insert(0, f"{c.occurrences} times")
     return f"{text} ({', '.join(notes)})" if notes else text
+
+
+def bent_notes(occurrences: int, matched: int | None, cap: float | None) -> list[str]:
+    """What bent a row's count or points, as words: occurrences a cap or threshold left out, and a cap on points."""
+    notes = []
+    if matched is not None and matched != occurrences:
+        notes.append(f"{occurrences} of {matched} counted")
+    if cap is not None:
+        notes.append(f"capped at {shown_points(cap, sign=False)}")
+    return notes
 
 
 def shown_points(points: float, *, sign: bool = True) -> str:
