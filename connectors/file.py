@@ -7,8 +7,8 @@ beside it (``<results>-tasks.csv``).
 Columns (JSONL keys) understood:
 
 - contacts: ``id`` (required), ``kind`` (lead/contact/person, default contact), ``email``, ``name``, ``owner_id``,
-  ``status``, ``opted_out``, ``updated_at`` (ISO 8601). Every column is kept as a raw property; the tenant's
-  ``fields`` map names the columns that feed the neutral fields.
+  ``status``, ``opted_out``, ``updated_at`` and ``created_at`` (ISO 8601). Every column is kept as a raw property;
+  the tenant's ``fields`` map names the columns that feed the neutral fields.
 - activities: ``id``, ``contact_id``, ``kind`` (the neutral vocabulary; any other value becomes ``other`` with
   the value kept as its vendor type), ``occurred_at`` (required), ``vendor_type``; other columns (or a JSONL
   ``attributes`` object) become the activity's attributes.
@@ -312,6 +312,7 @@ def parse_contact(record: Any, field_map: Mapping[str, str], started_at: datetim
         opted_out=_flag(row, "opted_out"),
         fields={name: row[column] for name, column in field_map.items() if column in row},
         raw=row,
+        created_at=_time(row, "created_at"),
     )
 
 

@@ -356,6 +356,7 @@ class HubSpotConnector(Connector):
     def _contact(self, record: dict[str, Any]) -> Contact:
         props: dict[str, Any] = record["properties"]
         name = " ".join(p for p in (props.get("firstname"), props.get("lastname")) if p) or None
+        created = record.get("createdAt") or props.get("createdate")
         return Contact(
             id=str(record["id"]),
             kind=ContactKind.CONTACT,
@@ -367,6 +368,7 @@ class HubSpotConnector(Connector):
             opted_out=str(props.get("hs_email_optout", "")).lower() == "true",
             fields={field: _coerce(props.get(prop)) for field, prop in self._fields.items()},
             raw={k: v for k, v in props.items() if k not in VOLATILE},
+            created_at=_parse_time(created) if created else None,
         )
 
     def _outcome(self, contact: Contact) -> Outcome:

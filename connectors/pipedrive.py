@@ -435,6 +435,7 @@ class PipedriveConnector(Connector):
             opted_out=record.get("marketing_status") == UNSUBSCRIBED,
             fields=values,
             raw=raw,
+            created_at=parse_time(record["add_time"]) if record.get("add_time") else None,
         )
 
     def _value(self, source: Source, person: Mapping[str, Any]) -> Any:

@@ -90,9 +90,10 @@ REFUSED_ADVICE = ("retrying will not help; check the fields map and crm.connecti
 #: what each person object is read with, besides the tenant's mapped fields
 PERSON_FIELDS = {
     SalesforcePeople.LEAD: ("Id", "FirstName", "LastName", "Email", "OwnerId", "Status", "HasOptedOutOfEmail",
-                            "IsConverted", "ConvertedDate", "ConvertedContactId", "IsDeleted", "SystemModstamp"),
+                            "IsConverted", "ConvertedDate", "ConvertedContactId", "IsDeleted", "CreatedDate",
+                            "SystemModstamp"),
     SalesforcePeople.CONTACT: ("Id", "FirstName", "LastName", "Email", "OwnerId", "HasOptedOutOfEmail",
-                               "AccountId", "IsDeleted", "SystemModstamp"),
+                               "AccountId", "IsDeleted", "CreatedDate", "SystemModstamp"),
 }
 #: neutral field -> field, for each person object, when the tenant's fields map does not say
 DEFAULT_FIELDS = {
@@ -532,6 +533,7 @@ class SalesforceConnector(Connector):
             opted_out=bool(record.get("HasOptedOutOfEmail")),
             fields={neutral: _value(record, name) for neutral, name in self._neutral[people].items()},
             raw={k: v for k, v in _flat(record).items() if k != "SystemModstamp"},
+            created_at=parse_datetime(record["CreatedDate"]) if record.get("CreatedDate") else None,
         )
 
     @staticmethod

@@ -86,6 +86,8 @@ class Contact:
     opted_out: bool = False
     fields: Mapping[str, Any] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict)
+    #: when the CRM record was made, if the CRM says (a backtest counts a contact from then on)
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

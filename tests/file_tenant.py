@@ -65,7 +65,7 @@ def page_view(aid: str, cid: str, url: str = "/pricing", when: str = "2025-05-30
 def write_exports(folder: Path, contacts: list[dict], activities: list[dict]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "contacts.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(contact("x")))
+        writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys([*contact("x"), *(k for c in contacts for k in c)])))
         writer.writeheader()
         writer.writerows(contacts)
     with open(folder / "activities.jsonl", "w") as handle:

@@ -146,8 +146,19 @@ PUSH_PRIORITY = Migration(
     ),
 )
 
+CONTACT_CREATED = Migration(
+    "contact_created",
+    (
+        # When the CRM record was made (ISO 8601 text, NULL when the CRM did not say or the contact was stored
+        # before this migration and not pulled since): a backtest scores a contact only at moments after it. Not
+        # an input of scoring, so filling it in makes no contact due.
+        "ALTER TABLE contacts ADD COLUMN created_at TEXT",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     INITIAL, CRM_FACTS, DECIDED_UNDER, RUN_ACCOUNTING, API_CALLS, CONTACTS_GONE, MERGED_CONTACTS, PUSH_PRIORITY,
+    CONTACT_CREATED,
 )
 
 

@@ -257,11 +257,15 @@ _KINDS = {kind.value: kind for kind in ActivityKind}
 _CONTACT_KINDS = {kind.value: kind for kind in ContactKind}
 _fromiso = datetime.fromisoformat
 
-_CONTACT_COLUMNS = "c.id, c.kind, c.updated_at, c.email, c.name, c.owner_id, c.status, c.opted_out, c.fields, c.raw"
+_CONTACT_COLUMNS = (
+    "c.id, c.kind, c.updated_at, c.email, c.name, c.owner_id, c.status, c.opted_out, c.fields, c.raw, c.created_at"
+)
 _ACTIVITY_COLUMNS = "contact_id, id, kind, occurred_at, vendor_type, attributes"
 #: What a rescore reads: contacts in id order, activities in (contact, id) order. The benchmark's plain scan
 #: iterates exactly these rows and columns.
-CONTACT_SCAN = "SELECT id, kind, updated_at, email, name, owner_id, status, opted_out, fields, raw FROM contacts"
+CONTACT_SCAN = (
+    "SELECT id, kind, updated_at, email, name, owner_id, status, opted_out, fields, raw, created_at FROM contacts"
+)
 ACTIVITY_SCAN = f"SELECT {_ACTIVITY_COLUMNS} FROM activities"
 #: A contact's saved score as `PriorScore` reads it (NULLs when it has none), after its contact columns.
 _PRIOR_COLUMNS = (
@@ -282,7 +286,7 @@ def _contact(row: Row) -> Contact:
     """The contact in a row that starts with `_CONTACT_COLUMNS`."""
     return Contact(
         row[0], _CONTACT_KINDS[row[1]], _fromiso(row[2]), row[3], row[4], row[5], row[6], bool(row[7]),
-        _loads(row[8]), _lazy(row[9]),
+        _loads(row[8]), _lazy(row[9]), _fromiso(row[10]) if row[10] else None,
     )
 
 
@@ -958,12 +962,12 @@ def _enum_value(value: Any) -> Any:
     return getattr(value, "value", value)
 
 
-#: what scoring reads of a stored contact: every column but the modification time
+#: what scoring reads of a stored contact: every column but the modification and creation times
 _CONTACT_INPUTS = "id, kind, email, name, owner_id, status, opted_out, fields, raw"
 
 
 def _contact_inputs(row: Row) -> Row:
-    return row[:2] + row[3:]
+    return row[:2] + row[3:10]
 
 
 def _changed(conn: sqlite3.Connection, table: str, columns: str, keys: Sequence[int], rows: Sequence[Row],
@@ -989,12 +993,12 @@ def _changed(conn: sqlite3.Connection, table: str, columns: str, keys: Sequence[
 #: A pulled contact, stored (with `dirty` 0: `Store.apply_page` marks it due if scoring reads anything new) and no
 #: longer gone.
 _UPSERT_CONTACT = """INSERT INTO contacts
-      (id, kind, updated_at, email, name, owner_id, status, opted_out, fields, raw, dirty)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
+      (id, kind, updated_at, email, name, owner_id, status, opted_out, fields, raw, created_at, dirty)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
     ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, updated_at = excluded.updated_at,
       email = excluded.email, name = excluded.name, owner_id = excluded.owner_id,
       status = excluded.status, opted_out = excluded.opted_out, fields = excluded.fields,
-      raw = excluded.raw, gone = NULL"""
+      raw = excluded.raw, created_at = COALESCE(excluded.created_at, contacts.created_at), gone = NULL"""
 #: A merged contact's activities, put under the record it was merged into (named parameters from, into); where
 #: that record already has the same activity, its own is kept.
 _MOVE_ACTIVITIES = f"""INSERT OR IGNORE INTO activities ({_ACTIVITY_COLUMNS})
@@ -1023,7 +1027,7 @@ def _end_of(contact_id: str, hops: Mapping[str, str]) -> str:
 def _contact_row(c: Contact) -> Row:
     return (
         c.id, c.kind.value, iso(c.updated_at), c.email, c.name, c.owner_id, c.status, int(c.opted_out),
-        _dumps(dict(c.fields)), _dumps(dict(c.raw)),
+        _dumps(dict(c.fields)), _dumps(dict(c.raw)), iso(c.created_at) if c.created_at else None,
     )
 
 

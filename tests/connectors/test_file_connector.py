@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from file_tenant import contact, file_tenant, page_view, results, write_exports
 from leadpulse.connectors.file import FileConnector
 from leadpulse.connectors.settings import FileSettings
 from leadpulse.core.clock import ManualClock
-from leadpulse.core.contract import ConnectorContext, PropertyWrite, TaskPriority, TaskRequest, connector_class
+from leadpulse.core.contract import ConnectorContext, Page, PropertyWrite, TaskPriority, TaskRequest, connector_class
 from leadpulse.core.errors import ConnectorError
 from leadpulse.core.model import ActivityKind, ContactKind
 from leadpulse.core.runtime.pipeline import sync_tenant
@@ -47,6 +48,19 @@ def test_contacts_csv_maps_fields_and_keeps_every_column_raw(folder):
     assert first.fields == {"title": "VP Sales"}
     assert first.raw["job_title"] == "VP Sales"
     assert first.updated_at == datetime(2025, 5, 1, tzinfo=UTC)
+
+
+def test_a_created_at_column_says_when_the_contact_was_made_and_an_empty_one_says_nothing(tmp_path):
+    write_exports(tmp_path, [{**contact("c1"), "created_at": "2024-11-30T08:00:00Z"}, {**contact("c2"), "created_at": ""}],
+                  [])
+    made = {c.id: c.created_at for c in pull_all(connector(tmp_path), "contacts")[0].contacts}
+    assert made == {"c1": datetime(2024, 11, 30, 8, tzinfo=UTC), "c2": None}
+    with Store.open(tmp_path / "s.sqlite") as store:
+        store.apply_page(pull_all(connector(tmp_path), "contacts")[0])
+        again = pull_all(connector(tmp_path), "contacts")[0]
+        store.apply_page(Page("contacts", None, contacts=[replace(c, created_at=None) for c in again.contacts]))
+        # a pull that does not say keeps what an earlier one said
+        assert store.contact("c1").created_at == datetime(2024, 11, 30, 8, tzinfo=UTC)
 
 
 def test_activities_jsonl_keep_extra_keys_as_attributes(folder):

@@ -53,6 +53,23 @@ def test_a_full_sync_leaves_every_contact_value_equal_to_the_engine_scores(crm, 
             assert len(written) >= 5  # the score, its axes, band, grade and quadrant at least
 
 
+def test_every_stored_contact_carries_the_moment_its_crm_record_was_made(crm, portal, tmp_path):
+    sync(crm, portal, tmp_path)
+    with stored(crm, portal, tmp_path) as store:
+        made = {contact_id: store.contact(contact_id) for contact_id in crm.people(portal)}
+    created = {contact_id: contact.created_at for contact_id, contact in made.items() if contact is not None}
+    assert len(created) == len(made) and None not in created.values()
+    # A Lead converted into a Contact was made at its conversion; every other person is the generated one.
+    generated = {portal.crm.id_of(index): index for index in range(portal.crm.size)}
+    compared = 0
+    for contact_id, at in created.items():
+        if contact_id in generated:
+            expected = datetime.fromtimestamp(portal.crm.created_ms(generated[contact_id]) / 1000, tz=UTC)
+            assert expected - timedelta(seconds=1) < at <= expected, contact_id  # Pipedrive says it to the second
+            compared += 1
+    assert compared > len(made) // 2
+
+
 def test_a_run_with_nothing_changed_writes_nothing_and_makes_at_most_one_call_per_object(crm, portal, tmp_path):
     clock = ScaledClock(1000)  # windows follow the real time the sandbox stamps changes with
     sync(crm, portal, tmp_path, clock)

@@ -50,14 +50,14 @@ def seed(store: Store, *ids: str, activities=()) -> None:
 def test_open_creates_wal_store_with_recorded_migrations(store):
     assert store.db.journal_mode == "wal"
     assert applied(store.db) == ["initial", "crm_facts", "decided_under", "run_accounting", "api_calls",
-                                 "contacts_gone", "merged_contacts", "push_priority"]
+                                 "contacts_gone", "merged_contacts", "push_priority", "contact_created"]
 
 
 def test_reopening_applies_no_migration_twice(tmp_path):
     Store.open(tmp_path / "s.sqlite").close()
     with Store.open(tmp_path / "s.sqlite") as again:
         assert applied(again.db) == ["initial", "crm_facts", "decided_under", "run_accounting", "api_calls",
-                                     "contacts_gone", "merged_contacts", "push_priority"]
+                                     "contacts_gone", "merged_contacts", "push_priority", "contact_created"]
 
 
 def test_apply_page_stores_records_and_cursor_together(store):
