@@ -31,7 +31,7 @@ import sqlite_utils
 
 from leadpulse.core.contract import GoneContact, Page, SkippedRecord
 from leadpulse.core.errors import RunLocked, StoreError
-from leadpulse.core.model import Activity, ActivityKind, Contact, ContactKind, utc
+from leadpulse.core.model import Activity, ActivityKind, Contact, ContactKind, Outcome, utc
 from leadpulse.core.store.calls import CallLog
 from leadpulse.core.store.opening import connect, create, damaged, is_damage, open_failure, refuse_foreign
 from leadpulse.core.store.outbox import Outbox
@@ -581,6 +581,11 @@ class Store:
              "limit": limit},
         )
         return [row[0] for row in found]
+
+    def outcomes(self) -> dict[str, Outcome]:
+        """Every stored outcome, by contact id."""
+        return {cid: Outcome(cid, bool(converted), _fromiso(at) if at else None)
+                for cid, converted, at in self.db.execute("SELECT contact_id, converted, converted_at FROM outcomes")}
 
     def counts(self) -> dict[str, int]:
         """Rows per table, for status displays."""

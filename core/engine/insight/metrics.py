@@ -8,7 +8,8 @@ figures, for each moment and pooled over the moments (a contact counts once for 
   conversions; and the lift of the top band, its rate over the average rate;
 - the AUC of the total score and of each axis: the chance that a contact who converted scored above one who did
   not, a tie counting as half (the Mann-Whitney U over the number of such pairs, from average ranks: exact for ties);
-- per quadrant and per grade: contacts, their share, conversions, the rate;
+- per quadrant, per grade and per lifecycle status the rules would have set: contacts, their share, conversions,
+  the rate;
 - the calibration of the band rates: each band's rate at every moment, with their mean, spread, minimum and maximum.
 
 A figure without a value is None, never a division error: a band with no contacts has no rate, a moment at which
@@ -66,14 +67,16 @@ class ScoredContact:
     axes: Mapping[str, float] = field(default_factory=dict)
     grade: str | None = None
     quadrant: str | None = None
+    #: the lifecycle status the rules would have set by the moment
+    status: str | None = None
 
 
 @dataclass(frozen=True, eq=False)
 class ScoredMoment:
     """The contacts scored at one moment of a backtest, as columns of equal length (one row per contact).
 
-    Columns given as sequences are turned into arrays. `grade` and `quadrant` are None when the rules give none, and
-    hold "" for a contact without one.
+    Columns given as sequences are turned into arrays. `grade`, `quadrant` and `status` are None when the rules give
+    none, and hold "" for a contact without one.
 
     :raises ValueError: if the columns differ in length, or a total or an axis value is not a finite number
     """
@@ -86,6 +89,7 @@ class ScoredMoment:
     axes: Mapping[str, Floats] = field(default_factory=dict)
     grade: Names | None = None
     quadrant: Names | None = None
+    status: Names | None = None
 
     def __post_init__(self) -> None:
         columns: dict[str, Any] = {
@@ -95,6 +99,7 @@ class ScoredMoment:
             "axes": {name: np.asarray(values, dtype=np.float64) for name, values in self.axes.items()},
             "grade": None if self.grade is None else np.asarray(self.grade, dtype=np.str_),
             "quadrant": None if self.quadrant is None else np.asarray(self.quadrant, dtype=np.str_),
+            "status": None if self.status is None else np.asarray(self.status, dtype=np.str_),
         }
         for name, value in columns.items():
             object.__setattr__(self, name, value)
@@ -103,7 +108,7 @@ class ScoredMoment:
     def _check(self) -> None:
         named = {"total": self.total, "band": self.band, "converted": self.converted,
                  "converted_before": self.converted_before, "grade": self.grade, "quadrant": self.quadrant,
-                 **{f"axis {name!r}": values for name, values in self.axes.items()}}
+                 "status": self.status, **{f"axis {name!r}": values for name, values in self.axes.items()}}
         shapes = {name: column.shape for name, column in named.items() if column is not None}
         if len(set(shapes.values())) > 1 or len(self.total.shape) != 1:
             raise ValueError(f"moment {self.at.isoformat()}: every column needs one value per contact, found "
@@ -119,8 +124,9 @@ class ScoredMoment:
         """The moment's columns from one `ScoredContact` per contact (what the per-contact engine gives)."""
         rows = list(contacts)
         axes = list(dict.fromkeys(name for row in rows for name in row.axes))  # in the order the rules name them
-        has_grade, has_quadrant = (any(row.grade is not None for row in rows),
-                                   any(row.quadrant is not None for row in rows))
+        has_grade, has_quadrant, has_status = (any(row.grade is not None for row in rows),
+                                               any(row.quadrant is not None for row in rows),
+                                               any(row.status is not None for row in rows))
         return cls(
             at=at,
             total=np.array([row.total for row in rows], dtype=np.float64),
@@ -131,6 +137,7 @@ class ScoredMoment:
             axes={name: np.array([row.axes.get(name, np.nan) for row in rows], dtype=np.float64) for name in axes},
             grade=np.array([row.grade or NO_NAME for row in rows], dtype=np.str_) if has_grade else None,
             quadrant=np.array([row.quadrant or NO_NAME for row in rows], dtype=np.str_) if has_quadrant else None,
+            status=np.array([row.status or NO_NAME for row in rows], dtype=np.str_) if has_status else None,
         )
 
 
@@ -167,6 +174,8 @@ class MomentFigures:
     axis_auc: dict[str, float | None]
     quadrants: tuple[GroupFigures, ...]
     grades: tuple[GroupFigures, ...]
+    #: by the lifecycle status the rules would have set by the moment ("" for none)
+    statuses: tuple[GroupFigures, ...]
     #: why a figure above is None, in words
     notes: tuple[str, ...]
 
@@ -229,11 +238,11 @@ def auc(scores: npt.ArrayLike, converted: npt.ArrayLike) -> float | None:
 
 
 def backtest_figures(moments: Sequence[ScoredMoment], bands: Sequence[str], *, grades: Sequence[str] = (),
-                     quadrants: Sequence[str] = ()) -> BacktestFigures:
+                     quadrants: Sequence[str] = (), statuses: Sequence[str] = ()) -> BacktestFigures:
     """The figures of a backtest over `moments`, whose bands are named in `bands` (the ladder, lowest first).
 
-    Quadrants and grades are listed in the order given, then any other name met, in alphabetical order; one listed
-    but never met has a row with no contacts. Every moment must carry the same axes.
+    Quadrants, grades and statuses are listed in the order given, then any other name met, in alphabetical order;
+    one listed but never met has a row with no contacts. Every moment must carry the same axes.
 
     :raises ValueError: if there is no moment, the ladder is empty or names a band twice, a contact's band is not on
         the ladder, or the moments' axes differ
@@ -244,7 +253,8 @@ def backtest_figures(moments: Sequence[ScoredMoment], bands: Sequence[str], *, g
     for moment, rows in zip(moments, kept, strict=True):
         _check_bands(moment.at, _unlisted(rows.band, ladder), ladder)
     names = _Names(ladder, _listed_then_met(grades, [rows.grade for rows in kept]),
-                   _listed_then_met(quadrants, [rows.quadrant for rows in kept]))
+                   _listed_then_met(quadrants, [rows.quadrant for rows in kept]),
+                   _listed_then_met(statuses, [rows.status for rows in kept]))
     columns = [rows.encoded(names) for rows in kept]
     per_moment = tuple(_moment_figures(moment.at, encoded, names, left_out=rows.left_out)
                        for moment, rows, encoded in zip(moments, kept, columns, strict=True))
@@ -260,11 +270,12 @@ class _Names:
     bands: tuple[str, ...]
     grades: tuple[str, ...]
     quadrants: tuple[str, ...]
+    statuses: tuple[str, ...]
 
 
 @dataclass(frozen=True, eq=False)
 class _Kept:
-    """A moment's rows of the contacts not converted at the moment; no grade or quadrant reads ""."""
+    """A moment's rows of the contacts not converted at the moment; no grade, quadrant or status reads ""."""
 
     left_out: int
     total: Floats
@@ -273,6 +284,7 @@ class _Kept:
     band: Names
     grade: Names
     quadrant: Names
+    status: Names
 
     @classmethod
     def of(cls, moment: ScoredMoment) -> _Kept:
@@ -283,11 +295,13 @@ class _Kept:
             axes={name: values[keep] for name, values in moment.axes.items()}, band=moment.band[keep],
             grade=absent if moment.grade is None else moment.grade[keep],
             quadrant=absent if moment.quadrant is None else moment.quadrant[keep],
+            status=absent if moment.status is None else moment.status[keep],
         )
 
     def encoded(self, names: _Names) -> _Columns:
         return _Columns(self.total, self.converted, self.axes, _codes(self.band, names.bands),
-                        _codes(self.grade, names.grades), _codes(self.quadrant, names.quadrants))
+                        _codes(self.grade, names.grades), _codes(self.quadrant, names.quadrants),
+                        _codes(self.status, names.statuses))
 
 
 @dataclass(frozen=True, eq=False)
@@ -300,6 +314,7 @@ class _Columns:
     band: Codes
     grade: Codes
     quadrant: Codes
+    status: Codes
 
     @classmethod
     def concatenate(cls, parts: Sequence[_Columns]) -> _Columns:
@@ -307,7 +322,8 @@ class _Columns:
             return np.concatenate([getattr(part, column) for part in parts])
 
         axes = {name: np.concatenate([part.axes[name] for part in parts]) for name in parts[0].axes}
-        return cls(joined("total"), joined("converted"), axes, joined("band"), joined("grade"), joined("quadrant"))
+        return cls(joined("total"), joined("converted"), axes, joined("band"), joined("grade"), joined("quadrant"),
+                   joined("status"))
 
 
 def _codes(column: Names, names: Sequence[str]) -> Codes:
@@ -342,6 +358,7 @@ def _moment_figures(at: datetime | None, rows: _Columns, names: _Names, *, left_
         auc=auc(rows.total, rows.converted), axis_auc=axis_auc,
         quadrants=_groups(names.quadrants, rows.quadrant, rows.converted),
         grades=_groups(names.grades, rows.grade, rows.converted),
+        statuses=_groups(names.statuses, rows.status, rows.converted),
         notes=_notes(contacts, conversions, top),
     )
 

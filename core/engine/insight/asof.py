@@ -1,0 +1,210 @@
+"""Scoring contacts as they stood at past moments: the rows a backtest's figures are made of.
+
+A score is a pure function of (rules, contact, activities, moment), so a contact can be scored at any past moment
+from what the store holds now: only the activities at or before the moment count, and decay, windows and
+inactivity are measured from it (the engine leaves later activities out). What the store cannot wind back are the
+contact's fields, held as last pulled: a field filled in after the fact (a job title found on a sales call) can leak
+the outcome into an earlier moment, and every report says so.
+
+The population at a moment is every contact made at or before it (its CRM creation time; for a contact stored
+without one, its first activity; with neither, every moment), and its outcome is whether it converted within the
+horizon after the moment. A contact that had converted at or before the moment is left out of the figures, as is
+one the store says converted without saying when.
+
+The lifecycle status of each contact is the one the rules would have set by each moment: the moments are scored
+in order and each contact carries the status the rules last set into the next, starting from none (the CRM's status
+as last pulled would leak the outcome too).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from leadpulse.core.engine.insight.metrics import Floats, ScoredMoment
+from leadpulse.core.engine.scoring import ActivityRow, Engine
+from leadpulse.core.model import Contact, Lifecycle, Outcome, utc
+from leadpulse.core.schedule import format_duration
+
+__all__ = ["NO_STATUS", "Moments", "Population", "plan_moments", "score_moments", "spaced"]
+
+#: the status column's value for a contact the rules had moved nowhere by the moment
+NO_STATUS = "none"
+
+_NEVER = np.inf
+
+
+@dataclass(frozen=True, eq=False)
+class Population:
+    """What the store holds for a backtest, read once: each live contact with its activity rows, since when it
+    counts, and when it converted.
+
+    `since` and `converted_at` are Unix seconds, one per contact: from when the contact counts (-inf: always) and
+    when it converted (+inf: not, as far as the store knows).
+    """
+
+    contacts: Sequence[Contact]
+    rows: Sequence[Sequence[ActivityRow]]
+    since: Floats
+    converted_at: Floats
+    #: contacts stored without a creation time, counted from their first activity
+    undated_contacts: int
+    #: contacts the store says converted without saying when: left out of every moment
+    undated_conversions: int
+    #: the newest conversion the store holds, if any
+    newest_outcome: datetime | None
+
+    @classmethod
+    def of(cls, records: Iterable[tuple[Contact, Sequence[ActivityRow], Outcome | None]]) -> Population:
+        """The population of `records`: each contact with its activity rows (as the store holds them) and its
+        outcome, if the store has one."""
+        contacts: list[Contact] = []
+        rows: list[Sequence[ActivityRow]] = []
+        since: list[float] = []
+        converted: list[float] = []
+        undated_contacts = undated_conversions = 0
+        newest: datetime | None = None
+        for contact, activity_rows, outcome in records:
+            made = contact.created_at or _first_activity(activity_rows)
+            undated_contacts += contact.created_at is None
+            when = -_NEVER if made is None else made.timestamp()
+            if outcome is not None and outcome.converted:
+                if outcome.converted_at is None:
+                    undated_conversions += 1
+                    continue
+                converted.append(outcome.converted_at.timestamp())
+                newest = outcome.converted_at if newest is None or outcome.converted_at > newest else newest
+            else:
+                converted.append(_NEVER)
+            contacts.append(contact)
+            rows.append(activity_rows)
+            since.append(when)
+        return cls(contacts, rows, np.array(since, dtype=np.float64), np.array(converted, dtype=np.float64),
+                   undated_contacts, undated_conversions, utc(newest) if newest else None)
+
+    def notes(self) -> list[str]:
+        """What a report on this population should say of it, in words."""
+        told = ["fields are as last pulled, not as they stood at each moment: a field filled in after the fact "
+                "(from a sales call, an enrichment run) can make a score at an earlier moment look better than it was"]
+        if self.undated_contacts:
+            told.append(f"{self.undated_contacts} of {len(self.contacts) + self.undated_conversions} contacts have no "
+                        "creation time stored (stored before it was pulled, or the CRM gave none) and count from "
+                        "their first activity; a full sync (`leadpulse sync --full`) fills it in")
+        if self.undated_conversions:
+            told.append(f"{self.undated_conversions} contacts converted without a stored date and are left out")
+        return told
+
+
+def _first_activity(rows: Sequence[ActivityRow]) -> datetime | None:
+    times = [row[3] if isinstance(row[3], datetime) else datetime.fromisoformat(row[3]) for row in rows]
+    return min(times, default=None)
+
+
+@dataclass(frozen=True)
+class Moments:
+    """The moments a backtest scores at, each with its horizon (cut where the stored outcomes end), and what was
+    cut or dropped, in words."""
+
+    at: tuple[datetime, ...]
+    horizons: tuple[timedelta, ...]
+    horizon: timedelta
+    notes: tuple[str, ...]
+
+
+def spaced(since: datetime, until: datetime, every: timedelta) -> list[datetime]:
+    """The moments from `since` to `until` (both included when they fall on the step), `every` apart."""
+    if every <= timedelta(0):
+        raise ValueError(f"expected a positive step between moments, found {format_duration(every)}")
+    moments = []
+    at = utc(since)
+    while at <= until:
+        moments.append(at)
+        at += every
+    return moments
+
+
+def plan_moments(moments: Sequence[datetime], horizon: timedelta, newest_outcome: datetime | None) -> Moments:
+    """The moments to score at, in order, each with the horizon the stored outcomes can judge.
+
+    A moment whose horizon reaches past the newest stored outcome has it cut there, and one at or after that outcome
+    is dropped: after it the store cannot tell a contact that did not convert from one whose conversion was not
+    pulled yet. Both are said in the notes.
+
+    :raises ValueError: when the store holds no dated conversion, no moment is given, or none is left
+    """
+    if horizon <= timedelta(0):
+        raise ValueError(f"expected a positive horizon, found {format_duration(horizon)}")
+    if not moments:
+        raise ValueError("expected at least one moment to score at")
+    if newest_outcome is None:
+        raise ValueError("the store holds no dated conversion, so there is nothing to judge the scores by: pull the "
+                         "CRM's outcomes first (a won deal, a customer lifecycle stage, a converted Lead)")
+    kept: list[datetime] = []
+    horizons: list[timedelta] = []
+    notes: list[str] = []
+    newest = utc(newest_outcome)
+    for moment in sorted({utc(m) for m in moments}):
+        if moment >= newest:
+            notes.append(f"moment {_day(moment)} left out: it is at or after the newest stored conversion "
+                         f"({_day(newest)}), so no outcome after it is known")
+            continue
+        reach = min(horizon, newest - moment)
+        if reach < horizon:
+            notes.append(f"moment {_day(moment)}: horizon cut from {format_duration(horizon)} to "
+                         f"{format_duration(reach)}, where the stored conversions end ({_day(newest)}); its rates "
+                         "count fewer days of conversions than the others'")
+        kept.append(moment)
+        horizons.append(reach)
+    if not kept:
+        raise ValueError(f"every moment is at or after the newest stored conversion ({_day(newest)}): choose moments "
+                         f"before it, at least the horizon ({format_duration(horizon)}) before it for whole horizons")
+    return Moments(tuple(kept), tuple(horizons), horizon, tuple(notes))
+
+
+def _status_name(status: Lifecycle | None) -> str:
+    return status.value if status is not None else NO_STATUS
+
+
+def _day(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if moment.time() != datetime.min.time() else (
+        moment.strftime("%Y-%m-%d"))
+
+
+def score_moments(engine: Engine, population: Population, moments: Moments) -> list[ScoredMoment]:
+    """Every contact of `population` made by each moment, scored as it stood then, with its outcome."""
+    statuses: list[Lifecycle | None] = [None] * len(population.contacts)
+    lifecycle = engine.config.lifecycle
+    scored: list[ScoredMoment] = []
+    for at, horizon in zip(moments.at, moments.horizons, strict=True):
+        stamp, until = at.timestamp(), (at + horizon).timestamp()
+        present = np.flatnonzero(population.since <= stamp)
+        cards = []
+        for i in present:
+            contact = population.contacts[i]
+            card = engine.score_rows(contact, population.rows[i], at)
+            if lifecycle is not None:
+                last = statuses[i]
+                held = replace(contact, status=lifecycle.values.get(last) if last else None)
+                change = engine.decide_status(held, card, last)
+                if change is not None:
+                    statuses[i] = change.to
+            cards.append(card)
+        converted_at = population.converted_at[present]
+        axes = list(engine.config.axes)
+        scored.append(ScoredMoment(
+            at=at,
+            total=np.array([card.total for card in cards], dtype=np.float64),
+            band=np.array([card.band for card in cards], dtype=np.str_),
+            converted=(converted_at > stamp) & (converted_at <= until),
+            converted_before=converted_at <= stamp,
+            axes={name: np.array([card.axes[name] for card in cards], dtype=np.float64) for name in axes},
+            grade=np.array([card.grade or "" for card in cards], dtype=np.str_) if engine.config.grades else None,
+            quadrant=(np.array([card.quadrant.value if card.quadrant else "" for card in cards], dtype=np.str_)
+                      if engine.config.quadrant else None),
+            status=(np.array([_status_name(statuses[i]) for i in present], dtype=np.str_)
+                    if lifecycle is not None else None),
+        ))
+    return scored
