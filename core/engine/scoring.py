@@ -475,6 +475,11 @@ def _attributes(value: Mapping[str, Any] | str) -> Mapping[str, Any]:
 _NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
 
 
+def activity_attributes(value: Mapping[str, Any] | str) -> Mapping[str, Any]:
+    """An activity row's attributes as rules read them: the mapping itself, or parsed from the store's JSON text."""
+    return _attributes(value)
+
+
 class _Moment:
     """What the rules derive from one as-of: when each windowed rule's occurrences stop counting."""
 
