@@ -91,8 +91,9 @@ class Population:
                 "(from a sales call, an enrichment run) can make a score at an earlier moment look better than it was"]
         if self.undated_contacts:
             told.append(f"{self.undated_contacts} of {len(self.contacts) + self.undated_conversions} contacts have no "
-                        "creation time stored (stored before it was pulled, or the CRM gave none) and count from "
-                        "their first activity; a full sync (`leadpulse sync --full`) fills it in")
+                        "creation time stored and count from their first activity: the CRM or export gave none, or "
+                        "they were stored by an older leadpulse (a full sync, `leadpulse sync --full`, fills it in "
+                        "where the CRM has it)")
         if self.undated_conversions:
             told.append(f"{self.undated_conversions} contacts converted without a stored date and are left out")
         return told
@@ -137,11 +138,11 @@ def plan_moments(moments: Sequence[datetime], horizon: timedelta, newest_outcome
     """
     if horizon <= timedelta(0):
         raise ValueError(f"expected a positive horizon, found {format_duration(horizon)}")
-    if not moments:
-        raise ValueError("expected at least one moment to score at")
     if newest_outcome is None:
         raise ValueError("the store holds no dated conversion, so there is nothing to judge the scores by: pull the "
                          "CRM's outcomes first (a won deal, a customer lifecycle stage, a converted Lead)")
+    if not moments:
+        raise ValueError("expected at least one moment to score at")
     kept: list[datetime] = []
     horizons: list[timedelta] = []
     notes: list[str] = []
