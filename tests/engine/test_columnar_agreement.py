@@ -4,17 +4,21 @@ product loads a tenant file, 20 to 50 contacts and four moments."""
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 from generated_rules import Case, case
 
 from leadpulse.core.config.files import load_tenant
+from leadpulse.core.engine import scoring
 from leadpulse.core.engine.columnar import CardSummary, ColumnEngine, summarize
+from leadpulse.core.engine.columnar_numeric import halvings, ordered_sums, round_half_up
 from leadpulse.core.engine.rules import ScoringConfig
 from leadpulse.core.engine.scoring import Engine
 
@@ -99,3 +103,28 @@ def test_the_generated_cases_use_every_construct_of_the_scoring_language() -> No
     assert wanted - used.keys() == set()
     singles = sum("quadrant" not in case(seed).scoring for seed in range(40))
     assert singles > 0  # tenants scoring on a single axis
+
+
+# ---------------------------------------------------------------- arithmetic, against Python's own
+
+
+def test_column_wise_halvings_are_pythons_power_to_the_bit() -> None:
+    rng = random.Random(5)
+    exponents = [rng.uniform(0, 60) for _ in range(200_000)] + [k / 97 for k in range(5_000)] + [0.0, 1.0, 2.0]
+    assert halvings(np.array(exponents)).tolist() == [0.5**x for x in exponents]
+
+
+def test_column_wise_rounding_is_the_engines_half_up_to_the_bit() -> None:
+    rng = random.Random(6)
+    values = [rng.uniform(-100, 100) for _ in range(100_000)] + [round(rng.uniform(-10, 10), 2) + 0.005
+                                                                 for _ in range(50_000)]
+    values += [0.625, 2.675, -0.625, 0.1 + 0.2, 12.344, 1.005, 1e12 + 0.125, -0.001]
+    assert round_half_up(np.array(values)).tolist() == [scoring.round_half_up(v) for v in values]
+
+
+def test_column_wise_sums_add_each_group_in_order_as_pythons_sum_does() -> None:
+    rng = random.Random(7)
+    groups = np.sort(np.array([rng.randrange(500) for _ in range(20_000)]))
+    values = np.array([rng.uniform(-3, 3) * 10 ** rng.randint(-3, 3) for _ in range(20_000)])
+    sums = ordered_sums(groups, values, 600)
+    assert sums.tolist() == [sum(values[groups == g].tolist()) for g in range(600)]
