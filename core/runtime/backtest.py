@@ -14,8 +14,6 @@ from leadpulse.core.config.tenant import TenantConfig
 from leadpulse.core.engine.insight.asof import NO_STATUS, Moments, Population, plan_moments, score_moments, spaced
 from leadpulse.core.engine.insight.metrics import BacktestFigures, backtest_figures
 from leadpulse.core.engine.rules import Quadrant, ScoringConfig
-from leadpulse.core.engine.scoring import Engine
-from leadpulse.core.runtime.pipeline import STATUS_ORDER, scoring_in_crm_order
 from leadpulse.core.store.store import Store
 
 #: when no moment is asked for: this many, `DEFAULT_EVERY` apart, the last a whole horizon before the newest outcome
@@ -85,16 +83,15 @@ def run_backtest(store: Store, tenant: TenantConfig, rule_sets: Sequence[tuple[s
     population = read_population(store)
     asked = list(moments) or default_moments(population.newest_outcome, horizon)
     plan = plan_moments(asked, horizon, population.newest_outcome)
-    order = store.crm_fact(STATUS_ORDER)
     results = []
     for name, scoring in rule_sets:
-        engine = Engine(scoring_in_crm_order(tenant.model_copy(update={"scoring": scoring}), order))
-        scored = score_moments(engine, population, plan)
+        scored = score_moments(scoring, population, plan)
         quadrants = [quadrant.value for quadrant in Quadrant] if scoring.quadrant else []
         targets = sorted({t.to for t in scoring.lifecycle.transitions}, key=lambda stage: stage.rank) if (
             scoring.lifecycle) else []
         statuses = [NO_STATUS, *(stage.value for stage in targets)] if targets else []
-        figures = backtest_figures(scored, engine.band_names, grades=[step.name for step in scoring.grades or ()],
-                                   quadrants=quadrants, statuses=statuses)
+        figures = backtest_figures(scored, [step.name for step in scoring.bands],
+                                   grades=[step.name for step in scoring.grades or ()], quadrants=quadrants,
+                                   statuses=statuses)
         results.append(RuleSetResult(name, figures, tuple(scoring.axes)))
     return Backtest(tenant.name, plan, tuple(results), (*population.notes(), *plan.notes))

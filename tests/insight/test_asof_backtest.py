@@ -10,7 +10,14 @@ from file_tenant import file_tenant
 
 from leadpulse.core.config.tenant import TenantConfig
 from leadpulse.core.contract import Page
-from leadpulse.core.engine.insight.asof import Population, plan_moments, score_moments
+from leadpulse.core.engine.insight.asof import (
+    Moments,
+    Population,
+    plan_moments,
+    score_moments,
+    score_moments_by_contact,
+)
+from leadpulse.core.engine.insight.metrics import ScoredMoment
 from leadpulse.core.engine.rules import ScoringConfig
 from leadpulse.core.engine.scoring import Engine
 from leadpulse.core.model import Activity, ActivityKind, Contact, ContactKind, Outcome
@@ -59,8 +66,16 @@ def stored(tmp_path, contacts: list[Contact], activities: list[Activity], outcom
     return store
 
 
-def test_a_contact_scored_at_a_past_moment_counts_only_what_came_before_and_decays_from_the_moment():
-    engine = Engine(ScoringConfig.model_validate(SCORING))
+def column_wise(config: ScoringConfig, population: Population, moments: Moments) -> list[ScoredMoment]:
+    return score_moments(config, population, moments)
+
+
+def by_contact(config: ScoringConfig, population: Population, moments: Moments) -> list[ScoredMoment]:
+    return score_moments_by_contact(Engine(config), population, moments)
+
+
+@pytest.mark.parametrize("scored_by", [column_wise, by_contact])
+def test_a_contact_scored_at_a_past_moment_counts_only_what_came_before_and_decays_from_the_moment(scored_by):
     early, late = person("early"), person("late", created=M + 15 * DAY)
     activities = [view("early", M), view("early", M + 20 * DAY, 1), view("late", M + 16 * DAY)]
     rows = {a.contact_id: [] for a in activities}
@@ -68,7 +83,7 @@ def test_a_contact_scored_at_a_past_moment_counts_only_what_came_before_and_deca
         rows[a.contact_id].append((a.contact_id, a.id, a.kind, a.occurred_at, a.vendor_type, a.attributes))
     population = Population.of([(early, rows["early"], None), (late, rows["late"], converted("late", M + 90 * DAY))])
     plan = plan_moments([M + 10 * DAY, M + 20 * DAY], timedelta(days=30), M + 90 * DAY)
-    first, second = score_moments(engine, population, plan)
+    first, second = scored_by(ScoringConfig.model_validate(SCORING), population, plan)
     # Ten days after the first view only it counts, half decayed; the later contact did not exist yet.
     assert first.total.tolist() == [5.0]
     # At the second view: the first is a quarter left (2.5), the second whole (10); the later contact is four days
@@ -133,3 +148,32 @@ def test_a_store_without_dated_conversions_is_refused_with_what_to_do():
         plan_moments([M], timedelta(days=30), None)
     with pytest.raises(ValueError, match="every moment is at or after"):
         plan_moments([M + DAY], timedelta(days=30), M)
+
+
+@pytest.mark.parametrize("demotion", [False, True])
+def test_column_wise_as_of_scoring_gives_what_the_per_contact_engine_gives_on_the_sample_export(tmp_path, demotion):
+    from leadpulse.core.cli.demo import EXPORT_TENANT_FILE
+    from leadpulse.core.config.files import load_tenant
+    from leadpulse.core.runtime.backtest import default_moments, read_population
+    from leadpulse.core.runtime.pipeline import sync_tenant
+
+    tenant = load_tenant(EXPORT_TENANT_FILE)
+    scoring = tenant.scoring
+    if demotion:
+        assert scoring.lifecycle is not None
+        scoring = scoring.model_copy(update={"lifecycle": scoring.lifecycle.model_copy(
+            update={"allow_demotion": True})})
+    sync_tenant(tenant, state_dir=tmp_path, dry_run=True)
+    with Store.open(tenant.store_path(tmp_path)) as store:
+        population = read_population(store)
+    plan = plan_moments(default_moments(population.newest_outcome, timedelta(days=60)), timedelta(days=60),
+                        population.newest_outcome)
+    fast, reference = column_wise(scoring, population, plan), by_contact(scoring, population, plan)
+    statuses = set()
+    for one, other in zip(fast, reference, strict=True):
+        assert one.at == other.at
+        for column in ("total", "band", "converted", "converted_before", "grade", "quadrant", "status"):
+            assert getattr(one, column).tolist() == getattr(other, column).tolist(), (one.at, column)
+        assert {k: v.tolist() for k, v in one.axes.items()} == {k: v.tolist() for k, v in other.axes.items()}
+        statuses |= set(one.status.tolist())
+    assert {"mql", "sql"} <= statuses  # the lifecycle moved contacts up
