@@ -19,40 +19,43 @@ from leadpulse.core.runtime.backtest import DEFAULT_HORIZON, Backtest, RuleSetRe
 from leadpulse.core.schedule import format_duration, parse_duration
 
 
-class _Span(click.ParamType):
-    name = "duration"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> timedelta:
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+def _span(ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
+    """A duration option's text (``30d``, ``6w``) as a span."""
+    try:
+        return None if value is None else parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
 
 
-class _Moment(click.ParamType):
-    name = "date"
+def _moment(text: str, ctx: click.Context, param: click.Parameter) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"expected a date like 2025-03-01 or 2025-03-01T12:00, found {text!r}", ctx,
+                                 param) from None
+    if len(text) <= 10:  # a date alone: its midnight, UTC
+        parsed = datetime.combine(parsed.date(), time(), UTC)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
-        if isinstance(value, datetime):
-            return value
-        try:
-            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError:
-            self.fail(f"expected a date like 2025-03-01 or 2025-03-01T12:00, found {value!r}", param, ctx)
-        if len(str(value)) <= 10:
-            parsed = datetime.combine(parsed.date(), time(), UTC)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+def _dates(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A date option's text (one, or a tuple of them for a repeated option) as moments, UTC unless it says."""
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        return tuple(_moment(text, ctx, param) for text in value)
+    return _moment(value, ctx, param)
 
 
 @click.command()
 @tenant_option
 @click.option("--rules", "rules_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="A copy of the tenant's file with a proposed scoring section, backtested beside the current one.")
-@click.option("--at", "at", type=_Moment(), multiple=True, metavar="DATE",
+@click.option("--at", "at", multiple=True, metavar="DATE", callback=_dates,
               help="A moment to score at (repeatable), as a date (UTC midnight) or an ISO time.")
-@click.option("--every", type=_Span(), metavar="DURATION", help="Moments this far apart (with --since), e.g. 30d.")
-@click.option("--since", type=_Moment(), metavar="DATE", help="The first moment (with --every).")
-@click.option("--horizon", type=_Span(), default=format_duration(DEFAULT_HORIZON), show_default=True,
+@click.option("--every", metavar="DURATION", callback=_span, help="Moments this far apart (with --since), e.g. 30d.")
+@click.option("--since", metavar="DATE", callback=_dates, help="The first moment (with --every).")
+@click.option("--horizon", default=format_duration(DEFAULT_HORIZON), show_default=True, callback=_span,
               metavar="DURATION", help="How long after each moment a conversion counts.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @config_dir_option

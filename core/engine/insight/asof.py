@@ -261,7 +261,7 @@ def score_moments_by_contact(engine: Engine, population: Population, moments: Mo
     scored: list[ScoredMoment] = []
     for at, horizon in zip(moments.at, moments.horizons, strict=True):
         stamp, until = at.timestamp(), (at + horizon).timestamp()
-        present = np.flatnonzero(population.since <= stamp)
+        present = np.flatnonzero(population.since <= stamp).tolist()
         cards = []
         for i in present:
             contact = population.contacts[i]
