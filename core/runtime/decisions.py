@@ -3,15 +3,14 @@ values that changed and a task, and the outbox rows that carry them to the CRM."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
 from leadpulse.core.config.tenant import Output, TenantConfig
 from leadpulse.core.contract import PropertyWrite, TaskRequest
-from leadpulse.core.engine.scoring import ActivityRow, Engine, ScoreCard, StatusChange, fingerprint_of
+from leadpulse.core.engine.scoring import Engine, ScoreCard, StatusChange, fingerprint_of
 from leadpulse.core.model import Contact, ContactKind, Lifecycle
 from leadpulse.core.store.outbox import WritePriority
 from leadpulse.core.store.store import PriorScore, Store
@@ -39,18 +38,17 @@ def decide(
     tenant: TenantConfig,
     engine: Engine,
     contact: Contact,
-    activities: Sequence[ActivityRow],
+    card: ScoreCard,
     before: PriorScore | None,
-    as_of: datetime,
     decisions: str,
     values_for: Callable[[ScoreCard], dict[str, Any]] | None = None,
 ) -> Decision:
-    """Score one contact and decide, against what was saved and last written, what the CRM must be told.
+    """Decide from one contact's new `card` (see `Engine.score_rows`), against what was saved and last written,
+    what the CRM must be told.
 
     A contact whose inputs, card and `decisions` fingerprint (see `decisions_fingerprint`) are all as when its
     score was saved is known to call for nothing new, without deciding again.
     """
-    card = engine.score_rows(contact, activities, as_of)
     # a transition on fields or an event may hold while the card is as saved (a deal won that no rule scores):
     # the store does not keep them, so such a card is decided again (forward only, it moves nothing twice)
     if before is not None and before.settled(decisions) and before.same_card(card) and not card.events:

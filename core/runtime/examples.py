@@ -70,7 +70,7 @@ def run_examples(tenant: TenantConfig) -> ExampleRun:
         contact, activities = example.build(f"example-{n}", as_of)
         rows: list[ActivityRow] = [(a.contact_id, a.id, a.kind.value, a.occurred_at, a.vendor_type, a.attributes)
                                    for a in activities]
-        decision = decide(tenant, engine, contact, rows, None, as_of, decisions)
+        decision = decide(tenant, engine, contact, engine.score_rows(contact, rows, as_of), None, decisions)
         found = differences(tenant.scoring, example.expect, decision.card, decision.status, contact.status)
         results.append(ExampleResult(example, decision.card, decision.status, tuple(found)))
     return ExampleRun(tenant, tuple(results))

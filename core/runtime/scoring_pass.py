@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,7 +27,7 @@ from leadpulse.core.runtime.run import NO_PROGRESS, Progress, stopping
 from leadpulse.core.runtime.workers import in_workers
 from leadpulse.core.store.outbox import WritePriority
 from leadpulse.core.store.runs import RunCounts
-from leadpulse.core.store.store import PriorScore, Store, history_row, iso, score_rows
+from leadpulse.core.store.store import PriorScore, ScoringInput, Store, history_row, iso, score_rows
 
 SCORE_CHUNK = 1000
 
@@ -132,13 +132,18 @@ class ScoringJob:
                                    decisions=self.decisions, chunk_size=self.chunk_size, after=after, through=through)
         for chunk in due:
             decided = [
-                (contact, decide(self.tenant, self.engine, contact, activities, before, self.as_of, self.decisions,
-                                 self.values_for), before)
-                for contact, activities, before in chunk
+                (contact, decide(self.tenant, self.engine, contact, card, before, self.decisions, self.values_for),
+                 before)
+                for (contact, _, before), card in zip(chunk, self.cards(chunk), strict=True)
             ]
             last = decided[-1][0].id
             yield self._verdict(decided, (after, last) if self.full else None)
             after = last
+
+    def cards(self, chunk: Sequence[ScoringInput]) -> list[ScoreCard]:
+        """The chunk's contacts scored at the pass's moment."""
+        score, as_of = self.engine.score_rows, self.as_of
+        return [score(contact, rows, as_of) for contact, rows, _ in chunk]
 
     def _verdict(self, decided: list[tuple[Contact, Decision, PriorScore | None]],
                  span: tuple[str, str] | None) -> ChunkVerdict:
