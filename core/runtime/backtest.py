@@ -11,8 +11,18 @@ from datetime import datetime, timedelta
 import orjson
 
 from leadpulse.core.config.tenant import TenantConfig
-from leadpulse.core.engine.insight.asof import NO_STATUS, Moments, Population, plan_moments, score_moments, spaced
-from leadpulse.core.engine.insight.metrics import BacktestFigures, backtest_figures
+from leadpulse.core.engine.columnar import ColumnEngine
+from leadpulse.core.engine.insight.asof import (
+    NO_STATUS,
+    Moments,
+    Population,
+    Tally,
+    newest_conversion,
+    plan_moments,
+    score_moments,
+    spaced,
+)
+from leadpulse.core.engine.insight.metrics import BacktestFigures, ScoredMoment, backtest_figures, concatenated
 from leadpulse.core.engine.rules import Quadrant, ScoringConfig
 from leadpulse.core.store.store import Store
 
@@ -20,6 +30,8 @@ from leadpulse.core.store.store import Store
 DEFAULT_MOMENTS = 12
 DEFAULT_EVERY = timedelta(days=30)
 DEFAULT_HORIZON = timedelta(days=90)
+#: contacts read, matched and scored at a time
+READ_CHUNK = 5000
 
 
 @dataclass(frozen=True)
@@ -60,7 +72,7 @@ def read_population(store: Store) -> Population:
     outcomes = store.outcomes()
     return Population.of(
         (contact, rows, outcomes.get(contact.id))
-        for chunk in store.scoring_chunks(all=True, priors=False, chunk_size=5000)
+        for chunk in store.scoring_chunks(all=True, priors=False, chunk_size=READ_CHUNK)
         for contact, rows, _ in chunk
     )
 
@@ -78,20 +90,36 @@ def run_backtest(store: Store, tenant: TenantConfig, rule_sets: Sequence[tuple[s
     """Score the stored contacts at `moments` (by default `default_moments`) with each of `rule_sets`, named, and
     judge each by the conversions within `horizon` after each moment.
 
+    The store is read once, a chunk of contacts at a time, each chunk scored at every moment by every rule set
+    before the next is read: memory holds one chunk's activities, and the scores.
+
     :raises ValueError: when the store holds no dated conversion, or every moment is at or after the newest one
     """
-    population = read_population(store)
-    asked = list(moments) or default_moments(population.newest_outcome, horizon)
-    plan = plan_moments(asked, horizon, population.newest_outcome)
+    outcomes = store.outcomes()
+    newest = newest_conversion(outcomes.values())
+    plan = plan_moments(list(moments) or default_moments(newest, horizon), horizon, newest)
+    engines = [ColumnEngine(scoring) for _, scoring in rule_sets]
+    parts: list[list[list[ScoredMoment]]] = [[] for _ in rule_sets]  # rule set, chunk, moment
+    tally = Tally()
+    for chunk in store.scoring_chunks(all=True, priors=False, chunk_size=READ_CHUNK):
+        population = Population.of((contact, rows, outcomes.get(contact.id)) for contact, rows, _ in chunk)
+        tally += population.tally
+        for engine, scored in zip(engines, parts, strict=True):
+            scored.append(score_moments(engine, population, plan))
     results = []
-    for name, scoring in rule_sets:
-        scored = score_moments(scoring, population, plan)
-        quadrants = [quadrant.value for quadrant in Quadrant] if scoring.quadrant else []
-        targets = sorted({t.to for t in scoring.lifecycle.transitions}, key=lambda stage: stage.rank) if (
-            scoring.lifecycle) else []
-        statuses = [NO_STATUS, *(stage.value for stage in targets)] if targets else []
-        figures = backtest_figures(scored, [step.name for step in scoring.bands],
-                                   grades=[step.name for step in scoring.grades or ()], quadrants=quadrants,
-                                   statuses=statuses)
-        results.append(RuleSetResult(name, figures, tuple(scoring.axes)))
-    return Backtest(tenant.name, plan, tuple(results), (*population.notes(), *plan.notes))
+    for (name, scoring), scored in zip(rule_sets, parts, strict=True):
+        if not scored:
+            raise ValueError("the store holds no live contact to score")
+        by_moment = [concatenated([chunk[n] for chunk in scored]) for n in range(len(plan.at))]
+        results.append(RuleSetResult(name, _figures(scoring, by_moment), tuple(scoring.axes)))
+    return Backtest(tenant.name, plan, tuple(results), (*tally.notes(), *plan.notes))
+
+
+def _figures(scoring: ScoringConfig, scored: Sequence[ScoredMoment]) -> BacktestFigures:
+    quadrants = [quadrant.value for quadrant in Quadrant] if scoring.quadrant else []
+    targets = sorted({t.to for t in scoring.lifecycle.transitions}, key=lambda stage: stage.rank) if (
+        scoring.lifecycle) else []
+    statuses = [NO_STATUS, *(stage.value for stage in targets)] if targets else []
+    return backtest_figures(scored, [step.name for step in scoring.bands],
+                            grades=[step.name for step in scoring.grades or ()], quadrants=quadrants,
+                            statuses=statuses)

@@ -10,6 +10,7 @@ from file_tenant import file_tenant
 
 from leadpulse.core.config.tenant import TenantConfig
 from leadpulse.core.contract import Page
+from leadpulse.core.engine.columnar import ColumnEngine
 from leadpulse.core.engine.insight.asof import (
     Moments,
     Population,
@@ -67,7 +68,7 @@ def stored(tmp_path, contacts: list[Contact], activities: list[Activity], outcom
 
 
 def column_wise(config: ScoringConfig, population: Population, moments: Moments) -> list[ScoredMoment]:
-    return score_moments(config, population, moments)
+    return score_moments(ColumnEngine(config), population, moments)
 
 
 def by_contact(config: ScoringConfig, population: Population, moments: Moments) -> list[ScoredMoment]:
@@ -177,3 +178,19 @@ def test_column_wise_as_of_scoring_gives_what_the_per_contact_engine_gives_on_th
         assert {k: v.tolist() for k, v in one.axes.items()} == {k: v.tolist() for k, v in other.axes.items()}
         statuses |= set(one.status.tolist())
     assert {"mql", "sql"} <= statuses  # the lifecycle moved contacts up
+
+
+def test_a_store_read_in_small_chunks_gives_the_figures_of_one_read_whole(tmp_path, monkeypatch):
+    from leadpulse.core.cli.demo import EXPORT_TENANT_FILE
+    from leadpulse.core.config.files import load_tenant
+    from leadpulse.core.runtime import backtest
+    from leadpulse.core.runtime.pipeline import sync_tenant
+
+    tenant = load_tenant(EXPORT_TENANT_FILE)
+    sync_tenant(tenant, state_dir=tmp_path, dry_run=True)
+    with Store.open(tenant.store_path(tmp_path)) as store:
+        whole = run_backtest(store, tenant, [("current", tenant.scoring)])
+        monkeypatch.setattr(backtest, "READ_CHUNK", 7)
+        chunked = run_backtest(store, tenant, [("current", tenant.scoring)])
+    assert chunked.as_dict() == whole.as_dict()
+    assert whole.results[0].figures.pooled.contacts > 1000

@@ -27,12 +27,15 @@ import numpy.typing as npt
 
 from leadpulse.core.engine.columnar import ColumnEngine, Scores
 from leadpulse.core.engine.insight.metrics import Floats, ScoredMoment
-from leadpulse.core.engine.rules import LifecycleConfig, ScoringConfig
+from leadpulse.core.engine.rules import LifecycleConfig
 from leadpulse.core.engine.scoring import ActivityRow, Engine
 from leadpulse.core.model import Contact, Lifecycle, Outcome, utc
 from leadpulse.core.schedule import format_duration
 
-__all__ = ["NO_STATUS", "Moments", "Population", "plan_moments", "score_moments", "score_moments_by_contact", "spaced"]
+__all__ = [
+    "NO_STATUS", "Moments", "Population", "Tally", "newest_conversion", "plan_moments", "score_moments",
+    "score_moments_by_contact", "spaced",
+]
 
 #: the status column's value for a contact the rules had moved nowhere by the moment
 NO_STATUS = "none"
@@ -40,10 +43,38 @@ NO_STATUS = "none"
 _NEVER = np.inf
 
 
+@dataclass(frozen=True)
+class Tally:
+    """What a report must say of the contacts a backtest read: how many, how many had no creation time, and how
+    many converted without a date. Tallies of parts add up."""
+
+    contacts: int = 0
+    #: contacts stored without a creation time, counted from their first activity
+    undated_contacts: int = 0
+    #: contacts the store says converted without saying when: left out of every moment
+    undated_conversions: int = 0
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(self.contacts + other.contacts, self.undated_contacts + other.undated_contacts,
+                     self.undated_conversions + other.undated_conversions)
+
+    def notes(self) -> list[str]:
+        """What a report on these contacts should say of them, in words."""
+        told = ["fields are as last pulled, not as they stood at each moment: a field filled in after the fact "
+                "(from a sales call, an enrichment run) can make a score at an earlier moment look better than it was"]
+        if self.undated_contacts:
+            told.append(f"{self.undated_contacts} of {self.contacts} contacts have no creation time stored and count "
+                        "from their first activity: the CRM or export gave none, or they were stored by an older "
+                        "leadpulse (a full sync, `leadpulse sync --full`, fills it in where the CRM has it)")
+        if self.undated_conversions:
+            told.append(f"{self.undated_conversions} contacts converted without a stored date and are left out")
+        return told
+
+
 @dataclass(frozen=True, eq=False)
 class Population:
-    """What the store holds for a backtest, read once: each live contact with its activity rows, since when it
-    counts, and when it converted.
+    """Contacts a backtest scores (all the store holds, or a chunk of them): each live contact with its activity
+    rows, since when it counts, and when it converted.
 
     `since` and `converted_at` are Unix seconds, one per contact: from when the contact counts (-inf: always) and
     when it converted (+inf: not, as far as the store knows).
@@ -53,11 +84,8 @@ class Population:
     rows: Sequence[Sequence[ActivityRow]]
     since: Floats
     converted_at: Floats
-    #: contacts stored without a creation time, counted from their first activity
-    undated_contacts: int
-    #: contacts the store says converted without saying when: left out of every moment
-    undated_conversions: int
-    #: the newest conversion the store holds, if any
+    tally: Tally
+    #: the newest conversion among them, if any
     newest_outcome: datetime | None
 
     @classmethod
@@ -85,21 +113,14 @@ class Population:
             contacts.append(contact)
             rows.append(activity_rows)
             since.append(when)
-        return cls(contacts, rows, np.array(since, dtype=np.float64), np.array(converted, dtype=np.float64),
-                   undated_contacts, undated_conversions, utc(newest) if newest else None)
+        tally = Tally(len(contacts) + undated_conversions, undated_contacts, undated_conversions)
+        return cls(contacts, rows, np.array(since, dtype=np.float64), np.array(converted, dtype=np.float64), tally,
+                   utc(newest) if newest else None)
 
-    def notes(self) -> list[str]:
-        """What a report on this population should say of it, in words."""
-        told = ["fields are as last pulled, not as they stood at each moment: a field filled in after the fact "
-                "(from a sales call, an enrichment run) can make a score at an earlier moment look better than it was"]
-        if self.undated_contacts:
-            told.append(f"{self.undated_contacts} of {len(self.contacts) + self.undated_conversions} contacts have no "
-                        "creation time stored and count from their first activity: the CRM or export gave none, or "
-                        "they were stored by an older leadpulse (a full sync, `leadpulse sync --full`, fills it in "
-                        "where the CRM has it)")
-        if self.undated_conversions:
-            told.append(f"{self.undated_conversions} contacts converted without a stored date and are left out")
-        return told
+
+def newest_conversion(outcomes: Iterable[Outcome]) -> datetime | None:
+    """The newest dated conversion among `outcomes`, if any."""
+    return max((utc(o.converted_at) for o in outcomes if o.converted and o.converted_at is not None), default=None)
 
 
 def _first_activity(rows: Sequence[ActivityRow]) -> datetime | None:
@@ -177,7 +198,7 @@ def _day(moment: datetime) -> str:
         moment.strftime("%Y-%m-%d"))
 
 
-def score_moments(config: ScoringConfig, population: Population, moments: Moments) -> list[ScoredMoment]:
+def score_moments(engine: ColumnEngine, population: Population, moments: Moments) -> list[ScoredMoment]:
     """Every contact of `population` made by each moment, scored as it stood then, with its outcome: column by
     column (see `leadpulse.core.engine.columnar`), the activities matched once for every moment.
 
@@ -185,7 +206,7 @@ def score_moments(config: ScoringConfig, population: Population, moments: Moment
     as `Engine.decide_status` decides it for one (the transitions' gates, forward only unless the tenant allows
     demotion).
     """
-    engine = ColumnEngine(config)
+    config = engine.config
     by_id = {contact.id: rows for contact, rows in zip(population.contacts, population.rows, strict=True)}
     batch = engine.batch(population.contacts, by_id)
     statuses = _Statuses(config.lifecycle, [step.name for step in config.bands], len(population.contacts))

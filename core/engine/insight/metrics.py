@@ -41,6 +41,7 @@ __all__ = [
     "ScoredMoment",
     "auc",
     "backtest_figures",
+    "concatenated",
 ]
 
 Floats = npt.NDArray[np.float64]
@@ -139,6 +140,22 @@ class ScoredMoment:
             quadrant=np.array([row.quadrant or NO_NAME for row in rows], dtype=np.str_) if has_quadrant else None,
             status=np.array([row.status or NO_NAME for row in rows], dtype=np.str_) if has_status else None,
         )
+
+
+def concatenated(parts: Sequence[ScoredMoment]) -> ScoredMoment:
+    """The rows of `parts`, scored at one moment (in chunks of contacts), as one moment."""
+    first = parts[0]
+
+    def joined(column: str) -> Any:
+        found = [getattr(part, column) for part in parts]
+        return None if found[0] is None else np.concatenate(found)
+
+    return ScoredMoment(
+        at=first.at, total=joined("total"), band=joined("band"), converted=joined("converted"),
+        converted_before=joined("converted_before"),
+        axes={name: np.concatenate([part.axes[name] for part in parts]) for name in first.axes},
+        grade=joined("grade"), quadrant=joined("quadrant"), status=joined("status"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
