@@ -10,7 +10,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from leadpulse.core.engine.insight.metrics import ScoredContact, ScoredMoment, auc, backtest_figures
+from leadpulse.core.engine.insight.metrics import Category, ScoredContact, ScoredMoment, auc, backtest_figures
 
 LADDER = ["cold", "warm", "hot"]
 QUADRANTS = ["follow_up_now", "nurture", "qualify", "leave"]
@@ -196,7 +196,7 @@ def test_listed_quadrants_come_first_then_others_met_and_a_contact_without_one_i
 
 def test_columns_give_the_same_figures_as_rows():
     columns = ScoredMoment(
-        JAN, total=[2, 2, 5, 5, 5, 9, 12], band=["cold", "cold", "warm", "warm", "warm", "hot", "hot"],
+        JAN, total=[2, 2, 5, 5, 5, 9, 12], band=Category.of(["cold", "cold", "warm", "warm", "warm", "hot", "hot"]),
         converted=[False, True, False, True, False, True, True],
         converted_before=[False, False, False, False, False, False, True],
         axes={"fit": [1, 2, 3, 1, 4, 5, 6], "engagement": [1, 0, 2, 4, 1, 4, 6]},
@@ -238,16 +238,16 @@ def test_a_band_off_the_ladder_is_refused_naming_it():
 
 def test_columns_of_unequal_length_are_refused():
     with pytest.raises(ValueError, match="every column needs one value per contact"):
-        ScoredMoment(JAN, total=[1, 2], band=["cold"], converted=[True, False], converted_before=[False, False])
+        ScoredMoment(JAN, total=[1, 2], band=Category.of(["cold"]), converted=[True, False], converted_before=[False, False])
 
 
 def test_a_score_that_is_not_a_number_is_refused_naming_its_row():
     with pytest.raises(ValueError, match="total of row 1 is nan, expected a finite number"):
-        ScoredMoment(JAN, total=[1, float("nan")], band=["cold", "cold"], converted=[True, False],
+        ScoredMoment(JAN, total=[1, float("nan")], band=Category.of(["cold", "cold"]), converted=[True, False],
                      converted_before=[False, False])
 
 
 def test_moments_with_different_axes_are_refused():
-    single = ScoredMoment(APR, total=[1], band=["cold"], converted=[True], converted_before=[False])
+    single = ScoredMoment(APR, total=[1], band=Category.of(["cold"]), converted=[True], converted_before=[False])
     with pytest.raises(ValueError, match=r"expected the axes \['engagement', 'fit'\]"):
         backtest_figures([FIRST, single], LADDER)

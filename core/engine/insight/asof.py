@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from leadpulse.core.engine.columnar import ColumnEngine, Scores
-from leadpulse.core.engine.insight.metrics import Floats, ScoredMoment
+from leadpulse.core.engine.insight.metrics import Category, Floats, ScoredMoment
 from leadpulse.core.engine.rules import LifecycleConfig
 from leadpulse.core.engine.scoring import ActivityRow, Engine
 from leadpulse.core.model import Contact, Lifecycle, Outcome, utc
@@ -218,12 +218,12 @@ def score_moments(engine: ColumnEngine, population: Population, moments: Moments
         statuses.advance(scores, present)
         converted_at = population.converted_at[present]
         scored.append(ScoredMoment(
-            at=at, total=scores.total[present], band=scores.band[present],
+            at=at, total=scores.total[present], band=Category.of(scores.band[present]),
             converted=(converted_at > stamp) & (converted_at <= until), converted_before=converted_at <= stamp,
             axes={name: values[present] for name, values in scores.axes.items()},
-            grade=scores.grade[present] if scores.grade is not None else None,
-            quadrant=scores.quadrant[present] if scores.quadrant is not None else None,
-            status=statuses.names()[present] if config.lifecycle is not None else None,
+            grade=Category.of(scores.grade[present]) if scores.grade is not None else None,
+            quadrant=Category.of(scores.quadrant[present]) if scores.quadrant is not None else None,
+            status=statuses.category()[present] if config.lifecycle is not None else None,
         ))
     return scored
 
@@ -269,9 +269,8 @@ class _Statuses:
             moved &= target > self.rank
         self.rank[moved] = target[moved]
 
-    def names(self) -> npt.NDArray[np.str_]:
-        names = np.array([NO_STATUS, *(stage.value for stage in Lifecycle)], dtype=np.str_)
-        return names[self.rank + 1]
+    def category(self) -> Category:
+        return Category((self.rank + 1).astype(np.int16), (NO_STATUS, *(stage.value for stage in Lifecycle)))
 
 
 def score_moments_by_contact(engine: Engine, population: Population, moments: Moments) -> list[ScoredMoment]:
@@ -299,14 +298,14 @@ def score_moments_by_contact(engine: Engine, population: Population, moments: Mo
         scored.append(ScoredMoment(
             at=at,
             total=np.array([card.total for card in cards], dtype=np.float64),
-            band=np.array([card.band for card in cards], dtype=np.str_),
+            band=Category.of([card.band for card in cards]),
             converted=(converted_at > stamp) & (converted_at <= until),
             converted_before=converted_at <= stamp,
             axes={name: np.array([card.axes[name] for card in cards], dtype=np.float64) for name in axes},
-            grade=np.array([card.grade or "" for card in cards], dtype=np.str_) if engine.config.grades else None,
-            quadrant=(np.array([card.quadrant.value if card.quadrant else "" for card in cards], dtype=np.str_)
+            grade=Category.of([card.grade or "" for card in cards]) if engine.config.grades else None,
+            quadrant=(Category.of([card.quadrant.value if card.quadrant else "" for card in cards])
                       if engine.config.quadrant else None),
-            status=(np.array([_status_name(statuses[i]) for i in present], dtype=np.str_)
+            status=(Category.of([_status_name(statuses[i]) for i in present])
                     if lifecycle is not None else None),
         ))
     return scored

@@ -35,6 +35,7 @@ import orjson
 __all__ = [
     "BacktestFigures",
     "BandCalibration",
+    "Category",
     "GroupFigures",
     "MomentFigures",
     "ScoredContact",
@@ -46,11 +47,55 @@ __all__ = [
 
 Floats = npt.NDArray[np.float64]
 Flags = npt.NDArray[np.bool_]
-Names = npt.NDArray[np.str_]
 Codes = npt.NDArray[np.intp]
 
 #: a grade or quadrant column's value for a contact without one (a tenant scoring on a single axis has no quadrant)
 NO_NAME = ""
+
+
+@dataclass(frozen=True, eq=False)
+class Category:
+    """A column of names (bands, grades, quadrants, statuses) held as codes into `names`, its distinct names: two
+    bytes a row however long the names, so a backtest of millions of contact-moments stays small."""
+
+    codes: npt.NDArray[np.int16]
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, column: Category | npt.ArrayLike) -> Category:
+        """`column` as a category: a category as it is, a sequence or array of names coded."""
+        if isinstance(column, Category):
+            return column
+        names, codes = np.unique(np.asarray(column, dtype=np.str_), return_inverse=True)
+        return cls(codes.reshape(-1).astype(np.int16), tuple(str(name) for name in names))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.codes.shape
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, index: Any) -> Category:
+        return Category(self.codes[index], self.names)
+
+    def tolist(self) -> list[str]:
+        return [self.names[code] for code in self.codes.tolist()]
+
+    def met(self) -> list[str]:
+        """The names that occur, in alphabetical order."""
+        return sorted(self.names[code] for code in np.unique(self.codes).tolist())
+
+    def coded(self, listed: Sequence[str]) -> Codes:
+        """Each row as the position of its name in `listed`, -1 for a name `listed` lacks."""
+        table = np.array([listed.index(name) if name in listed else -1 for name in self.names] or [-1],
+                         dtype=np.intp)
+        return table[self.codes]
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[Category]) -> Category:
+        names = tuple(sorted({name for part in parts for name in part.names}))
+        return cls(np.concatenate([part.coded(names).astype(np.int16) for part in parts]), names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,31 +121,32 @@ class ScoredContact:
 class ScoredMoment:
     """The contacts scored at one moment of a backtest, as columns of equal length (one row per contact).
 
-    Columns given as sequences are turned into arrays. `grade`, `quadrant` and `status` are None when the rules give
-    none, and hold "" for a contact without one.
+    Columns given as sequences are turned into arrays, and the name columns into a `Category` (pass one to skip the
+    coding). `grade`, `quadrant` and `status` are None when the rules give none, and hold "" for a contact without
+    one.
 
     :raises ValueError: if the columns differ in length, or a total or an axis value is not a finite number
     """
 
     at: datetime
     total: Floats
-    band: Names
+    band: Category
     converted: Flags
     converted_before: Flags
     axes: Mapping[str, Floats] = field(default_factory=dict)
-    grade: Names | None = None
-    quadrant: Names | None = None
-    status: Names | None = None
+    grade: Category | None = None
+    quadrant: Category | None = None
+    status: Category | None = None
 
     def __post_init__(self) -> None:
         columns: dict[str, Any] = {
-            "total": np.asarray(self.total, dtype=np.float64), "band": np.asarray(self.band, dtype=np.str_),
+            "total": np.asarray(self.total, dtype=np.float64), "band": Category.of(self.band),
             "converted": np.asarray(self.converted, dtype=np.bool_),
             "converted_before": np.asarray(self.converted_before, dtype=np.bool_),
             "axes": {name: np.asarray(values, dtype=np.float64) for name, values in self.axes.items()},
-            "grade": None if self.grade is None else np.asarray(self.grade, dtype=np.str_),
-            "quadrant": None if self.quadrant is None else np.asarray(self.quadrant, dtype=np.str_),
-            "status": None if self.status is None else np.asarray(self.status, dtype=np.str_),
+            "grade": None if self.grade is None else Category.of(self.grade),
+            "quadrant": None if self.quadrant is None else Category.of(self.quadrant),
+            "status": None if self.status is None else Category.of(self.status),
         }
         for name, value in columns.items():
             object.__setattr__(self, name, value)
@@ -115,7 +161,7 @@ class ScoredMoment:
             raise ValueError(f"moment {self.at.isoformat()}: every column needs one value per contact, found "
                              f"shapes {', '.join(f'{name} {shape}' for name, shape in shapes.items())}")
         for name, column in named.items():
-            if column is not None and column.dtype == np.float64 and not np.isfinite(column).all():
+            if isinstance(column, np.ndarray) and column.dtype == np.float64 and not np.isfinite(column).all():
                 row = int(np.flatnonzero(~np.isfinite(column))[0])
                 raise ValueError(f"moment {self.at.isoformat()}: {name} of row {row} is {column[row]}, "
                                  "expected a finite number")
@@ -131,14 +177,14 @@ class ScoredMoment:
         return cls(
             at=at,
             total=np.array([row.total for row in rows], dtype=np.float64),
-            band=np.array([row.band for row in rows], dtype=np.str_),
+            band=Category.of([row.band for row in rows]),
             converted=np.array([row.converted for row in rows], dtype=np.bool_),
             converted_before=np.array([row.converted_before for row in rows], dtype=np.bool_),
             # a row without an axis the others have reads NaN, which the check refuses naming the row
             axes={name: np.array([row.axes.get(name, np.nan) for row in rows], dtype=np.float64) for name in axes},
-            grade=np.array([row.grade or NO_NAME for row in rows], dtype=np.str_) if has_grade else None,
-            quadrant=np.array([row.quadrant or NO_NAME for row in rows], dtype=np.str_) if has_quadrant else None,
-            status=np.array([row.status or NO_NAME for row in rows], dtype=np.str_) if has_status else None,
+            grade=Category.of([row.grade or NO_NAME for row in rows]) if has_grade else None,
+            quadrant=Category.of([row.quadrant or NO_NAME for row in rows]) if has_quadrant else None,
+            status=Category.of([row.status or NO_NAME for row in rows]) if has_status else None,
         )
 
 
@@ -147,14 +193,19 @@ def concatenated(parts: Sequence[ScoredMoment]) -> ScoredMoment:
     first = parts[0]
 
     def joined(column: str) -> Any:
-        found = [getattr(part, column) for part in parts]
-        return None if found[0] is None else np.concatenate(found)
+        return np.concatenate([getattr(part, column) for part in parts])
 
+    def names(column: str) -> Category | None:
+        found = [getattr(part, column) for part in parts]
+        return None if found[0] is None else Category.concatenate(found)
+
+    band = names("band")
+    assert band is not None
     return ScoredMoment(
-        at=first.at, total=joined("total"), band=joined("band"), converted=joined("converted"),
+        at=first.at, total=joined("total"), band=band, converted=joined("converted"),
         converted_before=joined("converted_before"),
         axes={name: np.concatenate([part.axes[name] for part in parts]) for name in first.axes},
-        grade=joined("grade"), quadrant=joined("quadrant"), status=joined("status"),
+        grade=names("grade"), quadrant=names("quadrant"), status=names("status"),
     )
 
 
@@ -298,15 +349,15 @@ class _Kept:
     total: Floats
     converted: Flags
     axes: Mapping[str, Floats]
-    band: Names
-    grade: Names
-    quadrant: Names
-    status: Names
+    band: Category
+    grade: Category
+    quadrant: Category
+    status: Category
 
     @classmethod
     def of(cls, moment: ScoredMoment) -> _Kept:
         keep = ~moment.converted_before
-        absent = np.full(int(keep.sum()), NO_NAME, dtype=np.str_)
+        absent = Category(np.zeros(int(keep.sum()), dtype=np.int16), (NO_NAME,))
         return cls(
             left_out=int(moment.converted_before.sum()), total=moment.total[keep], converted=moment.converted[keep],
             axes={name: values[keep] for name, values in moment.axes.items()}, band=moment.band[keep],
@@ -316,9 +367,9 @@ class _Kept:
         )
 
     def encoded(self, names: _Names) -> _Columns:
-        return _Columns(self.total, self.converted, self.axes, _codes(self.band, names.bands),
-                        _codes(self.grade, names.grades), _codes(self.quadrant, names.quadrants),
-                        _codes(self.status, names.statuses))
+        return _Columns(self.total, self.converted, self.axes, self.band.coded(names.bands),
+                        self.grade.coded(names.grades), self.quadrant.coded(names.quadrants),
+                        self.status.coded(names.statuses))
 
 
 @dataclass(frozen=True, eq=False)
@@ -343,22 +394,12 @@ class _Columns:
                    joined("status"))
 
 
-def _codes(column: Names, names: Sequence[str]) -> Codes:
-    # one comparison per name rather than np.unique: a sort of text columns costs several times more, and there
-    # are only a handful of bands, grades and quadrants
-    codes = np.full(column.size, -1, dtype=np.intp)
-    for position, name in enumerate(names):
-        codes[column == name] = position
-    return codes
-
-
-def _unlisted(column: Names, names: Sequence[str]) -> list[str]:
+def _unlisted(column: Category, names: Sequence[str]) -> list[str]:
     """The names in `column` that `names` does not list (the empty one aside), in alphabetical order."""
-    rest = column[~np.isin(column, [*names, NO_NAME])]
-    return [str(name) for name in np.unique(rest)]
+    return [name for name in column.met() if name not in names and name != NO_NAME]
 
 
-def _listed_then_met(listed: Sequence[str], columns: Iterable[Names]) -> tuple[str, ...]:
+def _listed_then_met(listed: Sequence[str], columns: Iterable[Category]) -> tuple[str, ...]:
     others = {name for column in columns for name in _unlisted(column, listed)}
     return (*listed, *sorted(others))
 
