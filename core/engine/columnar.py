@@ -5,30 +5,33 @@ engine (`leadpulse.core.engine.scoring.Engine`).
 per contact and each activity row matched against every rule (with the engine's own compiled conditions, so every
 rule has one meaning), times as integer microseconds. `ColumnEngine.score` then scores every contact of the batch
 at a moment with numpy, a loop per rule and none per contact or row: windows, expiry, follow-ups, distinct days and
-sessions, thresholds, caps, decay, inactivity, dates against the moment, axes, bands, grades, quadrants and
-lifecycle events.
+sessions, thresholds, caps, decay, inactivity, dates against the moment, axes, bands, grades, quadrants,
+lifecycle events, what bent each contribution (matched, cap, decay) and when time alone next changes each score
+(`valid_until`). `Scores.cards` turns the columns into the engine's own `ScoreCard`s, equal to its cards field by
+field.
 
 Agreement is to the bit, not merely to the cent: each rule's points are rounded as the engine rounds them, an
 axis adds its rules' points in the very order the engine adds them for that contact, and decay is summed in the
 engine's order. Where numpy's arithmetic can differ from Python's in the last bit (rounding at a tie, ``0.5 ** x``,
 a sum of many terms), see `leadpulse.core.engine.columnar_numeric`: the few values too close to call are worked out
 one by one as the engine does. No rule or contact falls back to the per-contact engine.
-
-What a `Scores` leaves out of a `ScoreCard`: `valid_until` and the contributions' explanations (matched, cap, full,
-age); ask the per-contact engine to explain one contact.
 """
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import NamedTuple
+from datetime import datetime, timedelta
+from itertools import repeat
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from leadpulse.core.engine.columnar_batch import (
+    EPOCH,
+    NEVER,
     Batch,
     BatchPlan,
     Matches,
@@ -47,34 +50,59 @@ from leadpulse.core.engine.rules import (
     ScoringConfig,
     Step,
 )
-from leadpulse.core.engine.scoring import ActivityRow, ScoreCard
+from leadpulse.core.engine.scoring import ActivityRow, Contribution, Engine, Quadrant, ScoreCard
 from leadpulse.core.model import Contact, utc
 
-__all__ = ["Batch", "CardSummary", "ColumnEngine", "Scores", "summarize"]
+__all__ = ["EXPIRY_SOURCES", "NEVER", "Batch", "ColumnEngine", "RuleFacts", "Scores"]
 
 Texts = npt.NDArray[np.str_]
 
+#: what each source of `ColumnEngine.expiries` stands for
+EXPIRY_SOURCES = {
+    "dates": "a date a fit rule reads crosses one of the rule's bounds",
+    "occurrences": "an activity an engagement rule matches is still to come",
+    "windows": "a counted occurrence leaves its rule's window",
+    "follow-ups": "a follow-up of a counted occurrence is still to come",
+    "decay": "decaying points are due a recheck",
+    "activities": "an activity an inactivity rule watches for is still to come",
+    "inactivity": "the time since the last activity reaches an inactivity rule's threshold",
+    "event dates": "a date a lifecycle transition's `when` reads crosses one of its bounds",
+    "events": "a lifecycle transition's event is still to come",
+    "event windows": "the latest of a lifecycle transition's events leaves the transition's window",
+}
 
-class CardSummary(NamedTuple):
-    """What a score card says, as plain values that compare exactly: the contributions as (rule id, axis, points,
-    occurrences) in rule order, the axes in the tenant's order, the quadrant as its text."""
 
-    contact_id: str
-    total: float
-    axes: tuple[tuple[str, float], ...]
-    band: str
-    grade: str | None
-    quadrant: str | None
-    contributions: tuple[tuple[str, str, float, int], ...]
-    events: frozenset[int]
+@dataclass(frozen=True)
+class RuleFacts:
+    """What a card tells of each rule, in the tenant's rule order: its id, axis and `Contribution.detail`; for an
+    engagement rule its ``max_points`` and half-life in days (None without); for a fit or inactivity rule, the one
+    contribution it leaves whenever it fires (None for an engagement rule)."""
 
+    ids: tuple[str, ...]
+    axes: tuple[str, ...]
+    details: tuple[str, ...]
+    caps: tuple[float | None, ...]
+    half_lives: tuple[float | None, ...]
+    fixed: tuple[Contribution | None, ...]
 
-def summarize(card: ScoreCard) -> CardSummary:
-    """A per-contact engine's card as a `CardSummary`."""
-    return CardSummary(
-        card.contact_id, card.total, tuple(card.axes.items()), card.band, card.grade,
-        card.quadrant.value if card.quadrant is not None else None,
-        tuple((c.rule_id, c.axis, c.points, c.occurrences) for c in card.contributions), frozenset(card.events))
+    @classmethod
+    def of(cls, config: ScoringConfig) -> RuleFacts:
+        ids, details = config.rule_ids(), Engine(config).details
+        axes = tuple(config.rule_axis(rule) for rule in config.rules)
+        caps: list[float | None] = []
+        half_lives: list[float | None] = []
+        fixed: list[Contribution | None] = []
+        for i, rule in enumerate(config.rules):
+            if isinstance(rule, EngagementRule):
+                caps.append(rule.max_points)
+                # as the engine keeps it: in seconds, then back in days
+                half_lives.append(rule.half_life_days * 86400.0 / 86400 if rule.half_life_days else None)
+                fixed.append(None)
+            else:
+                caps.append(None)
+                half_lives.append(None)
+                fixed.append(Contribution(ids[i], axes[i], rule.points, 1, details[i]))
+        return cls(ids, axes, details, tuple(caps), tuple(half_lives), tuple(fixed))
 
 
 @dataclass(frozen=True)
@@ -82,14 +110,18 @@ class Scores:
     """A batch scored at `as_of`: one row per contact, in the batch's order.
 
     `points`, `occurrences` and `fired` are contacts x rules (in the tenant's rule order): the points and count a
-    rule's contribution carries where it `fired` (left a contribution, possibly of 0 points), 0 elsewhere.
+    rule's contribution carries where it `fired` (left a contribution, possibly of 0 points), 0 elsewhere. So are
+    what bent an engagement rule's contribution, as `Contribution` tells it: `matched` where fewer counted (else
+    0), `capped` where its ``max_points`` bound, and where its points `decayed`, what they were worth undecayed
+    (`full`) and the age in days of the newest occurrence counted (`age_days`), 0 elsewhere.
     `events` is contacts x lifecycle transitions: whether the transition's conditions on fields and events hold.
+    `valid_until` is when time alone could next change each score, in microseconds since the epoch (`NEVER` for
+    never).
     """
 
     as_of: datetime
     contact_ids: tuple[str, ...]
-    rule_ids: tuple[str, ...]
-    rule_axes: tuple[str, ...]
+    rules: RuleFacts
     total: Floats
     axes: dict[str, Floats]
     band: Texts
@@ -99,18 +131,123 @@ class Scores:
     points: Floats
     occurrences: Ints
     fired: Bools
+    matched: Ints
+    capped: Bools
+    decayed: Bools
+    full: Floats
+    age_days: Floats
+    valid_until: Ints
 
-    def summary(self, i: int) -> CardSummary:
-        """Contact `i` as a `CardSummary`, to compare with the engine's card."""
-        contributions = tuple(
-            (self.rule_ids[r], self.rule_axes[r], float(self.points[i, r]), int(self.occurrences[i, r]))
-            for r in np.flatnonzero(self.fired[i]).tolist())
-        return CardSummary(
-            self.contact_ids[i], float(self.total[i]), tuple((name, float(values[i])) for name, values in
-                                                            self.axes.items()),
-            str(self.band[i]), str(self.grade[i]) if self.grade is not None else None,
-            str(self.quadrant[i]) if self.quadrant is not None else None, contributions,
-            frozenset(np.flatnonzero(self.events[i]).tolist()))
+    @property
+    def rule_ids(self) -> tuple[str, ...]:
+        return self.rules.ids
+
+    def cards(self) -> list[ScoreCard]:
+        """Every contact's `ScoreCard`, in the batch's order, each equal to the per-contact engine's."""
+        # Hundreds of thousands of new objects, none of which can be part of a cycle: the cyclic collector would
+        # run over and over while they are made (half the time it takes) and find nothing.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._cards(None)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def card(self, i: int) -> ScoreCard:
+        """Contact `i`'s `ScoreCard`, equal to the per-contact engine's."""
+        return self._cards(np.array([i], dtype=np.int64))[0]
+
+    def _cards(self, which: Ints | None) -> list[ScoreCard]:
+        def picked(values: npt.NDArray[Any]) -> list[Any]:
+            found: list[Any] = (values if which is None else values[which]).tolist()
+            return found
+
+        size = len(self.contact_ids) if which is None else len(which)
+        ids = list(self.contact_ids) if which is None else [self.contact_ids[i] for i in which.tolist()]
+        names = list(self.axes)
+        axes = [dict(zip(names, values, strict=True)) for values in zip(*(picked(self.axes[n]) for n in names),
+                                                                       strict=True)] if size else []
+        grades = picked(self.grade) if self.grade is not None else repeat(None, size)
+        quadrants = [_QUADRANTS[q] for q in picked(self.quadrant)] if self.quadrant is not None \
+            else repeat(None, size)
+        return list(map(ScoreCard, ids, repeat(self.as_of, size), picked(self.total), axes, picked(self.band),
+                        grades, quadrants, self._contributions(which), self._valid_until(which),
+                        self._events(which)))
+
+    def _contributions(self, which: Ints | None) -> list[tuple[Contribution, ...]]:
+        """Each contact's contributions in rule order (the order of the engine's cards), built rule by rule."""
+        fired = self.fired if which is None else self.fired[which]
+        who, rule = np.nonzero(fired)  # contact by contact, each in rule order
+        by_rule = np.argsort(rule, kind="stable")
+        bounds = np.searchsorted(rule[by_rule], np.arange(fired.shape[1] + 1)).tolist()
+        contacts = who if which is None else which[who]
+        made: list[Contribution] = []
+        for r in range(fired.shape[1]):
+            if bounds[r] < bounds[r + 1]:
+                made += self._rule_contributions(r, contacts[by_rule[bounds[r]:bounds[r + 1]]])
+        place = np.empty(len(by_rule), dtype=np.int64)
+        place[by_rule] = np.arange(len(by_rule))
+        flat = [made[k] for k in place.tolist()]
+        ends = np.cumsum(np.bincount(who, minlength=fired.shape[0])).tolist()
+        return [tuple(flat[start:end]) for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+
+    def _rule_contributions(self, r: int, contacts: Ints) -> list[Contribution]:
+        """Rule `r`'s contributions to `contacts` (where it fired)."""
+        facts = self.rules
+        fixed = facts.fixed[r]
+        if fixed is not None:
+            return [fixed] * len(contacts)
+        rule_id, axis, detail = facts.ids[r], facts.axes[r], facts.details[r]
+        points, counts = self.points[contacts, r].tolist(), self.occurrences[contacts, r].tolist()
+        # the usual contribution, nothing bent: one per value of (points, count)
+        usual: dict[tuple[float, int], Contribution] = {}
+        made = []
+        for key in zip(points, counts, strict=True):
+            found = usual.get(key)
+            if found is None:
+                found = usual[key] = Contribution(rule_id, axis, key[0], key[1], detail)
+            made.append(found)
+        bent = np.flatnonzero((self.matched[contacts, r] != 0) | self.capped[contacts, r] | self.decayed[contacts, r])
+        if len(bent):
+            at = contacts[bent]
+            matched, capped = self.matched[at, r].tolist(), self.capped[at, r].tolist()
+            decayed, full, age = self.decayed[at, r].tolist(), self.full[at, r].tolist(), self.age_days[at, r].tolist()
+            half_life = facts.half_lives[r]
+            for k, position in enumerate(bent.tolist()):
+                made[position] = Contribution(
+                    rule_id, axis, points[position], counts[position], detail, matched[k] or None,
+                    facts.caps[r] if capped[k] else None, full[k] if decayed[k] else None,
+                    age[k] if decayed[k] else None, half_life if decayed[k] else None)
+        return made
+
+    def _valid_until(self, which: Ints | None) -> list[datetime | None]:
+        values = (self.valid_until if which is None else self.valid_until[which]).tolist()
+        moments: dict[int, datetime | None] = {NEVER: None}
+        for value in set(values) - moments.keys():
+            moments[value] = EPOCH + timedelta(microseconds=value)
+        return [moments[value] for value in values]
+
+    def _events(self, which: Ints | None) -> list[frozenset[int]]:
+        held = self.events if which is None else self.events[which]
+        size, transitions = held.shape
+        if not held.any():
+            return [_NO_EVENTS] * size
+        if transitions > 62:
+            return [frozenset(np.flatnonzero(row).tolist()) for row in held]
+        codes = (held.astype(np.int64) << np.arange(transitions, dtype=np.int64)).sum(axis=1).tolist()
+        sets: dict[int, frozenset[int]] = {}
+        found = []
+        for code in codes:
+            events = sets.get(code)
+            if events is None:
+                events = sets[code] = frozenset(t for t in range(transitions) if code >> t & 1)
+            found.append(events)
+        return found
+
+
+_QUADRANTS = {quadrant.value: quadrant for quadrant in Quadrant}
+_NO_EVENTS: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -166,9 +303,10 @@ class ColumnEngine:
 
     def __init__(self, config: ScoringConfig) -> None:
         self.config = config
-        self.rule_ids = config.rule_ids()
+        self.rules = RuleFacts.of(config)
+        self.rule_ids = self.rules.ids
         self.axis_names = tuple(config.axes)
-        self.rule_axes = tuple(config.rule_axis(rule) for rule in config.rules)
+        self.rule_axes = self.rules.axes
         axis_of = {name: n for n, name in enumerate(self.axis_names)}
         rules = list(enumerate(config.rules))
         self._engagement = [_Engagement.of(rule, i, axis_of[self.rule_axes[i]]) for i, rule in rules
@@ -233,43 +371,75 @@ class ColumnEngine:
         """Every contact of `batch` scored at `as_of`, column by column; activities after `as_of` do not count."""
         as_of = utc(as_of)
         now = micros(as_of)
-        n, rules = batch.size, len(self.config.rules)
-        points = np.zeros((n, rules), dtype=np.float64)
-        occurrences = np.zeros((n, rules), dtype=np.int64)
-        fired = np.zeros((n, rules), dtype=np.bool_)
+        table = _Table(batch.size, len(self.config.rules))
         for rule, slot, _ in self._fit:
-            held = batch.conditions[slot].at(now)
-            fired[:, rule] = held
-            occurrences[:, rule] = held
-            points[:, rule] = np.where(held, self.config.rules[rule].points, 0.0)
+            table.put(rule, _Applied.fixed(batch.conditions[slot].at(now), self.config.rules[rule].points))
         for slot, spec in enumerate(self._engagement):
-            got, count, fires = _engagement_at(spec, batch.matches[slot], now, n)
-            points[:, spec.rule], occurrences[:, spec.rule], fired[:, spec.rule] = got, count, fires
-        for n_rule, rule in enumerate(self._inactivity):
-            applies = self._inactive(rule, batch.quiet[n_rule], now, n)
-            fired[:, rule] = applies
-            occurrences[:, rule] = applies
-            points[:, rule] = np.where(applies, self.config.rules[rule].points, 0.0)
-        axes = self._axes(batch, points)
-        total = np.zeros(n, dtype=np.float64)
+            table.put(spec.rule, _engagement_at(spec, batch.matches[slot], now, batch.size))
+        quiet = [self._inactive(rule, batch.quiet[n_rule], now, batch.size)
+                 for n_rule, rule in enumerate(self._inactivity)]
+        for rule, (applies, _, _) in zip(self._inactivity, quiet, strict=True):
+            table.put(rule, _Applied.fixed(applies, self.config.rules[rule].points))
+        axes = self._axes(batch, table.points)
+        total = np.zeros(batch.size, dtype=np.float64)
         for name, axis in self.config.axes.items():
             total = total + axes[name] * axis.weight
         total = round_half_up(total)
+        expiries = self._expiries(batch, now, table.points, quiet).values()
+        valid_until = np.minimum.reduce([*expiries, np.full(batch.size, NEVER, dtype=np.int64)])
         return Scores(
-            as_of, batch.contact_ids, self.rule_ids, self.rule_axes, total, axes, self._bands.place(total),
+            as_of, batch.contact_ids, self.rules, total, axes, self._bands.place(total),
             self._grades.place(axes[self.config.grade_axis]) if self._grades else None, self._quadrants(axes),
-            self._held_events(batch, now), points, occurrences, fired)
+            self._held_events(batch, now), table.points, table.occurrences, table.fired, table.matched,
+            table.capped, table.decayed, table.full, table.age_days, valid_until)
 
-    def _inactive(self, rule: int, quiet: Matches, now: int, n: int) -> Bools:
+    def expiries(self, batch: Batch, scores: Scores) -> dict[str, Ints]:
+        """When time alone could next change each contact's score at `scores.as_of` (`scores` being `batch`
+        scored), by source (see `EXPIRY_SOURCES`), in microseconds since the epoch, `NEVER` for never:
+        `Scores.valid_until` is the earliest of them."""
+        now = micros(scores.as_of)
+        quiet = [self._inactive(rule, batch.quiet[n_rule], now, batch.size)
+                 for n_rule, rule in enumerate(self._inactivity)]
+        return self._expiries(batch, now, scores.points, quiet)
+
+    def _expiries(self, batch: Batch, now: int, points: Floats, quiet: list[tuple[Bools, Ints, Ints]]
+                  ) -> dict[str, Ints]:
+        """`expiries`, given what `_inactive` found of each inactivity rule."""
+        n = batch.size
+        found = {source: np.full(n, NEVER, dtype=np.int64) for source in EXPIRY_SOURCES}
+        for _, slot, timed in self._fit:
+            if timed:
+                found["dates"] = np.minimum(found["dates"], _next_crossing(batch.crossings[slot], now))
+        recheck = self.config.decay_recheck // timedelta(microseconds=1)
+        for slot, spec in enumerate(self._engagement):
+            follower = self._plan.followers.get(slot)
+            moments = _engagement_expiries(spec, batch.matches[slot], batch.matches[follower] if follower is not None
+                                           else None, points[:, spec.rule], now, recheck)
+            for source, column in moments.items():
+                found[source] = np.minimum(found[source], column)
+        for _, upcoming, threshold in quiet:
+            found["activities"] = np.minimum(found["activities"], upcoming)
+            found["inactivity"] = np.minimum(found["inactivity"], threshold)
+        for source, column in self._lifecycle_expiries(batch, now).items():
+            found[source] = np.minimum(found[source], column)
+        return found
+
+    def _inactive(self, rule: int, quiet: Matches, now: int, n: int) -> tuple[Bools, Ints, Ints]:
+        """Whether the inactivity rule applies to each contact, and when time alone next changes that: at its next
+        activity, and (where it does not apply) when its quiet reaches the threshold."""
         config = self.config.rules[rule]
         assert isinstance(config, InactivityRule)
         every = np.bincount(quiet.owner, minlength=n)
         before = np.bincount(quiet.owner[quiet.at <= now], minlength=n)
-        seen = before > 0
+        starts = np.cumsum(every) - every
+        seen, ahead = before > 0, before < every
         last = np.zeros(n, dtype=np.int64)
-        last[seen] = quiet.at[(np.cumsum(every) - every)[seen] + before[seen] - 1]
-        quiet_long = (now - last) >= span_micros(config.inactive_days)
-        return np.where(seen, quiet_long, config.count_never_active)
+        last[seen] = quiet.at[starts[seen] + before[seen] - 1]
+        upcoming = np.full(n, NEVER, dtype=np.int64)
+        upcoming[ahead] = quiet.at[starts[ahead] + before[ahead]]
+        after = span_micros(config.inactive_days)
+        applies = np.where(seen, (now - last) >= after, config.count_never_active)
+        return applies, upcoming, np.where(seen & ~applies, last + after, NEVER)
 
     def _axes(self, batch: Batch, points: Floats) -> dict[str, Floats]:
         """Each axis: its rules' points added in the order the engine adds them (fit rules reading no date, fit
@@ -324,12 +494,71 @@ class ColumnEngine:
             held[:, t] = holds
         return held
 
+    def _lifecycle_expiries(self, batch: Batch, now: int) -> dict[str, Ints]:
+        """When time alone next changes whether a transition's conditions hold, as `Engine`'s events tell it: a
+        date its ``when`` reads crossing a bound, its event still to come, or the latest one leaving its window."""
+        found = {source: np.full(batch.size, NEVER, dtype=np.int64) for source in ("event dates", "events",
+                                                                                   "event windows")}
+        for (_, transition), (when_slot, after_slot) in zip(self._events, self._event_slots, strict=True):
+            if when_slot is not None:
+                found["event dates"] = np.minimum(found["event dates"],
+                                                  _next_crossing(batch.crossings[when_slot], now))
+            if after_slot is None:
+                continue
+            assert transition.after is not None
+            matches = batch.matches[after_slot]
+            later = matches.at > now
+            found["events"] = np.minimum(found["events"], _least(matches.owner[later], matches.at[later], batch.size))
+            if transition.after.within_days:
+                within = span_micros(transition.after.within_days)
+                recent = ~later & ((now - matches.at) < within)
+                latest = _latest(matches.owner[recent], matches.at[recent], batch.size)
+                found["event windows"] = np.minimum(found["event windows"],
+                                                    np.where(latest != _NONE, latest + within, NEVER))
+        return found
+
+
+class _Applied(NamedTuple):
+    """One rule's contribution to each contact, as columns (see `Scores`); what bent it, for an engagement rule."""
+
+    points: Floats
+    occurrences: Ints
+    fires: Bools
+    matched: Ints | None = None
+    capped: Bools | None = None
+    decayed: Bools | None = None
+    full: Floats | None = None
+    age_days: Floats | None = None
+
+    @classmethod
+    def fixed(cls, held: Bools, points: float) -> _Applied:
+        """A fit or inactivity rule: its points, once, where it holds."""
+        return cls(np.where(held, points, 0.0), held.astype(np.int64), held)
+
+
+class _Table:
+    """Contacts x rules columns, filled rule by rule."""
+
+    def __init__(self, size: int, rules: int) -> None:
+        # each rule's column kept together in memory (a transposed view of rules x contacts), as it is written
+        shape = (rules, size)
+        self.points, self.full, self.age_days = (np.zeros(shape, dtype=np.float64).T for _ in range(3))
+        self.occurrences, self.matched = np.zeros(shape, dtype=np.int64).T, np.zeros(shape, dtype=np.int64).T
+        self.fired, self.capped, self.decayed = (np.zeros(shape, dtype=np.bool_).T for _ in range(3))
+
+    def put(self, rule: int, applied: _Applied) -> None:
+        self.points[:, rule], self.occurrences[:, rule], self.fired[:, rule] = applied[:3]
+        for name, column in zip(_Applied._fields[3:], applied[3:], strict=True):
+            if column is not None:
+                getattr(self, name)[:, rule] = column
+
 
 # ---------------------------------------------------------------- one engagement rule at a moment
 
 
-def _engagement_at(spec: _Engagement, found: Matches, now: int, n: int) -> tuple[Floats, Ints, Bools]:
-    """One engagement rule's points, counted occurrences and whether it fired, per contact, at `now`."""
+def _engagement_at(spec: _Engagement, found: Matches, now: int, n: int) -> _Applied:
+    """One engagement rule's points, counted occurrences, whether it fired and what bent it, per contact, at
+    `now`."""
     owner, at = _counted(spec, found, now)
     matched = np.bincount(owner, minlength=n)
     starts = np.cumsum(matched) - matched
@@ -354,10 +583,66 @@ def _engagement_at(spec: _Engagement, found: Matches, now: int, n: int) -> tuple
         got = spec.points * final.astype(np.float64)
     else:
         got = spec.points * _decayed(spec, owner, at, rank, matched, starts, keep, now, n)
+    capped = None
     if spec.max_points is not None:
-        got = np.where(np.abs(got) > spec.max_points, np.where(got > 0, spec.max_points, -spec.max_points), got)
+        capped = fires & (np.abs(got) > spec.max_points)
+        got = np.where(capped, np.where(got > 0, spec.max_points, -spec.max_points), got)
     got = np.where(fires, round_half_up(got), 0.0)
-    return got, np.where(fires, final, 0), fires
+    final = np.where(fires, final, 0)
+    fewer = np.where(fires & (matched != final), matched, 0)
+    if spec.half_life is None:
+        return _Applied(got, final, fires, fewer, capped)
+    full = round_half_up(spec.points * final.astype(np.float64))
+    decayed = fires & (got != full) if capped is None else fires & ~capped & (got != full)
+    newest = np.zeros(n, dtype=np.int64)
+    newest[owner[rank == 0]] = at[rank == 0]
+    age_days = (now - newest).astype(np.float64) / 1e6 / 86400
+    return _Applied(got, final, fires, fewer, capped, decayed, np.where(decayed, full, 0.0),
+                    np.where(decayed, age_days, 0.0))
+
+
+def _engagement_expiries(spec: _Engagement, found: Matches, followers: Matches | None, points: Floats, now: int,
+                         recheck: int) -> dict[str, Ints]:
+    """When time alone next changes one engagement rule's contribution to each contact, as `Engine` tells it, by
+    source: a match still to come, a counted one leaving the window, a follow-up still to come (of a contact with
+    occurrences in the window), the recheck of points that decay."""
+    n = len(points)
+    later = found.at > now
+    found_at = {"occurrences": _least(found.owner[later], found.at[later], n)}
+    inside = ~later
+    if spec.horizon is not None:
+        inside &= found.at > now - spec.horizon
+        found_at["windows"] = _least(found.owner[inside], found.at[inside] + spec.horizon, n)
+    if followers is not None:
+        coming = followers.at > now
+        first = _least(followers.owner[coming], followers.at[coming], n)
+        found_at["follow-ups"] = np.where(np.bincount(found.owner[inside], minlength=n) > 0, first, NEVER)
+    if spec.half_life is not None:
+        found_at["decay"] = np.where(points != 0, now + recheck, NEVER)
+    return found_at
+
+
+def _next_crossing(crossings: Ints, now: int) -> Ints:
+    """Per contact, the first of its crossings after `now` (`NEVER` if none)."""
+    return np.where(crossings > now, crossings, NEVER).min(axis=1, initial=NEVER)  # type: ignore[no-any-return]
+
+
+#: no time at all, below every real one
+_NONE = np.iinfo(np.int64).min
+
+
+def _least(owner: Ints, moments: Ints, n: int) -> Ints:
+    """Per contact (0 .. n-1), the earliest of its `moments`, `NEVER` for one with none."""
+    found = np.full(n, NEVER, dtype=np.int64)
+    np.minimum.at(found, owner, moments)
+    return found
+
+
+def _latest(owner: Ints, moments: Ints, n: int) -> Ints:
+    """Per contact (0 .. n-1), the latest of its `moments`, `_NONE` for one with none."""
+    found = np.full(n, _NONE, dtype=np.int64)
+    np.maximum.at(found, owner, moments)
+    return found
 
 
 def _counted(spec: _Engagement, found: Matches, now: int) -> tuple[Ints, Ints]:

@@ -115,6 +115,9 @@ class Batch:
     #: contacts x engagement rules: the rules in the order each contact's rows first matched them (the order the
     #: engine adds their points in), the rules never matched last
     first_matched: Ints = field(repr=False)
+    #: per condition of the plan, contacts x its crossings: the moments at which a date it reads against the
+    #: moment scored crosses one of its bounds (`NEVER` where the contact has no such date)
+    crossings: tuple[Ints, ...] = field(default=(), repr=False)
 
     @property
     def size(self) -> int:
@@ -127,8 +130,14 @@ def build_batch(plan: BatchPlan, contacts: Sequence[Contact], rows: Mapping[str,
     for index, contact in enumerate(contacts):
         matcher.contact(index, rows.get(contact.id, ()))
     conditions = tuple(column_condition(condition, contacts) for condition in plan.conditions)
+    crossings = tuple(_crossings(condition, len(contacts)) for condition in conditions)
     return Batch(tuple(contact.id for contact in contacts), matcher.matches(), matcher.quiet(), conditions,
-                 np.array(matcher.first_matched, dtype=np.int64).reshape(len(contacts), plan.engagement))
+                 np.array(matcher.first_matched, dtype=np.int64).reshape(len(contacts), plan.engagement), crossings)
+
+
+def _crossings(condition: ColumnCondition, size: int) -> Ints:
+    columns = condition.crossings()
+    return np.stack(columns, axis=1) if columns else np.empty((size, 0), dtype=np.int64)
 
 
 _Slot = tuple[int, "Predicate | None", "Counting | None"]
@@ -256,6 +265,11 @@ class ColumnCondition:
     def at(self, now: int) -> Bools:
         raise NotImplementedError
 
+    def crossings(self) -> list[Ints]:
+        """Per date the condition reads against the moment, each contact's moments at which its answer may change
+        (`leadpulse.core.engine.conditions.crossings`), `NEVER` where the contact has no such date."""
+        return []
+
 
 @dataclass(frozen=True)
 class _Fixed(ColumnCondition):
@@ -279,6 +293,9 @@ class _Combined(ColumnCondition):
             held = combine(held, part.at(now))
         return held
 
+    def crossings(self) -> list[Ints]:
+        return [moments for part in self.parts for moments in part.crossings()]
+
 
 @dataclass(frozen=True)
 class _Negated(ColumnCondition):
@@ -286,6 +303,9 @@ class _Negated(ColumnCondition):
 
     def at(self, now: int) -> Bools:
         return ~self.inner.at(now)
+
+    def crossings(self) -> list[Ints]:
+        return self.inner.crossings()
 
 
 @dataclass(frozen=True)
@@ -312,6 +332,12 @@ class _Dated(ColumnCondition):
             else:
                 held &= days <= bound
         return held
+
+    def crossings(self) -> list[Ints]:
+        # as `conditions.crossings` places them: a microsecond past the date and past each bound from it
+        sign = -1 if self.forward else 1
+        moments = [self.when + 1, *(self.when + sign * span_micros(days) + 1 for days in self.bounds.values())]
+        return [np.where(self.dated, moment, NEVER) for moment in moments]
 
 
 def column_condition(condition: Any, contacts: Sequence[Contact]) -> ColumnCondition:

@@ -234,6 +234,11 @@ class Engine:
         """Band names from lowest to highest."""
         return list(self._bands.names)
 
+    @property
+    def details(self) -> tuple[str, ...]:
+        """Each rule's `Contribution.detail`, in rule order: its label, or its conditions in words."""
+        return tuple(rule.detail for rule in self._rules)
+
     def score(self, contact: Contact, activities: Sequence[Activity], as_of: datetime) -> ScoreCard:
         """Score `contact` at `as_of` from its `activities` (any order; those after `as_of` do not count yet)."""
         rows = [(a.contact_id, a.id, a.kind, a.occurred_at, a.vendor_type, a.attributes) for a in activities]

@@ -96,6 +96,8 @@ class _Generator:
             section["quadrant"] = {"fit": self.pick([0, 1, 2.5, 5]), "engagement": self.pick([0, 1, 3, 6])}
         if self.chance(0.6):
             section["lifecycle"] = self.lifecycle(section)
+        if self.chance(0.3):
+            section["decay_recheck"] = self.pick(["6h", "2d", 3600, "1w", "90m"])
         return section
 
     def axis(self) -> dict[str, Any]:
