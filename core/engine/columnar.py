@@ -166,8 +166,9 @@ class Scores:
         size = len(self.contact_ids) if which is None else len(which)
         ids = list(self.contact_ids) if which is None else [self.contact_ids[i] for i in which.tolist()]
         names = list(self.axes)
-        axes = [dict(zip(names, values, strict=True)) for values in zip(*(picked(self.axes[n]) for n in names),
-                                                                       strict=True)] if size else []
+        # the columns are of one length; checking it, zip would add a tenth to the time cards() takes
+        axes = [dict(zip(names, values, strict=False)) for values in zip(*(picked(self.axes[n]) for n in names),
+                                                                        strict=False)] if size else []
         grades = picked(self.grade) if self.grade is not None else repeat(None, size)
         quadrants = [_QUADRANTS[q] for q in picked(self.quadrant)] if self.quadrant is not None \
             else repeat(None, size)

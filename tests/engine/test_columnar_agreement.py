@@ -134,8 +134,10 @@ def bends(seed: int, folder: Path) -> Iterator[str]:
         for contact in found.contacts:
             for c in engine.score_rows(contact, found.rows[contact.id], moment).contributions:
                 if c.matched is not None:
-                    yield from (f"matched, {key}" for key in ("max_occurrences", "min_occurrences", "once", "count")
-                                if rules[c.rule_id].get(key, "occurrences") != "occurrences")
+                    rule = rules[c.rule_id]
+                    yield from (f"matched, {key}" for key in ("max_occurrences", "min_occurrences", "once") if key in rule)
+                    if rule.get("count") in ("days", "sessions"):
+                        yield "matched, count"
                 if c.cap is not None:
                     yield "cap"
                 if c.full is not None:
