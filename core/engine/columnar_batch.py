@@ -21,9 +21,12 @@ from leadpulse.core.engine.conditions import (
     Predicate,
     activity_row_getter,
     as_moment,
+    attribute_key,
     compile_condition,
+    contact_field_key,
     contact_getter,
     is_timed,
+    keyed_test,
 )
 from leadpulse.core.engine.rules import AllOf, AnyOf, Counting, Leaf, NotOf
 from leadpulse.core.engine.scoring import SESSION, ActivityRow, activity_attributes
@@ -54,19 +57,25 @@ def span_micros(days: float) -> int:
 @dataclass(frozen=True)
 class RowTest:
     """What an activity row is matched against (an engagement rule, a follow-up, a lifecycle event): its kinds or
-    vendor types, and its ``where`` compiled as the engine compiles it. `occasions` keeps each match's day
-    (``days``) or session (``sessions``; the day of one without a session), for a rule counting those."""
+    vendor types, and its ``where`` compiled as the engine compiles it: with a `key`, a test of that attribute's
+    value (a ``where`` reading one attribute); without, of ``(row, attributes)``. `occasions` keeps each match's
+    day (``days``) or session (``sessions``; the day of one without a session), for a rule counting those."""
 
     kinds: frozenset[str]
     vendor_types: frozenset[str]
     where: Predicate | None
     occasions: Counting | None = None
+    key: str | None = None
 
     @classmethod
     def of(cls, kinds: Sequence[str], vendor_types: Sequence[str], where: Any,
            occasions: Counting | None = None) -> RowTest:
-        test = compile_condition(where, activity_row_getter) if where is not None else None
-        return cls(frozenset(kinds), frozenset(vendor_types), test, occasions)
+        if where is None:
+            return cls(frozenset(kinds), frozenset(vendor_types), None, occasions)
+        keyed = keyed_test(where, attribute_key)
+        if keyed is not None:
+            return cls(frozenset(kinds), frozenset(vendor_types), keyed[1], occasions, keyed[0])
+        return cls(frozenset(kinds), frozenset(vendor_types), compile_condition(where, activity_row_getter), occasions)
 
 
 @dataclass(frozen=True)
@@ -140,7 +149,10 @@ def _crossings(condition: ColumnCondition, size: int) -> Ints:
     return np.stack(columns, axis=1) if columns else np.empty((size, 0), dtype=np.int64)
 
 
-_Slot = tuple[int, "Predicate | None", "Counting | None"]
+#: a row test as a plan lists it: (slot, attribute key, test, occasions), see `RowTest`
+_Slot = tuple[int, "str | None", "Predicate | None", "Counting | None"]
+#: a kind and vendor type not yet planned for
+_UNPLANNED: Any = object()
 
 
 class _RowMatcher:
@@ -168,15 +180,18 @@ class _RowMatcher:
             by_kind = [n for n, test in enumerate(tests) if kind in test.kinds]
             by_vendor = [n for n, test in enumerate(tests) if kind not in test.kinds and vendor_type is not None
                          and vendor_type in test.vendor_types]
-            slots = [(n, tests[n].where, tests[n].occasions) for n in [*by_kind, *by_vendor]]
+            slots = [(n, tests[n].key, tests[n].where, tests[n].occasions) for n in [*by_kind, *by_vendor]]
             quiet = [n for n, kinds in enumerate(self.plan.inactivity) if kinds is None or kind in kinds]
             self._plans[key] = (slots, quiet) if slots or quiet else None
         return self._plans[key]
 
     def contact(self, index: int, rows: Sequence[ActivityRow]) -> None:
         found: dict[int, list[tuple[int, int]]] = {}
+        plans = self._plans
         for row in rows:
-            plan = self._plan(row[2], row[4])
+            plan = plans.get((row[2], row[4]), _UNPLANNED)
+            if plan is _UNPLANNED:
+                plan = self._plan(row[2], row[4])
             if plan is None:
                 continue
             at: Any = row[3]
@@ -184,11 +199,12 @@ class _RowMatcher:
                 at = datetime.fromisoformat(at)
             when = (at - EPOCH) // _MICRO
             attributes = None
-            for slot, where, occasions in plan[0]:
+            for slot, key, where, occasions in plan[0]:
                 if where is not None or occasions is Counting.SESSIONS:
                     if attributes is None:
                         attributes = activity_attributes(row[5])
-                    if where is not None and not where((row, attributes)):
+                    if where is not None and not (where(attributes.get(key)) if key is not None
+                                                  else where((row, attributes))):
                         continue
                 key = self._occasion(at, attributes if occasions is Counting.SESSIONS else None) if occasions else 0
                 hits = found.get(slot)
@@ -344,8 +360,12 @@ def column_condition(condition: Any, contacts: Sequence[Contact]) -> ColumnCondi
     """`condition` over `contacts`: the parts that do not read a date against the moment, tested once per contact
     with the engine's compiled predicate; ``age`` and ``ahead`` leaves as each contact's date."""
     if not is_timed(condition):
+        keyed = keyed_test(condition, contact_field_key)
+        if keyed is not None:  # one of the contact's fields, read as the engine reads it
+            key, test = keyed
+            return _Fixed(np.array([bool(test(contact.fields.get(key))) for contact in contacts], dtype=np.bool_))
         test = compile_condition(condition, contact_getter)
-        return _Fixed(np.fromiter((bool(test(contact)) for contact in contacts), dtype=np.bool_, count=len(contacts)))
+        return _Fixed(np.array([bool(test(contact)) for contact in contacts], dtype=np.bool_))
     if isinstance(condition, AllOf | AnyOf):
         children = condition.all if isinstance(condition, AllOf) else condition.any
         return _Combined(tuple(column_condition(child, contacts) for child in children), isinstance(condition, AllOf))
