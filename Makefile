@@ -12,8 +12,9 @@ TYPECHECK := build/typecheck/leadpulse
 demo: $(VENV)/.installed
 	$(VENV)/bin/leadpulse demo
 
+# a worker a core (CI has two: measured, more workers than cores is slower); loadgroup keeps the tests marked with one xdist_group on one worker
 test: $(VENV)/.installed
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n auto --dist loadgroup
 
 lint: $(VENV)/.linters
 	$(VENV)/bin/ruff check .
