@@ -384,7 +384,7 @@ def print_next_steps(folder: DemoFolder, leads: Sequence[OpenLead], data: str) -
     contact = leads[0].score.contact_id if leads else "CONTACT"
     kept = f"tenant file, store and {data}"
     console.print(f"The demo's {kept} are in {shown(folder.path)} (the next demo clears it). Look closer:",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)  # a long path is not cut across lines, so it can be copied
     for command in (f"explain {contact}", f"history {contact}", "status"):
         console.print(f"  {program()} {command} {where}", highlight=False, soft_wrap=True)
 
