@@ -14,6 +14,7 @@ from leadpulse.core.cli.demo import demo
 from leadpulse.core.cli.insight import backtest
 from leadpulse.core.cli.offline import check, compare, explain, history, score
 from leadpulse.core.cli.ops import daemon_command, deploy_group, status_command
+from leadpulse.core.cli.report import report
 from leadpulse.core.cli.sync import sync, validate
 from leadpulse.core.errors import LeadpulseError
 
@@ -36,5 +37,5 @@ def main() -> None:
 
 
 for _command in (validate, sync, score, explain, history, compare, backtest, check, demo, daemon_command,
-                 status_command, deploy_group):
+                 status_command, deploy_group, report):
     main.add_command(_command)
