@@ -113,7 +113,7 @@ def _bands_section(figures: Report) -> Section:
     tested = figures.backtested
     if tested is None:
         return Section("Bands", (now,), (f"band shares over time left out: {figures.missing}",), (_draw_bands,))
-    names = [b.name for b in figures.bands_now if any(b.name == m.name for m in tested.bands_over_time[0].bands)]
+    names = [b.name for b in tested.bands_over_time[0].bands]  # the ladder, lowest first
     rows = tuple((moment.at.date().isoformat(), str(sum(b.contacts for b in moment.bands)),
                   *(_share(next((b.share for b in moment.bands if b.name == name), None)) for name in names))
                  for moment in tested.bands_over_time)
