@@ -1,4 +1,4 @@
-"""The insight commands, which read a tenant's store and call no CRM: ``backtest``."""
+"""The insight commands, which read a tenant's store and call no CRM: ``backtest`` and ``suggest``."""
 
 from __future__ import annotations
 
@@ -164,3 +164,49 @@ def _share(value: float | None) -> str:
 def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
+
+
+@click.command()
+@tenant_option
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the proposed tenant file here (default: print it).")
+@click.option("--horizon", default=format_duration(DEFAULT_HORIZON), show_default=True, callback=_span,
+              metavar="DURATION", help="How long after each moment a conversion counts.")
+@config_dir_option
+@state_dir_option
+def suggest(tenant_name: str | None, out: Path | None, horizon: timedelta, config_dir: Path, state_dir: Path) -> None:
+    """Learn from the stored outcomes which criteria predicted conversion, and propose them as a tenant file:
+    integer points on readable conditions, bands at shares of the contacts, the tenant's connection, write-back and
+    lifecycle kept.
+
+    Trains on the earlier of twelve monthly moments and judges on the later ones, beside the current rules and a
+    model with no readability constraint. Try the proposal with `leadpulse backtest --rules FILE` and `compare`.
+    """
+    from leadpulse.core.runtime.suggestion import suggest as learn  # scikit-learn only when asked for
+
+    tenant = load_named(config_dir, tenant_name)
+    with open_store(tenant, state_dir) as store:
+        try:
+            found = learn(store, tenant, horizon=horizon)
+        except ValueError as exc:
+            raise click.ClickException(f"tenant {tenant.name!r}: {exc}") from None
+    split = found.split
+    console.print(f"{literal(tenant.name)}: trained on {len(split.train)} moments ({split.train[0].date()} to "
+                  f"{split.train[-1].date()}: {found.contacts} contact-moments, {found.conversions} conversions), "
+                  f"judged on {len(split.judge)} ({split.judge[0].date()} to {split.judge[-1].date()})")
+    if found.document is None:
+        for note in found.notes:
+            say("yellow", "note", note)
+        return
+    console.print(data_table(("rule", "points"), found.rules, title="proposed rules"))
+    console.print(data_table(
+        ("scoring", "AUC", "top band: of conversions", "top band: of contacts"),
+        [(j.name, _number(j.auc), _share(j.top_capture), _share(j.top_share)) for j in found.judged],
+        title="on the judged moments"))
+    for note in found.notes:
+        say("yellow", "note", note)
+    if out is None:
+        click.echo(found.yaml())
+    else:
+        out.write_text(found.yaml())
+        say("green", "wrote", f"{out}: try it with `leadpulse backtest --tenant {tenant.name} --rules {out}`")

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from leadpulse.core.cli.demo import demo
-from leadpulse.core.cli.insight import backtest
+from leadpulse.core.cli.insight import backtest, suggest
 from leadpulse.core.cli.offline import check, compare, explain, history, score
 from leadpulse.core.cli.ops import daemon_command, deploy_group, status_command
 from leadpulse.core.cli.report import report
@@ -36,6 +36,6 @@ def main() -> None:
     """leadpulse scores CRM contacts with each tenant's rules and writes scores, statuses and tasks back."""
 
 
-for _command in (validate, sync, score, explain, history, compare, backtest, check, demo, daemon_command,
+for _command in (validate, sync, score, explain, history, compare, backtest, suggest, check, demo, daemon_command,
                  status_command, deploy_group, report):
     main.add_command(_command)
