@@ -14,7 +14,9 @@ backtest, not the sync) into a temporary store through the connector, with the d
   (`leadpulse.sandbox.truth`, which the product never reads), the best any score could do on this data.
 
 It prints the pooled AUC of the rules and of the truth, the top band's share of contacts and of conversions, the
-backtest's peak RSS (run in a process of its own), and last ``backtest/rescore ratio: X``.
+backtest's peak RSS (run in a process of its own) and ``backtest/rescore ratio: X``; then runs `leadpulse suggest`
+on the store and prints, on its judged (held-out) moments, ``auc current``, ``auc suggested``, ``auc reference``
+(gradient boosting on the same criteria), ``auc truth`` and ``top-band capture suggested``.
 """
 
 from __future__ import annotations
@@ -26,15 +28,18 @@ import resource
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from leadpulse.core.cli.demo import DEMO_TENANT_FILE, TOKEN_VARIABLE, sandbox_tenant
 from leadpulse.core.clock import ScaledClock
 from leadpulse.core.config.tenant import TenantConfig
+from leadpulse.core.engine.insight.asof import Moments, Population
 from leadpulse.core.engine.insight.metrics import auc
 from leadpulse.core.runtime.backtest import DEFAULT_HORIZON, Backtest, read_population, run_backtest
 from leadpulse.core.runtime.pipeline import rescore_tenant, sync_tenant
+from leadpulse.core.runtime.suggestion import Suggestion, suggest
 from leadpulse.core.store.store import Store
 from leadpulse.sandbox import Sandbox
 from leadpulse.sandbox.truth import GroundTruth
@@ -68,6 +73,9 @@ def main() -> None:
             result, backtest, backtest_mb = pool.apply(_timed_backtest, (tenant, state_dir))
         with Store.open(tenant.store_path(state_dir)) as store:
             population = read_population(store)
+            started = time.perf_counter()
+            found = suggest(store, tenant, horizon=DEFAULT_HORIZON)
+            suggesting = time.perf_counter() - started
 
     figures = result.results[0].figures
     pooled = figures.pooled
@@ -85,6 +93,34 @@ def main() -> None:
     print(f"peak RSS: backtest {backtest_mb:.0f} MB (its own process); sandbox, sync and rescore "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     print(f"backtest/rescore ratio: {backtest / rescore:.2f}")
+    _print_suggestion(found, population, truth, index_of, suggesting)
+
+
+def _print_suggestion(found: Suggestion, population: Population, truth: GroundTruth, index_of: Any,
+                      seconds: float) -> None:
+    """`leadpulse suggest`'s figures on its judged moments, beside the truth's on the same contact-moments."""
+    split = found.split
+    print(f"suggest: trained on {len(split.train)} moments ({found.conversions} conversions in {found.contacts} "
+          f"contact-moments), judged on {len(split.judge)} ({split.judge[0].date()} to {split.judge[-1].date()}), "
+          f"in {seconds:.1f} s")
+    if found.document is None:
+        print("suggest proposed nothing: " + " ".join(found.notes))
+        return
+    print(f"proposed rules ({len(found.rules)}): " + "; ".join(f"{label} {p:+d}" for label, p in found.rules))
+    judged = {j.name.split(" ")[0]: j for j in found.judged}
+    held_out = Moments(split.judge, tuple(DEFAULT_HORIZON for _ in split.judge), DEFAULT_HORIZON, ())
+    chances, converted = _truth_columns(population, held_out, truth, index_of)
+    print("on the judged moments:")
+    for name, label in (("current", "current"), ("proposal", "suggested"), ("reference", "reference")):
+        print(f"auc {label}: {_auc(judged[name].auc)}")
+    print(f"auc truth: {_auc(auc(chances, converted))}")
+    print(f"top-band capture suggested: {_share(judged['proposal'].top_capture)} of conversions in "
+          f"{_share(judged['proposal'].top_share)} of contacts (current: {_share(judged['current'].top_capture)} in "
+          f"{_share(judged['current'].top_share)})")
+
+
+def _auc(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _timed_backtest(tenant: TenantConfig, state_dir: Path) -> tuple[Backtest, float, float]:
