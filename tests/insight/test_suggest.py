@@ -40,7 +40,7 @@ scoring:
 
 def generate(folder: Path, contacts: int, seed: int = 7) -> None:
     """Contacts made over the last 480 days, whose daily chance of converting is 0.05% times 6 in Software, times
-    8 in the 30 days after a form; page views, email opens, country and size are noise."""
+    8 in the 90 days after a form; page views, email opens, country, size and title are noise."""
     rng = np.random.default_rng(seed)
     start = END - timedelta(days=DAYS)
     made = rng.integers(0, DAYS - 30, contacts)
@@ -52,7 +52,7 @@ def generate(folder: Path, contacts: int, seed: int = 7) -> None:
         forms = np.sort(rng.choice(np.arange(made[i], DAYS), size=rng.poisson(2) + 0, replace=True))
         recent = np.zeros(DAYS, dtype=bool)
         for form in forms:
-            recent[form + 1:form + 31] = True  # the days after a form, within 30 days of it
+            recent[form + 1:form + 91] = True  # the days after a form, within 90 days of it
         hazard = 0.0005 * (6 if software[i] else 1) * np.where(recent, 8, 1) * (day >= made[i])
         hits = np.flatnonzero(rng.random(DAYS) < hazard)
         converted = int(hits[0]) if hits.size else None

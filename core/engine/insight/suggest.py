@@ -1,9 +1,9 @@
 """Learned rules a person can read: which criteria predicted conversion in the stored outcomes, as integer points.
 
 Every criterion the learner may pick is a rule of the scoring language already (a `Candidate`): each of the current
-rules as it fires, a value or a range of each mapped field, and each activity kind at least once (or three times)
-within a window. Scored with the column-wise engine, the candidates' `fired` columns are the features, so what the
-learner picks is a rule whose meaning the engine already has, and the proposal is an ordinary tenant file.
+rules as it fires, a value or a range of each mapped field, and each activity kind at least once (or several
+times) within a window. Scored with the column-wise engine, the candidates' `fired` columns are the features, so
+what the learner picks is a rule whose meaning the engine already has, and the proposal is an ordinary tenant file.
 
 The learner is an L1-penalised logistic regression: the penalty keeps a handful of criteria, not hundreds (the
 sparsest model on the penalty path that ranks the latest training moment within one standard error of the best
@@ -57,6 +57,10 @@ MAX_POINTS = 20
 MAX_RULES = 24
 #: the activity windows a criterion may count within, in days
 WINDOWS = (7, 30, 90)
+#: (how many, within how many days) an activity kind may be counted to, beyond at least once
+SEVERAL = ((3, 30), (3, 90), (10, 90))
+#: the quantiles a number field is cut at
+CUTS = (0.2, 0.4, 0.6, 0.8)
 #: how many values of a text field become criteria, the commonest first, each held by at least `MIN_SHARE`
 TOP_VALUES = 8
 MIN_SHARE = 0.01
@@ -103,8 +107,8 @@ def split_moments(moments: Sequence[datetime], horizon: timedelta, judged_share:
 def candidates(current: ScoringConfig, fields: Sequence[str], contacts: Sequence[Contact],
                kinds: Sequence[ActivityKind]) -> list[Candidate]:
     """Every criterion the learner may pick: the current rules as they fire, the mapped `fields`' common values
-    (text) or quartile ranges (numbers) among `contacts`, and each of `kinds` at least once, and three times, within
-    each window."""
+    (text) or quintile ranges (numbers) among `contacts`, and each of `kinds` at least once within each of
+    `WINDOWS` and `SEVERAL` times."""
     found = [_current(rule, rule_id, current) for rule, rule_id in zip(current.rules, current.rule_ids(), strict=True)]
     for name in fields:
         found += _field_candidates(name, [contact.fields.get(name) for contact in contacts])
@@ -113,8 +117,11 @@ def candidates(current: ScoringConfig, fields: Sequence[str], contacts: Sequence
             words = f"{_kind_words(kind)} in the last {days} days"
             found.append(Candidate(f"{kind.value}-{days}d", "engagement", words,
                                    {"activity": kind.value, "within_days": days, "once": True}))
-        found.append(Candidate(f"{kind.value}-3x-30d", "engagement", f"3 or more {_kind_words(kind)}s in 30 days",
-                               {"activity": kind.value, "within_days": 30, "min_occurrences": 3, "once": True}))
+        for least, days in SEVERAL:
+            found.append(Candidate(f"{kind.value}-{least}x-{days}d", "engagement",
+                                   f"{least} or more {_kind_words(kind)}s in {days} days",
+                                   {"activity": kind.value, "within_days": days, "min_occurrences": least,
+                                    "once": True}))
     return found
 
 
@@ -246,7 +253,7 @@ def _field_candidates(name: str, values: Sequence[Any]) -> list[Candidate]:
     numbers = [_number(value) for value in present]
     if sum(number is not None for number in numbers) >= 0.9 * len(present):
         known = np.array([number for number in numbers if number is not None], dtype=np.float64)
-        edges = sorted({float(edge) for edge in np.quantile(known, [0.25, 0.5, 0.75])})
+        edges = sorted({float(edge) for edge in np.quantile(known, CUTS)})
         bounds = [None, *edges, None]
         found = []
         for low, high in pairwise(bounds):
