@@ -78,3 +78,13 @@ def readyz(daemon: Any) -> tuple[int, dict[str, Any]]:
             return answer.status, json.loads(answer.read())
     except urllib.error.HTTPError as refused:
         return refused.code, json.loads(refused.read())
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    """`leadpulse ARGS`, its exit code and output (an unexpected exception is raised, not caught)."""
+    from click.testing import CliRunner
+
+    from leadpulse.core.cli.main import main
+
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.output

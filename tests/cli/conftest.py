@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from file_tenant import contact, file_tenant, page_view
+from support import invoke
 
 from leadpulse.core.cli.main import main
 from leadpulse.core.cli.tenants import CONFIG_DIR_ENV, STATE_DIR_ENV
@@ -22,4 +23,14 @@ def synced_acme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(CONFIG_DIR_ENV, str(folder))
     monkeypatch.setenv(STATE_DIR_ENV, str(tmp_path / "state"))
     assert CliRunner().invoke(main, ["sync"], catch_exceptions=False).exit_code == 0
+    return folder
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample export synced into a store by the demo, once a module: 400 contacts, 101 of whom converted, 65
+    tasks."""
+    folder = tmp_path_factory.mktemp("sample") / "demo"
+    code, output = invoke("demo", "--from-export", "--folder", str(folder))
+    assert code == 0, output
     return folder

@@ -9,26 +9,13 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from support import invoke
 
 from leadpulse.core.cli.main import main
 
 
-def run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    return result.exit_code, result.output
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The sample export synced into a store by the demo: 400 contacts, 101 of whom converted."""
-    folder = tmp_path_factory.mktemp("backtest") / "demo"
-    code, output = run("demo", "--from-export", "--folder", str(folder))
-    assert code == 0, output
-    return folder
-
-
 def backtest(demo: Path, *args: str) -> tuple[int, str]:
-    return run("backtest", "--config-dir", str(demo / "config"), "--state-dir", str(demo / "state"), *args)
+    return invoke("backtest", "--config-dir", str(demo / "config"), "--state-dir", str(demo / "state"), *args)
 
 
 def test_the_table_pools_the_moments_and_says_what_the_figures_cannot(demo):

@@ -12,9 +12,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from support import invoke
 
-from leadpulse.core.cli.main import main
 from leadpulse.core.cli.report import inline_svg
 from leadpulse.core.cli.tenants import load_named
 from leadpulse.core.runtime.report import Report, gather_report
@@ -24,22 +23,9 @@ SECTIONS = ("Bands", "Scores", "Conversion by band", "Cumulative gains", "Rules"
             "Hand-off")
 
 
-def run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    return result.exit_code, result.output
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The sample export synced into a store by the demo: 400 contacts, 101 of whom converted, 65 tasks."""
-    folder = tmp_path_factory.mktemp("report") / "demo"
-    code, output = run("demo", "--from-export", "--folder", str(folder))
-    assert code == 0, output
-    return folder
-
 
 def report(demo: Path, *args: str) -> tuple[int, str]:
-    return run("report", "--config-dir", str(demo / "config"), "--state-dir", str(demo / "state"), *args)
+    return invoke("report", "--config-dir", str(demo / "config"), "--state-dir", str(demo / "state"), *args)
 
 
 def gathered(demo: Path) -> Report:
@@ -126,12 +112,12 @@ def test_the_hand_off_waits_from_the_run_that_queued_the_task_to_the_next_call(d
         handed = gather_report(store, tenant).hand_off
     assert (handed.tasks, handed.followed_up, handed.waiting) == (65, 1, 64)
     assert handed.median_wait == handed.p90_wait == timedelta(hours=5)
-    code, output = run("report", "--config-dir", str(demo / "config"), "--state-dir", str(state))
+    code, output = invoke("report", "--config-dir", str(demo / "config"), "--state-dir", str(state))
     assert code == 0 and "5.0 h" in output
 
 
 def test_a_store_without_outcomes_reports_what_it_can_and_says_why_the_rest_is_missing(synced_acme, tmp_path):
-    code, output = run("report")
+    code, output = invoke("report")
     assert code == 0, output
     for heading in SECTIONS:
         assert heading in output
@@ -139,7 +125,7 @@ def test_a_store_without_outcomes_reports_what_it_can_and_says_why_the_rest_is_m
     assert "best scored contacts" not in output and "rules by how conversion differs" not in output
     assert "rules by points contributed" in output and "stored totals" in output
     page = tmp_path / "report.html"
-    code, output = run("report", "--html", str(page))
+    code, output = invoke("report", "--html", str(page))
     assert code == 0, output
     text = page.read_text()
     assert "left out: the store holds no dated conversion" in text and "<svg" in text and "http" not in text
