@@ -169,7 +169,8 @@ def _number(value: float | None) -> str:
 @click.command()
 @tenant_option
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the proposed tenant file here (default: print it).")
+              help="Write the proposed tenant file here (default: print it); outside the config folder, where two "
+                   "files may not name one tenant.")
 @click.option("--horizon", default=format_duration(DEFAULT_HORIZON), show_default=True, callback=_span,
               metavar="DURATION", help="How long after each moment a conversion counts.")
 @config_dir_option
