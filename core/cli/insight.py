@@ -186,6 +186,9 @@ def suggest(tenant_name: str | None, out: Path | None, horizon: timedelta, confi
     from leadpulse.core.runtime.suggestion import suggest as learn  # scikit-learn only when asked for
 
     tenant = load_named(config_dir, tenant_name)
+    if out is not None and out.resolve().parent == config_dir.resolve():
+        raise click.UsageError(f"--out {out} is in the config folder {config_dir}, where a second file of tenant "
+                               f"{tenant.name!r} would stop every command: write the proposal elsewhere")
     with open_store(tenant, state_dir) as store:
         try:
             found = learn(store, tenant, horizon=horizon)

@@ -140,3 +140,11 @@ def test_with_too_few_conversions_it_says_how_many_it_has_and_needs_and_proposes
     assert result.exit_code == 0, result.output
     assert "learned nothing" in result.output and "needs at least 300" in result.output
     assert "proposed rules" not in result.output and "scoring:" not in result.output
+
+
+def test_a_proposal_is_not_written_into_the_config_folder_where_it_would_name_the_tenant_twice(synced):
+    config, state = synced
+    result = CliRunner().invoke(main, ["suggest", "--out", str(config / "proposal.yaml"), "--config-dir", str(config),
+                                       "--state-dir", str(state)])
+    assert result.exit_code == 2 and "write the proposal elsewhere" in result.output
+    assert not (config / "proposal.yaml").exists()
