@@ -1,8 +1,8 @@
 """`leadpulse suggest`: learn from a tenant's stored outcomes which criteria predict conversion, and propose them as
 an ordinary tenant file (see `leadpulse.core.engine.insight.suggest` for the learning itself).
 
-The store is read once; the candidates are scored column-wise at every moment; the learner trains on the earlier
-moments and the proposal, the current rules and a reference model are judged on the later ones.
+The candidates are scored column-wise at every moment; the learner trains on the earlier moments, and the
+proposal, the current rules and a reference model are judged on the later ones.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import yaml
 from leadpulse.core.config.files import validate_tenant
 from leadpulse.core.config.tenant import TenantConfig
 from leadpulse.core.engine.columnar import ColumnEngine
-from leadpulse.core.engine.insight.asof import Moments, Population, plan_moments, score_moments
+from leadpulse.core.engine.insight.asof import Moments, Population, newest_conversion, plan_moments
 from leadpulse.core.engine.insight.metrics import auc
 from leadpulse.core.engine.insight.suggest import (
     MIN_CONVERSIONS,
@@ -33,9 +33,14 @@ from leadpulse.core.engine.insight.suggest import (
     learn_points,
     split_moments,
 )
-from leadpulse.core.engine.rules import ScoringConfig
 from leadpulse.core.model import ActivityKind
-from leadpulse.core.runtime.backtest import DEFAULT_HORIZON, default_moments, read_population
+from leadpulse.core.runtime.backtest import (
+    DEFAULT_HORIZON,
+    READ_CHUNK,
+    RuleSetResult,
+    default_moments,
+    run_backtest,
+)
 from leadpulse.core.store.store import Store
 
 
@@ -78,21 +83,34 @@ class _Rows:
     #: the rows of the latest moment
     latest: npt.NDArray[np.bool_]
 
+    @classmethod
+    def concatenate(cls, parts: Sequence[_Rows]) -> _Rows:
+        return cls(*(np.concatenate([getattr(part, name) for part in parts])
+                     for name in ("features", "converted", "latest")))
+
 
 def suggest(store: Store, tenant: TenantConfig, *, horizon: timedelta = DEFAULT_HORIZON,
             moments: Sequence[datetime] = ()) -> Suggestion:
     """Learn from `store`'s outcomes and propose a scoring section for `tenant` (see the module docstring).
 
+    The store is read a chunk of contacts at a time, three times: to see the fields' values and the activity kinds,
+    to score the candidates at every moment, and to backtest the current rules and the proposal on the judged
+    moments. Memory holds one chunk's activities, and the candidates' firing at the moments.
+
     :raises ValueError: when the store holds no dated conversion, or the moments leave none to train on
     """
-    population = read_population(store)
-    plan = plan_moments(list(moments) or default_moments(population.newest_outcome, horizon), horizon,
-                        population.newest_outcome)
+    outcomes = store.outcomes()
+    newest = newest_conversion(outcomes.values())
+    plan = plan_moments(list(moments) or default_moments(newest, horizon), horizon, newest)
     split = split_moments(plan.at, horizon)
-    kinds = sorted({ActivityKind(row[2]) for rows in population.rows for row in rows
-                    if row[2] in ActivityKind._value2member_map_}, key=lambda kind: kind.value)
-    found = candidates(tenant.scoring, sorted(tenant.fields), population.contacts, kinds)
-    train, judge = (_features(found, population, _part(plan, part)) for part in (split.train, split.judge))
+    found = candidates(tenant.scoring, *_survey(store, sorted(tenant.fields)))
+    engine = ColumnEngine(candidate_config(found))
+    parts: tuple[list[_Rows], list[_Rows]] = ([], [])
+    for chunk in store.scoring_chunks(all=True, priors=False, chunk_size=READ_CHUNK):
+        population = Population.of((contact, rows, outcomes.get(contact.id)) for contact, rows, _ in chunk)
+        for rows, part in zip(parts, (split.train, split.judge), strict=True):
+            rows.append(_features(engine, population, _part(plan, part)))
+    train, judge = (_Rows.concatenate(rows) for rows in parts)
     conversions = int(train.converted.sum())
     notes = ["fields are as last pulled: a field filled in after a conversion can make a criterion look better "
              "than it was"]
@@ -106,8 +124,9 @@ def suggest(store: Store, tenant: TenantConfig, *, horizon: timedelta = DEFAULT_
     scoring = _proposed_scoring(tenant, chosen, train.features[:, np.flatnonzero(points)], points[points != 0])
     document = _document(tenant, scoring)
     proposal = validate_tenant(document, tenant.source_path or Path("proposal.yaml")).scoring
-    current = _judge("current", tenant.scoring, population, _part(plan, split.judge))
-    proposed = _judge("proposal", proposal, population, _part(plan, split.judge))
+    checked = run_backtest(store, tenant, [("current", tenant.scoring), ("proposal", proposal)],
+                           moments=split.judge, horizon=horizon)
+    current, proposed = (_judged(result) for result in checked.results)
     judged = (current, proposed, _reference(train, judge, proposed.top_share))
     if any(t.min_total is not None or t.min_axis for t in (tenant.scoring.lifecycle.transitions
                                                             if tenant.scoring.lifecycle else ())):
@@ -118,15 +137,27 @@ def suggest(store: Store, tenant: TenantConfig, *, horizon: timedelta = DEFAULT_
                       tuple((candidate.label, p) for candidate, p in chosen), judged, tuple(notes))
 
 
+def _survey(store: Store, fields: Sequence[str]) -> tuple[dict[str, list[Any]], list[ActivityKind]]:
+    """Each mapped field's value for every live contact, and the activity kinds the store holds."""
+    values: dict[str, list[Any]] = {name: [] for name in fields}
+    kinds: set[str] = set()
+    for chunk in store.scoring_chunks(all=True, priors=False, chunk_size=READ_CHUNK):
+        for contact, rows, _ in chunk:
+            for name in fields:
+                values[name].append(contact.fields.get(name))
+            kinds.update(row[2] for row in rows)
+    known = sorted(kind for kind in kinds if kind in ActivityKind._value2member_map_)
+    return values, [ActivityKind(kind) for kind in known]
+
+
 def _part(plan: Moments, moments: Sequence[datetime]) -> Moments:
     keep = [i for i, at in enumerate(plan.at) if at in moments]
     return Moments(tuple(plan.at[i] for i in keep), tuple(plan.horizons[i] for i in keep), plan.horizon, ())
 
 
-def _features(found: Sequence[Candidate], population: Population, moments: Moments) -> _Rows:
+def _features(engine: ColumnEngine, population: Population, moments: Moments) -> _Rows:
     """Each candidate's firing, for every contact made by each moment and not converted at it, and whether it
     converted within the horizon."""
-    engine = ColumnEngine(candidate_config(found))
     batch = engine.batch(population.contacts, {c.id: rows for c, rows in zip(population.contacts, population.rows,
                                                                            strict=True)})
     features, converted, latest = [], [], []
@@ -137,6 +168,12 @@ def _features(found: Sequence[Candidate], population: Population, moments: Momen
         converted.append(population.converted_at[kept] <= until)
         latest.append(np.full(int(kept.sum()), n == len(moments.at) - 1))
     return _Rows(np.concatenate(features), np.concatenate(converted), np.concatenate(latest))
+
+
+def _judged(result: RuleSetResult) -> Judged:
+    pooled = result.figures.pooled
+    top = pooled.bands[-1]
+    return Judged(result.name, pooled.auc, top.conversion_share, top.contact_share)
 
 
 def _proposed_scoring(tenant: TenantConfig, chosen: Sequence[tuple[Candidate, int]], fired: npt.NDArray[np.bool_],
@@ -175,15 +212,6 @@ def _document(tenant: TenantConfig, scoring: dict[str, Any]) -> dict[str, Any]:
     document["scoring"] = {**scoring, **kept}
     document.pop("examples", None)
     return document
-
-
-def _judge(name: str, scoring: ScoringConfig, population: Population, moments: Moments) -> Judged:
-    scored = score_moments(ColumnEngine(scoring), population, moments)
-    totals = np.concatenate([m.total[~m.converted_before] for m in scored])
-    converted = np.concatenate([m.converted[~m.converted_before] for m in scored])
-    top = scoring.bands[-1].name
-    in_top = np.concatenate([(np.array(m.band.tolist()) == top)[~m.converted_before] for m in scored])
-    return Judged(name, auc(totals, converted), _capture(in_top, converted), _share(in_top))
 
 
 def _reference(train: _Rows, judge: _Rows, top_share: float | None) -> Judged:

@@ -30,7 +30,7 @@ import numpy.typing as npt
 from leadpulse.core.engine.insight.metrics import auc
 from leadpulse.core.engine.rules import EngagementRule, FitRule, ScoringConfig
 from leadpulse.core.engine.wording import describe
-from leadpulse.core.model import ActivityKind, Contact
+from leadpulse.core.model import ActivityKind
 
 __all__ = [
     "AUC_TOLERANCE",
@@ -104,14 +104,14 @@ def split_moments(moments: Sequence[datetime], horizon: timedelta, judged_share:
     return Split(tuple(train), tuple(judge))
 
 
-def candidates(current: ScoringConfig, fields: Sequence[str], contacts: Sequence[Contact],
+def candidates(current: ScoringConfig, values: Mapping[str, Sequence[Any]],
                kinds: Sequence[ActivityKind]) -> list[Candidate]:
-    """Every criterion the learner may pick: the current rules as they fire, the mapped `fields`' common values
-    (text) or quintile ranges (numbers) among `contacts`, and each of `kinds` at least once within each of
-    `WINDOWS` and `SEVERAL` times."""
+    """Every criterion the learner may pick: the current rules as they fire, each mapped field's common values
+    (text) or quintile ranges (numbers) among its `values` (one per contact), and each of `kinds` at least once
+    within each of `WINDOWS` and `SEVERAL` times."""
     found = [_current(rule, rule_id, current) for rule, rule_id in zip(current.rules, current.rule_ids(), strict=True)]
-    for name in fields:
-        found += _field_candidates(name, [contact.fields.get(name) for contact in contacts])
+    for name, seen in values.items():
+        found += _field_candidates(name, seen)
     for kind in kinds:
         for days in WINDOWS:
             words = f"{_kind_words(kind)} in the last {days} days"
