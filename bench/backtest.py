@@ -138,12 +138,11 @@ def _truth_columns(population, moments, truth: GroundTruth, index_of) -> tuple[n
     prospects = [truth.prospect(index_of(contact.id)) for contact in population.contacts]
     chances, outcomes = [], []
     for at, horizon in zip(moments.at, moments.horizons, strict=True):
-        stamp, until = at.timestamp(), (at + horizon).timestamp()
-        at_ms, horizon_ms = int(stamp * 1000), int(horizon.total_seconds() * 1000)
-        judged = (population.since <= stamp) & (population.converted_at > stamp)
-        for i in np.flatnonzero(judged):
+        at_ms, horizon_ms = int(at.timestamp() * 1000), int(horizon.total_seconds() * 1000)
+        standing = population.outcomes_at(at, horizon)
+        for i in np.flatnonzero(standing.judged):
             chances.append(prospects[i].within(at_ms, horizon_ms))
-            outcomes.append(population.converted_at[i] <= until)
+            outcomes.append(standing.converted[i])
     return np.array(chances), np.array(outcomes)
 
 

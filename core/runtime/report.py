@@ -19,7 +19,7 @@ import orjson
 
 from leadpulse.core.config.tenant import TenantConfig
 from leadpulse.core.engine.columnar import ColumnEngine
-from leadpulse.core.engine.insight.asof import Moments, Population, score_moments
+from leadpulse.core.engine.insight.asof import Moments, Population, scored_at
 from leadpulse.core.engine.insight.metrics import GroupFigures
 from leadpulse.core.model import utc
 from leadpulse.core.runtime.backtest import READ_CHUNK, Backtest, run_backtest
@@ -282,34 +282,22 @@ def _scored(store: Store, tenant: TenantConfig, plan: Moments
     tallies = np.zeros((4, len(tenant.scoring.rules)), dtype=np.int64)
     for chunk in store.scoring_chunks(all=True, priors=False, chunk_size=READ_CHUNK):
         population = Population.of((contact, rows, outcomes.get(contact.id)) for contact, rows, _ in chunk)
-        for moment in score_moments(engine, population, plan):
-            keep = ~moment.converted_before
-            totals.append(moment.total[keep])
-            converted.append(moment.converted[keep])
-        tallies += _rule_tallies(engine, population, plan)
+        for moment in scored_at(engine, population, plan):
+            kept = moment.outcomes.judged
+            won = moment.outcomes.converted[kept]
+            totals.append(moment.scores.total[kept])
+            converted.append(won)
+            tallies += _rule_tallies(moment.scores.fired[kept], won)
     if not totals:
         return np.zeros(0), np.zeros(0, dtype=np.bool_), tallies
     return np.concatenate(totals), np.concatenate(converted), tallies
 
 
-def _rule_tallies(engine: ColumnEngine, population: Population, plan: Moments) -> npt.NDArray[np.int64]:
-    """Per rule (columns), over the moments: the contact-moments it fired for, how many of them converted within
-    the horizon, the contact-moments it did not fire for, and how many of those converted (rows). The population
-    at each moment is `score_moments`'s: contacts made by then and not converted by then."""
-    by_id = {contact.id: rows for contact, rows in zip(population.contacts, population.rows, strict=True)}
-    batch = engine.batch(population.contacts, by_id)
-    tallies = np.zeros((4, len(engine.config.rules)), dtype=np.int64)
-    for at, horizon in zip(plan.at, plan.horizons, strict=True):
-        stamp, until = at.timestamp(), (at + horizon).timestamp()
-        converted_at = population.converted_at
-        kept = (population.since <= stamp) & (converted_at > stamp)
-        fired = engine.score(batch, at).fired[kept]
-        converted = converted_at[kept] <= until
-        tallies[0] += fired.sum(axis=0)
-        tallies[1] += fired[converted].sum(axis=0)
-        tallies[2] += (~fired).sum(axis=0)
-        tallies[3] += (~fired[converted]).sum(axis=0)
-    return tallies
+def _rule_tallies(fired: npt.NDArray[np.bool_], converted: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """Per rule (columns), over the judged contact-moments (rows of `fired`): those it fired for, how many of them
+    converted within the horizon, those it did not fire for, and how many of those converted (rows)."""
+    return np.stack([fired.sum(axis=0), fired[converted].sum(axis=0), (~fired).sum(axis=0),
+                     (~fired[converted]).sum(axis=0)]).astype(np.int64)
 
 
 def gains(totals: npt.NDArray[np.float64], converted: npt.NDArray[np.bool_]) -> tuple[GainsPoint, ...]:

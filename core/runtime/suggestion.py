@@ -20,7 +20,7 @@ import yaml
 from leadpulse.core.config.files import validate_tenant
 from leadpulse.core.config.tenant import TenantConfig
 from leadpulse.core.engine.columnar import ColumnEngine
-from leadpulse.core.engine.insight.asof import Moments, Population, newest_conversion, plan_moments
+from leadpulse.core.engine.insight.asof import Moments, Population, newest_conversion, plan_moments, scored_at
 from leadpulse.core.engine.insight.metrics import auc
 from leadpulse.core.engine.insight.suggest import (
     MIN_CONVERSIONS,
@@ -158,14 +158,11 @@ def _part(plan: Moments, moments: Sequence[datetime]) -> Moments:
 def _features(engine: ColumnEngine, population: Population, moments: Moments) -> _Rows:
     """Each candidate's firing, for every contact made by each moment and not converted at it, and whether it
     converted within the horizon."""
-    batch = engine.batch(population.contacts, {c.id: rows for c, rows in zip(population.contacts, population.rows,
-                                                                           strict=True)})
     features, converted, latest = [], [], []
-    for n, (at, horizon) in enumerate(zip(moments.at, moments.horizons, strict=True)):
-        stamp, until = at.timestamp(), (at + horizon).timestamp()
-        kept = (population.since <= stamp) & (population.converted_at > stamp)
-        features.append(engine.score(batch, at).fired[kept])
-        converted.append(population.converted_at[kept] <= until)
+    for n, moment in enumerate(scored_at(engine, population, moments)):
+        kept = moment.outcomes.judged
+        features.append(moment.scores.fired[kept])
+        converted.append(moment.outcomes.converted[kept])
         latest.append(np.full(int(kept.sum()), n == len(moments.at) - 1))
     return _Rows(np.concatenate(features), np.concatenate(converted), np.concatenate(latest))
 

@@ -18,7 +18,7 @@ as last pulled would leak the outcome too).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -26,15 +26,15 @@ import numpy as np
 import numpy.typing as npt
 
 from leadpulse.core.engine.columnar import ColumnEngine, Scores
-from leadpulse.core.engine.insight.metrics import Category, Floats, ScoredMoment
+from leadpulse.core.engine.insight.metrics import Category, Flags, Floats, ScoredMoment
 from leadpulse.core.engine.rules import LifecycleConfig
 from leadpulse.core.engine.scoring import ActivityRow, Engine
 from leadpulse.core.model import Contact, Lifecycle, Outcome, utc
 from leadpulse.core.schedule import format_duration
 
 __all__ = [
-    "NO_STATUS", "Moments", "Population", "Tally", "newest_conversion", "plan_moments", "score_moments",
-    "score_moments_by_contact", "spaced",
+    "NO_STATUS", "MomentScores", "Moments", "Outcomes", "Population", "Tally", "newest_conversion", "plan_moments",
+    "score_moments", "score_moments_by_contact", "scored_at", "spaced",
 ]
 
 #: the status column's value for a contact the rules had moved nowhere by the moment
@@ -116,6 +116,44 @@ class Population:
         tally = Tally(len(contacts) + undated_conversions, undated_contacts, undated_conversions)
         return cls(contacts, rows, np.array(since, dtype=np.float64), np.array(converted, dtype=np.float64), tally,
                    utc(newest) if newest else None)
+
+    def outcomes_at(self, at: datetime, horizon: timedelta) -> Outcomes:
+        """Each contact's standing at moment `at`: made by then, converted within `horizon` after it, converted at
+        or before it."""
+        stamp, until = at.timestamp(), (at + horizon).timestamp()
+        return Outcomes(self.since <= stamp, (self.converted_at > stamp) & (self.converted_at <= until),
+                        self.converted_at <= stamp)
+
+
+@dataclass(frozen=True, eq=False)
+class Outcomes:
+    """Columns over a population's contacts at one moment (see `Population.outcomes_at`)."""
+
+    present: Flags
+    converted: Flags
+    converted_before: Flags
+
+    @property
+    def judged(self) -> Flags:
+        """The contacts a backtest judges at the moment: made by then and not converted by then."""
+        return self.present & ~self.converted_before
+
+
+@dataclass(frozen=True, eq=False)
+class MomentScores:
+    """A population scored column-wise at one moment, every contact of it, with their outcomes."""
+
+    at: datetime
+    scores: Scores
+    outcomes: Outcomes
+
+
+def scored_at(engine: ColumnEngine, population: Population, moments: Moments) -> Iterator[MomentScores]:
+    """`population` scored column-wise at each of `moments`, its activities matched once for all of them."""
+    by_id = {contact.id: rows for contact, rows in zip(population.contacts, population.rows, strict=True)}
+    batch = engine.batch(population.contacts, by_id)
+    for at, horizon in zip(moments.at, moments.horizons, strict=True):
+        yield MomentScores(at, engine.score(batch, at), population.outcomes_at(at, horizon))
 
 
 def newest_conversion(outcomes: Iterable[Outcome]) -> datetime | None:
@@ -207,19 +245,15 @@ def score_moments(engine: ColumnEngine, population: Population, moments: Moments
     demotion).
     """
     config = engine.config
-    by_id = {contact.id: rows for contact, rows in zip(population.contacts, population.rows, strict=True)}
-    batch = engine.batch(population.contacts, by_id)
     statuses = _Statuses(config.lifecycle, [step.name for step in config.bands], len(population.contacts))
     scored: list[ScoredMoment] = []
-    for at, horizon in zip(moments.at, moments.horizons, strict=True):
-        stamp, until = at.timestamp(), (at + horizon).timestamp()
-        present = population.since <= stamp
-        scores = engine.score(batch, at)
+    for moment in scored_at(engine, population, moments):
+        scores, outcomes = moment.scores, moment.outcomes
+        present = outcomes.present
         statuses.advance(scores, present)
-        converted_at = population.converted_at[present]
         scored.append(ScoredMoment(
-            at=at, total=scores.total[present], band=Category.of(scores.band[present]),
-            converted=(converted_at > stamp) & (converted_at <= until), converted_before=converted_at <= stamp,
+            at=moment.at, total=scores.total[present], band=Category.of(scores.band[present]),
+            converted=outcomes.converted[present], converted_before=outcomes.converted_before[present],
             axes={name: values[present] for name, values in scores.axes.items()},
             grade=Category.of(scores.grade[present]) if scores.grade is not None else None,
             quadrant=Category.of(scores.quadrant[present]) if scores.quadrant is not None else None,
@@ -280,8 +314,8 @@ def score_moments_by_contact(engine: Engine, population: Population, moments: Mo
     lifecycle = engine.config.lifecycle
     scored: list[ScoredMoment] = []
     for at, horizon in zip(moments.at, moments.horizons, strict=True):
-        stamp, until = at.timestamp(), (at + horizon).timestamp()
-        present = np.flatnonzero(population.since <= stamp).tolist()
+        outcomes = population.outcomes_at(at, horizon)
+        present = np.flatnonzero(outcomes.present).tolist()
         cards = []
         for i in present:
             contact = population.contacts[i]
@@ -293,14 +327,13 @@ def score_moments_by_contact(engine: Engine, population: Population, moments: Mo
                 if change is not None:
                     statuses[i] = change.to
             cards.append(card)
-        converted_at = population.converted_at[present]
         axes = list(engine.config.axes)
         scored.append(ScoredMoment(
             at=at,
             total=np.array([card.total for card in cards], dtype=np.float64),
             band=Category.of([card.band for card in cards]),
-            converted=(converted_at > stamp) & (converted_at <= until),
-            converted_before=converted_at <= stamp,
+            converted=outcomes.converted[present],
+            converted_before=outcomes.converted_before[present],
             axes={name: np.array([card.axes[name] for card in cards], dtype=np.float64) for name in axes},
             grade=Category.of([card.grade or "" for card in cards]) if engine.config.grades else None,
             quadrant=(Category.of([card.quadrant.value if card.quadrant else "" for card in cards])
