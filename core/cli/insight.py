@@ -11,7 +11,7 @@ import click
 from rich.table import Table
 
 from leadpulse.core.cli.offline import proposed_scoring
-from leadpulse.core.cli.render import console, data_table, literal, say
+from leadpulse.core.cli.render import console, data_table, literal, percent, say
 from leadpulse.core.cli.tenants import config_dir_option, load_named, open_store, state_dir_option, tenant_option
 from leadpulse.core.engine.insight.asof import spaced
 from leadpulse.core.engine.insight.metrics import GroupFigures, MomentFigures
@@ -119,9 +119,9 @@ def _overview(results: Sequence[RuleSetResult]) -> Table:
     for rules in results:
         pooled = rules.figures.pooled
         top = pooled.bands[-1]
-        rows.append((rules.name, pooled.contacts, pooled.conversions, _share(pooled.rate), _number(pooled.auc),
-                     *(_number(pooled.axis_auc.get(name)) for name in axes), f"{top.name}", _share(top.contact_share),
-                     _share(top.conversion_share), _number(pooled.lift)))
+        rows.append((rules.name, pooled.contacts, pooled.conversions, percent(pooled.rate), _number(pooled.auc),
+                     *(_number(pooled.axis_auc.get(name)) for name in axes), f"{top.name}", percent(top.contact_share),
+                     percent(top.conversion_share), _number(pooled.lift)))
     headers = ("rules", "contacts", "conversions", "rate", "AUC", *(f"AUC {name}" for name in axes), "top band",
                "top: of contacts", "top: of conversions", "lift")
     return data_table(headers, rows, title="all moments pooled (a contact counts once per moment)")
@@ -132,22 +132,22 @@ def _bands(rules: RuleSetResult) -> Table:
     rows = []
     for band in reversed(rules.figures.pooled.bands):
         steady = calibration[band.name]
-        spread = (f"{_share(steady.min_rate)} to {_share(steady.max_rate)} (sd {_share(steady.std_rate)})"
+        spread = (f"{percent(steady.min_rate)} to {percent(steady.max_rate)} (sd {percent(steady.std_rate)})"
                   if steady.moments else "-")
-        rows.append((band.name, band.contacts, _share(band.contact_share), band.conversions, _share(band.rate),
-                     _share(band.conversion_share), spread))
+        rows.append((band.name, band.contacts, percent(band.contact_share), band.conversions, percent(band.rate),
+                     percent(band.conversion_share), spread))
     return data_table(("band", "contacts", "of contacts", "conversions", "rate", "of conversions",
                        "rate over the moments"), rows, title=f"{rules.name}: by band, highest first")
 
 
 def _groups(title: str, label: str, groups: Sequence[GroupFigures]) -> Table:
-    rows = [(g.name, g.contacts, _share(g.contact_share), g.conversions, _share(g.rate), _share(g.conversion_share))
+    rows = [(g.name, g.contacts, percent(g.contact_share), g.conversions, percent(g.rate), percent(g.conversion_share))
             for g in groups]
     return data_table((label, "contacts", "of contacts", "conversions", "rate", "of conversions"), rows, title=title)
 
 
 def _moments(rules: RuleSetResult) -> Table:
-    rows = [(_when(m), m.contacts, m.left_out, m.conversions, _share(m.rate), _number(m.auc), _number(m.lift))
+    rows = [(_when(m), m.contacts, m.left_out, m.conversions, percent(m.rate), _number(m.auc), _number(m.lift))
             for m in rules.figures.moments]
     return data_table(("moment", "contacts", "converted before", "conversions", "rate", "AUC", "lift"), rows,
                       title=f"{rules.name}: by moment")
@@ -155,10 +155,6 @@ def _moments(rules: RuleSetResult) -> Table:
 
 def _when(moment: MomentFigures) -> str:
     return moment.at.date().isoformat() if moment.at else "all"
-
-
-def _share(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
 
 
 def _number(value: float | None) -> str:
@@ -205,7 +201,7 @@ def suggest(tenant_name: str | None, out: Path | None, horizon: timedelta, confi
     console.print(data_table(("rule", "points"), found.rules, title="proposed rules"))
     console.print(data_table(
         ("scoring", "AUC", "top band: of conversions", "top band: of contacts"),
-        [(j.name, _number(j.auc), _share(j.top_capture), _share(j.top_share)) for j in found.judged],
+        [(j.name, _number(j.auc), percent(j.top_capture), percent(j.top_share)) for j in found.judged],
         title="on the judged moments"))
     for note in found.notes:
         say("yellow", "note", note)

@@ -32,6 +32,11 @@ def literal(value: object) -> str:
     return escape(str(value))
 
 
+def percent(value: float | None) -> str:
+    """A share or rate as a table shows it (``12.5%``), ``-`` when there is none."""
+    return "-" if value is None else f"{value:.1%}"
+
+
 def data_table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, title: str | None = None) -> Table:
     """A rich table of data: its headers, title and cells are shown as given (see `literal`)."""
     table = Table(*map(literal, headers), title=None if title is None else literal(title))

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from leadpulse.core.cli.render import console, data_table, literal, say
+from leadpulse.core.cli.render import console, data_table, literal, percent, say
 from leadpulse.core.cli.tenants import config_dir_option, load_named, open_store, state_dir_option, tenant_option
 from leadpulse.core.runtime.report import GAINS_AT, Backtested, BandCount, Report, gather_report
 
@@ -109,13 +109,13 @@ def sections(figures: Report) -> list[Section]:
 
 def _bands_section(figures: Report) -> Section:
     now = TableData("bands now (stored scores)", ("band", "contacts", "share"),
-                    tuple((b.name, str(b.contacts), _share(b.share)) for b in reversed(figures.bands_now)))
+                    tuple((b.name, str(b.contacts), percent(b.share)) for b in reversed(figures.bands_now)))
     tested = figures.backtested
     if tested is None:
         return Section("Bands", (now,), (f"band shares over time left out: {figures.missing}",), (_draw_bands,))
     names = [b.name for b in tested.bands_over_time[0].bands]  # the ladder, lowest first
     rows = tuple((moment.at.date().isoformat(), str(sum(b.contacts for b in moment.bands)),
-                  *(_share(next((b.share for b in moment.bands if b.name == name), None)) for name in names))
+                  *(percent(next((b.share for b in moment.bands if b.name == name), None)) for name in names))
                  for moment in tested.bands_over_time)
     over_time = TableData("band shares at the backtest's moments (contacts not converted by then)",
                           ("moment", "contacts", *names), rows)
@@ -128,7 +128,7 @@ def _histogram(figures: Report) -> TableData:
 
 
 def _conversion(tested: Backtested) -> TableData:
-    rows = tuple((g.name, str(g.contacts), str(g.conversions), _share(g.rate), _share(g.conversion_share))
+    rows = tuple((g.name, str(g.contacts), str(g.conversions), percent(g.rate), percent(g.conversion_share))
                  for g in reversed(tested.by_band))
     return TableData(f"conversion within the horizon by band, {len(tested.moments.at)} moments pooled",
                      ("band", "contacts", "conversions", "rate", "of conversions"), rows)
@@ -138,7 +138,7 @@ def _gains(tested: Backtested) -> TableData:
     rows = []
     for share in GAINS_AT:
         gained = tested.gains_at(share)
-        rows.append((_share(share), _share(gained), "-" if gained is None else f"{gained / share:.2f}"))
+        rows.append((percent(share), percent(gained), "-" if gained is None else f"{gained / share:.2f}"))
     return TableData(f"best scored contacts and their conversions ({tested.contact_moments} contact-moments, "
                      f"{tested.conversions} conversions)", ("best scored", "of conversions", "lift"), tuple(rows))
 
@@ -154,7 +154,7 @@ def _rules_section(figures: Report) -> Section:
     by_conversion = TableData(
         "rules by how conversion differs where they fired (contact-moments of the backtest)",
         ("rule", "fired", "rate fired", "not fired", "rate not fired", "difference"),
-        tuple((r.rule_id, str(r.fired), _share(r.fired_rate), str(r.unfired), _share(r.unfired_rate),
+        tuple((r.rule_id, str(r.fired), percent(r.fired_rate), str(r.unfired), percent(r.unfired_rate),
                _difference(r.difference)) for r in figures.rules_by_conversion))
     return Section("Rules", (by_points, by_conversion), charts=(_draw_rule_points, _draw_rule_conversion))
 
@@ -170,10 +170,6 @@ def _hand_off(figures: Report) -> TableData:
                      ("tasks", "followed up", "no activity yet", "median wait", "p90 wait"),
                      ((str(handed.tasks), str(handed.followed_up), str(handed.waiting), _wait(handed.median_wait),
                        _wait(handed.p90_wait)),))
-
-
-def _share(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
 
 
 def _points(value: float) -> str:
