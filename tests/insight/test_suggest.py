@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
+from file_tenant import write_exports
 
 from leadpulse.core.cli.main import main
 from leadpulse.core.config.files import load_tenant
@@ -68,13 +69,11 @@ def generate(folder: Path, contacts: int, seed: int = 7) -> None:
                                "occurred_at": (start + timedelta(days=int(seen), hours=10)).isoformat()})
         when = (start + timedelta(days=converted, hours=15)).isoformat() if converted is not None else ""
         outcomes.append({"contact_id": f"c{i}", "converted": str(converted is not None).lower(), "converted_at": when})
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, table in (("contacts.csv", rows), ("outcomes.csv", outcomes)):
-        with open(folder / name, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(table[0]))
-            writer.writeheader()
-            writer.writerows(table)
-    (folder / "activities.jsonl").write_text("".join(json.dumps(a) + "\n" for a in activities))
+    write_exports(folder, rows, activities)
+    with open(folder / "outcomes.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(outcomes[0]))
+        writer.writeheader()
+        writer.writerows(outcomes)
     (folder / "gen.yaml").write_text(TENANT)
 
 
