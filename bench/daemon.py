@@ -1,23 +1,24 @@
-"""Many small HubSpot tenants in one daemon: how late scheduled runs start, and what the daemon costs per tenant.
+"""Many small HubSpot tenants in one daemon: do their runs start when due, and what does the daemon cost per tenant.
 
-    .venv/bin/python bench/daemon.py [--tenants 200] [--contacts 40] [--cycles 3] [--interval 60] [--max-parallel 8]
+    .venv/bin/python bench/daemon.py [--tenants 200] [--every 15m] [--minutes 5] [--contacts 40]
+                                     [--max-parallel N] [--max-scoring N] [--scale 1]
 
-Starts one helper process that serves a HubSpot sandbox per tenant (``--contacts`` synthetic contacts each,
-rate limits on at the professional tier's real figures) and prints their addresses and tokens; writes one tenant
-file per sandbox (the demo tenant's rules, ``every: 1m``, its own token variable); runs ``leadpulse daemon``
-(``python -m leadpulse.core.cli daemon``) over them, with the schedule-scale hook when one minute should last
-``--interval`` seconds rather
-than 60; lets every tenant sync ``--cycles`` times after its first run, then stops it with SIGTERM. It prints:
+Starts one helper process that serves a HubSpot sandbox per tenant (``--contacts`` synthetic contacts each, rate
+limits on at the professional tier's real figures) and prints their addresses and tokens; writes one tenant file
+per sandbox (the demo tenant's rules, ``every: <--every>``, its own token variable); starts ``leadpulse daemon``
+(``python -m leadpulse.core.cli daemon``) over them and measures ``--minutes`` from the moment it has started,
+then stops it with SIGTERM. ``--scale`` runs schedules that many times faster (the schedule-scale hook), the
+window with them. It prints:
 
-- the scheduling delay (p50, p99, max): how long after its due time each run started, from the daemon's own
-  debug lines (a run waits when every worker is busy), and how long the runs took;
-- the daemon's CPU seconds per tenant-run and its mean CPU use, from psutil;
+- the runs due in the window (each tenant's grid, as the daemon's own `trigger_for` places it) and how many of
+  them started; the scheduling delay of those (p50, p99, max), how long after its due time each started; the
+  peak number of runs in flight, all from the summary line each run logs;
+- the daemon's CPU seconds per tenant-run over the window, from psutil;
 - its resident memory per tenant: RSS with N tenants minus RSS of the same daemon with one tenant that has
-  synced (so the HubSpot client's imports are in both), over N - 1; and the RSS of a daemon with none.
+  synced (so the HubSpot client's imports are in both), over N - 1.
 
-The sandboxes live in the helper process, so the daemon's figures are its own; the helper's CPU is printed
-apart. A HubSpot run spends most of its time waiting on the portal's search limit (four a second), not on a
-core, which is why the default runs more workers than the daemon's default of 4.
+The sandboxes live in the helper process, so the daemon's figures are its own; the helper's CPU is printed apart.
+The daemon logs at INFO, as deployed.
 """
 
 from __future__ import annotations
@@ -35,13 +36,15 @@ import time
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import psutil
 import yaml
 
 from leadpulse.core.cli.demo import DEMO_TENANT_FILE
-from leadpulse.core.runtime.daemon import SCHEDULE_SCALE_ENV
+from leadpulse.core.runtime.daemon import RUNS_IN_FLIGHT, SCHEDULE_SCALE_ENV, usable_cores
+from leadpulse.core.schedule import Schedule, format_duration, parse_duration, trigger_for
 
 
 @dataclass(frozen=True)
@@ -83,21 +86,20 @@ def token_variable(name: str) -> str:
     return f"LP_{name.upper().replace('-', '_')}_TOKEN"
 
 
-def write_tenant(config_dir: Path, name: str, portal: Portal) -> None:
+def write_tenant(config_dir: Path, name: str, portal: Portal, every: str) -> None:
     data = yaml.safe_load(DEMO_TENANT_FILE.read_text())
     data["tenant"] = name
     data["crm"]["connection"]["base_url"] = portal.base_url
     data["crm"]["secrets"]["access_token"] = {"env": token_variable(name)}
-    data["schedule"] = {"every": "1m"}
+    data["schedule"] = {"every": every}
     config_dir.mkdir(exist_ok=True)
     (config_dir / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def start_daemon(root: Path, config: Path, env: dict[str, str], max_parallel: int) -> subprocess.Popen:
+def start_daemon(root: Path, config: Path, env: dict[str, str], options: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "leadpulse.core.cli", "daemon", "--config-dir", str(config), "--state-dir",
-         str(root / f"{config.name}-state"), "--port", "0", "--max-parallel", str(max_parallel), "--log-level",
-         "DEBUG"],
+         str(root / f"{config.name}-state"), "--port", "0", *options],
         stdout=subprocess.DEVNULL, stderr=open(root / f"{config.name}.log", "w"), env=env,
     )
 
@@ -107,21 +109,17 @@ def stop(process: subprocess.Popen) -> int:
     return process.wait(timeout=120)
 
 
-def baseline_rss(root: Path, portal: Portal, max_parallel: int) -> tuple[int, int]:
-    """RSS of a daemon with no tenant, and of one with a single tenant after two runs (scaled to 1 s)."""
-    empty, one = root / "empty", root / "one"
-    empty.mkdir()
-    write_tenant(one, "bench-one", portal)
+def baseline_rss(root: Path, portal: Portal, options: list[str]) -> int:
+    """RSS of a daemon with a single tenant after two runs (every 1m scaled to 1 s)."""
+    one = root / "one"
+    write_tenant(one, "bench-one", portal, "1m")
     env = os.environ | {SCHEDULE_SCALE_ENV: "60", token_variable("bench-one"): portal.token}
-    sizes = []
-    for config, runs in ((empty, 0), (one, 2)):
-        process = start_daemon(root, config, env, max_parallel)
-        try:
-            wait_for_lines(root / f"{config.name}.log", '"outcome": "succeeded"', runs)
-            sizes.append(psutil.Process(process.pid).memory_info().rss)
-        finally:
-            stop(process)
-    return sizes[0], sizes[1]
+    process = start_daemon(root, one, env, options)
+    try:
+        wait_for_lines(root / f"{one.name}.log", '"outcome": "succeeded"', 2)
+        return int(psutil.Process(process.pid).memory_info().rss)
+    finally:
+        stop(process)
 
 
 def wait_for_lines(log: Path, text: str, count: int, timeout: float = 120) -> None:
@@ -138,7 +136,7 @@ def api_calls(log: Path) -> Counter[str]:
     found = re.search(r'"port": (\d+)', log.read_text())
     assert found, f"the daemon never served its port:\n{log.read_text()}"
     port = found.group(1)
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as answer:
         text = answer.read().decode()
     calls: Counter[str] = Counter()
     for status, value in re.findall(r'^leadpulse_api_calls_total\{.*status="(\d+)".*\} (\S+)$', text, re.M):
@@ -159,69 +157,102 @@ def cpu_seconds(process: psutil.Process) -> float:
     return times.user + times.system
 
 
-def measure(args: argparse.Namespace, root: Path, portals: list[Portal], helper: psutil.Process) -> dict:
+def due_in(names: list[str], every: timedelta, scale: float, start: datetime, end: datetime) -> int:
+    """How many runs of the tenants `names` fall due in ``[start, end)``, each on its grid as the daemon sets it."""
+    schedule = Schedule(every=every)
+    count = 0
+    for name in names:
+        trigger = trigger_for(schedule, tenant=name, scale=scale)
+        due = trigger.get_next_fire_time(None, start)
+        while due < end:
+            count += 1
+            due = trigger.get_next_fire_time(due, due)
+    return count
+
+
+def measure(args: argparse.Namespace, root: Path, portals: list[Portal], helper: psutil.Process,
+            options: list[str]) -> dict:
     env = dict(os.environ)
-    if args.interval != 60:
-        env[SCHEDULE_SCALE_ENV] = str(60 / args.interval)
-    for n, portal in enumerate(portals):
-        name = f"bench-{n:04d}"
-        write_tenant(root / "config", name, portal)
+    if args.scale != 1:
+        env[SCHEDULE_SCALE_ENV] = str(args.scale)
+    names = [f"bench-{n:04d}" for n in range(len(portals))]
+    for name, portal in zip(names, portals, strict=True):
+        write_tenant(root / "config", name, portal, args.every)
         env[token_variable(name)] = portal.token
-    process = start_daemon(root, root / "config", env, args.max_parallel)
+    process = start_daemon(root, root / "config", env, options)
     log = root / "config.log"
     wait_for_lines(log, "daemon started", 1)
     watched = psutil.Process(process.pid)
-    cpu0, helper0, t0 = cpu_seconds(watched), cpu_seconds(helper), time.monotonic()
-    # the first runs are spread over one interval, then every tenant runs once an interval
-    time.sleep(args.interval * (args.cycles + 1))
+    cpu0, helper0 = cpu_seconds(watched), cpu_seconds(helper)
+    started = next(datetime.fromisoformat(line["time"]) for line in log_lines(log)
+                   if line["message"].startswith("daemon started"))
+    window = timedelta(minutes=args.minutes) / args.scale
+    end = started + window
+    time.sleep(max(0.0, (end - datetime.now(started.tzinfo)).total_seconds()))
     figures = {"cpu": cpu_seconds(watched) - cpu0, "helper_cpu": cpu_seconds(helper) - helper0,
-               "elapsed": time.monotonic() - t0, "rss": watched.memory_info().rss, "calls": api_calls(log)}
+               "rss": watched.memory_info().rss, "started": started, "end": end,
+               "due": due_in(names, parse_duration(args.every), args.scale, started, end)}
+    # a run due just before the end starts a moment after it; what has not ended by SIGTERM logs as it stops
+    time.sleep(2.0)
+    figures["calls"] = api_calls(log)
     figures["code"] = stop(process)
     return figures | {"lines": log_lines(log)}
 
 
-def report(args: argparse.Namespace, figures: dict, idle: int, one: int) -> None:
-    lines = figures["lines"]
-    late = [line["schedule_delay"] for line in lines if "schedule_delay" in line]
-    summaries = [line for line in lines if "outcome" in line]
-    took = [float(m.group(1)) for line in summaries if (m := re.search(r" in ([\d.]+)s", line["message"]))]
-    outcomes = Counter(line["outcome"] for line in summaries)
-    cpu, elapsed, runs = figures["cpu"], figures["elapsed"], len(summaries)
+def report(args: argparse.Namespace, figures: dict, one: int) -> None:
+    start, end = figures["started"], figures["end"]
+    runs = [line for line in figures["lines"] if line.get("due") and start <= datetime.fromisoformat(line["due"]) < end]
+    late = [line["schedule_delay"] for line in runs]
+    took = [float(m.group(1)) for line in runs if (m := re.search(r" in ([\d.]+)s", line["message"]))]
+    outcomes = Counter(line.get("outcome", "error") for line in runs)
+    window, cpu = (end - start).total_seconds(), figures["cpu"]
+    refused = sum(1 for line in figures["lines"] if line["message"].startswith("run refused"))
     print(f"tenants {args.tenants} (HubSpot sandbox, {args.contacts} contacts each, professional-tier limits on), "
-          f"interval {args.interval:g}s, {args.max_parallel} workers, {elapsed:.0f}s, {runs} runs "
-          f"({runs / args.tenants:.1f} per tenant): {dict(outcomes)}")
+          f"every {args.every}{f' run {args.scale:g}x faster' if args.scale != 1 else ''}, "
+          f"{args.max_parallel or RUNS_IN_FLIGHT} runs in flight at most, "
+          f"{args.max_scoring or usable_cores()} scoring; a window of {window:.0f}s from the daemon's start")
+    print(f"runs started: {len(runs)} of {figures['due']} due ({dict(outcomes)}; {refused} refused as overlaps)")
+    if not runs:
+        raise SystemExit("no run started in the window")
     print(f"scheduling delay: p50 {percentile(late, 50) * 1000:.1f} ms, p99 {percentile(late, 99) * 1000:.1f} ms, "
           f"max {max(late) * 1000:.1f} ms")
+    print(f"runs in flight: peak {max(line['in_flight'] for line in runs)}")
     calls = figures["calls"]
     print(f"run time: p50 {percentile(took, 50):.2f}s, p99 {percentile(took, 99):.2f}s; API calls "
           f"{sum(calls.values())}, {calls['429']} answered 429")
-    print(f"daemon CPU: {cpu:.1f}s = {cpu / elapsed * 100:.0f}% of one core; {cpu / runs * 1000:.1f} ms per "
-          f"tenant-run; {cpu / elapsed / args.tenants * 100:.2f}% of a core per tenant at this interval")
-    print(f"daemon memory: RSS {figures['rss'] / 2**20:.0f} MiB with {args.tenants} tenants, {one / 2**20:.0f} MiB "
-          f"with one that has synced, {idle / 2**20:.0f} MiB with none: "
-          f"{(figures['rss'] - one) / (args.tenants - 1) / 1024:.0f} KiB per tenant")
+    print(f"daemon CPU: {cpu:.1f}s = {cpu / window * 100:.0f}% of one core; {cpu / len(runs) * 1000:.1f} ms per "
+          f"tenant-run")
+    ran = len({line["tenant"] for line in runs})
+    print(f"daemon memory: RSS {figures['rss'] / 2**20:.0f} MiB with {args.tenants} tenants ({ran} of them have "
+          f"run), {one / 2**20:.0f} MiB with one that has synced: "
+          f"{(figures['rss'] - one) / max(1, args.tenants - 1) / 1024:.0f} KiB per tenant")
     print(f"sandboxes (helper process): {figures['helper_cpu']:.1f}s CPU; SIGTERM exit code {figures['code']}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tenants", type=int, default=200)
-    parser.add_argument("--cycles", type=int, default=3)
-    parser.add_argument("--interval", type=float, default=60.0, help="seconds one scheduled minute lasts")
+    parser.add_argument("--every", default="15m", help="each tenant's schedule, as a tenant file writes it")
+    parser.add_argument("--minutes", type=float, default=5.0, help="the measuring window, from the daemon's start")
     parser.add_argument("--contacts", type=int, default=40, help="contacts per tenant")
-    parser.add_argument("--max-parallel", type=int, default=8)
+    parser.add_argument("--max-parallel", type=int, help="the daemon's --max-parallel (default: its own)")
+    parser.add_argument("--max-scoring", type=int, help="the daemon's --max-scoring (default: its own)")
+    parser.add_argument("--scale", type=float, default=1.0, help="schedules and the window run this many times faster")
     parser.add_argument("--serve-sandboxes", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_sandboxes:
         serve_sandboxes(args.serve_sandboxes, args.contacts)
         return
+    args.every = format_duration(parse_duration(args.every))
+    options = [*(["--max-parallel", str(args.max_parallel)] if args.max_parallel else []),
+               *(["--max-scoring", str(args.max_scoring)] if args.max_scoring else [])]
     helper, portals = start_sandboxes(args.tenants + 1, args.contacts)
     try:
         with tempfile.TemporaryDirectory(prefix="leadpulse-bench-") as tmp:
             root = Path(tmp)
-            idle, one = baseline_rss(root, portals[-1], args.max_parallel)
-            figures = measure(args, root, portals[:-1], psutil.Process(helper.pid))
-        report(args, figures, idle, one)
+            one = baseline_rss(root, portals[-1], options)
+            figures = measure(args, root, portals[:-1], psutil.Process(helper.pid), options)
+        report(args, figures, one)
     finally:
         if helper.stdin:
             helper.stdin.close()

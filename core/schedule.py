@@ -7,10 +7,13 @@ days and text is read with this grammar. A tenant's
 ``schedule`` block is an interval (``every``) or a five-field cron line, read as crontab(5) and Kubernetes read
 it. `trigger_for` turns it into the APScheduler trigger the daemon runs, and the tenant file's cron line is
 checked by the very reading the daemon uses, so a file loads exactly when the daemon can run its schedule.
+An interval tenant runs at a fixed place of its interval derived from its name (`name_offset`), the same after
+every restart, so many tenants on one interval spread over it instead of falling due at once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 from datetime import UTC, datetime, timedelta
@@ -111,10 +114,12 @@ def _check_cron(line: str) -> None:
         raise refuse(expected, f"{show(line)} ({exc})", ("cron",)) from None
 
 
-def trigger_for(schedule: Schedule, *, scale: float = 1.0) -> BaseTrigger:
-    """The APScheduler trigger of a tenant's ``schedule`` block (``every`` or ``cron``, and ``jitter``).
+def trigger_for(schedule: Schedule, *, tenant: str, scale: float = 1.0) -> BaseTrigger:
+    """The APScheduler trigger of `tenant`'s ``schedule`` block (``every`` or ``cron``, and ``jitter``).
 
-    `scale` divides intervals and jitter (a test and benchmark hook); cron lines keep their times.
+    An interval runs on a grid fixed by the tenant's name: ``epoch + name_offset + n * every``, so its first run
+    after a start comes at its own place of the interval (never all tenants at once) and a restart keeps that
+    place. `scale` divides intervals and jitter (a test and benchmark hook); cron lines keep their times.
     """
     jitter = schedule.jitter.total_seconds() / scale or None
     if schedule.cron:
@@ -122,11 +127,19 @@ def trigger_for(schedule: Schedule, *, scale: float = 1.0) -> BaseTrigger:
     every = schedule.every.total_seconds() / scale if schedule.every else 0.0
     if every <= 0:
         raise ValueError(f"schedule needs an interval or a cron expression, found {schedule!r}")
-    # The grid starts at a random point of the first interval, so a restart does not stampede the CRMs (or the
-    # thread pool) with every interval tenant at once; cron tenants keep their cron times.
-    start = datetime.now(UTC) + timedelta(seconds=random.uniform(0, every))
+    micros = max(1, round(every * 1_000_000))
+    start = EPOCH + timedelta(microseconds=name_offset(tenant, micros))
     jitter = min(jitter, every) if jitter else None  # more would let a run pass the next one's grid point
     return GridIntervalTrigger(seconds=every, jitter=jitter, start_date=start, timezone=UTC)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def name_offset(name: str, span: int) -> int:
+    """A whole number in ``[0, span)`` that `name` always gets and that names spread evenly over: where a tenant
+    of that name starts within a span of time (a minute of the hour, a microsecond of its interval)."""
+    return int(hashlib.sha256(name.encode()).hexdigest(), 16) % span
 
 
 class GridIntervalTrigger(IntervalTrigger):  # type: ignore[misc]  # APScheduler 3 ships no type hints
@@ -138,12 +151,15 @@ class GridIntervalTrigger(IntervalTrigger):  # type: ignore[misc]  # APScheduler
     """
 
     def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+        # In whole microseconds, not the float seconds APScheduler uses: a first run a microsecond short of its
+        # grid point would be followed by a second one at that point.
         if previous_fire_time is None:
-            first: datetime | None = super().get_next_fire_time(None, now)
-            return first
-        # the scheduler hands back the moved time: step on from the grid point it was moved from
-        passed = (previous_fire_time - self.start_date) // self.interval
-        grid: datetime = self.start_date + self.interval * (passed + 1)
+            ahead = max(0, -((self.start_date - now) // self.interval))  # grid points up to now, rounded up
+            grid: datetime = self.start_date + self.interval * ahead
+        else:
+            # the scheduler hands back the moved time: step on from the grid point it was moved from
+            passed = (previous_fire_time - self.start_date) // self.interval
+            grid = self.start_date + self.interval * (passed + 1)
         if self.end_date and grid > self.end_date:
             return None
         return grid + timedelta(seconds=random.uniform(0, self.jitter or 0))

@@ -22,7 +22,7 @@ import yaml
 
 from leadpulse.core.config.tenant import TenantConfig
 from leadpulse.core.errors import DeployError
-from leadpulse.core.schedule import Schedule, format_duration, weekday_names
+from leadpulse.core.schedule import Schedule, format_duration, name_offset, weekday_names
 
 DEFAULT_IMAGE = "ghcr.io/leadpulse/leadpulse:latest"
 SECRET_NAME = "leadpulse-secrets"
@@ -65,7 +65,7 @@ def cron_schedule(schedule: Schedule, tenant: str) -> str:
             weekday = weekday_names(weekday)
         return " ".join([*rest, weekday])
     every = round(schedule.every.total_seconds()) if schedule.every else 0
-    offset = int(hashlib.sha256(tenant.encode()).hexdigest(), 16) % 60
+    offset = name_offset(tenant, 60)
     minutes, hours = every // 60, every // 3600
     if every <= 60:  # cron's finest step; tenant files refuse less than a minute
         return "* * * * *"

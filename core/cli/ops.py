@@ -20,7 +20,7 @@ from leadpulse.core.cli.tenants import (
     warn_without_connector,
 )
 from leadpulse.core.errors import DeployError
-from leadpulse.core.runtime.daemon import DaemonSettings, run
+from leadpulse.core.runtime.daemon import RUNS_IN_FLIGHT, DaemonSettings, run, usable_cores
 from leadpulse.core.runtime.status import TenantStatus, read_status
 from leadpulse.core.store.runs import RunRecord
 
@@ -28,8 +28,11 @@ from leadpulse.core.store.runs import RunRecord
 @click.command("daemon")
 @config_dir_option
 @state_dir_option
-@click.option("--max-parallel", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Tenants synced at the same time.")
+@click.option("--max-parallel", type=click.IntRange(min=1), default=RUNS_IN_FLIGHT, show_default=True,
+              help="Tenant runs in flight at once. A run mostly waits on its CRM's rate limits, so this can be many "
+                   "times the cores.")
+@click.option("--max-scoring", type=click.IntRange(min=1), default=None, show_default="the cores this process may use",
+              help="Runs scoring at once: the part of a run that needs a core.")
 @click.option("--grace", "grace_seconds", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Seconds SIGTERM waits for running syncs to finish their batch and checkpoint.")
 @click.option("--host", default="127.0.0.1", show_default=True,
@@ -38,15 +41,15 @@ from leadpulse.core.store.runs import RunRecord
               help="Port of /healthz, /readyz and /metrics.")
 @log_level_option
 @click.pass_context
-def daemon_command(ctx: click.Context, config_dir: Path, state_dir: Path, max_parallel: int, grace_seconds: float,
-                   host: str, port: int, log_level: str) -> None:
+def daemon_command(ctx: click.Context, config_dir: Path, state_dir: Path, max_parallel: int,
+                   max_scoring: int | None, grace_seconds: float, host: str, port: int, log_level: str) -> None:
     """Sync every tenant in --config-dir on its own schedule until SIGTERM.
 
     SIGHUP re-reads the folder; SIGTERM or SIGINT let running syncs finish their batch and exit 0.
     """
     settings = DaemonSettings(
-        config_dir=config_dir, state_dir=state_dir, max_parallel=max_parallel, grace_seconds=grace_seconds,
-        host=host, port=port,
+        config_dir=config_dir, state_dir=state_dir, max_parallel=max_parallel,
+        max_scoring=max_scoring or usable_cores(), grace_seconds=grace_seconds, host=host, port=port,
     )
     ctx.exit(run(settings, log_level=log_level.upper()))
 

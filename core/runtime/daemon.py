@@ -1,9 +1,16 @@
 """The long-running service: every tenant file in a directory synced on its own schedule.
 
-One APScheduler 3 job per tenant (interval or cron trigger, with jitter), run on a thread pool of
-``max_parallel`` workers. A tenant never runs twice at once: the job has ``max_instances=1`` and the
-daemon holds a per-tenant lock around the run (the store's own run lock covers other processes); a refused
-overlap is logged and counted in ``leadpulse_overlaps_refused_total``.
+One APScheduler 3 job per tenant (interval or cron trigger, with jitter; an interval tenant at its own place of
+the interval, see `leadpulse.core.schedule.trigger_for`). A run spends most of its time waiting on its CRM's rate
+limits, not on a core, so runs are sized by that waiting: up to ``max_parallel`` of them are in flight at once
+(threads, which wait without holding the interpreter), while the part that needs a core, scoring and deciding, is
+held to ``max_scoring`` runs at a time by a semaphore each run takes around it. A tenant's own budget keeps it
+under its CRM's limits however many others run beside it, and a slow or stuck tenant holds one thread, never
+the others' turns.
+
+A tenant never runs twice at once: the job has ``max_instances=1`` and the daemon holds a per-tenant lock around
+the run (the store's own run lock covers other processes); a refused overlap is logged and counted in
+``leadpulse_overlaps_refused_total``.
 
 Signals (taken synchronously by the main thread, never in a handler):
 
@@ -29,7 +36,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -53,9 +61,11 @@ log = logging.getLogger("leadpulse.daemon")
 
 
 class SyncFn(Protocol):
-    """What runs one sync: `sync_tenant` unless a test passes its own."""
+    """What runs one sync: `sync_tenant` unless a test passes its own. It holds `scoring` while it scores, so
+    no more runs than the daemon's cores do that part at once."""
 
-    def __call__(self, tenant: TenantConfig, *, state_dir: Path, stop: threading.Event) -> RunSummary: ...
+    def __call__(self, tenant: TenantConfig, *, state_dir: Path, stop: threading.Event,
+                 scoring: AbstractContextManager[object]) -> RunSummary: ...
 
 
 #: load(config_dir) -> (tenants, errors): `load_config_dir` unless a test passes its own
@@ -66,12 +76,25 @@ SCHEDULE_SCALE_ENV = "LEADPULSE_TEST_SCHEDULE_SCALE"
 
 SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
 
+#: tenant runs in flight at once unless the operator says otherwise (``--max-parallel``); see deploy/README.md
+RUNS_IN_FLIGHT = 64
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity, which taskset and container runtimes narrow."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
 
 @dataclass(frozen=True)
 class DaemonSettings:
     config_dir: Path
     state_dir: Path
-    max_parallel: int = 4
+    #: tenant runs in flight at once, most of them waiting on their CRMs
+    max_parallel: int = RUNS_IN_FLIGHT
+    #: runs scoring at once: the part of a run that needs a core
+    max_scoring: int = field(default_factory=usable_cores)
     grace_seconds: float = 30.0
     host: str = "127.0.0.1"
     #: port of /healthz, /readyz and /metrics; None serves nothing
@@ -111,6 +134,7 @@ class Daemon:
         self._sync: SyncFn = sync or sync_tenant
         self._load: LoadFn = load or load_config_dir
         self._executor = _DueTimeExecutor(settings.max_parallel)
+        self._scoring = threading.BoundedSemaphore(settings.max_scoring)
         self._scheduler = BackgroundScheduler(
             executors={"default": self._executor},
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
@@ -149,7 +173,8 @@ class Daemon:
             self._health = self._start_health(self.settings.port)
         self._scheduler.start()
         self._loaded.set()
-        log.info("daemon started: %d tenants, %d workers", len(self._tenants), self.settings.max_parallel)
+        log.info("daemon started: %d tenants, up to %d runs in flight, %d scoring at once", len(self._tenants),
+                 self.settings.max_parallel, self.settings.max_scoring)
         return report
 
     def _start_health(self, port: int) -> HealthServer:
@@ -265,7 +290,7 @@ class Daemon:
                 self._tenants[name] = fresh[name]
 
     def _schedule(self, tenant: TenantConfig) -> None:
-        trigger = trigger_for(tenant.schedule, scale=self.settings.schedule_scale)
+        trigger = trigger_for(tenant.schedule, tenant=tenant.name, scale=self.settings.schedule_scale)
         self._scheduler.add_job(
             self._run_tenant,
             trigger,
@@ -279,10 +304,9 @@ class Daemon:
 
     def _run_tenant(self, name: str) -> None:
         due = self._executor.due.pop(name, None)
-        if due is not None:
-            late = (datetime.now(UTC) - due).total_seconds()
+        late = (datetime.now(UTC) - due).total_seconds() if due is not None else None
+        if late is not None:
             metrics.record_schedule_delay(late)
-            log.debug("run due %.3fs ago starts", late, extra={"tenant": name, "schedule_delay": late})
         tenant = self._tenants.get(name)
         if tenant is None or self._draining.is_set():
             return
@@ -291,46 +315,51 @@ class Daemon:
             self._refuse(name, "its previous run is still going")
             return
         try:
-            with self._tracking(name), logs.run_context(tenant=name):
-                self._sync_and_report(tenant, scheduled=True)
+            with self._tracking(name) as in_flight, logs.run_context(tenant=name):
+                start = _Start(due, late, in_flight)
+                log.debug("run starts", extra=start.fields())
+                self._sync_and_report(tenant, start)
         finally:
             lock.release()
 
     def sync_once(self, tenant: TenantConfig) -> RunSummary | None:
         """Run one sync of `tenant` now, count it, and return its summary (None if it raised)."""
         with logs.run_context(tenant=tenant.name):
-            return self._sync_and_report(tenant, scheduled=False)
+            return self._sync_and_report(tenant, None)
 
-    def _sync_and_report(self, tenant: TenantConfig, *, scheduled: bool) -> RunSummary | None:
+    def _sync_and_report(self, tenant: TenantConfig, start: _Start | None) -> RunSummary | None:
+        """Run `tenant`'s sync and report it; `start` is None for a run not on the schedule (`sync_once`)."""
         # a missing secret fails the run inside the pipeline, with its own message
         with contextlib.suppress(ConfigError):
             logs.register_secrets(tenant.resolve_secrets().values())
         try:
-            summary = self._sync(tenant, state_dir=self.settings.state_dir, stop=self.stop_event)
+            summary = self._sync(tenant, state_dir=self.settings.state_dir, stop=self.stop_event,
+                                 scoring=self._scoring)
         except RunLocked as exc:
             self._refuse(tenant.name, str(exc))
             return None
         except Exception as exc:
             # leadpulse's own errors already say what went wrong and what to do: a traceback adds only noise
-            log.error("run failed: %s", exc, exc_info=not isinstance(exc, LeadpulseError))
+            log.error("run failed: %s", exc, exc_info=not isinstance(exc, LeadpulseError),
+                      extra=start.fields() if start else {})
             metrics.RUNS.labels(tenant.name, "error").inc()
             return None
-        self._report(tenant, summary, scheduled=scheduled)
+        self._report(tenant, summary, start)
         return summary
 
-    def _report(self, tenant: TenantConfig, summary: RunSummary, *, scheduled: bool) -> None:
+    def _report(self, tenant: TenantConfig, summary: RunSummary, start: _Start | None) -> None:
         backlog = self._backlog(tenant)
         with self._roster:
             # A SIGHUP may have removed or replaced a scheduled tenant while it ran: its gauges were dropped (or
             # now belong to the new config) and must not come back from a run of the config that is gone.
-            current = not scheduled or self._tenants.get(tenant.name) is tenant
+            current = start is None or self._tenants.get(tenant.name) is tenant
             metrics.record_run(summary, gauges=current)
             if current and backlog is not None:
                 metrics.record_backlog(tenant.name, backlog)
         note = "" if current else "; its tenant was removed or changed meanwhile: its gauges are left alone"
-        self._log_run(summary, note)
+        self._log_run(summary, note, start)
 
-    def _log_run(self, summary: RunSummary, note: str = "") -> None:
+    def _log_run(self, summary: RunSummary, note: str, start: _Start | None) -> None:
         outcome = summary.outcome.value
         counts = ", ".join(f"{name} {n}" for name, n in summary.as_dict().items() if n) or "nothing to do"
         details = f"; error: {summary.error}" if summary.error else ""
@@ -341,7 +370,7 @@ class Daemon:
         log.log(
             logging.WARNING if summary.error or summary.outcome is RunOutcome.PARTIAL else logging.INFO,
             "run %s: %s in %.2fs%s", outcome, counts, summary.seconds, details + note,
-            extra={"run_id": summary.run_id, "outcome": outcome},
+            extra={"run_id": summary.run_id, "outcome": outcome} | (start.fields() if start else {}),
         )
 
     def _backlog(self, tenant: TenantConfig) -> int | None:
@@ -381,19 +410,37 @@ class Daemon:
         return bool(self._tenants) or not self._refused, detail
 
 
+@dataclass(frozen=True)
+class _Start:
+    """How a scheduled run started: when it was due, how many seconds late, and the runs in flight with it
+    (itself included). Its summary line carries them, for an operator and bench/daemon.py to read."""
+
+    due: datetime | None
+    late: float | None
+    in_flight: int
+
+    def fields(self) -> dict[str, object]:
+        return {"due": self.due.isoformat() if self.due else None, "schedule_delay": self.late,
+                "in_flight": self.in_flight}
+
+
 class _Tracking:
-    """Marks a tenant's run active for the drain to wait on."""
+    """Marks a tenant's run active for the drain to wait on, and counts the runs in flight."""
 
     def __init__(self, daemon: Daemon, name: str) -> None:
         self.daemon, self.name = daemon, name
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> int:
+        """:returns: the runs in flight, this one included."""
         with self.daemon._idle:
             self.daemon._active.add(self.name)
+            metrics.set_runs_in_flight(len(self.daemon._active))
+            return len(self.daemon._active)
 
     def __exit__(self, *exc: object) -> None:
         with self.daemon._idle:
             self.daemon._active.discard(self.name)
+            metrics.set_runs_in_flight(len(self.daemon._active))
             self.daemon._idle.notify_all()
 
 

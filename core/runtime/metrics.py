@@ -11,6 +11,7 @@ Who calls what::
     record_backlog(tenant, pending)  after a run: outbox rows still waiting to be pushed
     record_overlap(tenant)           a run refused because the tenant's previous run is still going
     record_schedule_delay(seconds)   how late a scheduled run started
+    set_runs_in_flight(count)        the daemon, as each scheduled run starts and ends
     set_tenants(configured, broken)  after (re)loading the config directory
 
 `render()` gives the text exposition served on ``/metrics``. Everything lives in `REGISTRY`, not the
@@ -69,6 +70,7 @@ SCHEDULE_DELAY = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
     registry=REGISTRY,
 )
+RUNS_IN_FLIGHT = Gauge("leadpulse_runs_in_flight", "Scheduled runs going now.", registry=REGISTRY)
 TENANTS = Gauge("leadpulse_tenants", "Tenant files in the config directory by state.", ["state"], registry=REGISTRY)
 
 
@@ -122,6 +124,10 @@ def record_overlap(tenant: str) -> None:
 
 def record_schedule_delay(seconds: float) -> None:
     SCHEDULE_DELAY.observe(max(0.0, seconds))
+
+
+def set_runs_in_flight(count: int) -> None:
+    RUNS_IN_FLIGHT.set(count)
 
 
 def set_tenants(configured: int, broken: int) -> None:

@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -48,6 +48,9 @@ from leadpulse.core.store.store import Store
 
 log = logging.getLogger("leadpulse.pipeline")
 
+#: the scoring slot of a run with no other runs beside it (the command line's): always free
+UNCAPPED: AbstractContextManager[object] = nullcontext()
+
 
 def sync_tenant(
     tenant: TenantConfig,
@@ -60,12 +63,15 @@ def sync_tenant(
     environ: Mapping[str, str] = os.environ,
     progress: Progress = NO_PROGRESS,
     connectors: Callable[[str], ConnectorFactory] = connector_class,
+    scoring: AbstractContextManager[object] = UNCAPPED,
 ) -> RunSummary:
     """Pull, score and push one tenant, holding its run lock.
 
     With `dry_run`, nothing is sent to the CRM: what would be written stays in the outbox. With `full`, every
     stream is pulled from the beginning and every contact rescored. `connectors` finds the connector of the
-    tenant's CRM kind: the one its entry point registers, unless a caller (a test) passes its own.
+    tenant's CRM kind: the one its entry point registers, unless a caller (a test) passes its own. `scoring` is
+    held while the contacts are scored and decided, the part of a run that needs a core rather than the CRM (the
+    daemon passes a semaphore of its cores).
 
     :raises RunLocked: if another run of the tenant holds the lock.
     :raises StoreError: if the store cannot be opened or SQLite finds it damaged; nothing is pulled then.
@@ -85,8 +91,9 @@ def sync_tenant(
                 if not stopping(stop):
                     with run.step("score"):
                         engine = Engine(scoring_in_crm_order(tenant, crm_status_order(connector, store, run)))
-                        score_contacts(store, tenant, engine, run_id=run.id, as_of=run.started_at,
-                                       full=full, stop=stop, on_chunk=run.count, progress=progress)
+                        with scoring:
+                            score_contacts(store, tenant, engine, run_id=run.id, as_of=run.started_at,
+                                           full=full, stop=stop, on_chunk=run.count, progress=progress)
                 if not (dry_run or stopping(stop)):
                     with run.step("push"):
                         push(connector, store, tenant, run, stop=stop, progress=progress)

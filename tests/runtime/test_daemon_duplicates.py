@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,8 @@ class Runs:
     def __init__(self) -> None:
         self.runs: dict[str, int] = {}
 
-    def __call__(self, tenant: TenantConfig, *, state_dir: Path, stop: threading.Event) -> RunSummary:
+    def __call__(self, tenant: TenantConfig, *, state_dir: Path, stop: threading.Event,
+                 scoring: AbstractContextManager[object]) -> RunSummary:
         self.runs[tenant.name] = self.runs.get(tenant.name, 0) + 1
         return RunSummary(tenant.name, 1, RunOutcome.SUCCEEDED)
 

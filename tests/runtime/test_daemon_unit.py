@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,7 +52,8 @@ class FakeSync:
     most_at_once: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def __call__(self, tenant: Any, *, state_dir: Path, stop: threading.Event) -> RunSummary:  # a stand-in Tenant
+    def __call__(self, tenant: Any, *, state_dir: Path, stop: threading.Event,  # a stand-in Tenant
+                 scoring: AbstractContextManager[object]) -> RunSummary:
         with self.lock:
             self.going[tenant.name] = self.going.get(tenant.name, 0) + 1
             self.most_per_tenant = max(self.most_per_tenant, self.going[tenant.name])
@@ -165,7 +168,7 @@ def test_drain_lets_a_running_sync_stop_at_its_batch_and_reports_success(make_da
 
 def test_drain_past_the_grace_period_reports_failure(make_daemon, tmp_path):
     class Stubborn(FakeSync):
-        def __call__(self, tenant, *, state_dir, stop):
+        def __call__(self, tenant, *, state_dir, stop, scoring):
             self.going[tenant.name] = 1
             time.sleep(1.0)  # ignores the stop event
             return RunSummary(tenant.name, 1, RunOutcome.SUCCEEDED)
@@ -180,7 +183,7 @@ def test_drain_past_the_grace_period_reports_failure(make_daemon, tmp_path):
 def test_a_failing_sync_is_counted_as_an_error_and_the_tenant_keeps_its_schedule(make_daemon, tmp_path):
     calls = []
 
-    def failing(tenant, *, state_dir, stop):
+    def failing(tenant, *, state_dir, stop, scoring):
         calls.append(1)
         raise RuntimeError("boom")
 
@@ -199,13 +202,13 @@ def test_a_missing_config_dir_stops_the_start_with_a_message_saying_what_to_do(t
 
 
 def test_an_interval_schedule_becomes_an_interval_trigger_with_jitter():
-    trigger = trigger_for(Schedule(every=timedelta(minutes=15), jitter=timedelta(seconds=30)))
+    trigger = trigger_for(Schedule(every=timedelta(minutes=15), jitter=timedelta(seconds=30)), tenant="u-t")
     assert isinstance(trigger, IntervalTrigger)
     assert (trigger.interval_length, trigger.jitter) == (900, 30)
 
 
 def test_a_cron_schedule_becomes_a_cron_trigger():
-    trigger = trigger_for(Schedule(cron="*/5 9-17 * * mon-fri"))
+    trigger = trigger_for(Schedule(cron="*/5 9-17 * * mon-fri"), tenant="u-t")
     assert isinstance(trigger, CronTrigger)
     assert str(trigger.fields[6]) == "*/5"  # minute
 
@@ -223,7 +226,7 @@ def test_a_run_that_used_secrets_leaves_none_of_them_in_the_logs(make_daemon, tm
 
     token, password = "hs-live-token-7a9c2e", "pa55w0rd!xyz"
 
-    def leaky(tenant, *, state_dir, stop):
+    def leaky(tenant, *, state_dir, stop, scoring):
         sdk = logging.getLogger("urllib3.connectionpool")
         sdk.debug("GET /crm/v3/objects/contacts headers={'Authorization': 'Bearer %s'}", token)
         logging.getLogger("leadpulse.pipeline").info("logging in as bot with %s", password)
@@ -248,7 +251,7 @@ def test_a_run_that_used_secrets_leaves_none_of_them_in_the_logs(make_daemon, tm
 def test_a_tenant_removed_during_its_run_gets_no_gauges_back_when_the_run_ends(make_daemon, tmp_path):
     started, finish = threading.Event(), threading.Event()
 
-    def slow(tenant, *, state_dir, stop):
+    def slow(tenant, *, state_dir, stop, scoring):
         started.set()
         finish.wait(5)
         return RunSummary(tenant.name, 1, RunOutcome.SUCCEEDED, pulled=1)
@@ -268,7 +271,7 @@ def test_a_tenant_removed_during_its_run_gets_no_gauges_back_when_the_run_ends(m
 
 def fire_days(line: str, start: datetime, end: datetime) -> list[int]:
     """Days of the month on which the cron `line` fires from `start` (included) to `end` (excluded)."""
-    trigger, days, previous, now = trigger_for(Schedule(cron=line)), [], None, start  # type: ignore[arg-type]  # a stand-in schedule
+    trigger, days, previous, now = trigger_for(Schedule(cron=line), tenant="u-t"), [], None, start  # type: ignore[arg-type]  # a stand-in schedule
     while (fire := trigger.get_next_fire_time(previous, now)) is not None and fire < end:
         days.append(fire.day)
         previous, now = fire, fire + timedelta(seconds=1)
@@ -308,25 +311,47 @@ def test_a_cron_line_restricting_only_one_of_the_two_day_fields_fires_on_that_on
 @pytest.mark.parametrize("line", ["0 9 * * 8", "0 9 * * fri-mon", "0 9 L * *", "0 9 * * 1#2", "0 9 last * *"])
 def test_a_cron_line_standard_cron_would_not_read_the_same_is_refused(line):
     with pytest.raises(ValueError, match="expected"):
-        trigger_for(Schedule(cron=line))
+        trigger_for(Schedule(cron=line), tenant="u-t")
 
 
 def test_jittered_interval_runs_stay_on_their_grid_so_they_come_once_an_interval_on_average():
-    trigger = trigger_for(Schedule(every=timedelta(minutes=1), jitter=timedelta(seconds=30)))
+    trigger = trigger_for(Schedule(every=timedelta(minutes=1), jitter=timedelta(seconds=30)), tenant="u-t")
     first = previous = trigger.get_next_fire_time(None, datetime.now(UTC))
     late = []
-    for n in range(1, 601):
+    for _ in range(600):
         previous = trigger.get_next_fire_time(previous, previous)
-        late.append((previous - trigger.start_date).total_seconds() - 60 * n)
+        late.append(((previous - trigger.start_date) % timedelta(minutes=1)).total_seconds())
     assert all(0 <= seconds_late <= 30 for seconds_late in late)
     assert (previous - first).total_seconds() / 600 == pytest.approx(60, abs=0.1)
 
 
-def test_an_interval_tenant_first_runs_at_a_random_point_of_its_first_interval():
-    now = datetime.now(UTC)
-    firsts = [trigger_for(Schedule(every=timedelta(minutes=10))).get_next_fire_time(None, now) for _ in range(20)]
-    assert all(now <= first <= now + timedelta(minutes=10, seconds=1) for first in firsts)
-    assert max(firsts) - min(firsts) > timedelta(minutes=3)  # spread, not all at once
+def first_runs(names: list[str], now: datetime, every: timedelta = timedelta(minutes=15)) -> dict[str, datetime]:
+    schedule: Any = Schedule(every=every)  # a stand-in schedule
+    return {name: trigger_for(schedule, tenant=name).get_next_fire_time(None, now) for name in names}
+
+
+def test_interval_tenants_first_run_spread_evenly_over_their_first_interval():
+    now = datetime(2025, 6, 2, 9, 7, 13, tzinfo=UTC)
+    firsts = first_runs([f"tenant-{n}" for n in range(1000)], now)
+    assert all(now <= first < now + timedelta(minutes=15) for first in firsts.values())
+    # 1000 runs over 15 minutes: each minute gets about 67 of them, never all at once
+    per_minute = Counter(int((first - now).total_seconds() // 60) for first in firsts.values())
+    assert len(per_minute) == 15 and all(40 <= count <= 95 for count in per_minute.values())
+
+
+def test_a_restart_keeps_each_tenant_at_its_place_of_the_interval():
+    names = [f"tenant-{n}" for n in range(50)]
+    before = first_runs(names, datetime(2025, 6, 2, 9, 0, tzinfo=UTC))
+    after = first_runs(names, datetime(2025, 6, 2, 9, 0, tzinfo=UTC) + timedelta(hours=5, seconds=41.5))
+    assert all((after[name] - before[name]) % timedelta(minutes=15) == timedelta(0) for name in names)
+    assert len(set(before.values())) == len(names)
+
+
+def test_a_first_run_falling_on_now_is_followed_by_the_next_one_a_whole_interval_later():
+    trigger = trigger_for(Schedule(every=timedelta(minutes=15)), tenant="u-t")
+    first = trigger.get_next_fire_time(None, datetime(2025, 6, 2, tzinfo=UTC))
+    assert trigger.get_next_fire_time(None, first) == first
+    assert trigger.get_next_fire_time(first, first) - first == timedelta(minutes=15)
 
 
 def test_a_tenant_file_that_is_not_utf8_is_refused_and_the_good_tenant_beside_it_runs(tmp_path):
