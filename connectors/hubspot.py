@@ -6,6 +6,13 @@ to the run's start, keyset-paged by ``hs_object_id`` so no window ever reaches t
 Search results carry no associations, so each engagement page found by search is followed by one associations
 v4 batch read.
 
+A search answers at most four calls a second where a list page goes under the general limit (19 a second on
+Professional), so when the first search page's ``total`` says many records changed (the run after a large
+write-back re-reads every record it touched), the type's size is asked (a search with no filter) and, when
+listing the whole type takes less time at those limits than searching on, the window is read by listing it
+instead (`cheaper_door`). The list reads every record as it stands, so a change anyone else made in the
+window comes with it; the cursor then moves as after a first run.
+
 The SDK builds and sends every request; answers are read as plain JSON (``_preload_content=False``) rather
 than through the SDK's models, because those refuse a whole page when one record lacks a field, and a
 malformed record must be skipped and recorded, not fail the page.
@@ -15,10 +22,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Any, TypeVar
 
 import urllib3
@@ -126,6 +135,28 @@ ENGAGEMENT_KINDS = {
 EMAIL_KINDS = {"EMAIL": ActivityKind.EMAIL_SENT, "INCOMING_EMAIL": ActivityKind.EMAIL_REPLY}
 
 
+class Door(Enum):
+    """Where an incremental read finds a type's changed records."""
+
+    #: a search on the last-modified property: the changed records only, under the search limit
+    SEARCH = "search"
+    #: the list endpoint: every record of the type, under the general limit only
+    LIST = "list"
+
+
+def cheaper_door(changed: int, held: int, *, calls_per_second: float, linked: bool) -> Door:
+    """The door that reads `changed` records of a type holding `held` in less time at the portal's limits.
+
+    A search page counts against the search limit and the general one, and on an engagement type (`linked`) it
+    is followed by an associations read; a list page counts against the general limit only and carries its
+    associations inline. Equal times go to the search, which reads less.
+    """
+    pages = math.ceil(changed / PAGE_SIZE)
+    by_search = max(pages / SEARCH_PER_SECOND, pages * (2 if linked else 1) / calls_per_second)
+    by_list = math.ceil(held / PAGE_SIZE) / calls_per_second
+    return Door.LIST if by_list < by_search else Door.SEARCH
+
+
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
@@ -206,6 +237,7 @@ class HubSpotConnector(Connector):
         self._owners = client.crm.owners.owners_api
         self._assoc = client.crm.associations.v4.batch_api
         calls = CAPACITY_PACK_CALLS_PER_10S if settings.capacity_pack else CALLS_PER_10S[settings.tier]
+        self._calls_per_second = calls / 10.0
         self.budget = shared_budget(
             account_key(self.name, settings.base_url, context.secrets["access_token"]),
             [Window(calls, 10.0), Window(SEARCH_PER_SECOND, 1.0, scope="search")], context.clock)
@@ -298,10 +330,16 @@ class HubSpotConnector(Connector):
     def _search_pages(self, spec: StreamSpec, state: dict[str, Any], started_ms: int) -> Iterator[Page]:
         since, until = state["since"], state.get("until", started_ms)
         low = since - self.settings.lookback_seconds * 1000
+        fresh = "last_id" not in state  # the window's first page, where its door is chosen
         last_id = state.get("last_id", 0)
         while True:
-            records = self._search_after(spec, low, until, last_id)
-            more = len(records) == PAGE_SIZE
+            records, total = self._search_after(spec, low, until, last_id)
+            if fresh and self._door(spec, total, len(records)) is Door.LIST:
+                yield from self._list_pages(spec, {"until": until}, started_ms)
+                return
+            fresh = False
+            # the total counts the window's records past `last_id`: a full page holding all of them is the last
+            more = len(records) == PAGE_SIZE and (total is None or total > PAGE_SIZE)
             if records:
                 last_id = max(int(record["id"]) for record in records)
             nxt = {"phase": "search", "since": since, "until": until, "last_id": last_id} if more else None
@@ -311,7 +349,29 @@ class HubSpotConnector(Connector):
             if not more:
                 return
 
-    def _search_after(self, spec: StreamSpec, low: int, until: int, last_id: int) -> list[dict[str, Any]]:
+    def _door(self, spec: StreamSpec, changed: int | None, read: int) -> Door:
+        """How to read the `changed` records (None: HubSpot did not say) of a window whose first search page held
+        `read` of them. The type's size is asked only when more than one search page is left: up to one, the
+        search is done no later than that question would be answered."""
+        left = 0 if changed is None else changed - read
+        if left <= PAGE_SIZE:
+            return Door.SEARCH
+        door = cheaper_door(left, self._held(spec), calls_per_second=self._calls_per_second,
+                            linked=spec.engagement)
+        log.info("tenant %r: %d %s changed since the cursor; read by %s", self.context.tenant, changed,
+                 spec.name, door.value)
+        return door
+
+    def _held(self, spec: StreamSpec) -> int:
+        """How many records of the type the portal holds: the total of a search with no filter."""
+        request = PublicObjectSearchRequest(filter_groups=[], properties=["hs_object_id"], limit=1)
+        data = self._json(f"the count of {spec.name}",
+                          lambda **kw: self._search.do_search(spec.name, request, **kw), scope="search")
+        return int(data.get("total") or 0)
+
+    def _search_after(self, spec: StreamSpec, low: int, until: int,
+                      last_id: int) -> tuple[list[dict[str, Any]], int | None]:
+        """A page of the records changed in [low, until] with ids past `last_id`, and how many there are in all."""
         filters = [
             Filter(property_name=spec.modified_property, operator="GTE", value=str(low)),
             Filter(property_name=spec.modified_property, operator="LTE", value=str(until)),
@@ -323,7 +383,8 @@ class HubSpotConnector(Connector):
         data = self._json(f"the {spec.name} search", lambda **kw: self._search.do_search(spec.name, request, **kw),
                           scope="search")
         results: list[dict[str, Any]] = data.get("results", [])
-        return results
+        total = data.get("total")
+        return results, total if isinstance(total, int) else None
 
     def _with_contacts(self, object_type: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         request = BatchInputPublicFetchAssociationsBatchRequest(

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from leadpulse.connectors import hubspot
 from leadpulse.connectors.budget import Window
-from leadpulse.connectors.hubspot import TASK_KEY, HubSpotConnector
+from leadpulse.connectors.hubspot import TASK_KEY, Door, HubSpotConnector
 from leadpulse.connectors.idempotency import task_token
 from leadpulse.connectors.paging import load_cursor
 from leadpulse.connectors.settings import HubSpotSettings
@@ -102,7 +103,10 @@ def test_incremental_run_picks_up_exactly_the_changed_contacts(hubspot_sandbox):
 
 
 @pytest.mark.slow
-def test_incremental_search_over_more_than_ten_thousand_changes_has_no_gap_and_no_duplicate(sandbox_factory):
+def test_incremental_search_over_more_than_ten_thousand_changes_has_no_gap_and_no_duplicate(sandbox_factory,
+                                                                                           monkeypatch):
+    # listing would be cheaper here; a portal several times larger makes the search the cheaper door
+    monkeypatch.setattr(hubspot, "cheaper_door", lambda *args, **kwargs: Door.SEARCH)
     sb = sandbox_factory("hubspot", contacts=10_250, seed=11)
     connector = connect(sb)
     _, cursor = pull_all(connector, "contacts")

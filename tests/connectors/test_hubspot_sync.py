@@ -11,7 +11,8 @@ import pytest
 import yaml
 from support import DEMO_TENANT
 
-from leadpulse.connectors import budget
+from leadpulse.connectors import budget, hubspot
+from leadpulse.connectors.hubspot import Door
 from leadpulse.connectors.idempotency import task_token
 from leadpulse.core.cli.demo import TOKEN_VARIABLE, sandbox_tenant
 from leadpulse.core.clock import ManualClock, ScaledClock
@@ -77,7 +78,10 @@ def portal(sandbox_factory):
 
 
 @pytest.mark.slow
-def test_an_incremental_run_picks_up_exactly_what_changed_across_more_than_ten_thousand_records(sandbox_factory, tmp_path):
+def test_an_incremental_run_picks_up_exactly_what_changed_across_more_than_ten_thousand_records(sandbox_factory, tmp_path,
+                                                                                                monkeypatch):
+    # listing would be cheaper here; a portal several times larger makes the search the cheaper door
+    monkeypatch.setattr(hubspot, "cheaper_door", lambda *args, **kwargs: Door.SEARCH)
     sb = sandbox_factory("hubspot", contacts=10_400, seed=5)
     # real timestamps (the sandbox stamps changes with the wall clock), rate-limit waits a thousand times shorter
     clock = ScaledClock(1000)
