@@ -84,9 +84,13 @@ class RateBudget:
             if not self._fresh:
                 return
             self._fresh = False
-            now = self.clock.monotonic()
             for call in calls:
-                done = now - max(0.0, self.clock.since(call.answered_at)) if call.answered_at else now
+                # the call's age first, then the moment it is counted back from: a pause between the two (a busy
+                # machine, thousands of calls) makes the call look younger, so its slot is held longer, never freed
+                # before the CRM frees it
+                ago = max(0.0, self.clock.since(call.answered_at)) if call.answered_at else 0.0
+                now = self.clock.monotonic()
+                done = now - ago
                 for s in self._matching(call.scope):
                     if done + s.window.seconds > now:
                         s.done.append(done)

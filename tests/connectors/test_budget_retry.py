@@ -180,6 +180,23 @@ def test_a_call_killed_in_flight_counts_as_answered_when_the_next_process_starts
     assert caller.budget.clock.slept == [10]
 
 
+class BusyClock(ManualClock):
+    """A clock read on a busy machine: a second passes each time an age is measured."""
+
+    def since(self, moment):
+        self.advance(1)
+        return super().since(moment)
+
+
+def test_calls_recalled_while_time_passes_keep_their_slots_until_the_crm_frees_them():
+    journal = Journal([answered_ago(3)] * 2)
+    budget = RateBudget([Window(2, 10)], clock=BusyClock(T0))
+    caller = ApiCaller("acme", classify, budget, CallStats(journal=journal), RetrySettings())
+    caller.call(failing())
+    # answered 3 s before T0, the calls leave the window 7 s after it, however long the recall took
+    assert budget.clock.monotonic() >= 7
+
+
 def test_recalled_calls_weigh_only_on_the_windows_of_their_scope():
     journal = Journal([answered_ago(0.5, "search")] * 4)
     budget = make_budget(Window(100, 10), Window(4, 1, scope="search"))
