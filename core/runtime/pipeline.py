@@ -90,7 +90,7 @@ def sync_tenant(
                     pull(connector, store, run, full=full, stop=stop, progress=progress)
                 if not stopping(stop):
                     with run.step("score"):
-                        engine = Engine(scoring_in_crm_order(tenant, crm_status_order(connector, store, run)))
+                        engine = Engine(scoring_in_crm_order(tenant, crm_status_order(connector, store, full=full)))
                         with scoring:
                             score_contacts(store, tenant, engine, run_id=run.id, as_of=run.started_at,
                                            full=full, stop=stop, on_chunk=run.count, progress=progress)
@@ -123,11 +123,12 @@ STATUS_ORDER = "status_order"
 OWNERS = "owners"
 
 
-def crm_status_order(connector: Connector, store: Store, run: Run) -> Sequence[str] | None:
-    """The CRM account's own lifecycle values in order (and its owners, kept alongside): asked again when this run
-    pulled anything, else kept from before, so a run with nothing new makes no call for them. The owners are the
-    mark of having asked: a CRM with no lifecycle order of its own keeps none."""
-    if run.counts.pulled or store.crm_fact(OWNERS) is None:
+def crm_status_order(connector: Connector, store: Store, *, full: bool) -> Sequence[str] | None:
+    """The CRM account's own lifecycle values in order (and its owners, kept alongside): asked again on a `full`
+    run and when what this run pulled changed what scoring reads (some contact is due), else kept from before, so
+    a run that pulled nothing new, or only the echoes of leadpulse's own writes, makes no call for them. The owners
+    are the mark of having asked: a CRM with no lifecycle order of its own keeps none."""
+    if full or store.inputs_changed() or store.crm_fact(OWNERS) is None:
         order = connector.status_order()
         if order:
             store.set_crm_fact(STATUS_ORDER, list(order))

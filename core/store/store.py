@@ -648,6 +648,10 @@ class Store:
             yield [(_contact(row), activities.get(row[0], []), _prior(row) if priors else None) for row in rows]
             after = rows[-1][0]
 
+    def inputs_changed(self) -> bool:
+        """Whether some contact's inputs changed since it was last scored (it is dirty, due for scoring)."""
+        return self.db.execute("SELECT 1 FROM contacts WHERE dirty = 1 LIMIT 1").fetchone() is not None
+
     def scoring_bounds(
         self,
         all: bool = False,

@@ -190,13 +190,15 @@ def test_a_run_after_a_small_write_back_searches_only_what_it_touched(portal, cl
     hands = plain_titled(portal, 2)
     for hand in hands:
         portal.crm.edit_contact(hand, title="Student")
-    rescored, _ = sync(portal, tmp_path, clock)
+    rescored, news = sync(portal, tmp_path, clock)
     assert rescored.written == 2
+    assert news["owners.list"] == 1  # hand-made changes: the portal's owners and lifecycle order are asked again
 
     echo, calls = sync(portal, tmp_path, clock)
 
     assert echo.pulled == 2 and echo.written == 0
-    assert calls["contacts.search"] == 1 and calls["contacts.list"] == 0
+    # only its own writes came back, which change nothing scoring reads: one search a stream and nothing else
+    assert calls == Counter({f"{stream}.search": 1 for stream in STREAMS})
 
 
 def test_the_third_run_makes_one_call_a_stream(portal, clock, tmp_path):
