@@ -77,7 +77,7 @@ SCHEDULE_SCALE_ENV = "LEADPULSE_TEST_SCHEDULE_SCALE"
 SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
 
 #: tenant runs in flight at once unless the operator says otherwise (``--max-parallel``); see deploy/README.md
-RUNS_IN_FLIGHT = 64
+RUNS_IN_FLIGHT = 32
 
 
 def usable_cores() -> int:
