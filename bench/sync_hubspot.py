@@ -14,8 +14,8 @@ Wall time is measured in the CRM's time (real seconds x time scale), so it compa
    reads the whole contact object through the list endpoint (one page per 100 contacts) at the tier's rate, plus
    each engagement type's changed pages: the tasks the write-back made, one search and one associations read per
    100, and one search for a type with nothing changed, the searches at the search limit.
-3. The third run: one call a stream, when the echo run wrote nothing. What it did write comes back, and a run
-   that pulls anything also asks the portal's lifecycle order and owners again.
+3. The third run: one call a stream. The few contacts the echo run wrote (decay moved their scores) come back
+   through those same searches; only leadpulse's own writes changed them, so they call for nothing more.
 
 The three runs share one clock, so one rate budget, as runs of one daemon do.
 """
