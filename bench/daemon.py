@@ -46,7 +46,8 @@ import psutil
 import yaml
 
 from leadpulse.core.cli.demo import DEMO_TENANT_FILE
-from leadpulse.core.runtime.daemon import RUNS_IN_FLIGHT, SCHEDULE_SCALE_ENV, usable_cores
+from leadpulse.core.runtime.daemon import RUNS_IN_FLIGHT, SCHEDULE_SCALE_ENV
+from leadpulse.core.runtime.workers import usable_cores
 from leadpulse.core.schedule import Schedule, format_duration, parse_duration, trigger_for
 
 

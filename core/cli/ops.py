@@ -20,8 +20,9 @@ from leadpulse.core.cli.tenants import (
     warn_without_connector,
 )
 from leadpulse.core.errors import DeployError
-from leadpulse.core.runtime.daemon import RUNS_IN_FLIGHT, DaemonSettings, run, usable_cores
+from leadpulse.core.runtime.daemon import RUNS_IN_FLIGHT, DaemonSettings, run
 from leadpulse.core.runtime.status import TenantStatus, read_status
+from leadpulse.core.runtime.workers import usable_cores
 from leadpulse.core.store.runs import RunRecord
 
 

@@ -54,6 +54,7 @@ from leadpulse.core.runtime.health import HealthServer, Probe
 from leadpulse.core.runtime.pipeline import sync_tenant
 from leadpulse.core.runtime.run import RunSummary
 from leadpulse.core.runtime.status import read_backlog
+from leadpulse.core.runtime.workers import usable_cores
 from leadpulse.core.schedule import trigger_for
 from leadpulse.core.store.runs import RunOutcome
 
@@ -78,13 +79,6 @@ SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
 
 #: tenant runs in flight at once unless the operator says otherwise (``--max-parallel``); see deploy/README.md
 RUNS_IN_FLIGHT = 32
-
-
-def usable_cores() -> int:
-    """The cores this process may run on: its CPU affinity, which taskset and container runtimes narrow."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ the pass is large (see `leadpulse.core.runtime.workers`)."""
 from __future__ import annotations
 
 import functools
-import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from leadpulse.core.runtime.decisions import (
     write_priority,
 )
 from leadpulse.core.runtime.run import NO_PROGRESS, Progress, stopping
-from leadpulse.core.runtime.workers import in_workers
+from leadpulse.core.runtime.workers import in_workers, usable_cores
 from leadpulse.core.store.outbox import WritePriority
 from leadpulse.core.store.runs import RunCounts
 from leadpulse.core.store.store import PriorScore, ScoringInput, Store, history_row, iso, score_rows
@@ -34,7 +33,7 @@ SCORE_CHUNK = 1000
 
 def scoring_workers() -> int:
     """How many processes a rescore from the command line shares its work among: one per core, up to four."""
-    return min(os.cpu_count() or 1, 4)
+    return min(usable_cores(), 4)
 
 
 def score_contacts(

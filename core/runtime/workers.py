@@ -13,6 +13,7 @@ import gc
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
 import signal
 import traceback
 from collections import deque
@@ -28,6 +29,13 @@ log = logging.getLogger("leadpulse.pipeline")
 
 V = TypeVar("V")
 V_co = TypeVar("V_co", covariant=True)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity, which taskset and container runtimes narrow."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 class ChunkReader(Protocol[V_co]):
