@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import repeat
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -37,6 +38,7 @@ from leadpulse.core.engine.columnar_batch import (
     Matches,
     RowTest,
     build_batch,
+    build_flat_batch,
     micros,
     span_micros,
 )
@@ -70,6 +72,9 @@ EXPIRY_SOURCES = {
     "events": "a lifecycle transition's event is still to come",
     "event windows": "the latest of a lifecycle transition's events leaves the transition's window",
 }
+
+
+_CONTACT_ID = itemgetter(0)
 
 
 @dataclass(frozen=True)
@@ -367,6 +372,17 @@ class ColumnEngine:
         tested, each activity row (`rows` by contact id) matched against every rule, follow-up and lifecycle
         event, times as integer microseconds, matches grouped by contact."""
         return build_batch(self._plan, contacts, rows)
+
+    def flat_batch(self, contacts: Sequence[Contact], rows: Sequence[ActivityRow]) -> Batch:
+        """`batch` from one list of activity `rows`, by contact (as `contacts` are ordered), then id, as the store
+        reads a chunk (see `leadpulse.core.store.store.Store.scoring_batches`); rows of other contacts are left
+        out."""
+        place = {contact.id: n for n, contact in enumerate(contacts)}
+        owners = np.fromiter(map(place.get, map(_CONTACT_ID, rows), repeat(-1)), dtype=np.int64, count=len(rows))
+        if len(owners) and owners.min() < 0:
+            kept = np.flatnonzero(owners >= 0)
+            rows, owners = [rows[i] for i in kept.tolist()], owners[kept]
+        return build_flat_batch(self._plan, contacts, rows, owners)
 
     def score(self, batch: Batch, as_of: datetime) -> Scores:
         """Every contact of `batch` scored at `as_of`, column by column; activities after `as_of` do not count."""

@@ -1,17 +1,19 @@
 """A batch: everything about a set of contacts that does not depend on the moment scored, worked out once.
 
-Each contact field a fit rule reads is tested once per contact; each activity row is matched once against every
-engagement rule, every rule's follow-up and every lifecycle event, through the same compiled conditions as the
-per-contact engine. Times become integer microseconds since the epoch (the resolution of a `datetime`, so every
-comparison and every span stays exact). What matched is kept per rule as columns, contact by contact in row order.
+Each contact field a fit rule reads is tested once per contact (once per distinct text); the activity rows are
+matched against every engagement rule, every rule's follow-up and every lifecycle event column by column: by kind
+as integer codes, then a rule's ``where`` through the same compiled conditions as the per-contact engine, only on
+the rows of its kinds (once per distinct attributes text). Times become integer microseconds since the epoch (the
+resolution of a `datetime`, so every comparison and every span stays exact), the store's text of them parsed by
+numpy. What matched is kept per rule as columns, contact by contact in row order.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -135,13 +137,24 @@ class Batch:
 
 def build_batch(plan: BatchPlan, contacts: Sequence[Contact], rows: Mapping[str, Sequence[ActivityRow]]) -> Batch:
     """Match `rows` (by contact id) against `plan` for `contacts`, in that order."""
-    matcher = _RowMatcher(plan)
+    flat: list[ActivityRow] = []
+    owners: list[int] = []
     for index, contact in enumerate(contacts):
-        matcher.contact(index, rows.get(contact.id, ()))
+        found = rows.get(contact.id, ())
+        flat += found
+        owners += [index] * len(found)
+    return build_flat_batch(plan, contacts, flat, np.array(owners, dtype=np.int64))
+
+
+def build_flat_batch(plan: BatchPlan, contacts: Sequence[Contact], rows: Sequence[ActivityRow], owners: Ints) -> Batch:
+    """`build_batch` from one list of `rows`, each the activity of the contact at its place in `owners` (positions
+    in `contacts`), each contact's rows together and in the order the engine reads them (the store's: by contact
+    and activity id)."""
+    matched = _MatchedRows(plan, rows, owners, len(contacts))
     conditions = tuple(column_condition(condition, contacts) for condition in plan.conditions)
     crossings = tuple(_crossings(condition, len(contacts)) for condition in conditions)
-    return Batch(tuple(contact.id for contact in contacts), matcher.matches(), matcher.quiet(), conditions,
-                 np.array(matcher.first_matched, dtype=np.int64).reshape(len(contacts), plan.engagement), crossings)
+    return Batch(tuple(contact.id for contact in contacts), matched.matches(), matched.quiet(), conditions,
+                 matched.first_matched(), crossings)
 
 
 def _crossings(condition: ColumnCondition, size: int) -> Ints:
@@ -149,127 +162,181 @@ def _crossings(condition: ColumnCondition, size: int) -> Ints:
     return np.stack(columns, axis=1) if columns else np.empty((size, 0), dtype=np.int64)
 
 
-#: a row test as a plan lists it: (slot, attribute key, test, occasions), see `RowTest`
-_Slot = tuple[int, "str | None", "Predicate | None", "Counting | None"]
-#: a kind and vendor type not yet planned for
-_UNPLANNED: Any = object()
+#: `date.toordinal()` of the epoch's day, and a day in microseconds: a UTC time's day number from its microseconds
+_EPOCH_DAY = EPOCH.date().toordinal()
+_DAY = 86_400_000_000
+#: occasion keys of sessions start here, above every day number
+_SESSIONS_FROM = 10**8
+#: the store's text of a time, ``2025-06-02T00:00:00.000+00:00``: parsed column-wise (see `_times`)
+_STORE_TEXT = len("2025-06-02T00:00:00.000+00:00")
+_UTC_SUFFIX = "+00:00"
+_KIND_AND_VENDOR = itemgetter(2, 4)
+_KIND = itemgetter(2)
+_TIME = itemgetter(3)
+_ATTRIBUTES = itemgetter(5)
+#: the values a test is worked out once per distinct value for (see `_tested`)
+_TEXTS = frozenset({str, type(None)})
 
 
-class _RowMatcher:
-    """Matches rows contact by contact, collecting columns."""
+class _MatchedRows:
+    """Every activity row of a batch matched against the plan column by column: one pass per row test over the
+    rows of the kinds it reads, the ``where`` tests (the engine's compiled conditions) only on those rows, each
+    row's attributes parsed once."""
 
-    def __init__(self, plan: BatchPlan) -> None:
-        self.plan = plan
-        slots = len(plan.tests)
-        self.owner: list[list[int]] = [[] for _ in range(slots)]
-        self.at: list[list[int]] = [[] for _ in range(slots)]
-        self.occasion: list[list[int]] = [[] for _ in range(slots)]
-        self.followed: dict[int, list[int]] = {slot: [] for slot in plan.followers}
-        self.quiet_owner: list[list[int]] = [[] for _ in plan.inactivity]
-        self.quiet_at: list[list[int]] = [[] for _ in plan.inactivity]
-        self.first_matched: list[int] = []
-        self.keys: dict[Any, int] = {}
-        self._plans: dict[tuple[Any, Any], tuple[list[_Slot], list[int]] | None] = {}
-
-    def _plan(self, kind: Any, vendor_type: Any) -> tuple[list[_Slot], list[int]] | None:
-        """The row tests a row of this kind and vendor type may match, as the engine orders them (those naming
-        the kind, then those naming only the vendor type), and the inactivity rules it keeps awake."""
-        key = (kind, vendor_type)
-        if key not in self._plans:
-            tests = self.plan.tests
+    def __init__(self, plan: BatchPlan, rows: Sequence[ActivityRow], owners: Ints, size: int) -> None:
+        self.plan, self.rows, self.size = plan, rows, size
+        if len(owners) > 1 and bool((owners[1:] < owners[:-1]).any()):
+            raise ValueError("a batch's activity rows must come contact by contact, in the contacts' order")
+        self.owner = owners
+        # each row's (kind, vendor type) as a code; per code, the row tests it may match (and where in the
+        # engine's order for the row: those naming the kind, then those naming only the vendor type) and the
+        # inactivity rules it keeps awake
+        tests = plan.tests
+        vendors = any(test.vendor_types for test in tests)
+        # the vendor type only where a test names one: a code per kind is found without a tuple per row
+        keys = list(map(_KIND_AND_VENDOR if vendors else _KIND, rows))
+        codes = {key: code for code, key in enumerate(dict.fromkeys(keys))}
+        self.code = np.fromiter(map(codes.__getitem__, keys), dtype=np.int64, count=len(keys))
+        self.place = np.full((len(codes), len(tests)), -1, dtype=np.int64)
+        self.awake = np.zeros((len(codes), len(plan.inactivity)), dtype=np.bool_)
+        for key, code in codes.items():
+            kind, vendor_type = key if vendors else (key, None)
             by_kind = [n for n, test in enumerate(tests) if kind in test.kinds]
             by_vendor = [n for n, test in enumerate(tests) if kind not in test.kinds and vendor_type is not None
                          and vendor_type in test.vendor_types]
-            slots = [(n, tests[n].key, tests[n].where, tests[n].occasions) for n in [*by_kind, *by_vendor]]
-            quiet = [n for n, kinds in enumerate(self.plan.inactivity) if kinds is None or kind in kinds]
-            self._plans[key] = (slots, quiet) if slots or quiet else None
-        return self._plans[key]
+            for place, n in enumerate([*by_kind, *by_vendor]):
+                self.place[code, n] = place
+            for n, kinds in enumerate(plan.inactivity):
+                self.awake[code, n] = kinds is None or kind in kinds
+        feeds: Bools = np.logical_or((self.place >= 0).any(axis=1), self.awake.any(axis=1))
+        live = feeds[self.code]
+        self.at, self.day = _times(rows, np.flatnonzero(live))
+        self._attributes: dict[int, Mapping[str, Any]] = {}
+        self.slots = [self._slot(n, test) for n, test in enumerate(tests)]
 
-    def contact(self, index: int, rows: Sequence[ActivityRow]) -> None:
-        found: dict[int, list[tuple[int, int]]] = {}
-        plans = self._plans
-        for row in rows:
-            plan = plans.get((row[2], row[4]), _UNPLANNED)
-            if plan is _UNPLANNED:
-                plan = self._plan(row[2], row[4])
-            if plan is None:
-                continue
-            at: Any = row[3]
-            if at.__class__ is str:
-                at = datetime.fromisoformat(at)
-            when = (at - EPOCH) // _MICRO
-            attributes = None
-            for slot, key, where, occasions in plan[0]:
-                if where is not None or occasions is Counting.SESSIONS:
-                    if attributes is None:
-                        attributes = activity_attributes(row[5])
-                    if where is not None and not (where(attributes.get(key)) if key is not None
-                                                  else where((row, attributes))):
-                        continue
-                key = self._occasion(at, attributes if occasions is Counting.SESSIONS else None) if occasions else 0
-                hits = found.get(slot)
-                if hits is None:
-                    found[slot] = [(when, key)]
-                else:
-                    hits.append((when, key))
-            for n in plan[1]:
-                self.quiet_owner[n].append(index)
-                self.quiet_at[n].append(when)
-        self._keep(index, found)
+    def attributes(self, i: int) -> Mapping[str, Any]:
+        found = self._attributes.get(i)
+        if found is None:
+            found = self._attributes[i] = activity_attributes(self.rows[i][5])
+        return found
 
-    def _occasion(self, at: datetime, attributes: Mapping[str, Any] | None) -> int:
-        session = attributes.get(SESSION) if attributes is not None else None
-        key: tuple[str, str | date] = ("session", str(session)) if session not in (None, "") else ("day", at.date())
-        return self.keys.setdefault(key, len(self.keys))
+    def _slot(self, n: int, test: RowTest) -> Ints:
+        """The rows row test `n` matches, in row order."""
+        found = np.flatnonzero(self.place[self.code, n] >= 0)
+        where, key, rows = test.where, test.key, self.rows
+        if where is None or not len(found):
+            return found
+        if key is None:  # the test reads the row itself
+            kept = np.array([bool(where((rows[i], self.attributes(i)))) for i in found.tolist()], dtype=np.bool_)
+            return found[kept]
+        texts = list(map(_ATTRIBUTES, map(rows.__getitem__, found.tolist())))
+        if set(map(type, texts)) == {str}:  # as the store keeps them: each distinct text parsed and tested once
+            held = {text: bool(where(activity_attributes(text).get(key))) for text in set(texts)}
+            kept = np.fromiter(map(held.__getitem__, texts), dtype=np.bool_, count=len(texts))
+        else:
+            kept = np.array([bool(where(self.attributes(i).get(key))) for i in found.tolist()], dtype=np.bool_)
+        return found[kept]
 
-    def _keep(self, index: int, found: dict[int, list[tuple[int, int]]]) -> None:
-        engagement = self.plan.engagement
-        order = [slot for slot in found if slot < engagement]
-        self.first_matched += order
-        if len(order) < engagement:
-            self.first_matched += [slot for slot in range(engagement) if slot not in found]
-        for slot, hits in found.items():
-            self.owner[slot] += [index] * len(hits)
-            self.at[slot] += [when for when, _ in hits]
-            if self.plan.tests[slot].occasions:
-                self.occasion[slot] += [key for _, key in hits]
-        for slot, follower in self.plan.followers.items():
-            matched = found.get(slot)
-            if matched:
-                self.followed[slot] += _followed_at([when for when, _ in matched],
-                                                    sorted(when for when, _ in found.get(follower, ())))
+    def _occasions(self, test: RowTest, found: Ints) -> tuple[Ints, int]:
+        """Each match's occasion, numbered densely, and how many there are: its day, or for a rule counting
+        sessions its session (its day when it has none)."""
+        keys = self.day[found]
+        if test.occasions is Counting.SESSIONS:
+            sessions: dict[str, int] = {}
+            keys = keys.copy()
+            for place, i in enumerate(found.tolist()):
+                session = self.attributes(i).get(SESSION)
+                if session not in (None, ""):
+                    keys[place] = _SESSIONS_FROM + sessions.setdefault(str(session), len(sessions))
+        unique, dense = np.unique(keys, return_inverse=True)
+        return dense.astype(np.int64).reshape(-1), len(unique)
 
     def matches(self) -> tuple[Matches, ...]:
         found = []
-        for slot, test in enumerate(self.plan.tests):
-            occasion = occasions = None
-            if test.occasions:
-                keys, dense = np.unique(np.array(self.occasion[slot], dtype=np.int64), return_inverse=True)
-                occasion, occasions = dense.astype(np.int64), len(keys)
-            followed = np.array(self.followed[slot], dtype=np.int64) if slot in self.followed else None
-            found.append(Matches(np.array(self.owner[slot], dtype=np.int64), np.array(self.at[slot], dtype=np.int64),
-                                 occasion, occasions or 0, followed))
+        for n, test in enumerate(self.plan.tests):
+            rows = self.slots[n]
+            occasion, occasions = self._occasions(test, rows) if test.occasions else (None, 0)
+            follower = self.plan.followers.get(n)
+            followed = self._followed_at(rows, self.slots[follower]) if follower is not None else None
+            found.append(Matches(self.owner[rows], self.at[rows], occasion, occasions, followed))
         return tuple(found)
+
+    def _followed_at(self, rows: Ints, followers: Ints) -> Ints:
+        """For each of `rows`, its contact's first follower row strictly after it in time (its time), or `NEVER`."""
+        if not len(followers):
+            return np.full(len(rows), NEVER, dtype=np.int64)
+        # times as ranks among both sets keep (contact, time) one exact integer key
+        times = np.unique(np.concatenate([self.at[rows], self.at[followers]]))
+        span = len(times) + 1
+        theirs = self.owner[followers] * span + np.searchsorted(times, self.at[followers])
+        order = np.argsort(theirs, kind="stable")
+        theirs = theirs[order]
+        ours = self.owner[rows] * span + np.searchsorted(times, self.at[rows])
+        at = np.searchsorted(theirs, ours, side="right")
+        inside = at < len(theirs)
+        nearest = np.minimum(at, len(theirs) - 1)
+        same = inside & (theirs[nearest] // span == self.owner[rows])
+        return np.where(same, self.at[followers][order][nearest], NEVER).astype(np.int64)
 
     def quiet(self) -> tuple[Matches, ...]:
         found = []
-        for owners, times in zip(self.quiet_owner, self.quiet_at, strict=True):
-            owner, at = np.array(owners, dtype=np.int64), np.array(times, dtype=np.int64)
+        for n in range(len(self.plan.inactivity)):
+            rows = np.flatnonzero(self.awake[self.code, n])
+            owner, at = self.owner[rows], self.at[rows]
             order = np.lexsort((at, owner))
             found.append(Matches(owner[order], at[order]))
         return tuple(found)
 
+    def first_matched(self) -> Ints:
+        """Contacts x engagement rules: the rules in the order each contact's rows first matched them (a row
+        matching several, in the engine's order for the row), the rules never matched last, in rule order."""
+        engagement = self.plan.engagement
+        width = len(self.plan.tests) + 1
+        never = (len(self.rows) + 1) * width
+        first = np.full((self.size, engagement), never, dtype=np.int64) + np.arange(engagement, dtype=np.int64)
+        for n in range(engagement):
+            rows = self.slots[n]
+            if not len(rows):
+                continue
+            owners, at = np.unique(self.owner[rows], return_index=True)
+            row = rows[at]
+            first[owners, n] = row * width + self.place[self.code[row], n]
+        return np.argsort(first, axis=1, kind="stable").astype(np.int64)
 
-def _followed_at(times: list[int], followers: list[int]) -> list[int]:
-    """For each time, the first follower strictly after it, or `NEVER`."""
-    if not followers:
-        return [NEVER] * len(times)
-    last = len(followers)
-    found = []
-    for when in times:
-        at = bisect_right(followers, when)
-        found.append(followers[at] if at < last else NEVER)
-    return found
+
+def _times(rows: Sequence[ActivityRow], live: Ints) -> tuple[Ints, Ints]:
+    """The times of the `live` rows as microseconds since the epoch, and their days (`date.toordinal`, the day
+    where the time was written, as the engine reads it); zero for the other rows.
+
+    The store's text of a UTC time is parsed column-wise; any other row (a datetime, another offset or
+    precision) as the engine parses it."""
+    at = np.zeros(len(rows), dtype=np.int64)
+    day = np.zeros(len(rows), dtype=np.int64)
+    if not len(live):
+        return at, day
+    places = live.tolist()
+    texts = list(map(_TIME, map(rows.__getitem__, places)))
+    stored = np.zeros(len(texts), dtype=np.bool_)
+    if set(map(type, texts)) == {str}:
+        try:
+            raw = np.array(texts, dtype=f"S{_STORE_TEXT + 1}")  # one byte more: a longer text is not cut to size
+            lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+            stored = (lengths == _STORE_TEXT) & np.char.endswith(raw, _UTC_SUFFIX.encode())
+            picked = np.flatnonzero(stored)
+            micros_ = (raw[picked].astype(f"S{_STORE_TEXT - len(_UTC_SUFFIX)}").astype("datetime64[us]")
+                       .astype(np.int64))
+        except (UnicodeEncodeError, ValueError):  # not ASCII, or not a date numpy reads: one by one below
+            stored[:] = False
+        else:
+            at[live[picked]] = micros_
+            day[live[picked]] = micros_ // _DAY + _EPOCH_DAY
+    for place in np.flatnonzero(~stored).tolist():
+        moment: Any = texts[place]
+        if moment.__class__ is str:
+            moment = datetime.fromisoformat(moment)
+        at[places[place]] = (moment - EPOCH) // _MICRO
+        day[places[place]] = moment.date().toordinal()
+    return at, day
 
 
 # ---------------------------------------------------------------- conditions on contact fields, as columns
@@ -363,7 +430,7 @@ def column_condition(condition: Any, contacts: Sequence[Contact]) -> ColumnCondi
         keyed = keyed_test(condition, contact_field_key)
         if keyed is not None:  # one of the contact's fields, read as the engine reads it
             key, test = keyed
-            return _Fixed(np.array([bool(test(contact.fields.get(key))) for contact in contacts], dtype=np.bool_))
+            return _Fixed(_tested(test, [contact.fields.get(key) for contact in contacts]))
         test = compile_condition(condition, contact_getter)
         return _Fixed(np.array([bool(test(contact)) for contact in contacts], dtype=np.bool_))
     if isinstance(condition, AllOf | AnyOf):
@@ -372,6 +439,14 @@ def column_condition(condition: Any, contacts: Sequence[Contact]) -> ColumnCondi
     if isinstance(condition, NotOf):
         return _Negated(column_condition(condition.not_, contacts))
     return _dated(condition, contacts)
+
+
+def _tested(test: Predicate, values: list[Any]) -> Bools:
+    """`test` of each of `values`; when they are all text (or missing), each distinct one is tested once."""
+    if set(map(type, values)) <= _TEXTS:
+        held = {value: bool(test(value)) for value in set(values)}
+        return np.fromiter(map(held.__getitem__, values), dtype=np.bool_, count=len(values))
+    return np.array([bool(test(value)) for value in values], dtype=np.bool_)
 
 
 def _dated(leaf: Leaf, contacts: Sequence[Contact]) -> _Dated:

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from leadpulse.core.config.tenant import TenantConfig
+from leadpulse.core.engine.columnar import ColumnEngine
 from leadpulse.core.engine.scoring import Engine, ScoreCard
 from leadpulse.core.model import Contact, ContactKind
 from leadpulse.core.runtime.decisions import (
@@ -26,9 +29,13 @@ from leadpulse.core.runtime.run import NO_PROGRESS, Progress, stopping
 from leadpulse.core.runtime.workers import in_workers, usable_cores
 from leadpulse.core.store.outbox import WritePriority
 from leadpulse.core.store.runs import RunCounts
-from leadpulse.core.store.store import PriorScore, ScoringInput, Store, history_row, iso, score_rows
+from leadpulse.core.store.store import PriorScore, ScoringBatch, Store, history_row, iso, score_rows
 
 SCORE_CHUNK = 1000
+#: From this many contacts in a chunk on, it is scored column by column (`ScoringJob.cards`): below, the fixed cost
+#: of working on columns outweighs what they save.
+COLUMN_WISE_FROM = 100
+_CONTACT_ID = itemgetter(0)
 
 
 def scoring_workers() -> int:
@@ -60,14 +67,18 @@ def score_contacts(
     total = RunCounts()
     progress.step("score")
     job = ScoringJob(tenant, engine, run_id, as_of, full, chunk_size)
-    for verdict in job.verdicts(store, workers):
-        job.save(store, verdict)
-        counts = RunCounts(scored=verdict.scored, changed=len(verdict.writes))
-        on_chunk(counts)
-        total += counts
-        progress.advance(verdict.scored)
-        if stopping(stop):
-            break
+    saved = 0
+    # a pass of many chunks lets the write-ahead log grow between copies into the store (see `Store.long_write`)
+    with store.long_write(checkpoint=lambda: saved >= PARALLEL_MIN_CHUNKS):
+        for verdict in job.verdicts(store, workers):
+            job.save(store, verdict)
+            saved += 1
+            counts = RunCounts(scored=verdict.scored, changed=len(verdict.writes))
+            on_chunk(counts)
+            total += counts
+            progress.advance(verdict.scored)
+            if stopping(stop):
+                break
     return total
 
 
@@ -125,24 +136,34 @@ class ScoringJob:
                 return
         yield from self.read(store)
 
+    @functools.cached_property
+    def columns(self) -> ColumnEngine:
+        """The same rules compiled for scoring a chunk column by column (`cards`)."""
+        return ColumnEngine(self.engine.config)
+
     def read(self, store: Store, after: str = "", through: str | None = None) -> Iterator[ChunkVerdict]:
         """Score and decide the due contacts with ids in ``(after, through]``, a chunk at a time."""
-        due = store.scoring_chunks(self.full, as_of=self.as_of, fingerprint=self.engine.fingerprint,
-                                   decisions=self.decisions, chunk_size=self.chunk_size, after=after, through=through)
-        for chunk in due:
+        due = store.scoring_batches(self.full, as_of=self.as_of, fingerprint=self.engine.fingerprint,
+                                    decisions=self.decisions, chunk_size=self.chunk_size, after=after, through=through)
+        for batch in due:
             decided = [
                 (contact, decide(self.tenant, self.engine, contact, card, before, self.decisions, self.values_for),
                  before)
-                for (contact, _, before), card in zip(chunk, self.cards(chunk), strict=True)
+                for contact, card, before in zip(batch.contacts, self.cards(batch), batch.priors, strict=True)
             ]
             last = decided[-1][0].id
             yield self._verdict(decided, (after, last) if self.full else None)
             after = last
 
-    def cards(self, chunk: Sequence[ScoringInput]) -> list[ScoreCard]:
-        """The chunk's contacts scored at the pass's moment."""
+    def cards(self, batch: ScoringBatch) -> list[ScoreCard]:
+        """The batch's contacts scored at the pass's moment: column by column when there are enough of them for
+        that to be faster, else contact by contact. The two give equal cards (see
+        tests/engine/test_columnar_agreement.py)."""
+        if len(batch.contacts) >= COLUMN_WISE_FROM:
+            return self.columns.score(self.columns.flat_batch(batch.contacts, batch.activities), self.as_of).cards()
+        by_contact = {cid: list(rows) for cid, rows in groupby(batch.activities, _CONTACT_ID)}
         score, as_of = self.engine.score_rows, self.as_of
-        return [score(contact, rows, as_of) for contact, rows, _ in chunk]
+        return [score(contact, by_contact.get(contact.id, ()), as_of) for contact in batch.contacts]
 
     def _verdict(self, decided: list[tuple[Contact, Decision, PriorScore | None]],
                  span: tuple[str, str] | None) -> ChunkVerdict:
