@@ -33,8 +33,9 @@ from leadpulse.core.store.store import PriorScore, ScoringBatch, Store, history_
 
 SCORE_CHUNK = 1000
 #: From this many contacts in a chunk on, it is scored column by column (`ScoringJob.cards`): below, the fixed cost
-#: of working on columns outweighs what they save.
-COLUMN_WISE_FROM = 100
+#: of working on columns (about 1.3 ms a chunk for the demo rules) outweighs what they save. Measured per contact on
+#: the demo rules: 25 us column by column against 18 us one by one at 100 contacts, even at 200, 14 against 19 at 500.
+COLUMN_WISE_FROM = 250
 _CONTACT_ID = itemgetter(0)
 
 

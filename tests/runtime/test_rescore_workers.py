@@ -17,6 +17,7 @@ from leadpulse.core.config.files import load_tenant
 from leadpulse.core.contract import Page
 from leadpulse.core.engine.scoring import Engine
 from leadpulse.core.errors import ScoringFailed
+from leadpulse.core.runtime import scoring_pass
 from leadpulse.core.runtime.scoring_pass import ScoringJob, score_contacts
 from leadpulse.core.store.store import Store
 
@@ -73,6 +74,18 @@ def test_rescore_in_two_workers_saves_what_one_process_saves(tmp_path, tenant):
     assert len(one["history"]) > CONTACTS and len(one["outbox"]) > CONTACTS / 10
     for name in SAVED:
         assert two[name] == one[name], name
+
+
+@pytest.mark.slow
+def test_a_pass_scoring_column_by_column_saves_what_one_scoring_contact_by_contact_saves(tmp_path, tenant,
+                                                                                      monkeypatch):
+    saved = {}
+    for mode, least in (("columns", 1), ("contacts", 10**9)):
+        monkeypatch.setattr(scoring_pass, "COLUMN_WISE_FROM", least)
+        saved[mode] = rescored(scored_store(tmp_path / f"{mode}.sqlite", tenant), tenant, workers=1)
+    assert len(saved["contacts"]["history"]) > CONTACTS and len(saved["contacts"]["outbox"]) > CONTACTS / 10
+    for name in SAVED:
+        assert saved["columns"][name] == saved["contacts"][name], name
 
 
 def test_a_worker_that_dies_ends_the_rescore_with_an_error_and_the_chunks_saved_before_stay(tmp_path, tenant,
