@@ -81,6 +81,9 @@ def _weight(contribution: Contribution) -> float:
 
 
 def _reason(contribution: Contribution) -> str:
+    held = _BY_OBJECT.get(id(contribution))
+    if held is not None and held[0] is contribution:
+        return held[1]
     # Only as the engine makes them: equal points or counts of other types (2 and 2.0, 1.5 and Decimal("1.50"))
     # read otherwise.
     plain = contribution.points.__class__ is float and contribution.occurrences.__class__ is int
@@ -89,6 +92,10 @@ def _reason(contribution: Contribution) -> str:
         text = _reason_text(contribution)
         if plain and len(_REASONS) < _REASONS_LIMIT:
             _REASONS[contribution] = text
+    else:  # met before: likely an object handed to many cards
+        if len(_BY_OBJECT) >= _REASONS_LIMIT:
+            _BY_OBJECT.clear()
+        _BY_OBJECT[id(contribution)] = (contribution, text)
     return text
 
 
@@ -139,3 +146,6 @@ def round_half_up(value: float) -> float:
 #: same few contributions over and over.
 _REASONS: dict[Contribution, str] = {}
 _REASONS_LIMIT = 100_000
+#: ... and by the very object, for the contributions the engines hand to many cards: found by identity, without
+#: hashing ten fields. Each entry holds its object, so no other object can take its id while it is here.
+_BY_OBJECT: dict[int, tuple[Contribution, str]] = {}

@@ -51,8 +51,11 @@ def decide(
     """
     # a transition on fields or an event may hold while the card is as saved (a deal won that no rule scores):
     # the store does not keep them, so such a card is decided again (forward only, it moves nothing twice)
-    if before is not None and before.settled(decisions) and before.same_card(card) and not card.events:
-        return Decision(card, None, _NOTHING, _NOTHING, None, unchanged=True)
+    same_card = None  # whether `card` equals the saved score, once asked
+    if before is not None and before.settled(decisions) and not card.events:
+        same_card = before.same_card(card)
+        if same_card:
+            return Decision(card, None, _NOTHING, _NOTHING, None, unchanged=True)
     last_set = Lifecycle(before.status) if before is not None and before.status else None
     status = engine.decide_status(contact, card, last_set)
     values = values_for(card) if values_for is not None else tenant.writeback.values_for(card)
@@ -64,7 +67,7 @@ def decide(
                                  before.status if before else None)
     same = (
         before is not None and not changed and (status is None or status.to.value == before.status)
-        and before.same_card(card)
+        and (before.same_card(card) if same_card is None else same_card)
     )
     return Decision(card, status, changed, {**written, **values} if changed else written, event, same,
                     score_move(tenant, card.total, before, written))

@@ -198,8 +198,17 @@ _ENCODED: dict[Any, str] = {}
 _ENCODED_LIMIT = 100_000
 
 
+#: ... and by the very object, for the contributions the engines hand to many cards (a fit rule's, the usual ones
+#: of a column-wise chunk): found by identity, without hashing ten fields. Each entry holds its object, so no other
+#: object can take its id while it is here.
+_BY_OBJECT: dict[int, tuple[Any, str]] = {}
+
+
 def _encoded_contribution(contribution: Any) -> str:
     """`contribution` as the JSON object `_fast_dumps` writes for it."""
+    held = _BY_OBJECT.get(id(contribution))
+    if held is not None and held[0] is contribution:
+        return held[1]
     if not _plain(contribution):
         return _fast_dumps(_contribution(contribution))
     try:
@@ -210,6 +219,10 @@ def _encoded_contribution(contribution: Any) -> str:
         text = _fast_dumps(_contribution(contribution))
         if len(_ENCODED) < _ENCODED_LIMIT:
             _ENCODED[contribution] = text
+    else:  # met before: likely an object handed to many cards
+        if len(_BY_OBJECT) >= _ENCODED_LIMIT:
+            _BY_OBJECT.clear()
+        _BY_OBJECT[id(contribution)] = (contribution, text)
     return text
 
 
