@@ -14,9 +14,16 @@ in child processes, so the figures below are the rescore's own. Then it times:
   again (see `leadpulse.core.store.store.PriorScore.settled`).
   With ``--first``, the store is not scored beforehand and the timed run is a first scoring, which saves
   everything. Like ``leadpulse score``, it reads and scores in one worker process per core (see
-  `leadpulse.core.runtime.scoring_pass.scoring_workers`) while this one saves.
+  `leadpulse.core.runtime.scoring_pass.scoring_workers`), each chunk of 1,000 contacts column by column (see
+  `leadpulse.core.runtime.scoring_pass.COLUMN_WISE_FROM`), while this one saves.
 
 It prints contacts per second, the peak RSS of this process, and last ``rescore/scan ratio: X``.
+
+With ``--floor``, it then rescores a copy of the store again in this one process, recording every SQL statement
+the rescore makes, and replays them on another copy with no Python object built around them: the reads (rows
+fetched and dropped, as the scan does) and then the writes (in the rescore's own transactions). What SQLite alone
+spends on the rescore, before any scoring, is printed as ``sqlite floor: X scans``: the reads shared by two cores and
+the writes made by one, at best ``max(writes, (reads + writes) / 2)``.
 """
 
 from __future__ import annotations
@@ -25,11 +32,13 @@ import argparse
 import multiprocessing
 import os
 import resource
+import shutil
 import sqlite3
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from synthetic import EXPORT_AT, records
 
@@ -97,12 +106,72 @@ def scan(path: Path) -> tuple[float, int]:
     return time.perf_counter() - started, rows
 
 
+class _Recorder:
+    """A connection that records each statement made through it (and its parameters) before making it."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.statements: list[tuple[str, Any, bool]] = []
+
+    def execute(self, sql: str, parameters: Any = ()) -> sqlite3.Cursor:
+        self.statements.append((sql, parameters, False))
+        return self.conn.execute(sql, parameters)
+
+    def executemany(self, sql: str, rows: Any) -> sqlite3.Cursor:
+        rows = list(rows)
+        self.statements.append((sql, rows, True))
+        return self.conn.executemany(sql, rows)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+
+def sqlite_floor(prior: Path, tenant: TenantConfig, folder: Path) -> tuple[float, float]:
+    """Seconds SQLite alone takes to make the rescore's reads, then its writes, on copies of the store at `prior`."""
+    recorded, replayed = folder / "recorded.sqlite", folder / "replayed.sqlite"
+    shutil.copy(prior, recorded)
+    shutil.copy(prior, replayed)
+    with Store.open(recorded) as store:
+        recorder = _Recorder(store.db.conn)
+        store.db.conn = recorder  # type: ignore[assignment]
+        score_contacts(store, tenant, Engine(tenant.scoring), run_id=3, as_of=EXPORT_AT, full=True, workers=1)
+    os.sync()
+    db = sqlite3.connect(replayed, isolation_level=None)
+    for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "temp_store = MEMORY"):  # as the store opens it
+        db.execute(f"PRAGMA {pragma}")
+    reads = [(sql, parameters) for sql, parameters, _ in recorder.statements
+             if sql.lstrip().upper().startswith("SELECT")]
+    started = time.perf_counter()
+    for sql, parameters in reads:
+        for _ in db.execute(sql, parameters):
+            pass
+    reading = time.perf_counter() - started
+    started = time.perf_counter()
+    for sql, parameters, many in recorder.statements:
+        verb = sql.lstrip().split(None, 1)[0].upper()
+        if verb == "SELECT":
+            continue
+        if verb == "BEGIN" and db.in_transaction:  # the store commits each transaction it began
+            db.execute("COMMIT")
+        if many:
+            db.executemany(sql, parameters)
+        else:
+            db.execute(sql, parameters)
+    if db.in_transaction:
+        db.execute("COMMIT")
+    writing = time.perf_counter() - started
+    db.close()
+    return reading, writing
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--contacts", type=int, default=10_000, help="contacts to generate (default 10000)")
     parser.add_argument("--keep", type=Path, help="build the store at this path and keep it")
     parser.add_argument("--first", action="store_true",
                         help="time a first scoring instead of a rescore after a rule change")
+    parser.add_argument("--floor", action="store_true",
+                        help="then replay the rescore's SQL statements alone (see above)")
     args = parser.parse_args()
     tenant = load_tenant(TENANT_FILE)
     with tempfile.TemporaryDirectory(prefix="leadpulse-bench-") as folder:
@@ -115,6 +184,9 @@ def main() -> None:
         print(f"contacts: {args.contacts}, activities: {activities} (generated in {took:.1f}s)")
         if not args.first:
             in_child(score_with, path, tenant, previous_rules(tenant.scoring), 1)
+        prior = Path(folder) / "prior.sqlite"
+        if args.floor:  # the store as the timed rescore finds it
+            shutil.copy(path, prior)
         os.sync()  # what generating wrote reaches the disk now, not during the timed runs
         scan_seconds, rows = scan(path)
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -131,6 +203,11 @@ def main() -> None:
             print(f"; largest scoring worker {children_after / 1024:.0f} MB", end="")
         print(f" ({scoring_workers()} scoring workers)")
         print(f"rescore/scan ratio: {rescore_seconds / scan_seconds:.2f}")
+        if args.floor:
+            reading, writing = sqlite_floor(prior, tenant, Path(folder))
+            least = max(writing, (reading + writing) / 2)
+            print(f"sqlite alone: reads {reading:.2f}s, writes {writing:.2f}s; at best {least:.2f}s on two cores")
+            print(f"sqlite floor: {least / scan_seconds:.2f} scans")
 
 
 if __name__ == "__main__":

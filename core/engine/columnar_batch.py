@@ -10,6 +10,7 @@ numpy. What matched is kept per rule as columns, contact by contact in row order
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -150,8 +151,16 @@ def build_flat_batch(plan: BatchPlan, contacts: Sequence[Contact], rows: Sequenc
     """`build_batch` from one list of `rows`, each the activity of the contact at its place in `owners` (positions
     in `contacts`), each contact's rows together and in the order the engine reads them (the store's: by contact
     and activity id)."""
-    matched = _MatchedRows(plan, rows, owners, len(contacts))
-    conditions = tuple(column_condition(condition, contacts) for condition in plan.conditions)
+    # Lists and dicts of plain values, none of which can be part of a cycle: the cyclic collector would walk the
+    # caller's rows and contacts over and over while they are made, and find nothing.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        matched = _MatchedRows(plan, rows, owners, len(contacts))
+        conditions = tuple(column_condition(condition, contacts) for condition in plan.conditions)
+    finally:
+        if collecting:
+            gc.enable()
     crossings = tuple(_crossings(condition, len(contacts)) for condition in conditions)
     return Batch(tuple(contact.id for contact in contacts), matched.matches(), matched.quiet(), conditions,
                  matched.first_matched(), crossings)
