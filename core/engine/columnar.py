@@ -184,6 +184,8 @@ class Scores:
     def _contributions(self, which: Ints | None) -> list[tuple[Contribution, ...]]:
         """Each contact's contributions in rule order (the order of the engine's cards), built rule by rule."""
         fired = self.fired if which is None else self.fired[which]
+        if not fired.shape[0]:
+            return []
         who, rule = np.nonzero(fired)  # contact by contact, each in rule order
         by_rule = np.argsort(rule, kind="stable")
         bounds = np.searchsorted(rule[by_rule], np.arange(fired.shape[1] + 1)).tolist()

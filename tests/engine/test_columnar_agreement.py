@@ -139,6 +139,16 @@ def test_the_engines_agree_on_rows_as_the_store_gives_them_in_one_list(chunk: in
         pytest.fail(f"{len(faults)} disagreements, the first:\n" + "\n".join(faults[:5]), pytrace=False)
 
 
+def test_a_batch_without_activities_or_without_contacts_scores_as_the_engine_does(folder: Path) -> None:
+    found = case(3)
+    config = loaded(found, folder)
+    engine, columns = Engine(config), ColumnEngine(config)
+    moment = found.moments[0]
+    quiet = columns.score(columns.flat_batch(found.contacts, []), moment).cards()
+    assert quiet == [engine.score_rows(contact, [], moment) for contact in found.contacts]
+    assert columns.score(columns.flat_batch([], []), moment).cards() == []
+
+
 def sole_sources(seed: int, folder: Path) -> Counter[str]:
     """How many cards of the case take their `valid_until` from each source alone (see `EXPIRY_SOURCES`)."""
     found = case(seed)
