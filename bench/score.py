@@ -15,7 +15,8 @@ in child processes, so the figures below are the rescore's own. Then it times:
   With ``--first``, the store is not scored beforehand and the timed run is a first scoring, which saves
   everything. Like ``leadpulse score``, it reads and scores in one worker process per core (see
   `leadpulse.core.runtime.scoring_pass.scoring_workers`), each chunk of 1,000 contacts column by column (see
-  `leadpulse.core.runtime.scoring_pass.COLUMN_WISE_FROM`), while this one saves.
+  `leadpulse.core.runtime.scoring_pass.COLUMN_WISE_FROM`) and saved by the worker that scored it, one saving at a
+  time.
 
 It prints contacts per second, the peak RSS of this process, and last ``rescore/scan ratio: X``.
 

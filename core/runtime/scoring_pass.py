@@ -1,10 +1,11 @@
 """A scoring pass: the contacts that are due (or all of them) scored and decided a chunk at a time, each chunk's
-scores, history, writes and tasks saved in one transaction, in id order; shared out among scoring workers when
-the pass is large (see `leadpulse.core.runtime.workers`)."""
+scores, history, writes and tasks saved in one transaction; in id order, or shared out among scoring workers when
+the pass is large (see `leadpulse.core.runtime.workers`), each saving its own chunks, one at a time."""
 
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -61,9 +62,12 @@ def score_contacts(
     """Score the contacts that are due (all with `full`), queue what changed, and return the counts.
 
     `on_chunk` hears the counts of each chunk as it is saved (a run counts them as it goes, so a pass that breaks
-    off still leaves what it did in the run's record). With more than one of `workers`, a large selection is read,
-    scored and decided in that many forked processes, a chunk each at a time, while this one saves the chunks in id
-    order: the same result, sooner. Only for a process with no other threads at work (a fork copies none of them).
+    off still leaves what it did in the run's record). `stop` ends the pass after the chunk in hand.
+
+    With more than one of `workers`, a large selection is read, scored, decided and saved in that many forked
+    processes, a chunk each at a time, one saving at a time: the same result, sooner, though not saved in id order
+    (each chunk is whole or not saved; what is not saved stays due). Stopped, they finish the chunks they hold. Only
+    for a process with no other threads at work (a fork copies none of them).
     """
     total = RunCounts()
     progress.step("score")
@@ -71,15 +75,11 @@ def score_contacts(
     saved = 0
     # a pass of many chunks lets the write-ahead log grow between copies into the store (see `Store.long_write`)
     with store.long_write(checkpoint=lambda: saved >= PARALLEL_MIN_CHUNKS):
-        for verdict in job.verdicts(store, workers):
-            job.save(store, verdict)
+        for counts in job.saved(store, workers, stop):
             saved += 1
-            counts = RunCounts(scored=verdict.scored, changed=len(verdict.writes))
             on_chunk(counts)
             total += counts
-            progress.advance(verdict.scored)
-            if stopping(stop):
-                break
+            progress.advance(counts.scored)
     return total
 
 
@@ -105,6 +105,10 @@ class ChunkVerdict:
     #: the history rows the new scores add, as `Store.save_scored` takes them
     history: list[tuple[Any, ...]] | None = None
 
+    def counts(self) -> RunCounts:
+        """What the chunk adds to its run's counts."""
+        return RunCounts(scored=self.scored, changed=len(self.writes))
+
 
 @dataclass(frozen=True)
 class ScoringJob:
@@ -127,15 +131,21 @@ class ScoringJob:
         """The fingerprint of what turns these scores into writes, statuses and tasks (see `PriorScore.settled`)."""
         return decisions_fingerprint(self.tenant, self.engine)
 
-    def verdicts(self, store: Store, workers: int = 1) -> Iterator[ChunkVerdict]:
-        """Each chunk's verdict, in id order; with several `workers` for a large selection (see `score_contacts`)."""
+    def saved(self, store: Store, workers: int = 1, stop: threading.Event | None = None) -> Iterator[RunCounts]:
+        """Each chunk's counts once it is saved; in id order, or with several `workers` for a large selection, saved
+        by them (see `score_contacts`). After `stop` is set, no further chunk is begun."""
         if workers > 1:
             bounds = list(store.scoring_bounds(self.full, as_of=self.as_of, fingerprint=self.engine.fingerprint,
                                                decisions=self.decisions, chunk_size=self.chunk_size))
             if len(bounds) >= PARALLEL_MIN_CHUNKS:
-                yield from in_workers(self, store.path, bounds, workers)
+                saving = _SavingWorker(self, multiprocessing.get_context("fork").Lock())
+                yield from in_workers(saving, store.path, bounds, workers, stop=stop)
                 return
-        yield from self.read(store)
+        for verdict in self.read(store):
+            self.save(store, verdict)
+            yield verdict.counts()
+            if stopping(stop):
+                return
 
     @functools.cached_property
     def columns(self) -> ColumnEngine:
@@ -219,3 +229,20 @@ class ScoringJob:
             tasks = [task_request(store, self.tenant, contact, decision) for contact, decision in verdict.tasks]
             store.outbox.put_tasks(tasks, self.run_id)
 
+
+@dataclass(frozen=True)
+class _SavingWorker:
+    """What a scoring worker runs (see `leadpulse.core.runtime.workers.in_workers`): a chunk read, scored and decided
+    (`ScoringJob.read`), then saved while holding `lock`, which the workers of a pass share: one saves at a time,
+    without waiting on SQLite's busy retries. Only the chunk's counts go back to the pass."""
+
+    job: ScoringJob
+    lock: Any
+
+    def read(self, store: Store, after: str = "", through: str | None = None) -> Iterator[RunCounts]:
+        # the pass copies the write-ahead log into the store once all workers are done (see `score_contacts`)
+        with store.long_write(checkpoint=lambda: False):
+            for verdict in self.job.read(store, after, through):
+                with self.lock:
+                    self.job.save(store, verdict)
+                yield verdict.counts()

@@ -1,9 +1,10 @@
-"""Scoring workers: a pass over many contacts shared out among forked processes that only read the store.
+"""Scoring workers: a pass over many contacts shared out among forked processes, each with its own connection to
+the store.
 
-Each worker is handed id ranges over its own pipe and answers with what it read of each; the parent waits on the
-pipes and the workers' exits at once, so a worker that dies ends the pass with `ScoringFailed` instead of a wait
-that never ends, and the answers come back in the order the ranges were asked for, so the parent saves them in
-id order.
+Each worker is handed id ranges over its own pipe and answers with what it did of each (for a scoring pass, the
+counts of the chunks it scored and saved); the parent waits on the pipes and the workers' exits at once, so a
+worker that dies ends the pass with `ScoringFailed` instead of a wait that never ends, and the answers come back
+in the order the ranges were asked for.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import threading
 import traceback
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -39,14 +41,17 @@ def usable_cores() -> int:
 
 
 class ChunkReader(Protocol[V_co]):
-    """What a worker runs: read (score, decide) the contacts with ids in ``(after, through]``, a chunk at a time."""
+    """What a worker runs: read (score, decide, save) the contacts with ids in ``(after, through]``, a chunk at a
+    time."""
 
     def read(self, store: Store, after: str = "", through: str | None = None) -> Iterator[V_co]: ...
 
 
-def in_workers(job: ChunkReader[V], path: Path, bounds: Sequence[tuple[str, str]], workers: int) -> Iterator[V]:
+def in_workers(job: ChunkReader[V], path: Path, bounds: Sequence[tuple[str, str]], workers: int, *,
+               stop: threading.Event | None = None) -> Iterator[V]:
     """What `job` reads of each id range in `bounds`, read by `workers` forked processes from the store at `path`,
-    in the order of `bounds`.
+    in the order of `bounds`. Once `stop` is set no range is handed out any more: the ranges in hand are finished
+    and their answers yielded.
 
     :raises ScoringFailed: if a worker dies or fails; what came before is yielded first.
     """
@@ -64,22 +69,24 @@ def in_workers(job: ChunkReader[V], path: Path, bounds: Sequence[tuple[str, str]
             process.start()
             theirs.close()
             started.append(_Worker(process, ours))
-        yield from _shared_out(started, bounds, in_flight=2)
+        yield from _shared_out(started, bounds, in_flight=2, stop=stop)
         done = True
     finally:
         for worker in started:
             if done:  # idle, waiting for the next chunk: told to stop
                 with contextlib.suppress(OSError):
                     worker.pipe.send(None)
-            else:  # stopped early or failed: what the workers are scoring is not wanted (they only read)
+            else:  # failed, or its caller stopped reading: what a worker is in the middle of is not wanted (a
+                # transaction it had begun is rolled back)
                 worker.process.kill()
             worker.process.join()
             worker.pipe.close()
 
 
 def _shared_out(workers: Sequence[_Worker], bounds: Sequence[tuple[str, str]],
-                in_flight: int) -> Iterator[V]:
-    """Hand `bounds` out to `workers`, up to `in_flight` each, and yield the verdicts in the order of `bounds`."""
+                in_flight: int, stop: threading.Event | None) -> Iterator[V]:
+    """Hand `bounds` out to `workers`, up to `in_flight` each, until `stop` is set, and yield the answers in the
+    order of `bounds`."""
     by_pipe = {worker.pipe: worker for worker in workers}
     exits = {worker.process.sentinel: worker for worker in workers}
     answered: dict[int, list[V] | _WorkerError] = {}
@@ -87,9 +94,9 @@ def _shared_out(workers: Sequence[_Worker], bounds: Sequence[tuple[str, str]],
 
     def feed(worker: _Worker) -> None:
         nonlocal sent
-        # bounded by what is still unsaved, so a slow worker cannot make the others' verdicts pile up here
+        # bounded by the answers not yet yielded, so a slow worker cannot make the others' answers pile up here
         most = first + in_flight * len(workers) + 1
-        while len(worker.chunks) < in_flight and sent < min(len(bounds), most):
+        while len(worker.chunks) < in_flight and sent < min(len(bounds), most) and not (stop and stop.is_set()):
             worker.chunks.append(sent)
             try:
                 worker.pipe.send((sent, *bounds[sent]))
@@ -99,7 +106,7 @@ def _shared_out(workers: Sequence[_Worker], bounds: Sequence[tuple[str, str]],
 
     for worker in workers:
         feed(worker)
-    while first < len(bounds):
+    while first < sent:  # once stopped, nothing more is sent
         while first not in answered:
             for ready in multiprocessing.connection.wait([*by_pipe, *exits]):
                 if ready in exits:  # a worker stops only when told to, after the last chunk
@@ -112,7 +119,7 @@ def _shared_out(workers: Sequence[_Worker], bounds: Sequence[tuple[str, str]],
                 worker.chunks.popleft()
                 answered[number] = outcome
         outcome = answered.pop(first)
-        if isinstance(outcome, _WorkerError):  # in order, so the chunks before it are saved
+        if isinstance(outcome, _WorkerError):  # in order, so the answers before it are yielded first
             log.error("a scoring worker failed:\n%s", outcome.trace)
             raise ScoringFailed(f"a scoring worker failed on contacts after id {bounds[first][0]!r}: {outcome.error}")
         yield from outcome

@@ -1,4 +1,5 @@
-"""A rescore shared among worker processes saves exactly what one process would."""
+"""A rescore shared among worker processes saves exactly what one process would (each worker saving its own
+chunks, one at a time)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from leadpulse.core.engine.scoring import Engine
 from leadpulse.core.errors import ScoringFailed
 from leadpulse.core.runtime import scoring_pass
 from leadpulse.core.runtime.scoring_pass import ScoringJob, score_contacts
+from leadpulse.core.runtime.workers import in_workers
 from leadpulse.core.store.store import Store
 
 DEMO = REPO_CONFIG / "demo-file.yaml"
@@ -28,7 +30,9 @@ CHUNK = 100  # enough chunks for the workers to share
 #: everything scoring saves, in an order independent of rowids; the outbox without its wall-clock time
 SAVED = {
     "scores": "SELECT * FROM scores ORDER BY contact_id",
-    "history": "SELECT * FROM history ORDER BY id",
+    # workers save their chunks as they finish them: a contact's history in its order, not every contact's
+    "history": "SELECT contact_id, run_id, at, old_total, new_total, old_band, new_band, old_status, new_status "
+               "FROM history ORDER BY contact_id, id",
     "outbox": "SELECT key, kind, contact_id, payload, state, attempts, created_run FROM outbox ORDER BY key",
     "dirty": "SELECT id, dirty FROM contacts ORDER BY id",
 }
@@ -108,9 +112,14 @@ def test_a_worker_that_dies_ends_the_rescore_with_an_error_and_the_chunks_saved_
     assert f"exited with 3 while scoring contacts after id {ids[CONTACTS // 2 - 1]!r}" in str(caught.value)
     assert "run again" in str(caught.value)
     with sqlite3.connect(path) as db:
-        saved = [row[0] for row in db.execute("SELECT contact_id FROM scores WHERE run_id = 2 ORDER BY contact_id")]
-    # every chunk before the fatal one was saved, in order; none after it
-    assert saved == ids[: len(saved)] and CONTACTS // 4 <= len(saved) <= CONTACTS // 2
+        saved = {row[0] for row in db.execute("SELECT contact_id FROM scores WHERE run_id = 2")}
+        kept = {row[0] for row in db.execute("SELECT contact_id FROM scores WHERE run_id = 1")}
+    # whole chunks were saved (the workers saved those they finished), not the fatal one; the rest keep the scores
+    # of the older rules, so they stay due
+    chunks = [set(ids[start:start + CHUNK]) for start in range(0, CONTACTS, CHUNK)]
+    assert all(chunk <= saved or not chunk & saved for chunk in chunks)
+    assert fatal not in saved and len(saved) >= CONTACTS // 4
+    assert kept == set(ids) - saved
 
 
 class Awkward(Exception):
@@ -134,12 +143,17 @@ def test_an_error_in_a_worker_is_raised_where_the_rescore_was_asked_for(tmp_path
     assert f"a scoring worker failed on contacts after id '': {type(error).__name__}: cannot score" in str(caught.value)
 
 
-def test_a_verdict_that_cannot_reach_the_parent_is_an_error_not_a_dead_worker(tmp_path, tenant, monkeypatch):
+class Unpicklable:
+    """A job whose answer cannot cross to the parent."""
+
+    def read(self, store, after="", through=None):
+        return [lambda: "not picklable"]
+
+
+def test_an_answer_that_cannot_reach_the_parent_is_an_error_not_a_dead_worker(tmp_path, tenant):
     path = scored_store(tmp_path / "s.sqlite", tenant)
-    monkeypatch.setattr(ScoringJob, "read", lambda job, store, after="", through=None: [lambda: "not picklable"])
-    with Store.open(path) as store, pytest.raises(ScoringFailed, match=r"failed on contacts after id '': .*Can't pickle"):
-        score_contacts(store, tenant, Engine(tenant.scoring), run_id=2, as_of=EXPORT_AT, full=True, chunk_size=CHUNK,
-                       workers=2)
+    with pytest.raises(ScoringFailed, match=r"failed on contacts after id '': .*Can't pickle"):
+        list(in_workers(Unpicklable(), path, [("", "c1"), ("c1", "c2")], 2))
 
 
 @pytest.mark.slow
@@ -196,5 +210,8 @@ def test_a_rescore_stopped_early_leaves_no_worker_behind(tmp_path, tenant):
     with Store.open(path) as store:
         counts = score_contacts(store, tenant, Engine(tenant.scoring), run_id=2, as_of=EXPORT_AT, full=True,
                                 chunk_size=CHUNK, workers=2, stop=stop, progress=StopAfterFirstChunk())
-    assert counts.scored == CHUNK
     assert multiprocessing.active_children() == []
+    # the workers finished the chunks they held, each counted: the run's record says what was saved
+    with sqlite3.connect(path) as db:
+        saved = db.execute("SELECT count(*) FROM scores WHERE run_id = 2").fetchone()[0]
+    assert counts.scored == saved and CHUNK <= saved <= 5 * CHUNK
