@@ -24,7 +24,7 @@ from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypedDict, Unpack
 
 import orjson
 import sqlite_utils
@@ -123,6 +123,19 @@ class PriorScore(NamedTuple):
 
     def written_values(self) -> Mapping[str, Any]:
         return _EMPTY if self.written == "{}" else _loads(self.written)
+
+
+class Selection(TypedDict, total=False):
+    """Which contacts a scoring read selects besides all or the due ones (see `Store.scoring_chunks`): those due
+    at `as_of`, under rules `fingerprint` and decisions `decisions`, `chunk_size` at a time, with ids in
+    ``(after, through]``."""
+
+    as_of: datetime | None
+    fingerprint: str | None
+    decisions: str | None
+    chunk_size: int
+    after: str
+    through: str | None
 
 
 class ScoringBatch(NamedTuple):
@@ -658,16 +671,7 @@ class Store:
                 yield contact, [_activity(row) for row in rows]
 
     def scoring_chunks(
-        self,
-        all: bool = False,
-        *,
-        as_of: datetime | None = None,
-        fingerprint: str | None = None,
-        decisions: str | None = None,
-        chunk_size: int = 1000,
-        priors: bool = True,
-        after: str = "",
-        through: str | None = None,
+        self, all: bool = False, *, priors: bool = True, **selection: Unpack[Selection]
     ) -> Iterator[list[ScoringInput]]:
         """What `contacts_to_score` selects, a chunk at a time: each contact with its activity rows (in id order)
         and, with `priors`, its saved score. What a rescore reads, without building an `Activity` per row.
@@ -676,29 +680,19 @@ class Store:
         `PriorScore.settled`) are selected too. Only contacts with an id above `after` and, when given, at or
         below `through` (see `scoring_bounds`).
         """
-        for rows, found in self._due(all, as_of, fingerprint, decisions, chunk_size, after, through):
+        for rows, found in self._due(all, **selection):
             activities = {cid: list(group) for cid, group in groupby(found, _FIRST)}
             yield [(_contact(row), activities.get(row[0], []), _prior(row) if priors else None) for row in rows]
 
-    def scoring_batches(
-        self,
-        all: bool = False,
-        *,
-        as_of: datetime | None = None,
-        fingerprint: str | None = None,
-        decisions: str | None = None,
-        chunk_size: int = 1000,
-        after: str = "",
-        through: str | None = None,
-    ) -> Iterator[ScoringBatch]:
+    def scoring_batches(self, all: bool = False, **selection: Unpack[Selection]) -> Iterator[ScoringBatch]:
         """What `scoring_chunks` reads, each chunk's activity rows in one list (by contact, then id), as a
         column-wise scorer takes them."""
-        for rows, found in self._due(all, as_of, fingerprint, decisions, chunk_size, after, through):
+        for rows, found in self._due(all, **selection):
             yield ScoringBatch([_contact(row) for row in rows], [_prior(row) for row in rows], found.fetchall())
 
     def _due(
-        self, all: bool, as_of: datetime | None, fingerprint: str | None, decisions: str | None, chunk_size: int,
-        after: str, through: str | None,
+        self, all: bool, *, as_of: datetime | None = None, fingerprint: str | None = None,
+        decisions: str | None = None, chunk_size: int = 1000, after: str = "", through: str | None = None,
     ) -> Iterator[tuple[list[Row], sqlite3.Cursor]]:
         """Each chunk of the contacts due (see `scoring_chunks`): their rows (`_CONTACT_COLUMNS`, then
         `_PRIOR_COLUMNS`) and a cursor over their activity rows, by contact, then id (read it before the next)."""
