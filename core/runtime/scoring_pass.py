@@ -89,7 +89,7 @@ PARALLEL_MIN_CHUNKS = 8
 
 @dataclass(frozen=True, slots=True)
 class ChunkVerdict:
-    """What scoring one chunk decided, as saving needs it, mostly plain tuples (cheap to pass between processes)."""
+    """What scoring one chunk decided, as saving needs it."""
 
     scored: int
     #: the new scores, as `Store.save_scored` takes them
