@@ -92,6 +92,18 @@ def test_a_pass_scoring_column_by_column_saves_what_one_scoring_contact_by_conta
         assert saved["columns"][name] == saved["contacts"][name], name
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_long_pass_copies_its_log_into_the_store_before_it_returns(tmp_path, tenant, workers):
+    path = scored_store(tmp_path / "s.sqlite", tenant)
+    before = path.stat().st_size
+    with Store.open(path) as store:
+        score_contacts(store, tenant, Engine(tenant.scoring), run_id=2, as_of=EXPORT_AT, full=True, chunk_size=CHUNK,
+                       workers=workers)
+        # still open: what the pass added (history, outbox rows) is in the store file itself, not only in its log
+        assert path.stat().st_size > before
+        assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000  # SQLite's default is back
+
+
 def test_a_worker_that_dies_ends_the_rescore_with_an_error_and_the_chunks_saved_before_stay(tmp_path, tenant,
                                                                                            monkeypatch):
     path = scored_store(tmp_path / "s.sqlite", tenant)
