@@ -3,6 +3,7 @@ chunks, one at a time)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 from dataclasses import replace
@@ -18,9 +19,10 @@ from leadpulse.core.config.files import load_tenant
 from leadpulse.core.contract import Page
 from leadpulse.core.engine.scoring import Engine
 from leadpulse.core.errors import ScoringFailed
-from leadpulse.core.runtime import scoring_pass
+from leadpulse.core.runtime import pipeline, scoring_pass
 from leadpulse.core.runtime.scoring_pass import ScoringJob, score_contacts
 from leadpulse.core.runtime.workers import in_workers
+from leadpulse.core.store.runs import RunOutcome
 from leadpulse.core.store.store import Store
 
 DEMO = REPO_CONFIG / "demo-file.yaml"
@@ -102,6 +104,19 @@ def test_a_long_pass_copies_its_log_into_the_store_before_it_returns(tmp_path, t
         # still open: what the pass added (history, outbox rows) is in the store file itself, not only in its log
         assert path.stat().st_size > before
         assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000  # SQLite's default is back
+
+
+def test_leadpulse_score_shares_a_rescore_among_workers_that_save_while_its_run_is_recorded(tmp_path, tenant,
+                                                                                          monkeypatch):
+    # what `leadpulse score` runs, in chunks small enough for the workers to share this store
+    monkeypatch.setattr(pipeline, "score_contacts", functools.partial(score_contacts, chunk_size=CHUNK))
+    monkeypatch.setattr(pipeline, "scoring_workers", lambda: 2)
+    path = scored_store(tenant.store_path(tmp_path), tenant)
+    summary = pipeline.rescore_tenant(tenant, state_dir=tmp_path)
+    assert summary.outcome is RunOutcome.SUCCEEDED, summary.error
+    with sqlite3.connect(path) as db:
+        rescored = db.execute("SELECT count(*) FROM scores WHERE run_id = ?", (summary.run_id,)).fetchone()[0]
+    assert summary.scored == rescored == CONTACTS
 
 
 def test_a_worker_that_dies_ends_the_rescore_with_an_error_and_the_chunks_saved_before_stay(tmp_path, tenant,
