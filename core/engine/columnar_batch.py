@@ -238,13 +238,9 @@ class _MatchedRows:
         if key is None:  # the test reads the row itself
             kept = np.array([bool(where((rows[i], self.attributes(i)))) for i in found.tolist()], dtype=np.bool_)
             return found[kept]
-        texts = list(map(_ATTRIBUTES, map(rows.__getitem__, found.tolist())))
-        if set(map(type, texts)) == {str}:  # as the store keeps them: each distinct text parsed and tested once
-            held = {text: bool(where(activity_attributes(text).get(key))) for text in set(texts)}
-            kept = np.fromiter(map(held.__getitem__, texts), dtype=np.bool_, count=len(texts))
-        else:
-            kept = np.array([bool(where(self.attributes(i).get(key))) for i in found.tolist()], dtype=np.bool_)
-        return found[kept]
+        # as the store keeps them, JSON text: each distinct one parsed and tested once
+        attributes = list(map(_ATTRIBUTES, map(rows.__getitem__, found.tolist())))
+        return found[_tested(lambda value: where(activity_attributes(value).get(key)), attributes)]
 
     def _occasions(self, test: RowTest, found: Ints) -> tuple[Ints, int]:
         """Each match's occasion, numbered densely, and how many there are: its day, or for a rule counting
@@ -450,7 +446,7 @@ def column_condition(condition: Any, contacts: Sequence[Contact]) -> ColumnCondi
     return _dated(condition, contacts)
 
 
-def _tested(test: Predicate, values: list[Any]) -> Bools:
+def _tested(test: Callable[[Any], Any], values: list[Any]) -> Bools:
     """`test` of each of `values`; when they are all text (or missing), each distinct one is tested once."""
     if set(map(type, values)) <= _TEXTS:
         held = {value: bool(test(value)) for value in set(values)}
