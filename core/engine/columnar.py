@@ -19,7 +19,6 @@ one by one as the engine does. No rule or contact falls back to the per-contact 
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,6 +38,7 @@ from leadpulse.core.engine.columnar_batch import (
     RowTest,
     build_batch,
     build_flat_batch,
+    collector_paused,
     micros,
     span_micros,
 )
@@ -55,7 +55,7 @@ from leadpulse.core.engine.rules import (
 from leadpulse.core.engine.scoring import ActivityRow, Contribution, Engine, Quadrant, ScoreCard
 from leadpulse.core.model import Contact, utc
 
-__all__ = ["EXPIRY_SOURCES", "NEVER", "Batch", "ColumnEngine", "RuleFacts", "Scores"]
+__all__ = ["EXPIRY_SOURCES", "NEVER", "Batch", "CardFields", "ColumnEngine", "RuleFacts", "Scores", "collector_paused"]
 
 Texts = npt.NDArray[np.str_]
 
@@ -110,6 +110,32 @@ class RuleFacts:
         return cls(ids, axes, details, tuple(caps), tuple(half_lives), tuple(fixed))
 
 
+class CardFields(NamedTuple):
+    """The fields of a run of `ScoreCard`s (see `Scores.fields`), field by field: element i of each list is card
+    i's."""
+
+    contact_ids: list[str]
+    as_of: datetime
+    totals: list[float]
+    axes: list[dict[str, float]]
+    bands: list[str]
+    grades: list[str | None]
+    quadrants: list[Quadrant | None]
+    contributions: list[tuple[Contribution, ...]]
+    valid_until: list[datetime | None]
+    events: list[frozenset[int]]
+
+    def card(self, i: int) -> ScoreCard:
+        return ScoreCard(self.contact_ids[i], self.as_of, self.totals[i], self.axes[i], self.bands[i],
+                         self.grades[i], self.quadrants[i], self.contributions[i], self.valid_until[i],
+                         self.events[i])
+
+    def cards(self) -> list[ScoreCard]:
+        return list(map(ScoreCard, self.contact_ids, repeat(self.as_of, len(self.contact_ids)), self.totals,
+                        self.axes, self.bands, self.grades, self.quadrants, self.contributions, self.valid_until,
+                        self.events))
+
+
 @dataclass(frozen=True)
 class Scores:
     """A batch scored at `as_of`: one row per contact, in the batch's order.
@@ -149,21 +175,21 @@ class Scores:
 
     def cards(self) -> list[ScoreCard]:
         """Every contact's `ScoreCard`, in the batch's order, each equal to the per-contact engine's."""
-        # Hundreds of thousands of new objects, none of which can be part of a cycle: the cyclic collector would
-        # run over and over while they are made (half the time it takes) and find nothing.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            return self._cards(None)
-        finally:
-            if collecting:
-                gc.enable()
+        with collector_paused():
+            return self._fields(None).cards()
 
     def card(self, i: int) -> ScoreCard:
         """Contact `i`'s `ScoreCard`, equal to the per-contact engine's."""
-        return self._cards(np.array([i], dtype=np.int64))[0]
+        return self._fields(np.array([i], dtype=np.int64)).card(0)
 
-    def _cards(self, which: Ints | None) -> list[ScoreCard]:
+    def fields(self, which: Ints | None = None) -> CardFields:
+        """The fields of the cards of contacts `which` (all by default), each as a list: what a caller that needs
+        only some of the cards, or only some of their fields, reads without building every card. Build the cards
+        it needs under `collector_paused` (see there)."""
+        with collector_paused():
+            return self._fields(which)
+
+    def _fields(self, which: Ints | None) -> CardFields:
         def picked(values: npt.NDArray[Any]) -> list[Any]:
             found: list[Any] = (values if which is None else values[which]).tolist()
             return found
@@ -174,12 +200,11 @@ class Scores:
         # the columns are of one length; checking it, zip would add a tenth to the time cards() takes
         axes = [dict(zip(names, values, strict=False)) for values in zip(*(picked(self.axes[n]) for n in names),
                                                                         strict=False)] if size else []
-        grades = picked(self.grade) if self.grade is not None else repeat(None, size)
-        quadrants = [_QUADRANTS[q] for q in picked(self.quadrant)] if self.quadrant is not None \
-            else repeat(None, size)
-        return list(map(ScoreCard, ids, repeat(self.as_of, size), picked(self.total), axes, picked(self.band),
-                        grades, quadrants, self._contributions(which), self._valid_until(which),
-                        self._events(which)))
+        grades = picked(self.grade) if self.grade is not None else [None] * size
+        quadrants: list[Quadrant | None] = [_QUADRANTS[q] for q in picked(self.quadrant)] \
+            if self.quadrant is not None else [None] * size
+        return CardFields(ids, self.as_of, picked(self.total), axes, picked(self.band), grades, quadrants,
+                          self._contributions(which), self._valid_until(which), self._events(which))
 
     def _contributions(self, which: Ints | None) -> list[tuple[Contribution, ...]]:
         """Each contact's contributions in rule order (the order of the engine's cards), built rule by rule."""

@@ -42,18 +42,21 @@ def decide(
     before: PriorScore | None,
     decisions: str,
     values_for: Callable[[ScoreCard], dict[str, Any]] | None = None,
+    *,
+    same_card: bool | None = None,
 ) -> Decision:
     """Decide from one contact's new `card` (see `Engine.score_rows`), against what was saved and last written,
-    what the CRM must be told.
+    what the CRM must be told. `same_card`, when given, is whether `card` equals the saved score (see
+    `PriorScore.same_card`).
 
     A contact whose inputs, card and `decisions` fingerprint (see `decisions_fingerprint`) are all as when its
     score was saved is known to call for nothing new, without deciding again.
     """
     # a transition on fields or an event may hold while the card is as saved (a deal won that no rule scores):
     # the store does not keep them, so such a card is decided again (forward only, it moves nothing twice)
-    same_card = None  # whether `card` equals the saved score, once asked
     if before is not None and before.settled(decisions) and not card.events:
-        same_card = before.same_card(card)
+        if same_card is None:
+            same_card = before.same_card(card)
         if same_card:
             return Decision(card, None, _NOTHING, _NOTHING, None, unchanged=True)
     last_set = Lifecycle(before.status) if before is not None and before.status else None

@@ -7,15 +7,15 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import groupby
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from leadpulse.core.config.tenant import TenantConfig
-from leadpulse.core.engine.columnar import ColumnEngine
+from leadpulse.core.engine.columnar import ColumnEngine, collector_paused
 from leadpulse.core.engine.scoring import Engine, ScoreCard
 from leadpulse.core.model import Contact, ContactKind
 from leadpulse.core.runtime.decisions import (
@@ -30,7 +30,16 @@ from leadpulse.core.runtime.run import NO_PROGRESS, Progress, stopping
 from leadpulse.core.runtime.workers import in_workers, usable_cores
 from leadpulse.core.store.outbox import WritePriority
 from leadpulse.core.store.runs import RunCounts
-from leadpulse.core.store.store import PriorScore, ScoringBatch, Store, history_row, iso, score_rows
+from leadpulse.core.store.store import (
+    PriorScore,
+    SavedCard,
+    ScoringBatch,
+    Store,
+    history_row,
+    iso,
+    saved_cards,
+    score_row,
+)
 
 SCORE_CHUNK = 1000
 #: From this many contacts in a chunk on, it is scored column by column (`ScoringJob.cards`): below, the fixed cost
@@ -110,6 +119,18 @@ class ChunkVerdict:
         return RunCounts(scored=self.scored, changed=len(self.writes))
 
 
+class Decided(NamedTuple):
+    """One contact of a chunk, decided (see `ScoringJob.decided`)."""
+
+    contact: Contact
+    #: None when the contact calls for nothing new, not decided again
+    decision: Decision | None
+    #: its saved score, as the pass read it
+    before: PriorScore | None
+    #: its new card as the store saves it
+    saved: SavedCard
+
+
 @dataclass(frozen=True)
 class ScoringJob:
     """One scoring pass: what to score with, at what moment, and which contacts (all, or those due)."""
@@ -157,58 +178,76 @@ class ScoringJob:
         due = store.scoring_batches(self.full, as_of=self.as_of, fingerprint=self.engine.fingerprint,
                                     decisions=self.decisions, chunk_size=self.chunk_size, after=after, through=through)
         for batch in due:
-            decided = [
-                (contact, decide(self.tenant, self.engine, contact, card, before, self.decisions, self.values_for),
-                 before)
-                for contact, card, before in zip(batch.contacts, self.cards(batch), batch.priors, strict=True)
-            ]
-            last = decided[-1][0].id
-            yield self._verdict(decided, (after, last) if self.full else None)
-            after = last
+            with collector_paused():  # the chunk's cards, decisions and rows: many objects, no cycles
+                verdict = self._verdict(self.decided(batch), (after, batch.contacts[-1].id) if self.full else None)
+            yield verdict
+            after = batch.contacts[-1].id
 
-    def cards(self, batch: ScoringBatch) -> list[ScoreCard]:
-        """The batch's contacts scored at the pass's moment: column by column when there are enough of them for
-        that to be faster, else contact by contact. The two give equal cards (see
+    def decided(self, batch: ScoringBatch) -> list[Decided]:
+        """Each contact of the batch scored at the pass's moment and decided against its saved score.
+
+        A contact whose card would be saved exactly as its score is, and whose score is settled (see
+        `PriorScore.settled`), calls for nothing new: it is not decided again, and its card is not built when the
+        batch is scored column by column.
+        """
+        card_at, events, saved = self._scored(batch)
+        decided = []
+        for i, (contact, before, card) in enumerate(zip(batch.contacts, batch.priors, saved, strict=True)):
+            same = before is not None and before.saved_as(card)
+            if same and not events[i] and before.settled(self.decisions):  # type: ignore[union-attr]  # same
+                decided.append(Decided(contact, None, before, card))
+                continue
+            decision = decide(self.tenant, self.engine, contact, card_at(i), before, self.decisions, self.values_for,
+                              same_card=same)
+            decided.append(Decided(contact, decision, before, card))
+        return decided
+
+    def _scored(self, batch: ScoringBatch
+                ) -> tuple[Callable[[int], ScoreCard], Sequence[frozenset[int]], list[SavedCard]]:
+        """The batch's contacts scored at the pass's moment: each one's card (by its place in the batch), lifecycle
+        events and saved form. Column by column when there are enough of them for that to be faster (no card is
+        built until asked for), else contact by contact. The two give equal cards (see
         tests/engine/test_columnar_agreement.py)."""
         if len(batch.contacts) >= COLUMN_WISE_FROM:
-            return self.columns.score(self.columns.flat_batch(batch.contacts, batch.activities), self.as_of).cards()
+            fields = self.columns.score(self.columns.flat_batch(batch.contacts, batch.activities),
+                                        self.as_of).fields()
+            return fields.card, fields.events, saved_cards(
+                fields.totals, fields.bands, fields.grades, fields.quadrants, fields.axes, fields.contributions,
+                fields.valid_until)
         by_contact = {cid: list(rows) for cid, rows in groupby(batch.activities, _CONTACT_ID)}
         score, as_of = self.engine.score_rows, self.as_of
-        return [score(contact, by_contact.get(contact.id, ()), as_of) for contact in batch.contacts]
+        cards = [score(contact, by_contact.get(contact.id, ()), as_of) for contact in batch.contacts]
+        return cards.__getitem__, [card.events for card in cards], saved_cards(
+            [card.total for card in cards], [card.band for card in cards], [card.grade for card in cards],
+            [card.quadrant for card in cards], [card.axes for card in cards], [card.contributions for card in cards],
+            [card.valid_until for card in cards])
 
-    def _verdict(self, decided: list[tuple[Contact, Decision, PriorScore | None]],
-                 span: tuple[str, str] | None) -> ChunkVerdict:
-        cards: list[ScoreCard] = []
-        statuses: dict[str, str] = {}
-        written: dict[str, Mapping[str, Any]] = {}
+    def _verdict(self, decided: list[Decided], span: tuple[str, str] | None) -> ChunkVerdict:
+        scores: list[tuple[Any, ...]] = []
         unchanged: list[str] = []
         writes: list[tuple[str, ContactKind, Mapping[str, Any], WritePriority]] = []
         tasks: list[tuple[Contact, Decision]] = []
         history: list[tuple[Any, ...]] = []
         as_of = iso(self.as_of)
-        for contact, decision, before in decided:
-            if decision.changed:
-                writes.append((contact.id, contact.kind, decision.changed, write_priority(self.tenant, decision)))
-            if decision.task_event:
-                tasks.append((contact, decision))
-            if decision.unchanged:
+        fingerprint = self.engine.fingerprint
+        for contact, decision, before, saved in decided:
+            if decision is not None:
+                if decision.changed:
+                    writes.append((contact.id, contact.kind, decision.changed, write_priority(self.tenant, decision)))
+                if decision.task_event:
+                    tasks.append((contact, decision))
+            if decision is None or decision.unchanged:
                 if span is None:
                     unchanged.append(contact.id)
                 continue
-            card = decision.card
-            cards.append(card)
             status = decision.status.to.value if decision.status else None
-            if status:
-                statuses[contact.id] = status
-            if decision.changed:
-                written[contact.id] = decision.written
+            scores.append(score_row(contact.id, self.run_id, fingerprint, as_of, saved, status,
+                                    decision.written if decision.changed else None, self.decisions))
             # Against `before`, the saved score as this pass read it: no other writer touches it (the run lock).
-            entry = history_row(contact.id, self.run_id, as_of, card.total, card.band, status,
+            entry = history_row(contact.id, self.run_id, as_of, decision.card.total, decision.card.band, status,
                                 (before.total, before.band, before.status) if before is not None else None)
             if entry is not None:
                 history.append(entry)
-        scores = score_rows(cards, self.run_id, self.engine.fingerprint, statuses=statuses, written=written,
-                            decided_under=self.decisions)
         return ChunkVerdict(len(decided), scores, unchanged, writes, tasks, span, history)
 
     def save(self, store: Store, verdict: ChunkVerdict) -> None:

@@ -115,6 +115,10 @@ class PriorScore(NamedTuple):
             and self.axes == encode_axes(card) and self.contributions == encode_contributions(card)
         )
 
+    def saved_as(self, card: SavedCard) -> bool:
+        """Whether a card saved as `card` (see `saved_cards`) is this score (the rule fingerprint and as-of aside)."""
+        return self[:_SAVED_CARD] == card
+
     def settled(self, decisions: str) -> bool:
         """Whether what this score led to (writes, status, tasks) still stands for an equal card: the contact's
         inputs are as they were when it was saved, and so is everything that turns a score into decisions, whose
@@ -123,6 +127,30 @@ class PriorScore(NamedTuple):
 
     def written_values(self) -> Mapping[str, Any]:
         return _EMPTY if self.written == "{}" else _loads(self.written)
+
+
+#: A score card as the store saves it (see `saved_cards`): total, band, grade, quadrant, axes, contributions and
+#: valid_until, in the order of `PriorScore`'s first fields and of a score row's from its total on.
+SavedCard = tuple[float, str, "str | None", "str | None", str, str, "str | None"]
+_SAVED_CARD = 7
+
+
+def saved_cards(
+    totals: Sequence[float], bands: Sequence[str], grades: Sequence[str | None], quadrants: Sequence[Any],
+    axes: Sequence[Mapping[str, float]], contributions: Sequence[Sequence[Any]],
+    valid_until: Sequence[datetime | None],
+) -> list[SavedCard]:
+    """Cards, given field by field (element i of each is card i's), as the store saves them: what
+    `PriorScore.saved_as` compares and `score_row` saves. Each card's saved form equals `PriorScore.same_card`'s."""
+    moments: dict[datetime | None, str | None] = {None: None}
+    for moment in valid_until:
+        if moment not in moments:
+            moments[moment] = iso(moment)  # type: ignore[arg-type]  # None is in already
+    return list(zip(
+        totals, bands, grades, [_enum_value(quadrant) for quadrant in quadrants], [_fast_dumps(a) for a in axes],
+        [_encoded_contributions(c) for c in contributions], [moments[moment] for moment in valid_until],
+        strict=True,
+    ))
 
 
 class Selection(TypedDict, total=False):
@@ -202,7 +230,11 @@ def encode_axes(card: Card) -> str:
 
 def encode_contributions(card: Card) -> str:
     """A card's contributions, one JSON object per rule that fired, as the store saves them."""
-    return "[" + ",".join([_encoded_contribution(c) for c in card.contributions]) + "]"
+    return _encoded_contributions(card.contributions)
+
+
+def _encoded_contributions(contributions: Sequence[Any]) -> str:
+    return "[" + ",".join([_encoded_contribution(c) for c in contributions]) + "]"
 
 
 #: Each contribution's JSON, remembered: a rescore meets the same few (a fit rule's is always the same) over and
@@ -1022,12 +1054,19 @@ def score_rows(
     for card in cards:
         cid = card.contact_id
         as_of = as_of_text.get(card.as_of) or as_of_text.setdefault(card.as_of, iso(card.as_of))
-        rows.append((
-            cid, run_id, fingerprint, as_of, card.total, card.band, card.grade, _enum_value(card.quadrant),
-            encode_axes(card), encode_contributions(card), _iso_or_none(card.valid_until), statuses.get(cid),
-            _fast_dumps(written[cid]) if cid in written else None, decided_under,
-        ))
+        saved = (card.total, card.band, card.grade, _enum_value(card.quadrant), encode_axes(card),
+                 encode_contributions(card), _iso_or_none(card.valid_until))
+        rows.append(score_row(cid, run_id, fingerprint, as_of, saved, statuses.get(cid), written.get(cid),
+                              decided_under))
     return rows
+
+
+def score_row(contact_id: str, run_id: int | None, fingerprint: str, as_of: str, card: SavedCard,
+              status: str | None, written: Mapping[str, Any] | None, decided_under: str | None) -> Row:
+    """The `scores` row `Store.save_scored` saves for a card saved as `card` (see `saved_cards`), at `as_of` (the
+    store's text of it): with `status` when one was set, and `written` when the values queued for the CRM changed."""
+    return (contact_id, run_id, fingerprint, as_of, *card, status,
+            _fast_dumps(written) if written is not None else None, decided_under)
 
 
 def _enum_value(value: Any) -> Any:
