@@ -113,6 +113,8 @@ class ChunkVerdict:
     span: tuple[str, str] | None = None
     #: the history rows the new scores add, as `Store.save_scored` takes them
     history: list[tuple[Any, ...]] | None = None
+    #: the new scores that keep their contact's saved `valid_until` (see `Store.save_scored`)
+    same_until: list[tuple[Any, ...]] | None = None
 
     def counts(self) -> RunCounts:
         """What the chunk adds to its run's counts."""
@@ -224,6 +226,7 @@ class ScoringJob:
 
     def _verdict(self, decided: list[Decided], span: tuple[str, str] | None) -> ChunkVerdict:
         scores: list[tuple[Any, ...]] = []
+        same_until: list[tuple[Any, ...]] = []
         unchanged: list[str] = []
         writes: list[tuple[str, ContactKind, Mapping[str, Any], WritePriority]] = []
         tasks: list[tuple[Contact, Decision]] = []
@@ -241,14 +244,15 @@ class ScoringJob:
                     unchanged.append(contact.id)
                 continue
             status = decision.status.to.value if decision.status else None
-            scores.append(score_row(contact.id, self.run_id, fingerprint, as_of, saved, status,
-                                    decision.written if decision.changed else None, self.decisions))
+            row = score_row(contact.id, self.run_id, fingerprint, as_of, saved, status,
+                            decision.written if decision.changed else None, self.decisions)
+            (same_until if before is not None and before.same_until(saved) else scores).append(row)
             # Against `before`, the saved score as this pass read it: no other writer touches it (the run lock).
             entry = history_row(contact.id, self.run_id, as_of, decision.card.total, decision.card.band, status,
                                 (before.total, before.band, before.status) if before is not None else None)
             if entry is not None:
                 history.append(entry)
-        return ChunkVerdict(len(decided), scores, unchanged, writes, tasks, span, history)
+        return ChunkVerdict(len(decided), scores, unchanged, writes, tasks, span, history, same_until)
 
     def save(self, store: Store, verdict: ChunkVerdict) -> None:
         """Save a chunk's cards and queue the writes and tasks they call for, in one transaction.
@@ -260,7 +264,7 @@ class ScoringJob:
             store.save_scored(verdict.scores, verdict.unchanged, run_id=self.run_id,
                               fingerprint=self.engine.fingerprint,
                               as_of=self.as_of, decided_under=self.decisions, span=verdict.span,
-                              history=verdict.history)
+                              history=verdict.history, same_until=verdict.same_until or ())
             queued = [(property_write(self.tenant, contact_id, kind, values), priority)
                       for contact_id, kind, values, priority in verdict.writes]
             store.outbox.put_writes([write for write, _ in queued], self.run_id,

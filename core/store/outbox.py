@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import sqlite_utils
@@ -86,6 +86,15 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+class _Owed(NamedTuple):
+    """A row never delivered, as queueing a write into it reads it."""
+
+    payload: str
+    state: str
+    status_change: int
+    score_move: float
+
+
 class Outbox:
     """The outbox table of one store. Callers group several calls in one `Store.transaction()`."""
 
@@ -103,16 +112,26 @@ class Outbox:
         each write's by key; a write without one gets `LOWEST`."""
         if not writes:
             return
-        pending = self._undelivered_payloads([w.key for w in writes])
-        rows = []
+        owed = self._undelivered([w.key for w in writes])
+        rows, kept = [], []
         now = _now()
         for write in writes:
-            values = dict(pending.get(write.key, {}).get("values", {}))
-            values.update(write.values)
-            payload = {"contact_kind": write.contact_kind.value, "values": values}
             priority = (priorities or {}).get(write.key, LOWEST)
-            rows.append((write.key, write.contact_id, _encode(payload), run_id, now, int(priority.status_change),
-                         priority.score_move))
+            status_change, score_move = int(priority.status_change), priority.score_move
+            before = owed.get(write.key)
+            if before is None:
+                values = dict(write.values)
+            else:
+                values = {**orjson.loads(before.payload).get("values", {}), **write.values}
+            payload = _encode({"contact_kind": write.contact_kind.value, "values": values})
+            if before is not None and before.state == "pending" and before.status_change >= status_change \
+                    and before.score_move >= score_move:
+                # merged into a pending row whose priority stands: only its payload changes (leaving the indexed
+                # columns out of the statement spares rewriting their index entries)
+                kept.append((payload, now, write.key))
+            else:
+                rows.append((write.key, write.contact_id, payload, run_id, now, status_change, score_move))
+        self.db.conn.executemany("UPDATE outbox SET payload = ?, updated_at = ? WHERE key = ?", kept)
         # A merged pending row keeps its attempts (the CRM refused part of it already); a done or parked row starts
         # over, its values and priority merged all the same when it was parked (never delivered).
         self.db.conn.executemany(
@@ -150,15 +169,17 @@ class Outbox:
         count: int = row[0]
         return count
 
-    def _undelivered_payloads(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-        found: dict[str, dict[str, Any]] = {}
+    def _undelivered(self, keys: Sequence[str]) -> dict[str, _Owed]:
+        """The rows of `keys` never delivered (pending or parked): their payload as stored, state and priority."""
+        found: dict[str, _Owed] = {}
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for key, payload in self.db.execute(
-                f"SELECT key, payload FROM outbox WHERE state IN ('pending', 'parked') AND key IN ({marks})", chunk
+            for key, *owed in self.db.execute(
+                "SELECT key, payload, state, status_change, score_move FROM outbox "
+                f"WHERE state IN ('pending', 'parked') AND key IN ({marks})", chunk
             ):
-                found[key] = orjson.loads(payload)
+                found[key] = _Owed(*owed)
         return found
 
     # draining -------------------------------------------------------------------------------------------

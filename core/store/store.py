@@ -119,6 +119,10 @@ class PriorScore(NamedTuple):
         """Whether a card saved as `card` (see `saved_cards`) is this score (the rule fingerprint and as-of aside)."""
         return self[:_SAVED_CARD] == card
 
+    def same_until(self, card: SavedCard) -> bool:
+        """Whether a card saved as `card` keeps this score's `valid_until` (see `Store.save_scored`)."""
+        return self.valid_until == card[_VALID_UNTIL]
+
     def settled(self, decisions: str) -> bool:
         """Whether what this score led to (writes, status, tasks) still stands for an equal card: the contact's
         inputs are as they were when it was saved, and so is everything that turns a score into decisions, whose
@@ -133,6 +137,7 @@ class PriorScore(NamedTuple):
 #: valid_until, in the order of `PriorScore`'s first fields and of a score row's from its total on.
 SavedCard = tuple[float, str, "str | None", "str | None", str, str, "str | None"]
 _SAVED_CARD = 7
+_VALID_UNTIL = 6
 
 
 def saved_cards(
@@ -843,11 +848,15 @@ class Store:
         decided_under: str | None = None,
         span: tuple[str, str] | None = None,
         history: Sequence[Row] | None = None,
+        same_until: Sequence[Row] = (),
     ) -> None:
         """Save one scored chunk in one transaction: `rows` (as `score_rows` builds them) replace their contacts'
         scores; the `unchanged` contacts, scored again under `fingerprint` at `as_of` to the very result saved
         before, keep their scores and only record that run, rules, as-of and `decided_under` (the decisions
         fingerprint, see `PriorScore.settled`). No contact saved stays dirty.
+
+        `same_until` are rows like `rows` of contacts whose saved score has the very `valid_until` they carry:
+        saved without rewriting the index on it.
 
         With `span` ``(after, through)``, the chunk is every contact with an id in that range, so the unchanged
         ones and the dirty marks are set with one statement over the range instead of one per contact.
@@ -864,6 +873,7 @@ class Store:
                 history,
             )
             self._upsert_scores(rows)
+            self._update_scores(same_until)
             marks = {"run": run_id, "fp": fingerprint, "as_of": iso(as_of) if as_of is not None else None,
                      "decided": decided_under}
             if span is not None:
@@ -902,6 +912,19 @@ class Store:
             saved.update((row[0], row[1:]) for row in found)
         history = (history_row(row[0], row[1], row[3], row[4], row[5], row[11], saved.get(row[0])) for row in rows)
         return [entry for entry in history if entry is not None]
+
+    def _update_scores(self, rows: Sequence[Row]) -> None:
+        """Rows of contacts whose saved score has their `valid_until` already: updated, the index on it untouched
+        (SQLite rewrites an index entry whenever a statement sets one of its columns, even to the same value)."""
+        updated = self.db.conn.executemany(
+            """UPDATE scores SET run_id = ?2, fingerprint = ?3, as_of = ?4, total = ?5, band = ?6, grade = ?7,
+                 quadrant = ?8, axes = ?9, contributions = ?10, status = coalesce(?12, status),
+                 written = coalesce(?13, written), decided_under = ?14
+               WHERE contact_id = ?1""",
+            rows,
+        ).rowcount
+        if updated != len(rows):  # some score was not there after all: save them all the general way
+            self._upsert_scores(rows)
 
     def _upsert_scores(self, rows: Sequence[Row]) -> None:
         self.db.conn.executemany(
