@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from itertools import repeat
+from itertools import pairwise, repeat
 from operator import itemgetter
 from typing import Any, NamedTuple
 
@@ -110,30 +110,61 @@ class RuleFacts:
         return cls(ids, axes, details, tuple(caps), tuple(half_lives), tuple(fixed))
 
 
-class CardFields(NamedTuple):
-    """The fields of a run of `ScoreCard`s (see `Scores.fields`), field by field: element i of each list is card
-    i's."""
+@dataclass(frozen=True)
+class CardFields:
+    """The cards of a scored batch (see `Scores.fields`), field by field as lists, element i of each being card
+    i's: what a caller that needs only some of the cards, or only some of their fields, reads without building
+    every card. `card` builds one card."""
 
-    contact_ids: list[str]
+    contact_ids: Sequence[str]
     as_of: datetime
     totals: list[float]
-    axes: list[dict[str, float]]
+    #: axis name -> each card's value on it
+    axes: dict[str, list[float]]
     bands: list[str]
     grades: list[str | None]
-    quadrants: list[Quadrant | None]
-    contributions: list[tuple[Contribution, ...]]
+    #: each card's quadrant, by its value
+    quadrants: list[str | None]
+    #: every card's contributions in one list, card by card, each card's in rule order: card i's are
+    #: ``contributions[bounds[i]:bounds[i + 1]]``
+    contributions: list[Contribution]
+    bounds: list[int]
     valid_until: list[datetime | None]
     events: list[frozenset[int]]
 
     def card(self, i: int) -> ScoreCard:
-        return ScoreCard(self.contact_ids[i], self.as_of, self.totals[i], self.axes[i], self.bands[i],
-                         self.grades[i], self.quadrants[i], self.contributions[i], self.valid_until[i],
-                         self.events[i])
+        quadrant = self.quadrants[i]
+        return ScoreCard(
+            self.contact_ids[i], self.as_of, self.totals[i], {name: values[i] for name, values in self.axes.items()},
+            self.bands[i], self.grades[i], _QUADRANTS[quadrant] if quadrant is not None else None,
+            tuple(self.contributions[self.bounds[i]:self.bounds[i + 1]]), self.valid_until[i], self.events[i])
 
     def cards(self) -> list[ScoreCard]:
-        return list(map(ScoreCard, self.contact_ids, repeat(self.as_of, len(self.contact_ids)), self.totals,
-                        self.axes, self.bands, self.grades, self.quadrants, self.contributions, self.valid_until,
-                        self.events))
+        size = len(self.contact_ids)
+        names = list(self.axes)
+        # the columns are of one length; checking it, zip would add a tenth to the time cards() takes
+        axes = [dict(zip(names, values, strict=False)) for values in zip(*self.axes.values(), strict=False)] \
+            if size else []
+        quadrants = [_QUADRANTS[q] if q is not None else None for q in self.quadrants]
+        flat, bounds = self.contributions, self.bounds
+        contributions = [tuple(flat[start:end]) for start, end in pairwise(bounds)]
+        return list(map(ScoreCard, self.contact_ids, repeat(self.as_of, size), self.totals, axes, self.bands,
+                        self.grades, quadrants, contributions, self.valid_until, self.events))
+
+    @classmethod
+    def of(cls, cards: Sequence[ScoreCard], as_of: datetime) -> CardFields:
+        """The fields of `cards`, each scored at `as_of`."""
+        names = dict.fromkeys(name for card in cards for name in card.axes)
+        flat: list[Contribution] = []
+        bounds = [0]
+        for card in cards:
+            flat += card.contributions
+            bounds.append(len(flat))
+        return cls(
+            [card.contact_id for card in cards], as_of, [card.total for card in cards],
+            {name: [card.axes[name] for card in cards] for name in names}, [card.band for card in cards],
+            [card.grade for card in cards], [card.quadrant._value_ if card.quadrant else None for card in cards],
+            flat, bounds, [card.valid_until for card in cards], [card.events for card in cards])
 
 
 @dataclass(frozen=True)
@@ -182,12 +213,11 @@ class Scores:
         """Contact `i`'s `ScoreCard`, equal to the per-contact engine's."""
         return self._fields(np.array([i], dtype=np.int64)).card(0)
 
-    def fields(self, which: Ints | None = None) -> CardFields:
-        """The fields of the cards of contacts `which` (all by default), each as a list: what a caller that needs
-        only some of the cards, or only some of their fields, reads without building every card. Build the cards
-        it needs under `collector_paused` (see there)."""
+    def fields(self) -> CardFields:
+        """The fields of every contact's card, as lists. Build the cards needed from them under
+        `collector_paused` (see there)."""
         with collector_paused():
-            return self._fields(which)
+            return self._fields(None)
 
     def _fields(self, which: Ints | None) -> CardFields:
         def picked(values: npt.NDArray[Any]) -> list[Any]:
@@ -195,22 +225,20 @@ class Scores:
             return found
 
         size = len(self.contact_ids) if which is None else len(which)
-        ids = list(self.contact_ids) if which is None else [self.contact_ids[i] for i in which.tolist()]
-        names = list(self.axes)
-        # the columns are of one length; checking it, zip would add a tenth to the time cards() takes
-        axes = [dict(zip(names, values, strict=False)) for values in zip(*(picked(self.axes[n]) for n in names),
-                                                                        strict=False)] if size else []
-        grades = picked(self.grade) if self.grade is not None else [None] * size
-        quadrants: list[Quadrant | None] = [_QUADRANTS[q] for q in picked(self.quadrant)] \
-            if self.quadrant is not None else [None] * size
-        return CardFields(ids, self.as_of, picked(self.total), axes, picked(self.band), grades, quadrants,
-                          self._contributions(which), self._valid_until(which), self._events(which))
+        ids = self.contact_ids if which is None else [self.contact_ids[i] for i in which.tolist()]
+        flat, bounds = self._contributions(which)
+        return CardFields(
+            ids, self.as_of, picked(self.total), {name: picked(values) for name, values in self.axes.items()},
+            picked(self.band), picked(self.grade) if self.grade is not None else [None] * size,
+            picked(self.quadrant) if self.quadrant is not None else [None] * size, flat, bounds,
+            self._valid_until(which), self._events(which))
 
-    def _contributions(self, which: Ints | None) -> list[tuple[Contribution, ...]]:
-        """Each contact's contributions in rule order (the order of the engine's cards), built rule by rule."""
+    def _contributions(self, which: Ints | None) -> tuple[list[Contribution], list[int]]:
+        """Every contact's contributions in one list, contact by contact, each in rule order (the order of the
+        engine's cards), built rule by rule; and where each contact's start (and the last one's end)."""
         fired = self.fired if which is None else self.fired[which]
         if not fired.shape[0]:
-            return []
+            return [], [0]
         who, rule = np.nonzero(fired)  # contact by contact, each in rule order
         by_rule = np.argsort(rule, kind="stable")
         bounds = np.searchsorted(rule[by_rule], np.arange(fired.shape[1] + 1)).tolist()
@@ -221,9 +249,8 @@ class Scores:
                 made += self._rule_contributions(r, contacts[by_rule[bounds[r]:bounds[r + 1]]])
         place = np.empty(len(by_rule), dtype=np.int64)
         place[by_rule] = np.arange(len(by_rule))
-        flat = [made[k] for k in place.tolist()]
         ends = np.cumsum(np.bincount(who, minlength=fired.shape[0])).tolist()
-        return [tuple(flat[start:end]) for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+        return [made[k] for k in place.tolist()], [0, *ends]
 
     def _rule_contributions(self, r: int, contacts: Ints) -> list[Contribution]:
         """Rule `r`'s contributions to `contacts` (where it fired)."""

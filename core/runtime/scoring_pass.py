@@ -15,7 +15,7 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 
 from leadpulse.core.config.tenant import TenantConfig
-from leadpulse.core.engine.columnar import ColumnEngine, collector_paused
+from leadpulse.core.engine.columnar import CardFields, ColumnEngine, collector_paused
 from leadpulse.core.engine.scoring import Engine, ScoreCard
 from leadpulse.core.model import Contact, ContactKind
 from leadpulse.core.runtime.decisions import (
@@ -213,16 +213,15 @@ class ScoringJob:
         if len(batch.contacts) >= COLUMN_WISE_FROM:
             fields = self.columns.score(self.columns.flat_batch(batch.contacts, batch.activities),
                                         self.as_of).fields()
-            return fields.card, fields.events, saved_cards(
-                fields.totals, fields.bands, fields.grades, fields.quadrants, fields.axes, fields.contributions,
-                fields.valid_until)
-        by_contact = {cid: list(rows) for cid, rows in groupby(batch.activities, _CONTACT_ID)}
-        score, as_of = self.engine.score_rows, self.as_of
-        cards = [score(contact, by_contact.get(contact.id, ()), as_of) for contact in batch.contacts]
-        return cards.__getitem__, [card.events for card in cards], saved_cards(
-            [card.total for card in cards], [card.band for card in cards], [card.grade for card in cards],
-            [card.quadrant for card in cards], [card.axes for card in cards], [card.contributions for card in cards],
-            [card.valid_until for card in cards])
+            card_at: Callable[[int], ScoreCard] = fields.card
+        else:
+            by_contact = {cid: list(rows) for cid, rows in groupby(batch.activities, _CONTACT_ID)}
+            score, as_of = self.engine.score_rows, self.as_of
+            cards = [score(contact, by_contact.get(contact.id, ()), as_of) for contact in batch.contacts]
+            fields, card_at = CardFields.of(cards, self.as_of), cards.__getitem__
+        return card_at, fields.events, saved_cards(
+            fields.totals, fields.bands, fields.grades, fields.quadrants, fields.axes, fields.contributions,
+            fields.bounds, fields.valid_until)
 
     def _verdict(self, decided: list[Decided], span: tuple[str, str] | None) -> ChunkVerdict:
         scores: list[tuple[Any, ...]] = []

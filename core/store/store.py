@@ -20,7 +20,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import groupby
+from itertools import groupby, pairwise
 from operator import itemgetter
 from pathlib import Path
 from types import MappingProxyType
@@ -141,21 +141,39 @@ _VALID_UNTIL = 6
 
 
 def saved_cards(
-    totals: Sequence[float], bands: Sequence[str], grades: Sequence[str | None], quadrants: Sequence[Any],
-    axes: Sequence[Mapping[str, float]], contributions: Sequence[Sequence[Any]],
+    totals: Sequence[float], bands: Sequence[str], grades: Sequence[str | None], quadrants: Sequence[str | None],
+    axes: Mapping[str, Sequence[float]], contributions: Sequence[Any], bounds: Sequence[int],
     valid_until: Sequence[datetime | None],
 ) -> list[SavedCard]:
-    """Cards, given field by field (element i of each is card i's), as the store saves them: what
-    `PriorScore.saved_as` compares and `score_row` saves. Each card's saved form equals `PriorScore.same_card`'s."""
+    """Cards, given field by field, as the store saves them: what `PriorScore.saved_as` compares and `score_row`
+    saves. Element i of each field is card i's: its quadrant by value, its value on each axis, and its
+    contributions ``contributions[bounds[i]:bounds[i + 1]]``. Each card's saved form is the one
+    `PriorScore.same_card` compares."""
     moments: dict[datetime | None, str | None] = {None: None}
     for moment in valid_until:
         if moment not in moments:
             moments[moment] = iso(moment)  # type: ignore[arg-type]  # None is in already
+    texts = {}  # each contribution object's JSON, by identity: the engines hand the same object to many cards
+    for contribution in contributions:
+        if id(contribution) not in texts:
+            texts[id(contribution)] = _encoded_contribution(contribution)
+    encoded = [texts[id(contribution)] for contribution in contributions]
     return list(zip(
-        totals, bands, grades, [_enum_value(quadrant) for quadrant in quadrants], [_fast_dumps(a) for a in axes],
-        [_encoded_contributions(c) for c in contributions], [moments[moment] for moment in valid_until],
+        totals, bands, grades, quadrants, _axes_texts(axes, len(totals)),
+        ["[" + ",".join(encoded[start:end]) + "]" for start, end in pairwise(bounds)],
+        [moments[moment] for moment in valid_until],
         strict=True,
     ))
+
+
+def _axes_texts(axes: Mapping[str, Sequence[float]], size: int) -> list[str]:
+    """Each card's axes as `encode_axes` writes them, given axis by axis: each column's numbers written by the
+    same encoder in one call."""
+    if not axes:
+        return [_fast_dumps({})] * size
+    template = "{" + ",".join(_fast_dumps(name).replace("%", "%%") + ":%s" for name in axes) + "}"
+    columns = [_fast_dumps(list(values))[1:-1].split(",") if size else [] for values in axes.values()]
+    return [template % values for values in zip(*columns, strict=True)]
 
 
 class Selection(TypedDict, total=False):
@@ -866,7 +884,7 @@ class Store:
         """
         with self.transaction():
             if history is None:
-                history = self._history_of(rows)
+                history = self._history_of(sorted([*rows, *same_until], key=_FIRST) if same_until else rows)
             self.db.conn.executemany(
                 """INSERT INTO history (contact_id, run_id, at, old_total, new_total, old_band, new_band, old_status,
                                         new_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
