@@ -179,8 +179,12 @@ class ScoringJob:
         """Score and decide the due contacts with ids in ``(after, through]``, a chunk at a time."""
         due = store.scoring_batches(self.full, as_of=self.as_of, fingerprint=self.engine.fingerprint,
                                     decisions=self.decisions, chunk_size=self.chunk_size, after=after, through=through)
-        for batch in due:
-            with collector_paused():  # the chunk's cards, decisions and rows: many objects, no cycles
+        while True:
+            # the chunk's rows as read, its cards, decisions and what it saves: many objects, no cycles
+            with collector_paused():
+                batch = next(due, None)
+                if batch is None:
+                    return
                 verdict = self._verdict(self.decided(batch), (after, batch.contacts[-1].id) if self.full else None)
             yield verdict
             after = batch.contacts[-1].id
@@ -259,7 +263,7 @@ class ScoringJob:
         A card equal to the saved one is not written again: its score only records this run, rules, as-of and
         decisions.
         """
-        with store.transaction():
+        with store.transaction(), collector_paused():
             store.save_scored(verdict.scores, verdict.unchanged, run_id=self.run_id,
                               fingerprint=self.engine.fingerprint,
                               as_of=self.as_of, decided_under=self.decisions, span=verdict.span,
