@@ -94,6 +94,10 @@ def score_contacts(
 
 #: Fewer chunks than this are scored in the calling process: starting workers would cost more than they save.
 PARALLEL_MIN_CHUNKS = 8
+#: While workers score and save, the pass (otherwise idle, waiting for them) copies the write-ahead log into the
+#: store file after every this many chunks they saved; they never copy it themselves, which a worker would do
+#: while holding the lock the others wait on to save.
+LOG_COPY_EVERY = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +166,10 @@ class ScoringJob:
                                                decisions=self.decisions, chunk_size=self.chunk_size))
             if len(bounds) >= PARALLEL_MIN_CHUNKS:
                 saving = _SavingWorker(self, multiprocessing.get_context("fork").Lock())
-                yield from in_workers(saving, store.path, bounds, workers, stop=stop)
+                for n, counts in enumerate(in_workers(saving, store.path, bounds, workers, stop=stop), 1):
+                    if n % LOG_COPY_EVERY == 0:
+                        store.copy_log()
+                    yield counts
                 return
         for verdict in self.read(store):
             self.save(store, verdict)
@@ -286,8 +293,8 @@ class _SavingWorker:
     lock: Any
 
     def read(self, store: Store, after: str = "", through: str | None = None) -> Iterator[RunCounts]:
-        # the pass copies the write-ahead log into the store once all workers are done (see `score_contacts`)
-        with store.long_write(checkpoint=lambda: False):
+        # the pass copies the write-ahead log into the store (see `ScoringJob.saved` and `score_contacts`)
+        with store.long_write(checkpoint=lambda: False, copies=False):
             for verdict in self.job.read(store, after, through):
                 with self.lock:
                     self.job.save(store, verdict)

@@ -509,22 +509,27 @@ class Store:
         return self.db.atomic()
 
     @contextlib.contextmanager
-    def long_write(self, *, checkpoint: Callable[[], bool] = lambda: True) -> Iterator[None]:
+    def long_write(self, *, checkpoint: Callable[[], bool] = lambda: True, copies: bool = True) -> Iterator[None]:
         """Around many write transactions in a row (a large scoring pass): SQLite copies its write-ahead log into
         the store file once the log holds `LONG_WRITE_LOG_PAGES` pages instead of its default 1,000 (4 MiB), and
-        each copy syncs both files to disk. On the way out the default comes back and, when `checkpoint` says so
-        (the pass wrote much), the log is copied over at once, so the copy is part of the pass, not of whatever
-        writes next."""
+        each copy syncs both files to disk; without `copies`, this connection never does (another one copies the
+        log, see `copy_log`). On the way out the default comes back and, when `checkpoint` says so (the pass wrote
+        much), the log is copied over at once, so the copy is part of the pass, not of whatever writes next."""
         found = self.db.execute("PRAGMA wal_autocheckpoint").fetchone()
         default = found[0] if found else 1000
-        self.db.execute(f"PRAGMA wal_autocheckpoint = {LONG_WRITE_LOG_PAGES}")
+        self.db.execute(f"PRAGMA wal_autocheckpoint = {LONG_WRITE_LOG_PAGES if copies else 0}")
         try:
             yield
         finally:
             self.db.execute(f"PRAGMA wal_autocheckpoint = {int(default)}")
-            if checkpoint() and not self.db.conn.in_transaction:
-                # PASSIVE: copies what no reader still needs, waits for nobody
-                self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            if checkpoint():
+                self.copy_log()
+
+    def copy_log(self) -> None:
+        """Copy what the write-ahead log holds into the store file, as far as no reader still needs it, waiting
+        for nobody: while other connections write (a pass's scoring workers), without holding them up."""
+        if not self.db.conn.in_transaction:
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     @contextlib.contextmanager
     def lock(self, tenant: str) -> Iterator[None]:
