@@ -785,21 +785,21 @@ class Store:
         chunk_size: int = 1000,
     ) -> Iterator[tuple[str, str]]:
         """The `scoring_chunks` selection cut into id ranges ``(after, through]`` of `chunk_size` contacts each, so
-        separate readers can share it out. Only ids are read, one at a time.
+        separate readers can share it out. Only each range's last id is read: SQLite steps over the others.
         """
         where, selected = self._selection(all, as_of, fingerprint, decisions)
-        found = self.db.execute(
-            f"SELECT c.id FROM contacts c LEFT JOIN scores s ON s.contact_id = c.id WHERE {where} ORDER BY c.id",
-            selected,
-        )
-        after, n, last = "", 0, ""
-        for (last,) in found:
-            n += 1
-            if n == chunk_size:
-                yield after, last
-                after, n = last, 0
-        if n:
-            yield after, last
+        found = f"FROM contacts c LEFT JOIN scores s ON s.contact_id = c.id WHERE c.id > :after AND ({where})"
+        after = ""
+        while True:
+            params = {**selected, "after": after, "skip": chunk_size - 1}
+            row = self.db.execute(f"SELECT c.id {found} ORDER BY c.id LIMIT 1 OFFSET :skip", params).fetchone()
+            if row is None:  # fewer than a chunk left: the last range ends at the last of them
+                row = self.db.execute(f"SELECT c.id {found} ORDER BY c.id DESC LIMIT 1", params).fetchone()
+                if row is not None:
+                    yield after, row[0]
+                return
+            yield after, row[0]
+            after = row[0]
 
     @staticmethod
     def _selection(
@@ -908,7 +908,7 @@ class Store:
             )
             self.db.conn.executemany(
                 "UPDATE contacts SET dirty = 0 WHERE id = ? AND dirty = 1",
-                [(row[0],) for row in rows] + [(cid,) for cid in unchanged],
+                [(row[0],) for row in (*rows, *same_until)] + [(cid,) for cid in unchanged],
             )
 
     def _mark_span(self, span: tuple[str, str], marks: dict[str, Any]) -> None:

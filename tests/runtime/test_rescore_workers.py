@@ -73,6 +73,27 @@ def rescored(path: Path, tenant, workers: int) -> dict[str, list[tuple]]:
         return {name: db.execute(query).fetchall() for name, query in SAVED.items()}
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_pass_over_the_contacts_due_leaves_none_of_them_due(tmp_path, tenant, workers):
+    path = scored_store(tmp_path / "s.sqlite", tenant)
+    engine = Engine(tenant.scoring)
+    with Store.open(path) as store:
+        score_contacts(store, tenant, engine, run_id=2, as_of=EXPORT_AT, full=True, chunk_size=CHUNK)
+        # a new title for every third contact: its fit, so its card, changes; when its score expires does not
+        changed = [parse_contact({**contact, "job_title": "VP Sales"}, tenant.fields, EXPORT_AT)
+                   for n, (contact, _, _) in enumerate(records(CONTACTS)) if n % 3 == 0]
+        store.apply_page(Page("contacts", None, contacts=changed))
+        before = store.current_scores([contact.id for contact in changed])
+        counts = score_contacts(store, tenant, engine, run_id=3, as_of=EXPORT_AT, chunk_size=CHUNK, workers=workers)
+        after = store.current_scores([contact.id for contact in changed])
+        assert counts.scored == len(changed)
+        kept_until = [cid for cid in before if before[cid].valid_until == after[cid].valid_until
+                      and before[cid].total != after[cid].total]
+        assert len(kept_until) > len(changed) / 2
+        assert not store.inputs_changed()
+        assert score_contacts(store, tenant, engine, run_id=4, as_of=EXPORT_AT, workers=workers).scored == 0
+
+
 @pytest.mark.slow
 def test_rescore_in_two_workers_saves_what_one_process_saves(tmp_path, tenant):
     one = rescored(scored_store(tmp_path / "one.sqlite", tenant), tenant, workers=1)

@@ -132,6 +132,48 @@ def test_a_chunk_saved_by_span_marks_only_the_contacts_in_its_range(store):
     assert [c.id for c, _ in store.contacts_to_score(fingerprint="fp2")] == ["c1", "c4"]
 
 
+@pytest.mark.parametrize(("contacts", "size", "expected"), [
+    (0, 2, []),
+    (1, 2, [("", "c1")]),
+    (4, 2, [("", "c2"), ("c2", "c4")]),
+    (5, 2, [("", "c2"), ("c2", "c4"), ("c4", "c5")]),
+    (5, 9, [("", "c5")]),
+])
+def test_scoring_bounds_cut_every_contact_into_ranges_of_a_chunk_each(store, contacts, size, expected):
+    if contacts:
+        seed(store, *(f"c{n}" for n in range(1, contacts + 1)))
+    assert list(store.scoring_bounds(True, chunk_size=size)) == expected
+
+
+def test_scoring_bounds_count_only_the_contacts_due(store):
+    seed(store, *(f"c{n}" for n in range(1, 8)))
+    store.save_scores([Card(cid, 5, "cold") for cid in ("c1", "c2", "c4", "c6", "c7")], run_id=1, fingerprint="fp1")
+    store.apply_page(Page("emails", "e1", activities=[activity("a1", "c6")]))
+    # due: never scored (c3, c5) and dirty (c6); the ranges still hold the settled ones between
+    assert list(store.scoring_bounds(fingerprint="fp1", chunk_size=2)) == [("", "c5"), ("c5", "c6")]
+    assert list(store.scoring_bounds(fingerprint="fp2", chunk_size=3)) == [("", "c3"), ("c3", "c6"), ("c6", "c7")]
+
+
+def test_scores_saved_as_keeping_their_valid_until_update_all_else_and_save_a_score_not_there_after_all(store):
+    seed(store, "c1", "c2")
+    until = T0 + timedelta(days=3)
+    store.save_scores([Card("c1", 5, "cold", valid_until=until)], run_id=1, fingerprint="fp1",
+                      statuses={"c1": "mql"}, written={"c1": {"lead_score": 5}})
+    later = T0 + timedelta(hours=1)
+    kept = score_rows([Card("c1", 9, "warm", as_of=later, valid_until=until, grade="B")], 2, "fp2")
+    new = score_rows([Card("c2", 3, "cold", as_of=later, valid_until=until)], 2, "fp2",
+                     statuses={"c2": "lead"}, written={"c2": {"lead_score": 3}})
+    store.save_scored([], run_id=2, fingerprint="fp2", as_of=later, same_until=kept + new)
+    saved = store.current_scores(["c1", "c2"])
+    assert {cid: (s.run_id, s.fingerprint, s.as_of, s.total, s.band, s.grade, s.valid_until, s.status, s.written)
+            for cid, s in saved.items()} == {
+        "c1": (2, "fp2", later, 9, "warm", "B", until, "mql", {"lead_score": 5}),  # status and written kept
+        "c2": (2, "fp2", later, 3, "cold", None, until, "lead", {"lead_score": 3}),
+    }
+    assert [(e.old_total, e.new_total) for e in store.history("c1")][-1] == (5, 9)
+    assert list(store.contacts_to_score(fingerprint="fp2")) == []
+
+
 def test_contacts_whose_score_expired_are_due(store):
     seed(store, "c1", "c2")
     store.save_scores(
