@@ -122,10 +122,10 @@ def _shared_out(workers: Sequence[_Worker], bounds: Sequence[tuple[str, str]],
         if isinstance(outcome, _WorkerError):  # in order, so the answers before it are yielded first
             log.error("a scoring worker failed:\n%s", outcome.trace)
             raise ScoringFailed(f"a scoring worker failed on contacts after id {bounds[first][0]!r}: {outcome.error}")
-        yield from outcome
         first += 1
-        for worker in workers:
+        for worker in workers:  # before the answer is handed on: what the caller then does keeps no worker idle
             feed(worker)
+        yield from outcome
 
 
 @dataclass
