@@ -42,7 +42,15 @@ from leadpulse.core.engine.columnar_batch import (
     micros,
     span_micros,
 )
-from leadpulse.core.engine.columnar_numeric import Bools, Floats, Ints, halvings, ordered_sums, round_half_up
+from leadpulse.core.engine.columnar_numeric import (
+    Bools,
+    Floats,
+    Ints,
+    halvings,
+    ordered_by,
+    ordered_sums,
+    round_half_up,
+)
 from leadpulse.core.engine.conditions import is_timed
 from leadpulse.core.engine.rules import (
     Counting,
@@ -633,7 +641,7 @@ def _engagement_at(spec: _Engagement, found: Matches, now: int, n: int) -> _Appl
     owner, at = _counted(spec, found, now)
     matched = np.bincount(owner, minlength=n)
     starts = np.cumsum(matched) - matched
-    newest_first = np.lexsort((-at, owner))
+    newest_first = ordered_by(owner, -at)
     rank = np.empty(len(at), dtype=np.int64)  # within its contact, 0 for the newest
     rank[newest_first] = np.arange(len(at)) - starts[owner[newest_first]]
     keep = np.ones(len(at), dtype=np.bool_)
@@ -732,7 +740,7 @@ def _counted(spec: _Engagement, found: Matches, now: int) -> tuple[Ints, Ints]:
     if found.occasion is None or not len(at):
         return owner, at
     group = owner * found.occasions + found.occasion[keep]
-    order = np.lexsort((at, group))
+    order = ordered_by(group, at)
     grouped = group[order]
     last = np.flatnonzero(np.append(grouped[1:] != grouped[:-1], True))
     first = np.append(0, last[:-1] + 1)
@@ -751,7 +759,7 @@ def _decayed(spec: _Engagement, owner: Ints, at: Ints, rank: Ints, matched: Ints
         place = np.where(matched[owner] > spec.max_occurrences, rank, natural)
     else:
         place = natural
-    order = np.lexsort((place, owner))
+    order = ordered_by(owner, place)
     order = order[keep[order]]
     assert spec.half_life is not None
     ages = (now - at[order]).astype(np.float64) / 1e6 / spec.half_life

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from leadpulse.core.engine.columnar_numeric import Bools, Ints
+from leadpulse.core.engine.columnar_numeric import Bools, Ints, ordered_by
 from leadpulse.core.engine.conditions import (
     Predicate,
     activity_row_getter,
@@ -168,7 +168,8 @@ def build_flat_batch(plan: BatchPlan, contacts: Sequence[Contact], rows: Sequenc
     and activity id)."""
     with collector_paused():  # lists and dicts of plain values
         matched = _MatchedRows(plan, rows, owners, len(contacts))
-        conditions = tuple(column_condition(condition, contacts) for condition in plan.conditions)
+        fields = _FieldValues(contacts)
+        conditions = tuple(column_condition(condition, contacts, fields) for condition in plan.conditions)
     crossings = tuple(_crossings(condition, len(contacts)) for condition in conditions)
     return Batch(tuple(contact.id for contact in contacts), matched.matches(), matched.quiet(), conditions,
                  matched.first_matched(), crossings)
@@ -296,7 +297,7 @@ class _MatchedRows:
         for n in range(len(self.plan.inactivity)):
             rows = np.flatnonzero(self.awake[self.code, n])
             owner, at = self.owner[rows], self.at[rows]
-            order = np.lexsort((at, owner))
+            order = ordered_by(owner, at)
             found.append(Matches(owner[order], at[order]))
         return tuple(found)
 
@@ -436,28 +437,52 @@ class _Dated(ColumnCondition):
         return [np.where(self.dated, moment, NEVER) for moment in moments]
 
 
-def column_condition(condition: Any, contacts: Sequence[Contact]) -> ColumnCondition:
+def column_condition(condition: Any, contacts: Sequence[Contact], fields: _FieldValues | None = None
+                     ) -> ColumnCondition:
     """`condition` over `contacts`: the parts that do not read a date against the moment, tested once per contact
-    with the engine's compiled predicate; ``age`` and ``ahead`` leaves as each contact's date."""
+    with the engine's compiled predicate; ``age`` and ``ahead`` leaves as each contact's date. `fields` keeps the
+    contacts' values of each field read, for the next condition that reads it."""
+    if fields is None:
+        fields = _FieldValues(contacts)
     if not is_timed(condition):
         keyed = keyed_test(condition, contact_field_key)
         if keyed is not None:  # one of the contact's fields, read as the engine reads it
             key, test = keyed
-            return _Fixed(_tested(test, [contact.fields.get(key) for contact in contacts]))
+            return _Fixed(fields.tested(key, test))
         test = compile_condition(condition, contact_getter)
         return _Fixed(np.array([bool(test(contact)) for contact in contacts], dtype=np.bool_))
     if isinstance(condition, AllOf | AnyOf):
         children = condition.all if isinstance(condition, AllOf) else condition.any
-        return _Combined(tuple(column_condition(child, contacts) for child in children), isinstance(condition, AllOf))
+        return _Combined(tuple(column_condition(child, contacts, fields) for child in children),
+                         isinstance(condition, AllOf))
     if isinstance(condition, NotOf):
-        return _Negated(column_condition(condition.not_, contacts))
+        return _Negated(column_condition(condition.not_, contacts, fields))
     return _dated(condition, contacts)
 
 
-def _tested(test: Callable[[Any], Any], values: list[Any]) -> Bools:
-    """`test` of each of `values`; when they are all text (or missing), each distinct one is tested once."""
-    if set(map(type, values)) <= _TEXTS:
-        held = {value: bool(test(value)) for value in set(values)}
+class _FieldValues:
+    """Each contact's value of a field (from `Contact.fields`), read once per field for all the conditions that
+    read it, with its distinct values when they are all text (see `_tested`)."""
+
+    def __init__(self, contacts: Sequence[Contact]) -> None:
+        self.contacts = contacts
+        self._read: dict[str, tuple[list[Any], set[Any] | None]] = {}
+
+    def tested(self, key: str, test: Callable[[Any], Any]) -> Bools:
+        found = self._read.get(key)
+        if found is None:
+            values = [contact.fields.get(key) for contact in self.contacts]
+            found = self._read[key] = (values, set(values) if set(map(type, values)) <= _TEXTS else None)
+        return _tested(test, *found)
+
+
+def _tested(test: Callable[[Any], Any], values: list[Any], distinct: set[Any] | None = None) -> Bools:
+    """`test` of each of `values`; when they are all text (or missing), each distinct one is tested once (given
+    as `distinct` when known)."""
+    if distinct is None and set(map(type, values)) <= _TEXTS:
+        distinct = set(values)
+    if distinct is not None:
+        held = {value: bool(test(value)) for value in distinct}
         return np.fromiter(map(held.__getitem__, values), dtype=np.bool_, count=len(values))
     return np.array([bool(test(value)) for value in values], dtype=np.bool_)
 

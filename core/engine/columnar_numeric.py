@@ -11,6 +11,8 @@ out as the engine does, one by one.
   between two doubles (about one value in twenty-five, then computed by Python).
 - `ordered_sums`: Python's ``sum()`` of a list adds left to right (from 3.12 with Neumaier's compensation);
   numpy's reductions add pairwise. Groups are summed one position at a time, every group at once.
+
+And `ordered_by`, the order of two integer keys that numpy's ``lexsort`` gives, many times sooner.
 """
 
 from __future__ import annotations
@@ -97,3 +99,18 @@ def ordered_sums(groups: Ints, values: Floats, size: int) -> Floats:
         acc[fix] += spill[fix]
     totals[longest_first[:live]] = acc
     return totals
+
+
+def ordered_by(major: Ints, minor: Ints) -> Ints:
+    """The positions ordered by `major`, then `minor`, equal pairs in place order: ``np.lexsort((minor, major))``.
+    Sorted as one integer key when both fit in one (about twenty times sooner for a chunk's rows, which mostly come
+    ordered by `major` already)."""
+    if not len(major):
+        return np.lexsort((minor, major))
+    major_from, minor_from = int(major.min()), int(minor.min())
+    shift = (int(minor.max()) - minor_from).bit_length()
+    if (int(major.max()) - major_from).bit_length() + shift > 62:
+        return np.lexsort((minor, major))
+    key = ((major.astype(np.int64) - major_from) << shift) + (minor.astype(np.int64) - minor_from)
+    found: Ints = np.argsort(key, kind="stable")
+    return found

@@ -22,7 +22,7 @@ from generated_rules import Case, case
 from leadpulse.core.config.files import load_tenant
 from leadpulse.core.engine import scoring
 from leadpulse.core.engine.columnar import EXPIRY_SOURCES, NEVER, ColumnEngine
-from leadpulse.core.engine.columnar_numeric import halvings, ordered_sums, round_half_up
+from leadpulse.core.engine.columnar_numeric import halvings, ordered_by, ordered_sums, round_half_up
 from leadpulse.core.engine.rules import ScoringConfig
 from leadpulse.core.engine.scoring import ActivityRow, Contribution, Engine, ScoreCard
 from leadpulse.core.model import Contact
@@ -252,3 +252,18 @@ def test_column_wise_sums_add_each_group_in_order_as_pythons_sum_does() -> None:
     values = np.array([rng.uniform(-3, 3) * 10 ** rng.randint(-3, 3) for _ in range(20_000)])
     sums = ordered_sums(groups, values, 600)
     assert sums.tolist() == [sum(values[groups == g].tolist()) for g in range(600)]
+
+
+@pytest.mark.parametrize(("major_span", "minor_span"), [
+    (1_000, 2**51),  # a chunk's contacts and times in microseconds: one key
+    (50, 5),  # many equal pairs: their order is kept
+    (2**40, 2**40),  # too wide for one key: numpy's lexsort
+    (2**62, 3),
+])
+def test_ordering_by_two_keys_is_numpys_lexsort(major_span: int, minor_span: int) -> None:
+    rng = np.random.default_rng(8)
+    for size in (0, 1, 2_000):
+        major = np.sort(rng.integers(-major_span // 2, major_span // 2 + 1, size, dtype=np.int64))
+        major[::7] = rng.integers(-major_span // 2, major_span // 2 + 1, len(major[::7]), dtype=np.int64)
+        minor = rng.integers(-minor_span, minor_span + 1, size, dtype=np.int64)
+        assert ordered_by(major, minor).tolist() == np.lexsort((minor, major)).tolist()
