@@ -19,6 +19,7 @@ one by one as the engine does. No rule or contact falls back to the per-contact 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -137,7 +138,8 @@ class CardFields:
     #: ``contributions[bounds[i]:bounds[i + 1]]``
     contributions: list[Contribution]
     bounds: list[int]
-    valid_until: list[datetime | None]
+    #: when time alone could next change each card (`datetime64[us]` in UTC, NaT for never)
+    valid_until: npt.NDArray[np.datetime64]
     events: list[frozenset[int]]
 
     def card(self, i: int) -> ScoreCard:
@@ -145,7 +147,23 @@ class CardFields:
         return ScoreCard(
             self.contact_ids[i], self.as_of, self.totals[i], {name: values[i] for name, values in self.axes.items()},
             self.bands[i], self.grades[i], _QUADRANTS[quadrant] if quadrant is not None else None,
-            tuple(self.contributions[self.bounds[i]:self.bounds[i + 1]]), self.valid_until[i], self.events[i])
+            tuple(self.contributions[self.bounds[i]:self.bounds[i + 1]]), self._moment(i), self.events[i])
+
+    def _moment(self, i: int) -> datetime | None:
+        value = self._micros[i]
+        found = self._made.get(value, _UNMADE)
+        if found is _UNMADE:
+            found = self._made[value] = EPOCH + timedelta(microseconds=value) if value != _NAT else None
+        return found  # type: ignore[return-value]  # a datetime or None, once made
+
+    @functools.cached_property
+    def _micros(self) -> list[int]:
+        found: list[int] = self.valid_until.view(np.int64).tolist()
+        return found
+
+    @functools.cached_property
+    def _made(self) -> dict[int, datetime | None]:
+        return {}
 
     def cards(self) -> list[ScoreCard]:
         size = len(self.contact_ids)
@@ -157,7 +175,7 @@ class CardFields:
         flat, bounds = self.contributions, self.bounds
         contributions = [tuple(flat[start:end]) for start, end in pairwise(bounds)]
         return list(map(ScoreCard, self.contact_ids, repeat(self.as_of, size), self.totals, axes, self.bands,
-                        self.grades, quadrants, contributions, self.valid_until, self.events))
+                        self.grades, quadrants, contributions, _moments(self.valid_until), self.events))
 
     @classmethod
     def of(cls, cards: Sequence[ScoreCard], as_of: datetime) -> CardFields:
@@ -172,7 +190,8 @@ class CardFields:
             [card.contact_id for card in cards], as_of, [card.total for card in cards],
             {name: [card.axes[name] for card in cards] for name in names}, [card.band for card in cards],
             [card.grade for card in cards], [card.quadrant._value_ if card.quadrant else None for card in cards],
-            flat, bounds, [card.valid_until for card in cards], [card.events for card in cards])
+            flat, bounds, np.array([_NAT if card.valid_until is None else micros(card.valid_until) for card in cards],
+                                   dtype=np.int64).view("datetime64[us]"), [card.events for card in cards])
 
 
 @dataclass(frozen=True)
@@ -235,11 +254,12 @@ class Scores:
         size = len(self.contact_ids) if which is None else len(which)
         ids = self.contact_ids if which is None else [self.contact_ids[i] for i in which.tolist()]
         flat, bounds = self._contributions(which)
+        until = self.valid_until if which is None else self.valid_until[which]
         return CardFields(
             ids, self.as_of, picked(self.total), {name: picked(values) for name, values in self.axes.items()},
             picked(self.band), picked(self.grade) if self.grade is not None else [None] * size,
             picked(self.quadrant) if self.quadrant is not None else [None] * size, flat, bounds,
-            self._valid_until(which), self._events(which))
+            np.where(until == NEVER, _NAT, until).view("datetime64[us]"), self._events(which))
 
     def _contributions(self, which: Ints | None) -> tuple[list[Contribution], list[int]]:
         """Every contact's contributions in one list, contact by contact, each in rule order (the order of the
@@ -289,13 +309,6 @@ class Scores:
                     age[k] if decayed[k] else None, half_life if decayed[k] else None)
         return made
 
-    def _valid_until(self, which: Ints | None) -> list[datetime | None]:
-        values = (self.valid_until if which is None else self.valid_until[which]).tolist()
-        moments: dict[int, datetime | None] = {NEVER: None}
-        for value in set(values) - moments.keys():
-            moments[value] = EPOCH + timedelta(microseconds=value)
-        return [moments[value] for value in values]
-
     def _events(self, which: Ints | None) -> list[frozenset[int]]:
         held = self.events if which is None else self.events[which]
         size, transitions = held.shape
@@ -314,6 +327,18 @@ class Scores:
         return found
 
 
+def _moments(values: npt.NDArray[np.datetime64]) -> list[datetime | None]:
+    """Each of `values` (`datetime64[us]`, NaT for none) as a `datetime` in UTC, each distinct one made once."""
+    found = values.view(np.int64).tolist()
+    moments: dict[int, datetime | None] = {_NAT: None}
+    for value in set(found) - moments.keys():
+        moments[value] = EPOCH + timedelta(microseconds=value)
+    return [moments[value] for value in found]
+
+
+#: numpy's "not a time", as its int64 view
+_NAT = int(np.datetime64("NaT").view(np.int64))
+_UNMADE = object()
 _QUADRANTS = {quadrant.value: quadrant for quadrant in Quadrant}
 _NO_EVENTS: frozenset[int] = frozenset()
 

@@ -26,6 +26,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol, TypedDict, Unpack
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 import sqlite_utils
 
@@ -143,16 +145,12 @@ _VALID_UNTIL = 6
 def saved_cards(
     totals: Sequence[float], bands: Sequence[str], grades: Sequence[str | None], quadrants: Sequence[str | None],
     axes: Mapping[str, Sequence[float]], contributions: Sequence[Any], bounds: Sequence[int],
-    valid_until: Sequence[datetime | None],
+    valid_until: npt.NDArray[np.datetime64],
 ) -> list[SavedCard]:
     """Cards, given field by field, as the store saves them: what `PriorScore.saved_as` compares and `score_row`
-    saves. Element i of each field is card i's: its quadrant by value, its value on each axis, and its
-    contributions ``contributions[bounds[i]:bounds[i + 1]]``. Each card's saved form is the one
-    `PriorScore.same_card` compares."""
-    moments: dict[datetime | None, str | None] = {None: None}
-    for moment in valid_until:
-        if moment not in moments:
-            moments[moment] = iso(moment)  # type: ignore[arg-type]  # None is in already
+    saves. Element i of each field is card i's: its quadrant by value, its value on each axis, its contributions
+    ``contributions[bounds[i]:bounds[i + 1]]``, and its valid_until in UTC (`datetime64[us]`, NaT for none). Each
+    card's saved form is the one `PriorScore.same_card` compares."""
     texts = {}  # each contribution object's JSON, by identity: the engines hand the same object to many cards
     for contribution in contributions:
         if id(contribution) not in texts:
@@ -160,10 +158,15 @@ def saved_cards(
     encoded = [texts[id(contribution)] for contribution in contributions]
     return list(zip(
         totals, bands, grades, quadrants, _axes_texts(axes, len(totals)),
-        ["[" + ",".join(encoded[start:end]) + "]" for start, end in pairwise(bounds)],
-        [moments[moment] for moment in valid_until],
+        ["[" + ",".join(encoded[start:end]) + "]" for start, end in pairwise(bounds)], _moment_texts(valid_until),
         strict=True,
     ))
+
+
+def _moment_texts(moments: npt.NDArray[np.datetime64]) -> list[str | None]:
+    """UTC `moments` (NaT for none) as `iso` writes them, all at once."""
+    texts = np.datetime_as_string(moments.astype("datetime64[ms]"), unit="ms").tolist()
+    return [None if text == "NaT" else text + _UTC_SUFFIX for text in texts]
 
 
 def _axes_texts(axes: Mapping[str, Sequence[float]], size: int) -> list[str]:
@@ -215,6 +218,9 @@ class HistoryEntry:
     new_band: str
     old_status: str | None
     new_status: str | None
+
+
+_UTC_SUFFIX = "+00:00"
 
 
 def iso(moment: datetime) -> str:
