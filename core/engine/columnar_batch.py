@@ -329,7 +329,7 @@ def _times(rows: Sequence[ActivityRow], live: Ints) -> tuple[Ints, Ints]:
     if not len(live):
         return at, day
     places = live.tolist()
-    texts = list(map(_TIME, map(rows.__getitem__, places)))
+    texts = list(map(_TIME, rows if len(places) == len(rows) else map(rows.__getitem__, places)))
     stored = np.zeros(len(texts), dtype=np.bool_)
     if set(map(type, texts)) == {str}:
         try:
