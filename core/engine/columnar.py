@@ -134,9 +134,11 @@ class CardFields:
     grades: list[str | None]
     #: each card's quadrant, by its value
     quadrants: list[str | None]
-    #: every card's contributions in one list, card by card, each card's in rule order: card i's are
-    #: ``contributions[bounds[i]:bounds[i + 1]]``
+    #: every card's contributions, card by card, each card's in rule order: element k is
+    #: ``contributions[codes[k]]`` (one object for many cards where they are alike), card i's elements are those
+    #: from ``bounds[i]`` to ``bounds[i + 1]``
     contributions: list[Contribution]
+    codes: Ints
     bounds: list[int]
     #: when time alone could next change each card (`datetime64[us]` in UTC, NaT for never)
     valid_until: npt.NDArray[np.datetime64]
@@ -147,7 +149,13 @@ class CardFields:
         return ScoreCard(
             self.contact_ids[i], self.as_of, self.totals[i], {name: values[i] for name, values in self.axes.items()},
             self.bands[i], self.grades[i], _QUADRANTS[quadrant] if quadrant is not None else None,
-            tuple(self.contributions[self.bounds[i]:self.bounds[i + 1]]), self._moment(i), self.events[i])
+            tuple([self.contributions[code] for code in self._codes[self.bounds[i]:self.bounds[i + 1]]]),
+            self._moment(i), self.events[i])
+
+    @functools.cached_property
+    def _codes(self) -> list[int]:
+        found: list[int] = self.codes.tolist()
+        return found
 
     def _moment(self, i: int) -> datetime | None:
         value = self._micros[i]
@@ -172,8 +180,9 @@ class CardFields:
         axes = [dict(zip(names, values, strict=False)) for values in zip(*self.axes.values(), strict=False)] \
             if size else []
         quadrants = [_QUADRANTS[q] if q is not None else None for q in self.quadrants]
-        flat, bounds = self.contributions, self.bounds
-        contributions = [tuple(flat[start:end]) for start, end in pairwise(bounds)]
+        objects = self.contributions
+        flat = [objects[code] for code in self._codes]
+        contributions = [tuple(flat[start:end]) for start, end in pairwise(self.bounds)]
         return list(map(ScoreCard, self.contact_ids, repeat(self.as_of, size), self.totals, axes, self.bands,
                         self.grades, quadrants, contributions, _moments(self.valid_until), self.events))
 
@@ -186,11 +195,13 @@ class CardFields:
         for card in cards:
             flat += card.contributions
             bounds.append(len(flat))
+        codes = np.arange(len(flat), dtype=np.int64)
         return cls(
             [card.contact_id for card in cards], as_of, [card.total for card in cards],
             {name: [card.axes[name] for card in cards] for name in names}, [card.band for card in cards],
             [card.grade for card in cards], [card.quadrant._value_ if card.quadrant else None for card in cards],
-            flat, bounds, np.array([_NAT if card.valid_until is None else micros(card.valid_until) for card in cards],
+            flat, codes, bounds,
+            np.array([_NAT if card.valid_until is None else micros(card.valid_until) for card in cards],
                                    dtype=np.int64).view("datetime64[us]"), [card.events for card in cards])
 
 
@@ -253,61 +264,70 @@ class Scores:
 
         size = len(self.contact_ids) if which is None else len(which)
         ids = self.contact_ids if which is None else [self.contact_ids[i] for i in which.tolist()]
-        flat, bounds = self._contributions(which)
+        objects, codes, bounds = self._contributions(which)
         until = self.valid_until if which is None else self.valid_until[which]
         return CardFields(
             ids, self.as_of, picked(self.total), {name: picked(values) for name, values in self.axes.items()},
             picked(self.band), picked(self.grade) if self.grade is not None else [None] * size,
-            picked(self.quadrant) if self.quadrant is not None else [None] * size, flat, bounds,
+            picked(self.quadrant) if self.quadrant is not None else [None] * size, objects, codes, bounds,
             np.where(until == NEVER, _NAT, until).view("datetime64[us]"), self._events(which))
 
-    def _contributions(self, which: Ints | None) -> tuple[list[Contribution], list[int]]:
-        """Every contact's contributions in one list, contact by contact, each in rule order (the order of the
-        engine's cards), built rule by rule; and where each contact's start (and the last one's end)."""
+    def _contributions(self, which: Ints | None) -> tuple[list[Contribution], Ints, list[int]]:
+        """Every contact's contributions, contact by contact, each in rule order (the order of the engine's cards),
+        made rule by rule: the objects, each element's (see `CardFields.codes`), and where each contact's elements
+        start (and the last one's end)."""
         fired = self.fired if which is None else self.fired[which]
         if not fired.shape[0]:
-            return [], [0]
+            return [], np.zeros(0, dtype=np.int64), [0]
         who, rule = np.nonzero(fired)  # contact by contact, each in rule order
         by_rule = np.argsort(rule, kind="stable")
         bounds = np.searchsorted(rule[by_rule], np.arange(fired.shape[1] + 1)).tolist()
         contacts = who if which is None else which[who]
-        made: list[Contribution] = []
+        objects: list[Contribution] = []
+        codes = np.empty(len(by_rule), dtype=np.int64)
         for r in range(fired.shape[1]):
-            if bounds[r] < bounds[r + 1]:
-                made += self._rule_contributions(r, contacts[by_rule[bounds[r]:bounds[r + 1]]])
-        place = np.empty(len(by_rule), dtype=np.int64)
-        place[by_rule] = np.arange(len(by_rule))
+            start, end = bounds[r], bounds[r + 1]
+            if start < end:
+                made, theirs = self._rule_contributions(r, contacts[by_rule[start:end]])
+                codes[by_rule[start:end]] = theirs + len(objects)
+                objects += made
         ends = np.cumsum(np.bincount(who, minlength=fired.shape[0])).tolist()
-        return [made[k] for k in place.tolist()], [0, *ends]
+        return objects, codes, [0, *ends]
 
-    def _rule_contributions(self, r: int, contacts: Ints) -> list[Contribution]:
-        """Rule `r`'s contributions to `contacts` (where it fired)."""
+    def _rule_contributions(self, r: int, contacts: Ints) -> tuple[list[Contribution], Ints]:
+        """Rule `r`'s contributions to `contacts` (where it fired): the objects, and each contact's."""
         facts = self.rules
         fixed = facts.fixed[r]
         if fixed is not None:
-            return [fixed] * len(contacts)
+            return [fixed], np.zeros(len(contacts), dtype=np.int64)
         rule_id, axis, detail = facts.ids[r], facts.axes[r], facts.details[r]
-        points, counts = self.points[contacts, r].tolist(), self.occurrences[contacts, r].tolist()
-        # the usual contribution, nothing bent: one per value of (points, count)
-        usual: dict[tuple[float, int], Contribution] = {}
-        made = []
-        for key in zip(points, counts, strict=True):
-            found = usual.get(key)
-            if found is None:
-                found = usual[key] = Contribution(rule_id, axis, key[0], key[1], detail)
-            made.append(found)
-        bent = np.flatnonzero((self.matched[contacts, r] != 0) | self.capped[contacts, r] | self.decayed[contacts, r])
-        if len(bent):
-            at = contacts[bent]
+        points, counts = self.points[contacts, r], self.occurrences[contacts, r]
+        bent = (self.matched[contacts, r] != 0) | self.capped[contacts, r] | self.decayed[contacts, r]
+        codes = np.empty(len(contacts), dtype=np.int64)
+        made: list[Contribution] = []
+        usual = np.flatnonzero(~bent)
+        if len(usual):  # nothing bent: one object per (points, count), the points told apart by their bits
+            found: dict[tuple[int, int], int] = {}
+            keys = zip(points[usual].view(np.int64).tolist(), counts[usual].tolist(), strict=True)
+            codes[usual] = np.fromiter([found.setdefault(key, len(found)) for key in keys], dtype=np.int64,
+                                       count=len(usual))
+            alike = np.array(list(found), dtype=np.int64).reshape(-1, 2)
+            made = [Contribution(rule_id, axis, p, c, detail)
+                    for p, c in zip(alike[:, 0].view(np.float64).tolist(), alike[:, 1].tolist(), strict=True)]
+        at_bent = np.flatnonzero(bent)
+        if len(at_bent):
+            at = contacts[at_bent]
             matched, capped = self.matched[at, r].tolist(), self.capped[at, r].tolist()
             decayed, full, age = self.decayed[at, r].tolist(), self.full[at, r].tolist(), self.age_days[at, r].tolist()
             half_life = facts.half_lives[r]
-            for k, position in enumerate(bent.tolist()):
-                made[position] = Contribution(
-                    rule_id, axis, points[position], counts[position], detail, matched[k] or None,
-                    facts.caps[r] if capped[k] else None, full[k] if decayed[k] else None,
-                    age[k] if decayed[k] else None, half_life if decayed[k] else None)
-        return made
+            codes[at_bent] = np.arange(len(made), len(made) + len(at_bent))
+            made += [
+                Contribution(rule_id, axis, p, c, detail, matched[k] or None, facts.caps[r] if capped[k] else None,
+                             full[k] if decayed[k] else None, age[k] if decayed[k] else None,
+                             half_life if decayed[k] else None)
+                for k, (p, c) in enumerate(zip(points[at_bent].tolist(), counts[at_bent].tolist(), strict=True))
+            ]
+        return made, codes
 
     def _events(self, which: Ints | None) -> list[frozenset[int]]:
         held = self.events if which is None else self.events[which]

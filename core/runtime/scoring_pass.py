@@ -232,7 +232,7 @@ class ScoringJob:
             fields, card_at = CardFields.of(cards, self.as_of), cards.__getitem__
         return card_at, fields.events, saved_cards(
             fields.totals, fields.bands, fields.grades, fields.quadrants, fields.axes, fields.contributions,
-            fields.bounds, fields.valid_until)
+            fields.codes, fields.bounds, fields.valid_until)
 
     def _verdict(self, decided: list[Decided], span: tuple[str, str] | None) -> ChunkVerdict:
         scores: list[tuple[Any, ...]] = []

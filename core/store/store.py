@@ -144,18 +144,17 @@ _VALID_UNTIL = 6
 
 def saved_cards(
     totals: Sequence[float], bands: Sequence[str], grades: Sequence[str | None], quadrants: Sequence[str | None],
-    axes: Mapping[str, Sequence[float]], contributions: Sequence[Any], bounds: Sequence[int],
-    valid_until: npt.NDArray[np.datetime64],
+    axes: Mapping[str, Sequence[float]], contributions: Sequence[Any], codes: npt.NDArray[np.int64],
+    bounds: Sequence[int], valid_until: npt.NDArray[np.datetime64],
 ) -> list[SavedCard]:
     """Cards, given field by field, as the store saves them: what `PriorScore.saved_as` compares and `score_row`
-    saves. Element i of each field is card i's: its quadrant by value, its value on each axis, its contributions
-    ``contributions[bounds[i]:bounds[i + 1]]``, and its valid_until in UTC (`datetime64[us]`, NaT for none). Each
-    card's saved form is the one `PriorScore.same_card` compares."""
-    texts = {}  # each contribution object's JSON, by identity: the engines hand the same object to many cards
-    for contribution in contributions:
-        if id(contribution) not in texts:
-            texts[id(contribution)] = _encoded_contribution(contribution)
-    encoded = [texts[id(contribution)] for contribution in contributions]
+    saves. Element i of each field is card i's: its quadrant by value, its value on each axis, and its valid_until
+    in UTC (`datetime64[us]`, NaT for none). Its contributions are the elements from ``bounds[i]`` to
+    ``bounds[i + 1]``, element k being ``contributions[codes[k]]`` (each object encoded once, however many cards
+    it is in). Each card's saved form is the one `PriorScore.same_card` compares."""
+    texts = np.empty(len(contributions), dtype=object)
+    texts[:] = [_encoded_contribution(contribution) for contribution in contributions]
+    encoded = texts[codes].tolist()
     return list(zip(
         totals, bands, grades, quadrants, _axes_texts(axes, len(totals)),
         ["[" + ",".join(encoded[start:end]) + "]" for start, end in pairwise(bounds)], _moment_texts(valid_until),
