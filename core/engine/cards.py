@@ -85,8 +85,9 @@ def _reason(contribution: Contribution) -> str:
     if held is not None and held[0] is contribution:
         return held[1]
     # Only as the engine makes them: equal points or counts of other types (2 and 2.0, 1.5 and Decimal("1.50"))
-    # read otherwise.
-    plain = contribution.points.__class__ is float and contribution.occurrences.__class__ is int
+    # read otherwise; and not a decayed one, which tells its own age, met once.
+    plain = contribution.points.__class__ is float and contribution.occurrences.__class__ is int \
+        and contribution.age_days is None
     text = _REASONS.get(contribution) if plain else None
     if text is None:
         text = _reason_text(contribution)

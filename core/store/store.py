@@ -282,7 +282,8 @@ def _encoded_contribution(contribution: Any) -> str:
     held = _BY_OBJECT.get(id(contribution))
     if held is not None and held[0] is contribution:
         return held[1]
-    if not _plain(contribution):
+    if not _plain(contribution) or getattr(contribution, "age_days", None) is not None:
+        # a decayed one tells its own age: met once, it would only crowd the others out of the memory
         return _fast_dumps(_contribution(contribution))
     try:
         text = _ENCODED.get(contribution)
