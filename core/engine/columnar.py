@@ -145,6 +145,7 @@ class CardFields:
     events: list[frozenset[int]]
 
     def card(self, i: int) -> ScoreCard:
+        """Card `i`."""
         quadrant = self.quadrants[i]
         return ScoreCard(
             self.contact_ids[i], self.as_of, self.totals[i], {name: values[i] for name, values in self.axes.items()},
@@ -158,11 +159,14 @@ class CardFields:
         return found
 
     def _moment(self, i: int) -> datetime | None:
+        """Card i's valid_until, each distinct one made once."""
         value = self._micros[i]
-        found = self._made.get(value, _UNMADE)
-        if found is _UNMADE:
-            found = self._made[value] = EPOCH + timedelta(microseconds=value) if value != _NAT else None
-        return found  # type: ignore[return-value]  # a datetime or None, once made
+        if value == _NAT:
+            return None
+        found = self._made.get(value)
+        if found is None:
+            found = self._made[value] = EPOCH + timedelta(microseconds=value)
+        return found
 
     @functools.cached_property
     def _micros(self) -> list[int]:
@@ -170,10 +174,11 @@ class CardFields:
         return found
 
     @functools.cached_property
-    def _made(self) -> dict[int, datetime | None]:
+    def _made(self) -> dict[int, datetime]:
         return {}
 
     def cards(self) -> list[ScoreCard]:
+        """Every card, in order."""
         size = len(self.contact_ids)
         names = list(self.axes)
         # the columns are of one length; checking it, zip would add a tenth to the time cards() takes
@@ -200,9 +205,9 @@ class CardFields:
             [card.contact_id for card in cards], as_of, [card.total for card in cards],
             {name: [card.axes[name] for card in cards] for name in names}, [card.band for card in cards],
             [card.grade for card in cards], [card.quadrant._value_ if card.quadrant else None for card in cards],
-            flat, codes, bounds,
-            np.array([_NAT if card.valid_until is None else micros(card.valid_until) for card in cards],
-                                   dtype=np.int64).view("datetime64[us]"), [card.events for card in cards])
+            flat, codes, bounds, np.array([_NAT if card.valid_until is None else micros(card.valid_until)
+                                           for card in cards], dtype=np.int64).view("datetime64[us]"),
+            [card.events for card in cards])
 
 
 @dataclass(frozen=True)
@@ -358,7 +363,6 @@ def _moments(values: npt.NDArray[np.datetime64]) -> list[datetime | None]:
 
 #: numpy's "not a time", as its int64 view
 _NAT = int(np.datetime64("NaT").view(np.int64))
-_UNMADE = object()
 _QUADRANTS = {quadrant.value: quadrant for quadrant in Quadrant}
 _NO_EVENTS: frozenset[int] = frozenset()
 

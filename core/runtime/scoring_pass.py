@@ -42,7 +42,7 @@ from leadpulse.core.store.store import (
 )
 
 SCORE_CHUNK = 1000
-#: From this many contacts in a chunk on, it is scored column by column (`ScoringJob.cards`): below, the fixed cost
+#: From this many contacts in a chunk on, it is scored column by column (`ScoringJob._scored`): below, the fixed cost
 #: of working on columns (about 1.3 ms a chunk for the demo rules) outweighs what they save. Measured per contact on
 #: the demo rules: 25 us column by column against 18 us one by one at 100 contacts, even at 200, 14 against 19 at 500.
 COLUMN_WISE_FROM = 250
@@ -206,10 +206,12 @@ class ScoringJob:
         card_at, events, saved = self._scored(batch)
         decided = []
         for i, (contact, before, card) in enumerate(zip(batch.contacts, batch.priors, saved, strict=True)):
-            same = before is not None and before.saved_as(card)
-            if same and not events[i] and before.settled(self.decisions):  # type: ignore[union-attr]  # same
-                decided.append(Decided(contact, None, before, card))
-                continue
+            same = False
+            if before is not None:
+                same = before.saved_as(card)
+                if same and not events[i] and before.settled(self.decisions):
+                    decided.append(Decided(contact, None, before, card))
+                    continue
             decision = decide(self.tenant, self.engine, contact, card_at(i), before, self.decisions, self.values_for,
                               same_card=same)
             decided.append(Decided(contact, decision, before, card))

@@ -258,11 +258,7 @@ def encode_axes(card: Card) -> str:
 
 def encode_contributions(card: Card) -> str:
     """A card's contributions, one JSON object per rule that fired, as the store saves them."""
-    return _encoded_contributions(card.contributions)
-
-
-def _encoded_contributions(contributions: Sequence[Any]) -> str:
-    return "[" + ",".join([_encoded_contribution(c) for c in contributions]) + "]"
+    return "[" + ",".join([_encoded_contribution(c) for c in card.contributions]) + "]"
 
 
 #: Each contribution's JSON, remembered: a rescore meets the same few (a fit rule's is always the same) over and
