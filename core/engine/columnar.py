@@ -191,24 +191,6 @@ class CardFields:
         return list(map(ScoreCard, self.contact_ids, repeat(self.as_of, size), self.totals, axes, self.bands,
                         self.grades, quadrants, contributions, _moments(self.valid_until), self.events))
 
-    @classmethod
-    def of(cls, cards: Sequence[ScoreCard], as_of: datetime) -> CardFields:
-        """The fields of `cards`, each scored at `as_of`."""
-        names = dict.fromkeys(name for card in cards for name in card.axes)
-        flat: list[Contribution] = []
-        bounds = [0]
-        for card in cards:
-            flat += card.contributions
-            bounds.append(len(flat))
-        codes = np.arange(len(flat), dtype=np.int64)
-        return cls(
-            [card.contact_id for card in cards], as_of, [card.total for card in cards],
-            {name: [card.axes[name] for card in cards] for name in names}, [card.band for card in cards],
-            [card.grade for card in cards], [card.quadrant._value_ if card.quadrant else None for card in cards],
-            flat, codes, bounds, np.array([_NAT if card.valid_until is None else micros(card.valid_until)
-                                           for card in cards], dtype=np.int64).view("datetime64[us]"),
-            [card.events for card in cards])
-
 
 @dataclass(frozen=True)
 class Scores:

@@ -15,7 +15,7 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 
 from leadpulse.core.config.tenant import TenantConfig
-from leadpulse.core.engine.columnar import CardFields, ColumnEngine, collector_paused
+from leadpulse.core.engine.columnar import ColumnEngine, collector_paused
 from leadpulse.core.engine.scoring import Engine, ScoreCard
 from leadpulse.core.model import Contact, ContactKind
 from leadpulse.core.runtime.decisions import (
@@ -37,6 +37,7 @@ from leadpulse.core.store.store import (
     Store,
     history_row,
     iso,
+    saved_card,
     saved_cards,
     score_row,
 )
@@ -226,15 +227,13 @@ class ScoringJob:
         if len(batch.contacts) >= COLUMN_WISE_FROM:
             fields = self.columns.score(self.columns.flat_batch(batch.contacts, batch.activities),
                                         self.as_of).fields()
-            card_at: Callable[[int], ScoreCard] = fields.card
-        else:
-            by_contact = {cid: list(rows) for cid, rows in groupby(batch.activities, _CONTACT_ID)}
-            score, as_of = self.engine.score_rows, self.as_of
-            cards = [score(contact, by_contact.get(contact.id, ()), as_of) for contact in batch.contacts]
-            fields, card_at = CardFields.of(cards, self.as_of), cards.__getitem__
-        return card_at, fields.events, saved_cards(
-            fields.totals, fields.bands, fields.grades, fields.quadrants, fields.axes, fields.contributions,
-            fields.codes, fields.bounds, fields.valid_until)
+            return fields.card, fields.events, saved_cards(
+                fields.totals, fields.bands, fields.grades, fields.quadrants, fields.axes, fields.contributions,
+                fields.codes, fields.bounds, fields.valid_until)
+        by_contact = {cid: list(rows) for cid, rows in groupby(batch.activities, _CONTACT_ID)}
+        score, as_of = self.engine.score_rows, self.as_of
+        cards = [score(contact, by_contact.get(contact.id, ()), as_of) for contact in batch.contacts]
+        return cards.__getitem__, [card.events for card in cards], [saved_card(card) for card in cards]
 
     def _verdict(self, decided: list[Decided], span: tuple[str, str] | None) -> ChunkVerdict:
         scores: list[tuple[Any, ...]] = []

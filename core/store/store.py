@@ -111,11 +111,7 @@ class PriorScore(NamedTuple):
 
     def same_card(self, card: Card) -> bool:
         """Whether `card` would be saved exactly as this score is (the rule fingerprint and as-of aside)."""
-        return (
-            self.total == card.total and self.band == card.band and self.grade == card.grade
-            and self.quadrant == _enum_value(card.quadrant) and self.valid_until == _iso_or_none(card.valid_until)
-            and self.axes == encode_axes(card) and self.contributions == encode_contributions(card)
-        )
+        return self.saved_as(saved_card(card))
 
     def saved_as(self, card: SavedCard) -> bool:
         """Whether a card saved as `card` (see `saved_cards`) is this score (the rule fingerprint and as-of aside)."""
@@ -142,6 +138,12 @@ _SAVED_CARD = 7
 _VALID_UNTIL = 6
 
 
+def saved_card(card: Card) -> SavedCard:
+    """One card as the store saves it: `saved_cards` for many."""
+    return (card.total, card.band, card.grade, _enum_value(card.quadrant), encode_axes(card),
+            encode_contributions(card), _iso_or_none(card.valid_until))
+
+
 def saved_cards(
     totals: Sequence[float], bands: Sequence[str], grades: Sequence[str | None], quadrants: Sequence[str | None],
     axes: Mapping[str, Sequence[float]], contributions: Sequence[Any], codes: npt.NDArray[np.int64],
@@ -151,7 +153,7 @@ def saved_cards(
     saves. Element i of each field is card i's: its quadrant by value, its value on each axis, and its valid_until
     in UTC (`datetime64[us]`, NaT for none). Its contributions are the elements from ``bounds[i]`` to
     ``bounds[i + 1]``, element k being ``contributions[codes[k]]`` (each object encoded once, however many cards
-    it is in). Each card's saved form is the one `PriorScore.same_card` compares."""
+    it is in). Each card's saved form is `saved_card`'s."""
     texts = np.empty(len(contributions), dtype=object)
     texts[:] = [_encoded_contribution(contribution) for contribution in contributions]
     encoded = texts[codes].tolist()
@@ -1102,10 +1104,8 @@ def score_rows(
     for card in cards:
         cid = card.contact_id
         as_of = as_of_text.get(card.as_of) or as_of_text.setdefault(card.as_of, iso(card.as_of))
-        saved = (card.total, card.band, card.grade, _enum_value(card.quadrant), encode_axes(card),
-                 encode_contributions(card), _iso_or_none(card.valid_until))
-        rows.append(score_row(cid, run_id, fingerprint, as_of, saved, statuses.get(cid), written.get(cid),
-                              decided_under))
+        rows.append(score_row(cid, run_id, fingerprint, as_of, saved_card(card), statuses.get(cid),
+                              written.get(cid), decided_under))
     return rows
 
 
