@@ -155,10 +155,19 @@ CONTACT_CREATED = Migration(
         "ALTER TABLE contacts ADD COLUMN created_at TEXT",
     ),
 )
+DROP_VALID_UNTIL_INDEX = Migration(
+    "drop_scores_valid_until",
+    (
+        # No query reads through it: a pass picks the contacts due by walking them in id order with their scores
+        # (see `Store._selection`). Yet every score saved with a new valid_until moved its entry, to a page
+        # anywhere in the index: a full rescore wrote a fifth of its log pages for it.
+        "DROP INDEX IF EXISTS scores_valid_until",
+    ),
+)
 
 MIGRATIONS: tuple[Migration, ...] = (
     INITIAL, CRM_FACTS, DECIDED_UNDER, RUN_ACCOUNTING, API_CALLS, CONTACTS_GONE, MERGED_CONTACTS, PUSH_PRIORITY,
-    CONTACT_CREATED,
+    CONTACT_CREATED, DROP_VALID_UNTIL_INDEX,
 )
 
 

@@ -50,14 +50,22 @@ def seed(store: Store, *ids: str, activities=()) -> None:
 def test_open_creates_wal_store_with_recorded_migrations(store):
     assert store.db.journal_mode == "wal"
     assert applied(store.db) == ["initial", "crm_facts", "decided_under", "run_accounting", "api_calls",
-                                 "contacts_gone", "merged_contacts", "push_priority", "contact_created"]
+                                 "contacts_gone", "merged_contacts", "push_priority", "contact_created",
+                                 "drop_scores_valid_until"]
+
+
+def test_scores_carry_no_index_on_valid_until(store):
+    # none reads through it (the due contacts are found in id order), and each new valid_until moved its entry
+    indexes = [row[0] for row in store.db.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'scores'")]
+    assert indexes == ["scores", "sqlite_autoindex_scores_1"]
 
 
 def test_reopening_applies_no_migration_twice(tmp_path):
     Store.open(tmp_path / "s.sqlite").close()
     with Store.open(tmp_path / "s.sqlite") as again:
         assert applied(again.db) == ["initial", "crm_facts", "decided_under", "run_accounting", "api_calls",
-                                     "contacts_gone", "merged_contacts", "push_priority", "contact_created"]
+                                     "contacts_gone", "merged_contacts", "push_priority", "contact_created",
+                                     "drop_scores_valid_until"]
 
 
 def test_apply_page_stores_records_and_cursor_together(store):
