@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator, model_validator
 
@@ -27,6 +27,9 @@ from leadpulse.core.errors import ConfigError
 from leadpulse.core.model import Contact, Lifecycle
 from leadpulse.core.schedule import Duration, Schedule, format_duration
 from leadpulse.core.strict import Strict, refuse, show
+
+if TYPE_CHECKING:
+    from leadpulse.core.engine.columnar import CardFields
 
 _NAME = r"^[a-z0-9][a-z0-9_-]*$"
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -101,6 +104,13 @@ class WritebackConfig(Strict):
         n = self.reasons
         return lambda card: {crm_name: read(card, n) for crm_name, read in readers}
 
+    def values_of(self, cards: CardFields, places: Sequence[int]) -> list[dict[str, Any]]:
+        """`values_for` of the cards at `places` among `cards`, read output by output from their fields."""
+        names = list(self.properties.values())
+        columns = [_COLUMN_OUTPUTS[output](cards, places, self.reasons) for output in self.properties]
+        return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)] if columns \
+            else [{} for _ in places]
+
 
 #: How each output is read off a score card, given how many reasons the tenant writes.
 _OUTPUTS: dict[Output, Callable[[ScoreCard, int], Any]] = {
@@ -111,6 +121,29 @@ _OUTPUTS: dict[Output, Callable[[ScoreCard, int], Any]] = {
     Output.BAND: lambda card, _: card.band,
     Output.QUADRANT: lambda card, _: card.quadrant._value_ if card.quadrant else None,
     Output.REASONS: lambda card, n: "; ".join(card.reasons(n)),
+}
+
+
+def _picked(values: Sequence[Any], places: Sequence[int]) -> list[Any]:
+    return list(map(values.__getitem__, places))
+
+
+def _axis(cards: CardFields, name: str, places: Sequence[int]) -> list[Any]:
+    values = cards.axes.get(name)
+    return _picked(values, places) if values is not None else [None] * len(places)
+
+
+#: The same outputs read off the fields of many cards (see `leadpulse.core.engine.columnar.CardFields`), for the
+#: cards at some places among them.
+_COLUMN_OUTPUTS: dict[Output, Callable[[CardFields, Sequence[int], int], list[Any]]] = {
+    Output.SCORE: lambda cards, places, _: _picked(cards.totals, places),
+    Output.FIT: lambda cards, places, _: _axis(cards, "fit", places),
+    Output.ENGAGEMENT: lambda cards, places, _: _axis(cards, "engagement", places),
+    Output.GRADE: lambda cards, places, _: _picked(cards.grades, places),
+    Output.BAND: lambda cards, places, _: _picked(cards.bands, places),
+    # each quadrant as its value: the card's member's
+    Output.QUADRANT: lambda cards, places, _: _picked(cards.quadrants, places),
+    Output.REASONS: lambda cards, places, n: ["; ".join(cards.reasons(i, n)) for i in places],
 }
 
 
@@ -143,13 +176,13 @@ class TaskPolicy(Strict):
 
     def trigger(
         self,
-        band_names: list[str],
+        band_names: Sequence[str],
         before: str | None,
-        card: ScoreCard,
+        band: str,
         change: StatusChange | None,
         last_status: str | None = None,
     ) -> str | None:
-        """The event that calls for a task (``band:qualified``, ``status:sql``), or None.
+        """The event that calls for a task (``band:qualified``, ``status:sql``), or None, for a new score in `band`.
 
         `before` is the band saved last; `last_status` the lifecycle value leadpulse set last. A move to that same
         status (the CRM has not caught up yet, or never will: the write is off or parked) had its task already.
@@ -159,9 +192,9 @@ class TaskPolicy(Strict):
         if change is not None and change.to in self.on_statuses and change.to.value != last_status:
             return f"status:{change.to.value}"
         # a band name from older rules ranks below every current band
-        rising = before not in band_names or band_names.index(card.band) > band_names.index(before)
-        if card.band in self.on_bands and card.band != before and rising:
-            return f"band:{card.band}"
+        rising = before not in band_names or band_names.index(band) > band_names.index(before)
+        if band in self.on_bands and band != before and rising:
+            return f"band:{band}"
         return None
 
     def render(self, contact: Contact, card: ScoreCard, status: str | None = None) -> tuple[str, str]:

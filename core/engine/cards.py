@@ -3,7 +3,7 @@ how they read as text (reasons, points shown as the engine rounds them)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -11,7 +11,7 @@ from leadpulse.core.engine.rules import Quadrant
 from leadpulse.core.engine.wording import days_text
 from leadpulse.core.model import Lifecycle
 
-__all__ = ["Contribution", "ScoreCard", "StatusChange", "bent_notes", "round_half_up", "shown_points"]
+__all__ = ["Contribution", "ScoreCard", "StatusChange", "bent_notes", "round_half_up", "shown_points", "top_reasons"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +61,7 @@ class ScoreCard:
 
     def reasons(self, n: int = 3) -> list[str]:
         """The `n` largest contributions as short text, e.g. ``"+10 visited pricing page x2"``."""
-        # reverse keeps equal weights in rule order, as a stable sort does; a zero ranks last, so it can only be
-        # among the first `n` when fewer than `n` count
-        ranked = sorted(self.contributions, key=_weight, reverse=True)
-        return [_reason(c) for c in ranked[:n] if c.points]
+        return top_reasons(self.contributions, n)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +71,14 @@ class StatusChange:
     frm: Lifecycle | None
     to: Lifecycle
     crm_value: str
+
+
+def top_reasons(contributions: Sequence[Contribution], n: int) -> list[str]:
+    """The `n` largest of a card's `contributions` (in rule order) as short text (see `ScoreCard.reasons`)."""
+    # reverse keeps equal weights in rule order, as a stable sort does; a zero ranks last, so it can only be among
+    # the first `n` when fewer than `n` count
+    ranked = sorted(contributions, key=_weight, reverse=True)
+    return [_reason(c) for c in ranked[:n] if c.points]
 
 
 def _weight(contribution: Contribution) -> float:

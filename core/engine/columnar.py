@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from leadpulse.core.engine.cards import top_reasons
 from leadpulse.core.engine.columnar_batch import (
     EPOCH,
     NEVER,
@@ -152,6 +153,11 @@ class CardFields:
             self.bands[i], self.grades[i], _QUADRANTS[quadrant] if quadrant is not None else None,
             tuple([self.contributions[code] for code in self._codes[self.bounds[i]:self.bounds[i + 1]]]),
             self._moment(i), self.events[i])
+
+    def reasons(self, i: int, n: int) -> list[str]:
+        """Card `i`'s `ScoreCard.reasons`, without the card."""
+        objects = self.contributions
+        return top_reasons([objects[code] for code in self._codes[self.bounds[i]:self.bounds[i + 1]]], n)
 
     @functools.cached_property
     def _codes(self) -> list[int]:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
 
 from leadpulse.core.engine.cards import ScoreCard, StatusChange, shown_points
 from leadpulse.core.engine.rules import LifecycleConfig, Step, Transition
 from leadpulse.core.engine.wording import days_text, describe, one_of
 from leadpulse.core.model import Lifecycle
+
+if TYPE_CHECKING:
+    from leadpulse.core.engine.columnar import CardFields
 
 __all__ = ["Gate", "Ladder", "LifecycleRules"]
 
@@ -55,7 +62,11 @@ class LifecycleRules:
                                    key=_by_rank_descending)
 
     def decide(self, status: str | None, card: ScoreCard, last_set: Lifecycle | None) -> StatusChange | None:
-        target = self._target(card)
+        return self.move(status, self._target(card), last_set)
+
+    def move(self, status: str | None, target: Lifecycle | None, last_set: Lifecycle | None) -> StatusChange | None:
+        """The move from the CRM's `status` to `target`, the highest stage whose transition holds for a card (see
+        `targets`), if the rules allow it; `last_set` is the stage leadpulse set last."""
         if target is None:
             return None
         if last_set is not None and target.rank <= last_set.rank and not self.config.allow_demotion:
@@ -92,6 +103,18 @@ class LifecycleRules:
                 return gate.to
         return None
 
+    def targets(self, cards: CardFields) -> list[Lifecycle | None]:
+        """Each card's target stage, as `move` takes it, worked out transition by transition for all of them."""
+        band = np.fromiter(map(self.bands.rank, cards.bands), dtype=np.int64, count=len(cards.bands))
+        found: list[Lifecycle | None] = [None] * len(band)
+        open_ = np.ones(len(band), dtype=np.bool_)
+        for gate in self._transitions:
+            held = gate.holding(cards, band) & open_
+            for i in np.flatnonzero(held).tolist():
+                found[i] = gate.to
+            open_ &= ~held
+        return found
+
 
 class Gate:
     """A lifecycle transition compiled once, its lowest band as a rank."""
@@ -124,6 +147,30 @@ class Gate:
         if self.quadrants is not None and card.quadrant not in self.quadrants:
             return False
         return all(card.axes[axis] >= least for axis, least in self.min_axis)
+
+    def holding(self, cards: CardFields, band: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """`holds` for each of `cards` (`band`: the ranks of their bands), condition by condition."""
+        size = len(band)
+
+        def each(test: Callable[[Any], bool], values: Sequence[Any]) -> npt.NDArray[np.bool_]:
+            return np.fromiter(map(test, values), dtype=np.bool_, count=size)
+
+        held = np.ones(size, dtype=np.bool_)
+        if self.event is not None:
+            held &= each(lambda events: self.event in events, cards.events)
+        if self.min_total is not None:
+            held &= ~(np.array(cards.totals, dtype=np.float64) < self.min_total)
+        if self.min_band is not None:
+            held &= band >= self.min_band
+        if self.bands is not None:
+            held &= each(self.bands.__contains__, cards.bands)
+        if self.grades is not None:
+            held &= each(self.grades.__contains__, cards.grades)
+        if self.quadrants is not None:  # each quadrant by its value, which equals its member
+            held &= each(self.quadrants.__contains__, cards.quadrants)
+        for axis, least in self.min_axis:
+            held &= np.array(cards.axes[axis], dtype=np.float64) >= least
+        return held
 
     def lacks(self, card: ScoreCard, band: int) -> list[str]:
         """What `card` lacks for this transition, each condition that fails as words."""

@@ -16,7 +16,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leadpulse.core.engine.cards import (
     Contribution,
@@ -51,6 +51,9 @@ from leadpulse.core.engine.rules import (
     leaves,
 )
 from leadpulse.core.model import Activity, ActivityKind, Contact, Lifecycle, utc
+
+if TYPE_CHECKING:
+    from leadpulse.core.engine.columnar import CardFields
 
 __all__ = [
     "SESSION", "ActivityRow", "Contribution", "Engine", "Quadrant", "ScoreCard", "StatusChange", "activity_attributes",
@@ -229,6 +232,16 @@ class Engine:
         status order cannot rank is left alone.
         """
         return self._lifecycle.decide(contact.status, card, last_set) if self._lifecycle else None
+
+    def status_targets(self, cards: CardFields) -> list[Lifecycle | None] | None:
+        """The stage each of `cards` reaches by the lifecycle transitions (None without lifecycle rules): what
+        `move_status` takes instead of the card."""
+        return self._lifecycle.targets(cards) if self._lifecycle else None
+
+    def move_status(self, contact: Contact, target: Lifecycle | None, last_set: Lifecycle | None
+                    ) -> StatusChange | None:
+        """`decide_status` for a card whose stage reached (see `status_targets`) is known."""
+        return self._lifecycle.move(contact.status, target, last_set) if self._lifecycle else None
 
     def _moment(self, as_of: datetime) -> Moment:
         # A run scores every contact at one as-of: what the rules derive from it is worked out once.

@@ -3,10 +3,10 @@ values that changed and a task, and the outbox rows that carry them to the CRM."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from leadpulse.core.config.tenant import Output, TenantConfig
 from leadpulse.core.contract import PropertyWrite, TaskRequest
@@ -31,6 +31,18 @@ class Decision:
     score_move: float = 0.0
 
 
+class Call(NamedTuple):
+    """What a new score calls for against what was saved and last written (see `called_for`): a `Decision` but its
+    card, field by field."""
+
+    status: StatusChange | None
+    changed: Mapping[str, Any]
+    written: Mapping[str, Any]
+    task_event: str | None
+    unchanged: bool
+    score_move: float
+
+
 _UNSET = object()
 
 
@@ -52,28 +64,47 @@ def decide(
     A contact whose inputs, card and `decisions` fingerprint (see `decisions_fingerprint`) are all as when its
     score was saved is known to call for nothing new, without deciding again.
     """
+    if same_card is None:
+        same_card = before is not None and before.same_card(card)
     # a transition on fields or an event may hold while the card is as saved (a deal won that no rule scores):
     # the store does not keep them, so such a card is decided again (forward only, it moves nothing twice)
-    if before is not None and before.settled(decisions) and not card.events:
-        if same_card is None:
-            same_card = before.same_card(card)
-        if same_card:
-            return Decision(card, None, _NOTHING, _NOTHING, None, unchanged=True)
-    last_set = Lifecycle(before.status) if before is not None and before.status else None
-    status = engine.decide_status(contact, card, last_set)
+    if same_card and before is not None and before.settled(decisions) and not card.events:
+        return Decision(card, None, _NOTHING, _NOTHING, None, unchanged=True)
+    status = engine.decide_status(contact, card, last_set(before))
     values = values_for(card) if values_for is not None else tenant.writeback.values_for(card)
+    return Decision(card, *called_for(tenant, engine.band_names, before, card.total, card.band, status, values,
+                                      same_card))
+
+
+def last_set(before: PriorScore | None) -> Lifecycle | None:
+    """The lifecycle stage leadpulse set last, by the saved score `before`."""
+    return Lifecycle(before.status) if before is not None and before.status else None
+
+
+def called_for(
+    tenant: TenantConfig,
+    band_names: Sequence[str],
+    before: PriorScore | None,
+    total: float,
+    band: str,
+    status: StatusChange | None,
+    values: dict[str, Any],
+    same_card: bool,
+) -> Call:
+    """What a new score calls for (see `decide`), from its `total`, `band`, the lifecycle move it calls for
+    (`status`) and its CRM `values` (see `WritebackConfig.values_for`; the status is added to them here);
+    `same_card` is whether its card equals the saved score `before`."""
     if status is not None and tenant.writeback.status_property and tenant.writeback.write_status:
         values[tenant.writeback.status_property] = status.crm_value
     written = before.written_values() if before is not None else {}
     changed = {name: value for name, value in values.items() if written.get(name, _UNSET) != value}
-    event = tenant.tasks.trigger(engine.band_names, before.band if before else None, card, status,
+    event = tenant.tasks.trigger(band_names, before.band if before else None, band, status,
                                  before.status if before else None)
     same = (
-        before is not None and not changed and (status is None or status.to.value == before.status)
-        and (before.same_card(card) if same_card is None else same_card)
+        before is not None and not changed and (status is None or status.to.value == before.status) and same_card
     )
-    return Decision(card, status, changed, {**written, **values} if changed else written, event, same,
-                    score_move(tenant, card.total, before, written))
+    return Call(status, changed, {**written, **values} if changed else written, event, same,
+                score_move(tenant, total, before, written))
 
 
 def score_move(tenant: TenantConfig, total: float, before: PriorScore | None, written: Mapping[str, Any]) -> float:
@@ -88,7 +119,7 @@ def score_move(tenant: TenantConfig, total: float, before: PriorScore | None, wr
     return abs(total - last)
 
 
-def write_priority(tenant: TenantConfig, decision: Decision) -> WritePriority:
+def write_priority(tenant: TenantConfig, decision: Decision | Call) -> WritePriority:
     """How much a decision's write matters to a push that cannot afford every write: whether it carries the
     lifecycle status (see `WritePriority`), and its score move."""
     status = tenant.writeback.status_property

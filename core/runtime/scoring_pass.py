@@ -16,12 +16,14 @@ from typing import Any, NamedTuple
 
 from leadpulse.core.config.tenant import TenantConfig
 from leadpulse.core.engine.columnar import ColumnEngine, collector_paused
-from leadpulse.core.engine.scoring import Engine, ScoreCard
+from leadpulse.core.engine.scoring import Engine, ScoreCard, StatusChange
 from leadpulse.core.model import Contact, ContactKind
 from leadpulse.core.runtime.decisions import (
+    Call,
     Decision,
-    decide,
+    called_for,
     decisions_fingerprint,
+    last_set,
     property_write,
     task_request,
     write_priority,
@@ -31,7 +33,6 @@ from leadpulse.core.runtime.workers import in_workers, usable_cores
 from leadpulse.core.store.outbox import WritePriority
 from leadpulse.core.store.runs import RunCounts
 from leadpulse.core.store.store import (
-    PriorScore,
     SavedCard,
     ScoringBatch,
     Store,
@@ -126,16 +127,19 @@ class ChunkVerdict:
         return RunCounts(scored=self.scored, changed=len(self.writes))
 
 
-class Decided(NamedTuple):
-    """One contact of a chunk, decided (see `ScoringJob.decided`)."""
+class _Scored(NamedTuple):
+    """A chunk's contacts scored at a pass's moment (see `ScoringJob._scored`), each by its place in the chunk."""
 
-    contact: Contact
-    #: None when the contact calls for nothing new, not decided again
-    decision: Decision | None
-    #: its saved score, as the pass read it
-    before: PriorScore | None
-    #: its new card as the store saves it
-    saved: SavedCard
+    #: the card at a place, built when asked for
+    card: Callable[[int], ScoreCard]
+    #: each card's lifecycle events (see `ScoreCard.events`)
+    events: Sequence[frozenset[int]]
+    #: each card as the store saves it
+    saved: list[SavedCard]
+    #: the CRM values of the cards at the places given (see `WritebackConfig.values_for`)
+    values: Callable[[list[int]], list[dict[str, Any]]]
+    #: the lifecycle move the card at each place given calls for (see `Engine.decide_status`)
+    statuses: Callable[[list[int]], list[StatusChange | None]]
 
 
 @dataclass(frozen=True)
@@ -193,49 +197,61 @@ class ScoringJob:
                 batch = next(due, None)
                 if batch is None:
                     return
-                verdict = self._verdict(self.decided(batch), (after, batch.contacts[-1].id) if self.full else None)
+                scored = self._scored(batch)
+                verdict = self._verdict(batch, scored, self.decided(batch, scored),
+                                        (after, batch.contacts[-1].id) if self.full else None)
             yield verdict
             after = batch.contacts[-1].id
 
-    def decided(self, batch: ScoringBatch) -> list[Decided]:
-        """Each contact of the batch scored at the pass's moment and decided against its saved score.
+    def decided(self, batch: ScoringBatch, scored: _Scored) -> list[Call | None]:
+        """What each contact of the batch, `scored` at the pass's moment, calls for against its saved score.
 
         A contact whose card would be saved exactly as its score is, and whose score is settled (see
-        `PriorScore.settled`), calls for nothing new: it is not decided again, and its card is not built when the
-        batch is scored column by column.
+        `PriorScore.settled`), calls for nothing new (None): it is not decided again, and its card is not built
+        when the batch is scored column by column. The others are decided as `decide` decides, their values and
+        lifecycle moves worked out for all of them at once.
         """
-        card_at, events, saved = self._scored(batch)
-        decided = []
-        for i, (contact, before, card) in enumerate(zip(batch.contacts, batch.priors, saved, strict=True)):
-            same = False
-            if before is not None:
-                same = before.saved_as(card)
-                if same and not events[i] and before.settled(self.decisions):
-                    decided.append(Decided(contact, None, before, card))
-                    continue
-            decision = decide(self.tenant, self.engine, contact, card_at(i), before, self.decisions, self.values_for,
-                              same_card=same)
-            decided.append(Decided(contact, decision, before, card))
-        return decided
+        priors, saved, events = batch.priors, scored.saved, scored.events
+        same = [before is not None and before.saved_as(card) for before, card in zip(priors, saved, strict=True)]
+        places = [i for i, before in enumerate(priors)
+                  if before is None or not same[i] or events[i] or not before.settled(self.decisions)]
+        calls: list[Call | None] = [None] * len(priors)
+        band_names = self.engine.band_names
+        for i, values, status in zip(places, scored.values(places), scored.statuses(places), strict=True):
+            total, band = saved[i][0], saved[i][1]  # a saved card starts with its total and band
+            calls[i] = called_for(self.tenant, band_names, priors[i], total, band, status, values, same[i])
+        return calls
 
-    def _scored(self, batch: ScoringBatch
-                ) -> tuple[Callable[[int], ScoreCard], Sequence[frozenset[int]], list[SavedCard]]:
-        """The batch's contacts scored at the pass's moment: each one's card (by its place in the batch), lifecycle
-        events and saved form. Column by column when there are enough of them for that to be faster (no card is
-        built until asked for), else contact by contact. The two give equal cards (see
-        tests/engine/test_columnar_agreement.py)."""
-        if len(batch.contacts) >= COLUMN_WISE_FROM:
-            fields = self.columns.score(self.columns.flat_batch(batch.contacts, batch.activities),
-                                        self.as_of).fields()
-            return fields.card, fields.events, saved_cards(
-                fields.totals, fields.bands, fields.grades, fields.quadrants, fields.axes, fields.contributions,
-                fields.codes, fields.bounds, fields.valid_until)
+    def _scored(self, batch: ScoringBatch) -> _Scored:
+        """The batch's contacts scored at the pass's moment. Column by column when there are enough of them for that
+        to be faster (no card is built until asked for), else contact by contact. The two give equal cards (see
+        tests/engine/test_columnar_agreement.py), values and moves (see tests/engine/test_decisions_agreement.py).
+        """
+        contacts, priors = batch.contacts, batch.priors
+        if len(contacts) >= COLUMN_WISE_FROM:
+            fields = self.columns.score(self.columns.flat_batch(contacts, batch.activities), self.as_of).fields()
+            saved = saved_cards(fields.totals, fields.bands, fields.grades, fields.quadrants, fields.axes,
+                                fields.contributions, fields.codes, fields.bounds, fields.valid_until)
+
+            def statuses(places: list[int]) -> list[StatusChange | None]:
+                targets = self.engine.status_targets(fields) if places else None
+                if targets is None:
+                    return [None] * len(places)
+                move = self.engine.move_status
+                return [move(contacts[i], targets[i], last_set(priors[i])) for i in places]
+
+            return _Scored(fields.card, fields.events, saved,
+                           functools.partial(self.tenant.writeback.values_of, fields), statuses)
         by_contact = {cid: list(rows) for cid, rows in groupby(batch.activities, _CONTACT_ID)}
-        score, as_of = self.engine.score_rows, self.as_of
-        cards = [score(contact, by_contact.get(contact.id, ()), as_of) for contact in batch.contacts]
-        return cards.__getitem__, [card.events for card in cards], [saved_card(card) for card in cards]
+        score, as_of, values_for = self.engine.score_rows, self.as_of, self.values_for
+        cards = [score(contact, by_contact.get(contact.id, ()), as_of) for contact in contacts]
+        return _Scored(
+            cards.__getitem__, [card.events for card in cards], [saved_card(card) for card in cards],
+            lambda places: [values_for(cards[i]) for i in places],
+            lambda places: [self.engine.decide_status(contacts[i], cards[i], last_set(priors[i])) for i in places])
 
-    def _verdict(self, decided: list[Decided], span: tuple[str, str] | None) -> ChunkVerdict:
+    def _verdict(self, batch: ScoringBatch, scored: _Scored, calls: list[Call | None],
+                 span: tuple[str, str] | None) -> ChunkVerdict:
         scores: list[tuple[Any, ...]] = []
         same_until: list[tuple[Any, ...]] = []
         unchanged: list[str] = []
@@ -244,26 +260,28 @@ class ScoringJob:
         history: list[tuple[Any, ...]] = []
         as_of = iso(self.as_of)
         fingerprint = self.engine.fingerprint
-        for contact, decision, before, saved in decided:
-            if decision is not None:
-                if decision.changed:
-                    writes.append((contact.id, contact.kind, decision.changed, write_priority(self.tenant, decision)))
-                if decision.task_event:
-                    tasks.append((contact, decision))
-            if decision is None or decision.unchanged:
+        for i, call in enumerate(calls):
+            contact = batch.contacts[i]
+            if call is not None:
+                if call.changed:
+                    writes.append((contact.id, contact.kind, call.changed, write_priority(self.tenant, call)))
+                if call.task_event:
+                    tasks.append((contact, Decision(scored.card(i), *call)))
+            if call is None or call.unchanged:
                 if span is None:
                     unchanged.append(contact.id)
                 continue
-            status = decision.status.to.value if decision.status else None
+            before, saved = batch.priors[i], scored.saved[i]
+            status = call.status.to.value if call.status else None
             row = score_row(contact.id, self.run_id, fingerprint, as_of, saved, status,
-                            decision.written if decision.changed else None, self.decisions)
+                            call.written if call.changed else None, self.decisions)
             (same_until if before is not None and before.same_until(saved) else scores).append(row)
             # Against `before`, the saved score as this pass read it: no other writer touches it (the run lock).
-            entry = history_row(contact.id, self.run_id, as_of, decision.card.total, decision.card.band, status,
+            entry = history_row(contact.id, self.run_id, as_of, saved[0], saved[1], status,
                                 (before.total, before.band, before.status) if before is not None else None)
             if entry is not None:
                 history.append(entry)
-        return ChunkVerdict(len(decided), scores, unchanged, writes, tasks, span, history, same_until)
+        return ChunkVerdict(len(calls), scores, unchanged, writes, tasks, span, history, same_until)
 
     def save(self, store: Store, verdict: ChunkVerdict) -> None:
         """Save a chunk's cards and queue the writes and tasks they call for, in one transaction.

@@ -19,31 +19,31 @@ POLICY = TaskPolicy(on_bands=("qualified",), on_statuses=(Lifecycle.SQL,))
 
 
 def test_entering_a_band_from_below_calls_for_a_task() -> None:
-    assert POLICY.trigger(BANDS, "intermediate", CARD, None) == "band:qualified"
-    assert POLICY.trigger(BANDS, None, CARD, None) == "band:qualified"
+    assert POLICY.trigger(BANDS, "intermediate", CARD.band, None) == "band:qualified"
+    assert POLICY.trigger(BANDS, None, CARD.band, None) == "band:qualified"
 
 
 def test_staying_in_a_band_calls_for_nothing() -> None:
-    assert POLICY.trigger(BANDS, "qualified", CARD, None) is None
+    assert POLICY.trigger(BANDS, "qualified", CARD.band, None) is None
 
 
 def test_a_band_name_from_older_rules_counts_as_below() -> None:
-    assert POLICY.trigger(BANDS, "hot", CARD, None) == "band:qualified"
+    assert POLICY.trigger(BANDS, "hot", CARD.band, None) == "band:qualified"
 
 
 def test_a_status_change_to_a_trigger_status_calls_for_a_task() -> None:
     change = StatusChange(Lifecycle.MQL, Lifecycle.SQL, "salesqualifiedlead")
-    assert POLICY.trigger(BANDS, "qualified", CARD, change) == "status:sql"
+    assert POLICY.trigger(BANDS, "qualified", CARD.band, change) == "status:sql"
 
 
 def test_a_move_to_the_status_set_last_calls_for_no_second_task() -> None:
     change = StatusChange(Lifecycle.MQL, Lifecycle.SQL, "salesqualifiedlead")
-    assert POLICY.trigger(BANDS, "qualified", CARD, change, last_status="sql") is None
-    assert POLICY.trigger(BANDS, "qualified", CARD, change, last_status="mql") == "status:sql"
+    assert POLICY.trigger(BANDS, "qualified", CARD.band, change, last_status="sql") is None
+    assert POLICY.trigger(BANDS, "qualified", CARD.band, change, last_status="mql") == "status:sql"
 
 
 def test_a_disabled_policy_calls_for_nothing() -> None:
-    assert TaskPolicy(enabled=False, on_bands=("qualified",)).trigger(BANDS, None, CARD, None) is None
+    assert TaskPolicy(enabled=False, on_bands=("qualified",)).trigger(BANDS, None, CARD.band, None) is None
 
 
 def test_subject_and_body_say_who_and_why() -> None:
