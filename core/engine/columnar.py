@@ -41,6 +41,7 @@ from leadpulse.core.engine.columnar_batch import (
     build_batch,
     build_flat_batch,
     collector_paused,
+    contact_ids,
     micros,
     span_micros,
 )
@@ -476,7 +477,7 @@ class ColumnEngine:
         """`batch` from one list of activity `rows`, by contact (as `contacts` are ordered), then id, as the store
         reads a chunk (see `leadpulse.core.store.store.Store.scoring_batches`); rows of other contacts are left
         out."""
-        place = {contact.id: n for n, contact in enumerate(contacts)}
+        place = {contact_id: n for n, contact_id in enumerate(contact_ids(contacts))}
         owners = np.fromiter(map(place.get, map(_CONTACT_ID, rows), repeat(-1)), dtype=np.int64, count=len(rows))
         if len(owners) and owners.min() < 0:
             kept = np.flatnonzero(owners >= 0)

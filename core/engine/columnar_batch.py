@@ -11,6 +11,7 @@ numpy. What matched is kept per rule as columns, contact by contact in row order
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -171,8 +172,21 @@ def build_flat_batch(plan: BatchPlan, contacts: Sequence[Contact], rows: Sequenc
         fields = _FieldValues(contacts)
         conditions = tuple(column_condition(condition, contacts, fields) for condition in plan.conditions)
     crossings = tuple(_crossings(condition, len(contacts)) for condition in conditions)
-    return Batch(tuple(contact.id for contact in contacts), matched.matches(), matched.quiet(), conditions,
+    return Batch(tuple(contact_ids(contacts)), matched.matches(), matched.quiet(), conditions,
                  matched.first_matched(), crossings)
+
+
+def contact_ids(contacts: Sequence[Contact]) -> Sequence[str]:
+    """Each contact's id; those of a chunk the store read, without making its contacts (see
+    `leadpulse.core.store.store.ContactRows`)."""
+    ids: Sequence[str] | None = getattr(contacts, "ids", None)
+    return ids if ids is not None else [contact.id for contact in contacts]
+
+
+def _contact_fields(contacts: Sequence[Contact]) -> Sequence[Mapping[str, Any]]:
+    """Each contact's fields, as `contact_ids` gives ids."""
+    fields: Sequence[Mapping[str, Any]] | None = getattr(contacts, "fields", None)
+    return fields if fields is not None else [contact.fields for contact in contacts]
 
 
 def _crossings(condition: ColumnCondition, size: int) -> Ints:
@@ -471,9 +485,13 @@ class _FieldValues:
     def tested(self, key: str, test: Callable[[Any], Any]) -> Bools:
         found = self._read.get(key)
         if found is None:
-            values = [contact.fields.get(key) for contact in self.contacts]
+            values = [fields.get(key) for fields in self._fields]
             found = self._read[key] = (values, set(values) if set(map(type, values)) <= _TEXTS else None)
         return _tested(test, *found)
+
+    @functools.cached_property
+    def _fields(self) -> Sequence[Mapping[str, Any]]:
+        return _contact_fields(self.contacts)
 
 
 def _tested(test: Callable[[Any], Any], values: list[Any], distinct: set[Any] | None = None) -> Bools:

@@ -197,11 +197,11 @@ class ScoringJob:
                 batch = next(due, None)
                 if batch is None:
                     return
-                scored = self._scored(batch)
+                scored, last = self._scored(batch), batch.contacts.ids[-1]
                 verdict = self._verdict(batch, scored, self.decided(batch, scored),
-                                        (after, batch.contacts[-1].id) if self.full else None)
+                                        (after, last) if self.full else None)
             yield verdict
-            after = batch.contacts[-1].id
+            after = last
 
     def decided(self, batch: ScoringBatch, scored: _Scored) -> list[Call | None]:
         """What each contact of the batch, `scored` at the pass's moment, calls for against its saved score.
@@ -260,16 +260,19 @@ class ScoringJob:
         history: list[tuple[Any, ...]] = []
         as_of = iso(self.as_of)
         fingerprint = self.engine.fingerprint
+        contacts = batch.contacts
         for i, call in enumerate(calls):
-            contact = batch.contacts[i]
-            if call is not None:
-                if call.changed:
-                    writes.append((contact.id, contact.kind, call.changed, write_priority(self.tenant, call)))
-                if call.task_event:
-                    tasks.append((contact, Decision(scored.card(i), *call)))
             if call is None or call.unchanged:
-                if span is None:
-                    unchanged.append(contact.id)
+                if span is None:  # by its id: a contact not decided is not made
+                    unchanged.append(contacts.ids[i])
+                if call is None:
+                    continue
+            contact = contacts[i]
+            if call.changed:
+                writes.append((contact.id, contact.kind, call.changed, write_priority(self.tenant, call)))
+            if call.task_event:
+                tasks.append((contact, Decision(scored.card(i), *call)))
+            if call.unchanged:
                 continue
             before, saved = batch.priors[i], scored.saved[i]
             status = call.status.to.value if call.status else None

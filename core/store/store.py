@@ -24,7 +24,7 @@ from itertools import groupby, pairwise
 from operator import itemgetter
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NamedTuple, Protocol, TypedDict, Unpack
+from typing import Any, NamedTuple, Protocol, TypedDict, Unpack, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -193,11 +193,43 @@ class Selection(TypedDict, total=False):
     through: str | None
 
 
+class ContactRows(Sequence[Contact]):
+    """The contacts of a chunk as the store read them (rows that start with `_CONTACT_COLUMNS`), each made a
+    `Contact` when first asked for: a scoring pass makes only those it decides. Their `ids` and `fields` are read
+    off the rows without making any."""
+
+    __slots__ = ("_made", "_rows", "fields", "ids")
+
+    def __init__(self, rows: Sequence[Row]) -> None:
+        self._rows = rows
+        self.ids: list[str] = [row[0] for row in rows]
+        #: each contact's fields, the very mapping its `Contact` holds
+        self.fields: list[dict[str, Any]] = [_loads(row[8]) for row in rows]
+        self._made: list[Contact | None] = [None] * len(rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, i: int) -> Contact: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Contact]: ...
+
+    def __getitem__(self, i: int | slice) -> Contact | list[Contact]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self._rows)))]
+        made = self._made[i]
+        if made is None:
+            made = self._made[i] = _contact(self._rows[i], self.fields[i])
+        return made
+
+
 class ScoringBatch(NamedTuple):
     """A chunk of contacts to score (see `Store.scoring_batches`): each with its saved score, and all their
     activity rows (see `leadpulse.core.engine.scoring.ActivityRow`) in one list, by contact, then id."""
 
-    contacts: list[Contact]
+    contacts: ContactRows
     priors: list[PriorScore | None]
     activities: list[Row]
 
@@ -380,11 +412,11 @@ _MARKS = "run_id = :run, fingerprint = :fp, as_of = :as_of, decided_under = :dec
 LONG_WRITE_LOG_PAGES = 16_384
 
 
-def _contact(row: Row) -> Contact:
-    """The contact in a row that starts with `_CONTACT_COLUMNS`."""
+def _contact(row: Row, fields: dict[str, Any] | None = None) -> Contact:
+    """The contact in a row that starts with `_CONTACT_COLUMNS` (`fields`: its fields, when parsed already)."""
     return Contact(
         row[0], _CONTACT_KINDS[row[1]], _fromiso(row[2]), row[3], row[4], row[5], row[6], bool(row[7]),
-        _loads(row[8]), _lazy(row[9]), _fromiso(row[10]) if row[10] else None,
+        _loads(row[8]) if fields is None else fields, _lazy(row[9]), _fromiso(row[10]) if row[10] else None,
     )
 
 
@@ -752,7 +784,7 @@ class Store:
         """What `scoring_chunks` reads, each chunk's activity rows in one list (by contact, then id), as a
         column-wise scorer takes them."""
         for rows, found in self._due(all, **selection):
-            yield ScoringBatch([_contact(row) for row in rows], [_prior(row) for row in rows], found.fetchall())
+            yield ScoringBatch(ContactRows(rows), [_prior(row) for row in rows], found.fetchall())
 
     def _due(
         self, all: bool, *, as_of: datetime | None = None, fingerprint: str | None = None,

@@ -153,6 +153,20 @@ def test_scoring_bounds_cut_every_contact_into_ranges_of_a_chunk_each(store, con
     assert list(store.scoring_bounds(True, chunk_size=size)) == expected
 
 
+def test_a_scoring_batch_makes_a_contact_only_when_asked_for_one_and_gives_ids_and_fields_without(store):
+    seed(store, "c1", "c2", "c3")
+    store.apply_page(Page("contacts", "c2", contacts=[contact("c2", title="CTO")]))
+    [batch] = store.scoring_batches(True)
+    rows = batch.contacts
+    assert rows.ids == ["c1", "c2", "c3"] and rows.fields == [{}, {"title": "CTO"}, {}]
+    assert rows._made == [None, None, None]
+    assert rows[1] == store.contact("c2") and rows[1].fields is rows.fields[1]
+    assert rows[1] is rows[1] and rows[-2] is rows[1]
+    assert rows._made[0] is None and rows._made[2] is None
+    assert list(rows) == [store.contact(cid) for cid in ("c1", "c2", "c3")] and rows[::2] == [rows[0], rows[2]]
+    assert len(rows) == 3
+
+
 def test_scoring_bounds_count_only_the_contacts_due(store):
     seed(store, *(f"c{n}" for n in range(1, 8)))
     store.save_scores([Card(cid, 5, "cold") for cid in ("c1", "c2", "c4", "c6", "c7")], run_id=1, fingerprint="fp1")
