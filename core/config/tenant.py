@@ -15,21 +15,19 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
 from leadpulse.core.config.examples import Examples, ExampleSection
 from leadpulse.core.contract import PropertySpec, TaskPriority
+from leadpulse.core.engine.cards import CardColumns
 from leadpulse.core.engine.rules import CONTACT_ATTRIBUTES, FitRule, Quadrant, ScoringConfig, placed_leaves
 from leadpulse.core.engine.scoring import ScoreCard, StatusChange
 from leadpulse.core.errors import ConfigError
 from leadpulse.core.model import Contact, Lifecycle
 from leadpulse.core.schedule import Duration, Schedule, format_duration
 from leadpulse.core.strict import Strict, refuse, show
-
-if TYPE_CHECKING:
-    from leadpulse.core.engine.columnar import CardFields
 
 _NAME = r"^[a-z0-9][a-z0-9_-]*$"
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -104,7 +102,7 @@ class WritebackConfig(Strict):
         n = self.reasons
         return lambda card: {crm_name: read(card, n) for crm_name, read in readers}
 
-    def values_of(self, cards: CardFields, places: Sequence[int]) -> list[dict[str, Any]]:
+    def values_of(self, cards: CardColumns, places: Sequence[int]) -> list[dict[str, Any]]:
         """`values_for` of the cards at `places` among `cards`, read output by output from their fields."""
         names = list(self.properties.values())
         columns = [_COLUMN_OUTPUTS[output](cards, places, self.reasons) for output in self.properties]
@@ -128,14 +126,14 @@ def _picked(values: Sequence[Any], places: Sequence[int]) -> list[Any]:
     return list(map(values.__getitem__, places))
 
 
-def _axis(cards: CardFields, name: str, places: Sequence[int]) -> list[Any]:
+def _axis(cards: CardColumns, name: str, places: Sequence[int]) -> list[Any]:
     values = cards.axes.get(name)
     return _picked(values, places) if values is not None else [None] * len(places)
 
 
-#: The same outputs read off the fields of many cards (see `leadpulse.core.engine.columnar.CardFields`), for the
+#: The same outputs read off the fields of many cards (see `leadpulse.core.engine.cards.CardColumns`), for the
 #: cards at some places among them.
-_COLUMN_OUTPUTS: dict[Output, Callable[[CardFields, Sequence[int], int], list[Any]]] = {
+_COLUMN_OUTPUTS: dict[Output, Callable[[CardColumns, Sequence[int], int], list[Any]]] = {
     Output.SCORE: lambda cards, places, _: _picked(cards.totals, places),
     Output.FIT: lambda cards, places, _: _axis(cards, "fit", places),
     Output.ENGAGEMENT: lambda cards, places, _: _axis(cards, "engagement", places),
@@ -143,7 +141,7 @@ _COLUMN_OUTPUTS: dict[Output, Callable[[CardFields, Sequence[int], int], list[An
     Output.BAND: lambda cards, places, _: _picked(cards.bands, places),
     # each quadrant as its value: the card's member's
     Output.QUADRANT: lambda cards, places, _: _picked(cards.quadrants, places),
-    Output.REASONS: lambda cards, places, n: ["; ".join(cards.reasons(i, n)) for i in places],
+    Output.REASONS: lambda cards, places, n: ["; ".join(reasons) for reasons in cards.reasons(places, n)],
 }
 
 

@@ -6,12 +6,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from leadpulse.core.engine.rules import Quadrant
 from leadpulse.core.engine.wording import days_text
 from leadpulse.core.model import Lifecycle
 
-__all__ = ["Contribution", "ScoreCard", "StatusChange", "bent_notes", "round_half_up", "shown_points", "top_reasons"]
+__all__ = [
+    "CardColumns", "Contribution", "ScoreCard", "StatusChange", "bent_notes", "round_half_up", "shown_points",
+    "top_reasons",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +66,33 @@ class ScoreCard:
     def reasons(self, n: int = 3) -> list[str]:
         """The `n` largest contributions as short text, e.g. ``"+10 visited pricing page x2"``."""
         return top_reasons(self.contributions, n)
+
+
+class CardColumns(Protocol):
+    """The fields of many cards as lists, element i of each being card i's (see
+    `leadpulse.core.engine.columnar.CardFields`): what is read of many cards at once without building them."""
+
+    @property
+    def totals(self) -> list[float]: ...
+
+    @property
+    def axes(self) -> dict[str, list[float]]: ...
+
+    @property
+    def bands(self) -> list[str]: ...
+
+    @property
+    def grades(self) -> list[str | None]: ...
+
+    @property
+    def quadrants(self) -> list[str | None]:
+        """Each card's quadrant by its value."""
+
+    @property
+    def events(self) -> list[frozenset[int]]: ...
+
+    def reasons(self, places: Sequence[int], n: int) -> list[list[str]]:
+        """`ScoreCard.reasons` of the cards at `places`."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,6 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from leadpulse.core.engine.cards import top_reasons
 from leadpulse.core.engine.columnar_batch import (
     EPOCH,
     NEVER,
@@ -155,10 +154,38 @@ class CardFields:
             tuple([self.contributions[code] for code in self._codes[self.bounds[i]:self.bounds[i + 1]]]),
             self._moment(i), self.events[i])
 
-    def reasons(self, i: int, n: int) -> list[str]:
-        """Card `i`'s `ScoreCard.reasons`, without the card."""
+    def reasons(self, places: Sequence[int], n: int) -> list[list[str]]:
+        """`ScoreCard.reasons` of the cards at `places`, without the cards: their contributions ranked for all of
+        them at once, by weight, then by place in the card (as `leadpulse.core.engine.cards.top_reasons` ranks)."""
+        at = np.asarray(places, dtype=np.int64)
+        bounds = self._bounds
+        lengths = bounds[at + 1] - bounds[at]
+        owner = np.repeat(np.arange(len(at), dtype=np.int64), lengths)  # each element's place among `places`
+        first = np.cumsum(lengths) - lengths  # where each place's elements start among them
+        element = bounds[at][owner] + np.arange(len(owner), dtype=np.int64) - first[owner]
+        codes = self.codes[element]
+        order = np.lexsort((element, -self._weights[codes], owner))
+        rank = np.arange(len(order), dtype=np.int64) - first[owner[order]]
+        kept = order[(rank < n) & self._counts[codes[order]]]
+        found: list[list[str]] = [[] for _ in range(len(at))]
         objects = self.contributions
-        return top_reasons([objects[code] for code in self._codes[self.bounds[i]:self.bounds[i + 1]]], n)
+        for place, code in zip(owner[kept].tolist(), codes[kept].tolist(), strict=True):
+            found[place].append(objects[code].text())
+        return found
+
+    @functools.cached_property
+    def _bounds(self) -> Ints:
+        return np.asarray(self.bounds, dtype=np.int64)
+
+    @functools.cached_property
+    def _weights(self) -> Floats:
+        """Each contribution's weight among a card's reasons, its points' size."""
+        return np.array([abs(c.points) for c in self.contributions], dtype=np.float64)
+
+    @functools.cached_property
+    def _counts(self) -> Bools:
+        """Whether each contribution is told among the reasons: whether it has points."""
+        return np.array([bool(c.points) for c in self.contributions], dtype=np.bool_)
 
     @functools.cached_property
     def _codes(self) -> list[int]:

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from leadpulse.core.engine.cards import ScoreCard, StatusChange, shown_points
+from leadpulse.core.engine.cards import CardColumns, ScoreCard, StatusChange, shown_points
 from leadpulse.core.engine.rules import LifecycleConfig, Step, Transition
 from leadpulse.core.engine.wording import days_text, describe, one_of
 from leadpulse.core.model import Lifecycle
-
-if TYPE_CHECKING:
-    from leadpulse.core.engine.columnar import CardFields
 
 __all__ = ["Gate", "Ladder", "LifecycleRules"]
 
@@ -103,7 +100,7 @@ class LifecycleRules:
                 return gate.to
         return None
 
-    def targets(self, cards: CardFields) -> list[Lifecycle | None]:
+    def targets(self, cards: CardColumns) -> list[Lifecycle | None]:
         """Each card's target stage, as `move` takes it, worked out transition by transition for all of them."""
         band = np.fromiter(map(self.bands.rank, cards.bands), dtype=np.int64, count=len(cards.bands))
         found: list[Lifecycle | None] = [None] * len(band)
@@ -148,7 +145,7 @@ class Gate:
             return False
         return all(card.axes[axis] >= least for axis, least in self.min_axis)
 
-    def holding(self, cards: CardFields, band: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    def holding(self, cards: CardColumns, band: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
         """`holds` for each of `cards` (`band`: the ranks of their bands), condition by condition."""
         size = len(band)
 

@@ -16,9 +16,10 @@ import hashlib
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from leadpulse.core.engine.cards import (
+    CardColumns,
     Contribution,
     ScoreCard,
     StatusChange,
@@ -51,9 +52,6 @@ from leadpulse.core.engine.rules import (
     leaves,
 )
 from leadpulse.core.model import Activity, ActivityKind, Contact, Lifecycle, utc
-
-if TYPE_CHECKING:
-    from leadpulse.core.engine.columnar import CardFields
 
 __all__ = [
     "SESSION", "ActivityRow", "Contribution", "Engine", "Quadrant", "ScoreCard", "StatusChange", "activity_attributes",
@@ -233,7 +231,7 @@ class Engine:
         """
         return self._lifecycle.decide(contact.status, card, last_set) if self._lifecycle else None
 
-    def status_targets(self, cards: CardFields) -> list[Lifecycle | None] | None:
+    def status_targets(self, cards: CardColumns) -> list[Lifecycle | None] | None:
         """The stage each of `cards` reaches by the lifecycle transitions (None without lifecycle rules): what
         `move_status` takes instead of the card."""
         return self._lifecycle.targets(cards) if self._lifecycle else None
