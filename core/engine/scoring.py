@@ -236,10 +236,11 @@ class Engine:
         `move_status` takes instead of the card."""
         return self._lifecycle.targets(cards) if self._lifecycle else None
 
-    def move_status(self, contact: Contact, target: Lifecycle | None, last_set: Lifecycle | None
+    def move_status(self, status: str | None, target: Lifecycle | None, last_set: Lifecycle | None
                     ) -> StatusChange | None:
-        """`decide_status` for a card whose stage reached (see `status_targets`) is known."""
-        return self._lifecycle.move(contact.status, target, last_set) if self._lifecycle else None
+        """`decide_status` for a contact whose lifecycle value in the CRM is `status` and whose card's stage
+        reached (see `status_targets`) is known."""
+        return self._lifecycle.move(status, target, last_set) if self._lifecycle else None
 
     def _moment(self, as_of: datetime) -> Moment:
         # A run scores every contact at one as-of: what the rules derive from it is worked out once.

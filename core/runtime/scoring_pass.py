@@ -238,7 +238,7 @@ class ScoringJob:
                 if targets is None:
                     return [None] * len(places)
                 move = self.engine.move_status
-                return [move(contacts[i], targets[i], last_set(priors[i])) for i in places]
+                return [move(contacts.status(i), targets[i], last_set(priors[i])) for i in places]
 
             return _Scored(fields.card, fields.events, saved,
                            functools.partial(self.tenant.writeback.values_of, fields), statuses)
@@ -260,27 +260,26 @@ class ScoringJob:
         history: list[tuple[Any, ...]] = []
         as_of = iso(self.as_of)
         fingerprint = self.engine.fingerprint
-        contacts = batch.contacts
+        contacts, ids = batch.contacts, batch.contacts.ids  # a contact is made only for its task
         for i, call in enumerate(calls):
             if call is None or call.unchanged:
-                if span is None:  # by its id: a contact not decided is not made
-                    unchanged.append(contacts.ids[i])
+                if span is None:
+                    unchanged.append(ids[i])
                 if call is None:
                     continue
-            contact = contacts[i]
             if call.changed:
-                writes.append((contact.id, contact.kind, call.changed, write_priority(self.tenant, call)))
+                writes.append((ids[i], contacts.kind(i), call.changed, write_priority(self.tenant, call)))
             if call.task_event:
-                tasks.append((contact, Decision(scored.card(i), *call)))
+                tasks.append((contacts[i], Decision(scored.card(i), *call)))
             if call.unchanged:
                 continue
             before, saved = batch.priors[i], scored.saved[i]
             status = call.status.to.value if call.status else None
-            row = score_row(contact.id, self.run_id, fingerprint, as_of, saved, status,
+            row = score_row(ids[i], self.run_id, fingerprint, as_of, saved, status,
                             call.written if call.changed else None, self.decisions)
             (same_until if before is not None and before.same_until(saved) else scores).append(row)
             # Against `before`, the saved score as this pass read it: no other writer touches it (the run lock).
-            entry = history_row(contact.id, self.run_id, as_of, saved[0], saved[1], status,
+            entry = history_row(ids[i], self.run_id, as_of, saved[0], saved[1], status,
                                 (before.total, before.band, before.status) if before is not None else None)
             if entry is not None:
                 history.append(entry)

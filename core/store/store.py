@@ -195,8 +195,8 @@ class Selection(TypedDict, total=False):
 
 class ContactRows(Sequence[Contact]):
     """The contacts of a chunk as the store read them (rows that start with `_CONTACT_COLUMNS`), each made a
-    `Contact` when first asked for: a scoring pass makes only those it decides. Their `ids` and `fields` are read
-    off the rows without making any."""
+    `Contact` when first asked for: a scoring pass makes only those it creates a task for. Their `ids` and
+    `fields`, and each one's `kind` and `status`, are read off the rows without making any."""
 
     __slots__ = ("_made", "_rows", "fields", "ids")
 
@@ -209,6 +209,15 @@ class ContactRows(Sequence[Contact]):
 
     def __len__(self) -> int:
         return len(self._rows)
+
+    def kind(self, i: int) -> ContactKind:
+        """Contact `i`'s kind, without making it."""
+        return _CONTACT_KINDS[self._rows[i][1]]
+
+    def status(self, i: int) -> str | None:
+        """Contact `i`'s lifecycle value in the CRM, without making it."""
+        status: str | None = self._rows[i][6]
+        return status
 
     @overload
     def __getitem__(self, i: int) -> Contact: ...

@@ -81,7 +81,7 @@ def disagreements(seed: int, folder: Path) -> list[str]:
             for status in STATUSES:
                 person = replace(contact, status=status)
                 for last_set in (None, *Lifecycle):
-                    moved = engine.move_status(person, targets[i] if targets else None, last_set)
+                    moved = engine.move_status(status, targets[i] if targets else None, last_set)
                     decided = engine.decide_status(person, cards[i], last_set)
                     if moved != decided:
                         faults.append(f"seed {seed}, as of {moment}, contact {contact.id} in {status}, last set "

@@ -155,10 +155,13 @@ def test_scoring_bounds_cut_every_contact_into_ranges_of_a_chunk_each(store, con
 
 def test_a_scoring_batch_makes_a_contact_only_when_asked_for_one_and_gives_ids_and_fields_without(store):
     seed(store, "c1", "c2", "c3")
-    store.apply_page(Page("contacts", "c2", contacts=[contact("c2", title="CTO")]))
+    store.apply_page(Page("contacts", "c2", contacts=[Contact("c2", ContactKind.LEAD, T0, status="mql",
+                                                              fields={"title": "CTO"})]))
     [batch] = store.scoring_batches(True)
     rows = batch.contacts
     assert rows.ids == ["c1", "c2", "c3"] and rows.fields == [{}, {"title": "CTO"}, {}]
+    assert [rows.kind(i) for i in range(3)] == [ContactKind.CONTACT, ContactKind.LEAD, ContactKind.CONTACT]
+    assert [rows.status(i) for i in range(3)] == [None, "mql", None]
     assert rows._made == [None, None, None]
     assert rows[1] == store.contact("c2") and rows[1].fields is rows.fields[1]
     assert rows[1] is rows[1] and rows[-2] is rows[1]
