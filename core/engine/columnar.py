@@ -500,6 +500,16 @@ class ColumnEngine:
         event, times as integer microseconds, matches grouped by contact."""
         return build_batch(self._plan, contacts, rows)
 
+    def activities_read(self) -> tuple[frozenset[str], frozenset[str]] | None:
+        """The activity kinds and vendor types whose rows the rules read (engagement rules, their follow-ups,
+        lifecycle events and inactivity rules), or None when every row counts (an inactivity rule that any
+        activity keeps awake). Both engines leave any other row out of every card; a batch need not hold it."""
+        plan = self._plan
+        if any(kinds is None for kinds in plan.inactivity):
+            return None
+        kinds = frozenset[str]().union(*(test.kinds for test in plan.tests), *(k for k in plan.inactivity if k))
+        return kinds, frozenset[str]().union(*(test.vendor_types for test in plan.tests))
+
     def flat_batch(self, contacts: Sequence[Contact], rows: Sequence[ActivityRow]) -> Batch:
         """`batch` from one list of activity `rows`, by contact (as `contacts` are ordered), then id, as the store
         reads a chunk (see `leadpulse.core.store.store.Store.scoring_batches`); rows of other contacts are left

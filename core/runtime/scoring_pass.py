@@ -33,6 +33,7 @@ from leadpulse.core.runtime.workers import in_workers, usable_cores
 from leadpulse.core.store.outbox import WritePriority
 from leadpulse.core.store.runs import RunCounts
 from leadpulse.core.store.store import (
+    ActivitiesRead,
     SavedCard,
     ScoringBatch,
     Store,
@@ -183,6 +184,12 @@ class ScoringJob:
                 return
 
     @functools.cached_property
+    def activities_read(self) -> ActivitiesRead | None:
+        """The activity rows the rules read, all a chunk reads (None: every row)."""
+        found = self.columns.activities_read()
+        return ActivitiesRead(*found) if found is not None else None
+
+    @functools.cached_property
     def columns(self) -> ColumnEngine:
         """The same rules compiled for scoring a chunk column by column (`cards`)."""
         return ColumnEngine(self.engine.config)
@@ -190,7 +197,8 @@ class ScoringJob:
     def read(self, store: Store, after: str = "", through: str | None = None) -> Iterator[ChunkVerdict]:
         """Score and decide the due contacts with ids in ``(after, through]``, a chunk at a time."""
         due = store.scoring_batches(self.full, as_of=self.as_of, fingerprint=self.engine.fingerprint,
-                                    decisions=self.decisions, chunk_size=self.chunk_size, after=after, through=through)
+                                    decisions=self.decisions, chunk_size=self.chunk_size, after=after, through=through,
+                                    read=self.activities_read)
         while True:
             # the chunk's rows as read, its cards, decisions and what it saves: many objects, no cycles
             with collector_paused():

@@ -234,6 +234,20 @@ class ContactRows(Sequence[Contact]):
         return made
 
 
+class ActivitiesRead(NamedTuple):
+    """Which activity rows a scoring read gives: those of these kinds, and those of these vendor types (what
+    `leadpulse.core.engine.columnar.ColumnEngine.activities_read` finds the rules read)."""
+
+    kinds: frozenset[str]
+    vendor_types: frozenset[str]
+
+    def clause(self) -> tuple[str, list[str]]:
+        """The SQL condition on an activity row that selects them, and its parameters."""
+        terms = [f"{column} IN ({','.join('?' * len(values))})"
+                 for column, values in (("kind", self.kinds), ("vendor_type", self.vendor_types)) if values]
+        return (f"({' OR '.join(terms)})" if terms else "0"), [*sorted(self.kinds), *sorted(self.vendor_types)]
+
+
 class ScoringBatch(NamedTuple):
     """A chunk of contacts to score (see `Store.scoring_batches`): each with its saved score, and all their
     activity rows (see `leadpulse.core.engine.scoring.ActivityRow`) in one list, by contact, then id."""
@@ -789,18 +803,21 @@ class Store:
             activities = {cid: list(group) for cid, group in groupby(found, _FIRST)}
             yield [(_contact(row), activities.get(row[0], []), _prior(row) if priors else None) for row in rows]
 
-    def scoring_batches(self, all: bool = False, **selection: Unpack[Selection]) -> Iterator[ScoringBatch]:
+    def scoring_batches(self, all: bool = False, *, read: ActivitiesRead | None = None,
+                        **selection: Unpack[Selection]) -> Iterator[ScoringBatch]:
         """What `scoring_chunks` reads, each chunk's activity rows in one list (by contact, then id), as a
-        column-wise scorer takes them."""
-        for rows, found in self._due(all, **selection):
+        column-wise scorer takes them; with `read`, only the activity rows of its kinds and vendor types."""
+        for rows, found in self._due(all, read=read, **selection):
             yield ScoringBatch(ContactRows(rows), [_prior(row) for row in rows], found.fetchall())
 
     def _due(
         self, all: bool, *, as_of: datetime | None = None, fingerprint: str | None = None,
         decisions: str | None = None, chunk_size: int = 1000, after: str = "", through: str | None = None,
+        read: ActivitiesRead | None = None,
     ) -> Iterator[tuple[list[Row], sqlite3.Cursor]]:
         """Each chunk of the contacts due (see `scoring_chunks`): their rows (`_CONTACT_COLUMNS`, then
-        `_PRIOR_COLUMNS`) and a cursor over their activity rows, by contact, then id (read it before the next)."""
+        `_PRIOR_COLUMNS`) and a cursor over their activity rows (all, or those `read` names), by contact, then id
+        (read it before the next)."""
         where, selected = self._selection(all, as_of, fingerprint, decisions)
         upto = " AND c.id <= :through" if through is not None else ""
         while True:
@@ -813,7 +830,7 @@ class Store:
             ).fetchall()
             if not rows:
                 return
-            yield rows, self._activities_of(rows, contiguous=all)
+            yield rows, self._activities_of(rows, contiguous=all, read=read)
             after = rows[-1][0]
 
     def inputs_changed(self) -> bool:
@@ -863,15 +880,19 @@ class Store:
             terms.append("s.valid_until <= :as_of")
         return f"c.gone IS NULL AND ({' OR '.join(terms)})", params
 
-    def _activities_of(self, contact_rows: Sequence[Row], *, contiguous: bool) -> sqlite3.Cursor:
-        """The chunk's activity rows, by contact, then id (with `contiguous`, also those of contacts in its id range
-        that are not in it)."""
+    def _activities_of(self, contact_rows: Sequence[Row], *, contiguous: bool,
+                       read: ActivitiesRead | None = None) -> sqlite3.Cursor:
+        """The chunk's activity rows (those `read` names, when given), by contact, then id (with `contiguous`, also
+        those of contacts in its id range that are not in it)."""
         if contiguous:
             # Every contact in the id range is in the chunk, so one range scan of the clustered table serves it.
             where, params = "contact_id BETWEEN ? AND ?", [contact_rows[0][0], contact_rows[-1][0]]
         else:
             params = [row[0] for row in contact_rows]
             where = f"contact_id IN ({','.join('?' * len(params))})"
+        if read is not None:  # SQLite steps over the others in the same range scan: they never become objects
+            clause, named = read.clause()
+            where, params = f"{where} AND {clause}", [*params, *named]
         return self.db.execute(f"{ACTIVITY_SCAN} WHERE {where} ORDER BY contact_id, id", params)
 
     def current_scores(self, contact_ids: Sequence[str]) -> dict[str, StoredScore]:

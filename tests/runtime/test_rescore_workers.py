@@ -205,6 +205,22 @@ def test_an_answer_that_cannot_reach_the_parent_is_an_error_not_a_dead_worker(tm
 
 
 @pytest.mark.slow
+def test_a_pass_reading_only_the_activities_its_rules_read_saves_what_one_reading_every_row_saves(tmp_path, tenant,
+                                                                                                monkeypatch):
+    path = scored_store(tmp_path / "read.sqlite", tenant)
+    read = ScoringJob(tenant, Engine(tenant.scoring), 2, EXPORT_AT, True, CHUNK).activities_read
+    assert read is not None
+    with sqlite3.connect(path) as db:
+        kinds = dict(db.execute("SELECT kind, count(*) FROM activities GROUP BY kind").fetchall())
+    assert sum(n for kind, n in kinds.items() if kind not in read.kinds) > sum(kinds.values()) / 4
+    found = rescored(path, tenant, workers=2)
+    monkeypatch.setattr(ScoringJob, "activities_read", None)  # every row
+    every = rescored(scored_store(tmp_path / "every.sqlite", tenant), tenant, workers=2)
+    for name in SAVED:
+        assert found[name] == every[name], name
+
+
+@pytest.mark.slow
 def test_history_worked_out_while_scoring_is_what_the_store_works_out_against_saved_scores(tmp_path, tenant,
                                                                                           monkeypatch):
     found = rescored(scored_store(tmp_path / "found.sqlite", tenant), tenant, workers=1)

@@ -23,7 +23,7 @@ from leadpulse.core.errors import RunLocked
 from leadpulse.core.model import Activity, ActivityKind, Contact, ContactKind, Outcome
 from leadpulse.core.store.migrations import applied
 from leadpulse.core.store.runs import RunCounts, RunOutcome
-from leadpulse.core.store.store import Store, encode_contributions, score_rows
+from leadpulse.core.store.store import ActivitiesRead, Store, encode_contributions, score_rows
 
 
 def contact(cid: str, **fields) -> Contact:
@@ -168,6 +168,25 @@ def test_a_scoring_batch_makes_a_contact_only_when_asked_for_one_and_gives_ids_a
     assert rows._made[0] is None and rows._made[2] is None
     assert list(rows) == [store.contact(cid) for cid in ("c1", "c2", "c3")] and rows[::2] == [rows[0], rows[2]]
     assert len(rows) == 3
+
+
+def test_a_scoring_batch_reads_only_the_activities_of_the_kinds_and_vendor_types_asked_for(store):
+    seed(store, "c1", "c2", activities=[
+        activity("a1", "c1"), activity("a2", "c1", ActivityKind.CALL), activity("a3", "c2", ActivityKind.EMAIL_SENT),
+        Activity("a4", "c2", ActivityKind.OTHER, T0, vendor_type="demo_booked"),
+        Activity("a5", "c2", ActivityKind.OTHER, T0, vendor_type="webinar_joined"),
+    ])
+
+    def read(kinds=(), vendor_types=()):
+        found = store.scoring_batches(True, read=ActivitiesRead(frozenset(kinds), frozenset(vendor_types)))
+        return [row[1] for batch in found for row in batch.activities]
+
+    assert [row[1] for batch in store.scoring_batches(True) for row in batch.activities] == \
+        ["a1", "a2", "a3", "a4", "a5"]
+    assert read(["page_view", "email_sent"]) == ["a1", "a3"]
+    assert read(["call"], ["demo_booked"]) == ["a2", "a4"]
+    assert read(vendor_types=["webinar_joined", "demo_booked"]) == ["a4", "a5"]
+    assert read() == []
 
 
 def test_scoring_bounds_count_only_the_contacts_due(store):
