@@ -12,8 +12,14 @@ import json
 import random
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
+import pytest
+import yaml
+
+from leadpulse.core.config.files import load_tenant
+from leadpulse.core.engine.rules import ScoringConfig
 from leadpulse.core.engine.scoring import ActivityRow
 from leadpulse.core.model import Contact, ContactKind
 
@@ -45,6 +51,29 @@ class Case:
     contacts: list[Contact]
     rows: dict[str, list[ActivityRow]]
     moments: list[datetime]
+
+
+#: a tenant file's head for a case's scoring section: the fields the generated contacts hold
+TENANT = """\
+tenant: generated
+crm: {kind: file, connection: {contacts: c.csv, activities: a.jsonl, results: r.csv}}
+fields: {title: job_title, country: country, employees: employees, signed: signed, project_start: project_start,
+         go_live: go_live, customer: customer, phone: phone, tags: tags}
+"""
+
+
+def loaded(found: Case, folder: Path) -> ScoringConfig:
+    """The case's scoring section written into a tenant file in `folder` and read by the product's loader."""
+    path = folder / f"seed-{found.seed}.yaml"
+    path.write_text(TENANT + yaml.safe_dump({"scoring": found.scoring}, sort_keys=False))
+    return load_tenant(path).scoring
+
+
+def report(faults: list[str]) -> None:
+    """Fail the test that found `faults` (disagreements between two ways of working something out), with the
+    first five."""
+    if faults:
+        pytest.fail(f"{len(faults)} disagreements, the first:\n" + "\n".join(faults[:5]), pytrace=False)
 
 
 def case(seed: int) -> Case:

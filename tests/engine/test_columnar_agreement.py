@@ -16,14 +16,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
-from generated_rules import Case, case
+from generated_rules import case, loaded, report
 
-from leadpulse.core.config.files import load_tenant
 from leadpulse.core.engine import scoring
 from leadpulse.core.engine.columnar import EXPIRY_SOURCES, NEVER, ColumnEngine
 from leadpulse.core.engine.columnar_numeric import halvings, ordered_by, ordered_sums, round_half_up
-from leadpulse.core.engine.rules import ScoringConfig
 from leadpulse.core.engine.scoring import ActivityRow, Contribution, Engine, ScoreCard
 from leadpulse.core.model import Contact
 from leadpulse.core.store.store import iso
@@ -32,24 +29,10 @@ CASES = 400
 CHUNKS = 8
 #: the chunks of the cases run again on the rows as the store gives them back (every other case)
 STORED_CHUNKS = 8
-TENANT = """\
-tenant: generated
-crm: {kind: file, connection: {contacts: c.csv, activities: a.jsonl, results: r.csv}}
-fields: {title: job_title, country: country, employees: employees, signed: signed, project_start: project_start,
-         go_live: go_live, customer: customer, phone: phone, tags: tags}
-"""
-
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("generated")
-
-
-def loaded(found: Case, folder: Path) -> ScoringConfig:
-    """The case's scoring section written into a tenant file and read by the product's loader."""
-    path = folder / f"seed-{found.seed}.yaml"
-    path.write_text(TENANT + yaml.safe_dump({"scoring": found.scoring}, sort_keys=False))
-    return load_tenant(path).scoring
 
 
 def differences(engine: ScoreCard, columns: ScoreCard) -> Iterator[str]:
@@ -124,8 +107,7 @@ def disagreements(seed: int, folder: Path, *, stored: bool = False) -> list[str]
 @pytest.mark.parametrize("chunk", range(CHUNKS))
 def test_the_column_wise_engine_gives_every_contact_the_per_contact_engines_score(chunk: int, folder: Path) -> None:
     faults = [fault for seed in range(chunk, CASES, CHUNKS) for fault in disagreements(seed, folder)]
-    if faults:
-        pytest.fail(f"{len(faults)} disagreements, the first:\n" + "\n".join(faults[:5]), pytrace=False)
+    report(faults)
 
 
 @pytest.mark.slow
@@ -135,8 +117,7 @@ def test_the_engines_agree_on_rows_as_the_store_gives_them_in_one_list(chunk: in
     list; the per-contact engine parses each time."""
     seeds = range(chunk, CASES, CHUNKS * 2)
     faults = [fault for seed in seeds for fault in disagreements(seed, folder, stored=True)]
-    if faults:
-        pytest.fail(f"{len(faults)} disagreements, the first:\n" + "\n".join(faults[:5]), pytrace=False)
+    report(faults)
 
 
 def unread(seed: int, folder: Path) -> tuple[int, list[str]]:
@@ -167,8 +148,7 @@ def unread(seed: int, folder: Path) -> tuple[int, list[str]]:
 def test_the_rows_the_rules_do_not_read_change_no_card(folder: Path) -> None:
     results = [unread(seed, folder) for seed in range(0, CASES, 2)]
     faults = [fault for _, found in results for fault in found]
-    if faults:
-        pytest.fail(f"{len(faults)} disagreements, the first:\n" + "\n".join(faults[:5]), pytrace=False)
+    report(faults)
     # the cases leave rows out, and often (an inactivity rule on every kind reads them all)
     assert sum(left_out for left_out, _ in results) > 1000
     assert 30 < sum(1 for left_out, _ in results if left_out) < len(results)
