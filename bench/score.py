@@ -187,6 +187,8 @@ def main() -> None:
                         help="time the scan and the rescore this many times, the rescore each time on a copy of "
                              "the same store, and take the best of each (default 3)")
     args = parser.parse_args()
+    if args.runs < 1:
+        parser.error("--runs: at least 1")
     tenant = load_tenant(TENANT_FILE)
     with tempfile.TemporaryDirectory(prefix="leadpulse-bench-") as folder:
         path = args.keep or Path(folder) / "bench.sqlite"
@@ -218,8 +220,9 @@ def main() -> None:
         rescore_seconds, scored, changed = min(rescores)
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         what = "first scoring (every score new)" if args.first else "full rescore after a rule change"
+        which = "the activities of the kinds the rules read" if read is not None else "every row: a rule reads all"
         print(f"plain scan: {scan_seconds:.2f}s for {rows} rows; {read_seconds:.2f}s for the {read_rows} of them "
-              "the rescore reads (the activities of the kinds the rules read)")
+              f"the rescore reads ({which})")
         print(f"timed: {what}; {changed} of {scored} contacts with changed CRM values queued")
         each = ", ".join(f"{seconds:.2f}" for seconds, _, _ in rescores)
         print(f"rescore: {rescore_seconds:.2f}s for {scored} contacts, {scored / rescore_seconds:,.0f} contacts/s "
