@@ -121,7 +121,7 @@ class ChunkVerdict:
     #: the history rows the new scores add, as `Store.save_scored` takes them
     history: list[tuple[Any, ...]] | None = None
     #: the new scores that keep their contact's saved `valid_until` (see `Store.save_scored`)
-    same_until: list[tuple[Any, ...]] | None = None
+    same_until: Sequence[tuple[Any, ...]] = ()
 
     def counts(self) -> RunCounts:
         """What the chunk adds to its run's counts."""
@@ -191,7 +191,7 @@ class ScoringJob:
 
     @functools.cached_property
     def columns(self) -> ColumnEngine:
-        """The same rules compiled for scoring a chunk column by column (`cards`)."""
+        """The same rules compiled for scoring a chunk column by column (see `_scored`)."""
         return ColumnEngine(self.engine.config)
 
     def read(self, store: Store, after: str = "", through: str | None = None) -> Iterator[ChunkVerdict]:
@@ -303,7 +303,7 @@ class ScoringJob:
             store.save_scored(verdict.scores, verdict.unchanged, run_id=self.run_id,
                               fingerprint=self.engine.fingerprint,
                               as_of=self.as_of, decided_under=self.decisions, span=verdict.span,
-                              history=verdict.history, same_until=verdict.same_until or ())
+                              history=verdict.history, same_until=verdict.same_until)
             queued = [(property_write(self.tenant, contact_id, kind, values), priority)
                       for contact_id, kind, values, priority in verdict.writes]
             store.outbox.put_writes([write for write, _ in queued], self.run_id,
